@@ -1,0 +1,73 @@
+"""Events on the wire (DESIGN.md §4).
+
+`EmitParams` validates what a client sends to `emit_event`; `EventEnvelope` is
+what the bus stores and hands back. Both are pydantic models; the server keeps
+stored events as `Event`, a slotted dataclass that orjson encodes directly, so
+the hot path (fan-out, polls of 10 000 events) never builds pydantic objects.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .topics import validate_topic
+from .trn import validate_trn
+
+__all__ = ["EmitParams", "Event", "EventEnvelope", "Topic", "TrnStr", "now_ms"]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+Topic = Annotated[str, AfterValidator(validate_topic)]
+TrnStr = Annotated[str, AfterValidator(validate_trn)]
+
+
+class EmitParams(BaseModel):
+    """One event as a client emits it; `event_id` is accepted and ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: Topic
+    payload: Any = None
+    timestamp: int | None = Field(default=None, ge=0)
+    metadata: dict[str, Any] | None = None
+    source_trn: TrnStr | None = None
+    target_trn: TrnStr | None = None
+    correlation_id: str | None = Field(default=None, min_length=1, max_length=255)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    event_id: Any = Field(default=None, exclude=True)
+
+
+class EventEnvelope(BaseModel):
+    """A stored event, as every method returns it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: int
+    topic: str
+    payload: Any = None
+    timestamp: int
+    metadata: dict[str, Any] | None = None
+    source_trn: str | None = None
+    target_trn: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event inside the server; encodes to the `EventEnvelope` wire form."""
+
+    event_id: int
+    topic: str
+    payload: Any
+    timestamp: int
+    metadata: dict[str, Any] | None
+    source_trn: str | None
+    target_trn: str | None
+    correlation_id: str | None

@@ -1,0 +1,299 @@
+"""The one place config is loaded and validated (DESIGN.md §7).
+
+`load_config(path)` reads `event_buses.json` (a JSON array of buses), expands
+`${ENV}` in `storage_url`, reads each bus's token from `auth_token_env`,
+resolves `storage_path` against the config file's folder, and returns frozen
+models. Every problem is reported at once, each with its location
+(`[1].listen: ...`), in a `ConfigError`. Nothing reads `os.environ` later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from eventbus_core.durations import parse_duration_s
+from eventbus_core.trn import validate_trn_pattern
+
+__all__ = [
+    "BusConfig",
+    "Config",
+    "ConfigError",
+    "RetentionConfig",
+    "RetryConfig",
+    "TlsConfig",
+    "ToolRoute",
+    "load_config",
+    "parse_config",
+]
+
+_BUS_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The config is invalid; `problems` lists every `(location, message)`."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  {loc}: {msg}" if loc else f"  {msg}" for loc, msg in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(self.problems)} {noun}\n{lines}")
+
+
+def _bus_id(value: str) -> str:
+    if not _BUS_ID_RE.fullmatch(value):
+        raise ValueError("must be 1-64 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _listen(value: str) -> str:
+    host, port = split_listen(value)
+    if not host:
+        raise ValueError("must be 'host:port' (for example '127.0.0.1:4010')")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`'127.0.0.1:4010'` → `('127.0.0.1', 4010)`; `'[::1]:4010'` → `('::1', 4010)`."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("must be 'host:port' (for example '127.0.0.1:4010')")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def _duration_s(value: Any) -> float:
+    return parse_duration_s(value)
+
+
+BusId = Annotated[str, AfterValidator(_bus_id)]
+Listen = Annotated[str, AfterValidator(_listen)]
+TrnPattern = Annotated[str, AfterValidator(validate_trn_pattern)]
+DurationS = Annotated[float, BeforeValidator(_duration_s)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetentionConfig(_Strict):
+    max_age: DurationS | None = None
+    max_events: int | None = Field(default=None, ge=1)
+
+
+class RetryConfig(_Strict):
+    attempts: int = Field(default=3, ge=1, le=100)
+    backoff_ms: int = Field(default=200, ge=0)
+
+
+class TlsConfig(_Strict):
+    cert: Path
+    key: Path
+
+
+class ToolRoute(_Strict):
+    """Where tools whose TRN matches `match` are invoked (used by the rule engine)."""
+
+    match: TrnPattern
+    kind: Literal["http", "jsonrpc", "command", "python"]
+    url: str | None = None
+    method: str | None = None
+    argv: tuple[str, ...] | None = None
+    function: str | None = None
+    timeout_ms: int = Field(default=30_000, ge=1)
+    headers: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _kind_has_its_target(self) -> ToolRoute:
+        needed = {"http": "url", "jsonrpc": "url", "command": "argv", "python": "function"}[self.kind]
+        if getattr(self, needed) in (None, ()):
+            raise ValueError(f"a '{self.kind}' tool route needs '{needed}'")
+        return self
+
+
+class BusConfig(_Strict):
+    id: BusId
+    listen: Listen
+    persist: bool = False
+    enable_rules: bool = False
+    allowed_sources: tuple[TrnPattern, ...] | None = None
+    max_concurrency: int = Field(default=8, ge=1, le=10_000)
+    storage_path: Path | None = None
+    storage_url: SecretStr | None = None
+    queue_size: int = Field(default=10_000, ge=1)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    max_connections: int = Field(default=1024, ge=1)
+    subscriber_buffer: int = Field(default=10_000, ge=1)
+    memory_buffer: int = Field(default=10_000, ge=1)
+    durability: Literal["normal", "full"] = "normal"
+    retention: RetentionConfig | None = None
+    dedup_window: DurationS = 600.0
+    auth_token_env: str | None = None
+    auth_token: SecretStr | None = Field(default=None, exclude=True)
+    tls: TlsConfig | None = None
+    tools: tuple[ToolRoute, ...] = ()
+    retry: RetryConfig = RetryConfig()
+    max_hops: int = Field(default=8, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _storage_fits_persist(self) -> BusConfig:
+        if self.storage_path is not None and self.storage_url is not None:
+            raise ValueError("set either storage_path (SQLite) or storage_url (PostgreSQL), not both")
+        has_storage = self.storage_path is not None or self.storage_url is not None
+        if self.persist and not has_storage:
+            raise ValueError("persist is true but neither storage_path nor storage_url is set")
+        if has_storage and not self.persist:
+            raise ValueError("storage is set but persist is false; set persist: true or remove the storage")
+        if self.storage_url is not None and not self.storage_url.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("storage_url must start with postgresql://")
+        return self
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def storage_kind(self) -> str:
+        if self.storage_url is not None:
+            return "postgres"
+        return "sqlite" if self.storage_path is not None else "memory"
+
+    def storage_description(self) -> str:
+        """What `bus_info` and logs show; never the database password."""
+        if self.storage_path is not None:
+            return f"sqlite:{self.storage_path}"
+        if self.storage_url is not None:
+            return "postgres:" + re.sub(r"//[^@/]*@", "//***@", self.storage_url.get_secret_value())
+        return "memory"
+
+
+class Config(_Strict):
+    path: Path | None = None
+    buses: tuple[BusConfig, ...]
+
+    def bus(self, bus_id: str) -> BusConfig:
+        for bus in self.buses:
+            if bus.id == bus_id:
+                return bus
+        known = ", ".join(b.id for b in self.buses) or "none"
+        raise KeyError(f"no bus {bus_id!r} in the config (known: {known})")
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -> tuple[Any, list[tuple[str, str]]]:
+    """Resolve paths, env references and the token before validation."""
+    if not isinstance(raw, dict):
+        return raw, []
+    bus = dict(raw)
+    problems: list[tuple[str, str]] = []
+    path = bus.get("storage_path")
+    if isinstance(path, str) and path:
+        bus["storage_path"] = str((base_dir / path).resolve())
+    url = bus.get("storage_url")
+    if isinstance(url, str):
+        missing = [name for name in _ENV_RE.findall(url) if name not in env]
+        for name in missing:
+            problems.append((f"[{index}].storage_url", f"environment variable {name} is not set"))
+        bus["storage_url"] = _ENV_RE.sub(lambda m: env.get(m.group(1), ""), url)
+    if "auth_token" in bus:
+        problems.append((f"[{index}].auth_token", "not allowed in the file; name an env variable with auth_token_env"))
+        bus.pop("auth_token")
+    token_env = bus.get("auth_token_env")
+    if isinstance(token_env, str):
+        token = env.get(token_env)
+        if not token:
+            problems.append((f"[{index}].auth_token_env", f"environment variable {token_env} is not set or empty"))
+        else:
+            bus["auth_token"] = token
+    return bus, problems
+
+
+def _duplicates(buses: Sequence[BusConfig]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen_ids: dict[str, int] = {}
+    seen_listen: dict[tuple[str, int], int] = {}
+    for index, bus in enumerate(buses):
+        if bus.id in seen_ids:
+            problems.append((f"[{index}].id", f"duplicate bus id {bus.id!r} (also [{seen_ids[bus.id]}])"))
+        seen_ids.setdefault(bus.id, index)
+        address = (bus.host, bus.port)
+        if bus.port != 0 and address in seen_listen:
+            problems.append(
+                (f"[{index}].listen", f"duplicate listen address {bus.listen!r} (also [{seen_listen[address]}])")
+            )
+        seen_listen.setdefault(address, index)
+    return problems
+
+
+def parse_config(
+    data: Any, *, source: str = "config", base_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate already-decoded config data; raises ConfigError with every problem."""
+    env = os.environ if env is None else env
+    base_dir = base_dir or Path.cwd()
+    if not isinstance(data, list):
+        raise ConfigError(source, [("", "the config must be a JSON array of buses")])
+    if not data:
+        raise ConfigError(source, [("", "the config lists no buses")])
+    problems: list[tuple[str, str]] = []
+    buses: list[BusConfig] = []
+    for index, raw in enumerate(data):
+        prepared, found = _prepare_bus(raw, index, base_dir, env)
+        problems.extend(found)
+        try:
+            buses.append(BusConfig.model_validate(prepared))
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                loc = _format_loc([index, *error["loc"]])
+                problems.append((loc, error["msg"].removeprefix("Value error, ")))
+    problems.extend(_duplicates(buses))
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(buses=tuple(buses))
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate `event_buses.json`; raises ConfigError with every problem."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [("", f"cannot read the config file: {exc.strerror}")]) from None
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(str(path), [("", f"not valid JSON: {exc}")]) from None
+    config = parse_config(data, source=str(path), base_dir=path.resolve().parent, env=env)
+    return config.model_copy(update={"path": path.resolve()})
