@@ -79,7 +79,8 @@ class LineFramer:
         return [line]
 
     def _keep_partial(self, partial: bytes) -> None:
-        if len(partial) > self.max_line_bytes:
+        # A trailing '\r' may be the first half of '\r\n': it is not part of the line.
+        if len(partial) - partial.endswith(b"\r") > self.max_line_bytes:
             self.overflowed = True
             self._buffer.clear()
         else:

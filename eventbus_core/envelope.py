@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from .topics import validate_topic
 from .trn import validate_trn
@@ -35,7 +35,8 @@ class EmitParams(BaseModel):
 
     topic: Topic
     payload: Any = None
-    timestamp: int | None = Field(default=None, ge=0)
+    # Strict: `true` or "123" are not milliseconds.
+    timestamp: StrictInt | None = Field(default=None, ge=0)
     metadata: dict[str, Any] | None = None
     source_trn: TrnStr | None = None
     target_trn: TrnStr | None = None

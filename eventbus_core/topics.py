@@ -1,6 +1,6 @@
 """Topic names and NATS-style topic patterns (DESIGN.md §4).
 
-A topic is 1–255 characters of dot-separated tokens of `[A-Za-z0-9_:/-]`.
+A topic is 1-255 characters of dot-separated tokens of `[A-Za-z0-9_:/-]`.
 In a pattern `*` matches exactly one token and `>` (last token only) matches
 one or more. A pattern that starts with a wildcard never matches the bus's own
 `_sys.` topics: they must be named explicitly (`_sys.>`).

@@ -123,7 +123,7 @@ def validate_trn_pattern(pattern: object) -> str:
                 "letters, digits, '.', '_' or '-' (no '*' in a prefix)"
             )
         return pattern
-    body, _, digest = pattern[4:].partition("@")
+    body, at, digest = pattern[4:].partition("@")
     segments = body.split(":")
     for index, segment in enumerate(segments, start=1):
         if not _PATTERN_SEGMENT_RE.fullmatch(segment):
@@ -133,7 +133,7 @@ def validate_trn_pattern(pattern: object) -> str:
             )
     if len(segments) < 2 and segments != ["*"]:
         raise ValueError(f"invalid TRN pattern {pattern!r}: needs at least two segments after 'trn:'")
-    if digest and not re.fullmatch(r"[A-Za-z0-9]+:[0-9A-Fa-f]+", digest):
+    if at and not re.fullmatch(r"[A-Za-z0-9]+:[0-9A-Fa-f]+", digest):
         raise ValueError(f"invalid TRN pattern {pattern!r}: malformed '@algo:hex' suffix")
     return pattern
 

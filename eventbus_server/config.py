@@ -221,6 +221,9 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
     path = bus.get("storage_path")
     if isinstance(path, str) and path:
         bus["storage_path"] = str((base_dir / path).resolve())
+    elif path == "":
+        # Path("") would be "." in the current directory, not a file next to the config.
+        problems.append((f"[{index}].storage_path", "must not be empty"))
     url = bus.get("storage_url")
     if isinstance(url, str):
         missing = [name for name in _ENV_RE.findall(url) if name not in env]
@@ -240,18 +243,32 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
     return bus, problems
 
 
-def _duplicates(buses: Sequence[BusConfig]) -> list[tuple[str, str]]:
+def _listen_address(value: Any) -> tuple[str, int] | None:
+    try:
+        return split_listen(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
+    """Duplicate ids and listen addresses, also among buses that have other problems."""
     problems: list[tuple[str, str]] = []
     seen_ids: dict[str, int] = {}
     seen_listen: dict[tuple[str, int], int] = {}
-    for index, bus in enumerate(buses):
-        if bus.id in seen_ids:
-            problems.append((f"[{index}].id", f"duplicate bus id {bus.id!r} (also [{seen_ids[bus.id]}])"))
-        seen_ids.setdefault(bus.id, index)
-        address = (bus.host, bus.port)
-        if bus.port != 0 and address in seen_listen:
+    for index, bus in enumerate(raw_buses):
+        if not isinstance(bus, dict):
+            continue
+        bus_id, listen = bus.get("id"), bus.get("listen")
+        if isinstance(bus_id, str):
+            if bus_id in seen_ids:
+                problems.append((f"[{index}].id", f"duplicate bus id {bus_id!r} (also [{seen_ids[bus_id]}])"))
+            seen_ids.setdefault(bus_id, index)
+        address = _listen_address(listen)
+        if address is None or address[1] == 0:
+            continue
+        if address in seen_listen:
             problems.append(
-                (f"[{index}].listen", f"duplicate listen address {bus.listen!r} (also [{seen_listen[address]}])")
+                (f"[{index}].listen", f"duplicate listen address {listen!r} (also [{seen_listen[address]}])")
             )
         seen_listen.setdefault(address, index)
     return problems
@@ -278,7 +295,7 @@ def parse_config(
             for error in exc.errors(include_url=False):
                 loc = _format_loc([index, *error["loc"]])
                 problems.append((loc, error["msg"].removeprefix("Value error, ")))
-    problems.extend(_duplicates(buses))
+    problems.extend(_duplicates(data))
     if problems:
         raise ConfigError(source, problems)
     return Config(buses=tuple(buses))

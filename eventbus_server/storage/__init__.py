@@ -1,0 +1,36 @@
+"""Where a bus keeps its events: memory, SQLite or PostgreSQL behind `Storage` (DESIGN.md §8)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
+from .memory import MemoryStorage
+from .schema import SchemaTooNew
+from .sqlite import SqliteStorage
+
+if TYPE_CHECKING:
+    from ..config import BusConfig
+
+__all__ = [
+    "EventQuery",
+    "MemoryStorage",
+    "NewEvent",
+    "SchemaTooNew",
+    "SqliteStorage",
+    "Storage",
+    "StoredKey",
+    "TopicStats",
+    "open_storage",
+]
+
+
+def open_storage(config: BusConfig) -> Storage:
+    """The backend `config` asks for, not yet opened: call `await storage.open()`."""
+    kind = config.storage_kind
+    if kind == "sqlite":
+        assert config.storage_path is not None
+        return SqliteStorage(config.storage_path, durability=config.durability)
+    if kind == "postgres":
+        raise NotImplementedError("PostgreSQL storage arrives with issue 4")
+    return MemoryStorage(config.memory_buffer)

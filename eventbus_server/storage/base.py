@@ -15,10 +15,19 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from eventbus_core.envelope import Event
-from eventbus_core.topics import compile_topic_pattern
+from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
 
-__all__ = ["EventQuery", "NewEvent", "Storage", "StoredKey", "TopicStats"]
+__all__ = [
+    "EventQuery",
+    "Narrowing",
+    "NewEvent",
+    "Storage",
+    "StoredKey",
+    "TopicStats",
+    "topic_narrowing",
+    "trn_narrowing",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,42 @@ class EventQuery:
         if self.from_ts is not None and event.timestamp < self.from_ts:
             return False
         return self.to_ts is None or event.timestamp <= self.to_ts
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """A cheap, index-friendly check a SQL backend runs before `EventQuery.matches`.
+
+    `exact`: the column equals `value`; otherwise it starts with `value`, which
+    SQL checks as the range `value <= column < upper_bound` (topics and TRNs
+    are ASCII, so byte order and string order agree).
+    """
+
+    value: str
+    exact: bool
+
+    @property
+    def upper_bound(self) -> str:
+        """The least string above every string that starts with `value`."""
+        return self.value[:-1] + chr(ord(self.value[-1]) + 1)
+
+
+def topic_narrowing(pattern: str) -> Narrowing | None:
+    """What a topic pattern pins down before its first wildcard; None if nothing."""
+    if "*" not in pattern and ">" not in pattern:
+        return Narrowing(pattern, exact=True)
+    prefix = literal_prefix(pattern)
+    return Narrowing(prefix, exact=False) if prefix else None
+
+
+def trn_narrowing(pattern: str) -> Narrowing:
+    """What a TRN pattern pins down before its first `*` segment (at least `trn:`)."""
+    if pattern.endswith(":"):
+        return Narrowing(pattern, exact=False)
+    if "*" not in pattern:
+        return Narrowing(pattern, exact=True)
+    segments = pattern.partition("@")[0].split(":")
+    return Narrowing(":".join(segments[: segments.index("*")]) + ":", exact=False)
 
 
 class Storage(ABC):

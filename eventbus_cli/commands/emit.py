@@ -1,0 +1,96 @@
+"""`eventbus emit TOPIC`: emit one event."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError
+from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
+from ..output import Output
+from ..runner import fail, run
+from ..targets import resolve_target
+
+
+def parse_json_arg(value: str, option: str) -> Any:
+    """A JSON value from `--option JSON`, `@file.json` or `-` (stdin)."""
+    source = option
+    if value == "-":
+        text, source = sys.stdin.read(), f"{option} - (stdin)"
+    elif value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
+        source = f"{option} @{path}"
+    else:
+        text = value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def emit(
+    topic: Annotated[str, typer.Argument(help="Topic, e.g. repo.pushed.")],
+    payload: Annotated[
+        str, typer.Option("--payload", "-p", help="JSON payload, @file.json, or - for stdin.")
+    ] = "null",
+    source_trn: Annotated[str | None, typer.Option("--source-trn", help="Who emits (a TRN).")] = None,
+    target_trn: Annotated[str | None, typer.Option("--target-trn", help="Who it is for (a TRN).")] = None,
+    correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="Ties related events.")] = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", help="JSON object of metadata.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Repeats within the dedup window store nothing.")
+    ] = None,
+    url: UrlOption = None,
+    bus: BusOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Emit one event and print its event_id once the bus has committed it.
+
+    Examples:
+
+      eventbus emit repo.pushed --payload '{"repo": "acme/api"}' --source-trn trn:user:alice:cli:v1
+
+      eventbus emit build.done --payload @result.json --bus workflow
+
+      echo '{"n": 1}' | eventbus emit jobs.queued --payload - --url tcp://127.0.0.1:4011
+    """
+    try:
+        target = resolve_target(url, bus, config, token)
+        body = parse_json_arg(payload, "--payload")
+        meta = parse_json_arg(metadata, "--metadata") if metadata is not None else None
+        if meta is not None and not isinstance(meta, dict):
+            raise UsageError("--metadata must be a JSON object")
+    except UsageError as exc:
+        raise fail(str(exc), 2) from None
+    out = Output(json_mode=json_out or None)
+
+    async def main() -> None:
+        from eventbus_client import connect
+
+        async with await connect(target.url, token=target.token) as client:
+            result = await client.emit(
+                topic,
+                body,
+                source_trn=source_trn,
+                target_trn=target_trn,
+                correlation_id=correlation_id,
+                metadata=meta,
+                idempotency_key=idempotency_key,
+            )
+        if out.json_mode:
+            out.json_line({"event_id": result.event_id, "timestamp": result.timestamp, "duplicate": result.duplicate})
+        else:
+            note = " [yellow](duplicate: stored earlier, nothing new)[/]" if result.duplicate else ""
+            out.console.print(f"emitted [bold]{topic}[/] event_id=[bold cyan]{result.event_id}[/]{note}")
+
+    run(target, main)

@@ -1,0 +1,47 @@
+"""The `eventbus` command. Sub-commands import what they need lazily, so
+`eventbus --help` starts fast and never loads the server or the dashboard."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import runner
+from .commands.emit import emit
+from .commands.poll import poll
+from .commands.serve import serve
+from .errors import EXIT_CODES_HELP
+
+app = typer.Typer(
+    name="eventbus",
+    help=(
+        "eventbus: a multi-bus JSON-RPC event bus with TRN integration.\n\n"
+        "Target a bus with --bus ID (from ./event_buses.json or $EVENTBUS_CONFIG) or --url tcp://host:port "
+        "($EVENTBUS_URL).\n\n"
+        "Examples:\n\n"
+        "  eventbus serve\n\n"
+        "  eventbus emit repo.pushed --payload '{\"repo\": \"acme/api\"}' --source-trn trn:user:alice:cli:v1\n\n"
+        "  eventbus poll 'repo.>' --limit 20\n\n" + EXIT_CODES_HELP
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    runner.debug = debug
+
+
+app.command(epilog=EXIT_CODES_HELP)(serve)
+app.command(epilog=EXIT_CODES_HELP)(emit)
+app.command(epilog=EXIT_CODES_HELP)(poll)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,74 @@
+"""How commands print: Rich on a terminal, JSON / NDJSON when piped or asked.
+
+Errors go to stderr as one red line; `--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["Output", "err_console", "format_ts"]
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def format_ts(timestamp_ms: int | None) -> str:
+    if timestamp_ms is None:
+        return "-"
+    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _compact(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class Output:
+    """Chooses the form once per command: `json_mode` when asked or not a terminal."""
+
+    def __init__(self, *, json_mode: bool | None = None) -> None:
+        self.console = Console(highlight=False)
+        self.json_mode = json_mode if json_mode is not None else not sys.stdout.isatty()
+
+    def json_line(self, value: Any) -> None:
+        sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def document(self, value: Any) -> None:
+        """One result: a JSON document when piped, highlighted JSON on a terminal."""
+        if self.json_mode:
+            self.json_line(value)
+        else:
+            self.console.print_json(data=value)
+
+    def events(self, events: Iterable[dict[str, Any]], *, title: str | None = None) -> None:
+        rows = list(events)
+        if self.json_mode:
+            for event in rows:
+                self.json_line(event)
+            return
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for column in ("id", "time (UTC)", "topic", "source", "payload"):
+            table.add_column(column, overflow="fold" if column == "payload" else "ellipsis")
+        for event in rows:
+            table.add_row(
+                str(event["event_id"]),
+                format_ts(event.get("timestamp")),
+                event["topic"],
+                event.get("source_trn") or "-",
+                _compact(event.get("payload")),
+            )
+        self.console.print(table)
+
+    def message(self, text: str) -> None:
+        if self.json_mode:
+            return
+        self.console.print(text)

@@ -1,0 +1,54 @@
+"""Runs a command's coroutine and maps every failure to one line and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from eventbus_core.errors import ConnectionLost, EventBusError
+
+from .errors import EXIT_BUS_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from .output import err_console
+from .targets import Target
+
+T = TypeVar("T")
+
+#: Set by the root callback from `--debug`.
+debug = False
+
+
+def fail(message: str, code: int, hint: str | None = None) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[dim]{hint}[/]")
+    if debug:
+        err_console.print(traceback.format_exc())
+    return typer.Exit(code)
+
+
+def run(target: Target | None, main: Callable[[], Awaitable[T]]) -> T:
+    """Run `main()` on an event loop; errors become a red line and an exit code."""
+    try:
+        return asyncio.run(_call(main))
+    except UsageError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    except ConnectionLost as exc:
+        where = f" bus {target.name}" if target is not None else ""
+        raise fail(
+            f"cannot reach{where}: {exc.message}",
+            EXIT_UNREACHABLE,
+            "is `eventbus serve` running? check --url / --bus / --config",
+        ) from None
+    except EventBusError as exc:
+        detail = ""
+        if isinstance(exc.data, list):
+            detail = "".join(f"\n  {d.get('loc')}: {d.get('msg')}" for d in exc.data if isinstance(d, dict))
+        raise fail(f"{exc.message} (code {exc.code}){detail}", EXIT_BUS_ERROR) from None
+
+
+async def _call(main: Callable[[], Awaitable[Any]]) -> Any:
+    return await main()

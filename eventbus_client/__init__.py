@@ -1,0 +1,59 @@
+"""eventbus_client: talk to an eventbus from Python.
+
+    from eventbus_client import connect
+
+    async with await connect("tcp://127.0.0.1:4010") as bus:
+        await bus.emit("repo.pushed", {"repo": "acme/api"}, source_trn="trn:user:alice:cli:v1")
+"""
+
+from eventbus_core.envelope import EventEnvelope
+from eventbus_core.errors import (
+    AlreadyExists,
+    ConnectionLost,
+    EventBusError,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MessageTooLarge,
+    MethodNotFound,
+    NotFound,
+    Overloaded,
+    ParseError,
+    ReservedTopic,
+    RulesDisabled,
+    SourceNotAllowed,
+    StorageUnavailable,
+    Unauthorized,
+)
+
+from .client import EmitResult, EventBusClient, PollResult, connect
+from .subscription import Subscription
+from .sync import SyncClient, SyncSubscription, connect_sync
+
+__all__ = [
+    "AlreadyExists",
+    "ConnectionLost",
+    "EmitResult",
+    "EventBusClient",
+    "EventBusError",
+    "EventEnvelope",
+    "InternalError",
+    "InvalidParams",
+    "InvalidRequest",
+    "MessageTooLarge",
+    "MethodNotFound",
+    "NotFound",
+    "Overloaded",
+    "ParseError",
+    "PollResult",
+    "ReservedTopic",
+    "RulesDisabled",
+    "SourceNotAllowed",
+    "StorageUnavailable",
+    "Subscription",
+    "SyncClient",
+    "SyncSubscription",
+    "Unauthorized",
+    "connect",
+    "connect_sync",
+]

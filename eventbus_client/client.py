@@ -1,0 +1,320 @@
+"""The async client: `async with await connect("tcp://127.0.0.1:4010") as bus: ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eventbus_core.envelope import EmitParams, EventEnvelope
+from eventbus_core.errors import ConnectionLost, EventBusError
+
+from .connection import RpcConnection, open_connection
+from .subscription import Subscription
+
+__all__ = ["EmitResult", "EventBusClient", "PollResult", "connect"]
+
+log = logging.getLogger("eventbus.client")
+
+#: Reconnect back-off for subscriptions: first try after 50 ms, at most every 2 s.
+RECONNECT_FIRST_S = 0.05
+RECONNECT_MAX_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmitResult:
+    event_id: int
+    timestamp: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    events: list[EventEnvelope]
+    next_since: int
+
+
+def _without_none(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+class EventBusClient:
+    """A connection to one bus. Methods raise the same errors the bus raised."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self._timeout_s = timeout_s
+        self._ssl_context = ssl_context
+        self._conn: RpcConnection | None = None
+        self._subscriptions: dict[str, Subscription] = {}
+        self._lock = asyncio.Lock()
+        self._reconnector: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> EventBusClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- connection ----------------------------------------------------------
+
+    async def _connect(self) -> RpcConnection:
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed:
+                return self._conn
+            if self._closing:
+                raise ConnectionLost("the client is closed")
+            conn = await open_connection(
+                self.url, on_notification=self._on_notification, timeout_s=self._timeout_s, ssl_context=self._ssl_context
+            )
+            conn.on_close = self._on_connection_closed
+            if self._token is not None:
+                await conn.call("authenticate", {"token": self._token})
+            self._conn = conn
+            for sub in list(self._subscriptions.values()):
+                await self._resubscribe(conn, sub)
+            return conn
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Call any bus method by name (connecting again first if the connection dropped)."""
+        conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+        return await conn.call(method, dict(params) if params else None)
+
+    def _on_connection_closed(self) -> None:
+        if self._closing or not self._subscriptions:
+            return
+        if self._reconnector is None or self._reconnector.done():
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_forever())
+
+    async def _reconnect_forever(self) -> None:
+        delay = RECONNECT_FIRST_S
+        while not self._closing and self._subscriptions:
+            try:
+                await self._connect()
+                return
+            except ConnectionLost as exc:
+                log.info("reconnect to %s failed (%s); retrying in %.2fs", self.url, exc.message, delay)
+            except EventBusError as exc:
+                for sub in list(self._subscriptions.values()):
+                    sub.fail(exc)
+                self._subscriptions.clear()
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def close(self) -> None:
+        """Close the connection; subscriptions end."""
+        self._closing = True
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnector
+        for sub in list(self._subscriptions.values()):
+            sub.end()
+        self._subscriptions.clear()
+        if self._conn is not None:
+            self._conn.close()
+            await self._conn.wait_closed()
+
+    # -- events --------------------------------------------------------------
+
+    async def emit(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+        correlation_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> EmitResult:
+        """Emit one event; returns once the bus has committed it.
+
+        Args:
+            topic: dot-separated topic, e.g. `repo.pushed`.
+            payload: any JSON value.
+            source_trn: who emits (required on buses with `allowed_sources`).
+            target_trn: who the event is for.
+            correlation_id: ties related events together.
+            metadata: free-form JSON object.
+            timestamp: epoch milliseconds; the bus fills it when omitted.
+            idempotency_key: a repeat within the bus's dedup window stores nothing
+                and returns the first event's id with `duplicate=True`.
+        """
+        params = _without_none(
+            topic=topic,
+            source_trn=source_trn,
+            target_trn=target_trn,
+            correlation_id=correlation_id,
+            metadata=dict(metadata) if metadata is not None else None,
+            timestamp=timestamp,
+            idempotency_key=idempotency_key,
+        )
+        params["payload"] = payload
+        result = await self.call("emit_event", params)
+        return EmitResult(result["event_id"], result["timestamp"], result.get("duplicate", False))
+
+    async def emit_many(self, events: Iterable[Mapping[str, Any] | EmitParams]) -> list[int]:
+        """Emit several events in one transaction (all or nothing); their ids in order."""
+        wire = [
+            e.model_dump(exclude_none=True, exclude={"event_id"}) if isinstance(e, EmitParams) else dict(e)
+            for e in events
+        ]
+        result = await self.call("emit_events", {"events": wire})
+        return list(result["event_ids"])
+
+    async def poll(
+        self,
+        topic: str = ">",
+        *,
+        since: int = 0,
+        limit: int = 100,
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+        correlation_id: str | None = None,
+        from_ts: int | None = None,
+        to_ts: int | None = None,
+        order: Literal["asc", "desc"] = "asc",
+    ) -> PollResult:
+        """Stored events after the exclusive cursor `since` (before it, with `order="desc"`).
+
+        Args:
+            topic: a topic pattern (`*` one token, `>` the rest).
+            since: the `next_since` of the previous page (0 = from the start).
+            limit: at most this many events (≤ 10 000).
+            source_trn, target_trn: TRN patterns or prefixes (`trn:user:`).
+            correlation_id: exact match.
+            from_ts, to_ts: inclusive epoch-millisecond bounds.
+            order: "asc" (oldest first) or "desc" (newest first).
+        """
+        params = _without_none(
+            topic=topic,
+            since=since,
+            limit=limit,
+            source_trn=source_trn,
+            target_trn=target_trn,
+            correlation_id=correlation_id,
+            from_ts=from_ts,
+            to_ts=to_ts,
+            order=order,
+        )
+        result = await self.call("poll_events", params)
+        events = [EventEnvelope.model_validate(e) for e in result["events"]]
+        return PollResult(events, result["next_since"])
+
+    async def subscribe(
+        self,
+        topic: str = ">",
+        *,
+        since: int | None = None,
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+    ) -> Subscription:
+        """Live events matching `topic`; with `since`, stored events after it first.
+
+        The returned subscription is an async iterator; it reconnects and resumes
+        by itself, without gaps or duplicates, until `unsubscribe()` or `close()`.
+        """
+        sub = Subscription(
+            topic=topic,
+            since=since,
+            source_trn=source_trn,
+            target_trn=target_trn,
+            unsubscribe=self._unsubscribe,
+            set_reading=self._set_reading,
+        )
+        conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+        await self._resubscribe(conn, sub)
+        return sub
+
+    async def _resubscribe(self, conn: RpcConnection, sub: Subscription) -> None:
+        if sub.id is not None:
+            self._subscriptions.pop(sub.id, None)
+
+        def register(result: dict[str, Any]) -> None:
+            sub.subscribed(result)
+            self._subscriptions[result["subscription"]] = sub
+
+        await conn.call("subscribe_topic", sub.subscribe_params(), on_result=register)
+
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        if sub.id is not None and self._subscriptions.pop(sub.id, None) is not None:
+            with contextlib.suppress(EventBusError):
+                await self.call("unsubscribe", {"subscription": sub.id})
+
+    def _set_reading(self, reading: bool) -> None:
+        transport = self._conn._transport if self._conn is not None else None
+        if transport is not None and not transport.is_closing():
+            (transport.resume_reading if reading else transport.pause_reading)()
+
+    def _on_notification(self, method: str, params: Any) -> None:
+        if not isinstance(params, dict):
+            return
+        sub = self._subscriptions.get(params.get("subscription"))  # type: ignore[arg-type]
+        if sub is None:
+            return
+        if method == "event":
+            sub.deliver(params.get("event") or {})
+        elif method == "lagged":
+            # The bus dropped us for falling behind: subscribe again from where we are.
+            self._subscriptions.pop(sub.id, None)  # type: ignore[arg-type]
+            asyncio.get_running_loop().create_task(self._resume_after_lag(sub))
+
+    async def _resume_after_lag(self, sub: Subscription) -> None:
+        try:
+            conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+            await self._resubscribe(conn, sub)
+        except ConnectionLost:
+            self._subscriptions[sub.id] = sub  # type: ignore[index]  # the reconnect loop picks it up
+        except EventBusError as exc:
+            sub.fail(exc)
+
+    # -- bus -----------------------------------------------------------------
+
+    async def list_topics(self) -> list[dict[str, Any]]:
+        return list((await self.call("list_topics"))["topics"])
+
+    async def bus_info(self) -> dict[str, Any]:
+        return dict(await self.call("bus_info"))
+
+    async def ping(self) -> str:
+        return str(await self.call("ping"))
+
+
+async def connect(
+    url: str,
+    *,
+    token: str | None = None,
+    timeout_s: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> EventBusClient:
+    """Connect to a bus at `tcp://host:port`.
+
+    Args:
+        url: `tcp://host:port` (or `tls://host:port`).
+        token: sent with `authenticate` on every (re)connect, for buses with a token.
+        timeout_s: how long to wait for the TCP connection.
+        ssl_context: for `tls://` URLs with a private CA.
+
+    Raises:
+        ConnectionLost: the bus cannot be reached.
+        Unauthorized: the token was refused.
+    """
+    client = EventBusClient(url, token=token, timeout_s=timeout_s, ssl_context=ssl_context)
+    await client._connect()
+    return client

@@ -1,0 +1,326 @@
+"""One bus: the emit path, queries and subscriptions over one storage (DESIGN.md §6).
+
+emit → validate → allow-list → bounded queue (full: -32005) → one writer task
+that drains the queue in batches and commits each batch in one transaction
+(group commit) → acks every emitter of the batch → fan-out → commit hooks
+(the rule engine).
+
+Acknowledging only after the commit is what makes "nothing acknowledged is
+lost" true; batching is what makes it fast, because a commit costs the same
+for one event as for a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventbus_core import __version__
+from eventbus_core.envelope import EmitParams, Event, now_ms
+from eventbus_core.errors import (
+    EventBusError,
+    InternalError,
+    NotFound,
+    Overloaded,
+    ReservedTopic,
+    SourceNotAllowed,
+)
+from eventbus_core.topics import is_reserved_topic
+from eventbus_core.trn import compile_trn_pattern
+
+from .config import BusConfig
+from .dispatcher import Dispatcher, Subscriber, Subscription
+from .storage import open_storage
+from .storage.base import EventQuery, NewEvent, Storage, StoredKey
+from .topic_table import TopicTable
+
+__all__ = ["Bus", "EmitResult"]
+
+log = logging.getLogger("eventbus.bus")
+
+#: Upper bound of events per group commit; larger batches only add latency.
+MAX_BATCH_EVENTS = 5000
+
+CommitHook = Callable[[list[Event]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EmitResult:
+    event_id: int
+    timestamp: int
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class _Request:
+    events: list[NewEvent]
+    future: asyncio.Future[list[EmitResult]]
+
+
+_STOP: Any = object()
+
+
+class Bus:
+    """A bus as its config describes it; `start()` before use, `stop()` after."""
+
+    def __init__(self, config: BusConfig, storage: Storage | None = None) -> None:
+        self.config = config
+        self.storage = storage if storage is not None else open_storage(config)
+        self.dispatcher = Dispatcher(self.storage, subscriber_buffer=config.subscriber_buffer)
+        self.topics = TopicTable()
+        self.commit_hooks: list[CommitHook] = []
+        self.connections = 0
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=config.queue_size)
+        self._writer: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self._allowed = (
+            [compile_trn_pattern(p) for p in config.allowed_sources] if config.allowed_sources is not None else None
+        )
+        self._started_at = time.monotonic()
+        self._stats = {"emitted": 0, "duplicates": 0, "batches": 0, "rejected_overloaded": 0}
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open storage (migrations run there), load topic counters, start the writer."""
+        await self.storage.open()
+        self.topics.load(await self.storage.list_topics())
+        self.topics.last_event_id = await self.storage.last_event_id()
+        self._started_at = time.monotonic()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.id}")
+        if self.config.retention is not None:
+            self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+
+    async def stop(self) -> None:
+        """Drain the queue (every queued emit is committed and acked), then close storage."""
+        if self._retention is not None:
+            self._retention.cancel()
+        if self._writer is not None and not self._writer.done():
+            await self._queue.put(_STOP)
+            await self._writer
+        await self.dispatcher.close()
+        await self.storage.close()
+
+    async def wait_idle(self) -> None:
+        """Return once everything queued so far is committed and fanned out."""
+        await self._queue.join()
+
+    # -- emitting ------------------------------------------------------------
+
+    async def emit(self, params: EmitParams, *, trusted: bool = False) -> EmitResult:
+        """Store one event; returns after the commit."""
+        return (await self.submit([params], trusted=trusted))[0]
+
+    async def emit_many(self, events: Sequence[EmitParams], *, trusted: bool = False) -> list[EmitResult]:
+        """Store several events in one transaction: all of them or none."""
+        return await self.submit(events, trusted=trusted, batch=True) if events else []
+
+    def submit(
+        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False
+    ) -> asyncio.Future[list[EmitResult]]:
+        """Check and queue events; the future resolves once they are committed.
+
+        Not a coroutine, so the RPC layer can answer an emit without a task per
+        request. Raises at once for what can be refused before the queue:
+        reserved topics, sources outside the allow-list, a full queue.
+        """
+        if batch:
+            accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
+        else:
+            accepted = [self._accept(params, trusted) for params in events]
+        return self._enqueue(accepted)
+
+    def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
+        where = "" if index is None else f"events[{index}]: "
+        if not trusted:
+            if is_reserved_topic(params.topic):
+                raise ReservedTopic(f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus")
+            self._check_source(params.source_trn, where)
+        return NewEvent(
+            topic=params.topic,
+            payload=params.payload,
+            timestamp=params.timestamp if params.timestamp is not None else now_ms(),
+            metadata=params.metadata,
+            source_trn=params.source_trn,
+            target_trn=params.target_trn,
+            correlation_id=params.correlation_id,
+            idempotency_key=params.idempotency_key,
+        )
+
+    def _check_source(self, source_trn: str | None, where: str) -> None:
+        if self._allowed is None:
+            return
+        allowed = ", ".join(self.config.allowed_sources or ())
+        if source_trn is None:
+            raise SourceNotAllowed(f"{where}source_trn is required on bus {self.id!r} (allowed: {allowed})")
+        if not any(match(source_trn) for match in self._allowed):
+            raise SourceNotAllowed(f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})")
+
+    def _enqueue(self, events: list[NewEvent]) -> asyncio.Future[list[EmitResult]]:
+        if self._writer is None or self._writer.done():
+            raise Overloaded(f"bus {self.id!r} is not accepting events (shutting down)")
+        future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Request(events, future))
+        except asyncio.QueueFull:
+            self._stats["rejected_overloaded"] += 1
+            raise Overloaded(
+                f"bus {self.id!r} emit queue is full ({self.config.queue_size} requests); back off and retry"
+            ) from None
+        return future
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                self._queue.task_done()
+                return
+            batch = [first]
+            size = len(first.events)
+            stop = False
+            while size < MAX_BATCH_EVENTS and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+                size += len(item.events)
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        try:
+            earlier = await self._find_duplicates(batch)
+            plan = _DedupPlan(earlier, batch)
+            stored = await self.storage.append(plan.fresh)
+        except EventBusError as exc:
+            _fail(batch, exc)
+            return
+        except Exception:
+            log.exception("bus=%s commit failed", self.id)
+            _fail(batch, InternalError("the bus could not store the events; see the server log"))
+            return
+        for request, slots in zip(batch, plan.slots, strict=True):
+            if not request.future.done():
+                request.future.set_result([plan.result(slot, stored) for slot in slots])
+        self._stats["emitted"] += len(stored)
+        self._stats["duplicates"] += plan.duplicates
+        self._stats["batches"] += 1
+        self.topics.add(stored)
+        self.dispatcher.publish(stored)
+        for hook in self.commit_hooks:
+            hook(stored)
+
+    async def _find_duplicates(self, batch: list[_Request]) -> dict[str, StoredKey]:
+        keys = [e.idempotency_key for r in batch for e in r.events if e.idempotency_key is not None]
+        if not keys:
+            return {}
+        since_ts = now_ms() - int(self.config.dedup_window * 1000)
+        return await self.storage.find_keys(sorted(set(keys)), since_ts)
+
+    # -- reading -------------------------------------------------------------
+
+    async def poll(self, query: EventQuery) -> list[Event]:
+        return await self.storage.query(query)
+
+    def subscribe(self, query: EventQuery, subscriber: Subscriber) -> Subscription:
+        return self.dispatcher.subscribe(query, subscriber)
+
+    def unsubscribe(self, sub_id: str) -> None:
+        if not self.dispatcher.unsubscribe(sub_id):
+            raise NotFound(f"no subscription {sub_id!r} on bus {self.id!r}")
+
+    def info(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "id": self.id,
+            "version": __version__,
+            "persist": config.persist,
+            "storage": config.storage_description(),
+            "enable_rules": config.enable_rules,
+            "allowed_sources": list(config.allowed_sources) if config.allowed_sources is not None else None,
+            "max_concurrency": config.max_concurrency,
+            "uptime_s": round(time.monotonic() - self._started_at, 3),
+            "stats": {
+                **self._stats,
+                "last_event_id": self.topics.last_event_id,
+                "topics": len(self.topics),
+                "subscriptions": len(self.dispatcher),
+                "lagged": self.dispatcher.lagged_total,
+                "connections": self.connections,
+                "queue_depth": self._queue.qsize(),
+            },
+        }
+
+    async def _retention_loop(self) -> None:
+        retention = self.config.retention
+        assert retention is not None
+        interval_s = min(60.0, max(1.0, (retention.max_age or 600.0) / 10))
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                min_ts = now_ms() - int(retention.max_age * 1000) if retention.max_age else None
+                pruned = await self.storage.prune(max_events=retention.max_events, min_timestamp=min_ts)
+                if pruned:
+                    self.topics.load(await self.storage.list_topics(), keep_last_id=True)
+                    log.info("bus=%s retention pruned=%d", self.id, pruned)
+            except EventBusError as exc:
+                log.warning("bus=%s retention skipped: %s", self.id, exc)
+
+
+class _DedupPlan:
+    """Which events of a batch get stored, and which repeat an idempotency key.
+
+    A slot is an index into `fresh` (stored now) or the key of a duplicate,
+    whose answer is the first event with that key: stored earlier, or earlier
+    in this same batch.
+    """
+
+    def __init__(self, earlier: dict[str, StoredKey], batch: list[_Request]) -> None:
+        self.earlier = earlier
+        self.fresh: list[NewEvent] = []
+        self.first_index: dict[str, int] = {}
+        self.slots: list[list[int | str]] = []
+        self.duplicates = 0
+        for request in batch:
+            slots: list[int | str] = []
+            for new in request.events:
+                key = new.idempotency_key
+                if key is not None and (key in earlier or key in self.first_index):
+                    slots.append(key)
+                    self.duplicates += 1
+                    continue
+                if key is not None:
+                    self.first_index[key] = len(self.fresh)
+                slots.append(len(self.fresh))
+                self.fresh.append(new)
+            self.slots.append(slots)
+
+    def result(self, slot: int | str, stored: list[Event]) -> EmitResult:
+        if isinstance(slot, int):
+            return EmitResult(stored[slot].event_id, stored[slot].timestamp)
+        first = self.earlier.get(slot)
+        if first is not None:
+            return EmitResult(first.event_id, first.timestamp, duplicate=True)
+        event = stored[self.first_index[slot]]
+        return EmitResult(event.event_id, event.timestamp, duplicate=True)
+
+
+def _fail(batch: list[_Request], exc: EventBusError) -> None:
+    for request in batch:
+        if not request.future.done():
+            request.future.set_exception(exc)

@@ -1,0 +1,302 @@
+"""The JSON-RPC method table of a bus, and the one place errors become replies.
+
+Every method takes its params by name; each has a pydantic model that rejects
+unknown keys, so a typo is an error that says where, not a silently ignored
+option. `dispatch` runs one call and returns its reply (None for a
+notification): `EventBusError` → its code, `ValidationError` → -32602 with
+`data: [{loc, msg}]`, anything else → -32603, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from eventbus_core.envelope import EmitParams
+from eventbus_core.errors import (
+    EventBusError,
+    InternalError,
+    InvalidParams,
+    MethodNotFound,
+    NotFound,
+    Unauthorized,
+)
+from eventbus_core.jsonrpc import Call, error_reply, result_reply
+from eventbus_core.topics import validate_topic_pattern
+from eventbus_core.trn import validate_trn_pattern
+
+from .bus import Bus, EmitResult
+from .dispatcher import Subscriber
+from .storage.base import EventQuery
+
+__all__ = ["METHODS", "CallContext", "Caller", "Deferred", "dispatch", "start", "validation_data"]
+
+log = logging.getLogger("eventbus.rpc")
+
+TopicPattern = Annotated[str, AfterValidator(validate_topic_pattern)]
+TrnPattern = Annotated[str, AfterValidator(validate_trn_pattern)]
+
+
+class Caller(Subscriber, Protocol):
+    """The connection a call came in on."""
+
+    authenticated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A result that arrives later: the bus's future, and how to shape its value."""
+
+    future: asyncio.Future[Any]
+    shape: Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What one call sees: the bus and the caller's connection."""
+
+    bus: Bus
+    subscriber: Caller
+    #: Run after the reply is written (a subscription starts delivering only then).
+    after_reply: list[Callable[[], None]] = field(default_factory=list)
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(_Params):
+    pass
+
+
+class EmitEventsParams(_Params):
+    events: list[EmitParams] = Field(max_length=10_000)
+
+
+class PollParams(_Params):
+    topic: TopicPattern = ">"
+    since: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=10_000)
+    source_trn: TrnPattern | None = None
+    target_trn: TrnPattern | None = None
+    correlation_id: str | None = None
+    from_ts: int | None = None
+    to_ts: int | None = None
+    order: Literal["asc", "desc"] = "asc"
+
+
+class SubscribeParams(_Params):
+    topic: TopicPattern
+    since: int | None = Field(default=None, ge=0)
+    source_trn: TrnPattern | None = None
+    target_trn: TrnPattern | None = None
+
+
+class UnsubscribeParams(_Params):
+    subscription: str
+
+
+class AuthenticateParams(_Params):
+    token: str
+
+
+def _params(model: type[_Params], params: dict[str, Any]) -> Any:
+    return model.model_validate(params)
+
+
+def emit_event(ctx: CallContext, params: dict[str, Any]) -> Deferred:
+    committed = ctx.bus.submit([EmitParams.model_validate(params)])
+    return Deferred(committed, _emit_event_result)
+
+
+def _emit_event_result(results: list[EmitResult]) -> dict[str, Any]:
+    first = results[0]
+    return {"event_id": first.event_id, "timestamp": first.timestamp, "duplicate": first.duplicate}
+
+
+def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(EmitEventsParams, params)
+    if not request.events:
+        return {"event_ids": []}
+    committed = ctx.bus.submit(request.events, batch=True)
+    return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
+
+
+async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(PollParams, params)
+    events = await ctx.bus.poll(EventQuery(**request.model_dump()))
+    next_since = events[-1].event_id if events else request.since
+    return {"events": events, "next_since": next_since}
+
+
+def list_topics(ctx: CallContext, params: dict[str, Any]) -> Any:
+    _params(NoParams, params)
+    return {"topics": ctx.bus.topics.snapshot()}
+
+
+def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(SubscribeParams, params)
+    query = EventQuery(
+        topic=request.topic,
+        since=request.since or 0,
+        source_trn=request.source_trn,
+        target_trn=request.target_trn,
+    )
+    sub = ctx.bus.subscribe(query, ctx.subscriber)
+    ctx.after_reply.append(lambda: ctx.bus.dispatcher.start(sub, replay=request.since is not None))
+    return {"subscription": sub.id, "last_event_id": ctx.bus.topics.last_event_id}
+
+
+def unsubscribe(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(UnsubscribeParams, params)
+    if request.subscription not in ctx.bus.dispatcher.owned_by(ctx.subscriber):
+        raise NotFound(f"no subscription {request.subscription!r} on this connection")
+    ctx.bus.unsubscribe(request.subscription)
+    return {"ok": True}
+
+
+def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
+    _params(NoParams, params)
+    return ctx.bus.info()
+
+
+def ping(ctx: CallContext, params: dict[str, Any]) -> Any:
+    _params(NoParams, params)
+    return "pong"
+
+
+def authenticate(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(AuthenticateParams, params)
+    expected = ctx.bus.config.auth_token
+    if expected is not None and not hmac.compare_digest(
+        request.token.encode(), expected.get_secret_value().encode()
+    ):
+        raise Unauthorized("wrong token for bus " + repr(ctx.bus.id))
+    ctx.subscriber.authenticated = True
+    return {"ok": True}
+
+
+#: A handler returns its result, a coroutine (run as a task), or a Deferred.
+Handler = Callable[[CallContext, dict[str, Any]], Any]
+
+METHODS: dict[str, Handler] = {
+    "emit_event": emit_event,
+    "emit_events": emit_events,
+    "poll_events": poll_events,
+    "list_topics": list_topics,
+    "subscribe_topic": subscribe_topic,
+    "unsubscribe": unsubscribe,
+    "bus_info": bus_info,
+    "ping": ping,
+    "authenticate": authenticate,
+}
+
+#: Methods a connection may call before it has authenticated.
+OPEN_METHODS = frozenset({"authenticate", "ping"})
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def validation_data(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic errors as DESIGN's `[{loc, msg}]`, locations like `events[3].topic`."""
+    return [
+        {"loc": _loc(error["loc"]), "msg": error["msg"].removeprefix("Value error, ")}
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def _invalid_params(method: str, exc: ValidationError) -> InvalidParams:
+    data = validation_data(exc)
+    summary = "; ".join(f"{d['loc']}: {d['msg']}" if d["loc"] else d["msg"] for d in data[:3])
+    more = f" (and {len(data) - 3} more)" if len(data) > 3 else ""
+    return InvalidParams(f"invalid params for {method}: {summary}{more}", data)
+
+
+Reply = dict[str, Any] | None
+
+
+def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply]:
+    """Begin one call: its reply now, or a future of it (None for a notification).
+
+    Most methods answer at once, and an emit answers from the writer's commit
+    through a Deferred; only methods that await storage cost a task.
+    """
+    try:
+        handler = METHODS.get(call.method)
+        if handler is None:
+            raise MethodNotFound(f"method {call.method!r} not found")
+        if not ctx.subscriber.authenticated and call.method not in OPEN_METHODS:
+            raise Unauthorized(f"bus {ctx.bus.id!r} requires a token: call authenticate first")
+        params = call.params if call.params is not None else {}
+        if not isinstance(params, dict):
+            raise InvalidParams(f"invalid params for {call.method}: params must be an object (by name), not an array")
+        result = handler(ctx, params)
+    except Exception as exc:
+        return _reply(ctx, call, error=exc)
+    if isinstance(result, Deferred):
+        return _when_done(ctx, call, result)
+    if inspect.iscoroutine(result):
+        return asyncio.get_running_loop().create_task(_awaited(ctx, call, result))
+    return _reply(ctx, call, result=result)
+
+
+async def dispatch(ctx: CallContext, call: Call) -> Reply:
+    """Run one call to completion; its reply, or None for a notification."""
+    outcome = start(ctx, call)
+    return await outcome if isinstance(outcome, asyncio.Future) else outcome
+
+
+async def _awaited(ctx: CallContext, call: Call, coro: Awaitable[Any]) -> Reply:
+    try:
+        result = await coro
+    except Exception as exc:
+        return _reply(ctx, call, error=exc)
+    return _reply(ctx, call, result=result)
+
+
+def _when_done(ctx: CallContext, call: Call, deferred: Deferred) -> asyncio.Future[Reply]:
+    reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+    def finish(done: asyncio.Future[Any]) -> None:
+        if reply.done():
+            return
+        if done.cancelled():
+            reply.set_result(_reply(ctx, call, error=InternalError("the call was cancelled")))
+        elif done.exception() is not None:
+            reply.set_result(_reply(ctx, call, error=done.exception()))
+        else:
+            try:
+                result = deferred.shape(done.result())
+            except Exception as exc:
+                reply.set_result(_reply(ctx, call, error=exc))
+            else:
+                reply.set_result(_reply(ctx, call, result=result))
+
+    deferred.future.add_done_callback(finish)
+    return reply
+
+
+def _reply(ctx: CallContext, call: Call, *, result: Any = None, error: BaseException | None = None) -> Reply:
+    """The one place an outcome becomes a JSON-RPC reply."""
+    if error is None:
+        reply = result_reply(call.id, result)
+    elif isinstance(error, EventBusError):
+        reply = error_reply(call.id, error)
+    elif isinstance(error, ValidationError):
+        reply = error_reply(call.id, _invalid_params(call.method, error))
+    else:
+        log.error("bus=%s method=%s failed", ctx.bus.id, call.method, exc_info=error)
+        reply = error_reply(call.id, InternalError(f"internal error in {call.method}; see the server log"))
+    return None if call.is_notification else reply

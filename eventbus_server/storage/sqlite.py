@@ -1,0 +1,356 @@
+"""The SQLite backend: one file per bus, WAL, one writer, a few readers.
+
+Every `await` on aiosqlite is a hop to its connection thread and back (about
+100 µs), so each operation here is one plain function run on that thread in a
+single hop: `append` does BEGIN, executemany, COMMIT for a whole batch, and
+`query` walks its cursor until it has `limit` matches. Reads use their own
+connections, so a poll never queues behind a commit; WAL lets them read the
+last committed state while the writer works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypeVar
+
+import aiosqlite
+
+from eventbus_core.codec import dumps, loads
+from eventbus_core.envelope import Event
+from eventbus_core.errors import StorageUnavailable
+from eventbus_core.topics import RESERVED_PREFIX
+
+from .base import (
+    EventQuery,
+    Narrowing,
+    NewEvent,
+    Storage,
+    StoredKey,
+    TopicStats,
+    topic_narrowing,
+    trn_narrowing,
+)
+from .schema import migrate, write_transaction
+
+__all__ = ["SqliteStorage"]
+
+T = TypeVar("T")
+
+_INSERT = (
+    "INSERT INTO event_log (topic, payload, timestamp, metadata, source_trn, target_trn,"
+    " correlation_id, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS = "event_id, topic, payload, timestamp, metadata, source_trn, target_trn, correlation_id"
+_FIND_KEYS = (
+    "SELECT idempotency_key, MIN(event_id), timestamp FROM event_log"
+    " WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND timestamp >= ?"
+    " GROUP BY idempotency_key"
+)
+# Count through the topic index alone; read only each topic's last row.
+_LIST_TOPICS = (
+    "SELECT t.topic, t.n, t.last_id, e.timestamp FROM"
+    " (SELECT topic, COUNT(*) AS n, MAX(event_id) AS last_id FROM event_log GROUP BY topic) AS t"
+    " JOIN event_log AS e ON e.event_id = t.last_id ORDER BY t.topic"
+)
+_PRUNE_AGE = "DELETE FROM event_log WHERE timestamp < ?"
+_PRUNE_COUNT = (
+    "DELETE FROM event_log WHERE event_id <="
+    " (SELECT event_id FROM event_log ORDER BY event_id DESC LIMIT 1 OFFSET ?)"
+)
+
+
+async def _on_connection_thread(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(sqlite3_connection, *args)` on `db`'s thread, in one hop.
+
+    aiosqlite has no public way to run a callable there; `_execute` (and the
+    `_conn` property) are what its own methods use, unchanged from 0.20 to
+    0.22. This is the only place that touches them.
+    """
+    return await db._execute(lambda: fn(db._conn, *args))
+
+
+class SqliteStorage(Storage):
+    """A bus's event log in a SQLite file (created, with its folder, when missing)."""
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        durability: Literal["normal", "full"] = "normal",
+        readers: int = 2,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self.busy_timeout_ms = busy_timeout_ms
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot create the folder of {self.path}: {exc.strerror}"
+            ) from exc
+        # NORMAL in WAL mode survives a process crash; FULL also survives power loss.
+        synchronous = "FULL" if self.durability == "full" else "NORMAL"
+        try:
+            self._writer = await self._connect(
+                _setup_writer, synchronous, self.busy_timeout_ms, str(self.path)
+            )
+            for _ in range(self._reader_count):
+                reader = await self._connect(_setup_reader, self.busy_timeout_ms)
+                self._readers.append(reader)
+                self._idle_readers.put_nowait(reader)
+        except BaseException:
+            # Leave nothing half-open: the caller sees the error, not stray threads.
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        connections = [*self._readers, self._writer]
+        self._writer, self._readers = None, []
+        self._idle_readers = asyncio.Queue()
+        for db in connections:
+            if db is not None:
+                await db.close()
+
+    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+        if not events:
+            return []
+        first_id = await self._call(self._writer, _insert, events)
+        return [new.stored(first_id + offset) for offset, new in enumerate(events)]
+
+    async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
+        if not keys:
+            return {}
+        rows = await self._read(_fetch_all, _FIND_KEYS, (dumps(list(keys)).decode(), since_ts))
+        return {key: StoredKey(event_id, timestamp) for key, event_id, timestamp in rows}
+
+    async def query(self, query: EventQuery) -> list[Event]:
+        if query.limit <= 0:
+            return []
+        return await self._read(_collect, query, _select(query))
+
+    async def list_topics(self) -> list[TopicStats]:
+        rows = await self._read(_fetch_all, _LIST_TOPICS, ())
+        return [TopicStats(*row) for row in rows]
+
+    async def last_event_id(self) -> int:
+        # sqlite_sequence remembers the highest id ever handed out, even once deleted.
+        rows = await self._read(
+            _fetch_all, "SELECT seq FROM sqlite_sequence WHERE name = 'event_log'", ()
+        )
+        return rows[0][0] if rows else 0
+
+    async def count(self) -> int:
+        rows = await self._read(_fetch_all, "SELECT COUNT(*) FROM event_log", ())
+        return int(rows[0][0])
+
+    async def prune(self, *, max_events: int | None, min_timestamp: int | None) -> int:
+        return await self._call(self._writer, _prune, max_events, min_timestamp)
+
+    # -- connections ---------------------------------------------------------
+
+    async def _connect(self, setup: Callable[..., None], *args: Any) -> aiosqlite.Connection:
+        try:
+            # Autocommit mode: every transaction here is an explicit BEGIN … COMMIT.
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            await self._call(db, setup, *args)
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self._readers:
+            raise StorageUnavailable(f"SQLite storage {self.path} is not open")
+        # Hold on to this pool: a close() meanwhile swaps in a fresh one.
+        idle = self._idle_readers
+        db = await idle.get()
+        try:
+            if db not in self._readers:
+                raise StorageUnavailable(f"SQLite storage {self.path} was closed")
+            return await self._call(db, fn, *args)
+        finally:
+            idle.put_nowait(db)
+
+    async def _call(self, db: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:
+        if db is None:
+            raise StorageUnavailable(f"SQLite storage {self.path} is not open")
+        try:
+            return await _on_connection_thread(db, fn, *args)
+        except sqlite3.Error as exc:
+            # Locked, full, unreadable or corrupt files are the storage's trouble;
+            # a constraint or SQL error is ours and stays a bug.
+            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+                raise self._unavailable(exc) from exc
+            raise
+
+    def _unavailable(self, exc: sqlite3.Error) -> StorageUnavailable:
+        return StorageUnavailable(f"SQLite database {self.path} is unavailable: {exc}")
+
+
+# -- what runs on the connection threads ----------------------------------------
+
+
+def _setup_writer(
+    conn: sqlite3.Connection, synchronous: str, busy_timeout_ms: int, where: str
+) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode != "wal":
+        raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal_mode stays {mode!r})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    migrate(conn, where)
+
+
+def _setup_reader(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA query_only = ON")
+
+
+def _insert(conn: sqlite3.Connection, events: Sequence[NewEvent]) -> int:
+    """Store a batch in one transaction; returns the first event's id."""
+    rows = [
+        (
+            e.topic,
+            dumps(e.payload).decode(),
+            e.timestamp,
+            None if e.metadata is None else dumps(e.metadata).decode(),
+            e.source_trn,
+            e.target_trn,
+            e.correlation_id,
+            e.idempotency_key,
+        )
+        for e in events
+    ]
+    with write_transaction(conn):
+        conn.executemany(_INSERT, rows)
+        last_id: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    # AUTOINCREMENT under the write lock hands out consecutive ids.
+    return last_id - len(rows) + 1
+
+
+def _prune(conn: sqlite3.Connection, max_events: int | None, min_timestamp: int | None) -> int:
+    deleted = 0
+    with write_transaction(conn):
+        if min_timestamp is not None:
+            deleted += conn.execute(_PRUNE_AGE, (min_timestamp,)).rowcount
+        if max_events is not None:
+            deleted += conn.execute(_PRUNE_COUNT, (max_events,)).rowcount
+    return deleted
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _collect(conn: sqlite3.Connection, query: EventQuery, select: _Select) -> list[Event]:
+    """Walk the narrowed rows until `query.limit` of them pass the exact match.
+
+    SQLite steps the cursor lazily, so a filter that skips many rows reads on
+    without further round trips, and stops as soon as the page is full.
+    """
+    hits: list[Event] = []
+    cursor = conn.execute(select.sql, select.params)
+    try:
+        for event_id, topic, payload, timestamp, metadata, source, target, correlation in cursor:
+            if not select.exact:
+                # Match on the plain columns first; decode JSON only for the hits.
+                probe = Event(event_id, topic, None, timestamp, None, source, target, correlation)
+                if not query.matches(probe):
+                    continue
+            hits.append(
+                Event(
+                    event_id,
+                    topic,
+                    None if payload is None else loads(payload),
+                    timestamp,
+                    None if metadata is None else loads(metadata),
+                    source,
+                    target,
+                    correlation,
+                )
+            )
+            if len(hits) == query.limit:
+                break
+    finally:
+        cursor.close()
+    return hits
+
+
+# -- narrowing in SQL -------------------------------------------------------------
+
+
+class _Select(NamedTuple):
+    sql: str
+    params: list[Any]
+    # True when the SQL alone decides, so `matches()` need not run on each row.
+    exact: bool
+
+
+def _select(query: EventQuery) -> _Select:
+    """SQL that returns a superset of the matches, in order; `matches()` does the rest.
+
+    Without a `*` anywhere the superset is the exact set: a literal is an
+    equality, and a prefix range (`orders.>`, `trn:user:`) is the whole test,
+    since no topic ends in '.' and `>` gets its `_sys.` exclusion in SQL too.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if query.order == "asc":
+        where.append("event_id > ?")
+        params.append(query.since)
+    elif query.since > 0:
+        where.append("event_id < ?")
+        params.append(query.since)
+    _narrow(where, params, "topic", topic_narrowing(query.topic))
+    if query.topic.split(".", 1)[0] in ("*", ">"):
+        # A leading wildcard never matches the bus's own topics.
+        where.append("(topic < ? OR topic >= ?)")
+        params += [RESERVED_PREFIX, Narrowing(RESERVED_PREFIX, exact=False).upper_bound]
+    if query.source_trn is not None:
+        _narrow(where, params, "source_trn", trn_narrowing(query.source_trn))
+    if query.target_trn is not None:
+        _narrow(where, params, "target_trn", trn_narrowing(query.target_trn))
+    if query.correlation_id is not None:
+        where.append("correlation_id = ?")
+        params.append(query.correlation_id)
+    if query.from_ts is not None:
+        where.append("timestamp >= ?")
+        params.append(query.from_ts)
+    if query.to_ts is not None:
+        where.append("timestamp <= ?")
+        params.append(query.to_ts)
+    patterns = (query.topic, query.source_trn or "", query.target_trn or "")
+    exact = not any("*" in pattern for pattern in patterns)
+    direction = "ASC" if query.order == "asc" else "DESC"
+    sql = f"SELECT {_COLUMNS} FROM event_log WHERE {' AND '.join(where) or '1'}"
+    sql += f" ORDER BY event_id {direction}"
+    if exact:
+        sql += " LIMIT ?"
+        params.append(query.limit)
+    return _Select(sql, params, exact)
+
+
+def _narrow(where: list[str], params: list[Any], column: str, narrowing: Narrowing | None) -> None:
+    if narrowing is None:
+        return
+    if narrowing.exact:
+        where.append(f"{column} = ?")
+        params.append(narrowing.value)
+    else:
+        where.append(f"{column} >= ? AND {column} < ?")
+        params += [narrowing.value, narrowing.upper_bound]
