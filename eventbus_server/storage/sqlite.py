@@ -39,6 +39,9 @@ __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
 
+#: Batches up to this size commit on the event loop thread (durability normal).
+INLINE_MAX_EVENTS = 32
+
 _INSERT = (
     "INSERT INTO event_log (topic, payload, timestamp, metadata, source_trn, target_trn,"
     " correlation_id, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -90,6 +93,8 @@ class SqliteStorage(Storage):
         self.busy_timeout_ms = busy_timeout_ms
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
+        # Held while a write runs on the writer thread, so no inline write overlaps it.
+        self._write_lock = asyncio.Lock()
         self._readers: list[aiosqlite.Connection] = []
         self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
 
@@ -126,8 +131,33 @@ class SqliteStorage(Storage):
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
         if not events:
             return []
-        first_id = await self._call(self._writer, _insert, events)
+        if self._inline_ok(len(events)):
+            first_id = self._inline(_insert, events)
+        else:
+            async with self._write_lock:
+                first_id = await self._call(self._writer, _insert, events)
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
+
+    def _inline_ok(self, size: int) -> bool:
+        """Whether a commit is cheaper here than a hop to the writer thread and back.
+
+        With synchronous=NORMAL a small commit costs ~20-40 µs, less than the
+        ~100 µs thread hop; large batches and fsync-per-commit go to the thread,
+        so the loop keeps reading requests meanwhile.
+        """
+        return (
+            self.durability == "normal"
+            and size <= INLINE_MAX_EVENTS
+            and self._writer is not None
+            and not self._write_lock.locked()
+        )
+
+    def _inline(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._writer is not None
+        try:
+            return fn(self._writer._conn, *args)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         if not keys:
@@ -156,14 +186,17 @@ class SqliteStorage(Storage):
         return int(rows[0][0])
 
     async def prune(self, *, max_events: int | None, min_timestamp: int | None) -> int:
-        return await self._call(self._writer, _prune, max_events, min_timestamp)
+        async with self._write_lock:
+            return await self._call(self._writer, _prune, max_events, min_timestamp)
 
     # -- connections ---------------------------------------------------------
 
     async def _connect(self, setup: Callable[..., None], *args: Any) -> aiosqlite.Connection:
         try:
             # Autocommit mode: every transaction here is an explicit BEGIN … COMMIT.
-            db = await aiosqlite.connect(self.path, isolation_level=None)
+            # check_same_thread=False: small writer batches may run on the loop thread
+            # (see `append`); every use of a connection is still serialised.
+            db = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         try:
@@ -192,11 +225,14 @@ class SqliteStorage(Storage):
         try:
             return await _on_connection_thread(db, fn, *args)
         except sqlite3.Error as exc:
-            # Locked, full, unreadable or corrupt files are the storage's trouble;
-            # a constraint or SQL error is ours and stays a bug.
-            if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
-                raise self._unavailable(exc) from exc
-            raise
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> Exception:
+        # Locked, full, unreadable or corrupt files are the storage's trouble;
+        # a constraint or SQL error is ours and stays a bug.
+        if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+            return self._unavailable(exc)
+        return exc
 
     def _unavailable(self, exc: sqlite3.Error) -> StorageUnavailable:
         return StorageUnavailable(f"SQLite database {self.path} is unavailable: {exc}")
