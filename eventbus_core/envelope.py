@@ -60,9 +60,13 @@ class EventEnvelope(BaseModel):
     correlation_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """A stored event inside the server; encodes to the `EventEnvelope` wire form."""
+    """A stored event inside the server; encodes to the `EventEnvelope` wire form.
+
+    Not frozen: a frozen dataclass costs ~5x more to build, and the server builds
+    one per event on every append and poll. Treat it as read-only all the same.
+    """
 
     event_id: int
     topic: str

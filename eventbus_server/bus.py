@@ -237,6 +237,16 @@ class Bus:
     async def poll(self, query: EventQuery) -> list[Event]:
         return await self.storage.query(query)
 
+    async def list_topics(self) -> list[dict[str, Any]]:
+        """Per-topic counts of what is stored now."""
+        if self.storage.kind == "memory":
+            # The ring forgets its oldest events; it counts what it still holds, cheaply.
+            return [
+                {"topic": s.topic, "count": s.count, "last_event_id": s.last_event_id, "last_timestamp": s.last_timestamp}
+                for s in await self.storage.list_topics()
+            ]
+        return self.topics.snapshot()
+
     def subscribe(self, query: EventQuery, subscriber: Subscriber) -> Subscription:
         return self.dispatcher.subscribe(query, subscriber)
 

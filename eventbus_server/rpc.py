@@ -136,9 +136,9 @@ async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"events": events, "next_since": next_since}
 
 
-def list_topics(ctx: CallContext, params: dict[str, Any]) -> Any:
+async def list_topics(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
-    return {"topics": ctx.bus.topics.snapshot()}
+    return {"topics": await ctx.bus.list_topics()}
 
 
 def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:

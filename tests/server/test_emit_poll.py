@@ -215,3 +215,12 @@ async def test_shutdown_commits_every_queued_emit(tmp_path: Path) -> None:
     async with start_buses(tmp_path, bus) as app, await connect(app.url("drain")) as client:
         stored = {e.event_id for e in (await client.poll("d", limit=1000)).events}
     assert set(acked_ids) <= stored
+
+
+async def test_memory_bus_counts_only_what_its_ring_holds(tmp_path: Path) -> None:
+    async with start_buses(tmp_path, {"id": "ring", "memory_buffer": 10}) as app:
+        async with await connect(app.url("ring")) as bus:
+            await bus.emit_many([{"topic": "old", "payload": i} for i in range(5)])
+            await bus.emit_many([{"topic": "new", "payload": i} for i in range(10)])
+            assert [t["topic"] for t in await bus.list_topics()] == ["new"]
+            assert [e.payload for e in (await bus.poll(">")).events] == list(range(10))
