@@ -1,0 +1,249 @@
+"""Emit throughput and emit→subscriber latency of eventbus, against the peers.
+
+    .venv/bin/python -m bench.emit [--storage sqlite|memory] [--durability normal|full|both]
+                                   [--no-peers] [--no-record] [--rss]
+
+Our server runs as its own process (as NATS and Redis do), started with
+`python -m eventbus_server` on a temporary config; the client side runs in this
+process, the same way `bench.peers` drives the peers. Prints one table of
+figures and one of ratios against the issue's targets, and appends both to
+`bench/RESULTS.md` (dated) unless `--no-record`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from eventbus_client import EventBusClient, connect
+
+from ._common import (
+    PIPELINE_DEPTH,
+    PIPELINED_COUNT,
+    SEQUENTIAL_COUNT,
+    Payload,
+    format_table,
+    make_payload,
+    measure_rate,
+    record_results,
+    run,
+    steady_latency,
+)
+from .peers import measure_peers
+
+BATCH_COUNT = 100_000
+RSS_EVENTS = 1_000_000
+LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
+
+
+@contextlib.asynccontextmanager
+async def bus_process(storage: str, durability: str) -> AsyncIterator[tuple[str, int]]:
+    """A fresh server process with one bus; yields (url, pid) and stops it with SIGTERM."""
+    with tempfile.TemporaryDirectory(prefix="eventbus-bench-") as folder:
+        bus: dict[str, Any] = {"id": "bench", "listen": "127.0.0.1:0", "durability": durability}
+        if storage == "sqlite":
+            bus |= {"persist": True, "storage_path": "bench.db"}
+        config = Path(folder) / "event_buses.json"
+        config.write_text(json.dumps([bus]))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "eventbus_server",
+            "--config",
+            str(config),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        drainer: asyncio.Task[bytes] | None = None
+        try:
+            port = await asyncio.wait_for(_listen_port(proc.stderr), 20)
+            # Keep draining stderr so the server never blocks on a full pipe.
+            drainer = asyncio.create_task(proc.stderr.read())
+            yield f"tcp://127.0.0.1:{port}", proc.pid
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                code = await asyncio.wait_for(proc.wait(), 60)
+                if code != 0:
+                    print(f"warning: server exited with {code}", file=sys.stderr)
+            if drainer is not None:
+                drainer.cancel()
+
+
+async def _listen_port(stderr: asyncio.StreamReader) -> int:
+    """The port from the server's startup line (`bus=bench listen=127.0.0.1:PORT ...`)."""
+    while line := (await stderr.readline()).decode():
+        match = LISTEN_RE.search(line)
+        if match:
+            return int(match.group(1))
+    raise RuntimeError("the server exited before it was listening")
+
+
+async def pipelined_rate(bus: EventBusClient, topic: str, *, count: int, depth: int) -> float:
+    """A rolling window: `depth` emits always in flight, like JetStream's publish_async."""
+    per_worker = count // depth
+
+    async def worker(offset: int) -> None:
+        for i in range(per_worker):
+            await bus.emit(topic, make_payload(offset + i))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w * per_worker) for w in range(depth)))
+    return per_worker * depth / (time.perf_counter() - start)
+
+
+async def measure_ours(storage: str, durability: str, *, latency: bool) -> dict[str, Any]:
+    async with bus_process(storage, durability) as (url, _pid):
+        bus = await connect(url)
+        try:
+            _, sequential = await measure_rate(
+                lambda b: bus.emit("bench.seq", b[0]), count=SEQUENTIAL_COUNT
+            )
+            pipelined = await pipelined_rate(
+                bus, "bench.pipe", count=PIPELINED_COUNT, depth=PIPELINE_DEPTH
+            )
+            batches = {}
+            for size in (100, 1000):
+                _, batches[size] = await measure_rate(
+                    lambda b: bus.emit_many([{"topic": "bench.batch", "payload": p} for p in b]),
+                    count=BATCH_COUNT,
+                    batch=size,
+                )
+            row: dict[str, Any] = {
+                "system": f"eventbus ({durability})",
+                "storage": storage,
+                "seq_ev_s": sequential,
+                "pipelined_ev_s": pipelined,
+                "batch100_ev_s": batches[100],
+                "batch1000_ev_s": batches[1000],
+            }
+            if latency:
+                row |= await _latency(url, bus)
+            return row
+        finally:
+            await bus.close()
+
+
+async def _latency(url: str, producer: EventBusClient) -> dict[str, Any]:
+    consumer = await connect(url)
+    try:
+        sub = await consumer.subscribe("bench.lat.>")
+
+        async def payloads() -> AsyncIterator[Payload]:
+            async for event in sub:
+                yield event.payload
+
+        return await steady_latency(lambda p: producer.emit("bench.lat.x", p), payloads())
+    finally:
+        await consumer.close()
+
+
+async def measure_rss() -> dict[str, Any]:
+    """Peak RSS of a SQLite bus after storing 1,000,000 events (issue target < 150 MB)."""
+    async with bus_process("sqlite", "normal") as (url, pid):
+        bus = await connect(url)
+        start = time.perf_counter()
+        batch = [{"topic": "bench.rss", "payload": make_payload(i)} for i in range(1000)]
+        for _ in range(RSS_EVENTS // 1000):
+            await bus.emit_many(batch)
+        elapsed = time.perf_counter() - start
+        info = await bus.bus_info()
+        await bus.close()
+        status = Path(f"/proc/{pid}/status").read_text()
+        peak_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+        db = Path(info["storage"].removeprefix("sqlite:"))
+        return {
+            "events": RSS_EVENTS,
+            "seconds": round(elapsed, 1),
+            "ev_s": RSS_EVENTS / elapsed,
+            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "db_mb": round(db.stat().st_size / 2**20, 1) if db.exists() else float("nan"),
+        }
+
+
+def ratios(ours: dict[str, Any], peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    jetstream = next(p for p in peers if p["system"].startswith("NATS"))
+    redis = next(p for p in peers if p["system"].startswith("Redis"))
+    rows = [
+        (
+            "sequential / JetStream publish (await each ack)",
+            ours["seq_ev_s"] / jetstream["seq_ev_s"],
+            ">= 1.0",
+        ),
+        (
+            "pipelined 100 / JetStream publish_async",
+            ours["pipelined_ev_s"] / jetstream["pipelined_ev_s"],
+            ">= 1.0",
+        ),
+        (
+            "emit_events 1000 / (2 x redis pipelined XADD)",
+            ours["batch1000_ev_s"] / (2 * redis["pipelined_ev_s"]),
+            ">= 1.0",
+        ),
+    ]
+    if "p99_ms" in ours:
+        rows.append(
+            ("emit->subscriber p99 / JetStream p99", ours["p99_ms"] / jetstream["p99_ms"], "<= 1.0")
+        )
+    return [
+        {
+            "ratio": name,
+            "value": round(value, 2),
+            "target": target,
+            "met": "yes" if (value >= 1.0 if target.startswith(">") else value <= 1.0) else "no",
+        }
+        for name, value, target in rows
+    ]
+
+
+async def main(args: argparse.Namespace) -> None:
+    durabilities = ["normal", "full"] if args.durability == "both" else [args.durability]
+    rows = [
+        await measure_ours(args.storage, d, latency=(d == durabilities[0])) for d in durabilities
+    ]
+    peers = [] if args.no_peers else await measure_peers()
+    figures = format_table(rows + peers)
+    print(figures)
+    sections = [f"Command: `python -m bench.emit {' '.join(sys.argv[1:])}`", "", figures]
+    if peers:
+        ratio_table = format_table(ratios(rows[0], peers))
+        print()
+        print(ratio_table)
+        sections += ["", f"Ratios ({rows[0]['system']}, {args.storage}):", "", ratio_table]
+    if args.rss:
+        rss_table = format_table([await measure_rss()])
+        print()
+        print(rss_table)
+        sections += ["", "Server peak RSS after 1,000,000 stored events (SQLite):", "", rss_table]
+    if not args.no_record:
+        record_results(
+            "bench.emit — eventbus vs NATS JetStream and Redis Streams", "\n".join(sections)
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.emit", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--durability", choices=["normal", "full", "both"], default="both")
+    parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument(
+        "--rss", action="store_true", help="also measure peak RSS after 1,000,000 events"
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    run(main(parse_args()))
