@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from eventbus_core.durations import parse_duration_s
+from eventbus_core.locations import format_loc
 from eventbus_core.trn import validate_trn_pattern
 
 __all__ = [
@@ -205,13 +206,6 @@ class Config(_Strict):
         raise KeyError(f"no bus {bus_id!r} in the config (known: {known})")
 
 
-def _format_loc(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -> tuple[Any, list[tuple[str, str]]]:
     """Resolve paths, env references and the token before validation."""
     if not isinstance(raw, dict):
@@ -293,7 +287,7 @@ def parse_config(
             buses.append(BusConfig.model_validate(prepared))
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                loc = _format_loc([index, *error["loc"]])
+                loc = format_loc([index, *error["loc"]])
                 problems.append((loc, error["msg"].removeprefix("Value error, ")))
     problems.extend(_duplicates(data))
     if problems:

@@ -29,6 +29,7 @@ from eventbus_core.errors import (
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
+from eventbus_core.locations import format_loc
 from eventbus_core.topics import validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
 
@@ -202,17 +203,10 @@ METHODS: dict[str, Handler] = {
 OPEN_METHODS = frozenset({"authenticate", "ping"})
 
 
-def _loc(parts: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def validation_data(exc: ValidationError) -> list[dict[str, str]]:
     """pydantic errors as DESIGN's `[{loc, msg}]`, locations like `events[3].topic`."""
     return [
-        {"loc": _loc(error["loc"]), "msg": error["msg"].removeprefix("Value error, ")}
+        {"loc": format_loc(error["loc"]), "msg": error["msg"].removeprefix("Value error, ")}
         for error in exc.errors(include_url=False)
     ]
 
