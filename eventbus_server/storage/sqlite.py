@@ -249,6 +249,8 @@ def _setup_writer(
     if mode != "wal":
         raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal_mode stays {mode!r})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # A 32 MiB page cache keeps the upper levels of the six indexes in memory as the log grows.
+    conn.execute("PRAGMA cache_size = -32768")
     migrate(conn, where)
 
 
