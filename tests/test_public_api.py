@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
-PACKAGES = ["eventbus_core"]
+PACKAGES = ["eventbus_core", "eventbus_client"]
 CORE_MODULES = [
     "eventbus_core.codec",
     "eventbus_core.durations",
     "eventbus_core.envelope",
     "eventbus_core.errors",
     "eventbus_core.jsonrpc",
+    "eventbus_core.locations",
     "eventbus_core.topics",
     "eventbus_core.trn",
 ]
@@ -82,3 +83,13 @@ def test_each_core_module_alone_loads_no_io_or_ui_packages(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert json.loads(out.stdout) == []
+
+
+def test_the_client_never_loads_the_server_cli_or_textual() -> None:
+    code = (
+        "import json, sys, eventbus_client\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'textual', 'typer', 'eventbus_server', 'eventbus_cli', 'aiosqlite', 'asyncpg'})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
