@@ -16,6 +16,8 @@ import signal
 import ssl
 from collections.abc import Callable, Sequence
 
+from eventbus_core.errors import EventBusError
+
 from .bus import Bus
 from .config import BusConfig, Config
 from .connection import Connection
@@ -155,7 +157,13 @@ def run(config: Config, *, bus_ids: Sequence[str] | None = None, log_level: str 
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(config, bus_ids=bus_ids))
+        runner = asyncio.run
     else:
-        uvloop.run(serve(config, bus_ids=bus_ids))
+        runner = uvloop.run
+    try:
+        runner(serve(config, bus_ids=bus_ids))
+    except (OSError, EventBusError) as exc:
+        # Cannot bind a port, cannot open storage: one line, no traceback.
+        log.error("cannot start: %s", exc)
+        return 1
     return 0

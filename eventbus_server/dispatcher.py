@@ -226,8 +226,8 @@ class Dispatcher:
             for event in page:
                 if not sub.subscriber.can_write:
                     await sub.subscriber.wait_writable()
-                    if sub.dropped:
-                        return
+                if sub.dropped:
+                    return  # unsubscribed (or the connection closed) while we read storage
                 sub.subscriber.write(sub.notification(dumps(event)))
                 sub.last_sent_id = event.event_id
             if len(page) < CATCH_UP_PAGE:

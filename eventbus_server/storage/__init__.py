@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventbus_core.errors import StorageUnavailable
+
 from .base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from .memory import MemoryStorage
 from .schema import SchemaTooNew
@@ -32,5 +34,8 @@ def open_storage(config: BusConfig) -> Storage:
         assert config.storage_path is not None
         return SqliteStorage(config.storage_path, durability=config.durability)
     if kind == "postgres":
-        raise NotImplementedError("PostgreSQL storage arrives with issue 4")
+        raise StorageUnavailable(
+            f"bus {config.id!r}: PostgreSQL storage (storage_url) is not available in this version yet;"
+            " use storage_path (SQLite)"
+        )
     return MemoryStorage(config.memory_buffer)

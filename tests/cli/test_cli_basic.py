@@ -117,3 +117,11 @@ def test_help_does_not_import_the_server_or_textual() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("LOADED []")
+
+
+async def test_serve_reports_storage_it_cannot_open_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "pg.json"
+    config.write_text(json.dumps([{"id": "pg", "listen": "127.0.0.1:0", "persist": True, "storage_url": "postgresql://127.0.0.1/test"}]))
+    code, _, err = await run_cli("serve", "--config", str(config))
+    assert code == 1
+    assert "cannot start" in err and "PostgreSQL storage" in err and "Traceback" not in err

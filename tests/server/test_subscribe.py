@@ -133,3 +133,20 @@ async def test_client_resumes_after_lagging(tmp_path: Path) -> None:
                 ids += await producer.emit_many([{"topic": "burst", "payload": payload}] * 200)
             events = await _take(sub, 2000)
             assert [e.event_id for e in events] == ids
+
+
+async def test_unsubscribe_during_catch_up_stops_delivery(tmp_path: Path) -> None:
+    async with start_buses(tmp_path, {"id": "u", "persist": True, "storage_path": "u.db"}) as app:
+        async with await connect(app.url("u")) as client:
+            for _ in range(5):
+                await client.emit_many([{"topic": "many", "payload": i} for i in range(10_000)])
+        peer = await RawPeer.open(app.address("u"))
+        sub_id = (await peer.call("subscribe_topic", {"topic": "many", "since": 0}))["result"]["subscription"]
+        await peer.send({"jsonrpc": "2.0", "method": "unsubscribe", "params": {"subscription": sub_id}, "id": 2})
+        received = 0
+        while (message := await peer.recv()).get("id") != 2:
+            received += 1
+        assert message["result"] == {"ok": True}
+        assert received < 50_000
+        await peer.expect_only("after")
+        await peer.close()

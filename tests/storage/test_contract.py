@@ -549,5 +549,5 @@ def test_open_storage_picks_the_backend_from_the_config(tmp_path: Path) -> None:
     postgres = BusConfig(
         id="p", listen="127.0.0.1:0", persist=True, storage_url="postgresql://db/bus"
     )
-    with pytest.raises(NotImplementedError, match="issue 4"):
+    with pytest.raises(StorageUnavailable, match="not available"):
         open_storage(postgres)
