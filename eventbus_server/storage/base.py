@@ -19,11 +19,15 @@ from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
 
 __all__ = [
+    "FIRING_STATUSES",
     "EventQuery",
+    "Firing",
+    "FiringQuery",
     "Narrowing",
     "NewEvent",
     "Storage",
     "StoredKey",
+    "StoredRule",
     "TopicStats",
     "topic_narrowing",
     "trn_narrowing",
@@ -145,8 +149,85 @@ def trn_narrowing(pattern: str) -> Narrowing:
     return Narrowing(":".join(segments[: segments.index("*")]) + ":", exact=False)
 
 
+#: `pending` while a firing is claimed but not finished; the rest are final.
+FIRING_STATUSES = ("pending", "ok", "failed", "skipped")
+
+
+@dataclass(slots=True)
+class StoredRule:
+    """A rule as stored: its wire body (see `eventbus_core.rules.Rule`) and counters."""
+
+    id: str
+    body: dict[str, Any]
+    enabled: bool
+    created_at: int
+    updated_at: int
+    fired: int = 0
+    failed: int = 0
+    last_fired_at: int | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            **self.body,
+            "enabled": self.enabled,
+            "fired": self.fired,
+            "failed": self.failed,
+            "last_fired_at": self.last_fired_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(slots=True)
+class Firing:
+    """One (rule, event) pair: claimed once, then finished with a final status."""
+
+    firing_id: int
+    rule_id: str
+    event_id: int
+    status: str = "pending"
+    attempts: int = 0
+    started_at: int | None = None
+    duration_ms: int | None = None
+    result: Any = None
+    error: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "firing_id": self.firing_id,
+            "rule_id": self.rule_id,
+            "event_id": self.event_id,
+            "status": self.status,
+            "attempts": self.attempts,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FiringQuery:
+    """The filters of `list_firings`; `since` is an exclusive firing_id cursor."""
+
+    rule_id: str | None = None
+    status: str | None = None
+    since: int = 0
+    limit: int = 100
+    order: Literal["asc", "desc"] = "asc"
+
+    def matches(self, firing: Firing) -> bool:
+        if self.rule_id is not None and firing.rule_id != self.rule_id:
+            return False
+        if self.status is not None and firing.status != self.status:
+            return False
+        if self.order == "asc":
+            return firing.firing_id > self.since
+        return self.since == 0 or firing.firing_id < self.since
+
+
 class Storage(ABC):
-    """One bus's event log (and, later, its rules, firings and cursors)."""
+    """One bus's event log, with its rules, rule firings and cursors."""
 
     #: "memory", "sqlite" or "postgres"; shown by bus_info.
     kind: str
@@ -186,3 +267,52 @@ class Storage(ABC):
     async def prune(self, *, max_events: int | None, min_timestamp: int | None) -> int:
         """Drop the oldest events beyond retention; returns how many went. Optional."""
         return 0
+
+    # -- rules ---------------------------------------------------------------
+
+    @abstractmethod
+    async def load_rules(self) -> list[StoredRule]:
+        """Every stored rule, in id order."""
+
+    @abstractmethod
+    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+        """Insert or replace a rule (a replaced rule keeps its counters); True if new."""
+
+    @abstractmethod
+    async def delete_rule(self, rule_id: str) -> bool:
+        """Remove a rule (its firings stay, as history); False if there was none."""
+
+    @abstractmethod
+    async def set_rule_enabled(self, rule_id: str, enabled: bool, now_ms: int) -> bool:
+        """False if there is no such rule."""
+
+    # -- firings and the engine's cursor -------------------------------------
+
+    @abstractmethod
+    async def claim_firings(self, pairs: Sequence[tuple[str, int]], cursor: int) -> list[Firing]:
+        """In one transaction: record each (rule_id, event_id) as `pending` unless it
+        already has a firing, and move the engine's cursor to `cursor`.
+
+        Returns only the firings created now, in the order of `pairs`; a pair
+        claimed before (a replay after a crash) is left as it is.
+        """
+
+    @abstractmethod
+    async def finish_firing(self, firing: Firing) -> None:
+        """Store a firing's final status and bump its rule's counters, in one transaction."""
+
+    @abstractmethod
+    async def pending_firings(self) -> list[Firing]:
+        """Firings claimed but never finished (cut off by a crash), oldest first."""
+
+    @abstractmethod
+    async def list_firings(self, query: FiringQuery) -> list[Firing]:
+        """Up to `query.limit` firings matching `query`, by firing_id in `query.order`."""
+
+    @abstractmethod
+    async def load_cursor(self) -> int | None:
+        """The last event the rule engine has claimed firings for; None if it never ran."""
+
+    @abstractmethod
+    async def save_cursor(self, event_id: int) -> None:
+        """Move the rule engine's cursor forward (never backward)."""

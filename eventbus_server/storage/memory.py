@@ -18,13 +18,14 @@ from operator import attrgetter
 from eventbus_core.envelope import Event
 
 from .base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
+from .memory_rules import MemoryRuleStore
 
 __all__ = ["MemoryStorage"]
 
 _event_id = attrgetter("event_id")
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(MemoryRuleStore, Storage):
     """A bounded in-memory event log; nothing survives the process."""
 
     kind = "memory"
@@ -32,6 +33,7 @@ class MemoryStorage(Storage):
     def __init__(self, capacity: int, *, max_keys: int = 100_000) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
         self.capacity = capacity
         self.max_keys = max_keys
         self._ring: deque[Event] = deque(maxlen=capacity)

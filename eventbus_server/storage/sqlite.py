@@ -23,12 +23,16 @@ from eventbus_core.envelope import Event
 from eventbus_core.errors import StorageUnavailable
 from eventbus_core.topics import RESERVED_PREFIX
 
+from . import sqlite_rules
 from .base import (
     EventQuery,
+    Firing,
+    FiringQuery,
     Narrowing,
     NewEvent,
     Storage,
     StoredKey,
+    StoredRule,
     TopicStats,
     topic_narrowing,
     trn_narrowing,
@@ -186,10 +190,45 @@ class SqliteStorage(Storage):
         return int(rows[0][0])
 
     async def prune(self, *, max_events: int | None, min_timestamp: int | None) -> int:
-        async with self._write_lock:
-            return await self._call(self._writer, _prune, max_events, min_timestamp)
+        return await self._write(_prune, max_events, min_timestamp)
+
+    # -- rules, firings, cursor (the SQL lives in sqlite_rules) ---------------
+
+    async def load_rules(self) -> list[StoredRule]:
+        return await self._read(sqlite_rules.load_rules)
+
+    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+        return await self._write(sqlite_rules.put_rule, rule_id, body, enabled, now_ms)
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        return await self._write(sqlite_rules.delete_rule, rule_id)
+
+    async def set_rule_enabled(self, rule_id: str, enabled: bool, now_ms: int) -> bool:
+        return await self._write(sqlite_rules.set_rule_enabled, rule_id, enabled, now_ms)
+
+    async def claim_firings(self, pairs: Sequence[tuple[str, int]], cursor: int) -> list[Firing]:
+        return await self._write(sqlite_rules.claim_firings, pairs, cursor)
+
+    async def finish_firing(self, firing: Firing) -> None:
+        await self._write(sqlite_rules.finish_firing, firing)
+
+    async def pending_firings(self) -> list[Firing]:
+        return await self._read(sqlite_rules.pending_firings)
+
+    async def list_firings(self, query: FiringQuery) -> list[Firing]:
+        return await self._read(sqlite_rules.list_firings, query)
+
+    async def load_cursor(self) -> int | None:
+        return await self._read(sqlite_rules.load_cursor)
+
+    async def save_cursor(self, event_id: int) -> None:
+        await self._write(sqlite_rules.save_cursor, event_id)
 
     # -- connections ---------------------------------------------------------
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._write_lock:
+            return await self._call(self._writer, fn, *args)
 
     async def _connect(self, setup: Callable[..., None], *args: Any) -> aiosqlite.Connection:
         try:

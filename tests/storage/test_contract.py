@@ -1,15 +1,15 @@
-"""One contract for every storage backend (DESIGN.md §8).
+"""One contract for every storage backend (DESIGN.md §8): the event log.
 
-Each test takes the `storage` fixture, which runs it once per backend in
-`BACKENDS`. Durable backends also run the reopen tests. A new backend joins
-by adding one entry to `BACKENDS` (and to `DURABLE` if it survives a restart).
+Each test takes the `storage` fixture (tests/storage/conftest.py), which runs
+it once per backend in `backends.BACKENDS`; durable backends also run the
+`reopen` tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +28,7 @@ from eventbus_server.storage import (
 )
 from eventbus_server.storage.schema import SCHEMA_VERSION
 
-# How each backend is built over a test's tmp_path; building it twice over the
-# same path reopens the same log (for durable backends).
-BACKENDS: dict[str, Callable[[Path], Storage]] = {
-    "memory": lambda tmp_path: MemoryStorage(10_000),
-    "sqlite": lambda tmp_path: SqliteStorage(tmp_path / "data" / "bus.db"),
-}
-DURABLE = ["sqlite"]
-
 T0 = 1_764_300_000_000
-
-
-@pytest.fixture(params=list(BACKENDS))
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store = BACKENDS[request.param](tmp_path)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def new(topic: str = "orders.created", offset: int = 0, **fields: Any) -> NewEvent:
@@ -387,11 +369,6 @@ async def test_memory_keys_outlive_the_ring() -> None:
 
 
 # -- durable backends ----------------------------------------------------------------
-
-
-@pytest.fixture(params=DURABLE)
-def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Storage]:
-    return lambda: BACKENDS[request.param](tmp_path)
 
 
 async def test_events_survive_close_and_reopen(reopen: Callable[[], Storage]) -> None:

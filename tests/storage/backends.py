@@ -1,0 +1,19 @@
+"""The storage backends every contract test runs against.
+
+A new backend joins by adding one entry to `BACKENDS` (and to `DURABLE` if it
+survives a restart). Building one twice over the same tmp_path reopens the
+same log (for durable backends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from eventbus_server.storage import MemoryStorage, SqliteStorage, Storage
+
+BACKENDS: dict[str, Callable[[Path], Storage]] = {
+    "memory": lambda tmp_path: MemoryStorage(10_000),
+    "sqlite": lambda tmp_path: SqliteStorage(tmp_path / "data" / "bus.db"),
+}
+DURABLE = ["sqlite"]
