@@ -1,0 +1,302 @@
+"""Tool invokers: how a rule's `InvokeTool` action reaches a tool (DESIGN.md §6).
+
+The bus's `tools` routes map TRN patterns to one of four invokers; the first
+route whose `match` fits the tool's TRN wins. Every invoker sends the same
+body, `{tool_id, input, event, firing_id}`, and returns the tool's JSON result:
+
+- `http`     POST the body as JSON to `url` (one pooled httpx client);
+- `jsonrpc`  one JSON-RPC 2.0 request line to `tcp://host:port`, one reply line;
+- `command`  run `argv` (never a shell), body on stdin, JSON result on stdout;
+- `python`   call `module:function` (sync ones in a worker thread).
+
+Errors::
+
+    ToolError        the call failed (retryable: the engine tries again)
+     └── ToolTimeout the call took longer than its timeout
+    NoToolRoute      no route matches the TRN (not retryable: a config problem)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from eventbus_core.codec import DecodeError, LineFramer, dumps, dumps_line, loads
+from eventbus_core.trn import compile_trn_pattern
+
+from ..config import ToolRoute, split_listen
+
+__all__ = ["NoToolRoute", "ToolCall", "ToolError", "ToolRouter", "ToolTimeout"]
+
+#: How much of a failing tool's reply or stderr goes into the error message.
+SNIPPET_CHARS = 200
+STDERR_TAIL_CHARS = 500
+#: A JSON-RPC reply line may be this long; a tool that sends more is broken.
+MAX_REPLY_LINE_BYTES = 64 * 1024 * 1024
+#: The JSON-RPC method called when a `jsonrpc` route names none.
+DEFAULT_RPC_METHOD = "call_tool"
+
+
+class ToolError(Exception):
+    """A tool call failed; the message says which tool, which route kind, and why."""
+
+    def __init__(self, message: str, *, tool_id: str = "", kind: str = "") -> None:
+        super().__init__(message)
+        self.tool_id = tool_id
+        self.kind = kind
+
+
+class ToolTimeout(ToolError):
+    """The call took longer than its timeout."""
+
+
+class NoToolRoute(Exception):
+    """No configured route matches the tool's TRN."""
+
+
+class _Failed(Exception):
+    """Raised inside an invoker with just the reason; `invoke` adds tool and route."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    tool_id: str
+    input: Any
+    event: dict[str, Any]
+    #: Stable across retries, so a tool can deduplicate.
+    firing_id: int
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "tool_id": self.tool_id,
+            "input": self.input,
+            "event": self.event,
+            "firing_id": self.firing_id,
+        }
+
+
+def describe(route: ToolRoute) -> str:
+    """`http http://…`, `jsonrpc tcp://… method`, `command argv0`, `python mod:fn`."""
+    if route.kind == "jsonrpc":
+        return f"jsonrpc {route.url} {route.method or DEFAULT_RPC_METHOD}"
+    if route.kind == "command":
+        return f"command {route.argv[0] if route.argv else '?'}"
+    target = route.url if route.kind == "http" else route.function
+    return f"{route.kind} {target}"
+
+
+class ToolRouter:
+    """Picks a route for a tool TRN and invokes it under a timeout."""
+
+    def __init__(self, routes: Sequence[ToolRoute]) -> None:
+        self.routes = tuple(routes)
+        self._matchers = [(compile_trn_pattern(route.match), route) for route in self.routes]
+        # Created on first use so a router can be built outside a running loop.
+        self._http: httpx.AsyncClient | None = None
+        self._functions: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self._rpc_ids = itertools.count(1)
+        self._invokers: dict[str, Callable[[ToolRoute, dict[str, Any]], Awaitable[Any]]] = {
+            "http": self._http_call,
+            "jsonrpc": self._jsonrpc_call,
+            "command": self._command_call,
+            "python": self._python_call,
+        }
+
+    def route_for(self, tool_id: str) -> ToolRoute | None:
+        for matches, route in self._matchers:
+            if matches(tool_id):
+                return route
+        return None
+
+    async def invoke(self, call: ToolCall, *, timeout_ms: int | None = None) -> Any:
+        """Call the tool; its JSON result. `timeout_ms` (the action's) overrides the route's."""
+        route = self.route_for(call.tool_id)
+        if route is None:
+            patterns = ", ".join(route.match for route in self.routes) or "none configured"
+            raise NoToolRoute(f"no tool route matches {call.tool_id} (routes: {patterns})")
+        timeout_ms = route.timeout_ms if timeout_ms is None else timeout_ms
+        where, tool = describe(route), {"tool_id": call.tool_id, "kind": route.kind}
+        try:
+            async with asyncio.timeout(timeout_ms / 1000) as deadline:
+                return await self._invokers[route.kind](route, call.body())
+        except TimeoutError as exc:
+            # Only our own deadline is a timeout; a TimeoutError from inside is a failure.
+            if not deadline.expired():
+                raise ToolError(f"tool {call.tool_id} ({where}): {exc!r}", **tool) from exc
+            message = f"tool {call.tool_id} timed out after {timeout_ms} ms ({where})"
+            raise ToolTimeout(message, **tool) from None
+        except _Failed as exc:
+            raise ToolError(f"tool {call.tool_id} ({where}): {exc}", **tool) from exc.__cause__
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+    async def __aenter__(self) -> ToolRouter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- http ------------------------------------------------------------------
+
+    def _http_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # No httpx timeout (ours governs) and no proxies from the environment:
+            # the config alone says where a tool lives.
+            self._http = httpx.AsyncClient(timeout=None, trust_env=False, follow_redirects=False)
+        return self._http
+
+    async def _http_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+        assert route.url is not None
+        headers = {"content-type": "application/json", **(route.headers or {})}
+        client = self._http_client()
+        try:
+            response = await client.post(route.url, content=dumps(body), headers=headers)
+        except httpx.ConnectError as exc:
+            raise _Failed(f"cannot connect ({exc or 'connection refused'})") from exc
+        except httpx.HTTPError as exc:
+            raise _Failed(f"{type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise _Failed(f"HTTP {response.status_code}: {_snippet(response.content)}")
+        return _json_reply(response.content, "reply")
+
+    # -- jsonrpc ---------------------------------------------------------------
+
+    async def _jsonrpc_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+        assert route.url is not None
+        host, port = _tcp_address(route.url)
+        request_id = next(self._rpc_ids)
+        method = route.method or DEFAULT_RPC_METHOD
+        request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": body}
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
+            raise _Failed(f"cannot connect to {host}:{port} ({reason})") from exc
+        try:
+            writer.write(dumps_line(request))
+            await writer.drain()
+            reply = await _read_reply(reader, request_id)
+        except OSError as exc:
+            raise _Failed(f"connection lost: {exc}") from exc
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass  # the peer already went away; the socket is closed either way
+        if "error" in reply:
+            error = reply["error"]
+            if not isinstance(error, dict):
+                error = {"message": error}
+            raise _Failed(f"error {error.get('code')}: {error.get('message')}")
+        return reply.get("result")
+
+    # -- command ---------------------------------------------------------------
+
+    async def _command_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+        assert route.argv
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *route.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise _Failed(f"cannot run {route.argv[0]!r}: {exc.strerror or exc}") from exc
+        try:
+            stdout, stderr = await process.communicate(dumps(body))
+        except BaseException:
+            # Timed out or cancelled: the tool must not outlive its call.
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+            raise
+        if process.returncode != 0:
+            tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL_CHARS:] or "(no stderr)"
+            raise _Failed(f"exited with code {process.returncode}: {tail}")
+        return _json_reply(stdout, "output")
+
+    # -- python ----------------------------------------------------------------
+
+    async def _python_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+        assert route.function is not None
+        function = self._function(route.function)
+        try:
+            if inspect.iscoroutinefunction(function):
+                return await function(body)
+            # A sync tool runs in a thread so it cannot stall the bus; on timeout
+            # the thread cannot be stopped and finishes in the background.
+            return await asyncio.to_thread(function, body)
+        except Exception as exc:
+            raise _Failed(f"raised {type(exc).__name__}: {exc}") from exc
+
+    def _function(self, spec: str) -> Callable[[dict[str, Any]], Any]:
+        if (cached := self._functions.get(spec)) is not None:
+            return cached
+        module_name, _, name = spec.partition(":")
+        if not module_name or not name:
+            raise _Failed(f"function must be 'module:function', not {spec!r}")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            raise _Failed(f"cannot import module {module_name!r}: {reason}") from exc
+        function = getattr(module, name, None)
+        if not callable(function):
+            raise _Failed(f"module {module_name!r} has no function {name!r}")
+        self._functions[spec] = function
+        return function
+
+
+def _snippet(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    if not text:
+        return "(empty body)"
+    return text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
+
+
+def _json_reply(data: bytes, what: str) -> Any:
+    """The tool's JSON value; an empty reply is None."""
+    if not data.strip():
+        return None
+    try:
+        return loads(data)
+    except DecodeError:
+        raise _Failed(f"{what} is not JSON: {_snippet(data)}") from None
+
+
+def _tcp_address(url: str) -> tuple[str, int]:
+    try:
+        return split_listen(url.removeprefix("tcp://").rstrip("/"))
+    except ValueError:
+        raise _Failed(f"url must be 'tcp://host:port', not {url!r}") from None
+
+
+async def _read_reply(reader: asyncio.StreamReader, request_id: int) -> dict[str, Any]:
+    """The reply to `request_id`; other lines (notifications) are skipped."""
+    framer = LineFramer(MAX_REPLY_LINE_BYTES)
+    while True:
+        data = await reader.read(65536)
+        lines = framer.feed(data) if data else framer.flush()
+        if framer.overflowed:
+            raise _Failed(f"reply line longer than {MAX_REPLY_LINE_BYTES} bytes")
+        for line in lines:
+            try:
+                message = loads(line)
+            except DecodeError:
+                raise _Failed(f"reply is not JSON: {_snippet(line)}") from None
+            if isinstance(message, dict) and message.get("id") == request_id:
+                return message
+        if not data:
+            raise _Failed("the tool closed the connection without replying")
