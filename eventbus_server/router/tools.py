@@ -162,7 +162,8 @@ class ToolRouter:
         try:
             response = await client.post(route.url, content=dumps(body), headers=headers)
         except httpx.ConnectError as exc:
-            raise _Failed(f"cannot connect ({exc or 'connection refused'})") from exc
+            reason = "connection refused" if _refused(exc) else str(exc) or type(exc).__name__
+            raise _Failed(f"cannot connect ({reason})") from exc
         except httpx.HTTPError as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}") from exc
         if not response.is_success:
@@ -264,6 +265,17 @@ def _snippet(data: bytes) -> str:
     if not text:
         return "(empty body)"
     return text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """True if a ConnectionRefusedError lies in the chain (httpx wraps it twice)."""
+    for _ in range(10):  # the chain is short; the bound guards against a cycle
+        if exc is None:
+            return False
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _json_reply(data: bytes, what: str) -> Any:
