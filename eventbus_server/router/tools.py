@@ -119,7 +119,7 @@ class ToolRouter:
         """Call the tool; its JSON result. `timeout_ms` (the action's) overrides the route's."""
         route = self.route_for(call.tool_id)
         if route is None:
-            patterns = ", ".join(route.match for route in self.routes) or "none configured"
+            patterns = ", ".join(r.match for r in self.routes) or "none configured"
             raise NoToolRoute(f"no tool route matches {call.tool_id} (routes: {patterns})")
         timeout_ms = route.timeout_ms if timeout_ms is None else timeout_ms
         where, tool = describe(route), {"tool_id": call.tool_id, "kind": route.kind}
