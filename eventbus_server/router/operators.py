@@ -203,9 +203,13 @@ def _string_argument(operator: str, argument: Any, path: str) -> str:
 def _ignore_case_argument(operator: str, argument: Any, path: str) -> str | None:
     """The string of `{"equals-ignore-case": s}` inside prefix/suffix, else None."""
     if isinstance(argument, dict) and list(argument) == ["equals-ignore-case"]:
-        return _string_argument("equals-ignore-case", argument["equals-ignore-case"], f"{path}.equals-ignore-case")
+        return _string_argument(
+            "equals-ignore-case", argument["equals-ignore-case"], f"{path}.equals-ignore-case"
+        )
     if not isinstance(argument, str):
-        raise PatternError(path, f"{operator} match pattern must be a string or {{\"equals-ignore-case\": string}}")
+        raise PatternError(
+            path, f'{operator} match pattern must be a string or {{"equals-ignore-case": string}}'
+        )
     return None
 
 
@@ -312,7 +316,11 @@ def _parse_ipv4(text: str) -> int | None:
     value = 0
     for part in parts:
         # Like `ipaddress`: decimal only, no leading zeros (they could mean octal).
-        if not (part.isascii() and part.isdecimal()) or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+        if (
+            not (part.isascii() and part.isdecimal())
+            or len(part) > 3
+            or (len(part) > 1 and part[0] == "0")
+        ):
             return None
         octet = int(part)
         if octet > 255:
@@ -364,13 +372,12 @@ def _numeric(argument: Any, path: str) -> ValueTest:
         raise PatternError(path, "numeric takes [op, number] or [op, number, op, number]")
     bounds = [_numeric_bound(argument, i, path) for i in range(0, len(argument), 2)]
     if len(bounds) == 1:
-        op, limit = bounds[0]
-        return _Test(_COMPARISONS[op](limit))
-    (first_op, first), (second_op, second) = bounds
+        return _Numeric(*bounds)
+    (first_op, _), (second_op, _) = bounds
     if first_op in (">", ">=") and second_op in ("<", "<="):
-        return _range(first_op, first, second_op, second, path)
+        return _Numeric(*bounds, path=path)
     if first_op in ("<", "<=") and second_op in (">", ">="):
-        return _range(second_op, second, first_op, first, path)
+        return _Numeric(*reversed(bounds), path=path)
     bad = first_op if first_op == "=" else second_op
     raise PatternError(path, f"Bad numeric range operator: {bad}")
 
@@ -383,28 +390,37 @@ def _numeric_bound(argument: list[Any], index: int, path: str) -> tuple[str, flo
     if not _is_number(limit):
         raise PatternError(f"{path}[{index + 1}]", f"Value of {op} must be numeric")
     if not -_NUMERIC_LIMIT <= limit <= _NUMERIC_LIMIT:
-        raise PatternError(f"{path}[{index + 1}]", f"Value of {op} must be between -5.0e9 and 5.0e9")
+        raise PatternError(
+            f"{path}[{index + 1}]", f"Value of {op} must be between -5.0e9 and 5.0e9"
+        )
     return op, limit
 
 
-def _in_numeric_range(v: Any) -> bool:
-    return _is_number(v) and -_NUMERIC_LIMIT <= v <= _NUMERIC_LIMIT
+class _Numeric:
+    """A numeric interval; each bound open or closed, the missing one at the AWS limit."""
 
+    __slots__ = ("high", "high_closed", "low", "low_closed", "matches_missing")
 
-_COMPARISONS: Final[dict[str, Callable[[float], Callable[[Any], bool]]]] = {
-    "<": lambda n: lambda v: _in_numeric_range(v) and v < n,
-    "<=": lambda n: lambda v: _in_numeric_range(v) and v <= n,
-    "=": lambda n: lambda v: _in_numeric_range(v) and v == n,
-    ">=": lambda n: lambda v: _in_numeric_range(v) and v >= n,
-    ">": lambda n: lambda v: _in_numeric_range(v) and v > n,
-}
+    def __init__(self, *bounds: tuple[str, float], path: str = "") -> None:
+        self.low, self.low_closed = -_NUMERIC_LIMIT, True
+        self.high, self.high_closed = _NUMERIC_LIMIT, True
+        for op, limit in bounds:
+            if op in ("=", ">", ">="):
+                self.low, self.low_closed = limit, op != ">"
+            if op in ("=", "<", "<="):
+                self.high, self.high_closed = limit, op != "<"
+        if self.low >= self.high and len(bounds) == 2:
+            raise PatternError(
+                path, "the lower bound of a numeric range must be below the upper bound"
+            )
+        self.matches_missing = False
 
-
-def _range(low_op: str, low: float, high_op: str, high: float, path: str) -> ValueTest:
-    if low >= high:
-        raise PatternError(path, "the lower bound of a numeric range must be below the upper bound")
-    above, below = _COMPARISONS[low_op](low), _COMPARISONS[high_op](high)
-    return _Test(lambda v: above(v) and below(v))
+    def __call__(self, value: Any) -> bool:
+        if value.__class__ is bool or not isinstance(value, (int, float)):
+            return False
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
 
 
 def _anything_but(argument: Any, path: str) -> ValueTest:
@@ -419,12 +435,17 @@ def _anything_but(argument: Any, path: str) -> ValueTest:
             raise PatternError(path, "Empty arrays are not allowed")
         for index, item in enumerate(argument):
             if not isinstance(item, str) and not _is_number(item):
-                raise PatternError(f"{path}[{index}]", "Inside anything but list, start|null|boolean is not supported.")
+                raise PatternError(
+                    f"{path}[{index}]",
+                    "Inside anything but list, start|null|boolean is not supported.",
+                )
         values = _Literals(argument)
     elif isinstance(argument, str) or _is_number(argument):
         values = _Literals([argument])
     else:
-        raise PatternError(path, "Value of anything-but must be an array or single string/number value.")
+        raise PatternError(
+            path, "Value of anything-but must be an array or single string/number value."
+        )
     return _Test(lambda v: v not in values)
 
 
@@ -443,7 +464,9 @@ def _strings(operator: str, argument: Any, path: str) -> list[str]:
 def _not_affix(operator: str, argument: Any, path: str) -> tuple[str, ...]:
     if isinstance(argument, dict):
         # AWS has no case-insensitive prefix/suffix under anything-but.
-        raise PatternError(path, "Value of anything-but must be an array or single string/number value.")
+        raise PatternError(
+            path, "Value of anything-but must be an array or single string/number value."
+        )
     affixes = tuple(_strings("prefix/suffix", argument, path))
     if "" in affixes:
         raise PatternError(path, "Null prefix/suffix not allowed")
@@ -466,7 +489,8 @@ def _anything_but_ignore_case(argument: Any, path: str) -> ValueTest:
         raise PatternError(path, "Empty arrays are not allowed")
     if not all(isinstance(item, str) for item in items):
         raise PatternError(
-            path, "Inside anything-but/equals-ignore-case list, number|start|null|boolean is not supported."
+            path,
+            "Inside anything-but/equals-ignore-case list, number|start|null|boolean is not supported.",
         )
     lowered = frozenset(item.lower() for item in items)
     return _Test(lambda v: not (isinstance(v, str) and v.lower() in lowered))

@@ -75,7 +75,9 @@ class _Object:
     def __init__(self, fields: dict[str, list[_Node]], ors: list[tuple[_Object, ...]]) -> None:
         # (key, "key." for dotted event keys, node, whether the node is an object)
         self.fields = tuple(
-            (key, key + ".", node, isinstance(node, _Object)) for key, nodes in fields.items() for node in nodes
+            (key, key + ".", node, isinstance(node, _Object))
+            for key, nodes in fields.items()
+            for node in nodes
         )
         self.ors = tuple(ors)
         # Whether a missing (or scalar) value satisfies the whole object, e.g. {"a": [{"exists": false}]}.
@@ -97,7 +99,10 @@ class _Object:
                 value = _dotted_keys(event, dotted)
             if not node.matches(value):
                 return False
-        return all(any(branch.matches_dict(event) for branch in branches) for branches in self.ors)
+        # `not self.ors` first: most patterns have no $or, so skip building the generator.
+        return not self.ors or all(
+            any(branch.matches_dict(event) for branch in branches) for branches in self.ors
+        )
 
     def explain(self, value: Any, path: str, failures: list[Failure]) -> None:
         if isinstance(value, dict):

@@ -17,7 +17,13 @@ from eventbus_server.router.operators import PatternError
 from eventbus_server.router.pattern import compile_pattern
 
 # tests/router/<this file> -> parents[2] is the repo, parents[3] its parent holding shared/.
-CASES_FILE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "eventbridge-patterns" / "cases.json"
+CASES_FILE = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "conformance"
+    / "eventbridge-patterns"
+    / "cases.json"
+)
 
 if not CASES_FILE.is_file():
     pytest.skip(f"EventBridge conformance data not found at {CASES_FILE}", allow_module_level=True)
@@ -28,7 +34,11 @@ CASES: list[dict[str, Any]] = json.loads(CASES_FILE.read_text(encoding="utf-8"))
 def test_all_cases_are_present() -> None:
     assert len(CASES) == 156
     verdicts = [case["verdict"] for case in CASES]
-    assert (verdicts.count("match"), verdicts.count("no_match"), verdicts.count("invalid")) == (67, 51, 38)
+    assert (verdicts.count("match"), verdicts.count("no_match"), verdicts.count("invalid")) == (
+        67,
+        51,
+        38,
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["file"] for case in CASES])
