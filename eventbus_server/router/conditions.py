@@ -1,0 +1,149 @@
+"""`match_fields` conditions (DESIGN.md §4): one key, one condition, ANDed.
+
+The key is a path (`router.paths`); the condition holds if **any** value the
+path selects satisfies it, arrays counting element by element. A missing
+field fails every condition except `{"exists": false}`.
+
+A condition value is:
+- a scalar, or an object with several keys: equality;
+- a list: any of its items (each a literal or an operator object);
+- an object with exactly one key, an operator: the EventBridge ones from
+  `router.operators`, plus `equals` (any JSON value, objects included) and
+  `trn` (a TRN pattern, `eventbus_core.trn`). An unknown one-key object is
+  rejected, never taken for a literal; `{"equals": {...}}` compares objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eventbus_core.trn import compile_trn_pattern, validate_trn_pattern
+
+from .operators import MISSING, PatternError, compile_operator
+from .paths import Selector, compile_path
+from .pattern import Failure
+
+__all__ = ["OPERATORS", "Condition", "compile_conditions"]
+
+#: Every operator a match_fields condition knows.
+OPERATORS = (
+    "anything-but",
+    "cidr",
+    "equals",
+    "equals-ignore-case",
+    "exists",
+    "numeric",
+    "prefix",
+    "suffix",
+    "trn",
+    "wildcard",
+)
+
+# A test of one selected value: a scalar leaf, or (for equality) any JSON value.
+_Test = Callable[[Any], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    test: _Test
+    matches_missing: bool = False
+    #: Whether the test also sees dicts and whole lists (equality does; operators see leaves).
+    whole_values: bool = False
+
+
+class Condition:
+    __slots__ = ("expected", "items", "key", "select")
+
+    def __init__(self, key: str, expected: Any, select: Selector, items: list[_Item]) -> None:
+        self.key = key
+        self.expected = expected
+        self.select = select
+        self.items = items
+
+    def holds(self, envelope: dict[str, Any]) -> bool:
+        values = self.select(envelope)
+        if not values:
+            return any(item.matches_missing for item in self.items)
+        leaves = _leaves(values)
+        for item in self.items:
+            if item.whole_values and any(item.test(v) for v in values):
+                return True
+            if any(item.test(v) for v in leaves):
+                return True
+        return False
+
+    def explain(self, envelope: dict[str, Any]) -> Failure | None:
+        if self.holds(envelope):
+            return None
+        values = self.select(envelope)
+        saw = MISSING if not values else values[0] if len(values) == 1 else values
+        return Failure(self.key, self.expected, saw)
+
+
+def compile_conditions(match_fields: dict[str, Any], where: str = "match_fields") -> list[Condition]:
+    """Compile every condition; the first bad one raises PatternError naming its path."""
+    conditions = []
+    for key, expected in match_fields.items():
+        at = f"{where}.{key}"
+        select = compile_path(key, at)
+        items = [_item(value, f"{at}[{i}]") for i, value in enumerate(expected)] if isinstance(
+            expected, list
+        ) else [_item(expected, at)]
+        if not items:
+            raise PatternError(at, "an empty list matches nothing; give at least one value")
+        conditions.append(Condition(key, expected, select, items))
+    return conditions
+
+
+def _item(value: Any, where: str) -> _Item:
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, argument),) = value.items()
+        return _operator(name, argument, f"{where}.{name}")
+    if isinstance(value, list):
+        raise PatternError(where, "a list inside a list is not a condition; use {\"equals\": [...]} for a list value")
+    return _Item(_equals(value), whole_values=isinstance(value, dict))
+
+
+def _operator(name: str, argument: Any, where: str) -> _Item:
+    if name == "equals":
+        return _Item(_equals(argument), whole_values=isinstance(argument, (dict, list)))
+    if name == "trn":
+        if not isinstance(argument, str):
+            raise PatternError(where, "trn takes a TRN pattern string, such as \"trn:user:*\"")
+        try:
+            matches = compile_trn_pattern(validate_trn_pattern(argument))
+        except ValueError as exc:
+            raise PatternError(where, str(exc)) from None
+        return _Item(lambda v: isinstance(v, str) and matches(v))
+    if name not in OPERATORS:
+        raise PatternError(
+            where.rpartition(".")[0],
+            f"unknown operator {name!r} (known: {', '.join(OPERATORS)}); "
+            "to compare with an object, write {\"equals\": {...}}",
+        )
+    test = compile_operator(name, argument, where)
+    return _Item(test, matches_missing=test.matches_missing)
+
+
+def _equals(expected: Any) -> _Test:
+    # JSON equality: 1 == 1.0, but true is not 1.
+    if isinstance(expected, bool) or expected is None:
+        return lambda v: v is expected
+    if isinstance(expected, (int, float)):
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == expected
+    return lambda v: type(v) is type(expected) and v == expected
+
+
+def _leaves(values: list[Any]) -> list[Any]:
+    """Scalars, with arrays opened element by element (nested arrays too)."""
+    leaves: list[Any] = []
+    stack = list(reversed(values))
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(reversed(value))
+        elif not isinstance(value, dict):
+            leaves.append(value)
+    return leaves

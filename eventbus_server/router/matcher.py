@@ -1,0 +1,132 @@
+"""A rule compiled for matching: topic pattern AND match_fields AND pattern.
+
+Compiling is where a rule is judged: every condition, the EventBridge
+pattern and every template in the action are compiled here, and the first
+bad part raises `InvalidParams` naming it (`match_fields.size.numeric: …`).
+So what `register_rule` accepts can always be evaluated, and evaluating
+never raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventbus_core.envelope import Event
+from eventbus_core.errors import InvalidParams
+from eventbus_core.rules import EmitEvent, Rule
+from eventbus_core.topics import compile_topic_pattern
+
+from .conditions import Condition, compile_conditions
+from .operators import MISSING, PatternError
+from .pattern import EventPattern, Failure, compile_pattern
+from .templates import Template, compile_template
+
+__all__ = ["CompiledRule", "compile_rule", "envelope_from_wire", "envelope_of", "failure_wire"]
+
+
+class CompiledRule:
+    __slots__ = ("action_template", "conditions", "matches_topic", "pattern", "rule")
+
+    def __init__(
+        self,
+        rule: Rule,
+        conditions: list[Condition],
+        pattern: EventPattern | None,
+        action_template: Template,
+    ) -> None:
+        self.rule = rule
+        self.matches_topic = compile_topic_pattern(rule.topic)
+        self.conditions = conditions
+        self.pattern = pattern
+        self.action_template = action_template
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+    @property
+    def needs_envelope(self) -> bool:
+        """Whether matching looks past the topic (most rules do)."""
+        return bool(self.conditions) or self.pattern is not None
+
+    def matches(self, event: Event, envelope: dict[str, Any] | None = None) -> bool:
+        if not self.matches_topic(event.topic):
+            return False
+        if not self.needs_envelope:
+            return True
+        envelope = envelope if envelope is not None else envelope_of(event)
+        if not all(condition.holds(envelope) for condition in self.conditions):
+            return False
+        return self.pattern is None or self.pattern.matches(envelope)
+
+    def explain(self, envelope: dict[str, Any]) -> list[Failure]:
+        """Every condition that fails for this event; empty when the rule matches."""
+        failures = []
+        topic = envelope.get("topic")
+        if not (isinstance(topic, str) and self.matches_topic(topic)):
+            failures.append(Failure("topic", self.rule.topic, topic if topic is not None else MISSING))
+        for condition in self.conditions:
+            failure = condition.explain(envelope)
+            if failure is not None:
+                failures.append(failure)
+        if self.pattern is not None:
+            failures.extend(Failure(f"pattern.{f.path}", f.expected, f.saw) for f in self.pattern.explain(envelope))
+        return failures
+
+    def render_action(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The action with its templates applied to this event."""
+        rendered: dict[str, Any] = self.action_template(envelope)
+        return rendered
+
+
+def compile_rule(rule: Rule) -> CompiledRule:
+    """Compile a validated rule, or raise InvalidParams naming the bad part."""
+    try:
+        conditions = compile_conditions(rule.match_fields)
+        pattern = compile_pattern(rule.pattern) if rule.pattern is not None else None
+        action = rule.action.model_dump(mode="json")
+        templated = "payload" if isinstance(rule.action, EmitEvent) else "input"
+        template = compile_template(action[templated], f"action.{templated}")
+    except PatternError as exc:
+        raise InvalidParams(
+            f"invalid rule {rule.id!r}: {exc}", [{"loc": exc.path, "msg": exc.reason}]
+        ) from None
+
+    def render(envelope: dict[str, Any]) -> dict[str, Any]:
+        return {**action, templated: template(envelope)}
+
+    return CompiledRule(rule, conditions, pattern, render)
+
+
+def envelope_of(event: Event) -> dict[str, Any]:
+    """The event as the JSON object conditions, patterns and templates look at.
+
+    Optional fields the event does not have are left out rather than null, so
+    `{"exists": false}` on `source_trn` means "emitted without a source".
+    """
+    envelope = {
+        "event_id": event.event_id,
+        "topic": event.topic,
+        "payload": event.payload,
+        "timestamp": event.timestamp,
+    }
+    if event.metadata is not None:
+        envelope["metadata"] = event.metadata
+    if event.source_trn is not None:
+        envelope["source_trn"] = event.source_trn
+    if event.target_trn is not None:
+        envelope["target_trn"] = event.target_trn
+    if event.correlation_id is not None:
+        envelope["correlation_id"] = event.correlation_id
+    return envelope
+
+
+def envelope_from_wire(event: dict[str, Any]) -> dict[str, Any]:
+    """An event a client gave to `test_rule`, as `envelope_of` would show it stored."""
+    return {key: value for key, value in event.items() if value is not None or key == "payload"}
+
+
+def failure_wire(failure: Failure) -> dict[str, Any]:
+    """A failure as `test_rule` reports it; a missing field is `"saw": null, "missing": true`."""
+    missing = failure.saw is MISSING
+    return {"path": failure.path, "expected": failure.expected, "saw": None if missing else failure.saw, "missing": missing}

@@ -1,0 +1,111 @@
+"""A bus's rules: stored in its storage, compiled and indexed in memory.
+
+Storage is the truth (it holds the counters and survives restarts); the
+book keeps the compiled form of every rule and an index of the enabled ones
+for the engine's hot path. Every change writes storage first, then swaps
+the in-memory state, under one lock, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+from pydantic import ValidationError
+
+from eventbus_core.envelope import now_ms
+from eventbus_core.errors import AlreadyExists, InvalidParams, NotFound
+from eventbus_core.rules import EmitEvent, Rule
+
+from ..storage.base import Storage, StoredRule
+from .index import RuleIndex
+from .matcher import CompiledRule, compile_rule
+
+__all__ = ["RuleBook"]
+
+log = logging.getLogger("eventbus.rules")
+
+
+class RuleBook:
+    def __init__(self, storage: Storage, *, bus_id: str, known_buses: Callable[[], Collection[str]]) -> None:
+        self.storage = storage
+        self.bus_id = bus_id
+        self.known_buses = known_buses
+        self.index = RuleIndex()
+        self._compiled: dict[str, CompiledRule] = {}
+        self._enabled: dict[str, bool] = {}
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        """Compile every stored rule; one that no longer compiles is logged and left out."""
+        for stored in await self.storage.load_rules():
+            try:
+                compiled = compile_rule(Rule.model_validate(stored.body))
+            except (ValidationError, InvalidParams) as exc:
+                log.error("bus=%s rule=%s cannot be loaded and stays inactive: %s", self.bus_id, stored.id, exc)
+                continue
+            self._compiled[stored.id] = compiled
+            self._enabled[stored.id] = stored.enabled
+        self._reindex()
+
+    def compiled(self, rule_id: str) -> CompiledRule | None:
+        return self._compiled.get(rule_id)
+
+    def compile(self, body: dict[str, Any]) -> CompiledRule:
+        """Validate and compile a rule (not stored): -32602 naming the bad part."""
+        compiled = compile_rule(Rule.model_validate(body))
+        action = compiled.rule.action
+        if isinstance(action, EmitEvent) and action.bus is not None and action.bus not in self.known_buses():
+            known = ", ".join(sorted(self.known_buses()))
+            raise InvalidParams(
+                f"invalid rule {compiled.id!r}: action.bus {action.bus!r} is not a bus of this process (buses: {known})",
+                [{"loc": "action.bus", "msg": f"no bus {action.bus!r} in this process"}],
+            )
+        return compiled
+
+    async def register(self, body: dict[str, Any], *, replace: bool) -> bool:
+        """Store a rule; True if it is new. -32004 if it exists and `replace` is false."""
+        compiled = self.compile(body)
+        rule = compiled.rule
+        async with self._lock:
+            if rule.id in self._compiled and not replace:
+                raise AlreadyExists(f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it")
+            wire = rule.wire()
+            del wire["enabled"]
+            created = await self.storage.put_rule(rule.id, wire, rule.enabled, now_ms())
+            self._compiled[rule.id] = compiled
+            self._enabled[rule.id] = rule.enabled
+            self._reindex()
+        return created
+
+    async def delete(self, rule_id: str) -> None:
+        async with self._lock:
+            if not await self.storage.delete_rule(rule_id):
+                raise self._not_found(rule_id)
+            self._compiled.pop(rule_id, None)
+            self._enabled.pop(rule_id, None)
+            self._reindex()
+
+    async def set_enabled(self, rule_id: str, enabled: bool) -> None:
+        async with self._lock:
+            if not await self.storage.set_rule_enabled(rule_id, enabled, now_ms()):
+                raise self._not_found(rule_id)
+            self._enabled[rule_id] = enabled
+            self._reindex()
+
+    async def get(self, rule_id: str) -> StoredRule:
+        for stored in await self.storage.load_rules():
+            if stored.id == rule_id:
+                return stored
+        raise self._not_found(rule_id)
+
+    async def list(self) -> list[StoredRule]:
+        return await self.storage.load_rules()
+
+    def _reindex(self) -> None:
+        self.index = RuleIndex(c for rule_id, c in self._compiled.items() if self._enabled.get(rule_id))
+
+    def _not_found(self, rule_id: str) -> NotFound:
+        return NotFound(f"no rule {rule_id!r} on bus {self.bus_id!r}")
