@@ -14,7 +14,9 @@ from eventbus_core.envelope import EmitParams, EventEnvelope
 from eventbus_core.errors import ConnectionLost, EventBusError
 
 from .connection import RpcConnection, open_connection
-from .subscription import Subscription
+from .subscription import FiringSubscription, Subscription
+
+_AnySubscription = Subscription | FiringSubscription
 
 __all__ = ["EmitResult", "EventBusClient", "PollResult", "connect"]
 
@@ -58,7 +60,7 @@ class EventBusClient:
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context
         self._conn: RpcConnection | None = None
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriptions: dict[str, _AnySubscription] = {}
         self._lock = asyncio.Lock()
         self._reconnector: asyncio.Task[None] | None = None
         self._closing = False
@@ -242,7 +244,7 @@ class EventBusClient:
         await self._resubscribe(conn, sub)
         return sub
 
-    async def _resubscribe(self, conn: RpcConnection, sub: Subscription) -> None:
+    async def _resubscribe(self, conn: RpcConnection, sub: _AnySubscription) -> None:
         if sub.id is not None:
             self._subscriptions.pop(sub.id, None)
 
@@ -250,9 +252,9 @@ class EventBusClient:
             sub.subscribed(result)
             self._subscriptions[result["subscription"]] = sub
 
-        await conn.call("subscribe_topic", sub.subscribe_params(), on_result=register)
+        await conn.call(sub.method, sub.subscribe_params(), on_result=register)
 
-    async def _unsubscribe(self, sub: Subscription) -> None:
+    async def _unsubscribe(self, sub: _AnySubscription) -> None:
         if sub.id is not None and self._subscriptions.pop(sub.id, None) is not None:
             with contextlib.suppress(EventBusError):
                 await self.call("unsubscribe", {"subscription": sub.id})
@@ -270,12 +272,14 @@ class EventBusClient:
             return
         if method == "event":
             sub.deliver(params.get("event") or {})
+        elif method == "rule_fired":
+            sub.deliver(params)
         elif method == "lagged":
             # The bus dropped us for falling behind: subscribe again from where we are.
             self._subscriptions.pop(sub.id, None)  # type: ignore[arg-type]
             asyncio.get_running_loop().create_task(self._resume_after_lag(sub))
 
-    async def _resume_after_lag(self, sub: Subscription) -> None:
+    async def _resume_after_lag(self, sub: _AnySubscription) -> None:
         try:
             conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
             await self._resubscribe(conn, sub)
@@ -283,6 +287,57 @@ class EventBusClient:
             self._subscriptions[sub.id] = sub  # type: ignore[index]  # the reconnect loop picks it up
         except EventBusError as exc:
             sub.fail(exc)
+
+    # -- rules ---------------------------------------------------------------
+
+    async def register_rule(self, rule: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        """Register a rule (DESIGN.md §4); `{id, created}`.
+
+        Args:
+            rule: the rule's fields: id, topic, match_fields, pattern, action, enabled, description, retry.
+            replace: replace a rule with the same id instead of failing with AlreadyExists.
+        """
+        params = {**rule, "replace": True} if replace else dict(rule)
+        return dict(await self.call("register_rule", params))
+
+    async def list_rules(self) -> list[dict[str, Any]]:
+        return list((await self.call("list_rules"))["rules"])
+
+    async def get_rule(self, rule_id: str) -> dict[str, Any]:
+        return dict(await self.call("get_rule", {"id": rule_id}))
+
+    async def delete_rule(self, rule_id: str) -> None:
+        await self.call("delete_rule", {"id": rule_id})
+
+    async def set_rule_enabled(self, rule_id: str, enabled: bool) -> dict[str, Any]:
+        return dict(await self.call("set_rule_enabled", {"id": rule_id, "enabled": enabled}))
+
+    async def test_rule(
+        self, event: Mapping[str, Any], *, rule: Mapping[str, Any] | None = None, rule_id: str | None = None
+    ) -> dict[str, Any]:
+        """Dry-run a rule (given, or stored under `rule_id`) against `event`: `{matched, failures, action}`."""
+        params = _without_none(rule=dict(rule) if rule is not None else None, rule_id=rule_id)
+        return dict(await self.call("test_rule", {**params, "event": dict(event)}))
+
+    async def list_firings(
+        self,
+        *,
+        rule_id: str | None = None,
+        status: str | None = None,
+        since: int = 0,
+        limit: int = 100,
+        order: str = "asc",
+    ) -> list[dict[str, Any]]:
+        """Recorded firings; `status="failed"` lists the dead letters."""
+        params = _without_none(rule_id=rule_id, status=status, since=since, limit=limit, order=order)
+        return list((await self.call("list_firings", params))["firings"])
+
+    async def subscribe_firings(self, *, rule_id: str | None = None) -> FiringSubscription:
+        """Finished firings as they happen (all rules, or one)."""
+        sub = FiringSubscription(rule_id=rule_id, unsubscribe=self._unsubscribe)
+        conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+        await self._resubscribe(conn, sub)
+        return sub
 
     # -- bus -----------------------------------------------------------------
 

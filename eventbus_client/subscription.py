@@ -15,7 +15,7 @@ from typing import Any
 from eventbus_core.envelope import EventEnvelope
 from eventbus_core.errors import ConnectionLost
 
-__all__ = ["Subscription"]
+__all__ = ["FiringSubscription", "Subscription"]
 
 #: Above this many undelivered events the client stops reading the socket,
 #: which pushes back to the bus (and ends, there, in `lagged` + resume).
@@ -25,6 +25,9 @@ _CLOSED: Any = object()
 
 
 class Subscription:
+    #: The method that (re)subscribes.
+    method = "subscribe_topic"
+
     def __init__(
         self,
         *,
@@ -113,6 +116,69 @@ class Subscription:
 
     async def unsubscribe(self) -> None:
         """Stop the subscription; the iterator ends after what is already buffered."""
+        if self.closed:
+            return
+        self.end()
+        try:
+            await self._unsubscribe(self)
+        except ConnectionLost:
+            pass
+
+
+class FiringSubscription:
+    """Live `rule_fired` notifications (firing dicts) as an async iterator.
+
+    After a reconnect it subscribes again; firings that finished while the
+    connection was down are not replayed (`list_firings` has them).
+    """
+
+    method = "subscribe_firings"
+
+    def __init__(self, *, rule_id: str | None, unsubscribe: Callable[[Any], Awaitable[None]]) -> None:
+        self.rule_id = rule_id
+        self.id: str | None = None
+        self.closed = False
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._unsubscribe = unsubscribe
+
+    def subscribe_params(self) -> dict[str, Any]:
+        return {} if self.rule_id is None else {"rule_id": self.rule_id}
+
+    def subscribed(self, result: dict[str, Any]) -> None:
+        self.id = result["subscription"]
+
+    def deliver(self, firing: dict[str, Any]) -> None:
+        firing = dict(firing)
+        firing.pop("subscription", None)
+        self._queue.put_nowait(firing)
+
+    def fail(self, exc: BaseException) -> None:
+        self.closed = True
+        self._queue.put_nowait(exc)
+
+    def end(self) -> None:
+        self.closed = True
+        self._queue.put_nowait(_CLOSED)
+
+    def __aiter__(self) -> FiringSubscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return self._handover(await self._queue.get())
+
+    async def next(self, *, timeout_s: float | None = None) -> dict[str, Any]:
+        """The next finished firing; TimeoutError after `timeout_s`."""
+        return self._handover(await asyncio.wait_for(self._queue.get(), timeout=timeout_s))
+
+    def _handover(self, item: Any) -> dict[str, Any]:
+        if item is _CLOSED or isinstance(item, BaseException):
+            self._queue.put_nowait(item)
+            if item is _CLOSED:
+                raise StopAsyncIteration
+            raise item
+        return dict(item)
+
+    async def unsubscribe(self) -> None:
         if self.closed:
             return
         self.end()

@@ -48,7 +48,13 @@ class EventBusApp:
     def __init__(self, config: Config, *, bus_ids: Sequence[str] | None = None) -> None:
         buses = config.buses if not bus_ids else tuple(config.bus(bus_id) for bus_id in bus_ids)
         self.config = config
-        self._running = [_Running(Bus(bus)) for bus in buses]
+        # One mapping shared by every bus, so a rule can emit on a sibling bus.
+        peers: dict[str, Bus] = {}
+        self._running = []
+        for bus_config in buses:
+            bus = Bus(bus_config, peers=peers)
+            peers[bus.id] = bus
+            self._running.append(_Running(bus))
         self.should_exit = asyncio.Event()
 
     @property
@@ -105,6 +111,9 @@ class EventBusApp:
                 running.server.close()
             for connection in list(running.connections):
                 connection.stop_reading()
+        for running in self._running:
+            # Rules first, on every bus: a firing may still emit on a sibling bus.
+            await running.bus.stop_rules()
         for running in self._running:
             # Every emit already queued is committed and acknowledged before storage closes.
             await running.bus.stop()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,16 @@ from eventbus_core.errors import (
     ReservedTopic,
     SourceNotAllowed,
 )
+from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
 
 from .config import BusConfig
 from .dispatcher import Dispatcher, Subscriber, Subscription
+from .router.actions import ActionRunner
+from .router.engine import RuleEngine
+from .router.rulebook import RuleBook
+from .router.tools import ToolRouter
 from .storage import open_storage
 from .storage.base import EventQuery, NewEvent, Storage, StoredKey
 from .topic_table import TopicTable
@@ -67,9 +72,14 @@ _STOP: Any = object()
 class Bus:
     """A bus as its config describes it; `start()` before use, `stop()` after."""
 
-    def __init__(self, config: BusConfig, storage: Storage | None = None) -> None:
+    def __init__(
+        self, config: BusConfig, storage: Storage | None = None, *, peers: Mapping[str, Bus] | None = None
+    ) -> None:
+        """`peers`: the buses of the same process (this one included), for rules that emit there."""
         self.config = config
         self.storage = storage if storage is not None else open_storage(config)
+        self.peers: Mapping[str, Bus] = peers if peers is not None else {config.id: self}
+        self.rules = self._rule_engine() if config.enable_rules else None
         self.dispatcher = Dispatcher(self.storage, subscriber_buffer=config.subscriber_buffer)
         self.topics = TopicTable()
         self.commit_hooks: list[CommitHook] = []
@@ -87,6 +97,23 @@ class Bus:
     def id(self) -> str:
         return self.config.id
 
+    def _rule_engine(self) -> RuleEngine:
+        config = self.config
+        return RuleEngine(
+            self.storage,
+            RuleBook(self.storage, bus_id=config.id, known_buses=lambda: self.peers.keys()),
+            ActionRunner(config.id, ToolRouter(config.tools), self._emit_as_rule),
+            bus_id=config.id,
+            max_concurrency=config.max_concurrency,
+            retry=RetryPolicy(attempts=config.retry.attempts, backoff_ms=config.retry.backoff_ms),
+            max_hops=config.max_hops,
+        )
+
+    async def _emit_as_rule(self, bus_id: str | None, params: EmitParams) -> int:
+        """Emit an event a rule made, here or on a sibling bus; rules skip the allow-list."""
+        target = self if bus_id is None or bus_id == self.id else self.peers[bus_id]
+        return (await target.emit(params, trusted=True)).event_id
+
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
@@ -96,11 +123,26 @@ class Bus:
         self.topics.last_event_id = await self.storage.last_event_id()
         self._started_at = time.monotonic()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.id}")
+        if self.rules is not None:
+            # The port is not bound yet, so nothing has committed since last_event_id;
+            # the writer runs already, for firings a crash left pending that emit.
+            self.commit_hooks.append(self.rules.on_commit)
+            await self.rules.start(self.topics.last_event_id)
         if self.config.retention is not None:
             self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
 
+    async def stop_rules(self) -> None:
+        """Stop matching and let running firings finish (or stay pending for the next start).
+
+        The app does this for every bus before stopping any, so a rule that emits
+        on a sibling bus still finds it running.
+        """
+        if self.rules is not None:
+            await self.rules.stop()
+
     async def stop(self) -> None:
-        """Drain the queue (every queued emit is committed and acked), then close storage."""
+        """Stop the rules, drain the queue (every queued emit is committed and acked), close storage."""
+        await self.stop_rules()
         if self._retention is not None:
             self._retention.cancel()
         if self._writer is not None and not self._writer.done():
@@ -110,8 +152,15 @@ class Bus:
         await self.storage.close()
 
     async def wait_idle(self) -> None:
-        """Return once everything queued so far is committed and fanned out."""
-        await self._queue.join()
+        """Return once everything queued so far is committed and fanned out, and every
+        rule firing it caused (and their events' firings) has finished."""
+        while True:
+            await self._queue.join()
+            if self.rules is None:
+                return
+            await self.rules.wait_idle()
+            if self._queue.empty() and self.rules.idle:
+                return
 
     # -- emitting ------------------------------------------------------------
 
@@ -273,6 +322,7 @@ class Bus:
                 "lagged": self.dispatcher.lagged_total,
                 "connections": self.connections,
                 "queue_depth": self._queue.qsize(),
+                **({"rules_enabled": len(self.rules.rules.index), "firings": dict(self.rules.stats)} if self.rules else {}),
             },
         }
 

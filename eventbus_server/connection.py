@@ -97,6 +97,9 @@ class Connection(asyncio.Protocol):
         self._writable.set()  # wake replays waiting to write; they see the subscription gone
         for sub_id in self.bus.dispatcher.owned_by(self):
             self.bus.dispatcher.unsubscribe(sub_id)
+        if self.bus.rules is not None:
+            for watcher_id in self.bus.rules.watchers_of(self):
+                self.bus.rules.unwatch(watcher_id)
         if self._counted:
             self.bus.connections -= 1
             self._counted = False

@@ -26,6 +26,7 @@ from eventbus_core.errors import (
     InvalidParams,
     MethodNotFound,
     NotFound,
+    RulesDisabled,
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
@@ -35,7 +36,9 @@ from eventbus_core.trn import validate_trn_pattern
 
 from .bus import Bus, EmitResult
 from .dispatcher import Subscriber
-from .storage.base import EventQuery
+from .router.engine import RuleEngine
+from .router.matcher import envelope_from_wire, failure_wire
+from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery
 
 __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "dispatch", "start", "validation_data"]
 
@@ -108,6 +111,33 @@ class AuthenticateParams(_Params):
     token: str
 
 
+class RuleIdParams(_Params):
+    id: str
+
+
+class SetRuleEnabledParams(_Params):
+    id: str
+    enabled: bool
+
+
+class TestRuleParams(_Params):
+    rule: dict[str, Any] | None = None
+    rule_id: str | None = None
+    event: dict[str, Any]
+
+
+class ListFiringsParams(_Params):
+    rule_id: str | None = None
+    status: Literal[FIRING_STATUSES] | None = None  # type: ignore[valid-type]
+    since: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=10_000)
+    order: Literal["asc", "desc"] = "asc"
+
+
+class SubscribeFiringsParams(_Params):
+    rule_id: str | None = None
+
+
 def _params(model: type[_Params], params: dict[str, Any]) -> Any:
     return model.model_validate(params)
 
@@ -157,10 +187,94 @@ def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 def unsubscribe(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(UnsubscribeParams, params)
+    rules = ctx.bus.rules
+    if rules is not None and request.subscription in rules.watchers_of(ctx.subscriber):
+        rules.unwatch(request.subscription)
+        return {"ok": True}
     if request.subscription not in ctx.bus.dispatcher.owned_by(ctx.subscriber):
         raise NotFound(f"no subscription {request.subscription!r} on this connection")
     ctx.bus.unsubscribe(request.subscription)
     return {"ok": True}
+
+
+# -- rules -------------------------------------------------------------------------
+
+
+def _rules(ctx: CallContext) -> RuleEngine:
+    if ctx.bus.rules is None:
+        raise RulesDisabled(f"rules are disabled on bus {ctx.bus.id!r} (its config has enable_rules: false)")
+    return ctx.bus.rules
+
+
+async def register_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    body = dict(params)
+    replace = body.pop("replace", False)
+    if not isinstance(replace, bool):
+        raise InvalidParams("invalid params for register_rule: replace must be true or false", [{"loc": "replace", "msg": "must be a boolean"}])
+    created = await rules.rules.register(body, replace=replace)
+    return {"id": body["id"], "created": created}
+
+
+async def list_rules(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    _params(NoParams, params)
+    return {"rules": [stored.wire() for stored in await rules.rules.list()]}
+
+
+async def get_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    request = _params(RuleIdParams, params)
+    return (await rules.rules.get(request.id)).wire()
+
+
+async def delete_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    request = _params(RuleIdParams, params)
+    await rules.rules.delete(request.id)
+    return {"ok": True}
+
+
+async def set_rule_enabled(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    request = _params(SetRuleEnabledParams, params)
+    await rules.rules.set_enabled(request.id, request.enabled)
+    return (await rules.rules.get(request.id)).wire()
+
+
+def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    request = _params(TestRuleParams, params)
+    if (request.rule is None) == (request.rule_id is None):
+        raise InvalidParams("invalid params for test_rule: give either rule (a rule object) or rule_id", [{"loc": "rule", "msg": "give rule or rule_id"}])
+    if request.rule is not None:
+        compiled = rules.rules.compile(request.rule)
+    else:
+        found = rules.rules.compiled(request.rule_id or "")
+        if found is None:
+            raise NotFound(f"no rule {request.rule_id!r} on bus {ctx.bus.id!r}")
+        compiled = found
+    envelope = envelope_from_wire(request.event)
+    failures = compiled.explain(envelope)
+    return {
+        "matched": not failures,
+        "failures": [failure_wire(f) for f in failures],
+        "action": compiled.render_action(envelope),
+    }
+
+
+async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    request = _params(ListFiringsParams, params)
+    firings = await rules.list_firings(FiringQuery(**request.model_dump()))
+    next_since = firings[-1].firing_id if firings else request.since
+    return {"firings": [f.wire() for f in firings], "next_since": next_since}
+
+
+def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
+    rules = _rules(ctx)
+    request = _params(SubscribeFiringsParams, params)
+    return {"subscription": rules.watch(ctx.subscriber, request.rule_id).id}
 
 
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -194,6 +308,14 @@ METHODS: dict[str, Handler] = {
     "list_topics": list_topics,
     "subscribe_topic": subscribe_topic,
     "unsubscribe": unsubscribe,
+    "register_rule": register_rule,
+    "list_rules": list_rules,
+    "get_rule": get_rule,
+    "delete_rule": delete_rule,
+    "set_rule_enabled": set_rule_enabled,
+    "test_rule": test_rule,
+    "list_firings": list_firings,
+    "subscribe_firings": subscribe_firings,
     "bus_info": bus_info,
     "ping": ping,
     "authenticate": authenticate,

@@ -1,0 +1,177 @@
+"""Rules firing for real: actions, templates, retries, dead letters, the
+concurrency limit, the loop guard, cross-bus emits and rule_fired notices."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from eventbus_client import EventBusClient, connect
+from eventbus_server.app import EventBusApp
+from tests.conftest import start_buses
+
+from . import python_tools
+from .conftest import rules_bus
+
+
+async def settle(app: EventBusApp, bus_id: str = "rules") -> None:
+    await asyncio.wait_for(app.buses[bus_id].wait_idle(), timeout=10)
+
+
+async def test_invoke_tool_renders_input_and_records_an_ok_firing(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    await bus.register_rule({
+        "id": "fetch",
+        "topic": "repo.*",
+        "match_fields": {"$.payload.branch": "main"},
+        "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1",
+                   "input": {"repo": "{{ $.payload.repo }}", "note": "pushed by {{ $.source_trn }}"}},
+    })
+    hit = await bus.emit("repo.pushed", {"repo": "acme/api", "branch": "main"}, source_trn="trn:user:alice:cli:v1")
+    await bus.emit("repo.pushed", {"repo": "acme/web", "branch": "dev"})
+    await settle(rules_app)
+
+    (call,) = python_tools.CALLS
+    assert call["input"] == {"repo": "acme/api", "note": "pushed by trn:user:alice:cli:v1"}
+    assert call["event"]["event_id"] == hit.event_id and call["tool_id"] == "trn:user:test:python:echo:v1"
+    (firing,) = await bus.list_firings()
+    assert firing["rule_id"] == "fetch" and firing["event_id"] == hit.event_id
+    assert firing["status"] == "ok" and firing["attempts"] == 1 and firing["error"] is None
+    assert firing["result"] == {"echo": call["input"], "tool": "trn:user:test:python:echo:v1"}
+    assert firing["firing_id"] == call["firing_id"] and firing["duration_ms"] >= 0
+    counters = await bus.get_rule("fetch")
+    assert (counters["fired"], counters["failed"]) == (1, 0) and counters["last_fired_at"] == firing["started_at"]
+
+
+async def test_the_tool_result_is_emitted_on_the_result_topic(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    await bus.register_rule({
+        "id": "with-result",
+        "topic": "jobs.start",
+        "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1", "input": "{{ $.payload }}",
+                   "result_topic": "jobs.done"},
+    })
+    cause = await bus.emit("jobs.start", {"n": 1}, correlation_id="c-9")
+    await settle(rules_app)
+    (result,) = (await bus.poll("jobs.done")).events
+    assert result.payload == {"echo": {"n": 1}, "tool": "trn:user:test:python:echo:v1"}
+    assert result.source_trn == "trn:user:test:python:echo:v1"
+    assert result.correlation_id == "c-9"
+    assert result.metadata == {"caused_by": {"event_id": cause.event_id, "rule_id": "with-result", "hops": 1}}
+
+
+async def test_emit_event_carries_caused_by_and_the_rule_source(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    await bus.register_rule({
+        "id": "notify",
+        "topic": "orders.created",
+        "match_fields": {"total": {"numeric": [">=", 100]}},
+        "action": {"type": "EmitEvent", "topic": "orders.big", "payload": {"order": "{{ $.payload.id }}", "total": "{{ $.payload.total }}"}},
+    })
+    big = await bus.emit("orders.created", {"id": "o-1", "total": 250})
+    await bus.emit("orders.created", {"id": "o-2", "total": 5})
+    await settle(rules_app)
+    (derived,) = (await bus.poll("orders.big")).events
+    assert derived.payload == {"order": "o-1", "total": 250}
+    assert derived.source_trn == "trn:eventbus:rules:rule:notify"
+    assert derived.correlation_id == f"evt-{big.event_id}"
+    assert derived.metadata == {"caused_by": {"event_id": big.event_id, "rule_id": "notify", "hops": 1}}
+    (firing,) = await bus.list_firings()
+    assert firing["result"] == {"event_id": derived.event_id, "bus": "rules", "topic": "orders.big"}
+
+
+async def test_a_rule_that_triggers_itself_stops_at_max_hops(tmp_path: Path, storage_kind: str) -> None:
+    async with start_buses(tmp_path, rules_bus(storage_kind, tmp_path, max_hops=3)) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule({"id": "loop", "topic": "loop.x", "action": {"type": "EmitEvent", "topic": "loop.x", "payload": "{{ $.payload }}"}})
+        await bus.emit("loop.x", "go")
+        await settle(app)
+        firings = await bus.list_firings()
+        assert [f["status"] for f in firings] == ["ok", "ok", "ok", "skipped"]
+        assert "max_hops 3" in firings[-1]["error"]
+        hops = [(e.metadata or {}).get("caused_by", {}).get("hops", 0) for e in (await bus.poll("loop.x")).events]
+        assert hops == [0, 1, 2, 3]
+
+
+async def test_emit_event_on_another_bus_of_the_process(tmp_path: Path) -> None:
+    buses = [rules_bus("memory", tmp_path), {"id": "audit", "allowed_sources": ["trn:org:"]}]
+    async with start_buses(tmp_path, *buses) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule({"id": "copy", "topic": "a.b", "action": {"type": "EmitEvent", "topic": "copied", "payload": "{{ $.payload }}", "bus": "audit"}})
+        await bus.emit("a.b", {"x": 1})
+        await settle(app)
+        async with await connect(app.url("audit")) as audit:
+            (copied,) = (await audit.poll("copied")).events
+        # Rule events are the bus's own: the audit bus's allow-list does not apply to them.
+        assert copied.payload == {"x": 1} and copied.source_trn == "trn:eventbus:rules:rule:copy"
+
+
+async def test_tool_errors_are_retried_with_backoff_until_they_succeed(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    python_tools.reset(fail_first=2)
+    await bus.register_rule({"id": "flaky", "topic": "t", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:flaky:v1"}})
+    await bus.emit("t", 1)
+    await settle(rules_app)
+    (firing,) = await bus.list_firings()
+    assert (firing["status"], firing["attempts"], firing["result"]) == ("ok", 3, {"tries": 3})
+    assert len({c["firing_id"] for c in python_tools.CALLS}) == 1  # one firing_id across the retries
+
+
+async def test_exhausted_retries_leave_a_dead_letter(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    python_tools.reset(fail_first=99)
+    await bus.register_rule({"id": "doomed", "topic": "t", "retry": {"attempts": 2, "backoff_ms": 1},
+                             "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:flaky:v1"}})
+    await bus.register_rule({"id": "fine", "topic": "t", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1"}})
+    event = await bus.emit("t", 1)
+    await settle(rules_app)
+    (dead,) = await bus.list_firings(status="failed")
+    assert dead["rule_id"] == "doomed" and dead["event_id"] == event.event_id and dead["attempts"] == 2
+    assert "try 2 failed on purpose" in dead["error"]
+    assert len(python_tools.CALLS) == 3
+    assert (await bus.get_rule("doomed"))["failed"] == 1
+
+
+async def test_a_tool_without_a_route_fails_at_once(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    await bus.register_rule({"id": "lost", "topic": "t", "action": {"type": "InvokeTool", "tool_id": "trn:org:nobody:tool:x:v1"}})
+    await bus.emit("t", 1)
+    await settle(rules_app)
+    (firing,) = await bus.list_firings()
+    assert firing["status"] == "failed" and firing["attempts"] == 1
+    assert "trn:org:nobody:tool:x:v1" in firing["error"]
+
+
+async def test_firings_never_exceed_max_concurrency(tmp_path: Path) -> None:
+    config = rules_bus("memory", tmp_path, max_concurrency=2)
+    async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule({"id": "slow", "topic": "t", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:slow:v1", "input": {"sleep_s": 0.05}}})
+        await bus.emit_many([{"topic": "t", "payload": i} for i in range(10)])
+        await settle(app)
+        assert python_tools.STATE["peak"] == 2
+        assert len(python_tools.CALLS) == 10
+        assert [f["status"] for f in await bus.list_firings()] == ["ok"] * 10
+
+
+async def test_subscribe_firings_streams_finished_firings(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    await bus.register_rule({"id": "a", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}})
+    await bus.register_rule({"id": "b", "topic": "t", "action": {"type": "InvokeTool", "tool_id": "trn:org:nobody:tool:x:v1"}})
+    every = await bus.subscribe_firings()
+    only_b = await bus.subscribe_firings(rule_id="b")
+    event = await bus.emit("t", 1)
+    seen = sorted([await every.next(timeout_s=5), await every.next(timeout_s=5)], key=lambda f: f["rule_id"])
+    assert [(f["rule_id"], f["event_id"], f["status"]) for f in seen] == [("a", event.event_id, "ok"), ("b", event.event_id, "failed")]
+    b = await only_b.next(timeout_s=5)
+    assert b["rule_id"] == "b" and "subscription" not in b
+    await only_b.unsubscribe()
+    await every.unsubscribe()
+
+
+async def test_disabled_rules_do_not_fire_and_list_firings_pages(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    await bus.register_rule({"id": "on", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}})
+    await bus.register_rule({"id": "off", "topic": "t", "enabled": False, "action": {"type": "EmitEvent", "topic": "u"}})
+    await bus.emit_many([{"topic": "t", "payload": i} for i in range(5)])
+    await settle(rules_app)
+    firings = await bus.list_firings(limit=3)
+    assert [f["rule_id"] for f in firings] == ["on"] * 3
+    rest = await bus.list_firings(since=firings[-1]["firing_id"])
+    assert len(rest) == 2
+    newest = await bus.list_firings(order="desc", limit=1)
+    assert newest[0]["firing_id"] == rest[-1]["firing_id"]
+
+
+def _ids(firings: list[dict[str, Any]]) -> list[int]:
+    return [f["event_id"] for f in firings]
