@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def rules_bus(kind: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     if kind == "sqlite":
         bus.update(persist=True, storage_path=str(tmp_path / "rules.db"))
     return {**bus, **overrides}
+
+
+async def settle(app: EventBusApp, bus_id: str = "rules") -> None:
+    """Wait until every event so far is matched and every firing it caused has finished."""
+    await asyncio.wait_for(app.buses[bus_id].wait_idle(), timeout=10)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

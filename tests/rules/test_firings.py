@@ -3,7 +3,6 @@ concurrency limit, the loop guard, cross-bus emits and rule_fired notices."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,7 @@ from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
 
 from . import python_tools
-from .conftest import rules_bus
-
-
-async def settle(app: EventBusApp, bus_id: str = "rules") -> None:
-    await asyncio.wait_for(app.buses[bus_id].wait_idle(), timeout=10)
+from .conftest import rules_bus, settle
 
 
 async def test_invoke_tool_renders_input_and_records_an_ok_firing(bus: EventBusClient, rules_app: EventBusApp) -> None:
