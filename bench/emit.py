@@ -47,10 +47,13 @@ LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
 
 
 @contextlib.asynccontextmanager
-async def bus_process(storage: str, durability: str) -> AsyncIterator[tuple[str, int]]:
-    """A fresh server process with one bus; yields (url, pid) and stops it with SIGTERM."""
+async def bus_process(
+    storage: str, durability: str, extra: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """A fresh server process with one bus (its config plus `extra`); yields (url, pid)
+    and stops it with SIGTERM."""
     with tempfile.TemporaryDirectory(prefix="eventbus-bench-") as folder:
-        bus: dict[str, Any] = {"id": "bench", "listen": "127.0.0.1:0", "durability": durability}
+        bus: dict[str, Any] = {"id": "bench", "listen": "127.0.0.1:0", "durability": durability, **(extra or {})}
         if storage == "sqlite":
             bus |= {"persist": True, "storage_path": "bench.db"}
         config = Path(folder) / "event_buses.json"

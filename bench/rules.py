@@ -1,0 +1,141 @@
+"""What rules cost the emit path, and how fast rules fire.
+
+    .venv/bin/python -m bench.rules [--storage sqlite|memory] [--no-record]
+
+Each scenario runs a fresh server process (SQLite, durability normal by
+default) and measures pipelined emits (100 in flight) and `emit_events`
+batches of 1,000 on the topic `bench.rules.x`:
+
+- rules off (`enable_rules: false`), the baseline;
+- rules on with no rules;
+- 1,000 rules on other topics (exact topics, `*` and `>` patterns, with
+  match_fields and EventBridge patterns): the index must keep these off the
+  emit path (target: at most 20 % below the baseline);
+- the same plus 10 rules on this very topic whose conditions never hold,
+  so every event is matched in full and nothing fires.
+
+Then the firing rate: one `EmitEvent` rule on a topic, 5,000 events emitted
+in batches, timed until the last firing is recorded.
+
+Prints a table and appends it to bench/RESULTS.md unless `--no-record`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from eventbus_client import EventBusClient, connect
+
+from ._common import PIPELINE_DEPTH, format_table, measure_rate, record_results, run
+from .emit import bus_process, pipelined_rate
+
+PIPELINED_COUNT = 30_000
+BATCH_COUNT = 60_000
+FIRING_EVENTS = 5_000
+TOPIC = "bench.rules.x"
+
+
+def other_rules(count: int = 1000) -> list[dict[str, Any]]:
+    """Rules that never look at TOPIC: a third exact, a third `*`, a third `>`."""
+    rules = []
+    for i in range(count):
+        topic = (f"other{i}.created", f"other{i}.*", f"other{i}.>")[i % 3]
+        rule: dict[str, Any] = {
+            "id": f"other-{i}",
+            "topic": topic,
+            "match_fields": {"branch": "main", "$.payload.n": {"numeric": [">=", 0]}},
+            "action": {"type": "EmitEvent", "topic": f"out{i}", "payload": "{{ $.payload }}"},
+        }
+        if i % 2:
+            rule["pattern"] = {"payload": {"repo": [{"prefix": "acme/"}]}}
+        rules.append(rule)
+    return rules
+
+
+def same_topic_misses(count: int = 10) -> list[dict[str, Any]]:
+    """Rules on TOPIC whose conditions fail for every benchmark event."""
+    return [
+        {
+            "id": f"miss-{i}",
+            "topic": TOPIC if i % 2 else "bench.rules.*",
+            "match_fields": {"branch": "release", "$.payload.n": {"numeric": ["<", 0]}},
+            "pattern": {"payload": {"repo": [{"prefix": "other/"}]}},
+            "action": {"type": "EmitEvent", "topic": "never"},
+        }
+        for i in range(count)
+    ]
+
+
+async def emit_figures(storage: str, *, enable_rules: bool, rules: list[dict[str, Any]]) -> dict[str, float]:
+    async with bus_process(storage, "normal", {"enable_rules": enable_rules}) as (url, _pid):
+        async with await connect(url) as bus:
+            for rule in rules:
+                await bus.register_rule(rule)
+            await _warm_up(bus)
+            pipelined = await pipelined_rate(bus, TOPIC, count=PIPELINED_COUNT, depth=PIPELINE_DEPTH)
+            _, batch = await measure_rate(
+                lambda b: bus.emit_many([{"topic": TOPIC, "payload": p} for p in b]),
+                count=BATCH_COUNT,
+                batch=1000,
+            )
+    return {"pipelined_ev_s": pipelined, "batch1000_ev_s": batch}
+
+
+async def _warm_up(bus: EventBusClient) -> None:
+    await bus.emit_many([{"topic": TOPIC, "payload": {"n": -1}} for _ in range(1000)])
+
+
+async def firing_rate(storage: str) -> dict[str, Any]:
+    async with bus_process(storage, "normal", {"enable_rules": True}) as (url, _pid):
+        async with await connect(url) as bus:
+            await bus.register_rule(
+                {"id": "relay", "topic": "fire.in", "action": {"type": "EmitEvent", "topic": "fire.out", "payload": "{{ $.payload }}"}}
+            )
+            start = time.perf_counter()
+            for offset in range(0, FIRING_EVENTS, 500):
+                await bus.emit_many([{"topic": "fire.in", "payload": offset + i} for i in range(500)])
+            while (await bus.get_rule("relay"))["fired"] < FIRING_EVENTS:
+                await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - start
+    return {"scenario": "EmitEvent rule, 5,000 events", "firings_s": FIRING_EVENTS / elapsed}
+
+
+async def main(args: argparse.Namespace) -> None:
+    scenarios: list[tuple[str, bool, list[dict[str, Any]]]] = [
+        ("rules off (baseline)", False, []),
+        ("rules on, no rules", True, []),
+        ("1,000 rules on other topics", True, other_rules()),
+        ("1,000 other + 10 failing on this topic", True, other_rules() + same_topic_misses()),
+    ]
+    rows: list[dict[str, Any]] = []
+    for name, enable_rules, rules in scenarios:
+        figures = await emit_figures(args.storage, enable_rules=enable_rules, rules=rules)
+        rows.append({"scenario": name, **figures})
+        print(f"{name}: {figures}", flush=True)
+    base = rows[0]
+    for row in rows[1:]:
+        for key in ("pipelined_ev_s", "batch1000_ev_s"):
+            row[key.replace("_ev_s", "_vs_off")] = f"{(row[key] / base[key] - 1) * 100:+.1f} %"
+    firing = await firing_rate(args.storage)
+    text = (
+        f"storage: {args.storage} (durability normal); emits on one topic, figures in events/s\n\n"
+        f"{format_table(rows)}\n\n{format_table([firing])}\n\n"
+        "Target: 1,000 rules on other topics cost at most 20 % of emit throughput."
+    )
+    print(text)
+    if not args.no_record:
+        record_results("bench.rules: rule-index cost on emits, firing rate", text)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    run(main(parse_args()))
