@@ -14,30 +14,27 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
 from eventbus_core.codec import dumps, loads
 from eventbus_core.envelope import Event
 from eventbus_core.errors import StorageUnavailable
-from eventbus_core.topics import RESERVED_PREFIX
 
 from . import sqlite_rules
 from .base import (
     EventQuery,
     Firing,
     FiringQuery,
-    Narrowing,
     NewEvent,
     Storage,
     StoredKey,
     StoredRule,
     TopicStats,
-    topic_narrowing,
-    trn_narrowing,
 )
 from .schema import migrate, write_transaction
+from .sql import Select, select_events
 
 __all__ = ["SqliteStorage"]
 
@@ -50,7 +47,6 @@ _INSERT = (
     "INSERT INTO event_log (topic, payload, timestamp, metadata, source_trn, target_trn,"
     " correlation_id, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_COLUMNS = "event_id, topic, payload, timestamp, metadata, source_trn, target_trn, correlation_id"
 _FIND_KEYS = (
     "SELECT idempotency_key, MIN(event_id), timestamp FROM event_log"
     " WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND timestamp >= ?"
@@ -172,7 +168,7 @@ class SqliteStorage(Storage):
     async def query(self, query: EventQuery) -> list[Event]:
         if query.limit <= 0:
             return []
-        return await self._read(_collect, query, _select(query))
+        return await self._read(_collect, query, select_events(query, "qmark"))
 
     async def list_topics(self) -> list[TopicStats]:
         rows = await self._read(_fetch_all, _LIST_TOPICS, ())
@@ -334,7 +330,7 @@ def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> lis
     return conn.execute(sql, params).fetchall()
 
 
-def _collect(conn: sqlite3.Connection, query: EventQuery, select: _Select) -> list[Event]:
+def _collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> list[Event]:
     """Walk the narrowed rows until `query.limit` of them pass the exact match.
 
     SQLite steps the cursor lazily, so a filter that skips many rows reads on
@@ -366,68 +362,3 @@ def _collect(conn: sqlite3.Connection, query: EventQuery, select: _Select) -> li
     finally:
         cursor.close()
     return hits
-
-
-# -- narrowing in SQL -------------------------------------------------------------
-
-
-class _Select(NamedTuple):
-    sql: str
-    params: list[Any]
-    # True when the SQL alone decides, so `matches()` need not run on each row.
-    exact: bool
-
-
-def _select(query: EventQuery) -> _Select:
-    """SQL that returns a superset of the matches, in order; `matches()` does the rest.
-
-    Without a `*` anywhere the superset is the exact set: a literal is an
-    equality, and a prefix range (`orders.>`, `trn:user:`) is the whole test,
-    since no topic ends in '.' and `>` gets its `_sys.` exclusion in SQL too.
-    """
-    where: list[str] = []
-    params: list[Any] = []
-    if query.order == "asc":
-        where.append("event_id > ?")
-        params.append(query.since)
-    elif query.since > 0:
-        where.append("event_id < ?")
-        params.append(query.since)
-    _narrow(where, params, "topic", topic_narrowing(query.topic))
-    if query.topic.split(".", 1)[0] in ("*", ">"):
-        # A leading wildcard never matches the bus's own topics.
-        where.append("(topic < ? OR topic >= ?)")
-        params += [RESERVED_PREFIX, Narrowing(RESERVED_PREFIX, exact=False).upper_bound]
-    if query.source_trn is not None:
-        _narrow(where, params, "source_trn", trn_narrowing(query.source_trn))
-    if query.target_trn is not None:
-        _narrow(where, params, "target_trn", trn_narrowing(query.target_trn))
-    if query.correlation_id is not None:
-        where.append("correlation_id = ?")
-        params.append(query.correlation_id)
-    if query.from_ts is not None:
-        where.append("timestamp >= ?")
-        params.append(query.from_ts)
-    if query.to_ts is not None:
-        where.append("timestamp <= ?")
-        params.append(query.to_ts)
-    patterns = (query.topic, query.source_trn or "", query.target_trn or "")
-    exact = not any("*" in pattern for pattern in patterns)
-    direction = "ASC" if query.order == "asc" else "DESC"
-    sql = f"SELECT {_COLUMNS} FROM event_log WHERE {' AND '.join(where) or '1'}"
-    sql += f" ORDER BY event_id {direction}"
-    if exact:
-        sql += " LIMIT ?"
-        params.append(query.limit)
-    return _Select(sql, params, exact)
-
-
-def _narrow(where: list[str], params: list[Any], column: str, narrowing: Narrowing | None) -> None:
-    if narrowing is None:
-        return
-    if narrowing.exact:
-        where.append(f"{column} = ?")
-        params.append(narrowing.value)
-    else:
-        where.append(f"{column} >= ? AND {column} < ?")
-        params += [narrowing.value, narrowing.upper_bound]

@@ -13,10 +13,11 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from eventbus_core.codec import dumps, loads
+from eventbus_core.codec import dumps
 
 from .base import Firing, FiringQuery, StoredRule
 from .schema import write_transaction
+from .sql import FIRING_COLUMNS, RULE_COLUMNS, firing_from_row, rule_from_row, select_firings
 
 __all__ = [
     "claim_firings",
@@ -33,29 +34,14 @@ __all__ = [
 
 CURSOR_NAME = "rule_engine"
 
-_RULE_COLUMNS = "id, body, enabled, created_at, updated_at, fired, failed, last_fired_at"
-_FIRING_COLUMNS = "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
 _SAVE_CURSOR = (
     "INSERT INTO cursors (name, event_id) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET event_id = MAX(event_id, excluded.event_id)"
 )
 
 
-def _rule(row: Sequence[Any]) -> StoredRule:
-    rule_id, body, enabled, created_at, updated_at, fired, failed, last_fired_at = row
-    return StoredRule(rule_id, loads(body), bool(enabled), created_at, updated_at, fired, failed, last_fired_at)
-
-
-def _firing(row: Sequence[Any]) -> Firing:
-    firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error = row
-    return Firing(
-        firing_id, rule_id, event_id, status, attempts, started_at, duration_ms,
-        None if result is None else loads(result), error,
-    )
-
-
 def load_rules(conn: sqlite3.Connection) -> list[StoredRule]:
-    return [_rule(row) for row in conn.execute(f"SELECT {_RULE_COLUMNS} FROM rules ORDER BY id")]
+    return [rule_from_row(row) for row in conn.execute(f"SELECT {RULE_COLUMNS} FROM rules ORDER BY id")]
 
 
 def put_rule(conn: sqlite3.Connection, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
@@ -119,32 +105,14 @@ def finish_firing(conn: sqlite3.Connection, firing: Firing) -> None:
 
 def pending_firings(conn: sqlite3.Connection) -> list[Firing]:
     rows = conn.execute(
-        f"SELECT {_FIRING_COLUMNS} FROM rule_firings WHERE status = 'pending' ORDER BY firing_id"
+        f"SELECT {FIRING_COLUMNS} FROM rule_firings WHERE status = 'pending' ORDER BY firing_id"
     )
-    return [_firing(row) for row in rows]
+    return [firing_from_row(row) for row in rows]
 
 
 def list_firings(conn: sqlite3.Connection, query: FiringQuery) -> list[Firing]:
-    where: list[str] = []
-    params: list[Any] = []
-    if query.order == "asc":
-        where.append("firing_id > ?")
-        params.append(query.since)
-    elif query.since > 0:
-        where.append("firing_id < ?")
-        params.append(query.since)
-    if query.rule_id is not None:
-        where.append("rule_id = ?")
-        params.append(query.rule_id)
-    if query.status is not None:
-        where.append("status = ?")
-        params.append(query.status)
-    direction = "ASC" if query.order == "asc" else "DESC"
-    sql = (
-        f"SELECT {_FIRING_COLUMNS} FROM rule_firings WHERE {' AND '.join(where) or '1'}"
-        f" ORDER BY firing_id {direction} LIMIT ?"
-    )
-    return [_firing(row) for row in conn.execute(sql, [*params, query.limit])]
+    select = select_firings(query, "qmark")
+    return [firing_from_row(row) for row in conn.execute(select.sql, select.params)]
 
 
 def load_cursor(conn: sqlite3.Connection) -> int | None:

@@ -1,0 +1,146 @@
+"""SQL the SQLite and PostgreSQL backends share: the narrowing `SELECT`s for
+`poll_events` and `list_firings`, written once for both placeholder styles
+(`?` for sqlite3, `$1, $2, …` for asyncpg).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+from eventbus_core.codec import loads
+from eventbus_core.topics import RESERVED_PREFIX
+
+from .base import (
+    EventQuery,
+    Firing,
+    FiringQuery,
+    Narrowing,
+    StoredRule,
+    topic_narrowing,
+    trn_narrowing,
+)
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "FIRING_COLUMNS",
+    "RULE_COLUMNS",
+    "Select",
+    "firing_from_row",
+    "rule_from_row",
+    "select_events",
+    "select_firings",
+]
+
+Style = Literal["qmark", "numeric"]
+
+EVENT_COLUMNS = "event_id, topic, payload, timestamp, metadata, source_trn, target_trn, correlation_id"
+FIRING_COLUMNS = "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
+RULE_COLUMNS = "id, body, enabled, created_at, updated_at, fired, failed, last_fired_at"
+
+
+def rule_from_row(row: Sequence[Any]) -> StoredRule:
+    """A `RULE_COLUMNS` row; `body` is JSON text in both databases."""
+    rule_id, body, enabled, created_at, updated_at, fired, failed, last_fired_at = row
+    return StoredRule(rule_id, loads(body), bool(enabled), created_at, updated_at, fired, failed, last_fired_at)
+
+
+def firing_from_row(row: Sequence[Any]) -> Firing:
+    """A `FIRING_COLUMNS` row; `result` is JSON text or NULL."""
+    firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error = row
+    return Firing(
+        firing_id, rule_id, event_id, status, attempts, started_at, duration_ms,
+        None if result is None else loads(result), error,
+    )
+
+
+class Select(NamedTuple):
+    sql: str
+    params: list[Any]
+    # True when the SQL alone decides, so `EventQuery.matches()` need not run on each row.
+    exact: bool
+
+
+class _Where:
+    """Conditions and their parameters, numbered in the driver's style."""
+
+    def __init__(self, style: Style) -> None:
+        self.style = style
+        self.conditions: list[str] = []
+        self.params: list[Any] = []
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return "?" if self.style == "qmark" else f"${len(self.params)}"
+
+    def add(self, condition: str, *values: Any) -> None:
+        """`condition` with `{}` where each value goes."""
+        self.conditions.append(condition.format(*(self.param(v) for v in values)))
+
+    def narrow(self, column: str, narrowing: Narrowing | None) -> None:
+        if narrowing is None:
+            return
+        if narrowing.exact:
+            self.add(f"{column} = {{}}", narrowing.value)
+        else:
+            self.add(f"{column} >= {{}} AND {column} < {{}}", narrowing.value, narrowing.upper_bound)
+
+    def after(self, column: str, since: int, order: Literal["asc", "desc"]) -> None:
+        """The exclusive id cursor: ids above `since` ascending, below it descending."""
+        if order == "asc":
+            self.add(f"{column} > {{}}", since)
+        elif since > 0:
+            self.add(f"{column} < {{}}", since)
+
+    @property
+    def clause(self) -> str:
+        return " AND ".join(self.conditions) or "TRUE"
+
+
+def select_events(query: EventQuery, style: Style) -> Select:
+    """SQL that returns a superset of the matches, in order; `matches()` does the rest.
+
+    Without a `*` anywhere the superset is the exact set: a literal is an
+    equality, and a prefix range (`orders.>`, `trn:user:`) is the whole test,
+    since no topic ends in '.' and `>` gets its `_sys.` exclusion in SQL too.
+    Ranges compare bytes: SQLite does so by default, and the PostgreSQL
+    columns are `COLLATE "C"`.
+    """
+    where = _Where(style)
+    where.after("event_id", query.since, query.order)
+    where.narrow("topic", topic_narrowing(query.topic))
+    if query.topic.split(".", 1)[0] in ("*", ">"):
+        # A leading wildcard never matches the bus's own topics.
+        where.add("(topic < {} OR topic >= {})", RESERVED_PREFIX, Narrowing(RESERVED_PREFIX, exact=False).upper_bound)
+    if query.source_trn is not None:
+        where.narrow("source_trn", trn_narrowing(query.source_trn))
+    if query.target_trn is not None:
+        where.narrow("target_trn", trn_narrowing(query.target_trn))
+    if query.correlation_id is not None:
+        where.add("correlation_id = {}", query.correlation_id)
+    if query.from_ts is not None:
+        where.add("timestamp >= {}", query.from_ts)
+    if query.to_ts is not None:
+        where.add("timestamp <= {}", query.to_ts)
+    patterns = (query.topic, query.source_trn or "", query.target_trn or "")
+    exact = not any("*" in pattern for pattern in patterns)
+    direction = "ASC" if query.order == "asc" else "DESC"
+    sql = f"SELECT {EVENT_COLUMNS} FROM event_log WHERE {where.clause} ORDER BY event_id {direction}"
+    if exact:
+        sql += f" LIMIT {where.param(query.limit)}"
+    return Select(sql, where.params, exact)
+
+
+def select_firings(query: FiringQuery, style: Style) -> Select:
+    where = _Where(style)
+    where.after("firing_id", query.since, query.order)
+    if query.rule_id is not None:
+        where.add("rule_id = {}", query.rule_id)
+    if query.status is not None:
+        where.add("status = {}", query.status)
+    direction = "ASC" if query.order == "asc" else "DESC"
+    sql = (
+        f"SELECT {FIRING_COLUMNS} FROM rule_firings WHERE {where.clause}"
+        f" ORDER BY firing_id {direction} LIMIT {where.param(query.limit)}"
+    )
+    return Select(sql, where.params, exact=True)
