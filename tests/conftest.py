@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,16 @@ import pytest
 from eventbus_client import EventBusClient, connect
 from eventbus_server.app import EventBusApp
 from eventbus_server.config import parse_config
+from tests import postgres
 
 _topic_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Every PostgreSQL schema a test made goes when the run ends."""
+    yield
+    postgres.drop_schemas()
 
 
 @contextlib.asynccontextmanager

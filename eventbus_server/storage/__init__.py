@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventbus_core.errors import StorageUnavailable
-
 from .base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from .memory import MemoryStorage
+from .postgres import PostgresStorage
 from .schema import SchemaTooNew
 from .sqlite import SqliteStorage
 
@@ -18,6 +17,7 @@ __all__ = [
     "EventQuery",
     "MemoryStorage",
     "NewEvent",
+    "PostgresStorage",
     "SchemaTooNew",
     "SqliteStorage",
     "Storage",
@@ -34,8 +34,6 @@ def open_storage(config: BusConfig) -> Storage:
         assert config.storage_path is not None
         return SqliteStorage(config.storage_path, durability=config.durability)
     if kind == "postgres":
-        raise StorageUnavailable(
-            f"bus {config.id!r}: PostgreSQL storage (storage_url) is not available in this version yet;"
-            " use storage_path (SQLite)"
-        )
+        assert config.storage_url is not None
+        return PostgresStorage(config.storage_url.get_secret_value(), bus_id=config.id)
     return MemoryStorage(config.memory_buffer)

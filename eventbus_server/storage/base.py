@@ -10,7 +10,7 @@ reached; anything else is a bug.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -231,6 +231,9 @@ class Storage(ABC):
 
     #: "memory", "sqlite" or "postgres"; shown by bus_info.
     kind: str
+    #: True when other processes may write the same bus (PostgreSQL): the bus
+    #: then learns of their commits and rule changes through `watch`.
+    shared: bool = False
 
     @abstractmethod
     async def open(self) -> None:
@@ -316,3 +319,10 @@ class Storage(ABC):
     @abstractmethod
     async def save_cursor(self, event_id: int) -> None:
         """Move the rule engine's cursor forward (never backward)."""
+
+    # -- other nodes -----------------------------------------------------------
+
+    async def watch(self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]) -> None:
+        """For `shared` storage: report commits (their last event_id) and rule changes
+        made by any process, until cancelled. Unshared storage has nothing to report."""
+        return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from eventbus_cli.main import app as cli_app
 from eventbus_client import connect
 from eventbus_server.app import EventBusApp
+from tests.ports import closed_port
 
 EVENTBUS = [sys.executable, "-m", "eventbus_cli"]
 
@@ -62,14 +62,9 @@ async def test_bus_error_exit_1_with_the_reason(app: EventBusApp) -> None:
     assert "invalid params" in err and "topic" in err and "Traceback" not in err
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 async def test_unreachable_bus_exit_3() -> None:
-    code, _, err = await run_cli("poll", "--url", f"tcp://127.0.0.1:{_dead_port()}")
+    code, _, err = await run_cli("poll", "--url", f"tcp://127.0.0.1:{closed_port()}")
     assert code == 3
     assert "cannot reach" in err and "eventbus serve" in err
 
@@ -121,7 +116,7 @@ def test_help_does_not_import_the_server_or_textual() -> None:
 
 async def test_serve_reports_storage_it_cannot_open_in_one_line(tmp_path: Path) -> None:
     config = tmp_path / "pg.json"
-    config.write_text(json.dumps([{"id": "pg", "listen": "127.0.0.1:0", "persist": True, "storage_url": "postgresql://127.0.0.1/test"}]))
+    config.write_text(json.dumps([{"id": "pg", "listen": "127.0.0.1:0", "persist": True, "storage_url": f"postgresql://postgres@127.0.0.1:{closed_port()}/test"}]))
     code, _, err = await run_cli("serve", "--config", str(config))
     assert code == 1
-    assert "cannot start" in err and "PostgreSQL storage" in err and "Traceback" not in err
+    assert "cannot start" in err and "schema 'eventbus_pg' is unavailable" in err and "Traceback" not in err

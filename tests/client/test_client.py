@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,11 @@ from eventbus_client import (
 from eventbus_client.connection import parse_url
 from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import closed_port
 
 
 async def test_unreachable_bus_raises_connection_lost_with_the_reason() -> None:
-    port = _free_port()
+    port = closed_port()
     with pytest.raises(ConnectionLost, match=f"cannot connect to tcp://127.0.0.1:{port}"):
         await connect(f"tcp://127.0.0.1:{port}", timeout_s=2)
 

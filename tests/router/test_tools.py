@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from eventbus_server.config import ToolRoute
 from eventbus_server.router.tools import NoToolRoute, ToolCall, ToolError, ToolRouter, ToolTimeout
+from tests.ports import closed_port
 
 from . import tool_functions
 from .tool_servers import (
@@ -37,12 +37,6 @@ def route(kind: str, match: str = "trn:user:alice:tool:*", **fields: Any) -> Too
 def call(firing_id: int = 42, tool_id: str = TOOL, input: Any = None) -> ToolCall:
     return ToolCall(tool_id, {"width": 10} if input is None else input, EVENT, firing_id)
 
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ import pytest
 
 from eventbus_client import EventBusClient, connect
 from eventbus_server.app import EventBusApp
+from tests import postgres
 from tests.conftest import start_buses
 
 from . import python_tools
@@ -31,6 +32,8 @@ def rules_bus(kind: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     }
     if kind == "sqlite":
         bus.update(persist=True, storage_path=str(tmp_path / "rules.db"))
+    elif kind == "postgres":
+        bus.update(persist=True, storage_url=postgres.storage_url(tmp_path))
     return {**bus, **overrides}
 
 
@@ -39,7 +42,7 @@ async def settle(app: EventBusApp, bus_id: str = "rules") -> None:
     await asyncio.wait_for(app.buses[bus_id].wait_idle(), timeout=10)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def storage_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

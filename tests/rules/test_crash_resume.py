@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from eventbus_client import connect
+from tests import postgres
 from tests.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -21,12 +22,14 @@ EVENTS = 400
 MAX_CONCURRENCY = 4
 
 
-async def test_kill_9_mid_firing_then_restart_fires_each_pair_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
+async def test_kill_9_mid_firing_then_restart_fires_each_pair_exactly_once(storage: str, tmp_path: Path) -> None:
     tool_log = tmp_path / "tool-calls.log"
     tool_log.touch()
     config = tmp_path / "event_buses.json"
+    where = {"storage_path": "crash.db"} if storage == "sqlite" else {"storage_url": postgres.storage_url(tmp_path)}
     config.write_text(json.dumps([{
-        "id": "crash", "listen": "127.0.0.1:0", "persist": True, "storage_path": "crash.db",
+        "id": "crash", "listen": "127.0.0.1:0", "persist": True, **where,
         "enable_rules": True, "max_concurrency": MAX_CONCURRENCY,
         "retry": {"attempts": 3, "backoff_ms": 1},
         "tools": [{"match": "trn:user:test:python:*", "kind": "python", "function": "tests.rules.python_tools:record"}],

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from eventbus_server.storage import MemoryStorage, SqliteStorage, Storage
+from eventbus_server.storage import MemoryStorage, PostgresStorage, SqliteStorage, Storage
+from tests import postgres
 
 BACKENDS: dict[str, Callable[[Path], Storage]] = {
     "memory": lambda tmp_path: MemoryStorage(10_000),
     "sqlite": lambda tmp_path: SqliteStorage(tmp_path / "data" / "bus.db"),
+    # Its own schema per test; skips without PostgreSQL (fails on CI, see tests/postgres.py).
+    "postgres": lambda tmp_path: PostgresStorage(postgres.storage_url(tmp_path), bus_id="contract"),
 }
-DURABLE = ["sqlite"]
+DURABLE = ["sqlite", "postgres"]

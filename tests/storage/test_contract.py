@@ -21,12 +21,14 @@ from eventbus_server.storage import (
     EventQuery,
     MemoryStorage,
     NewEvent,
+    PostgresStorage,
     SchemaTooNew,
     SqliteStorage,
     Storage,
     open_storage,
 )
 from eventbus_server.storage.schema import SCHEMA_VERSION
+from tests.ports import closed_port
 
 T0 = 1_764_300_000_000
 
@@ -523,8 +525,21 @@ def test_open_storage_picks_the_backend_from_the_config(tmp_path: Path) -> None:
     )
     assert isinstance(sqlite, SqliteStorage)
     assert (sqlite.path, sqlite.durability) == (tmp_path / "s.db", "full")
-    postgres = BusConfig(
-        id="p", listen="127.0.0.1:0", persist=True, storage_url="postgresql://db/bus"
+    postgres = open_storage(
+        BusConfig(id="p.1", listen="127.0.0.1:0", persist=True, storage_url="postgresql://u:pw@db/bus?ssl=disable")
     )
-    with pytest.raises(StorageUnavailable, match="not available"):
-        open_storage(postgres)
+    assert isinstance(postgres, PostgresStorage)
+    # The bus's own schema by default; the password stays out of messages.
+    assert (postgres.schema, postgres.url) == ("eventbus_p.1", "postgresql://u:pw@db/bus?ssl=disable")
+    assert postgres.where == "PostgreSQL db:5432/bus schema 'eventbus_p.1'"
+    chosen = open_storage(
+        BusConfig(id="p", listen="127.0.0.1:0", persist=True, storage_url="postgresql://db/bus?schema=team_a")
+    )
+    assert isinstance(chosen, PostgresStorage)
+    assert (chosen.schema, chosen.url) == ("team_a", "postgresql://db/bus")
+
+
+async def test_postgres_that_cannot_be_reached_is_storage_unavailable() -> None:
+    storage = PostgresStorage(f"postgresql://postgres@127.0.0.1:{closed_port()}/test", bus_id="x")
+    with pytest.raises(StorageUnavailable, match=r"PostgreSQL 127\.0\.0\.1:\d+/test schema 'eventbus_x' is unavailable"):
+        await storage.open()

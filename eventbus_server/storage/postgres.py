@@ -1,0 +1,433 @@
+"""The PostgreSQL backend (asyncpg): one schema per bus, shareable by several nodes.
+
+Several `eventbus serve` processes may serve the same bus against one
+database (DESIGN.md §8). Two things make that safe:
+
+- **Ids in commit order.** Every append takes a transaction-level advisory
+  lock before it draws ids, so batches commit in id order across nodes: once
+  a reader sees event n, every event below n that will ever exist is
+  visible too. Readers that page by `event_id > cursor` never skip one.
+- **Who committed what.** Each append, and each rule change, sends a
+  `NOTIFY` on the bus's channel inside its transaction (delivered at
+  commit). `watch` listens on its own connection and tells the bus, which
+  reads what it has not seen by cursor (see `feed.py`).
+
+Lost connections and a database that is down are `StorageUnavailable`
+(-32008, retryable); the pool reconnects by itself once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from eventbus_core.codec import dumps, loads
+from eventbus_core.envelope import Event
+from eventbus_core.errors import StorageUnavailable
+
+from .base import (
+    EventQuery,
+    Firing,
+    FiringQuery,
+    NewEvent,
+    Storage,
+    StoredKey,
+    StoredRule,
+    TopicStats,
+)
+from .postgres_schema import migrate, quote_ident, schema_for_bus
+from .sql import (
+    FIRING_COLUMNS,
+    RULE_COLUMNS,
+    firing_from_row,
+    rule_from_row,
+    select_events,
+    select_firings,
+)
+
+__all__ = ["PostgresStorage", "split_storage_url"]
+
+log = logging.getLogger("eventbus.storage")
+
+CURSOR_NAME = "rule_engine"
+#: The NOTIFY payload that says "rules changed"; event commits send their last id.
+RULES_CHANGED = "rules"
+
+_INSERT = """
+    WITH ins AS (
+        INSERT INTO event_log (topic, payload, timestamp, metadata, source_trn, target_trn,
+                               correlation_id, idempotency_key)
+        SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::jsonb[], $5::text[],
+                             $6::text[], $7::text[], $8::text[])
+        RETURNING event_id
+    ), notice AS (SELECT pg_notify($9, MAX(event_id)::text) FROM ins)
+    SELECT event_id FROM ins, notice ORDER BY event_id
+"""
+_FIND_KEYS = (
+    "SELECT DISTINCT ON (idempotency_key) idempotency_key, event_id, timestamp FROM event_log"
+    " WHERE idempotency_key = ANY($1::text[]) AND timestamp >= $2"
+    " ORDER BY idempotency_key, event_id"
+)
+_LIST_TOPICS = (
+    "SELECT t.topic, t.n, t.last_id, e.timestamp FROM"
+    " (SELECT topic, COUNT(*) AS n, MAX(event_id) AS last_id FROM event_log GROUP BY topic) AS t"
+    " JOIN event_log AS e ON e.event_id = t.last_id ORDER BY t.topic"
+)
+_SAVE_CURSOR = (
+    "INSERT INTO cursors (name, event_id) VALUES ($1, $2)"
+    " ON CONFLICT (name) DO UPDATE SET event_id = GREATEST(cursors.event_id, excluded.event_id)"
+)
+_CLAIM = """
+    INSERT INTO rule_firings (rule_id, event_id, status)
+    SELECT rule_id, event_id, 'pending' FROM unnest($1::text[], $2::bigint[]) AS p(rule_id, event_id)
+    ON CONFLICT (rule_id, event_id) DO NOTHING
+    RETURNING firing_id, rule_id, event_id
+"""
+
+#: What "the database is not there" looks like through asyncpg; anything else is a bug.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def split_storage_url(url: str) -> tuple[str, str | None]:
+    """`postgresql://…?schema=x` → (the URL without `schema`, "x"); asyncpg would
+    take an unknown query parameter for a server setting."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), None)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema or None
+
+
+class PostgresStorage(Storage):
+    """A bus's log, rules and firings in one PostgreSQL schema."""
+
+    kind = "postgres"
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        bus_id: str,
+        pool_size: int = 8,
+        command_timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.url, schema = split_storage_url(url)
+        self.schema = schema or schema_for_bus(bus_id)
+        self.channel = f"eventbus:{self.schema}"
+        self.pool_size = pool_size
+        self.command_timeout_s = command_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._lock_key = f"eventbus-append:{self.schema}"
+
+    @property
+    def where(self) -> str:
+        """The database and schema, for messages (no password)."""
+        parts = urlsplit(self.url)
+        return f"PostgreSQL {parts.hostname}:{parts.port or 5432}{parts.path} schema {self.schema!r}"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            conn = await asyncpg.connect(self.url, timeout=self.connect_timeout_s)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        except asyncpg.PostgresError as exc:  # a wrong database or role: say so, do not crash
+            raise StorageUnavailable(f"{self.where} refused the connection: {exc}") from exc
+        try:
+            await migrate(conn, self.schema, self.where)
+        finally:
+            await conn.close()
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout_s,
+                command_timeout=self.command_timeout_s,
+                server_settings={"search_path": quote_ident(self.schema), "application_name": "eventbus"},
+            )
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # -- events ------------------------------------------------------------------
+
+    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+        if not events:
+            return []
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for e in events:
+            for column, value in zip(
+                columns,
+                (
+                    e.topic,
+                    dumps(e.payload).decode(),
+                    e.timestamp,
+                    None if e.metadata is None else dumps(e.metadata).decode(),
+                    e.source_trn,
+                    e.target_trn,
+                    e.correlation_id,
+                    e.idempotency_key,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+        async with self._connection() as conn, conn.transaction():
+            # Held to COMMIT: batches from every node commit in id order.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+            rows = await conn.fetch(_INSERT, *columns, self.channel)
+        return [new.stored(row[0]) for new, row in zip(events, rows, strict=True)]
+
+    async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
+        if not keys:
+            return {}
+        rows = await self._fetch(_FIND_KEYS, list(keys), since_ts)
+        return {key: StoredKey(event_id, timestamp) for key, event_id, timestamp in rows}
+
+    async def query(self, query: EventQuery) -> list[Event]:
+        if query.limit <= 0:
+            return []
+        select = select_events(query, "numeric")
+        if select.exact:
+            return [_event(row) for row in await self._fetch(select.sql, *select.params)]
+        hits: list[Event] = []
+        async with self._connection() as conn, conn.transaction(readonly=True):
+            # A server-side cursor: rows arrive in pages until `limit` of them match.
+            async for row in conn.cursor(select.sql, *select.params, prefetch=500):
+                probe = Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])
+                if query.matches(probe):
+                    hits.append(_event(row))
+                    if len(hits) == query.limit:
+                        break
+        return hits
+
+    async def list_topics(self) -> list[TopicStats]:
+        return [TopicStats(*row) for row in await self._fetch(_LIST_TOPICS)]
+
+    async def last_event_id(self) -> int:
+        # The sequence remembers the highest id ever drawn, even once deleted.
+        rows = await self._fetch("SELECT last_value, is_called FROM event_log_event_id_seq")
+        last_value, is_called = rows[0]
+        return int(last_value) if is_called else 0
+
+    async def last_committed_id(self) -> int:
+        """The newest event visible now (what `watch` catches up to after a reconnect)."""
+        rows = await self._fetch("SELECT COALESCE(MAX(event_id), 0) FROM event_log")
+        return int(rows[0][0])
+
+    async def count(self) -> int:
+        return int((await self._fetch("SELECT COUNT(*) FROM event_log"))[0][0])
+
+    async def prune(self, *, max_events: int | None, min_timestamp: int | None) -> int:
+        deleted = 0
+        async with self._connection() as conn, conn.transaction():
+            if min_timestamp is not None:
+                deleted += _rowcount(await conn.execute("DELETE FROM event_log WHERE timestamp < $1", min_timestamp))
+            if max_events is not None:
+                deleted += _rowcount(
+                    await conn.execute(
+                        "DELETE FROM event_log WHERE event_id <="
+                        " (SELECT event_id FROM event_log ORDER BY event_id DESC LIMIT 1 OFFSET $1)",
+                        max_events,
+                    )
+                )
+        return deleted
+
+    # -- rules ---------------------------------------------------------------------
+
+    async def load_rules(self) -> list[StoredRule]:
+        return [rule_from_row(row) for row in await self._fetch(f"SELECT {RULE_COLUMNS} FROM rules ORDER BY id")]
+
+    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            created: bool = await conn.fetchval(
+                "INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body, enabled = excluded.enabled,"
+                " updated_at = excluded.updated_at RETURNING (xmax = 0)",
+                rule_id,
+                dumps(body).decode(),
+                enabled,
+                now_ms,
+            )
+            await self._rules_changed(conn)
+        return created
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            deleted = _rowcount(await conn.execute("DELETE FROM rules WHERE id = $1", rule_id)) > 0
+            await self._rules_changed(conn)
+        return deleted
+
+    async def set_rule_enabled(self, rule_id: str, enabled: bool, now_ms: int) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE rules SET enabled = $1, updated_at = $2 WHERE id = $3", enabled, now_ms, rule_id
+            )
+            await self._rules_changed(conn)
+        return _rowcount(status) > 0
+
+    async def _rules_changed(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("SELECT pg_notify($1, $2)", self.channel, RULES_CHANGED)
+
+    # -- firings and the engine's cursor ----------------------------------------------
+
+    async def claim_firings(self, pairs: Sequence[tuple[str, int]], cursor: int) -> list[Firing]:
+        async with self._connection() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, [rule_id for rule_id, _ in pairs], [event_id for _, event_id in pairs])
+            await conn.execute(_SAVE_CURSOR, CURSOR_NAME, cursor)
+        # Another node may have claimed some pairs first; those are not ours to run.
+        created = {(rule_id, event_id): firing_id for firing_id, rule_id, event_id in rows}
+        return [Firing(created[pair], *pair) for pair in pairs if pair in created]
+
+    async def finish_firing(self, firing: Firing) -> None:
+        counter = {"ok": "fired", "failed": "failed"}.get(firing.status)
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE rule_firings SET status = $1, attempts = $2, started_at = $3, duration_ms = $4,"
+                " result = $5, error = $6 WHERE firing_id = $7",
+                firing.status,
+                firing.attempts,
+                firing.started_at,
+                firing.duration_ms,
+                None if firing.result is None else dumps(firing.result).decode(),
+                firing.error,
+                firing.firing_id,
+            )
+            if counter is not None:
+                await conn.execute(
+                    f"UPDATE rules SET {counter} = {counter} + 1, last_fired_at = $1 WHERE id = $2",
+                    firing.started_at,
+                    firing.rule_id,
+                )
+
+    async def pending_firings(self) -> list[Firing]:
+        rows = await self._fetch(
+            f"SELECT {FIRING_COLUMNS} FROM rule_firings WHERE status = 'pending' ORDER BY firing_id"
+        )
+        return [firing_from_row(row) for row in rows]
+
+    async def list_firings(self, query: FiringQuery) -> list[Firing]:
+        select = select_firings(query, "numeric")
+        return [firing_from_row(row) for row in await self._fetch(select.sql, *select.params)]
+
+    async def load_cursor(self) -> int | None:
+        rows = await self._fetch("SELECT event_id FROM cursors WHERE name = $1", CURSOR_NAME)
+        return int(rows[0][0]) if rows else None
+
+    async def save_cursor(self, event_id: int) -> None:
+        async with self._connection() as conn:
+            await conn.execute(_SAVE_CURSOR, CURSOR_NAME, event_id)
+
+    # -- other nodes ------------------------------------------------------------------
+
+    async def watch(self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]) -> None:
+        """Report every commit on this bus, from any node, until cancelled.
+
+        `on_commit(last_event_id)` for each append; `on_rules_changed()` for
+        each rule change. After every (re)connect both are called once, so
+        whatever happened while the listener was away is caught up.
+        """
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            retry=retry_if_exception_type(StorageUnavailable),
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._listen(on_commit, on_rules_changed)
+
+    async def _listen(self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]) -> None:
+        lost = asyncio.Event()
+
+        def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            if payload == RULES_CHANGED:
+                on_rules_changed()
+            else:
+                on_commit(int(payload))
+
+        try:
+            conn = await asyncpg.connect(self.url, timeout=self.connect_timeout_s)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(self.channel, notified)
+            await conn.execute(f"SET search_path TO {quote_ident(self.schema)}")
+            on_commit(int(await conn.fetchval("SELECT COALESCE(MAX(event_id), 0) FROM event_log")))
+            on_rules_changed()
+            while not lost.is_set():
+                # Notifications arrive on their own; this probe notices a silent network loss.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), timeout=5.0)
+                if not lost.is_set():
+                    await conn.execute("SELECT 1", timeout=self.command_timeout_s)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await conn.close(timeout=1.0)
+        log.warning("%s: lost the notification connection; reconnecting", self.where)
+        raise StorageUnavailable(f"{self.where}: notification connection lost")
+
+    # -- connections --------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StorageUnavailable(f"{self.where} is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        async with self._connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
+            return rows
+
+    def _unavailable(self, exc: BaseException) -> StorageUnavailable:
+        reason = str(exc) or type(exc).__name__
+        return StorageUnavailable(f"{self.where} is unavailable: {reason}")
+
+
+def _event(row: Sequence[Any]) -> Event:
+    event_id, topic, payload, timestamp, metadata, source, target, correlation = row
+    return Event(
+        event_id,
+        topic,
+        None if payload is None else loads(payload),
+        timestamp,
+        None if metadata is None else loads(metadata),
+        source,
+        target,
+        correlation,
+    )
+
+
+def _rowcount(status: str) -> int:
+    """asyncpg answers `execute` with the command tag, e.g. 'DELETE 3'."""
+    return int(status.rsplit(" ", 1)[-1])
