@@ -57,6 +57,34 @@ async def test_append_assigns_increasing_ids_in_order(storage: Storage) -> None:
     assert await storage.count() == 4
 
 
+@pytest.mark.parametrize("size", [1, 10, 500])  # small and large batches may take different paths
+async def test_a_batch_keeps_its_order_its_ids_and_every_field(storage: Storage, size: int) -> None:
+    payloads: list[Any] = [None, "ünïcode ✓", 3.5, [1, {"a": None}], {"deep": {"list": [True, False]}}]
+    batch = [
+        new(
+            f"t.{i % 3}",
+            i,
+            payload=payloads[i % len(payloads)],
+            metadata={"i": i} if i % 2 else None,
+            source_trn="trn:user:a:b" if i % 4 == 0 else None,
+            target_trn="trn:org:x:y" if i % 4 == 1 else None,
+            correlation_id=f"c-{i}" if i % 4 == 2 else None,
+        )
+        for i in range(size)
+    ]
+    stored = await storage.append(batch)
+    first = stored[0].event_id
+    assert [e.event_id for e in stored] == list(range(first, first + size))
+    assert await storage.query(EventQuery(limit=size)) == stored
+    assert [
+        (e.topic, e.payload, e.timestamp, e.metadata, e.source_trn, e.target_trn, e.correlation_id)
+        for e in stored
+    ] == [
+        (n.topic, n.payload, n.timestamp, n.metadata, n.source_trn, n.target_trn, n.correlation_id)
+        for n in batch
+    ]
+
+
 async def test_append_of_an_empty_batch_stores_nothing(storage: Storage) -> None:
     assert await storage.append([]) == []
     assert await storage.last_event_id() == 0
