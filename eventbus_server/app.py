@@ -125,9 +125,10 @@ class EventBusApp:
 
     async def serve(self, *, handle_signals: bool = True, ready: Callable[[EventBusApp], None] | None = None) -> None:
         """Start, run until `should_exit` is set (by a signal or a test), then shut down."""
-        await self.startup()
         if handle_signals:
+            # Before startup: a signal during it (after the first bus listens) still shuts down cleanly.
             self._install_signal_handlers()
+        await self.startup()
         if ready is not None:
             ready(self)
         try:

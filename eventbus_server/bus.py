@@ -35,6 +35,7 @@ from eventbus_core.trn import compile_trn_pattern
 
 from .config import BusConfig
 from .dispatcher import Dispatcher, Subscriber, Subscription
+from .feed import CommitFeed
 from .router.actions import ActionRunner
 from .router.engine import RuleEngine
 from .router.rulebook import RuleBook
@@ -83,6 +84,8 @@ class Bus:
         self.dispatcher = Dispatcher(self.storage, subscriber_buffer=config.subscriber_buffer)
         self.topics = TopicTable()
         self.commit_hooks: list[CommitHook] = []
+        self.feed = CommitFeed(self.storage, self._deliver, bus_id=config.id)
+        self._followers: list[asyncio.Task[None]] = []  # feed and watch, for shared storage
         self.connections = 0
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=config.queue_size)
         self._writer: asyncio.Task[None] | None = None
@@ -121,8 +124,19 @@ class Bus:
         await self.storage.open()
         self.topics.load(await self.storage.list_topics())
         self.topics.last_event_id = await self.storage.last_event_id()
+        self.feed.start(self.topics.last_event_id)
         self._started_at = time.monotonic()
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.id}")
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write_loop(), name=f"writer:{self.id}")
+        if self.storage.shared:
+            # Other nodes write this bus too: follow their commits and rule changes.
+            self._followers = [
+                loop.create_task(self.feed.run(), name=f"feed:{self.id}"),
+                loop.create_task(
+                    self.storage.watch(self.feed.committed_elsewhere, self._rules_changed_elsewhere),
+                    name=f"watch:{self.id}",
+                ),
+            ]
         if self.rules is not None:
             # The port is not bound yet, so nothing has committed since last_event_id;
             # the writer runs already, for firings a crash left pending that emit.
@@ -145,6 +159,9 @@ class Bus:
         await self.stop_rules()
         if self._retention is not None:
             self._retention.cancel()
+        for task in self._followers:
+            task.cancel()
+        await asyncio.gather(*self._followers, return_exceptions=True)
         if self._writer is not None and not self._writer.done():
             await self._queue.put(_STOP)
             await self._writer
@@ -269,10 +286,19 @@ class Bus:
         self._stats["emitted"] += len(stored)
         self._stats["duplicates"] += plan.duplicates
         self._stats["batches"] += 1
-        self.topics.add(stored)
-        self.dispatcher.publish(stored)
+        if stored:
+            await self.feed.committed_here(stored)
+
+    def _deliver(self, events: list[Event]) -> None:
+        """Committed events, in id order, from this node or another (see feed.py)."""
+        self.topics.add(events)
+        self.dispatcher.publish(events)
         for hook in self.commit_hooks:
-            hook(stored)
+            hook(events)
+
+    def _rules_changed_elsewhere(self) -> None:
+        if self.rules is not None:
+            self.rules.rules.reload_soon()
 
     async def _find_duplicates(self, batch: list[_Request]) -> dict[str, StoredKey]:
         keys = [e.idempotency_key for r in batch for e in r.events if e.idempotency_key is not None]

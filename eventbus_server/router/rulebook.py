@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from eventbus_core.envelope import now_ms
-from eventbus_core.errors import AlreadyExists, InvalidParams, NotFound
+from eventbus_core.errors import AlreadyExists, EventBusError, InvalidParams, NotFound
 from eventbus_core.rules import EmitEvent, Rule
 
 from ..storage.base import Storage, StoredRule
@@ -37,18 +37,38 @@ class RuleBook:
         self._compiled: dict[str, CompiledRule] = {}
         self._enabled: dict[str, bool] = {}
         self._lock = asyncio.Lock()
+        self._reload: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
         """Compile every stored rule; one that no longer compiles is logged and left out."""
-        for stored in await self.storage.load_rules():
-            try:
-                compiled = compile_rule(Rule.model_validate(stored.body))
-            except (ValidationError, InvalidParams) as exc:
-                log.error("bus=%s rule=%s cannot be loaded and stays inactive: %s", self.bus_id, stored.id, exc)
-                continue
-            self._compiled[stored.id] = compiled
-            self._enabled[stored.id] = stored.enabled
-        self._reindex()
+        async with self._lock:
+            compiled: dict[str, CompiledRule] = {}
+            enabled: dict[str, bool] = {}
+            for stored in await self.storage.load_rules():
+                previous = self._compiled.get(stored.id)
+                if previous is not None and _body(previous) == stored.body:
+                    compiled[stored.id] = previous  # unchanged: keep its compiled form
+                else:
+                    try:
+                        compiled[stored.id] = compile_rule(Rule.model_validate(stored.body))
+                    except (ValidationError, InvalidParams) as exc:
+                        log.error("bus=%s rule=%s cannot be loaded and stays inactive: %s", self.bus_id, stored.id, exc)
+                        continue
+                enabled[stored.id] = stored.enabled
+            self._compiled, self._enabled = compiled, enabled
+            self._reindex()
+
+    def reload_soon(self) -> None:
+        """Another node changed the rules: load them again (at most one reload waits)."""
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.get_running_loop().create_task(self._reload_logged())
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.load()
+        except EventBusError as exc:
+            # The watcher reports a change again after it reconnects, which retries this.
+            log.warning("bus=%s could not reload rules: %s", self.bus_id, exc)
 
     def compiled(self, rule_id: str) -> CompiledRule | None:
         return self._compiled.get(rule_id)
@@ -72,9 +92,7 @@ class RuleBook:
         async with self._lock:
             if rule.id in self._compiled and not replace:
                 raise AlreadyExists(f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it")
-            wire = rule.wire()
-            del wire["enabled"]
-            created = await self.storage.put_rule(rule.id, wire, rule.enabled, now_ms())
+            created = await self.storage.put_rule(rule.id, _body(compiled), rule.enabled, now_ms())
             self._compiled[rule.id] = compiled
             self._enabled[rule.id] = rule.enabled
             self._reindex()
@@ -109,3 +127,10 @@ class RuleBook:
 
     def _not_found(self, rule_id: str) -> NotFound:
         return NotFound(f"no rule {rule_id!r} on bus {self.bus_id!r}")
+
+
+def _body(compiled: CompiledRule) -> dict[str, Any]:
+    """What storage keeps of a rule: its wire form without `enabled` (a column of its own)."""
+    wire = compiled.rule.wire()
+    del wire["enabled"]
+    return wire
