@@ -195,14 +195,23 @@ class _LoopbackServer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._closing = True
+        # Let connections the kernel has accepted reach `_connected` (which closes them)
+        # first: on Python 3.11 one accepted after server.close() leaks its socket.
+        await asyncio.sleep(0.01)
         self._server.close()
         for task, writer in list(self._connections):
             writer.close()
             task.cancel()
         await asyncio.gather(*(task for task, _ in self._connections), return_exceptions=True)
         await self._server.wait_closed()
+        # A transport closes its socket in a callback close() schedules; let it run
+        # before the test's loop ends (a cancelled wait_closed() did not wait for it).
+        await asyncio.sleep(0.01)
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         entry = (task, writer)
