@@ -1,0 +1,94 @@
+"""PostgreSQL goes away under a running bus, then comes back.
+
+The database is a real server the test owns (tests/pg_cluster.py), stopped
+with `pg_ctl -m immediate` (a crash: every connection cut) and started again
+on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from eventbus_client import StorageUnavailable, connect
+from eventbus_core.envelope import Event
+from tests.conftest import start_buses
+from tests.pg_cluster import TempCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[TempCluster]:
+    server = TempCluster()
+    await server.init()
+    try:
+        yield server
+    finally:
+        await server.destroy()
+
+
+async def emit_until_it_works(bus, topic: str, payload: object, timeout_s: float = 20.0) -> int:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return (await bus.emit(topic, payload)).event_id  # type: ignore[no-any-return]
+        except StorageUnavailable:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_emits_answer_32008_while_the_database_is_down_and_recover_by_themselves(
+    tmp_path: Path, cluster: TempCluster
+) -> None:
+    bus_config = {"id": "pg", "persist": True, "storage_url": cluster.url, "enable_rules": True}
+    async with start_buses(tmp_path, bus_config) as app, await connect(app.url("pg")) as bus:
+        await bus.register_rule({"id": "copy", "topic": "before", "action": {"type": "EmitEvent", "topic": "copied"}})
+        sub = await bus.subscribe("after")
+        before = await bus.emit_many([{"topic": "before", "payload": i} for i in range(50)])
+
+        await cluster.stop()
+        with pytest.raises(StorageUnavailable, match=r"PostgreSQL 127\.0\.0\.1:\d+/postgres schema 'eventbus_pg' is unavailable"):
+            await bus.emit_many([{"topic": "lost", "payload": i} for i in range(20)])
+        with pytest.raises(StorageUnavailable):
+            await bus.poll("before")
+        # The bus itself stays up and says so.
+        assert (await bus.bus_info())["id"] == "pg"
+
+        await cluster.start()
+        first_after = await emit_until_it_works(bus, "after", 0)
+        await bus.emit_many([{"topic": "after", "payload": i} for i in range(1, 10)])
+
+        stored = (await bus.poll(">", limit=1000)).events
+        assert [e.event_id for e in stored if e.topic == "before"] == before  # nothing acknowledged is lost
+        assert not [e for e in stored if e.topic == "lost"]  # nothing half-written
+        assert all(e.event_id >= first_after for e in stored if e.topic == "after")
+
+        # The subscription goes on: the events emitted after the outage arrive, in order.
+        live: list[Event] = []
+        async with asyncio.timeout(10):
+            async for event in sub:
+                live.append(event)
+                if len(live) == 10:
+                    break
+        assert [e.payload for e in live] == list(range(10))
+
+        # Rules caught up too: every "before" event was copied exactly once.
+        async def copied() -> int:
+            return len((await bus.poll("copied", limit=1000)).events)
+
+        async with asyncio.timeout(15):
+            while await copied() < len(before):
+                await asyncio.sleep(0.2)
+        assert await copied() == len(before)
+
+
+async def test_a_bus_whose_database_is_down_at_start_says_so(tmp_path: Path, cluster: TempCluster) -> None:
+    await cluster.stop("fast")
+    with pytest.raises(Exception, match="is unavailable"):
+        async with start_buses(tmp_path, {"id": "pg", "persist": True, "storage_url": cluster.url}):
+            pass
