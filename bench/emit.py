@@ -1,7 +1,13 @@
 """Emit throughput and emit→subscriber latency of eventbus, against the peers.
 
-    .venv/bin/python -m bench.emit [--storage sqlite|memory] [--durability normal|full|both]
+    .venv/bin/python -m bench.emit [--storage sqlite|memory|postgres ...] [--durability normal|full|both]
                                    [--no-peers] [--no-record] [--rss]
+
+`--storage` may be given several times (`--storage sqlite --storage postgres`)
+to compare backends in one run. PostgreSQL is `$EVENTBUS_BENCH_POSTGRES_URL`
+(default: postgresql://postgres@127.0.0.1:5432/test), in a schema of the run's
+own that is dropped afterwards; `--durability` is a SQLite setting and does
+not apply to it.
 
 Our server runs as its own process (as NATS and Redis do), started with
 `python -m eventbus_server` on a temporary config; the client side runs in this
@@ -16,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -24,6 +31,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from eventbus_client import EventBusClient, connect
 
@@ -44,6 +53,19 @@ from .peers import measure_peers
 BATCH_COUNT = 100_000
 RSS_EVENTS = 1_000_000
 LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
+POSTGRES_URL = os.environ.get("EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _bench_schema() -> str:
+    return f"eventbus_bench_{os.getpid()}"
+
+
+async def _drop_bench_schema() -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{_bench_schema()}" CASCADE')
+    finally:
+        await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -56,6 +78,8 @@ async def bus_process(
         bus: dict[str, Any] = {"id": "bench", "listen": "127.0.0.1:0", "durability": durability, **(extra or {})}
         if storage == "sqlite":
             bus |= {"persist": True, "storage_path": "bench.db"}
+        elif storage == "postgres":
+            bus |= {"persist": True, "storage_url": f"{POSTGRES_URL}?schema={_bench_schema()}"}
         config = Path(folder) / "event_buses.json"
         config.write_text(json.dumps([bus]))
         proc = await asyncio.create_subprocess_exec(
@@ -81,6 +105,8 @@ async def bus_process(
                     print(f"warning: server exited with {code}", file=sys.stderr)
             if drainer is not None:
                 drainer.cancel()
+            if storage == "postgres":
+                await _drop_bench_schema()  # each scenario starts from an empty log
 
 
 async def _listen_port(stderr: asyncio.StreamReader) -> int:
@@ -107,6 +133,8 @@ async def pipelined_rate(bus: EventBusClient, topic: str, *, count: int, depth: 
 
 async def measure_ours(storage: str, durability: str, *, latency: bool) -> dict[str, Any]:
     async with bus_process(storage, durability) as (url, _pid):
+        if storage == "postgres":
+            durability = "server's"
         bus = await connect(url)
         try:
             _, sequential = await measure_rate(
@@ -211,9 +239,12 @@ def ratios(ours: dict[str, Any], peers: list[dict[str, Any]]) -> list[dict[str, 
 
 async def main(args: argparse.Namespace) -> None:
     durabilities = ["normal", "full"] if args.durability == "both" else [args.durability]
-    rows = [
-        await measure_ours(args.storage, d, latency=(d == durabilities[0])) for d in durabilities
-    ]
+    storages = args.storage or ["sqlite"]
+    rows = []
+    for storage in storages:
+        # Durability is SQLite's setting; PostgreSQL commits as its server is configured.
+        for d in durabilities if storage == "sqlite" else durabilities[:1]:
+            rows.append(await measure_ours(storage, d, latency=(d == durabilities[0])))
     peers = [] if args.no_peers else await measure_peers()
     figures = format_table(rows + peers)
     print(figures)
@@ -222,7 +253,7 @@ async def main(args: argparse.Namespace) -> None:
         ratio_table = format_table(ratios(rows[0], peers))
         print()
         print(ratio_table)
-        sections += ["", f"Ratios ({rows[0]['system']}, {args.storage}):", "", ratio_table]
+        sections += ["", f"Ratios ({rows[0]['system']}, {rows[0]['storage']}):", "", ratio_table]
     if args.rss:
         rss_table = format_table([await measure_rss()])
         print()
@@ -238,7 +269,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.emit", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--storage", choices=["sqlite", "memory", "postgres"], action="append")
     parser.add_argument("--durability", choices=["normal", "full", "both"], default="both")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--no-record", action="store_true")
