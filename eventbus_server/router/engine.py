@@ -59,6 +59,8 @@ INBOX_LIMIT = 10_000
 #: Claimed firings waiting for the semaphore; beyond it matching pauses.
 MAX_WAITING_FIRINGS = 1000
 CURSOR_SAVE_INTERVAL_S = 1.0
+#: How often an engine on shared storage looks for firings a dead node left unfinished.
+ADOPT_INTERVAL_S = 2.0
 #: Errors worth another attempt: the tool's, and a bus that is briefly full or down.
 RETRYABLE = (ToolError, Overloaded, StorageUnavailable)
 
@@ -113,6 +115,7 @@ class RuleEngine:
         self._room.set()
         self._idle = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._adopt_task: asyncio.Task[None] | None = None
         self._watcher_ids = itertools.count(1)
         self._stopped = False
 
@@ -131,14 +134,33 @@ class RuleEngine:
         self._read_until = self._seen = last_event_id
         for firing in await self.storage.pending_firings():
             await self._resume(firing)
-        self._loop_task = asyncio.get_running_loop().create_task(self._match_loop(), name=f"rules:{self.bus_id}")
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._match_loop(), name=f"rules:{self.bus_id}")
+        if self.storage.shared:
+            self._adopt_task = loop.create_task(self._adopt_loop(), name=f"rules-adopt:{self.bus_id}")
         self._update_idle()
+
+    async def _adopt_loop(self) -> None:
+        """With other nodes on the same storage: take over the firings of one that died."""
+        while True:
+            await asyncio.sleep(ADOPT_INTERVAL_S)
+            try:
+                orphans = await self.storage.pending_firings()
+            except EventBusError as exc:
+                log.warning("bus=%s cannot look for orphaned firings: %s", self.bus_id, exc)
+                continue
+            for firing in orphans:
+                log.info("bus=%s adopting firing=%d of a node that is gone", self.bus_id, firing.firing_id)
+                await self._resume(firing)
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop matching; let running firings finish for `grace_s`; the rest stay pending."""
         if self._stopped:
             return
         self._stopped = True
+        if self._adopt_task is not None:
+            self._adopt_task.cancel()
+            await asyncio.gather(self._adopt_task, return_exceptions=True)
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)

@@ -306,7 +306,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def pending_firings(self) -> list[Firing]:
-        """Firings claimed but never finished (cut off by a crash), oldest first."""
+        """Firings claimed but never finished (cut off by a crash), oldest first.
+
+        On `shared` storage: only those whose node is gone, adopted by this
+        one (the engine asks again from time to time, to take over from a node
+        that died while running).
+        """
 
     @abstractmethod
     async def list_firings(self, query: FiringQuery) -> list[Firing]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -98,11 +99,19 @@ _SAVE_CURSOR = (
     " ON CONFLICT (name) DO UPDATE SET event_id = GREATEST(cursors.event_id, excluded.event_id)"
 )
 _CLAIM = """
-    INSERT INTO rule_firings (rule_id, event_id, status)
-    SELECT rule_id, event_id, 'pending' FROM unnest($1::text[], $2::bigint[]) AS p(rule_id, event_id)
+    INSERT INTO rule_firings (rule_id, event_id, status, claimed_by)
+    SELECT rule_id, event_id, 'pending', $3 FROM unnest($1::text[], $2::bigint[]) AS p(rule_id, event_id)
     ON CONFLICT (rule_id, event_id) DO NOTHING
     RETURNING firing_id, rule_id, event_id
 """
+_CLAIMERS = (
+    "SELECT DISTINCT claimed_by FROM rule_firings"
+    " WHERE status = 'pending' AND claimed_by IS DISTINCT FROM $1"
+)
+_ADOPT = (
+    f"UPDATE rule_firings SET claimed_by = $1"
+    f" WHERE status = 'pending' AND claimed_by IS NOT DISTINCT FROM $2 RETURNING {FIRING_COLUMNS}"
+)
 
 #: What "the database is not there" looks like through asyncpg; anything else is a bug.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -150,6 +159,9 @@ class PostgresStorage(Storage):
         self.connect_timeout_s = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._lock_key = f"eventbus-append:{self.schema}"
+        #: This process's name in `rule_firings.claimed_by`; alive while its lease is held.
+        self.node_id = uuid.uuid4().hex
+        self._lease: asyncpg.Connection | None = None
 
     @property
     def where(self) -> str:
@@ -181,11 +193,32 @@ class PostgresStorage(Storage):
             )
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+        await self._hold_lease()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
+        lease, self._lease = self._lease, None
         if pool is not None:
             await pool.close()
+        if lease is not None:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await lease.close(timeout=1.0)
+
+    async def _hold_lease(self) -> None:
+        """Hold a session advisory lock named after this node on a connection of its own.
+
+        PostgreSQL drops it when the connection ends, so a node that died (or
+        lost the database) is one whose lock another node can take: then its
+        unfinished firings are orphans, and `pending_firings` adopts them.
+        """
+        if self._lease is not None and not self._lease.is_closed():
+            return
+        try:
+            lease = await asyncpg.connect(self.url, timeout=self.connect_timeout_s)
+            await lease.execute("SELECT pg_advisory_lock(hashtext($1))", _node_key(self.node_id))
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        self._lease = lease
 
     # -- events ------------------------------------------------------------------
 
@@ -314,7 +347,9 @@ class PostgresStorage(Storage):
 
     async def claim_firings(self, pairs: Sequence[tuple[str, int]], cursor: int) -> list[Firing]:
         async with self._connection() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, [rule_id for rule_id, _ in pairs], [event_id for _, event_id in pairs])
+            rows = await conn.fetch(
+                _CLAIM, [rule_id for rule_id, _ in pairs], [event_id for _, event_id in pairs], self.node_id
+            )
             await conn.execute(_SAVE_CURSOR, CURSOR_NAME, cursor)
         # Another node may have claimed some pairs first; those are not ours to run.
         created = {(rule_id, event_id): firing_id for firing_id, rule_id, event_id in rows}
@@ -342,10 +377,23 @@ class PostgresStorage(Storage):
                 )
 
     async def pending_firings(self) -> list[Firing]:
-        rows = await self._fetch(
-            f"SELECT {FIRING_COLUMNS} FROM rule_firings WHERE status = 'pending' ORDER BY firing_id"
-        )
-        return [firing_from_row(row) for row in rows]
+        """Unfinished firings whose node is gone (crashed, stopped, or this one's
+        previous run), now adopted by this node; firings of live nodes are theirs."""
+        await self._hold_lease()
+        adopted: list[Firing] = []
+        async with self._connection() as conn:
+            for (node,) in await conn.fetch(_CLAIMERS, self.node_id):
+                if node is None:  # claimed before nodes had names
+                    adopted += map(firing_from_row, await conn.fetch(_ADOPT, self.node_id, None))
+                    continue
+                # Taking a node's lease proves it gone, and keeps a second adopter out meanwhile.
+                if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", _node_key(node)):
+                    continue
+                try:
+                    adopted += map(firing_from_row, await conn.fetch(_ADOPT, self.node_id, node))
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _node_key(node))
+        return sorted(adopted, key=lambda firing: firing.firing_id)
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
         select = select_firings(query, "numeric")
@@ -443,6 +491,10 @@ def _event(row: Sequence[Any]) -> Event:
         target,
         correlation,
     )
+
+
+def _node_key(node_id: str) -> str:
+    return f"eventbus-node:{node_id}"
 
 
 def _rowcount(status: str) -> int:

@@ -75,6 +75,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX idx_rule_firings_pending ON rule_firings (firing_id) WHERE status = 'pending'",
         "CREATE TABLE cursors (name TEXT PRIMARY KEY, event_id BIGINT NOT NULL)",
     ),
+    # 2: which node claimed a firing, so another can adopt it when that node is gone.
+    ("ALTER TABLE rule_firings ADD COLUMN claimed_by TEXT",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -162,3 +162,28 @@ async def test_killing_one_node_loses_nothing_and_the_other_keeps_serving(tmp_pa
         assert [e.event_id for e in seen] == sorted(acknowledged + more)
         page = await on_b.poll("work.>", limit=10_000)
         assert [e.event_id for e in page.events] == sorted(acknowledged + more)
+
+
+async def test_firings_a_killed_node_left_unfinished_are_run_by_the_other(tmp_path: Path) -> None:
+    events = 200
+    async with two_nodes(tmp_path, enable_rules=True, tools=[RECORD_TOOL], max_concurrency=2) as (a, b), \
+            await connect(b.url(BUS)) as on_b:
+        await on_b.register_rule({"id": "count", "topic": "work.>", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:record:v1"}})
+        async with await connect(a.url(BUS)) as on_a:
+            assert await wait_until(lambda: _has_rule(on_a, "count"))
+            await asyncio.sleep(0.5)
+            ids = await emit_batches(on_a, "a", events // 25)
+        log = tmp_path / "tool-calls.log"
+        while len(log.read_text().splitlines()) < 20:
+            await asyncio.sleep(0.01)
+        os.kill(a.proc.pid, signal.SIGKILL)
+        await a.proc.wait()
+
+        async def all_ok() -> bool:
+            firings = await on_b.list_firings(limit=10_000)
+            return len(firings) == events and all(f["status"] == "ok" for f in firings)
+
+        assert await wait_until(all_ok, timeout_s=30), Counter(f["status"] for f in await on_b.list_firings(limit=10_000))
+        calls = Counter(int(line.split()[1]) for line in log.read_text().splitlines())
+        assert sorted(calls) == ids  # every event reached the tool
+        assert set(calls.values()) <= {1, 2}  # at most once more, for a call the kill cut off

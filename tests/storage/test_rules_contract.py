@@ -50,13 +50,13 @@ async def test_a_pair_is_claimed_once_and_the_cursor_moves_with_it(storage: Stor
 async def test_finishing_a_firing_records_it_and_counts_it_on_its_rule(storage: Storage) -> None:
     await storage.put_rule("r1", BODY, True, 1)
     ok, bad, skipped = await storage.claim_firings([("r1", 1), ("r1", 2), ("r1", 3)], cursor=3)
-    assert [f.event_id for f in await storage.pending_firings()] == [1, 2, 3]
+    assert [f.event_id for f in await storage.list_firings(FiringQuery(status="pending"))] == [1, 2, 3]
 
     await storage.finish_firing(_done(ok, "ok", result={"n": [1, "two"]}, started_at=100))
     await storage.finish_firing(_done(bad, "failed", error="tool said no", started_at=200))
     await storage.finish_firing(_done(skipped, "skipped", error="max_hops", started_at=300))
 
-    assert await storage.pending_firings() == []
+    assert await storage.list_firings(FiringQuery(status="pending")) == []
     (rule,) = await storage.load_rules()
     assert (rule.fired, rule.failed, rule.last_fired_at) == (1, 1, 200)
     firings = await storage.list_firings(FiringQuery())
