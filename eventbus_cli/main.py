@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from . import runner
+from .commands.config import config_app
 from .commands.emit import emit
 from .commands.poll import poll
 from .commands.serve import serve
@@ -41,6 +42,7 @@ def root(
 app.command(epilog=EXIT_CODES_HELP)(serve)
 app.command(epilog=EXIT_CODES_HELP)(emit)
 app.command(epilog=EXIT_CODES_HELP)(poll)
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:
