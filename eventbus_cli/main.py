@@ -10,8 +10,14 @@ import typer
 from . import runner
 from .commands.config import config_app
 from .commands.emit import emit
+from .commands.firings import firings
+from .commands.history import history
+from .commands.info import info, topics
 from .commands.poll import poll
+from .commands.replay import replay
+from .commands.rules import rules_app
 from .commands.serve import serve
+from .commands.tail import tail
 from .errors import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -23,7 +29,10 @@ app = typer.Typer(
         "Examples:\n\n"
         "  eventbus serve\n\n"
         "  eventbus emit repo.pushed --payload '{\"repo\": \"acme/api\"}' --source-trn trn:user:alice:cli:v1\n\n"
-        "  eventbus poll 'repo.>' --limit 20\n\n" + EXIT_CODES_HELP
+        "  eventbus tail 'repo.>' --source-trn trn:user:\n\n"
+        "  eventbus history --source-trn trn:user:alice: --since 2h\n\n"
+        "  eventbus rules add rule.json\n\n"
+        "  eventbus firings --failed\n\n" + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -42,6 +51,13 @@ def root(
 app.command(epilog=EXIT_CODES_HELP)(serve)
 app.command(epilog=EXIT_CODES_HELP)(emit)
 app.command(epilog=EXIT_CODES_HELP)(poll)
+app.command(epilog=EXIT_CODES_HELP)(tail)
+app.command(epilog=EXIT_CODES_HELP)(history)
+app.command(epilog=EXIT_CODES_HELP)(replay)
+app.command(epilog=EXIT_CODES_HELP)(topics)
+app.command(epilog=EXIT_CODES_HELP)(info)
+app.add_typer(rules_app, name="rules")
+app.command(epilog=EXIT_CODES_HELP)(firings)
 app.add_typer(config_app, name="config")
 
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["Output", "err_console", "format_ts"]
@@ -24,6 +25,18 @@ def format_ts(timestamp_ms: int | None) -> str:
         return "-"
     moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return str(value)
+    return escape(_compact(value))
 
 
 def _compact(value: Any, width: int = 60) -> str:
@@ -66,6 +79,34 @@ class Output:
                 event.get("source_trn") or "-",
                 _compact(event.get("payload")),
             )
+        self.console.print(table)
+
+    def event_line(self, event: dict[str, Any]) -> None:
+        """One live event: a JSON line when piped, one readable line on a terminal."""
+        if self.json_mode:
+            self.json_line(event)
+            return
+        source = f" [magenta]{event['source_trn']}[/]" if event.get("source_trn") else ""
+        self.console.print(
+            f"[cyan]#{event['event_id']}[/] [dim]{format_ts(event.get('timestamp'))}[/] "
+            f"[bold]{escape(event['topic'])}[/]{escape(source)} {escape(_compact(event.get('payload'), 120))}",
+            soft_wrap=True,
+        )
+
+    def table(
+        self, rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], *, title: str | None = None
+    ) -> None:
+        """`rows` as a table of `columns` ((key, header) pairs); NDJSON of whole rows when piped."""
+        rows = list(rows)
+        if self.json_mode:
+            for row in rows:
+                self.json_line(row)
+            return
+        table = Table(title=title, header_style="bold")
+        for _, header in columns:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(*(_cell(row.get(key)) for key, _ in columns))
         self.console.print(table)
 
     def message(self, text: str) -> None:

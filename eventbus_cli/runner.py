@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-
-from eventbus_core.errors import ConnectionLost, EventBusError
 
 from .errors import EXIT_BUS_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
 from .output import err_console
 from .targets import Target
+
+if TYPE_CHECKING:
+    from eventbus_client import EventBusClient
 
 T = TypeVar("T")
 
@@ -32,6 +32,11 @@ def fail(message: str, code: int, hint: str | None = None) -> typer.Exit:
 
 def run(target: Target | None, main: Callable[[], Awaitable[T]]) -> T:
     """Run `main()` on an event loop; errors become a red line and an exit code."""
+    # Imported here, not at the top: `eventbus --help` must start fast.
+    import asyncio
+
+    from eventbus_core.errors import ConnectionLost, EventBusError
+
     try:
         return asyncio.run(_call(main))
     except UsageError as exc:
@@ -52,3 +57,23 @@ def run(target: Target | None, main: Callable[[], Awaitable[T]]) -> T:
 
 async def _call(main: Callable[[], Awaitable[Any]]) -> Any:
     return await main()
+
+
+def run_client(target: Target, main: Callable[[EventBusClient], Awaitable[T]]) -> T:
+    """`run`, with a client connected to `target` for the duration of `main`."""
+
+    async def connected() -> T:
+        from eventbus_client import connect
+
+        async with await connect(target.url, token=target.token) as client:
+            return await main(client)
+
+    return run(target, connected)
+
+
+def usage(fn: Callable[[], T]) -> T:
+    """Argument checks before anything runs: a UsageError is exit 2."""
+    try:
+        return fn()
+    except UsageError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None

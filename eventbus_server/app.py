@@ -150,8 +150,14 @@ class EventBusApp:
             loop.add_signal_handler(signum, on_signal, signum)
 
 
-async def serve(config: Config, *, bus_ids: Sequence[str] | None = None, handle_signals: bool = True) -> None:
-    await EventBusApp(config, bus_ids=bus_ids).serve(handle_signals=handle_signals)
+async def serve(
+    config: Config,
+    *,
+    bus_ids: Sequence[str] | None = None,
+    handle_signals: bool = True,
+    ready: Callable[[EventBusApp], None] | None = None,
+) -> None:
+    await EventBusApp(config, bus_ids=bus_ids).serve(handle_signals=handle_signals, ready=ready)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -161,8 +167,14 @@ def configure_logging(level: str = "INFO") -> None:
     )
 
 
-def run(config: Config, *, bus_ids: Sequence[str] | None = None, log_level: str = "INFO") -> int:
-    """Serve until a signal; the process's exit status."""
+def run(
+    config: Config,
+    *,
+    bus_ids: Sequence[str] | None = None,
+    log_level: str = "INFO",
+    ready: Callable[[EventBusApp], None] | None = None,
+) -> int:
+    """Serve until a signal; the process's exit status. `ready(app)` once every bus listens."""
     configure_logging(log_level)
     try:
         import uvloop
@@ -171,7 +183,7 @@ def run(config: Config, *, bus_ids: Sequence[str] | None = None, log_level: str 
     else:
         runner = uvloop.run
     try:
-        runner(serve(config, bus_ids=bus_ids))
+        runner(serve(config, bus_ids=bus_ids, ready=ready))
     except (OSError, EventBusError) as exc:
         # Cannot bind a port, cannot open storage: one line, no traceback.
         log.error("cannot start: %s", exc)

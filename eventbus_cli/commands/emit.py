@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import UsageError
 from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
 from ..output import Output
-from ..runner import fail, run
-from ..targets import resolve_target
+from ..runner import fail, run, run_client
+from ..targets import Target, resolve_target
+
+if TYPE_CHECKING:
+    from eventbus_client import EventBusClient
 
 
 def parse_json_arg(value: str, option: str) -> Any:
@@ -48,6 +51,12 @@ def emit(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Repeats within the dedup window store nothing.")
     ] = None,
+    ndjson: Annotated[
+        bool, typer.Option("--ndjson", help="Emit one event per stdin line (each line a JSON payload), in batches.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Events per emit_events call with --ndjson.", min=1, max=10_000)
+    ] = 500,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -63,16 +72,26 @@ def emit(
       eventbus emit build.done --payload @result.json --bus workflow
 
       echo '{"n": 1}' | eventbus emit jobs.queued --payload - --url tcp://127.0.0.1:4011
+
+      eventbus history --topic 'jobs.>' --json | jq -c .payload | eventbus emit jobs.copied --ndjson
     """
     try:
         target = resolve_target(url, bus, config, token)
-        body = parse_json_arg(payload, "--payload")
+        if ndjson and payload != "null":
+            raise UsageError("--ndjson reads the payloads from stdin: leave out --payload")
+        if ndjson and idempotency_key is not None:
+            raise UsageError("--idempotency-key names one event; it cannot go with --ndjson")
+        body = None if ndjson else parse_json_arg(payload, "--payload")
         meta = parse_json_arg(metadata, "--metadata") if metadata is not None else None
         if meta is not None and not isinstance(meta, dict):
             raise UsageError("--metadata must be a JSON object")
     except UsageError as exc:
         raise fail(str(exc), 2) from None
     out = Output(json_mode=json_out or None)
+    if ndjson:
+        common = {"source_trn": source_trn, "target_trn": target_trn, "correlation_id": correlation_id, "metadata": meta}
+        emit_lines(target, topic, {k: v for k, v in common.items() if v is not None}, batch_size, out)
+        return
 
     async def main() -> None:
         from eventbus_client import connect
@@ -94,3 +113,32 @@ def emit(
             out.console.print(f"emitted [bold]{topic}[/] event_id=[bold cyan]{result.event_id}[/]{note}")
 
     run(target, main)
+
+
+def emit_lines(target: Target, topic: str, common: dict[str, Any], batch_size: int, out: Output) -> None:
+    """`--ndjson`: every stdin line is a payload; batches of `batch_size`, one transaction each."""
+    sent: list[int] = []
+
+    async def main(client: EventBusClient) -> None:
+        batch: list[dict[str, Any]] = []
+        for number, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                done = f"; the {len(sent)} events before it were emitted" if sent else ""
+                raise UsageError(f"stdin line {number} is not valid JSON: {exc.msg} at column {exc.colno}{done}") from None
+            batch.append({"topic": topic, "payload": value, **common})
+            if len(batch) == batch_size:
+                sent.extend(await client.emit_many(batch))
+                batch = []
+        if batch:
+            sent.extend(await client.emit_many(batch))
+
+    run_client(target, main)
+    span = f" (event_id {sent[0]}…{sent[-1]})" if sent else ""
+    if out.json_mode:
+        out.json_line({"emitted": len(sent), "first_event_id": sent[0] if sent else None, "last_event_id": sent[-1] if sent else None})
+    else:
+        out.console.print(f"emitted [bold]{len(sent):,}[/] events on [bold]{topic}[/]{span}")

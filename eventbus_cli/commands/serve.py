@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from ..errors import EXIT_USAGE
 from ..options import ConfigOption
 from ..output import err_console
 from ..targets import default_config_path
+
+if TYPE_CHECKING:
+    from eventbus_server.app import EventBusApp
 
 
 def serve(
@@ -46,4 +49,25 @@ def serve(
     except KeyError as exc:
         err_console.print(f"[bold red]error:[/] {exc.args[0]}")
         raise typer.Exit(EXIT_USAGE) from None
-    raise typer.Exit(run(loaded, bus_ids=bus, log_level=log_level))
+    raise typer.Exit(run(loaded, bus_ids=bus, log_level=log_level, ready=print_banner))
+
+
+def print_banner(app: EventBusApp) -> None:
+    """Which buses run where, once all of them listen (stderr, like the log)."""
+    from rich.table import Table
+
+    table = Table(title=f"eventbus serving {len(app.buses)} bus{'es' if len(app.buses) != 1 else ''}", header_style="bold")
+    for column in ("bus", "address", "storage", "rules", "auth", "sources"):
+        table.add_column(column)
+    for bus_id, bus in app.buses.items():
+        config = bus.config
+        table.add_row(
+            bus_id,
+            app.url(bus_id),
+            config.storage_description(),
+            "on" if config.enable_rules else "off",
+            "token" if config.auth_token_env else "-",
+            ", ".join(config.allowed_sources) if config.allowed_sources is not None else "any",
+        )
+    err_console.print(table)
+    err_console.print("[dim]Ctrl+C stops (a second Ctrl+C exits at once)[/]")

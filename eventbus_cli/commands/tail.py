@@ -1,0 +1,103 @@
+"""`eventbus tail [PATTERN]`: follow live events, gapless, across reconnects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import UsageError
+from ..options import (
+    BusOption,
+    ConfigOption,
+    JsonOption,
+    SourceTrnFilter,
+    TargetTrnFilter,
+    TokenOption,
+    UrlOption,
+)
+from ..output import Output, err_console
+from ..runner import run_client, usage
+from ..targets import resolve_target
+
+if TYPE_CHECKING:
+    from eventbus_client import EventBusClient
+
+
+def tail(
+    pattern: Annotated[str, typer.Argument(help="Topic pattern: * one token, > the rest.")] = ">",
+    source_trn: SourceTrnFilter = None,
+    target_trn: TargetTrnFilter = None,
+    correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="Only events with this id.")] = None,
+    since: Annotated[
+        int | None, typer.Option("--since", help="Start after this event_id (stored events first).", min=0)
+    ] = None,
+    from_start: Annotated[bool, typer.Option("--from-start", help="Start with the oldest stored event.")] = False,
+    url: UrlOption = None,
+    bus: BusOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Print events as they are committed, until Ctrl+C.
+
+    Gapless: if the bus restarts or the connection drops, tail reconnects and
+    resumes after the last event it printed, without gaps or duplicates.
+    Without --since/--from-start it starts with the next event committed.
+
+    Examples:
+
+      eventbus tail
+
+      eventbus tail 'repo.>' --source-trn trn:user:
+
+      eventbus tail --from-start --json | jq .payload
+
+      eventbus tail orders.created --correlation-id c-17 --since 1200
+    """
+
+    def check() -> int | None:
+        if since is not None and from_start:
+            raise UsageError("give either --since N or --from-start, not both")
+        return 0 if from_start else since
+
+    start = usage(check)
+    target = usage(lambda: resolve_target(url, bus, config, token))
+    out = Output(json_mode=json_out or None)
+    tally = Tally()
+
+    async def follow(client: EventBusClient) -> None:
+        sub = await client.subscribe(pattern, since=start, source_trn=source_trn, target_trn=target_trn)
+        if not out.json_mode:
+            err_console.print(f"[dim]following {pattern} on {target.name} (Ctrl+C to stop)[/]")
+        async for event in sub:
+            if correlation_id is not None and event.correlation_id != correlation_id:
+                continue
+            out.event_line(event.model_dump(mode="json"))
+            tally.add(event.event_id)
+
+    try:
+        run_client(target, follow)
+    except KeyboardInterrupt:
+        err_console.print(f"[dim]stopped: {tally}[/]")
+
+
+@dataclass
+class Tally:
+    """What a follow command printed, for its one-line summary."""
+
+    noun: str = "event"
+    count: int = 0
+    first: int | None = None
+    last: int | None = None
+
+    def add(self, event_id: int) -> None:
+        self.count += 1
+        self.first = event_id if self.first is None else self.first
+        self.last = event_id
+
+    def __str__(self) -> str:
+        noun = self.noun if self.count == 1 else f"{self.noun}s"
+        span = f" (#{self.first}…#{self.last})" if self.count else ""
+        return f"{self.count} {noun}{span}"

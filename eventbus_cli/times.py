@@ -1,0 +1,37 @@
+"""Points in time on the command line: `30s`, `15m`, `2h`, `7d` (that long ago),
+ISO-8601 (`2026-11-28T10:00:00Z`, `2026-11-28`; no zone means UTC), or epoch
+milliseconds. Durations go through pytimeparse (eventbus_core.durations) and
+dates through the standard library's ISO-8601 parser."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from .errors import UsageError
+
+__all__ = ["parse_time_ms"]
+
+TIME_FORMS = "'30s', '15m', '2h', '7d' (ago), ISO-8601 like 2026-11-28T10:00:00Z, or epoch ms"
+
+
+def parse_time_ms(value: str, option: str, *, now_ms: int | None = None) -> int:
+    """Epoch milliseconds for `value`; a UsageError naming `option` and the forms."""
+    text = value.strip()
+    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    from eventbus_core.durations import parse_duration_s  # lazily: it loads the core package
+
+    try:
+        return now - int(parse_duration_s(text) * 1000)
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a time: use {TIME_FORMS}") from None
