@@ -169,6 +169,10 @@ class _Progress:
     done: int = 0
     last_id: int | None = None
 
+    def advance(self, batch: list[EventEnvelope]) -> None:
+        self.done += len(batch)
+        self.last_id = batch[-1].event_id
+
 
 async def _replay(
     source: EventBusClient,
@@ -180,6 +184,8 @@ async def _replay(
     out: Output,
     progress: _Progress,
 ) -> None:
+    import asyncio
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -198,9 +204,15 @@ async def _replay(
         async for events in selection.pages(source, newest):
             for start in range(0, len(events), BATCH):
                 batch = events[start : start + BATCH]
-                await target.emit_many([_copy(event, to_topic) for event in batch])
-                progress.done += len(batch)
-                progress.last_id = batch[-1].event_id
+                sending = asyncio.ensure_future(target.emit_many([_copy(event, to_topic) for event in batch]))
+                try:
+                    await asyncio.shield(sending)
+                except asyncio.CancelledError:
+                    # Ctrl+C: let the batch in flight land, so the resume point is exact.
+                    await sending
+                    progress.advance(batch)
+                    raise
+                progress.advance(batch)
                 elapsed = bar.tasks[task].elapsed or 0
                 bar.update(task, advance=len(batch), rate=f"{progress.done / elapsed:,.0f}" if elapsed else "-")
     if out.json_mode:

@@ -361,3 +361,41 @@ def test_every_command_has_examples_in_its_help() -> None:
         result = CliRunner().invoke(cli_app, [*command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert "Examples" in result.output and f"eventbus {' '.join(command)}" in result.output, command
+
+
+@pytest.mark.slow
+async def test_replay_interrupted_says_how_to_resume_and_resuming_completes_it_exactly(
+    cli_app_bus: EventBusApp, bus: EventBusClient
+) -> None:
+    total = 30_000
+    for start in range(0, total, 5000):
+        await bus.emit_many([{"topic": "many.in", "payload": i} for i in range(start, start + 5000)])
+    url = cli_app_bus.url("main")
+    proc = await start_cli("replay", "--since", "1h", "--topic", "many.in", "--to-topic", "many.out", "--yes", "--url", url)
+
+    async def copies() -> int:
+        return len((await bus.poll("many.out", limit=10_000)).events)
+
+    async with asyncio.timeout(30):
+        while await copies() == 0:
+            await asyncio.sleep(0.02)
+    code, err = await interrupt(proc)
+    assert code == 130, err
+    assert "stopped after replaying" in err and f"of {total:,} events" in err
+    resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    argv = resume.removeprefix("resume with: ").split()
+    assert argv[0] == "eventbus" and "--after-id" in argv
+
+    code, _, err = await run_cli(*argv[1:])
+    assert code == 0, err
+    replayed = [e.metadata["replay_of"] for e in await all_events(bus, "many.out")]  # type: ignore[index]
+    originals = [e.event_id for e in await all_events(bus, "many.in")]
+    assert replayed == originals  # every event once, in order: nothing lost, nothing twice
+
+
+async def all_events(bus: EventBusClient, topic: str) -> list[Any]:
+    events, since = [], 0
+    while page := (await bus.poll(topic, since=since, limit=10_000)).events:
+        events += page
+        since = page[-1].event_id
+    return events
