@@ -21,7 +21,7 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         envvar="EVENTBUS_CONFIG",
-        help="Config file [default: ./event_buses.json].",
+        help="Config file (default: ./event_buses.json).",
         show_default=False,
     ),
 ]

@@ -220,10 +220,11 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
         problems.append((f"[{index}].storage_path", "must not be empty"))
     url = bus.get("storage_url")
     if isinstance(url, str):
-        missing = [name for name in _ENV_RE.findall(url) if name not in env]
-        for name in missing:
-            problems.append((f"[{index}].storage_url", f"environment variable {name} is not set"))
-        bus["storage_url"] = _ENV_RE.sub(lambda m: env.get(m.group(1), ""), url)
+        bus["storage_url"] = _expand(url, f"[{index}].storage_url", env, problems)
+    tools = bus.get("tools")
+    if isinstance(tools, list):
+        # Tool credentials stay out of the file too: `"Authorization": "Bearer ${TOKEN}"`.
+        bus["tools"] = [_expand_headers(route, f"[{index}].tools[{i}]", env, problems) for i, route in enumerate(tools)]
     if "auth_token" in bus:
         problems.append((f"[{index}].auth_token", "not allowed in the file; name an env variable with auth_token_env"))
         bus.pop("auth_token")
@@ -235,6 +236,25 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
         else:
             bus["auth_token"] = token
     return bus, problems
+
+
+def _expand(text: str, where: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> str:
+    """`${NAME}` → the variable's value; an unset one is a problem at `where`."""
+    for name in _ENV_RE.findall(text):
+        if name not in env:
+            problems.append((where, f"environment variable {name} is not set"))
+    return _ENV_RE.sub(lambda m: env.get(m.group(1), ""), text)
+
+
+def _expand_headers(route: Any, where: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> Any:
+    headers = route.get("headers") if isinstance(route, dict) else None
+    if not isinstance(headers, dict):
+        return route
+    expanded = {
+        name: _expand(value, f"{where}.headers.{name}", env, problems) if isinstance(value, str) else value
+        for name, value in headers.items()
+    }
+    return {**route, "headers": expanded}
 
 
 def _listen_address(value: Any) -> tuple[str, int] | None:

@@ -58,7 +58,7 @@ def print_banner(app: EventBusApp) -> None:
 
     table = Table(title=f"eventbus serving {len(app.buses)} bus{'es' if len(app.buses) != 1 else ''}", header_style="bold")
     for column in ("bus", "address", "storage", "rules", "auth", "sources"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for bus_id, bus in app.buses.items():
         config = bus.config
         table.add_row(

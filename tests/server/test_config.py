@@ -640,3 +640,12 @@ def test_loaded_config_matches_parsed_config(tmp_path: Path) -> None:
     parsed = parse_config(raw, env=NO_ENV)
     assert loaded.buses == parsed.buses
     assert isinstance(loaded.buses[0], BusConfig)
+
+
+def test_tool_route_headers_expand_env_variables() -> None:
+    route = {"match": "trn:user:*", "kind": "http", "url": "http://127.0.0.1:9/x",
+             "headers": {"Authorization": "Bearer ${TOOL_TOKEN}", "X-Plain": "as is"}}
+    [b] = parse_config([bus(tools=[route])], env={"TOOL_TOKEN": "t0k"}).buses
+    assert b.tools[0].headers == {"Authorization": "Bearer t0k", "X-Plain": "as is"}
+    problems = problems_of([bus(tools=[route])], env={})
+    assert problems == [("[0].tools[0].headers.Authorization", "environment variable TOOL_TOKEN is not set")]
