@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["Output", "err_console", "format_ts"]
 
@@ -27,7 +28,9 @@ def format_ts(timestamp_ms: int | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> str | Text:
+    if isinstance(value, Text):  # already styled by the command
+        return value
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -86,10 +89,10 @@ class Output:
         if self.json_mode:
             self.json_line(event)
             return
-        source = f" [magenta]{event['source_trn']}[/]" if event.get("source_trn") else ""
+        source = f" [magenta]{escape(event['source_trn'])}[/]" if event.get("source_trn") else ""
         self.console.print(
             f"[cyan]#{event['event_id']}[/] [dim]{format_ts(event.get('timestamp'))}[/] "
-            f"[bold]{escape(event['topic'])}[/]{escape(source)} {escape(_compact(event.get('payload'), 120))}",
+            f"[bold]{escape(event['topic'])}[/]{source} {escape(_compact(event.get('payload'), 120))}",
             soft_wrap=True,
         )
 

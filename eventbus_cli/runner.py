@@ -51,7 +51,9 @@ def run(target: Target | None, main: Callable[[], Awaitable[T]]) -> T:
     except EventBusError as exc:
         detail = ""
         if isinstance(exc.data, list):
-            detail = "".join(f"\n  {d.get('loc')}: {d.get('msg')}" for d in exc.data if isinstance(d, dict))
+            lines = [f"{d.get('loc')}: {d.get('msg')}" for d in exc.data if isinstance(d, dict)]
+            # The bus usually says each problem in the message already; add only what it left out.
+            detail = "".join(f"\n  {line}" for line in lines if line not in exc.message)
         raise fail(f"{exc.message} (code {exc.code}){detail}", EXIT_BUS_ERROR) from None
 
 

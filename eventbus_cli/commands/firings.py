@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
 from ..output import Output, err_console, format_ts
@@ -27,7 +28,7 @@ def _row(firing: dict[str, Any]) -> dict[str, Any]:
     outcome = firing["error"] if firing.get("error") else firing.get("result")
     return {
         **firing,
-        "status_text": f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
+        "status_text": Text(status, style=STATUS_STYLE.get(status, "")),
         "duration": f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-",
         "started": format_ts(firing.get("started_at")),
         "outcome": outcome,
