@@ -242,7 +242,7 @@ async def set_rule_enabled(ctx: CallContext, params: dict[str, Any]) -> Any:
     return (await rules.rules.get(request.id)).wire()
 
 
-def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
+async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
     rules = _rules(ctx)
     request = _params(TestRuleParams, params)
     if (request.rule is None) == (request.rule_id is None):
@@ -250,10 +250,9 @@ def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
     if request.rule is not None:
         compiled = rules.rules.compile(request.rule)
     else:
-        found = rules.rules.compiled(request.rule_id or "")
-        if found is None:
-            raise NotFound(f"no rule {request.rule_id!r} on bus {ctx.bus.id!r}")
-        compiled = found
+        # From storage, like get_rule: on a shared bus it may be newer than this node's rule book.
+        stored = await rules.rules.get(request.rule_id or "")
+        compiled = rules.rules.compile(stored.body)
     envelope = envelope_from_wire(request.event)
     failures = compiled.explain(envelope)
     return {
