@@ -257,8 +257,16 @@ class SqliteStorage(Storage):
     async def _call(self, db: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:
         if db is None:
             raise StorageUnavailable(f"SQLite storage {self.path} is not open")
+        operation = asyncio.ensure_future(_on_connection_thread(db, fn, *args))
         try:
-            return await _on_connection_thread(db, fn, *args)
+            return await asyncio.shield(operation)
+        except asyncio.CancelledError:
+            # The thread finishes the call anyway; wait for it, so that no call
+            # outlives its caller (or the event loop it reports back to).
+            await asyncio.wait([operation])
+            if not operation.cancelled():
+                operation.exception()  # seen: nobody is left to report it to
+            raise
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
