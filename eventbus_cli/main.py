@@ -18,6 +18,7 @@ from .commands.replay import replay
 from .commands.rules import rules_app
 from .commands.serve import serve
 from .commands.tail import tail
+from .commands.ui import ui
 from .errors import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ app.command(epilog=EXIT_CODES_HELP)(info)
 app.add_typer(rules_app, name="rules")
 app.command(epilog=EXIT_CODES_HELP)(firings)
 app.add_typer(config_app, name="config")
+app.command(epilog=EXIT_CODES_HELP)(ui)
 
 
 def main() -> None:

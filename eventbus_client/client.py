@@ -65,6 +65,11 @@ class EventBusClient:
         self._reconnector: asyncio.Task[None] | None = None
         self._closing = False
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up now (subscriptions reconnect by themselves when it is not)."""
+        return self._conn is not None and not self._conn.is_closed
+
     async def __aenter__(self) -> EventBusClient:
         return self
 

@@ -1,0 +1,159 @@
+"""What the dashboard knows, kept apart from how it is drawn.
+
+Network workers write here as fast as events arrive; the screen reads it a
+few times a second. Everything is bounded (events, firings, rate history), so
+memory stays flat however long the dashboard runs and however busy the bus.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventbus_core.topics import compile_topic_pattern
+from eventbus_core.trn import compile_trn_pattern
+
+__all__ = ["BusView", "EventFilter", "TopicView", "sparkline"]
+
+#: Newest events kept per bus (the stream and the detail view read from here).
+MAX_EVENTS = 2_000
+#: Newest finished firings kept per bus.
+MAX_FIRINGS = 500
+#: Seconds of per-second rates kept for sparklines.
+RATE_HISTORY = 30
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Any) -> str:
+    """Unicode bars scaled to the largest value (all idle: the lowest bar)."""
+    values = list(values)
+    top = max(values, default=0)
+    if top <= 0:
+        return _BARS[0] * len(values)
+    return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in values)
+
+
+@dataclass
+class TopicView:
+    topic: str
+    count: int = 0
+    last_event_id: int = 0
+    last_timestamp: int | None = None
+    rate: float = 0.0
+    history: deque[float] = field(default_factory=lambda: deque([0.0] * RATE_HISTORY, maxlen=RATE_HISTORY))
+    _since_tick: int = 0
+
+    def saw(self, event_id: int, timestamp: int | None) -> None:
+        if event_id > self.last_event_id:
+            self.count += 1
+            self.last_event_id = event_id
+            self.last_timestamp = timestamp
+        self._since_tick += 1
+
+    def tick(self, seconds: float) -> None:
+        self.rate = self._since_tick / seconds if seconds > 0 else 0.0
+        self.history.append(self.rate)
+        self._since_tick = 0
+
+
+@dataclass
+class BusView:
+    """One bus as the dashboard shows it; `state` says whether it is reachable."""
+
+    name: str
+    url: str
+    token: str | None = None
+    state: str = "connecting"
+    info: dict[str, Any] | None = None
+    rate: float = 0.0
+    received: int = 0
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    firings: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_FIRINGS))
+    topics: dict[str, TopicView] = field(default_factory=dict)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    _since_tick: int = 0
+
+    @property
+    def rules_on(self) -> bool:
+        return bool(self.info and self.info.get("enable_rules"))
+
+    def add_event(self, event: dict[str, Any], *, live: bool = True) -> None:
+        """A committed event; `live=False` for history loaded at connect (no rate, no count)."""
+        self.events.append(event)
+        if not live:
+            return
+        self.received += 1
+        self._since_tick += 1
+        topic = self.topics.get(event["topic"])
+        if topic is None:
+            topic = self.topics[event["topic"]] = TopicView(event["topic"])
+        topic.saw(event["event_id"], event.get("timestamp"))
+
+    def add_firing(self, firing: dict[str, Any]) -> None:
+        self.firings.append(firing)
+
+    def load_topics(self, stats: list[dict[str, Any]]) -> None:
+        """Stored counts from `list_topics`; live events keep them current in between."""
+        for row in stats:
+            view = self.topics.get(row["topic"])
+            if view is None:
+                view = self.topics[row["topic"]] = TopicView(row["topic"])
+            if row["last_event_id"] >= view.last_event_id:
+                view.count, view.last_event_id = row["count"], row["last_event_id"]
+                view.last_timestamp = row.get("last_timestamp")
+
+    def tick(self, seconds: float) -> None:
+        """Once a second: turn what arrived into rates."""
+        self.rate = self._since_tick / seconds if seconds > 0 else 0.0
+        self._since_tick = 0
+        for topic in self.topics.values():
+            topic.tick(seconds)
+
+    def topics_by_activity(self) -> list[TopicView]:
+        return sorted(self.topics.values(), key=lambda t: (-t.rate, -t.last_event_id, t.topic))
+
+
+class EventFilter:
+    """The stream's filter box: a topic pattern and/or `source:PATTERN`, `target:PATTERN`.
+
+    `repo.> source:trn:user:*` keeps repo events from users. Empty keeps all.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self.text = text.strip()
+        checks: list[Callable[[dict[str, Any]], bool]] = []
+        for token in self.text.split():
+            kind, _, pattern = token.partition(":")
+            if kind in ("source", "target") and pattern:
+                checks.append(_trn_check(f"{kind}_trn", _trn(pattern, token)))
+            else:
+                checks.append(_topic_check(_topic(token)))
+        self._checks = checks
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        return all(check(event) for check in self._checks)
+
+
+def _trn_check(key: str, matches: Callable[[str], bool]) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: event.get(key) is not None and matches(event[key])
+
+
+def _topic_check(matches: Callable[[str], bool]) -> Callable[[dict[str, Any]], bool]:
+    return lambda event: matches(event["topic"])
+
+
+def _trn(pattern: str, token: str) -> Callable[[str], bool]:
+    try:
+        return compile_trn_pattern(pattern)
+    except ValueError as exc:
+        raise ValueError(f"{token!r}: {exc}") from None
+
+
+def _topic(pattern: str) -> Callable[[str], bool]:
+    try:
+        return compile_topic_pattern(pattern)
+    except ValueError as exc:
+        raise ValueError(f"{pattern!r}: {exc}") from None

@@ -1,0 +1,84 @@
+"""SVG snapshots of the main screens (pytest-textual-snapshot) with fixed data:
+no network, fixed ids and timestamps, fixed rates. Update after a deliberate
+change with `pytest tests/ui/test_snapshots.py --snapshot-update`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.pilot import Pilot
+
+from eventbus_cli.ui.app import DashboardApp
+from eventbus_cli.ui.model import BusView
+
+T0 = 1_795_900_000_000
+
+
+def fixed_buses() -> list[BusView]:
+    main = BusView("global", "tcp://127.0.0.1:4010")
+    main.state = "connected"
+    main.info = {"storage": "sqlite:/srv/eventbus/data/global.db", "enable_rules": True, "stats": {"last_event_id": 1042}}
+    sources = ["trn:user:alice:cli:v1", "trn:org:acme:ci:v1", "trn:eventbus:global:rule:relay"]
+    for i in range(30):
+        topic = ("repo.pushed", "orders.created", "orders.seen")[i % 3]
+        main.add_event({
+            "event_id": 1013 + i, "topic": topic, "payload": {"n": i, "repo": "acme/api"}, "timestamp": T0 + i * 250,
+            "metadata": {"caused_by": {"event_id": 1012 + i, "rule_id": "relay", "hops": 1}} if topic == "orders.seen" else None,
+            "source_trn": sources[i % 3], "target_trn": "trn:org:acme:svc:v1" if i % 5 == 0 else None,
+            "correlation_id": f"c-{i // 3}",
+        })
+    for n, topic in enumerate(main.topics.values()):
+        for second in range(30):
+            topic._since_tick = (second * (n + 2)) % 17
+            topic.tick(1.0)
+    main.rate = 42.0
+    for i, status in enumerate(["ok", "ok", "failed", "skipped", "ok"]):
+        main.add_firing({
+            "firing_id": 200 + i, "rule_id": "relay" if i != 2 else "fetch-repo", "event_id": 1014 + 3 * i,
+            "status": status, "attempts": 3 if status == "failed" else 1, "started_at": T0 + i, "duration_ms": 4 + i,
+            "result": {"event_id": 1015 + 3 * i} if status == "ok" else None,
+            "error": {"failed": "tool trn:user:alice:openapi:github-api:get-repo:v1 timed out after 30000 ms",
+                      "skipped": "loop guard: max_hops 8"}.get(status),
+        })
+    main.rules = [
+        {"id": "relay", "enabled": True, "topic": "orders.created", "action": {"type": "EmitEvent", "topic": "orders.seen"},
+         "fired": 10, "failed": 0, "last_fired_at": T0 + 9000},
+        {"id": "fetch-repo", "enabled": False, "topic": "repo.pushed",
+         "action": {"type": "InvokeTool", "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1"},
+         "fired": 3, "failed": 1, "last_fired_at": T0 + 2},
+    ]
+    workflow = BusView("workflow", "tcp://127.0.0.1:4011")
+    workflow.state = "connected"
+    workflow.info = {"storage": "memory", "enable_rules": False, "stats": {"last_event_id": 7}}
+    gone = BusView("audit", "tcp://10.0.0.9:4012")
+    gone.state = "unreachable: cannot connect to tcp://10.0.0.9:4012: Connect call failed"
+    return [main, workflow, gone]
+
+
+def dashboard() -> DashboardApp:
+    return DashboardApp(fixed_buses(), live=False)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.pause(0.3)
+
+
+def test_main_screen_at_80x24(snap_compare: Any) -> None:
+    assert snap_compare(dashboard(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_main_screen_at_160x48(snap_compare: Any) -> None:
+    assert snap_compare(dashboard(), terminal_size=(160, 48), run_before=settle)
+
+
+def test_firings_tab(snap_compare: Any) -> None:
+    assert snap_compare(dashboard(), terminal_size=(160, 48), press=["2"], run_before=settle)
+
+
+def test_event_detail(snap_compare: Any) -> None:
+    async def open_detail(pilot: Pilot[Any]) -> None:
+        await pilot.pause(0.3)
+        await pilot.press("end", "enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(dashboard(), terminal_size=(160, 48), run_before=open_detail)
