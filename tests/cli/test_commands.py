@@ -356,7 +356,7 @@ async def test_an_unreachable_bus_is_exit_3(command: list[str]) -> None:
 def test_every_command_has_examples_in_its_help() -> None:
     commands = [["serve"], ["emit"], ["poll"], ["tail"], ["history"], ["replay"], ["topics"], ["info"], ["firings"],
                 ["rules", "add"], ["rules", "list"], ["rules", "show"], ["rules", "rm"], ["rules", "enable"],
-                ["rules", "disable"], ["rules", "test"]]
+                ["rules", "disable"], ["rules", "test"], ["ui"]]
     for command in commands:
         result = CliRunner().invoke(cli_app, [*command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
