@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from eventbus_core.codec import dumps, loads
+from eventbus_core.codec import dumps
 from eventbus_core.envelope import Event
 from eventbus_core.errors import StorageUnavailable
 
@@ -47,6 +47,8 @@ from .postgres_schema import migrate, quote_ident, schema_for_bus
 from .sql import (
     FIRING_COLUMNS,
     RULE_COLUMNS,
+    event_from_row,
+    event_row,
     firing_from_row,
     rule_from_row,
     select_events,
@@ -225,19 +227,7 @@ class PostgresStorage(Storage):
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
         if not events:
             return []
-        rows = [
-            (
-                e.topic,
-                dumps(e.payload).decode(),
-                e.timestamp,
-                None if e.metadata is None else dumps(e.metadata).decode(),
-                e.source_trn,
-                e.target_trn,
-                e.correlation_id,
-                e.idempotency_key,
-            )
-            for e in events
-        ]
+        rows = [event_row(e) for e in events]
         async with self._connection() as conn, conn.transaction():
             # Held to COMMIT: batches from every node commit in id order, and the
             # ids of one batch are consecutive.
@@ -263,14 +253,14 @@ class PostgresStorage(Storage):
             return []
         select = select_events(query, "numeric")
         if select.exact:
-            return [_event(row) for row in await self._fetch(select.sql, *select.params)]
+            return [event_from_row(row) for row in await self._fetch(select.sql, *select.params)]
         hits: list[Event] = []
         async with self._connection() as conn, conn.transaction(readonly=True):
             # A server-side cursor: rows arrive in pages until `limit` of them match.
             async for row in conn.cursor(select.sql, *select.params, prefetch=500):
                 probe = Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])
                 if query.matches(probe):
-                    hits.append(_event(row))
+                    hits.append(event_from_row(row))
                     if len(hits) == query.limit:
                         break
         return hits
@@ -477,20 +467,6 @@ class PostgresStorage(Storage):
     def _unavailable(self, exc: BaseException) -> StorageUnavailable:
         reason = str(exc) or type(exc).__name__
         return StorageUnavailable(f"{self.where} is unavailable: {reason}")
-
-
-def _event(row: Sequence[Any]) -> Event:
-    event_id, topic, payload, timestamp, metadata, source, target, correlation = row
-    return Event(
-        event_id,
-        topic,
-        None if payload is None else loads(payload),
-        timestamp,
-        None if metadata is None else loads(metadata),
-        source,
-        target,
-        correlation,
-    )
 
 
 def _node_key(node_id: str) -> str:

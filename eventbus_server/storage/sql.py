@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
-from eventbus_core.codec import loads
+from eventbus_core.codec import dumps, loads
+from eventbus_core.envelope import Event
 from eventbus_core.topics import RESERVED_PREFIX
 
 from .base import (
@@ -16,6 +17,7 @@ from .base import (
     Firing,
     FiringQuery,
     Narrowing,
+    NewEvent,
     StoredRule,
     topic_narrowing,
     trn_narrowing,
@@ -26,6 +28,8 @@ __all__ = [
     "FIRING_COLUMNS",
     "RULE_COLUMNS",
     "Select",
+    "event_from_row",
+    "event_row",
     "firing_from_row",
     "rule_from_row",
     "select_events",
@@ -37,6 +41,35 @@ Style = Literal["qmark", "numeric"]
 EVENT_COLUMNS = "event_id, topic, payload, timestamp, metadata, source_trn, target_trn, correlation_id"
 FIRING_COLUMNS = "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
 RULE_COLUMNS = "id, body, enabled, created_at, updated_at, fired, failed, last_fired_at"
+
+
+def event_row(event: NewEvent) -> tuple[Any, ...]:
+    """A new event as the INSERT columns of both databases (JSON as text)."""
+    return (
+        event.topic,
+        dumps(event.payload).decode(),
+        event.timestamp,
+        None if event.metadata is None else dumps(event.metadata).decode(),
+        event.source_trn,
+        event.target_trn,
+        event.correlation_id,
+        event.idempotency_key,
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An `EVENT_COLUMNS` row; payload and metadata are JSON text."""
+    event_id, topic, payload, timestamp, metadata, source, target, correlation = row
+    return Event(
+        event_id,
+        topic,
+        None if payload is None else loads(payload),
+        timestamp,
+        None if metadata is None else loads(metadata),
+        source,
+        target,
+        correlation,
+    )
 
 
 def rule_from_row(row: Sequence[Any]) -> StoredRule:

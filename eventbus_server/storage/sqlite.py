@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from eventbus_core.codec import dumps, loads
+from eventbus_core.codec import dumps
 from eventbus_core.envelope import Event
 from eventbus_core.errors import StorageUnavailable
 
@@ -34,7 +34,7 @@ from .base import (
     TopicStats,
 )
 from .schema import migrate, write_transaction
-from .sql import Select, select_events
+from .sql import Select, event_from_row, event_row, select_events
 
 __all__ = ["SqliteStorage"]
 
@@ -304,19 +304,7 @@ def _setup_reader(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 
 def _insert(conn: sqlite3.Connection, events: Sequence[NewEvent]) -> int:
     """Store a batch in one transaction; returns the first event's id."""
-    rows = [
-        (
-            e.topic,
-            dumps(e.payload).decode(),
-            e.timestamp,
-            None if e.metadata is None else dumps(e.metadata).decode(),
-            e.source_trn,
-            e.target_trn,
-            e.correlation_id,
-            e.idempotency_key,
-        )
-        for e in events
-    ]
+    rows = [event_row(e) for e in events]
     with write_transaction(conn):
         conn.executemany(_INSERT, rows)
         last_id: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -353,18 +341,7 @@ def _collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> lis
                 probe = Event(event_id, topic, None, timestamp, None, source, target, correlation)
                 if not query.matches(probe):
                     continue
-            hits.append(
-                Event(
-                    event_id,
-                    topic,
-                    None if payload is None else loads(payload),
-                    timestamp,
-                    None if metadata is None else loads(metadata),
-                    source,
-                    target,
-                    correlation,
-                )
-            )
+            hits.append(event_from_row((event_id, topic, payload, timestamp, metadata, source, target, correlation)))
             if len(hits) == query.limit:
                 break
     finally:
