@@ -24,7 +24,44 @@ HIGH_WATER = 10_000
 _CLOSED: Any = object()
 
 
-class Subscription:
+class _Stream:
+    """What both kinds of subscription share: a queue that ends, or fails, once."""
+
+    def __init__(self, unsubscribe: Callable[[Any], Awaitable[None]]) -> None:
+        self.id: str | None = None
+        self.closed = False
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._unsubscribe = unsubscribe
+
+    def fail(self, exc: BaseException) -> None:
+        self.closed = True
+        self._queue.put_nowait(exc)
+
+    def end(self) -> None:
+        self.closed = True
+        self._queue.put_nowait(_CLOSED)
+
+    def _open(self, item: Any) -> Any:
+        """`item` unless it ends the stream: then raise (again for every later reader)."""
+        if item is _CLOSED or isinstance(item, BaseException):
+            self._queue.put_nowait(item)
+            if item is _CLOSED:
+                raise StopAsyncIteration
+            raise item
+        return item
+
+    async def unsubscribe(self) -> None:
+        """Stop the subscription; the iterator ends after what is already buffered."""
+        if self.closed:
+            return
+        self.end()
+        try:
+            await self._unsubscribe(self)
+        except ConnectionLost:
+            pass
+
+
+class Subscription(_Stream):
     #: The method that (re)subscribes.
     method = "subscribe_topic"
 
@@ -38,19 +75,16 @@ class Subscription:
         unsubscribe: Callable[[Subscription], Awaitable[None]],
         set_reading: Callable[[bool], None],
     ) -> None:
+        super().__init__(unsubscribe)
         self.topic = topic
         self.source_trn = source_trn
         self.target_trn = target_trn
-        self.id: str | None = None
         #: The last event handed to the consumer; the resume point.
         self.last_event_id = since or 0
         self._since_given = since is not None
         self._last_queued = self.last_event_id
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._unsubscribe = unsubscribe
         self._set_reading = set_reading
         self._paused = False
-        self.closed = False
 
     def subscribe_params(self) -> dict[str, Any]:
         """Params for (re)subscribing: first time as asked, later from the resume point."""
@@ -80,14 +114,6 @@ class Subscription:
             self._paused = True
             self._set_reading(False)
 
-    def fail(self, exc: BaseException) -> None:
-        self.closed = True
-        self._queue.put_nowait(exc)
-
-    def end(self) -> None:
-        self.closed = True
-        self._queue.put_nowait(_CLOSED)
-
     def __aiter__(self) -> Subscription:
         return self
 
@@ -101,12 +127,7 @@ class Subscription:
         return self._handover(item)
 
     def _handover(self, item: Any) -> EventEnvelope:
-        if item is _CLOSED:
-            self._queue.put_nowait(_CLOSED)
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            self._queue.put_nowait(item)
-            raise item
+        item = self._open(item)
         if self._paused and self._queue.qsize() < HIGH_WATER // 2:
             self._paused = False
             self._set_reading(True)
@@ -114,18 +135,8 @@ class Subscription:
         self.last_event_id = event.event_id
         return event
 
-    async def unsubscribe(self) -> None:
-        """Stop the subscription; the iterator ends after what is already buffered."""
-        if self.closed:
-            return
-        self.end()
-        try:
-            await self._unsubscribe(self)
-        except ConnectionLost:
-            pass
 
-
-class FiringSubscription:
+class FiringSubscription(_Stream):
     """Live `rule_fired` notifications (firing dicts) as an async iterator.
 
     After a reconnect it subscribes again; firings that finished while the
@@ -135,11 +146,8 @@ class FiringSubscription:
     method = "subscribe_firings"
 
     def __init__(self, *, rule_id: str | None, unsubscribe: Callable[[Any], Awaitable[None]]) -> None:
+        super().__init__(unsubscribe)
         self.rule_id = rule_id
-        self.id: str | None = None
-        self.closed = False
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._unsubscribe = unsubscribe
 
     def subscribe_params(self) -> dict[str, Any]:
         return {} if self.rule_id is None else {"rule_id": self.rule_id}
@@ -152,14 +160,6 @@ class FiringSubscription:
         firing.pop("subscription", None)
         self._queue.put_nowait(firing)
 
-    def fail(self, exc: BaseException) -> None:
-        self.closed = True
-        self._queue.put_nowait(exc)
-
-    def end(self) -> None:
-        self.closed = True
-        self._queue.put_nowait(_CLOSED)
-
     def __aiter__(self) -> FiringSubscription:
         return self
 
@@ -171,18 +171,4 @@ class FiringSubscription:
         return self._handover(await asyncio.wait_for(self._queue.get(), timeout=timeout_s))
 
     def _handover(self, item: Any) -> dict[str, Any]:
-        if item is _CLOSED or isinstance(item, BaseException):
-            self._queue.put_nowait(item)
-            if item is _CLOSED:
-                raise StopAsyncIteration
-            raise item
-        return dict(item)
-
-    async def unsubscribe(self) -> None:
-        if self.closed:
-            return
-        self.end()
-        try:
-            await self._unsubscribe(self)
-        except ConnectionLost:
-            pass
+        return dict(self._open(item))
