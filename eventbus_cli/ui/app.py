@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: Rows kept in the stream and firings tables (the model keeps more).
 MAX_ROWS = 300
 #: More new events than this in one redraw replace the table instead of scrolling it.
-FLOOD_ROWS = 100
+FLOOD_ROWS = 50
 REDRAW_S = 0.25
 POLL_S = 2.0
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pending": "cyan"}
@@ -189,6 +189,7 @@ class DashboardApp(App[None]):
         self._shown_firing = 0
         self._shown_rules: tuple[Any, ...] = ()
         self._last_tick = 0.0
+        self._topics_due = True
 
     @property
     def bus(self) -> BusView:
@@ -303,6 +304,7 @@ class DashboardApp(App[None]):
         seconds, self._last_tick = now - self._last_tick, now
         for bus in self.buses:
             bus.tick(seconds)
+        self._topics_due = True
 
     # -- drawing (a few times a second, whatever arrived) ----------------------------------
 
@@ -311,7 +313,9 @@ class DashboardApp(App[None]):
         for bus in self.buses:
             for key, value in zip(("bus", "state", "storage", "rules", "ev/s", "last id"), self._bus_cells(bus), strict=True):
                 buses.update_cell(bus.name, key, value)
-        self._draw_topics()
+        if self._topics_due or not self.live:
+            self._draw_topics()  # rates change once a second: so does this table
+            self._topics_due = False
         if not self.paused:
             self._draw_stream()
         self.query_one("#stream", DataTable).border_title = "PAUSED (p resumes)" if self.paused else None
@@ -416,7 +420,7 @@ class DashboardApp(App[None]):
         index = next((i for i, b in enumerate(self.buses) if b.name == message.row_key.value), 0)
         if index != self.selected:
             self.selected = index
-            self._shown_firing, self._shown_rules = 0, ()
+            self._shown_firing, self._shown_rules, self._topics_due = 0, (), True
             self.query_one("#firing-table", DataTable).clear()
             self._draw_stream(rebuild=True)
             self.redraw()
