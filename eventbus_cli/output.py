@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Output", "err_console", "format_ts"]
+__all__ = ["Output", "compact", "err_console", "format_ts"]
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -39,10 +39,11 @@ def _cell(value: Any) -> str | Text:
         return "yes" if value else "no"
     if isinstance(value, int | float):
         return str(value)
-    return escape(_compact(value))
+    return escape(compact(value))
 
 
-def _compact(value: Any, width: int = 60) -> str:
+def compact(value: Any, width: int = 60) -> str:
+    """One line of JSON, cut to `width` with an ellipsis."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -80,7 +81,7 @@ class Output:
                 format_ts(event.get("timestamp")),
                 event["topic"],
                 event.get("source_trn") or "-",
-                _compact(event.get("payload")),
+                compact(event.get("payload")),
             )
         self.console.print(table)
 
@@ -92,7 +93,7 @@ class Output:
         source = f" [magenta]{escape(event['source_trn'])}[/]" if event.get("source_trn") else ""
         self.console.print(
             f"[cyan]#{event['event_id']}[/] [dim]{format_ts(event.get('timestamp'))}[/] "
-            f"[bold]{escape(event['topic'])}[/]{source} {escape(_compact(event.get('payload'), 120))}",
+            f"[bold]{escape(event['topic'])}[/]{source} {escape(compact(event.get('payload'), 120))}",
             soft_wrap=True,
         )
 

@@ -23,7 +23,7 @@ from textual.coordinate import Coordinate
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
-from ..output import format_ts
+from ..output import compact, format_ts
 from .model import BusView, EventFilter, sparkline
 
 if TYPE_CHECKING:
@@ -37,11 +37,6 @@ REDRAW_S = 0.25
 POLL_S = 2.0
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pending": "cyan"}
 STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "yellow"}
-
-
-def _compact(value: Any, width: int = 70) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class HelpScreen(ModalScreen[None]):
@@ -368,7 +363,7 @@ class DashboardApp(App[None]):
         for event in fresh:
             table.add_row(
                 str(event["event_id"]), format_ts(event.get("timestamp")), event["topic"],
-                event.get("source_trn") or "-", event.get("target_trn") or "-", _compact(event.get("payload")),
+                event.get("source_trn") or "-", event.get("target_trn") or "-", compact(event.get("payload"), 70),
                 key=str(event["event_id"]),
             )
         self._shown_event = fresh[-1]["event_id"]
@@ -382,7 +377,7 @@ class DashboardApp(App[None]):
         fresh = [f for f in self.bus.firings if f["firing_id"] > self._shown_firing]
         for firing in fresh[-MAX_ROWS:]:
             status = firing["status"]
-            outcome = firing.get("error") or _compact(firing.get("result"), 50)
+            outcome = firing.get("error") or compact(firing.get("result"), 50)
             took = f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-"
             table.add_row(
                 str(firing["firing_id"]), firing["rule_id"], str(firing["event_id"]),
