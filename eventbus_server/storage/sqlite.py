@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -75,6 +75,25 @@ async def _on_connection_thread(db: aiosqlite.Connection, fn: Callable[..., T], 
     return await db._execute(lambda: fn(db._conn, *args))
 
 
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """Await `work`, which runs on a connection thread; if cancelled, still wait for it.
+
+    The thread finishes the call anyway and then reports back to the event
+    loop; were the loop closed by then, the thread would die with "Event loop
+    is closed". So no call (connect and close included) outlives its caller.
+    """
+    operation = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(operation)
+    except asyncio.CancelledError:
+        await asyncio.wait([operation])
+        if not operation.cancelled() and operation.exception() is None:
+            leftover = operation.result()
+            if isinstance(leftover, aiosqlite.Connection):
+                await leftover.close()  # a connect nobody is left to use
+        raise
+
+
 class SqliteStorage(Storage):
     """A bus's event log in a SQLite file (created, with its folder, when missing)."""
 
@@ -126,7 +145,7 @@ class SqliteStorage(Storage):
         self._idle_readers = asyncio.Queue()
         for db in connections:
             if db is not None:
-                await db.close()
+                await _to_the_end(db.close())
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
         if not events:
@@ -231,13 +250,15 @@ class SqliteStorage(Storage):
             # Autocommit mode: every transaction here is an explicit BEGIN … COMMIT.
             # check_same_thread=False: small writer batches may run on the loop thread
             # (see `append`); every use of a connection is still serialised.
-            db = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+            db = await _to_the_end(
+                aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
+            )
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         try:
             await self._call(db, setup, *args)
         except BaseException:
-            await db.close()
+            await _to_the_end(db.close())
             raise
         return db
 
@@ -257,16 +278,8 @@ class SqliteStorage(Storage):
     async def _call(self, db: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:
         if db is None:
             raise StorageUnavailable(f"SQLite storage {self.path} is not open")
-        operation = asyncio.ensure_future(_on_connection_thread(db, fn, *args))
         try:
-            return await asyncio.shield(operation)
-        except asyncio.CancelledError:
-            # The thread finishes the call anyway; wait for it, so that no call
-            # outlives its caller (or the event loop it reports back to).
-            await asyncio.wait([operation])
-            if not operation.cancelled():
-                operation.exception()  # seen: nobody is left to report it to
-            raise
+            return await _to_the_end(_on_connection_thread(db, fn, *args))
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
