@@ -25,14 +25,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 
 from ..output import compact, format_ts
 from .model import BusView, EventFilter, sparkline
+from .stream import MAX_ROWS as STREAM_ROWS
+from .stream import EventStream
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
-#: Rows kept in the stream and firings tables (the model keeps more).
+#: Rows kept in the firings table (the model keeps more).
 MAX_ROWS = 300
-#: More new events than this in one redraw replace the table instead of scrolling it.
-FLOOD_ROWS = 50
 REDRAW_S = 0.25
 POLL_S = 2.0
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pending": "cyan"}
@@ -200,7 +200,7 @@ class DashboardApp(App[None]):
         yield Input(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
         with TabbedContent(initial="events", id="tabs"):
             with TabPane("Events", id="events"):
-                yield DataTable(id="stream", cursor_type="row", zebra_stripes=True)
+                yield EventStream(id="stream")
             with TabPane("Firings", id="firings"):
                 yield DataTable(id="firing-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Rules", id="rules"):
@@ -214,7 +214,6 @@ class DashboardApp(App[None]):
         for bus in self.buses:
             buses.add_row(*self._bus_cells(bus), key=bus.name)
         self.query_one("#topics", DataTable).add_columns("topic", "events", "last (UTC)", "ev/s", "last 30 s")
-        self.query_one("#stream", DataTable).add_columns("id", "time (UTC)", "topic", "source", "target", "payload")
         self.query_one("#firing-table", DataTable).add_columns(
             "firing", "rule", "event", "status", "tries", "took", "error / result"
         )
@@ -313,7 +312,7 @@ class DashboardApp(App[None]):
             self._topics_due = False
         if not self.paused:
             self._draw_stream()
-        self.query_one("#stream", DataTable).border_title = "PAUSED (p resumes)" if self.paused else None
+        self.query_one("#stream", EventStream).border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
         total = sum(b.rate for b in self.buses)
@@ -346,31 +345,20 @@ class DashboardApp(App[None]):
             )
 
     def _draw_stream(self, rebuild: bool = False) -> None:
-        table = self.query_one("#stream", DataTable)
+        stream = self.query_one("#stream", EventStream)
+        events = self.bus.events
         if rebuild:
-            table.clear()
-            self._shown_event = 0
-        fresh = [e for e in self.bus.events if e["event_id"] > self._shown_event and self.filter(e)]
-        if not fresh:
+            stream.replace(e for e in events if self.filter(e))
+            self._shown_event = events[-1]["event_id"] if events else 0
             return
-        if len(fresh) > FLOOD_ROWS:
-            # A flood: nobody reads a thousand rows in a quarter second. Show the newest
-            # screenful instead of appending (and then deleting) all of them.
-            table.clear()
-            fresh = fresh[-FLOOD_ROWS:]
-        # Follow mode: while the cursor is on the newest row, it stays on the newest row.
-        following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
-        for event in fresh:
-            table.add_row(
-                str(event["event_id"]), format_ts(event.get("timestamp")), event["topic"],
-                event.get("source_trn") or "-", event.get("target_trn") or "-", compact(event.get("payload"), 70),
-                key=str(event["event_id"]),
-            )
-        self._shown_event = fresh[-1]["event_id"]
-        while table.row_count > MAX_ROWS:
-            table.remove_row(table.coordinate_to_cell_key(Coordinate(0, 0)).row_key)
-        if following:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+        fresh: list[dict[str, Any]] = []
+        for event in reversed(events):  # newest first, only what arrived since the last redraw
+            if event["event_id"] <= self._shown_event:
+                break
+            fresh.append(event)
+        if fresh:
+            self._shown_event = fresh[0]["event_id"]
+            stream.add(e for e in reversed(fresh[:STREAM_ROWS]) if self.filter(e))
 
     def _draw_firings(self) -> None:
         table = self.query_one("#firing-table", DataTable)
@@ -430,12 +418,9 @@ class DashboardApp(App[None]):
         message.input.border_subtitle = ""
         self._draw_stream(rebuild=True)
 
-    @on(DataTable.RowSelected, "#stream")
-    def open_event(self, message: DataTable.RowSelected) -> None:
-        event_id = int(str(message.row_key.value))
-        event = next((e for e in self.bus.events if e["event_id"] == event_id), None)
-        if event is not None:
-            self.push_screen(EventScreen(event, self.bus, self.clients.get(self.bus.name)))
+    @on(EventStream.Selected, "#stream")
+    def open_event(self, message: EventStream.Selected) -> None:
+        self.push_screen(EventScreen(message.event, self.bus, self.clients.get(self.bus.name)))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -444,7 +429,7 @@ class DashboardApp(App[None]):
         self.paused = not self.paused
         if not self.paused:
             self._draw_stream()
-        self.query_one("#stream", DataTable).border_title = "PAUSED (p resumes)" if self.paused else None
+        self.query_one("#stream", EventStream).border_title = "PAUSED (p resumes)" if self.paused else None
         self.redraw()
 
     def action_filter(self) -> None:

@@ -16,6 +16,8 @@ from textual.widgets import DataTable, Input, Static
 
 from eventbus_cli.ui.app import DashboardApp, EventScreen, HelpScreen
 from eventbus_cli.ui.model import BusView, EventFilter, sparkline
+from eventbus_cli.ui.stream import MAX_ROWS as STREAM_ROWS
+from eventbus_cli.ui.stream import EventStream
 from eventbus_client import connect
 from tests.conftest import start_buses
 from tests.ports import closed_port
@@ -32,6 +34,8 @@ async def until(pilot: Pilot[Any], check: Callable[[], bool], timeout_s: float =
 
 
 def rows(app: DashboardApp, table_id: str, column: int = 0) -> list[str]:
+    if table_id == "#stream":
+        return app.query_one(EventStream).column(column)
     table = app.query_one(table_id, DataTable)
     return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
 
@@ -73,7 +77,7 @@ async def test_filter_narrows_the_stream_and_pause_holds_it(tmp_path: Path) -> N
             app.query_one("#filter", Input).value = ""
             await until(pilot, lambda: len(rows(app, "#stream")) == 3)
 
-            app.query_one("#stream", DataTable).focus()
+            app.query_one("#stream", EventStream).focus()
             await pilot.press("p")
             await bus.emit("c.later", 4)
             await until(pilot, lambda: len(app.bus.events) == 4)  # it arrived
@@ -94,7 +98,7 @@ async def test_enter_shows_the_envelope_and_its_causal_chain(tmp_path: Path) -> 
             cause = await bus.emit("orders.created", {"order": "o-1"}, correlation_id="c-7")
             await until(pilot, lambda: len(rows(app, "#stream")) == 2)
 
-            app.query_one("#stream", DataTable).focus()
+            app.query_one("#stream", EventStream).focus()
             await pilot.press("end", "enter")  # the derived event
             await until(pilot, lambda: isinstance(app.screen, EventScreen))
             screen = app.screen
@@ -134,6 +138,48 @@ async def test_an_unreachable_bus_says_why_and_the_others_stay_live(tmp_path: Pa
             app.query_one("#buses", DataTable).move_cursor(row=1)
             await bus.emit("still.live", 1)
             await until(pilot, lambda: rows(app, "#stream", 2) == ["still.live"])
+
+
+async def test_the_stream_follows_until_the_cursor_moves_and_keeps_only_the_newest_rows(tmp_path: Path) -> None:
+    async with start_buses(tmp_path, {"id": "main"}) as server:
+        app = DashboardApp([BusView("main", server.url("main"))])
+        async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
+            await until(pilot, lambda: app.bus.state == "connected")
+            first = await bus.emit_many([{"topic": "s.x", "payload": i} for i in range(5)])
+            stream = app.query_one("#stream", EventStream)
+            await until(pilot, lambda: stream.row_count == 5)
+            stream.focus()
+            await pilot.press("up", "up")  # off the newest row: stop following
+            held = first[2]
+            assert stream.events[stream.cursor]["event_id"] == held
+            await bus.emit_many([{"topic": "s.w", "payload": i} for i in range(3)])
+            await until(pilot, lambda: stream.row_count == 8)
+            assert stream.events[stream.cursor]["event_id"] == held  # it stayed on its event
+            await bus.emit_many([{"topic": "s.y", "payload": i} for i in range(400)])
+            await until(pilot, lambda: stream.row_count == STREAM_ROWS and stream.column(2)[-1] == "s.y")
+            # The held event scrolled out of the kept rows: the cursor stays at the oldest kept.
+            assert stream.cursor == 0
+            await pilot.press("end")  # back on the newest row: following again
+            await bus.emit("s.z", 1)
+            await until(pilot, lambda: stream.column(2)[-1] == "s.z")
+            assert stream.cursor == stream.row_count - 1
+            ids = [int(i) for i in stream.column(0)]
+            assert ids == sorted(set(ids)) and len(ids) == STREAM_ROWS
+            await pilot.press("pageup", "enter")
+            await until(pilot, lambda: isinstance(app.screen, EventScreen))
+            assert isinstance(app.screen, EventScreen) and app.screen.event["topic"] == "s.y"
+
+
+async def test_a_click_on_an_event_opens_it(tmp_path: Path) -> None:
+    async with start_buses(tmp_path, {"id": "main"}) as server:
+        app = DashboardApp([BusView("main", server.url("main"))])
+        async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
+            await until(pilot, lambda: app.bus.state == "connected")
+            await bus.emit_many([{"topic": f"c.{i}", "payload": i} for i in range(3)])
+            await until(pilot, lambda: len(rows(app, "#stream")) == 3)
+            await pilot.click("#stream", offset=(5, 2))  # the line under the header is row 0
+            await until(pilot, lambda: isinstance(app.screen, EventScreen))
+            assert isinstance(app.screen, EventScreen) and app.screen.event["topic"] == "c.1"
 
 
 async def test_a_bus_with_a_token_is_unauthorized_without_it(tmp_path: Path) -> None:
