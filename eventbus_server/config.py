@@ -39,6 +39,7 @@ __all__ = [
     "RetryConfig",
     "TlsConfig",
     "ToolRoute",
+    "hide_credentials",
     "load_config",
     "parse_config",
 ]
@@ -110,6 +111,11 @@ class RetryConfig(_Strict):
 class TlsConfig(_Strict):
     cert: Path
     key: Path
+
+
+def hide_credentials(url: str) -> str:
+    """`scheme://user:password@host/…` → `scheme://***@host/…`, for logs and `config show`."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 class ToolRoute(_Strict):
@@ -190,7 +196,7 @@ class BusConfig(_Strict):
         if self.storage_path is not None:
             return f"sqlite:{self.storage_path}"
         if self.storage_url is not None:
-            return "postgres:" + re.sub(r"//[^@/]*@", "//***@", self.storage_url.get_secret_value())
+            return "postgres:" + hide_credentials(self.storage_url.get_secret_value())
         return "memory"
 
 

@@ -70,6 +70,8 @@ def effective_bus(bus: BusConfig) -> dict[str, Any]:
     Paths are absolute, durations in seconds, the storage_url password masked
     as `bus_info` masks it, the token named by `auth_token_env` only.
     """
+    from eventbus_server.config import hide_credentials
+
     data = bus.model_dump(mode="json")
     if bus.storage_url is not None:
         data["storage_url"] = bus.storage_description().removeprefix("postgres:")
@@ -77,6 +79,8 @@ def effective_bus(bus: BusConfig) -> dict[str, Any]:
         # The server opens TLS files relative to the current directory.
         data["tls"] = {"cert": str(bus.tls.cert.resolve()), "key": str(bus.tls.key.resolve())}
     for route in data["tools"]:
+        if route["url"]:
+            route["url"] = hide_credentials(route["url"])
         # Header values often carry credentials (Authorization: Bearer …).
         if route["headers"]:
             route["headers"] = dict.fromkeys(route["headers"], "***")

@@ -106,6 +106,8 @@ async def test_show_fills_defaults_and_never_prints_secrets(tmp_path: Path) -> N
                 "persist": True,
                 "storage_path": "data/lite.db",
                 "retention": {"max_age": "7d"},
+                "enable_rules": True,
+                "tools": [{"match": "trn:user:alice:", "kind": "http", "url": "https://bot:route-pw-4@tools.example/run"}],
             },
         ],
     )
@@ -114,7 +116,7 @@ async def test_show_fills_defaults_and_never_prints_secrets(tmp_path: Path) -> N
     assert code == 0, err
     for secret in env.values():
         assert secret not in out and secret not in err
-    assert "inline-pw-1" not in out
+    assert "inline-pw-1" not in out and "route-pw-4" not in out
     pg, from_env, lite = json.loads(out)  # piped: plain JSON
     assert pg["storage_url"] == from_env["storage_url"] == "postgresql://***@db:5432/events"
     assert pg["auth_token_env"] == "PG_BUS_TOKEN" and "auth_token" not in pg
@@ -125,6 +127,7 @@ async def test_show_fills_defaults_and_never_prints_secrets(tmp_path: Path) -> N
     )
     assert lite["storage_path"] == str((tmp_path / "data" / "lite.db").resolve())
     assert lite["retention"] == {"max_age": 604800.0, "max_events": None}
+    assert lite["tools"][0]["url"] == "https://***@tools.example/run"
 
     code, out, _ = await run_cli("config", "show", str(path), "--json", env=env)
     assert code == 0 and "inline-pw-1" not in out and len(json.loads(out)) == 3
