@@ -41,7 +41,7 @@ from .router.engine import RuleEngine
 from .router.rulebook import RuleBook
 from .router.tools import ToolRouter
 from .storage import open_storage
-from .storage.base import EventQuery, NewEvent, Storage, StoredKey
+from .storage.base import EventQuery, KeysTaken, NewEvent, Storage, StoredKey
 from .topic_table import TopicTable
 
 __all__ = ["Bus", "EmitResult"]
@@ -270,9 +270,17 @@ class Bus:
 
     async def _commit(self, batch: list[_Request]) -> None:
         try:
-            earlier = await self._find_duplicates(batch)
-            plan = _DedupPlan(earlier, batch)
-            stored = await self.storage.append(plan.fresh)
+            since_ts = now_ms() - int(self.config.dedup_window * 1000)
+            earlier = await self._find_duplicates(batch, since_ts)
+            while True:
+                plan = _DedupPlan(earlier, batch)
+                try:
+                    stored = await self.storage.append(plan.fresh, keys_since_ts=since_ts)
+                    break
+                except KeysTaken as taken:
+                    # Another node stored some of these keys since we looked (shared
+                    # storage): answer those as duplicates of its events, store the rest.
+                    earlier = {**earlier, **taken.found}
         except EventBusError as exc:
             _fail(batch, exc)
             return
@@ -300,11 +308,10 @@ class Bus:
         if self.rules is not None:
             self.rules.rules.reload_soon()
 
-    async def _find_duplicates(self, batch: list[_Request]) -> dict[str, StoredKey]:
+    async def _find_duplicates(self, batch: list[_Request], since_ts: int) -> dict[str, StoredKey]:
         keys = [e.idempotency_key for r in batch for e in r.events if e.idempotency_key is not None]
         if not keys:
             return {}
-        since_ts = now_ms() - int(self.config.dedup_window * 1000)
         return await self.storage.find_keys(sorted(set(keys)), since_ts)
 
     # -- reading -------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
+from .base import EventQuery, KeysTaken, NewEvent, Storage, StoredKey, TopicStats
 from .memory import MemoryStorage
 from .postgres import PostgresStorage
 from .schema import SchemaTooNew
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EventQuery",
+    "KeysTaken",
     "MemoryStorage",
     "NewEvent",
     "PostgresStorage",

@@ -23,6 +23,7 @@ __all__ = [
     "EventQuery",
     "Firing",
     "FiringQuery",
+    "KeysTaken",
     "Narrowing",
     "NewEvent",
     "Storage",
@@ -66,6 +67,14 @@ class StoredKey:
 
     event_id: int
     timestamp: int
+
+
+class KeysTaken(Exception):
+    """Another node stored events with some of these idempotency keys meanwhile."""
+
+    def __init__(self, found: dict[str, StoredKey]) -> None:
+        super().__init__(f"idempotency keys stored meanwhile by another node: {sorted(found)}")
+        self.found = found
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,8 +253,15 @@ class Storage(ABC):
         """Flush and release everything. Safe to call twice."""
 
     @abstractmethod
-    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
-        """Store `events` in one transaction, in order; return them with their ids."""
+    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
+        """Store `events` in one transaction, in order; return them with their ids.
+
+        `keys_since_ts`: the caller checked the idempotency keys of `events`
+        with `find_keys(…, keys_since_ts)` before. On `shared` storage another
+        node may have stored one of them since, so the append checks again
+        inside its transaction and raises `KeysTaken` (storing nothing) if so.
+        A single node's one writer cannot race itself: other backends ignore it.
+        """
 
     @abstractmethod
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:

@@ -49,7 +49,7 @@ class MemoryStorage(MemoryRuleStore, Storage):
     async def close(self) -> None:
         pass
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
         stored = []
         for new in events:
             self._last_id += 1

@@ -37,6 +37,7 @@ from .base import (
     EventQuery,
     Firing,
     FiringQuery,
+    KeysTaken,
     NewEvent,
     Storage,
     StoredKey,
@@ -224,14 +225,21 @@ class PostgresStorage(Storage):
 
     # -- events ------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Event]:
+    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
         if not events:
             return []
         rows = [event_row(e) for e in events]
+        keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
         async with self._connection() as conn, conn.transaction():
             # Held to COMMIT: batches from every node commit in id order, and the
             # ids of one batch are consecutive.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+            if keys and keys_since_ts is not None:
+                # Every node appends under this lock, so what is here now is all
+                # there is: a key another node stored since our check shows up.
+                taken = await conn.fetch(_FIND_KEYS, keys, keys_since_ts)
+                if taken:
+                    raise KeysTaken({key: StoredKey(event_id, ts) for key, event_id, ts in taken})
             if len(rows) >= COPY_MIN_EVENTS:
                 await conn.copy_records_to_table(
                     "event_log", records=rows, columns=_INSERT_COLUMNS, schema_name=self.schema

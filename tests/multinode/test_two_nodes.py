@@ -104,6 +104,25 @@ async def test_events_from_either_node_reach_subscribers_on_both_in_order(tmp_pa
         assert topics_b == {"work.a": 500, "work.b": 500}
 
 
+async def test_the_same_idempotency_key_on_both_nodes_at_once_is_stored_once(tmp_path: Path) -> None:
+    async with two_nodes(tmp_path) as (a, b), await connect(a.url(BUS)) as on_a, await connect(b.url(BUS)) as on_b:
+        keys = [f"order-{i}" for i in range(150)]
+
+        async def emit_all(bus: EventBusClient, node: str) -> list[Any]:
+            # Pipelined, so both nodes check and append the same keys in the same moments.
+            return list(await asyncio.gather(*(
+                bus.emit("orders.placed", {"key": key, "node": node}, idempotency_key=key) for key in keys
+            )))
+
+        answers_a, answers_b = await asyncio.gather(emit_all(on_a, "a"), emit_all(on_b, "b"))
+        stored = (await on_a.poll("orders.placed", limit=10_000)).events
+        assert Counter(e.payload["key"] for e in stored) == Counter(keys)  # each key once
+        for answer_a, answer_b in zip(answers_a, answers_b, strict=True):
+            # Both callers are told about the one stored event; one of them as a duplicate.
+            assert answer_a.event_id == answer_b.event_id
+            assert sorted([answer_a.duplicate, answer_b.duplicate]) == [False, True]
+
+
 async def test_a_subscriber_catching_up_from_the_start_sees_both_nodes(tmp_path: Path) -> None:
     async with two_nodes(tmp_path) as (a, b), await connect(a.url(BUS)) as on_a, await connect(b.url(BUS)) as on_b:
         first = await emit_batches(on_a, "a", 2)
