@@ -54,18 +54,27 @@ class _Item:
 
 
 class Condition:
-    __slots__ = ("expected", "items", "key", "select")
+    __slots__ = ("expected", "items", "key", "matches_missing", "select", "tests")
 
     def __init__(self, key: str, expected: Any, select: Selector, items: list[_Item]) -> None:
         self.key = key
         self.expected = expected
         self.select = select
         self.items = items
+        self.tests = tuple(item.test for item in items)
+        self.matches_missing = any(item.matches_missing for item in items)
 
     def holds(self, envelope: dict[str, Any]) -> bool:
         values = self.select(envelope)
         if not values:
-            return any(item.matches_missing for item in self.items)
+            return self.matches_missing
+        if len(values) == 1 and not isinstance(values[0], (list, dict)):
+            # The common case, on the path of every event: one scalar, which every
+            # test sees as it is (a leaf, and the whole value).
+            value = values[0]
+            if len(self.tests) == 1:
+                return self.tests[0](value)
+            return any(test(value) for test in self.tests)
         leaves = _leaves(values)
         for item in self.items:
             if item.whole_values and any(item.test(v) for v in values):

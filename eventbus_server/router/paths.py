@@ -56,34 +56,34 @@ def compile_path(key: str, where: str) -> Selector:
 
 
 def _walker(names: list[str], *, flatten_arrays: bool) -> Selector:
-    if not flatten_arrays:
-
-        def walk(envelope: dict[str, Any]) -> list[Any]:
-            value: Any = envelope
-            for name in names:
-                if not isinstance(value, dict):
-                    return []
+    def walk(envelope: dict[str, Any]) -> list[Any]:
+        value: Any = envelope
+        for step, name in enumerate(names):
+            if isinstance(value, dict):
                 value = value.get(name, _MISSING)
                 if value is _MISSING:
                     return []
-            return [value]
-
-        return walk
-
-    def walk_arrays(envelope: dict[str, Any]) -> list[Any]:
-        current = [envelope]
-        for name in names:
-            found = []
-            for value in current:
-                for item in value if isinstance(value, list) else (value,):
-                    if isinstance(item, dict) and name in item:
-                        found.append(item[name])
-            if not found:
+            elif flatten_arrays and isinstance(value, list):
+                return _spread([value], names[step:])
+            else:
                 return []
-            current = found
-        return current
+        return [value]  # no array on the way: the common case, one value
 
-    return walk_arrays
+    return walk
+
+
+def _spread(current: list[Any], names: list[str]) -> list[Any]:
+    """Step into arrays element by element, as EventBridge patterns do."""
+    for name in names:
+        found = []
+        for value in current:
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, dict) and name in item:
+                    found.append(item[name])
+        if not found:
+            return []
+        current = found
+    return current
 
 
 def _jsonpath(key: str, where: str) -> Selector:
