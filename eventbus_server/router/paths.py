@@ -1,8 +1,10 @@
 """Where a rule condition or a template looks in an event (DESIGN.md §4).
 
 A key starting with `$` is a JSONPath (jsonpath-ng) over the whole envelope;
-a bare envelope field name means that field; any other bare key is a dotted
-path into `payload`. A selector returns every value the path selects: empty
+a bare envelope field name (the five DESIGN names: `topic`, `timestamp`,
+`source_trn`, `target_trn`, `correlation_id`) means that field; any other bare
+key, `event_id`, `metadata` and `payload` included, is a dotted path into
+`payload` (reach those three with `$.event_id`, `$.metadata.x`, `$.payload`). A selector returns every value the path selects: empty
 when the field is missing.
 
 Plain chains of names (`$.payload.repo`, `branch`, `a.b.c`) are the common
@@ -22,11 +24,10 @@ from jsonpath_ng.ext import parse as parse_jsonpath
 
 from .operators import PatternError
 
-__all__ = ["ENVELOPE_FIELDS", "Selector", "compile_path"]
+__all__ = ["BARE_ENVELOPE_FIELDS", "Selector", "compile_path"]
 
-ENVELOPE_FIELDS = frozenset(
-    {"event_id", "topic", "payload", "timestamp", "metadata", "source_trn", "target_trn", "correlation_id"}
-)
+#: The envelope fields a bare key names; a payload key with another name stays reachable bare.
+BARE_ENVELOPE_FIELDS = frozenset({"topic", "timestamp", "source_trn", "target_trn", "correlation_id"})
 
 Selector = Callable[[dict[str, Any]], list[Any]]
 
@@ -44,14 +45,14 @@ def compile_path(key: str, where: str) -> Selector:
         if simple:
             return _walker(simple.group(1)[1:].split("."), flatten_arrays=False)
         return _jsonpath(key, where)
-    if key in ENVELOPE_FIELDS:
+    if key in BARE_ENVELOPE_FIELDS:
         return _walker([key], flatten_arrays=False)
     if _DOTTED.fullmatch(key):
         return _walker(["payload", *key.split(".")], flatten_arrays=True)
     raise PatternError(
         where,
         f"{key!r} is not a field: use a JSONPath starting with '$', an envelope field "
-        f"({', '.join(sorted(ENVELOPE_FIELDS))}) or a dotted payload path like 'repo.name'",
+        f"({', '.join(sorted(BARE_ENVELOPE_FIELDS))}) or a dotted payload path like 'repo.name'",
     )
 
 

@@ -56,7 +56,7 @@ HOLDS: list[tuple[str, Any]] = [
     ("missing.deep", {"exists": False}),
     ("branch", {"exists": True}),
     ("$.metadata.trace", "t1"),
-    ("event_id", {"numeric": [">=", 42]}),
+    ("$.event_id", {"numeric": [">=", 42]}),
 ]
 
 FAILS: list[tuple[str, Any, Any]] = [
@@ -91,6 +91,15 @@ def test_condition_fails_and_says_what_it_saw(key: str, condition: Any, saw: Any
     assert wire["path"] == key and wire["expected"] == condition
     assert wire["saw"] == saw
     assert wire["missing"] is (saw is None)
+
+
+def test_only_the_five_envelope_fields_are_bare_keys() -> None:
+    """DESIGN §4: `event_id`, `metadata` and `payload` bare are payload keys like any other."""
+    event = Event(7, "t", {"event_id": 99, "metadata": "m", "payload": "p"}, 0, {"trace": "t1"}, None, None, None)
+    envelope = envelope_of(event)
+    for key, value in {"event_id": 99, "metadata": "m", "payload": "p", "$.event_id": 7, "$.metadata.trace": "t1"}.items():
+        (condition,) = compile_conditions({key: value})
+        assert condition.holds(envelope), key
 
 
 BAD_CONDITIONS: list[tuple[dict[str, Any], str, str]] = [
