@@ -1,8 +1,8 @@
 """Which bus a command talks to: `--url`, or `--bus ID` looked up in the config.
 
 The CLI may not import the server for this (DESIGN.md §2), so it reads only
-what it needs from `event_buses.json`: each bus's `id`, `listen` and
-`auth_token_env`. `eventbus config validate` checks the whole file.
+what it needs from `event_buses.json`: each bus's `id`, `listen`, `tls`
+(a bus with TLS is reached at `tls://`) and `auth_token_env`. `eventbus config validate` checks the whole file.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def bus_urls(config_path: Path) -> list[Target]:
         host, _, port = listen.rpartition(":")
         token_env = bus.get("auth_token_env")
         token = os.environ.get(token_env) if isinstance(token_env, str) else None
-        targets.append(Target(f"tcp://{_connect_host(host)}:{port}", str(bus.get("id")), token))
+        scheme = "tls" if bus.get("tls") else "tcp"
+        targets.append(Target(f"{scheme}://{_connect_host(host)}:{port}", str(bus.get("id")), token))
     return targets
 
 
