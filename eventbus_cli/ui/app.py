@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.syntax import Syntax
@@ -24,9 +26,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from ..output import compact, format_ts
-from .model import BusView, EventFilter, sparkline
+from .model import BusView, EventFilter, ago, sparkline
 from .stream import MAX_ROWS as STREAM_ROWS
-from .stream import EventStream
+from .stream import EventStream, TopicTable
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
@@ -71,7 +73,8 @@ class EventScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
-            yield Static(f"[b]event #{self.event['event_id']}[/b] on {self.bus.name}  [dim](escape to close)[/]")
+            when = format_ts(self.event.get("timestamp"))
+            yield Static(f"[b]event #{self.event['event_id']}[/b] on {self.bus.name} at {when}  [dim](escape to close)[/]")
             yield Static(Syntax(json.dumps(self.event, indent=2, ensure_ascii=False), "json", word_wrap=True))
             yield Static("[b]causal chain[/b]", classes="heading")
             yield Static(self._chain_text(self._local_chain()), id="chain")
@@ -172,10 +175,11 @@ class DashboardApp(App[None]):
         Binding("space", "toggle_rule", "On/off", show=False),
     ]
 
-    def __init__(self, buses: list[BusView], *, live: bool = True) -> None:
+    def __init__(self, buses: list[BusView], *, live: bool = True, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.buses = buses
         self.live = live
+        self.clock = clock  # wall time in seconds; snapshot tests freeze it
         self.selected = 0
         self.paused = False
         self.filter = EventFilter()
@@ -183,6 +187,7 @@ class DashboardApp(App[None]):
         self._shown_event = 0  # newest event id in the stream table
         self._shown_firing = 0
         self._shown_rules: tuple[Any, ...] = ()
+        self._shown_buses: dict[str, tuple[Any, ...]] = {}
         self._last_tick = 0.0
         self._topics_due = True
 
@@ -196,7 +201,7 @@ class DashboardApp(App[None]):
         yield Header(show_clock=False)
         with Horizontal(id="top"):
             yield DataTable(id="buses", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="topics", cursor_type="row", zebra_stripes=True)
+            yield TopicTable(id="topics")
         yield Input(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
         with TabbedContent(initial="events", id="tabs"):
             with TabPane("Events", id="events"):
@@ -213,7 +218,6 @@ class DashboardApp(App[None]):
             buses.add_column(key, key=key)
         for bus in self.buses:
             buses.add_row(*self._bus_cells(bus), key=bus.name)
-        self.query_one("#topics", DataTable).add_columns("topic", "events", "last (UTC)", "ev/s", "last 30 s")
         self.query_one("#firing-table", DataTable).add_columns(
             "firing", "rule", "event", "status", "tries", "took", "error / result"
         )
@@ -305,7 +309,11 @@ class DashboardApp(App[None]):
     def redraw(self) -> None:
         buses = self.query_one("#buses", DataTable)
         for bus in self.buses:
-            for key, value in zip(("bus", "state", "storage", "rules", "ev/s", "last id"), self._bus_cells(bus), strict=True):
+            cells = self._bus_cells(bus)
+            if cells == self._shown_buses.get(bus.name):
+                continue  # an update re-renders the table: only when something changed
+            self._shown_buses[bus.name] = cells
+            for key, value in zip(("bus", "state", "storage", "rules", "ev/s", "last id"), cells, strict=True):
                 buses.update_cell(bus.name, key, value)
         if self._topics_due or not self.live:
             self._draw_topics()  # rates change once a second: so does this table
@@ -336,13 +344,11 @@ class DashboardApp(App[None]):
         )
 
     def _draw_topics(self) -> None:
-        table = self.query_one("#topics", DataTable)
-        table.clear()
-        for topic in self.bus.topics_by_activity()[:100]:
-            table.add_row(
-                topic.topic, str(topic.count), format_ts(topic.last_timestamp), f"{topic.rate:,.0f}",
-                Text(sparkline(topic.history), style="cyan"),
-            )
+        now_ms = self.clock() * 1000
+        self.query_one("#topics", TopicTable).show([
+            (topic.topic, str(topic.count), ago(topic.last_timestamp, now_ms), f"{topic.rate:,.0f}", sparkline(topic.history))
+            for topic in self.bus.topics_by_activity()[:100]
+        ])
 
     def _draw_stream(self, rebuild: bool = False) -> None:
         stream = self.query_one("#stream", EventStream)

@@ -15,7 +15,7 @@ from typing import Any
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
-__all__ = ["BusView", "EventFilter", "TopicView", "sparkline"]
+__all__ = ["BusView", "EventFilter", "TopicView", "ago", "sparkline"]
 
 #: Newest events kept per bus (the stream and the detail view read from here).
 MAX_EVENTS = 2_000
@@ -34,6 +34,20 @@ def sparkline(values: Any) -> str:
     if top <= 0:
         return _BARS[0] * len(values)
     return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in values)
+
+
+def ago(timestamp_ms: int | None, now_ms: float) -> str:
+    """How long ago, as kubectl shows ages: `0s ago`, `42s ago`, `5m ago`, `3h ago`, `2d ago`."""
+    if timestamp_ms is None:
+        return "-"
+    seconds = max(0.0, now_ms - timestamp_ms) / 1000
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
+    if seconds < 3_600:
+        return f"{int(seconds // 60)}m ago"
+    if seconds < 2 * 86_400:
+        return f"{int(seconds // 3_600)}h ago"
+    return f"{int(seconds // 86_400)}d ago"
 
 
 @dataclass

@@ -15,7 +15,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
 from eventbus_cli.ui.app import DashboardApp, EventScreen, HelpScreen
-from eventbus_cli.ui.model import BusView, EventFilter, sparkline
+from eventbus_cli.ui.lines import LineTable
+from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
 from eventbus_cli.ui.stream import MAX_ROWS as STREAM_ROWS
 from eventbus_cli.ui.stream import EventStream
 from eventbus_client import connect
@@ -34,8 +35,8 @@ async def until(pilot: Pilot[Any], check: Callable[[], bool], timeout_s: float =
 
 
 def rows(app: DashboardApp, table_id: str, column: int = 0) -> list[str]:
-    if table_id == "#stream":
-        return app.query_one(EventStream).column(column)
+    if table_id in ("#stream", "#topics"):
+        return app.query_one(table_id, LineTable).column(column)
     table = app.query_one(table_id, DataTable)
     return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
 
@@ -228,3 +229,11 @@ def test_the_filter_box_language() -> None:
 def test_sparkline_scales_to_the_busiest_second() -> None:
     assert sparkline([0, 0, 0]) == "▁▁▁"
     assert sparkline([0, 5, 10]) == "▁▅█"
+
+
+def test_ages_read_like_kubectl() -> None:
+    now = 1_000_000_000
+    assert ago(None, now) == "-"
+    assert [ago(now - ms, now) for ms in (0, 42_000, 300_000, 3 * 3_600_000, 47 * 3_600_000, 3 * 86_400_000)] == [
+        "0s ago", "42s ago", "5m ago", "3h ago", "47h ago", "3d ago",
+    ]

@@ -1,0 +1,220 @@
+"""A cheap table for the busy panels: a pinned header, rows of text, an optional cursor.
+
+A DataTable re-measures and re-renders every cell through Rich whenever rows
+change, and keeps what it rendered in caches of up to 10,000 cells. Under a
+flood of thousands of events a second that repaint took most of the
+dashboard's time, and the caches filled the heap with ~100,000 objects that
+every full garbage collection walked (100-170 ms pauses). This widget uses
+Textual's line API instead: it renders only the lines on screen, each as a
+few plain segments, and caches nothing but the column widths.
+
+Subclasses say what the rows are (`row_count`, `cells`); see `EventStream`
+(the live events) and `TopicTable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+__all__ = ["Column", "LineTable"]
+
+#: Two spaces between columns.
+GAP = 2
+#: Narrowest a capped column gets when the screen is too narrow for all of them.
+MIN_WIDTH = 12
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    #: Widest it gets; None: as wide as its widest cell, and never shrunk.
+    cap: int | None = None
+    #: Takes the width that is left (the last column).
+    fill: bool = False
+    #: A Rich style for its cells ("cyan"); the row's style still applies under it.
+    style: str = ""
+
+
+class LineTable(ScrollView, can_focus=True):
+    """Rows of cell texts under a pinned header; only the lines on screen are drawn."""
+
+    COLUMNS: ClassVar[tuple[Column, ...]] = ()
+    #: Whether a row cursor is shown and moved (else the keys scroll).
+    SHOW_CURSOR: ClassVar[bool] = True
+    #: What the filling column keeps at least before capped columns shrink.
+    MIN_FILL: ClassVar[int] = 16
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"line-table--header", "line-table--even-row", "line-table--cursor"}
+    DEFAULT_CSS = """
+    LineTable {
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        & > .line-table--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .line-table--even-row { background: $surface-lighten-1 50%; }
+        & > .line-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        &:focus > .line-table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "move(-1)", "Up", show=False),
+        Binding("down", "move(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "move(-1_000_000)", "First", show=False),
+        Binding("end", "move(1_000_000)", "Last", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.cursor = -1  # a row index; -1 while there are no rows
+        self._version = 0  # bumped when the rows change, so widths are measured again
+        self._layout: tuple[int, int, list[int]] = (-1, -1, [])  # (width, version, widths)
+        self._column_styles = [Style.parse(c.style) if c.style else None for c in self.COLUMNS]
+
+    # -- what subclasses provide ---------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        raise NotImplementedError
+
+    def cells(self, row: int) -> tuple[str, ...]:
+        """The texts of one row, a cell per column."""
+        raise NotImplementedError
+
+    def striped(self, row: int) -> bool:
+        return row % 2 == 1
+
+    # -- content ---------------------------------------------------------------------
+
+    def column(self, index: int) -> list[str]:
+        """The text of one column, top row first (what a reader of the screen sees)."""
+        return [self.cells(row)[index] for row in range(self.row_count)]
+
+    def rows_changed(self, *, reveal: bool = False) -> None:
+        """Call after the rows changed; `reveal` scrolls the cursor into view."""
+        self._version += 1
+        self.virtual_size = Size(1, self.row_count + 1)  # + the header line
+        if reveal:
+            self._reveal()
+        self.refresh()
+
+    # -- cursor and scrolling ------------------------------------------------------------
+
+    @property
+    def _rows_on_screen(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _reveal(self) -> None:
+        top = round(self.scroll_y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + self._rows_on_screen:
+            self.scroll_to(y=self.cursor - self._rows_on_screen + 1, animate=False, immediate=True)
+
+    def move_to(self, row: int) -> None:
+        if not self.row_count:
+            return
+        self.cursor = min(max(row, 0), self.row_count - 1)
+        self._reveal()
+        self.refresh()
+
+    def action_move(self, rows: int) -> None:
+        if self.SHOW_CURSOR:
+            self.move_to(self.cursor + rows)
+        else:
+            self.scroll_to(y=self.scroll_y + rows, animate=False, immediate=True)
+
+    def action_page(self, pages: int) -> None:
+        self.action_move(pages * self._rows_on_screen)
+
+    def row_at(self, event: events.MouseEvent) -> int | None:
+        """The row under the mouse, or None (the header, or below the last row)."""
+        if event.y < 1:
+            return None
+        row = round(self.scroll_y) + event.y - 1
+        return row if row < self.row_count else None
+
+    def on_resize(self) -> None:
+        self.rows_changed(reveal=True)
+
+    # -- drawing -------------------------------------------------------------------------
+
+    def _widths(self, width: int) -> list[int]:
+        known_width, version, widths = self._layout
+        if (known_width, version) != (width, self._version):
+            widths = self._measure(width)
+            self._layout = (width, self._version, widths)
+        return widths
+
+    def _measure(self, width: int) -> list[int]:
+        """Natural widths, capped; capped columns shrink until the filling one has room."""
+        rows = [self.cells(row) for row in range(self.row_count)]
+        widths = [
+            min(max([cell_len(column.header), *(cell_len(r[i]) for r in rows)]), column.cap or width)
+            for i, column in enumerate(self.COLUMNS)
+        ]
+        filling = [i for i, column in enumerate(self.COLUMNS) if column.fill]
+        shrinkable = [i for i, column in enumerate(self.COLUMNS) if column.cap is not None and not column.fill]
+        fixed = sum(w for i, w in enumerate(widths) if i not in filling)
+        room = width - fixed - GAP * len(widths)
+        while filling and room < self.MIN_FILL and shrinkable and max(widths[i] for i in shrinkable) > MIN_WIDTH:
+            widest = max(shrinkable, key=lambda i: widths[i])
+            widths[widest] -= 1
+            room += 1
+        for i in filling:
+            widths[i] = max(room, 0)
+        return widths
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        widths = self._widths(width)
+        if y == 0:
+            header = tuple(column.header for column in self.COLUMNS)
+            return self._strip(header, widths, width, self.get_component_rich_style("line-table--header"), False)
+        row = round(self.scroll_y) + y - 1
+        if row >= self.row_count:
+            return Strip.blank(width, self.rich_style)
+        style = self.rich_style
+        if self.SHOW_CURSOR and row == self.cursor:
+            style += self.get_component_rich_style("line-table--cursor")
+            return self._strip(self.cells(row), widths, width, style, False)
+        if self.striped(row):
+            style += self.get_component_rich_style("line-table--even-row")
+        return self._strip(self.cells(row), widths, width, style, True)
+
+    def _strip(
+        self, cells: tuple[str, ...], widths: list[int], width: int, style: Style, column_styles: bool
+    ) -> Strip:
+        segments: list[Segment] = []
+        used = 0
+        for cell, cell_width, column_style in zip(cells, widths, self._column_styles, strict=True):
+            if cell_width <= 0:
+                continue
+            text = cell if cell_len(cell) <= cell_width else set_cell_size(cell, cell_width - 1) + "…"
+            text = " " + set_cell_size(text, cell_width) + " " * (GAP - 1)
+            segments.append(Segment(text, style + column_style if column_styles and column_style else style))
+            used += cell_width + GAP
+        if used < width:
+            segments.append(Segment(" " * (width - used), style))
+        # One Strip per line (each carries seven small caches): cropped only when too narrow.
+        line = Strip(segments, max(used, width))
+        return line if used <= width else line.crop(0, width)
