@@ -26,9 +26,10 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from ..output import compact, format_ts
+from .lines import LineTable
 from .model import BusView, EventFilter, ago, sparkline
-from .stream import MAX_ROWS as STREAM_ROWS
-from .stream import EventStream, TopicTable
+from .tables import MAX_ROWS as STREAM_ROWS
+from .tables import BusTable, EventStream, TopicTable
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
@@ -187,7 +188,6 @@ class DashboardApp(App[None]):
         self._shown_event = 0  # newest event id in the stream table
         self._shown_firing = 0
         self._shown_rules: tuple[Any, ...] = ()
-        self._shown_buses: dict[str, tuple[Any, ...]] = {}
         self._last_tick = 0.0
         self._topics_due = True
 
@@ -200,7 +200,7 @@ class DashboardApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="top"):
-            yield DataTable(id="buses", cursor_type="row", zebra_stripes=True)
+            yield BusTable(id="buses")
             yield TopicTable(id="topics")
         yield Input(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
         with TabbedContent(initial="events", id="tabs"):
@@ -213,11 +213,6 @@ class DashboardApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        buses = self.query_one("#buses", DataTable)
-        for key in ("bus", "state", "storage", "rules", "ev/s", "last id"):
-            buses.add_column(key, key=key)
-        for bus in self.buses:
-            buses.add_row(*self._bus_cells(bus), key=bus.name)
         self.query_one("#firing-table", DataTable).add_columns(
             "firing", "rule", "event", "status", "tries", "took", "error / result"
         )
@@ -307,14 +302,10 @@ class DashboardApp(App[None]):
     # -- drawing (a few times a second, whatever arrived) ----------------------------------
 
     def redraw(self) -> None:
-        buses = self.query_one("#buses", DataTable)
-        for bus in self.buses:
-            cells = self._bus_cells(bus)
-            if cells == self._shown_buses.get(bus.name):
-                continue  # an update re-renders the table: only when something changed
-            self._shown_buses[bus.name] = cells
-            for key, value in zip(("bus", "state", "storage", "rules", "ev/s", "last id"), cells, strict=True):
-                buses.update_cell(bus.name, key, value)
+        self.query_one("#buses", BusTable).show(
+            [self._bus_cells(bus) for bus in self.buses],
+            [STATE_STYLE.get(bus.state, "bold red") for bus in self.buses],
+        )
         if self._topics_due or not self.live:
             self._draw_topics()  # rates change once a second: so does this table
             self._topics_due = False
@@ -329,18 +320,16 @@ class DashboardApp(App[None]):
         trouble = f" · {self.bus.name}: {self.bus.state}" if self.bus.state != "connected" else ""
         self.sub_title = f"{len(self.buses)} buses · {total:,.0f} events/s · {failed} failed firings{paused}{trouble}"
 
-    def _bus_cells(self, bus: BusView) -> tuple[Any, ...]:
-        shown = bus.state if len(bus.state) <= 32 else bus.state[:31] + "…"  # in full in the header
-        state = Text(shown, style=STATE_STYLE.get(bus.state, "bold red"))
+    def _bus_cells(self, bus: BusView) -> tuple[str, ...]:
         info = bus.info or {}
         stats = info.get("stats", {})
         return (
             bus.name,
-            state,
-            info.get("storage", "-"),
+            bus.state,  # cut to fit here; in full in the header
             "on" if bus.rules_on else "off",
             f"{bus.rate:,.0f}",
             str(stats.get("last_event_id", "-")),
+            info.get("storage", "-"),
         )
 
     def _draw_topics(self) -> None:
@@ -404,9 +393,9 @@ class DashboardApp(App[None]):
 
     # -- interaction ---------------------------------------------------------------------------
 
-    @on(DataTable.RowHighlighted, "#buses")
-    def pick_bus(self, message: DataTable.RowHighlighted) -> None:
-        index = next((i for i, b in enumerate(self.buses) if b.name == message.row_key.value), 0)
+    @on(LineTable.Highlighted, "#buses")
+    def pick_bus(self, message: LineTable.Highlighted) -> None:
+        index = message.row
         if index != self.selected:
             self.selected = index
             self._shown_firing, self._shown_rules, self._topics_due = 0, (), True

@@ -23,6 +23,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -88,7 +89,7 @@ class LineTable(ScrollView, can_focus=True):
         self.cursor = -1  # a row index; -1 while there are no rows
         self._version = 0  # bumped when the rows change, so widths are measured again
         self._layout: tuple[int, int, list[int]] = (-1, -1, [])  # (width, version, widths)
-        self._column_styles = [Style.parse(c.style) if c.style else None for c in self.COLUMNS]
+        self._styles: dict[str, Style] = {}  # parsed once each
 
     # -- what subclasses provide ---------------------------------------------------------
 
@@ -102,6 +103,10 @@ class LineTable(ScrollView, can_focus=True):
 
     def striped(self, row: int) -> bool:
         return row % 2 == 1
+
+    def cell_style(self, row: int, column: int) -> str:
+        """A Rich style for one cell (a status in red); "" for the column's own."""
+        return ""
 
     # -- content ---------------------------------------------------------------------
 
@@ -130,12 +135,26 @@ class LineTable(ScrollView, can_focus=True):
         elif self.cursor >= top + self._rows_on_screen:
             self.scroll_to(y=self.cursor - self._rows_on_screen + 1, animate=False, immediate=True)
 
+    class Highlighted(Message):
+        """The cursor moved to another row (by key, click or `move_to`)."""
+
+        def __init__(self, table: LineTable, row: int) -> None:
+            super().__init__()
+            self.table = table
+            self.row = row
+
+        @property
+        def control(self) -> LineTable:
+            return self.table
+
     def move_to(self, row: int) -> None:
         if not self.row_count:
             return
-        self.cursor = min(max(row, 0), self.row_count - 1)
+        before, self.cursor = self.cursor, min(max(row, 0), self.row_count - 1)
         self._reveal()
         self.refresh()
+        if self.cursor != before:
+            self.post_message(self.Highlighted(self, self.cursor))
 
     def action_move(self, rows: int) -> None:
         if self.SHOW_CURSOR:
@@ -184,34 +203,40 @@ class LineTable(ScrollView, can_focus=True):
             widths[i] = max(room, 0)
         return widths
 
+    def _style_of(self, row: int, column: int) -> Style:
+        name = self.cell_style(row, column) or self.COLUMNS[column].style
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = Style.parse(name) if name else Style()
+        return style
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         widths = self._widths(width)
         if y == 0:
             header = tuple(column.header for column in self.COLUMNS)
-            return self._strip(header, widths, width, self.get_component_rich_style("line-table--header"), False)
+            return self._strip(header, widths, width, self.get_component_rich_style("line-table--header"), None)
         row = round(self.scroll_y) + y - 1
         if row >= self.row_count:
             return Strip.blank(width, self.rich_style)
         style = self.rich_style
         if self.SHOW_CURSOR and row == self.cursor:
             style += self.get_component_rich_style("line-table--cursor")
-            return self._strip(self.cells(row), widths, width, style, False)
+            return self._strip(self.cells(row), widths, width, style, None)
         if self.striped(row):
             style += self.get_component_rich_style("line-table--even-row")
-        return self._strip(self.cells(row), widths, width, style, True)
+        return self._strip(self.cells(row), widths, width, style, row)
 
-    def _strip(
-        self, cells: tuple[str, ...], widths: list[int], width: int, style: Style, column_styles: bool
-    ) -> Strip:
+    def _strip(self, cells: tuple[str, ...], widths: list[int], width: int, style: Style, row: int | None) -> Strip:
+        """One line; `row` None: the header or the cursor row, drawn without cell styles."""
         segments: list[Segment] = []
         used = 0
-        for cell, cell_width, column_style in zip(cells, widths, self._column_styles, strict=True):
+        for column, (cell, cell_width) in enumerate(zip(cells, widths, strict=True)):
             if cell_width <= 0:
                 continue
             text = cell if cell_len(cell) <= cell_width else set_cell_size(cell, cell_width - 1) + "…"
             text = " " + set_cell_size(text, cell_width) + " " * (GAP - 1)
-            segments.append(Segment(text, style + column_style if column_styles and column_style else style))
+            segments.append(Segment(text, style + self._style_of(row, column) if row is not None else style))
             used += cell_width + GAP
         if used < width:
             segments.append(Segment(" " * (width - used), style))

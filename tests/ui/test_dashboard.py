@@ -17,8 +17,8 @@ from textual.widgets import DataTable, Input, Static
 from eventbus_cli.ui.app import DashboardApp, EventScreen, HelpScreen
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
-from eventbus_cli.ui.stream import MAX_ROWS as STREAM_ROWS
-from eventbus_cli.ui.stream import EventStream
+from eventbus_cli.ui.tables import MAX_ROWS as STREAM_ROWS
+from eventbus_cli.ui.tables import BusTable, EventStream
 from eventbus_client import connect
 from tests.conftest import start_buses
 from tests.ports import closed_port
@@ -35,7 +35,7 @@ async def until(pilot: Pilot[Any], check: Callable[[], bool], timeout_s: float =
 
 
 def rows(app: DashboardApp, table_id: str, column: int = 0) -> list[str]:
-    if table_id in ("#stream", "#topics"):
+    if table_id in ("#buses", "#stream", "#topics"):
         return app.query_one(table_id, LineTable).column(column)
     table = app.query_one(table_id, DataTable)
     return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
@@ -136,7 +136,7 @@ async def test_an_unreachable_bus_says_why_and_the_others_stay_live(tmp_path: Pa
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
             await until(pilot, lambda: app.buses[0].state.startswith("unreachable") and app.buses[1].state == "connected")
             assert "refused" in app.buses[0].state or "failed" in app.buses[0].state
-            app.query_one("#buses", DataTable).move_cursor(row=1)
+            app.query_one("#buses", BusTable).move_to(1)
             await bus.emit("still.live", 1)
             await until(pilot, lambda: rows(app, "#stream", 2) == ["still.live"])
 

@@ -1,4 +1,5 @@
-"""The live event stream and the topics panel, both `LineTable`s (see lines.py).
+"""The dashboard's tables that change all the time, all `LineTable`s (lines.py):
+the buses, the topics of the selected bus, the live event stream.
 
 Follow mode: while the stream's cursor is on the newest row it stays there as
 events arrive; move it up and it stays on its event. Enter (or a click)
@@ -18,7 +19,7 @@ from textual.message import Message
 from ..output import compact
 from .lines import Column, LineTable
 
-__all__ = ["MAX_ROWS", "EventStream", "TopicTable"]
+__all__ = ["MAX_ROWS", "BusTable", "EventStream", "TopicTable"]
 
 #: Newest events the stream holds (older ones stay in the bus view for the detail screen).
 MAX_ROWS = 300
@@ -141,3 +142,44 @@ class TopicTable(LineTable):
         if rows != self._rows:
             self._rows = rows
             self.rows_changed()
+
+
+class BusTable(LineTable):
+    """Every bus with its connection state; moving the cursor picks the bus shown."""
+
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("bus", cap=24),
+        Column("state", cap=40),
+        Column("rules"),
+        Column("ev/s"),
+        Column("last id"),
+        Column("storage", fill=True),
+    )
+    MIN_FILL = 10
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._rows: list[tuple[str, ...]] = []
+        self._state_styles: list[str] = []
+
+    @property
+    def row_count(self) -> int:
+        return len(self._rows)
+
+    def cells(self, row: int) -> tuple[str, ...]:
+        return self._rows[row]
+
+    def cell_style(self, row: int, column: int) -> str:
+        return self._state_styles[row] if column == 1 else ""
+
+    def show(self, rows: list[tuple[str, ...]], state_styles: list[str]) -> None:
+        if (rows, state_styles) != (self._rows, self._state_styles):
+            self._rows, self._state_styles = rows, state_styles
+            if self.cursor < 0 and rows:
+                self.cursor = 0
+            self.rows_changed()
+
+    def on_click(self, event: events.Click) -> None:
+        row = self.row_at(event)
+        if row is not None:
+            self.move_to(row)
