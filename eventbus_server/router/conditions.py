@@ -15,7 +15,7 @@ A condition value is:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from .operators import MISSING, PatternError, compile_operator
 from .paths import Selector, compile_path
 from .pattern import Failure
 
-__all__ = ["OPERATORS", "Condition", "compile_conditions"]
+__all__ = ["OPERATORS", "Condition", "compile_conditions", "leaves", "literal_key"]
 
 #: Every operator a match_fields condition knows.
 OPERATORS = (
@@ -51,10 +51,24 @@ class _Item:
     matches_missing: bool = False
     #: Whether the test also sees dicts and whole lists (equality does; operators see leaves).
     whole_values: bool = False
+    #: For equality with a scalar: its `literal_key`, so rules can be looked up by value.
+    literal: Hashable | None = None
+
+
+def literal_key(value: Any) -> Hashable | None:
+    """A key that two scalars share exactly when JSON equality (`_equals`) says equal:
+    1 and 1.0 share one, true and 1 do not. None for objects and arrays."""
+    if value is None or isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, (int, float)):
+        return (float, float(value))  # equal numbers give equal floats
+    if isinstance(value, str):
+        return (str, value)
+    return None
 
 
 class Condition:
-    __slots__ = ("expected", "items", "key", "matches_missing", "select", "tests")
+    __slots__ = ("expected", "items", "key", "literals", "matches_missing", "select", "tests")
 
     def __init__(self, key: str, expected: Any, select: Selector, items: list[_Item]) -> None:
         self.key = key
@@ -63,6 +77,10 @@ class Condition:
         self.items = items
         self.tests = tuple(item.test for item in items)
         self.matches_missing = any(item.matches_missing for item in items)
+        #: When the condition is "equals one of these scalars": their keys (see router/plan.py).
+        self.literals = (
+            frozenset(item.literal for item in items) if all(item.literal is not None for item in items) else None
+        )
 
     def holds(self, envelope: dict[str, Any]) -> bool:
         values = self.select(envelope)
@@ -75,11 +93,11 @@ class Condition:
             if len(self.tests) == 1:
                 return self.tests[0](value)
             return any(test(value) for test in self.tests)
-        leaves = _leaves(values)
+        scalars = leaves(values)
         for item in self.items:
             if item.whole_values and any(item.test(v) for v in values):
                 return True
-            if any(item.test(v) for v in leaves):
+            if any(item.test(v) for v in scalars):
                 return True
         return False
 
@@ -112,12 +130,14 @@ def _item(value: Any, where: str) -> _Item:
         return _operator(name, argument, f"{where}.{name}")
     if isinstance(value, list):
         raise PatternError(where, "a list inside a list is not a condition; use {\"equals\": [...]} for a list value")
-    return _Item(_equals(value), whole_values=isinstance(value, dict))
+    return _Item(_equals(value), whole_values=isinstance(value, dict), literal=literal_key(value))
 
 
 def _operator(name: str, argument: Any, where: str) -> _Item:
     if name == "equals":
-        return _Item(_equals(argument), whole_values=isinstance(argument, (dict, list)))
+        return _Item(
+            _equals(argument), whole_values=isinstance(argument, (dict, list)), literal=literal_key(argument)
+        )
     if name == "trn":
         if not isinstance(argument, str):
             raise PatternError(where, "trn takes a TRN pattern string, such as \"trn:user:*\"")
@@ -145,7 +165,7 @@ def _equals(expected: Any) -> _Test:
     return lambda v: type(v) is type(expected) and v == expected
 
 
-def _leaves(values: list[Any]) -> list[Any]:
+def leaves(values: list[Any]) -> list[Any]:
     """Scalars, with arrays opened element by element (nested arrays too)."""
     leaves: list[Any] = []
     stack = list(reversed(values))

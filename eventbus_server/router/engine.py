@@ -248,11 +248,11 @@ class RuleEngine:
         matched: list[tuple[CompiledRule, Event]] = []
         if len(index):
             for event in events:
-                candidates = index.candidates(event.topic)
-                if not candidates:
+                plan = index.plan(event.topic)
+                if not plan:
                     continue
                 envelope = envelope_of(event)
-                matched.extend((rule, event) for rule in candidates if rule.matches(event, envelope))
+                matched.extend((rule, event) for rule in plan.candidates(envelope) if rule.matches(event, envelope))
         last = events[-1].event_id
         if not matched:
             self._cursor = last

@@ -7,7 +7,9 @@ how many rules watch other topics. Candidates are then checked in full by
 `CompiledRule.matches`, which also keeps `>`'s `_sys.` exclusion in one place.
 
 The index is immutable: rules change rarely, so the engine builds a new one
-on every change and swaps it in.
+on every change and swaps it in. So the plan for a topic (plan.py: the
+topic's rules grouped by the literal values they need) is built once per
+topic and kept, up to `MAX_PLANS` topics.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .matcher import CompiledRule
+from .plan import TopicPlan
 
 __all__ = ["RuleIndex"]
+
+#: Topics whose plan is kept; beyond that the cache starts over (topics are usually few).
+MAX_PLANS = 10_000
 
 
 class _Node:
@@ -32,6 +38,7 @@ class _Node:
 class RuleIndex:
     def __init__(self, rules: Iterable[CompiledRule] = ()) -> None:
         self.rules = list(rules)
+        self._plans: dict[str, TopicPlan] = {}
         self._root = _Node()
         for position, rule in enumerate(self.rules):
             self._add(position, rule.rule.topic)
@@ -41,11 +48,23 @@ class RuleIndex:
 
     def candidates(self, topic: str) -> list[CompiledRule]:
         """Rules whose topic pattern may match `topic`, in registration order."""
+        return [self.rules[position] for position in self._positions(topic)]
+
+    def plan(self, topic: str) -> TopicPlan:
+        """The rules of `topic`, ready to be narrowed by each event's values."""
+        plan = self._plans.get(topic)
+        if plan is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[topic] = TopicPlan([(p, self.rules[p]) for p in self._positions(topic)])
+        return plan
+
+    def _positions(self, topic: str) -> list[int]:
         found: list[int] = []
         _collect(self._root, topic.split("."), 0, found)
         if len(found) > 1:
             found.sort()
-        return [self.rules[position] for position in found]
+        return found
 
     def _add(self, position: int, pattern: str) -> None:
         node = self._root

@@ -184,6 +184,52 @@ def test_the_index_skips_unrelated_rules() -> None:
     assert [r.id for r in index.candidates("repo.pushed")] == ["mine"]
 
 
+PLAN_RULES = [
+    _compiled("api", "repo.*", match_fields={"repo": "acme/api"}),
+    _compiled("web-or-docs", "repo.*", match_fields={"repo": ["acme/web", "acme/docs"], "branch": "main"}),
+    _compiled("one", "repo.pushed", match_fields={"n": 1}),
+    _compiled("true", "repo.pushed", match_fields={"n": True}),
+    _compiled("null", "repo.pushed", match_fields={"n": None}),
+    _compiled("tagged", "repo.pushed", match_fields={"tags": {"equals": "urgent"}}),
+    _compiled("operator", "repo.pushed", match_fields={"repo": {"prefix": "acme/"}}),
+    _compiled("object", "repo.pushed", match_fields={"owner": {"equals": {"login": "alice"}}}),
+    _compiled("no-fields", "repo.>"),
+    _compiled("by-source", "repo.pushed", match_fields={"source_trn": "trn:user:alice:cli:v1", "repo": "acme/api"}),
+    _compiled("system", ">", match_fields={"repo": "acme/api"}),
+]
+PLAN_EVENTS = [
+    {"repo": "acme/api", "n": 1.0},
+    {"repo": "acme/web", "branch": "main", "n": True},
+    {"repo": "acme/docs", "branch": "dev", "n": None},
+    {"repo": ["acme/api", "acme/web"], "branch": "main", "tags": ["x", "urgent"]},
+    {"repo": "other/x", "n": 1, "owner": {"login": "alice"}},
+    {"n": [[1]], "tags": "urgent"},
+    {},
+    "not an object",
+]
+
+
+@pytest.mark.parametrize("topic", ["repo.pushed", "repo.created", "_sys.repo"])
+@pytest.mark.parametrize("payload", PLAN_EVENTS, ids=[str(i) for i in range(len(PLAN_EVENTS))])
+@pytest.mark.parametrize("source", [None, "trn:user:alice:cli:v1"])
+def test_the_topic_plan_skips_only_rules_that_cannot_match(topic: str, payload: Any, source: str | None) -> None:
+    """Looking literals up gives exactly what checking every candidate gives, in the same order."""
+    index = RuleIndex(PLAN_RULES)
+    event = Event(1, topic, payload, 0, None, source, None, None)
+    envelope = envelope_of(event)
+    every = [r.id for r in index.candidates(topic) if r.matches(event, envelope)]
+    planned = index.plan(topic).candidates(envelope)
+    assert [r.id for r in planned if r.matches(event, envelope)] == every
+    assert index.plan(topic) is index.plan(topic)  # built once per topic
+
+
+def test_the_topic_plan_checks_only_the_rules_listing_the_value() -> None:
+    rules = [_compiled(f"repo-{i}", "repo.pushed", match_fields={"repo": f"acme/r{i}"}) for i in range(100)]
+    index = RuleIndex([*rules, _compiled("any", "repo.pushed")])
+    event = Event(1, "repo.pushed", {"repo": "acme/r42"}, 0, None, None, None, None)
+    assert [r.id for r in index.plan("repo.pushed").candidates(envelope_of(event))] == ["repo-42", "any"]
+
+
 def test_a_compiled_rule_explains_topic_conditions_and_pattern() -> None:
     rule = _compiled(
         "r",
