@@ -12,7 +12,11 @@ batches of 1,000 on the topic `bench.rules.x`:
   match_fields and EventBridge patterns): the index must keep these off the
   emit path (target: at most 20 % below the baseline);
 - the same plus 10 rules on this very topic whose conditions never hold,
-  so every event is matched in full and nothing fires.
+  led by a literal (`"branch": "release"`), which the per-topic plan looks
+  up once per event, so it skips them without checking them;
+- the same 10 without a literal (operators only), so each is checked in full;
+- 1,000 other rules plus 100 on this topic, one per repo value
+  (`"repo": "acme/r<i>"`), none of them the events' repo.
 
 Then the firing rate: one `EmitEvent` rule on a topic, 5,000 events emitted
 in batches, timed until the last firing is recorded.
@@ -69,6 +73,32 @@ def same_topic_misses(count: int = 10) -> list[dict[str, Any]]:
     ]
 
 
+def same_topic_operator_misses(count: int = 10) -> list[dict[str, Any]]:
+    """Rules on TOPIC with no literal condition: every one is checked for every event."""
+    return [
+        {
+            "id": f"op-miss-{i}",
+            "topic": TOPIC,
+            "match_fields": {"branch": {"prefix": "release/"}, "$.payload.n": {"numeric": ["<", 0]}},
+            "action": {"type": "EmitEvent", "topic": "never"},
+        }
+        for i in range(count)
+    ]
+
+
+def same_topic_per_repo(count: int = 100) -> list[dict[str, Any]]:
+    """Rules on TOPIC that each name one repo; the events name none of them."""
+    return [
+        {
+            "id": f"repo-{i}",
+            "topic": TOPIC,
+            "match_fields": {"repo": f"acme/r{i}"},
+            "action": {"type": "EmitEvent", "topic": "never"},
+        }
+        for i in range(count)
+    ]
+
+
 async def emit_figures(storage: str, *, enable_rules: bool, rules: list[dict[str, Any]]) -> dict[str, float]:
     async with bus_process(storage, "normal", {"enable_rules": enable_rules}) as (url, _pid):
         async with await connect(url) as bus:
@@ -109,6 +139,8 @@ async def main(args: argparse.Namespace) -> None:
         ("rules on, no rules", True, []),
         ("1,000 rules on other topics", True, other_rules()),
         ("1,000 other + 10 failing on this topic", True, other_rules() + same_topic_misses()),
+        ("1,000 other + 10 failing, operators only", True, other_rules() + same_topic_operator_misses()),
+        ("1,000 other + 100 per-repo on this topic", True, other_rules() + same_topic_per_repo()),
     ]
     rows: list[dict[str, Any]] = []
     for name, enable_rules, rules in scenarios:
