@@ -25,20 +25,17 @@ from textual.coordinate import Coordinate
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
-from ..output import compact, format_ts
+from ..output import format_ts
 from .lines import LineTable
 from .model import BusView, EventFilter, ago, sparkline
 from .tables import MAX_ROWS as STREAM_ROWS
-from .tables import BusTable, EventStream, TopicTable
+from .tables import BusTable, EventStream, FiringTable, TopicTable
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
-#: Rows kept in the firings table (the model keeps more).
-MAX_ROWS = 300
 REDRAW_S = 0.25
 POLL_S = 2.0
-STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pending": "cyan"}
 STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "yellow"}
 
 
@@ -207,15 +204,12 @@ class DashboardApp(App[None]):
             with TabPane("Events", id="events"):
                 yield EventStream(id="stream")
             with TabPane("Firings", id="firings"):
-                yield DataTable(id="firing-table", cursor_type="row", zebra_stripes=True)
+                yield FiringTable(id="firing-table")
             with TabPane("Rules", id="rules"):
                 yield DataTable(id="rule-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#firing-table", DataTable).add_columns(
-            "firing", "rule", "event", "status", "tries", "took", "error / result"
-        )
         self.query_one("#rule-table", DataTable).add_columns("id", "on", "topic", "action", "fired", "failed", "last fired")
         self.redraw()
         # Everything built so far (Textual, pydantic, the widgets) lives as long as the app:
@@ -356,21 +350,10 @@ class DashboardApp(App[None]):
             stream.add(e for e in reversed(fresh[:STREAM_ROWS]) if self.filter(e))
 
     def _draw_firings(self) -> None:
-        table = self.query_one("#firing-table", DataTable)
         fresh = [f for f in self.bus.firings if f["firing_id"] > self._shown_firing]
-        for firing in fresh[-MAX_ROWS:]:
-            status = firing["status"]
-            outcome = firing.get("error") or compact(firing.get("result"), 50)
-            took = f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-"
-            table.add_row(
-                str(firing["firing_id"]), firing["rule_id"], str(firing["event_id"]),
-                Text(status, style=STATUS_STYLE.get(status, "")), str(firing.get("attempts", "-")), took, outcome,
-                key=str(firing["firing_id"]),
-            )
         if fresh:
             self._shown_firing = fresh[-1]["firing_id"]
-        while table.row_count > MAX_ROWS:
-            table.remove_row(table.coordinate_to_cell_key(Coordinate(0, 0)).row_key)
+            self.query_one("#firing-table", FiringTable).add(fresh[-STREAM_ROWS:])
 
     def _draw_rules(self) -> None:
         shape = tuple((r["id"], r["enabled"], r["fired"], r["failed"], r.get("last_fired_at")) for r in self.bus.rules)
@@ -399,7 +382,7 @@ class DashboardApp(App[None]):
         if index != self.selected:
             self.selected = index
             self._shown_firing, self._shown_rules, self._topics_due = 0, (), True
-            self.query_one("#firing-table", DataTable).clear()
+            self.query_one("#firing-table", FiringTable).clear()
             self._draw_stream(rebuild=True)
             self.redraw()
 

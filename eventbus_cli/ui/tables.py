@@ -1,5 +1,5 @@
 """The dashboard's tables that change all the time, all `LineTable`s (lines.py):
-the buses, the topics of the selected bus, the live event stream.
+the buses, the topics of the selected bus, the live event stream, the firings.
 
 Follow mode: while the stream's cursor is on the newest row it stays there as
 events arrive; move it up and it stays on its event. Enter (or a click)
@@ -19,10 +19,11 @@ from textual.message import Message
 from ..output import compact
 from .lines import Column, LineTable
 
-__all__ = ["MAX_ROWS", "BusTable", "EventStream", "TopicTable"]
+__all__ = ["MAX_ROWS", "STATUS_STYLE", "BusTable", "EventStream", "FiringTable", "TopicTable"]
 
-#: Newest events the stream holds (older ones stay in the bus view for the detail screen).
+#: Newest rows the stream and the firings hold (the bus view keeps more, for the detail screen).
 MAX_ROWS = 300
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pending": "cyan"}
 
 
 def clock(timestamp_ms: int | None) -> str:
@@ -183,3 +184,51 @@ class BusTable(LineTable):
         row = self.row_at(event)
         if row is not None:
             self.move_to(row)
+
+
+class FiringTable(LineTable):
+    """Finished firings, newest at the bottom; the view stays at the bottom while it is there."""
+
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("firing"),
+        Column("rule", cap=32),
+        Column("event"),
+        Column("status"),
+        Column("tries"),
+        Column("took"),
+        Column("error / result", fill=True),
+    )
+    SHOW_CURSOR = False
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._rows: list[tuple[str, ...]] = []
+        self._statuses: list[str] = []
+
+    @property
+    def row_count(self) -> int:
+        return len(self._rows)
+
+    def cells(self, row: int) -> tuple[str, ...]:
+        return self._rows[row]
+
+    def cell_style(self, row: int, column: int) -> str:
+        return STATUS_STYLE.get(self._statuses[row], "") if column == 3 else ""
+
+    def add(self, firings: Iterable[dict[str, Any]]) -> None:
+        at_end = self.is_vertical_scroll_end
+        for firing in firings:
+            took = f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-"
+            self._rows.append((
+                str(firing["firing_id"]), firing["rule_id"], str(firing["event_id"]), firing["status"],
+                str(firing.get("attempts", "-")), took, firing.get("error") or compact(firing.get("result"), 200),
+            ))
+            self._statuses.append(firing["status"])
+        del self._rows[:-MAX_ROWS], self._statuses[:-MAX_ROWS]
+        self.rows_changed()
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def clear(self) -> None:
+        self._rows, self._statuses = [], []
+        self.rows_changed()

@@ -35,8 +35,9 @@ async def until(pilot: Pilot[Any], check: Callable[[], bool], timeout_s: float =
 
 
 def rows(app: DashboardApp, table_id: str, column: int = 0) -> list[str]:
-    if table_id in ("#buses", "#stream", "#topics"):
-        return app.query_one(table_id, LineTable).column(column)
+    widget = app.query_one(table_id)
+    if isinstance(widget, LineTable):
+        return widget.column(column)
     table = app.query_one(table_id, DataTable)
     return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
 
