@@ -173,7 +173,7 @@ class LineTable(ScrollView, can_focus=True):
         return row if row < self.row_count else None
 
     def on_resize(self) -> None:
-        self.rows_changed(reveal=True)
+        self.rows_changed(reveal=self.SHOW_CURSOR)
 
     # -- drawing -------------------------------------------------------------------------
 
