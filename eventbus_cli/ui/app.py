@@ -187,6 +187,13 @@ class DashboardApp(App[None]):
         self._shown_rules: tuple[Any, ...] = ()
         self._last_tick = 0.0
         self._topics_due = True
+        # Held, not queried: the redraw timer may tick while the app is shutting
+        # down and its screen no longer holds them.
+        self.bus_table = BusTable(id="buses")
+        self.topic_table = TopicTable(id="topics")
+        self.stream = EventStream(id="stream")
+        self.firing_table = FiringTable(id="firing-table")
+        self.rule_table: DataTable[Any] = DataTable(id="rule-table", cursor_type="row", zebra_stripes=True)
 
     @property
     def bus(self) -> BusView:
@@ -197,20 +204,20 @@ class DashboardApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="top"):
-            yield BusTable(id="buses")
-            yield TopicTable(id="topics")
+            yield self.bus_table
+            yield self.topic_table
         yield Input(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
         with TabbedContent(initial="events", id="tabs"):
             with TabPane("Events", id="events"):
-                yield EventStream(id="stream")
+                yield self.stream
             with TabPane("Firings", id="firings"):
-                yield FiringTable(id="firing-table")
+                yield self.firing_table
             with TabPane("Rules", id="rules"):
-                yield DataTable(id="rule-table", cursor_type="row", zebra_stripes=True)
+                yield self.rule_table
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#rule-table", DataTable).add_columns("id", "on", "topic", "action", "fired", "failed", "last fired")
+        self.rule_table.add_columns("id", "on", "topic", "action", "fired", "failed", "last fired")
         self.redraw()
         # Everything built so far (Textual, pydantic, the widgets) lives as long as the app:
         # keep it out of the collector's full passes, which otherwise stall a busy screen.
@@ -296,7 +303,7 @@ class DashboardApp(App[None]):
     # -- drawing (a few times a second, whatever arrived) ----------------------------------
 
     def redraw(self) -> None:
-        self.query_one("#buses", BusTable).show(
+        self.bus_table.show(
             [self._bus_cells(bus) for bus in self.buses],
             [STATE_STYLE.get(bus.state, "bold red") for bus in self.buses],
         )
@@ -305,7 +312,7 @@ class DashboardApp(App[None]):
             self._topics_due = False
         if not self.paused:
             self._draw_stream()
-        self.query_one("#stream", EventStream).border_title = "PAUSED (p resumes)" if self.paused else None
+        self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
         total = sum(b.rate for b in self.buses)
@@ -328,13 +335,13 @@ class DashboardApp(App[None]):
 
     def _draw_topics(self) -> None:
         now_ms = self.clock() * 1000
-        self.query_one("#topics", TopicTable).show([
+        self.topic_table.show([
             (topic.topic, str(topic.count), ago(topic.last_timestamp, now_ms), f"{topic.rate:,.0f}", sparkline(topic.history))
             for topic in self.bus.topics_by_activity()[:100]
         ])
 
     def _draw_stream(self, rebuild: bool = False) -> None:
-        stream = self.query_one("#stream", EventStream)
+        stream = self.stream
         events = self.bus.events
         if rebuild:
             stream.replace(e for e in events if self.filter(e))
@@ -353,14 +360,14 @@ class DashboardApp(App[None]):
         fresh = [f for f in self.bus.firings if f["firing_id"] > self._shown_firing]
         if fresh:
             self._shown_firing = fresh[-1]["firing_id"]
-            self.query_one("#firing-table", FiringTable).add(fresh[-STREAM_ROWS:])
+            self.firing_table.add(fresh[-STREAM_ROWS:])
 
     def _draw_rules(self) -> None:
         shape = tuple((r["id"], r["enabled"], r["fired"], r["failed"], r.get("last_fired_at")) for r in self.bus.rules)
         if shape == self._shown_rules:
             return
         self._shown_rules = shape
-        table = self.query_one("#rule-table", DataTable)
+        table = self.rule_table
         row = table.cursor_row
         table.clear()
         for rule in self.bus.rules:
@@ -382,7 +389,7 @@ class DashboardApp(App[None]):
         if index != self.selected:
             self.selected = index
             self._shown_firing, self._shown_rules, self._topics_due = 0, (), True
-            self.query_one("#firing-table", FiringTable).clear()
+            self.firing_table.clear()
             self._draw_stream(rebuild=True)
             self.redraw()
 
@@ -407,7 +414,7 @@ class DashboardApp(App[None]):
         self.paused = not self.paused
         if not self.paused:
             self._draw_stream()
-        self.query_one("#stream", EventStream).border_title = "PAUSED (p resumes)" if self.paused else None
+        self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self.redraw()
 
     def action_filter(self) -> None:
@@ -417,7 +424,7 @@ class DashboardApp(App[None]):
         self.query_one("#tabs", TabbedContent).active = tab
 
     def action_toggle_rule(self) -> None:
-        table = self.query_one("#rule-table", DataTable)
+        table = self.rule_table
         if not table.has_focus or not table.row_count:
             return
         rule_id = str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
