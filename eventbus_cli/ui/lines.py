@@ -8,8 +8,8 @@ every full garbage collection walked (100-170 ms pauses). This widget uses
 Textual's line API instead: it renders only the lines on screen, each as a
 few plain segments, and caches nothing but the column widths.
 
-Subclasses say what the rows are (`row_count`, `cells`); see `EventStream`
-(the live events) and `TopicTable`.
+Subclasses fill `rows` (or make cells lazily: `row_count`, `cells`) and call
+`rows_changed`; see tables.py.
 """
 
 from __future__ import annotations
@@ -87,19 +87,20 @@ class LineTable(ScrollView, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.cursor = -1  # a row index; -1 while there are no rows
+        self.rows: list[tuple[str, ...]] = []  # the cell texts, unless a subclass makes them lazily
         self._version = 0  # bumped when the rows change, so widths are measured again
         self._layout: tuple[int, int, list[int]] = (-1, -1, [])  # (width, version, widths)
         self._styles: dict[str, Style] = {}  # parsed once each
 
-    # -- what subclasses provide ---------------------------------------------------------
+    # -- what subclasses may change -------------------------------------------------------
 
     @property
     def row_count(self) -> int:
-        raise NotImplementedError
+        return len(self.rows)
 
     def cells(self, row: int) -> tuple[str, ...]:
-        """The texts of one row, a cell per column."""
-        raise NotImplementedError
+        """The texts of one row, a cell per column (by default from `rows`)."""
+        return self.rows[row]
 
     def striped(self, row: int) -> bool:
         return row % 2 == 1

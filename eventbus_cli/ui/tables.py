@@ -128,20 +128,9 @@ class TopicTable(LineTable):
     SHOW_CURSOR = False
     MIN_FILL = 6  # the names matter more than the sparkline
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self._rows: list[tuple[str, ...]] = []
-
-    @property
-    def row_count(self) -> int:
-        return len(self._rows)
-
-    def cells(self, row: int) -> tuple[str, ...]:
-        return self._rows[row]
-
     def show(self, rows: list[tuple[str, ...]]) -> None:
-        if rows != self._rows:
-            self._rows = rows
+        if rows != self.rows:
+            self.rows = rows
             self.rows_changed()
 
 
@@ -160,22 +149,14 @@ class BusTable(LineTable):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._rows: list[tuple[str, ...]] = []
         self._state_styles: list[str] = []
-
-    @property
-    def row_count(self) -> int:
-        return len(self._rows)
-
-    def cells(self, row: int) -> tuple[str, ...]:
-        return self._rows[row]
 
     def cell_style(self, row: int, column: int) -> str:
         return self._state_styles[row] if column == 1 else ""
 
     def show(self, rows: list[tuple[str, ...]], state_styles: list[str]) -> None:
-        if (rows, state_styles) != (self._rows, self._state_styles):
-            self._rows, self._state_styles = rows, state_styles
+        if (rows, state_styles) != (self.rows, self._state_styles):
+            self.rows, self._state_styles = rows, state_styles
             if self.cursor < 0 and rows:
                 self.cursor = 0
             self.rows_changed()
@@ -202,15 +183,7 @@ class FiringTable(LineTable):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._rows: list[tuple[str, ...]] = []
         self._statuses: list[str] = []
-
-    @property
-    def row_count(self) -> int:
-        return len(self._rows)
-
-    def cells(self, row: int) -> tuple[str, ...]:
-        return self._rows[row]
 
     def cell_style(self, row: int, column: int) -> str:
         return STATUS_STYLE.get(self._statuses[row], "") if column == 3 else ""
@@ -219,16 +192,16 @@ class FiringTable(LineTable):
         at_end = self.is_vertical_scroll_end
         for firing in firings:
             took = f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-"
-            self._rows.append((
+            self.rows.append((
                 str(firing["firing_id"]), firing["rule_id"], str(firing["event_id"]), firing["status"],
                 str(firing.get("attempts", "-")), took, firing.get("error") or compact(firing.get("result"), 200),
             ))
             self._statuses.append(firing["status"])
-        del self._rows[:-MAX_ROWS], self._statuses[:-MAX_ROWS]
+        del self.rows[:-MAX_ROWS], self._statuses[:-MAX_ROWS]
         self.rows_changed()
         if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def clear(self) -> None:
-        self._rows, self._statuses = [], []
+        self.rows, self._statuses = [], []
         self.rows_changed()
