@@ -1,8 +1,9 @@
 """Which bus a command talks to: `--url`, or `--bus ID` looked up in the config.
 
 The CLI may not import the server for this (DESIGN.md §2), so it reads only
-what it needs from `event_buses.json`: each bus's `id`, `listen`, `tls`
-(a bus with TLS is reached at `tls://`) and `auth_token_env`. `eventbus config validate` checks the whole file.
+what it needs from `event_buses.json`: each bus's `id`, `listen`, `tls` (a
+bus with TLS is reached at `tls://`) and `auth_token_env`. `eventbus config
+validate` checks the whole file.
 """
 
 from __future__ import annotations

@@ -28,8 +28,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 from ..output import format_ts
 from .lines import LineTable
 from .model import BusView, EventFilter, ago, sparkline
-from .tables import MAX_ROWS as STREAM_ROWS
-from .tables import BusTable, EventStream, FiringTable, TopicTable
+from .tables import MAX_ROWS, BusTable, EventStream, FiringTable, TopicTable
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
@@ -354,13 +353,13 @@ class DashboardApp(App[None]):
             fresh.append(event)
         if fresh:
             self._shown_event = fresh[0]["event_id"]
-            stream.add(e for e in reversed(fresh[:STREAM_ROWS]) if self.filter(e))
+            stream.add(e for e in reversed(fresh[:MAX_ROWS]) if self.filter(e))
 
     def _draw_firings(self) -> None:
         fresh = [f for f in self.bus.firings if f["firing_id"] > self._shown_firing]
         if fresh:
             self._shown_firing = fresh[-1]["firing_id"]
-            self.firing_table.add(fresh[-STREAM_ROWS:])
+            self.firing_table.add(fresh[-MAX_ROWS:])
 
     def _draw_rules(self) -> None:
         shape = tuple((r["id"], r["enabled"], r["fired"], r["failed"], r.get("last_fired_at")) for r in self.bus.rules)

@@ -9,14 +9,13 @@ posts `EventStream.Selected` with the event.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
-from ..output import compact
+from ..output import compact, format_ts
 from .lines import Column, LineTable
 
 __all__ = ["MAX_ROWS", "STATUS_STYLE", "BusTable", "EventStream", "FiringTable", "TopicTable"]
@@ -28,10 +27,7 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pendi
 
 def clock(timestamp_ms: int | None) -> str:
     """Time of day in UTC to the millisecond: the date is in the detail view."""
-    if timestamp_ms is None:
-        return "-"
-    moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-    return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+    return format_ts(timestamp_ms)[11:-1] if timestamp_ms is not None else "-"
 
 
 class EventStream(LineTable):
