@@ -9,6 +9,8 @@ models. Every problem is reported at once, each with its location
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -44,6 +46,7 @@ __all__ = [
     "parse_config",
 ]
 
+INT64_MAX = 2**63 - 1
 _BUS_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -92,10 +95,18 @@ BusId = Annotated[str, AfterValidator(_bus_id)]
 Listen = Annotated[str, AfterValidator(_listen)]
 TrnPattern = Annotated[str, AfterValidator(validate_trn_pattern)]
 DurationS = Annotated[float, BeforeValidator(_duration_s)]
+#: A timeout: a duration above zero.
+TimeoutS = Annotated[float, BeforeValidator(_duration_s), Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `"yes"` is not a boolean and `"8"` is not an integer (DESIGN §7). Paths and
+    # arrays opt out below, since JSON has no path or tuple type to be strict about.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+#: A path or an array, from a JSON string or array (items stay strict).
+Lax = Field(strict=False)
 
 
 class RetentionConfig(_Strict):
@@ -109,8 +120,8 @@ class RetryConfig(_Strict):
 
 
 class TlsConfig(_Strict):
-    cert: Path
-    key: Path
+    cert: Annotated[Path, Lax]
+    key: Annotated[Path, Lax]
 
 
 def hide_credentials(url: str) -> str:
@@ -125,7 +136,7 @@ class ToolRoute(_Strict):
     kind: Literal["http", "jsonrpc", "command", "python"]
     url: str | None = None
     method: str | None = None
-    argv: tuple[str, ...] | None = None
+    argv: Annotated[tuple[str, ...], Lax] | None = None
     function: str | None = None
     timeout_ms: int = Field(default=30_000, ge=1)
     headers: dict[str, str] | None = None
@@ -143,9 +154,9 @@ class BusConfig(_Strict):
     listen: Listen
     persist: bool = False
     enable_rules: bool = False
-    allowed_sources: tuple[TrnPattern, ...] | None = None
+    allowed_sources: Annotated[tuple[TrnPattern, ...], Lax] | None = None
     max_concurrency: int = Field(default=8, ge=1, le=10_000)
-    storage_path: Path | None = None
+    storage_path: Annotated[Path, Lax] | None = None
     storage_url: SecretStr | None = None
     queue_size: int = Field(default=10_000, ge=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
@@ -158,9 +169,20 @@ class BusConfig(_Strict):
     auth_token_env: str | None = None
     auth_token: SecretStr | None = Field(default=None, exclude=True)
     tls: TlsConfig | None = None
-    tools: tuple[ToolRoute, ...] = ()
+    tools: Annotated[tuple[ToolRoute, ...], Lax] = ()
     retry: RetryConfig = RetryConfig()
     max_hops: int = Field(default=8, ge=1, le=1000)
+    max_tool_reply_bytes: int = Field(default=1_048_576, ge=1, le=INT64_MAX)
+    # The limits of DESIGN §3: no client can hurt another (docs/protocol.md#limits).
+    max_inflight: int = Field(default=256, ge=1, le=1_000_000)
+    max_output_bytes: int = Field(default=16 * 1_048_576, ge=65_536, le=INT64_MAX)
+    write_timeout_s: TimeoutS = 30.0
+    max_batch: int = Field(default=1000, ge=1, le=1_000_000)
+    max_subscriptions: int = Field(default=1000, ge=1, le=1_000_000)
+    read_timeout_s: TimeoutS = 30.0
+    auth_timeout_s: TimeoutS = 10.0
+    #: Buses of this process whose rules may emit here (an `EmitEvent` with `bus`).
+    accept_from_buses: Annotated[tuple[BusId, ...], Lax] = ()
 
     @model_validator(mode="after")
     def _storage_fits_persist(self) -> BusConfig:
@@ -198,6 +220,15 @@ class BusConfig(_Strict):
         if self.storage_url is not None:
             return "postgres:" + hide_credentials(self.storage_url.get_secret_value())
         return "memory"
+
+
+#: The models under a bus key, for "did you mean" on their unknown keys.
+_NESTED: dict[str, type[BaseModel]] = {
+    "retention": RetentionConfig,
+    "retry": RetryConfig,
+    "tls": TlsConfig,
+    "tools": ToolRoute,
+}
 
 
 class Config(_Strict):
@@ -270,11 +301,31 @@ def _listen_address(value: Any) -> tuple[str, int] | None:
         return None
 
 
+def _binds(host: str) -> set[tuple[int, str]]:
+    """What binding `host` takes: (IP version, address), `*` for every address of that version."""
+    if host == "localhost":
+        return {(4, "127.0.0.1"), (6, "::1")}
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return {(0, host.lower())}  # a name: only the same name is known to collide
+    return {(address.version, "*" if address.is_unspecified else str(address))}
+
+
+def _collide(a: set[tuple[int, str]], b: set[tuple[int, str]]) -> bool:
+    return any((va == vb and "*" in (ha, hb)) or (va, ha) == (vb, hb) for va, ha in a for vb, hb in b)
+
+
 def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
-    """Duplicate ids and listen addresses, also among buses that have other problems."""
+    """Duplicate ids and colliding listen addresses, also among buses that have other problems.
+
+    `0.0.0.0:P` takes port P on every IPv4 address, so it collides with
+    `127.0.0.1:P` (and `[::]:P` with every IPv6 address): caught here, not as
+    `[Errno 98]` when the second bus binds.
+    """
     problems: list[tuple[str, str]] = []
     seen_ids: dict[str, int] = {}
-    seen_listen: dict[tuple[str, int], int] = {}
+    seen_listen: list[tuple[int, Any, int, set[tuple[int, str]]]] = []
     for index, bus in enumerate(raw_buses):
         if not isinstance(bus, dict):
             continue
@@ -286,11 +337,89 @@ def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
         address = _listen_address(listen)
         if address is None or address[1] == 0:
             continue
-        if address in seen_listen:
-            problems.append(
-                (f"[{index}].listen", f"duplicate listen address {listen!r} (also [{seen_listen[address]}])")
-            )
-        seen_listen.setdefault(address, index)
+        binds = _binds(address[0])
+        for other, other_listen, port, other_binds in seen_listen:
+            if port == address[1] and _collide(binds, other_binds):
+                if binds == other_binds:
+                    message = f"duplicate listen address {listen!r} (also [{other}])"
+                else:
+                    message = f"{listen!r} collides with {other_listen!r} of [{other}]: both take port {port}"
+                problems.append((f"[{index}].listen", message))
+                break
+        seen_listen.append((index, listen, address[1], binds))
+    return problems
+
+
+def _problems(exc: ValidationError, index: int) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = format_loc([index, *error["loc"]])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = _unknown_key(error["loc"])
+        elif error["type"] in _TYPE_WORDS:
+            message = f"{_TYPE_WORDS[error['type']]}, not {_shown(error['input'])}"
+        problems.append((loc, message))
+    return problems
+
+
+#: What a strict type error says instead of pydantic's "Input should be a valid …".
+_TYPE_WORDS = {
+    "bool_type": "must be true or false",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "tuple_type": "must be an array",
+    "list_type": "must be an array",
+}
+
+
+def _shown(value: Any) -> str:
+    """A wrong value as the file spells it: `"yes"`, `8.5`, `[1]` (cut at 40 characters)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _unknown_key(loc: Sequence[Any]) -> str:
+    """`unknown key 'max_conection' (did you mean 'max_connections'?)`."""
+    key = str(loc[-1])
+    model: type[BaseModel] = BusConfig
+    for step in loc[:-1]:
+        if isinstance(step, str):
+            nested = _NESTED.get(step)
+            if nested is None:
+                break
+            model = nested
+    known = [name for name, info in model.model_fields.items() if not info.exclude and name != "path"]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _unknown_senders(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
+    """`accept_from_buses` entries that name no bus of the file (or the bus itself)."""
+    ids = [bus.get("id") for bus in raw_buses if isinstance(bus, dict)]
+    known = {bus_id for bus_id in ids if isinstance(bus_id, str)}
+    problems: list[tuple[str, str]] = []
+    for index, bus in enumerate(raw_buses):
+        senders = bus.get("accept_from_buses") if isinstance(bus, dict) else None
+        if not isinstance(senders, list):
+            continue
+        for position, sender in enumerate(senders):
+            if not isinstance(sender, str) or (sender in known and sender != bus.get("id")):
+                continue
+            where = f"[{index}].accept_from_buses[{position}]"
+            if sender == bus.get("id"):
+                problems.append((where, "a bus's own rules may always emit on it; list other buses only"))
+                continue
+            close = difflib.get_close_matches(sender, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append((where, f"no bus {sender!r} in this config{hint}"))
     return problems
 
 
@@ -312,10 +441,9 @@ def parse_config(
         try:
             buses.append(BusConfig.model_validate(prepared))
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                loc = format_loc([index, *error["loc"]])
-                problems.append((loc, error["msg"].removeprefix("Value error, ")))
+            problems.extend(_problems(exc, index))
     problems.extend(_duplicates(data))
+    problems.extend(_unknown_senders(data))
     if problems:
         raise ConfigError(source, problems)
     return Config(buses=tuple(buses))

@@ -112,7 +112,7 @@ SINGLE_PROBLEMS = [
     pytest.param([bus(id="")], "[0].id", "1-64 characters", id="empty-id"),
     pytest.param([bus(id="a b")], "[0].id", "1-64 characters", id="space-in-id"),
     pytest.param([bus(id="x" * 65)], "[0].id", "1-64 characters", id="id-too-long"),
-    pytest.param([bus(id=7)], "[0].id", "valid string", id="id-not-a-string"),
+    pytest.param([bus(id=7)], "[0].id", "must be a string", id="id-not-a-string"),
     pytest.param([bus(listen="4010")], "[0].listen", "host:port", id="listen-without-host"),
     pytest.param([bus(listen=":4010")], "[0].listen", "host:port", id="listen-empty-host"),
     pytest.param([bus(listen="localhost:")], "[0].listen", "host:port", id="listen-empty-port"),
@@ -120,12 +120,12 @@ SINGLE_PROBLEMS = [
     pytest.param(
         [bus(listen="localhost:70000")], "[0].listen", "outside 0-65535", id="listen-port-too-big"
     ),
-    pytest.param([bus(listen=4010)], "[0].listen", "valid string", id="listen-number"),
+    pytest.param([bus(listen=4010)], "[0].listen", "must be a string", id="listen-number"),
     pytest.param(
-        [bus(colour="blue")], "[0].colour", "Extra inputs are not permitted", id="unknown-key"
+        [bus(colour="blue")], "[0].colour", "unknown key 'colour'", id="unknown-key"
     ),
     pytest.param(
-        [bus(Persist=True)], "[0].Persist", "Extra inputs are not permitted", id="unknown-key-case"
+        [bus(Persist=True)], "[0].Persist", "unknown key 'Persist' (did you mean 'persist'?)", id="unknown-key-case"
     ),
     pytest.param(
         [bus(persist=True)],
@@ -163,7 +163,7 @@ SINGLE_PROBLEMS = [
         "must not be empty",
         id="empty-storage-path",
     ),
-    pytest.param([bus(persist="maybe")], "[0].persist", "valid boolean", id="persist-not-bool"),
+    pytest.param([bus(persist="maybe")], "[0].persist", "must be true or false", id="persist-not-bool"),
     pytest.param(
         [bus(max_concurrency=0)],
         "[0].max_concurrency",
@@ -203,7 +203,7 @@ SINGLE_PROBLEMS = [
     pytest.param(
         [bus(allowed_sources="trn:user:")],
         "[0].allowed_sources",
-        "valid tuple",
+        "must be an array",
         id="allowed-sources-not-a-list",
     ),
     pytest.param(
@@ -236,7 +236,7 @@ SINGLE_PROBLEMS = [
     pytest.param(
         [bus(retention={"max_size": 1})],
         "[0].retention.max_size",
-        "Extra inputs",
+        "unknown key 'max_size'",
         id="retention-unknown-key",
     ),
     pytest.param(
@@ -260,7 +260,7 @@ SINGLE_PROBLEMS = [
         "EVENTBUS_TOKEN is not set",
         id="token-env-missing",
     ),
-    pytest.param([bus(), "bus"], "[1]", "valid dictionary", id="bus-not-an-object"),
+    pytest.param([bus(), "bus"], "[1]", "must be an object", id="bus-not-an-object"),
     pytest.param({"id": "a"}, "", "must be a JSON array of buses", id="not-an-array"),
     pytest.param([], "", "lists no buses", id="empty-array"),
 ]
@@ -334,7 +334,7 @@ def test_tool_routes_with_their_target_load(route: dict[str, Any]) -> None:
         pytest.param(
             {"match": "trn:*", "kind": "http", "url": "u", "retries": 2},
             "[0].tools[0].retries",
-            "Extra",
+            "unknown key 'retries'",
             id="unknown-key",
         ),
     ],
@@ -397,7 +397,7 @@ def test_duplicates_are_found_even_among_buses_with_other_problems() -> None:
     )
     assert problems == [
         ("[0]", "persist is true but neither storage_path nor storage_url is set"),
-        ("[1].colour", "Extra inputs are not permitted"),
+        ("[1].colour", "unknown key 'colour'"),
         ("[1].id", "duplicate bus id 'a' (also [0])"),
         ("[1].listen", "duplicate listen address '127.0.0.1:4010' (also [0])"),
     ]
@@ -455,7 +455,7 @@ def test_every_problem_in_every_bus_is_reported_at_once(tmp_path: Path) -> None:
 def test_error_message_for_one_problem_is_singular() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config([bus(colour=1)], source="cfg.json", env=NO_ENV)
-    assert str(info.value) == "cfg.json: 1 problem\n  [0].colour: Extra inputs are not permitted"
+    assert str(info.value) == "cfg.json: 1 problem\n  [0].colour: unknown key 'colour'"
 
 
 # --- environment ---------------------------------------------------------------------
@@ -649,3 +649,61 @@ def test_tool_route_headers_expand_env_variables() -> None:
     assert b.tools[0].headers == {"Authorization": "Bearer t0k", "X-Plain": "as is"}
     problems = problems_of([bus(tools=[route])], env={})
     assert problems == [("[0].tools[0].headers.Authorization", "environment variable TOOL_TOKEN is not set")]
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc", "message"),
+    [
+        ({"enable_rules": "yes"}, "[0].enable_rules", 'must be true or false, not "yes"'),
+        ({"persist": 1}, "[0].persist", "must be true or false, not 1"),
+        ({"max_concurrency": "8"}, "[0].max_concurrency", 'must be an integer, not "8"'),
+        ({"queue_size": 8.0}, "[0].queue_size", "must be an integer, not 8.0"),
+        ({"retry": {"attempts": "3"}}, "[0].retry.attempts", 'must be an integer, not "3"'),
+        ({"tools": [{"match": "trn:a:b", "kind": "command", "argv": ["x", 1]}]}, "[0].tools[0].argv[1]", "must be a string, not 1"),
+        ({"max_conections": 3}, "[0].max_conections", "unknown key 'max_conections' (did you mean 'max_connections'?)"),
+        ({"retry": {"atempts": 3}}, "[0].retry.atempts", "unknown key 'atempts' (did you mean 'attempts'?)"),
+        ({"read_timeout_s": 0}, "[0].read_timeout_s", "greater than 0"),
+        ({"max_output_bytes": 100}, "[0].max_output_bytes", "greater than or equal to 65536"),
+        ({"max_inflight": 2**63}, "[0].max_inflight", "less than or equal to 1000000"),
+    ],
+    ids=["bool-string", "bool-int", "int-string", "int-float", "nested-int", "array-item",
+         "did-you-mean", "nested-did-you-mean", "zero-timeout", "tiny-output", "huge-inflight"],
+)
+def test_config_types_are_strict(fields: dict[str, Any], loc: str, message: str) -> None:
+    found_loc, found_message = one_problem([bus(**fields)])
+    assert found_loc == loc
+    assert message in found_message
+
+
+def test_limits_have_design_defaults() -> None:
+    [b] = parse_config([bus()], env=NO_ENV).buses
+    assert (b.max_inflight, b.max_output_bytes, b.write_timeout_s, b.max_batch) == (256, 16 * 1024 * 1024, 30.0, 1000)
+    assert (b.max_subscriptions, b.read_timeout_s, b.auth_timeout_s) == (1000, 30.0, 10.0)
+    assert (b.accept_from_buses, b.max_tool_reply_bytes) == ((), 1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("0.0.0.0:4010", "127.0.0.1:4010"), ("127.0.0.1:4010", "0.0.0.0:4010"),
+     ("[::]:4010", "[::1]:4010"), ("localhost:4010", "[::1]:4010"), ("localhost:4010", "0.0.0.0:4010")],
+)
+def test_wildcard_listen_collides_with_a_specific_address(first: str, second: str) -> None:
+    problems = problems_of([bus(id="a", listen=first), bus(id="b", listen=second)])
+    assert problems == [("[1].listen", f"{second!r} collides with {first!r} of [0]: both take port 4010")]
+
+
+@pytest.mark.parametrize(("first", "second"), [("0.0.0.0:4010", "[::1]:4010"), ("0.0.0.0:4010", "127.0.0.1:4011")])
+def test_listen_addresses_that_do_not_collide(first: str, second: str) -> None:
+    config = parse_config([bus(id="a", listen=first), bus(id="b", listen=second)], env=NO_ENV)
+    assert [b.listen for b in config.buses] == [first, second]
+
+
+def test_accept_from_buses_names_buses_of_the_file() -> None:
+    problems = problems_of([
+        bus(id="global", listen="127.0.0.1:4100"),
+        bus(id="audit", listen="127.0.0.1:4101", accept_from_buses=["globl", "audit", "global"]),
+    ])
+    assert problems == [
+        ("[1].accept_from_buses[0]", "no bus 'globl' in this config (did you mean 'global'?)"),
+        ("[1].accept_from_buses[1]", "a bus's own rules may always emit on it; list other buses only"),
+    ]
