@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .numbers import UInt63
 from .topics import validate_topic
 from .trn import validate_trn
 
@@ -35,8 +36,8 @@ class EmitParams(BaseModel):
 
     topic: Topic
     payload: Any = None
-    # Strict: `true` or "123" are not milliseconds.
-    timestamp: StrictInt | None = Field(default=None, ge=0)
+    # Strict: `true` or "123" are not milliseconds; within int64, like every stored integer.
+    timestamp: UInt63 | None = None
     metadata: dict[str, Any] | None = None
     source_trn: TrnStr | None = None
     target_trn: TrnStr | None = None

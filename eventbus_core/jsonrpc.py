@@ -2,17 +2,23 @@
 
 `parse_message` turns one received line into a `Message`: the calls to run
 and the error replies that are already known (parse errors, invalid request
-objects). The connection runs the calls and writes the replies; whether the
-replies go back as one array (a batch) or one object is decided here.
+objects, batches over `max_batch`, integers the codec cannot keep exactly).
+The connection runs the calls and writes the replies; whether the replies go
+back as one array (a batch) or one object is decided here.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import DecodeError, loads
-from .errors import EventBusError, InvalidRequest, ParseError, to_error_object
+from .codec import DecodeError, dumps, loads
+from .errors import EventBusError, InvalidParams, InvalidRequest, ParseError, to_error_object
+from .locations import format_loc
+from .numbers import INT64_MAX, INT64_MIN
 
 __all__ = [
     "NO_ID",
@@ -26,6 +32,11 @@ __all__ = [
 ]
 
 VERSION = "2.0"
+
+#: What orjson decodes exactly; it turns integers outside this range into floats.
+EXACT_MIN, EXACT_MAX = INT64_MIN, 2**64 - 1
+#: A run of 19 digits is the shortest integer literal orjson may turn into a float.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 class _NoId:
@@ -78,18 +89,28 @@ def notification(method: str, params: Any) -> dict[str, Any]:
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return INT64_MIN <= value <= INT64_MAX
+    return value is None or isinstance(value, str | float)
 
 
-def _parse_call(item: Any) -> Call | dict[str, Any]:
-    """A Call, or the error reply for an invalid request object."""
+def _parse_call(item: Any, exact: Any = None) -> Call | dict[str, Any]:
+    """A Call, or the error reply for an invalid request object.
+
+    `exact` is the same item decoded with exact integers, when the line holds
+    integer literals too long for orjson to keep (see `_exact_items`).
+    """
     if not isinstance(item, dict):
         return error_reply(None, InvalidRequest("invalid request: expected a JSON object"))
     call_id = item.get("id", NO_ID)
+    if isinstance(exact, dict) and _inexact(exact.get("id")):
+        return error_reply(None, InvalidRequest('invalid request: an integer "id" must be within int64'))
     reply_id = call_id if call_id is not NO_ID and _valid_id(call_id) else None
     if item.get("jsonrpc") != VERSION:
         return error_reply(reply_id, InvalidRequest('invalid request: "jsonrpc" must be "2.0"'))
     if call_id is not NO_ID and not _valid_id(call_id):
+        if isinstance(call_id, int) and not isinstance(call_id, bool):
+            return error_reply(None, InvalidRequest('invalid request: an integer "id" must be within int64'))
         return error_reply(None, InvalidRequest('invalid request: "id" must be a string, number or null'))
     method = item.get("method")
     if not isinstance(method, str):
@@ -97,26 +118,125 @@ def _parse_call(item: Any) -> Call | dict[str, Any]:
     params = item.get("params")
     if "params" in item and not isinstance(params, dict | list):
         return error_reply(reply_id, InvalidRequest('invalid request: "params" must be an object or array'))
+    if isinstance(exact, dict):
+        inexact = next(_inexact_paths(exact.get("params"), []), None)
+        if inexact is not None:
+            loc, value = format_loc(inexact[0]), inexact[1]
+            msg = f"integer {value} is outside the range the bus keeps exactly (-2^63 to 2^64-1)"
+            error = InvalidParams(f"invalid params for {method}: {loc}: {msg}", [{"loc": loc, "msg": msg}])
+            return error_reply(reply_id, error) if call_id is not NO_ID else _DROPPED
     return Call(method, params, call_id)
 
 
-def parse_message(line: bytes) -> Message:
+#: The reply of a notification that cannot run: nothing is sent.
+_DROPPED: dict[str, Any] = {}
+
+
+def parse_message(line: bytes, *, max_batch: int | None = None) -> Message:
+    """Parse one line; a batch longer than `max_batch` is one -32600 with id null."""
     try:
         data = loads(line)
     except DecodeError as exc:
         return Message(replies=[error_reply(None, ParseError(f"parse error: {exc}"))])
+    if _too_deep(line, data):
+        call_id = data.get("id") if isinstance(data, dict) else None
+        refusal = InvalidRequest(f"invalid request: nested deeper than {MAX_NESTING} levels")
+        return Message(replies=[error_reply(call_id if _valid_id(call_id) else None, refusal)])
+    try:
+        exact = _exact_items(line, data)
+    except RecursionError:  # pragma: no cover - _too_deep refuses such lines first
+        return Message(replies=[error_reply(None, InvalidRequest("invalid request: nested too deeply"))])
     if isinstance(data, list):
         if not data:
             return Message(replies=[error_reply(None, InvalidRequest("invalid request: empty batch"))])
+        if max_batch is not None and len(data) > max_batch:
+            # Checked before any item is looked at: one error, not one per item.
+            refusal = InvalidRequest(f"invalid request: a batch of {len(data)} items is over the limit of {max_batch}")
+            return Message(replies=[error_reply(None, refusal)])
         message = Message(is_batch=True)
-        for item in data:
-            parsed = _parse_call(item)
+        for index, item in enumerate(data):
+            parsed = _parse_call(item, exact[index] if exact is not None else None)
             if isinstance(parsed, Call):
                 message.calls.append(parsed)
-            else:
+            elif parsed is not _DROPPED:
                 message.replies.append(parsed)
         return message
-    parsed = _parse_call(data)
+    parsed = _parse_call(data, exact)
     if isinstance(parsed, Call):
         return Message(calls=[parsed])
-    return Message(replies=[parsed])
+    return Message(replies=[] if parsed is _DROPPED else [parsed])
+
+
+# -- nesting ------------------------------------------------------------------------
+#
+# orjson decodes 1,024 levels but encodes only 254, and the bus encodes a
+# payload again inside replies and notifications (up to four levels deeper than
+# in the request). A payload it cannot encode would fail later, far from its
+# sender, so a request nested deeper than MAX_NESTING is refused here.
+
+MAX_NESTING = 200
+#: orjson's own encoding depth limit.
+_ENCODE_DEPTH = 254
+
+
+def _too_deep(line: bytes, data: Any) -> bool:
+    # Fewer brackets than the limit cannot nest that deep: the common case costs two counts.
+    if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
+        return False
+    # orjson measures depth in C: wrapped in the levels the limit leaves unused,
+    # `data` encodes only if it nests at most MAX_NESTING levels itself.
+    wrapped = data
+    for _ in range(_ENCODE_DEPTH - MAX_NESTING):
+        wrapped = [wrapped]
+    try:
+        dumps(wrapped)
+    except TypeError:
+        return True
+    return False
+
+
+# -- integers orjson cannot keep ---------------------------------------------------
+#
+# orjson decodes integers outside -2^63 … 2^64-1 as floats, silently. Such a
+# value must not be stored as something else than what the client sent, so
+# it is refused. Only a line with a run of 19 or more digits can hold one, so
+# only such lines pay for a second, exact decode (stdlib json, Python ints).
+
+
+class _Huge(int):
+    """An integer literal too long even to convert (beyond 40 digits)."""
+
+
+def _exact_int(text: str) -> int:
+    return _Huge(0) if len(text) > 40 else int(text)
+
+
+def _exact_items(line: bytes, data: Any) -> Any:
+    """`data` decoded again with exact integers, or None when it cannot differ."""
+    if not _LONG_DIGITS.search(line):
+        return None
+    exact = json.loads(line, parse_int=_exact_int)
+    if isinstance(data, list) and not isinstance(exact, list):
+        return None
+    return exact
+
+
+def _inexact(value: Any) -> bool:
+    if isinstance(value, _Huge):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX
+
+
+def _inexact_paths(value: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], Any]]:
+    """Where integers outside what the codec keeps exactly sit in `value`, depth first."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, path)]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, dict):
+            stack.extend((item, [*where, key]) for key, item in reversed(current.items()))
+        elif isinstance(current, list):
+            stack.extend((item, [*where, index]) for index, item in reversed(list(enumerate(current))))
+        elif isinstance(current, _Huge):
+            yield where, "with more than 40 digits"
+        elif isinstance(current, int) and not isinstance(current, bool) and not EXACT_MIN <= current <= EXACT_MAX:
+            yield where, current

@@ -31,6 +31,7 @@ from pydantic import (
 
 from eventbus_core.durations import parse_duration_s
 from eventbus_core.locations import format_loc
+from eventbus_core.numbers import INT64_MAX
 from eventbus_core.trn import validate_trn_pattern
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "parse_config",
 ]
 
-INT64_MAX = 2**63 - 1
 _BUS_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -31,6 +31,7 @@ from eventbus_core.errors import (
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import format_loc
+from eventbus_core.numbers import UInt63
 from eventbus_core.topics import validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
 
@@ -73,7 +74,8 @@ class CallContext:
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: `"5"` is not a cursor and `1` is not `true`; JSON has the real types.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NoParams(_Params):
@@ -84,21 +86,24 @@ class EmitEventsParams(_Params):
     events: list[EmitParams] = Field(max_length=10_000)
 
 
+Limit = Annotated[int, Field(ge=1, le=10_000)]
+
+
 class PollParams(_Params):
     topic: TopicPattern = ">"
-    since: int = Field(default=0, ge=0)
-    limit: int = Field(default=100, ge=1, le=10_000)
+    since: UInt63 = 0
+    limit: Limit = 100
     source_trn: TrnPattern | None = None
     target_trn: TrnPattern | None = None
     correlation_id: str | None = None
-    from_ts: int | None = None
-    to_ts: int | None = None
+    from_ts: UInt63 | None = None
+    to_ts: UInt63 | None = None
     order: Literal["asc", "desc"] = "asc"
 
 
 class SubscribeParams(_Params):
     topic: TopicPattern
-    since: int | None = Field(default=None, ge=0)
+    since: UInt63 | None = None
     source_trn: TrnPattern | None = None
     target_trn: TrnPattern | None = None
 
@@ -129,8 +134,8 @@ class TestRuleParams(_Params):
 class ListFiringsParams(_Params):
     rule_id: str | None = None
     status: Literal[FIRING_STATUSES] | None = None  # type: ignore[valid-type]
-    since: int = Field(default=0, ge=0)
-    limit: int = Field(default=100, ge=1, le=10_000)
+    since: UInt63 = 0
+    limit: Limit = 100
     order: Literal["asc", "desc"] = "asc"
 
 

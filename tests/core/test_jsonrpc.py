@@ -370,3 +370,98 @@ def test_notification_round_trips_through_the_parser() -> None:
 
 def test_no_id_repr_is_readable() -> None:
     assert repr(NO_ID) == "NO_ID"
+
+
+# --- limits: batch length, integers, nesting (DESIGN.md §3 "Limits") ------------
+
+
+def test_a_batch_over_max_batch_is_one_error_with_null_id() -> None:
+    line = b"[" + b",".join([b"1"] * 524_000) + b"]"
+    message = parse_message(line, max_batch=1000)
+    assert message.calls == [] and not message.is_batch
+    [reply] = message.replies
+    assert reply["id"] is None and reply["error"]["code"] == -32600
+    assert "524000 items is over the limit of 1000" in reply["error"]["message"]
+
+
+def test_a_batch_at_max_batch_runs() -> None:
+    calls = [{"jsonrpc": "2.0", "method": "ping", "id": i} for i in range(3)]
+    assert len(parse(calls).calls) == 3
+    assert len(parse_message(dumps(calls), max_batch=3).calls) == 3
+
+
+@pytest.mark.parametrize(
+    "raw_id", [b"9223372036854775808", b"18446744073709551615", b"18446744073709551616", b"-9223372036854775809", b"1" * 60]
+)
+def test_an_integer_id_outside_int64_is_invalid_request(raw_id: bytes) -> None:
+    message = parse_message(b'{"jsonrpc": "2.0", "method": "ping", "id": ' + raw_id + b"}")
+    [reply] = message.replies
+    assert reply["id"] is None and reply["error"]["code"] == -32600
+    assert "int64" in reply["error"]["message"]
+
+
+@pytest.mark.parametrize("raw_id", [b"9223372036854775807", b"-9223372036854775808", b"0"])
+def test_an_integer_id_within_int64_is_echoed_exactly(raw_id: bytes) -> None:
+    [call] = parse_message(b'{"jsonrpc": "2.0", "method": "ping", "id": ' + raw_id + b"}").calls
+    assert call.id == int(raw_id) and isinstance(call.id, int)
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        (b'{"payload": 18446744073709551616}', "payload"),
+        (b'{"payload": {"a": [1, -9223372036854775809]}}', "payload.a[1]"),
+        (b'{"payload": {"n": ' + b"9" * 60 + b"}}", "payload.n"),
+    ],
+)
+def test_integers_the_codec_cannot_keep_exactly_are_refused_by_path(raw: bytes, loc: str) -> None:
+    line = b'{"jsonrpc": "2.0", "method": "emit_event", "id": 7, "params": ' + raw + b"}"
+    [reply] = parse_message(line).replies
+    assert reply["id"] == 7 and reply["error"]["code"] == -32602
+    [item] = reply["error"]["data"]
+    assert item["loc"] == loc and "outside the range the bus keeps exactly" in item["msg"]
+
+
+def test_integers_up_to_u64_and_long_digit_strings_are_kept() -> None:
+    line = b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"a": 18446744073709551615, "b": -9223372036854775808, "s": "123456789012345678901234567890", "f": 0.12345678901234567890}}'
+    [call] = parse_message(line).calls
+    assert call.params["a"] == 2**64 - 1 and call.params["b"] == -(2**63)
+    assert call.params["s"] == "123456789012345678901234567890"
+
+
+def test_a_notification_with_an_inexact_integer_gets_no_reply_and_does_not_run() -> None:
+    message = parse_message(b'{"jsonrpc": "2.0", "method": "e", "params": {"a": 18446744073709551616}}')
+    assert message.calls == [] and message.replies == []
+
+
+def test_inexact_integers_in_a_batch_fail_only_their_item() -> None:
+    line = (
+        b'[{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"a": 1}},'
+        b' {"jsonrpc": "2.0", "method": "e", "id": 2, "params": {"a": 99999999999999999999}}]'
+    )
+    message = parse_message(line)
+    assert [c.id for c in message.calls] == [1]
+    assert [(r["id"], r["error"]["code"]) for r in message.replies] == [(2, -32602)]
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_request_nested_deeper_than_the_limit_is_refused() -> None:
+    from eventbus_core.jsonrpc import MAX_NESTING
+
+    ok = {"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"payload": nested(MAX_NESTING - 2)}}
+    assert len(parse(ok).calls) == 1
+    deep = b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"payload": ' + b"[" * 1000 + b"]" * 1000 + b"}}"
+    [reply] = parse_message(deep).replies
+    assert reply["id"] == 1 and reply["error"]["code"] == -32600
+    assert f"nested deeper than {MAX_NESTING} levels" in reply["error"]["message"]
+
+
+def test_many_brackets_inside_strings_are_not_nesting() -> None:
+    line = dumps({"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"s": "[" * 5000}})
+    assert len(parse_message(line).calls) == 1
