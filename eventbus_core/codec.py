@@ -70,6 +70,11 @@ class LineFramer:
         self._keep_partial(partial)
         return lines
 
+    @property
+    def partial_bytes(self) -> int:
+        """How much of an unfinished line is held (0 between lines)."""
+        return len(self._buffer)
+
     def flush(self) -> list[bytes]:
         """At end of stream: the unterminated last line, if any."""
         if self.overflowed or not self._buffer.strip():

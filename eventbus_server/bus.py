@@ -53,6 +53,15 @@ MAX_BATCH_EVENTS = 5000
 
 CommitHook = Callable[[list[Event]], None]
 
+#: What connections report through `Bus.note`, counted in `bus_info` stats.
+CONNECTION_EVENTS = (
+    "refused_connections",  # over max_connections
+    "closed_partial_line",  # read_timeout_s
+    "closed_unauthenticated",  # auth_timeout_s
+    "closed_wrong_tokens",  # the 5th wrong token
+    "closed_not_reading",  # over max_output_bytes for write_timeout_s
+)
+
 
 @dataclass(frozen=True, slots=True)
 class EmitResult:
@@ -81,7 +90,11 @@ class Bus:
         self.storage = storage if storage is not None else open_storage(config)
         self.peers: Mapping[str, Bus] = peers if peers is not None else {config.id: self}
         self.rules = self._rule_engine() if config.enable_rules else None
-        self.dispatcher = Dispatcher(self.storage, subscriber_buffer=config.subscriber_buffer)
+        self.dispatcher = Dispatcher(
+            self.storage, subscriber_buffer=config.subscriber_buffer, max_subscriptions=config.max_subscriptions
+        )
+        if self.rules is not None:
+            self.rules.on_finished = self.dispatcher.publish_firing
         self.topics = TopicTable()
         self.commit_hooks: list[CommitHook] = []
         self.feed = CommitFeed(self.storage, self._deliver, bus_id=config.id)
@@ -94,7 +107,7 @@ class Bus:
             [compile_trn_pattern(p) for p in config.allowed_sources] if config.allowed_sources is not None else None
         )
         self._started_at = time.monotonic()
-        self._stats = {"emitted": 0, "duplicates": 0, "batches": 0, "rejected_overloaded": 0}
+        self._stats = {"emitted": 0, "duplicates": 0, "batches": 0, "rejected_overloaded": 0, **dict.fromkeys(CONNECTION_EVENTS, 0)}
 
     @property
     def id(self) -> str:
@@ -330,11 +343,19 @@ class Bus:
         return self.topics.snapshot()
 
     def subscribe(self, query: EventQuery, subscriber: Subscriber) -> Subscription:
+        """-32005 once the connection holds `max_subscriptions` (both kinds together)."""
         return self.dispatcher.subscribe(query, subscriber)
+
+    def subscribe_firings(self, rule_id: str | None, subscriber: Subscriber) -> Subscription:
+        return self.dispatcher.subscribe_firings(rule_id, subscriber)
 
     def unsubscribe(self, sub_id: str) -> None:
         if not self.dispatcher.unsubscribe(sub_id):
             raise NotFound(f"no subscription {sub_id!r} on bus {self.id!r}")
+
+    def note(self, what: str) -> None:
+        """Count a connection event (one of CONNECTION_EVENTS) for `bus_info`."""
+        self._stats[what] += 1
 
     def info(self) -> dict[str, Any]:
         config = self.config

@@ -1,43 +1,83 @@
-"""One client connection: framing, dispatch, pipelining and back-pressure.
+"""One client connection: framing, dispatch, pipelining, and the limits that keep
+one client from hurting the others (DESIGN.md §3 "Limits").
 
-Every call runs in its own task, so pipelined requests are answered as they
-complete and a slow `poll_events` never holds up an `emit_event` behind it.
-When the transport's write buffer fills up (the peer is not reading), we stop
-reading its requests and let its subscriptions buffer, up to their limit.
+Every call that waits runs as a task, so pipelined requests are answered as
+they complete and a slow `poll_events` never holds up an `emit_event` behind
+it. What one connection may hold is bounded:
+
+- **in flight**: at most `max_inflight` calls run at once. Further complete
+  lines wait here unparsed and reading pauses, so a flood stays in the
+  client's socket (TCP back-pressure), not in our memory.
+- **output**: the transport's high-water mark is `max_output_bytes`. Above
+  it no new call starts, reading pauses and subscriptions hold their events
+  in their bounded buffers (`lagged` beyond); a client that stays above it for
+  `write_timeout_s` is cut off. Calls of a connection that is gone are
+  cancelled at once.
+- **partial line**: a line not completed within `read_timeout_s` (while we
+  read) ends the connection (slowloris).
+- **authentication**: on a token bus, `auth_timeout_s` to authenticate.
+
+A refusal is written as an error line, then the bus half-closes and drains
+the client's input for a moment, so the kernel does not answer with a reset
+and the client can read why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 from eventbus_core.codec import LineFramer, dumps_line
-from eventbus_core.errors import MessageTooLarge, Overloaded
+from eventbus_core.errors import (
+    EventBusError,
+    InvalidRequest,
+    MessageTooLarge,
+    Overloaded,
+    Unauthorized,
+)
 from eventbus_core.jsonrpc import Message, error_reply, parse_message
 
 from .bus import Bus
-from .rpc import CallContext, dispatch, start
+from .rpc import CallContext, ReplyBudget, dispatch, start
 
 __all__ = ["Connection"]
 
 log = logging.getLogger("eventbus.connection")
 
+#: How long a refused client may keep sending before the socket is closed anyway.
+REFUSAL_DRAIN_S = 1.0
+
 
 class Connection(asyncio.Protocol):
     def __init__(self, bus: Bus, registry: set[Connection]) -> None:
         self.bus = bus
+        self.config = bus.config
         self.authenticated = bus.config.auth_token is None
+        #: Wrong tokens so far (the rpc layer closes the connection at the limit).
+        self.wrong_tokens = 0
+        #: One authentication attempt at a time: pipelining does not multiply guesses.
+        self.auth_lock = asyncio.Lock()
+        self._heavy_lock = asyncio.Lock()
         self._registry = registry
-        self._framer_limit = bus.config.max_message_bytes
-        self._framer = LineFramer(self._framer_limit)
+        self._framer = LineFramer(bus.config.max_message_bytes)
         self._transport: asyncio.Transport | None = None
+        self._peer = "?"
         self._writable = asyncio.Event()
         self._writable.set()
+        self._lines: deque[bytes] = deque()  # complete lines waiting for room to run
+        self._inflight = 0
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._reading_paused = False
+        self._stop_reading = False  # shutdown: never read again
         self._peer_done = False  # the peer half-closed: answer what is pending, then close
+        self._refusing = False  # an error line went out; now only draining the input
         self._closed = False
         self._counted = False
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         # Replies and notifications written in one loop iteration leave in one syscall.
         self._outgoing: list[bytes] = []
 
@@ -45,10 +85,10 @@ class Connection(asyncio.Protocol):
 
     @property
     def can_write(self) -> bool:
-        return self._writable.is_set() and not self._closed
+        return self._writable.is_set() and not self._closed and not self._refusing
 
     def write(self, data: bytes) -> None:
-        if self._closed or self._transport is None:
+        if self._closed or self._refusing or self._transport is None:
             return
         if not self._outgoing:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -67,71 +107,108 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = transport  # type: ignore[assignment]
-        if self.bus.connections >= self.bus.config.max_connections:
-            limit = self.bus.config.max_connections
-            self.write(dumps_line(error_reply(None, Overloaded(f"too many connections (limit {limit}); retry later"))))
-            self._close()
+        self._transport = tcp = cast(asyncio.Transport, transport)
+        self._peer = _address(transport.get_extra_info("peername"))
+        config = self.config
+        if self.bus.connections >= config.max_connections:
+            self.bus.note("refused_connections")
+            self._refuse(Overloaded(f"too many connections (limit {config.max_connections}); retry later"))
             return
+        # Flow control at the output budget: pause_writing() fires once replies and
+        # notifications waiting for this client pass max_output_bytes.
+        tcp.set_write_buffer_limits(high=config.max_output_bytes, low=config.max_output_bytes // 2)
         self._counted = True
         self.bus.connections += 1
         self._registry.add(self)
+        if not self.authenticated:
+            self._arm("auth", config.auth_timeout_s, self._auth_timed_out)
 
     def data_received(self, data: bytes) -> None:
-        for line in self._framer.feed(data):
-            self._handle_line(line)
+        if self._refusing:
+            return  # draining what the refused client still sends
+        self._lines.extend(self._framer.feed(data))
         if self._framer.overflowed:
-            limit = self._framer_limit
-            self.write(dumps_line(error_reply(None, MessageTooLarge(f"message too large: a line exceeded {limit} bytes"))))
-            self._close()
+            limit = self.config.max_message_bytes
+            self._refuse(MessageTooLarge(f"message too large: a line exceeded {limit} bytes"))
+            return
+        self._pump()
 
     def eof_received(self) -> bool:
-        for line in self._framer.flush():
-            self._handle_line(line)
+        if self._refusing:
+            return False  # the refused client is done: close
+        self._lines.extend(self._framer.flush())
         self._peer_done = True
-        self._close_when_done()
+        self._pump()
         return True  # keep our side open until every pending reply is written
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._writable.set()  # wake replays waiting to write; they see the subscription gone
-        for sub_id in self.bus.dispatcher.owned_by(self):
-            self.bus.dispatcher.unsubscribe(sub_id)
-        if self.bus.rules is not None:
-            for watcher_id in self.bus.rules.watchers_of(self):
-                self.bus.rules.unwatch(watcher_id)
-        if self._counted:
-            self.bus.connections -= 1
-            self._counted = False
-        self._registry.discard(self)
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._lines.clear()
+        # Nobody is left to read the answers: stop the work at once.
+        for pending in list(self._tasks):
+            pending.cancel()
+        self.bus.dispatcher.drop_all(self)
+        self._release_slot()
 
     def pause_writing(self) -> None:
         self._writable.clear()
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._arm("write", self.config.write_timeout_s, self._write_timed_out)
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._writable.set()
-        if self._transport is not None and not self._closed:
-            self._transport.resume_reading()
+        self._disarm("write")
         self.bus.dispatcher.resume(self)
+        self._pump()
 
     # -- calls -----------------------------------------------------------------
 
+    def _room_for_calls(self) -> bool:
+        return (
+            self._inflight < self.config.max_inflight
+            and self._writable.is_set()
+            and not self._closed
+            and not self._refusing
+        )
+
+    def _pump(self) -> None:
+        """Start waiting lines while there is room, then read on only if room is left."""
+        while self._lines and self._room_for_calls():
+            self._handle_line(self._lines.popleft())
+        self._update_reading()
+        self._close_when_done()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed or self._refusing:
+            return
+        should_read = not self._lines and self._room_for_calls() and not self._stop_reading
+        if should_read and self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        elif not should_read and not self._reading_paused:
+            self._reading_paused = True
+            transport.pause_reading()
+        self._watch_partial_line()
+
     def _handle_line(self, line: bytes) -> None:
-        message = parse_message(line)
+        message = parse_message(line, max_batch=self.config.max_batch)
         if not message.calls:
             if message.replies:
                 self._send(message.replies if message.is_batch else message.replies[0])
             return
         if message.is_batch:
-            self._track(asyncio.get_running_loop().create_task(self._run_batch(message)))
+            self._track(asyncio.get_running_loop().create_task(self._run_batch(message)), len(message.calls))
             return
-        ctx = CallContext(self.bus, self)
+        ctx = CallContext(self.bus, self, self._budget())
         outcome = start(ctx, message.calls[0])
         if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(lambda done: self._answer(ctx, done.result()))
-            self._track(outcome)
+            outcome.add_done_callback(lambda done: self._answer(ctx, done.result()) if not done.cancelled() else None)
+            self._track(outcome, 1)
         else:
             self._answer(ctx, outcome)
 
@@ -141,19 +218,23 @@ class Connection(asyncio.Protocol):
         for callback in ctx.after_reply:
             callback()
 
-    def _track(self, pending: asyncio.Future[Any]) -> None:
-        """Remember calls still running, so shutdown and half-close can wait for them."""
+    def _track(self, pending: asyncio.Future[Any], calls: int) -> None:
+        """Count calls in flight until they finish; shutdown and half-close wait for them."""
+        self._inflight += calls
         self._tasks.add(pending)
-        pending.add_done_callback(self._task_done)
+        pending.add_done_callback(lambda done: self._task_done(done, calls))
 
-    def _task_done(self, task: asyncio.Future[Any]) -> None:
+    def _task_done(self, task: asyncio.Future[Any], calls: int) -> None:
         self._tasks.discard(task)
+        self._inflight -= calls
         if not task.cancelled() and task.exception() is not None:
             log.error("bus=%s connection task failed", self.bus.id, exc_info=task.exception())
-        self._close_when_done()
+        if not self._closed:
+            self._pump()
 
     async def _run_batch(self, message: Message) -> None:
-        contexts = [CallContext(self.bus, self) for _ in message.calls]
+        budget = self._budget()  # shared: one batch's reply is bounded as a whole
+        contexts = [CallContext(self.bus, self, budget) for _ in message.calls]
         results = await asyncio.gather(*(dispatch(c, call) for c, call in zip(contexts, message.calls, strict=True)))
         replies = message.replies + [r for r in results if r is not None]
         if replies:
@@ -165,10 +246,98 @@ class Connection(asyncio.Protocol):
     def _send(self, reply: Any) -> None:
         self.write(dumps_line(reply))
 
+    def _budget(self) -> ReplyBudget:
+        # Half the output budget: a page always fits beside what waits to be sent.
+        return ReplyBudget(self.config.max_output_bytes // 2)
+
+    @contextlib.asynccontextmanager
+    async def heavy_read(self) -> AsyncIterator[None]:
+        async with self._heavy_lock:
+            await self._writable.wait()
+            yield
+
+    # -- timers ------------------------------------------------------------------
+
+    def _arm(self, name: str, delay_s: float, callback: Any) -> None:
+        self._disarm(name)
+        self._timers[name] = asyncio.get_running_loop().call_later(delay_s, callback)
+
+    def _disarm(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _watch_partial_line(self) -> None:
+        """Time a partial line only while we read: a paused read is not the client's delay."""
+        if self._framer.partial_bytes and not self._reading_paused:
+            if "partial" not in self._timers:
+                self._arm("partial", self.config.read_timeout_s, self._partial_line_timed_out)
+        else:
+            self._disarm("partial")
+
+    def _partial_line_timed_out(self) -> None:
+        self._timers.pop("partial", None)
+        timeout = self.config.read_timeout_s
+        self.bus.note("closed_partial_line")
+        log.info("bus=%s peer=%s closed: a request line was not completed within %g s", self.bus.id, self._peer, timeout)
+        self._refuse(InvalidRequest(f"invalid request: a request line was not completed within {timeout:g} s (read_timeout_s)"))
+
+    def _auth_timed_out(self) -> None:
+        self._timers.pop("auth", None)
+        if self.authenticated:
+            return
+        timeout = self.config.auth_timeout_s
+        self.bus.note("closed_unauthenticated")
+        log.info("bus=%s peer=%s closed: not authenticated within %g s", self.bus.id, self._peer, timeout)
+        self._refuse(Unauthorized(f"bus {self.bus.id!r} requires a token: not authenticated within {timeout:g} s (auth_timeout_s)"))
+
+    def _write_timed_out(self) -> None:
+        self._timers.pop("write", None)
+        if self._writable.is_set() or self._transport is None:
+            return
+        self.bus.note("closed_not_reading")
+        log.info(
+            "bus=%s peer=%s closed: over %d bytes of unread replies for %g s",
+            self.bus.id, self._peer, self.config.max_output_bytes, self.config.write_timeout_s,
+        )
+        self._transport.abort()  # it does not read: there is no one to tell
+
     # -- closing ---------------------------------------------------------------
 
+    def close_after_reply(self) -> None:
+        """End the connection once what was written so far has gone out (no further line)."""
+        self._refuse(None)
+
+    def _refuse(self, error: EventBusError | None) -> None:
+        """Write `error` (id null), half-close, and drain the input briefly before closing."""
+        transport = self._transport
+        if transport is None or self._refusing or self._closed:
+            return
+        if error is not None:
+            self.write(dumps_line(error_reply(None, error)))
+        self._flush()
+        self._refusing = True
+        self._lines.clear()
+        for pending in list(self._tasks):
+            pending.cancel()
+        self._release_slot()  # a refused client no longer holds a max_connections slot
+        if not transport.can_write_eof():  # TLS cannot half-close
+            transport.close()
+            return
+        transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._arm("drain", REFUSAL_DRAIN_S, transport.close)
+
+    def _release_slot(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.bus.connections -= 1
+        self._registry.discard(self)
+
     def _close_when_done(self) -> None:
-        if self._peer_done and not self._tasks:
+        if self._peer_done and not self._tasks and not self._lines:
             self._close()
 
     def _close(self) -> None:
@@ -178,11 +347,19 @@ class Connection(asyncio.Protocol):
 
     def stop_reading(self) -> None:
         """Shutdown step: take no new requests; pending ones still get answers."""
-        if self._transport is not None and not self._closed:
-            self._transport.pause_reading()
+        self._stop_reading = True
+        self._lines.clear()
+        self._update_reading()
 
     async def finish(self) -> None:
         """Shutdown step: wait for pending calls, then close."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._close()
+
+
+def _address(peername: Any) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[:2]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peername)

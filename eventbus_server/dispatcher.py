@@ -1,4 +1,8 @@
-"""Fan-out of committed events to subscriptions (DESIGN.md §5, §6).
+"""Fan-out of committed events and finished firings to subscriptions (DESIGN.md §5, §6).
+
+Both kinds of push stream, `subscribe_topic` (notifications `event`) and
+`subscribe_firings` (`rule_fired`), live here under one policy, and a
+connection may hold at most `max_subscriptions` of them together.
 
 Each subscription has its own bounded buffer, so a slow subscriber never
 blocks the writer or other subscribers: when its connection stops draining
@@ -6,6 +10,10 @@ blocks the writer or other subscribers: when its connection stops draining
 buffer holds more than `subscriber_buffer` events, the subscriber gets a
 `lagged` notification with `resume_since` and is dropped. It resumes from
 storage, which is where the events are anyway.
+
+A firing subscription lags the same way; its `resume_since` is a firing_id
+cursor below every firing it missed (firings finish out of id order), for
+`list_firings {since}`.
 
 A subscription with `since` first replays stored events, then goes live. The
 seam is gapless: the subscription is registered (and buffers live events)
@@ -22,14 +30,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from eventbus_core.codec import dumps
+from eventbus_core.codec import dumps, dumps_line
 from eventbus_core.envelope import Event
+from eventbus_core.errors import Overloaded
+from eventbus_core.jsonrpc import notification
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
-from .storage.base import EventQuery, Storage
+from .storage.base import READ_PAGE_BYTES, EventQuery, Firing, Storage
 
-__all__ = ["Dispatcher", "Subscriber", "Subscription"]
+__all__ = ["Dispatcher", "FiringSubscription", "Subscriber", "Subscription"]
 
 log = logging.getLogger("eventbus.dispatcher")
 
@@ -80,6 +90,47 @@ class Subscription:
     def notification(self, encoded_event: bytes) -> bytes:
         return self._prefix + encoded_event + b"}}\n"
 
+    def line_of(self, item: Event) -> bytes:
+        return self.notification(dumps(item))
+
+    def is_new(self, item: Event) -> bool:
+        """Whether `item` is past what was sent (the replay→live seam repeats some)."""
+        return item.event_id > self.last_sent_id
+
+    def sent(self, item: Event) -> None:
+        self.last_sent_id = item.event_id
+
+    def resume_since(self) -> int:
+        return self.last_sent_id
+
+
+class FiringSubscription(Subscription):
+    """One `subscribe_firings` of one connection: `rule_fired` for each finished firing."""
+
+    __slots__ = ("rule_id",)
+
+    def __init__(self, sub_id: str, rule_id: str | None, subscriber: Subscriber, buffer_limit: int) -> None:
+        super().__init__(sub_id, EventQuery(), subscriber, buffer_limit)
+        self.rule_id = rule_id
+        self._replaying = False  # nothing stored to replay: live at once
+
+    def wants(self, firing: Firing) -> bool:
+        return self.rule_id is None or self.rule_id == firing.rule_id
+
+    def line_of(self, item: Firing) -> bytes:  # type: ignore[override]
+        return dumps_line(notification("rule_fired", {"subscription": self.id, **item.wire()}))
+
+    def is_new(self, item: Firing) -> bool:  # type: ignore[override]
+        return True  # firings finish out of id order, and there is no replay to overlap
+
+    def sent(self, item: Firing) -> None:  # type: ignore[override]
+        self.last_sent_id = max(self.last_sent_id, item.firing_id)
+
+    def resume_since(self) -> int:
+        # Below every firing it missed, so list_firings {since} returns them all.
+        missed = [firing.firing_id for firing in self.pending]  # type: ignore[attr-defined]
+        return min(missed) - 1 if missed else self.last_sent_id
+
 
 def _event_filter(query: EventQuery) -> Callable[[Event], bool]:
     topic_ok = compile_topic_pattern(query.topic)
@@ -99,22 +150,44 @@ def _event_filter(query: EventQuery) -> Callable[[Event], bool]:
 class Dispatcher:
     """Delivers committed events to every matching subscription of one bus."""
 
-    def __init__(self, storage: Storage, *, subscriber_buffer: int) -> None:
+    def __init__(self, storage: Storage, *, subscriber_buffer: int, max_subscriptions: int) -> None:
         self._storage = storage
         self._subscriber_buffer = subscriber_buffer
+        self._max_subscriptions = max_subscriptions
         self._subscriptions: dict[str, Subscription] = {}
+        self._firing_subscriptions: dict[str, FiringSubscription] = {}
+        #: Each connection's subscriptions of both kinds, for the cap and for cleanup.
+        self._owned: dict[Subscriber, dict[str, Subscription]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self.lagged_total = 0
 
     def __len__(self) -> int:
-        return len(self._subscriptions)
+        return len(self._subscriptions) + len(self._firing_subscriptions)
 
     def subscribe(self, query: EventQuery, subscriber: Subscriber) -> Subscription:
         """Register a subscription; it buffers live events until `start` is called."""
+        self._check_room(subscriber)
         sub = Subscription(f"sub-{next(self._ids)}", query, subscriber, self._subscriber_buffer)
         self._subscriptions[sub.id] = sub
+        self._owned.setdefault(subscriber, {})[sub.id] = sub
         return sub
+
+    def subscribe_firings(self, rule_id: str | None, subscriber: Subscriber) -> FiringSubscription:
+        """Register a firing subscription; it delivers from the next finished firing on."""
+        self._check_room(subscriber)
+        sub = FiringSubscription(f"firings-{next(self._ids)}", rule_id, subscriber, self._subscriber_buffer)
+        self._firing_subscriptions[sub.id] = sub
+        self._owned.setdefault(subscriber, {})[sub.id] = sub
+        return sub
+
+    def _check_room(self, subscriber: Subscriber) -> None:
+        held = len(self._owned.get(subscriber, ()))
+        if held >= self._max_subscriptions:
+            raise Overloaded(
+                f"this connection holds {held} subscriptions, the limit (max_subscriptions);"
+                " unsubscribe one first or open another connection"
+            )
 
     def start(self, sub: Subscription, *, replay: bool) -> None:
         """Begin delivery, after the subscribe reply has been written."""
@@ -129,15 +202,26 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     def unsubscribe(self, sub_id: str) -> bool:
-        sub = self._subscriptions.pop(sub_id, None)
+        sub = self._subscriptions.pop(sub_id, None) or self._firing_subscriptions.pop(sub_id, None)
         if sub is None:
             return False
+        owned = self._owned.get(sub.subscriber)
+        if owned is not None:
+            owned.pop(sub_id, None)
+            if not owned:
+                del self._owned[sub.subscriber]
         sub.dropped = True
         sub.pending.clear()
         return True
 
     def owned_by(self, subscriber: Subscriber) -> list[str]:
-        return [s.id for s in self._subscriptions.values() if s.subscriber is subscriber]
+        """The ids of every subscription (both kinds) the connection holds."""
+        return list(self._owned.get(subscriber, ()))
+
+    def drop_all(self, subscriber: Subscriber) -> None:
+        """The connection is gone: forget its subscriptions."""
+        for sub_id in self.owned_by(subscriber):
+            self.unsubscribe(sub_id)
 
     def publish(self, events: Sequence[Event]) -> None:
         """Offer committed events to every subscription; never blocks."""
@@ -159,10 +243,21 @@ class Dispatcher:
                 sub.subscriber.write(sub.notification(data))
                 sub.last_sent_id = event.event_id
 
+    def publish_firing(self, firing: Firing) -> None:
+        """Offer a finished firing to every firing subscription that wants it; never blocks."""
+        for sub in list(self._firing_subscriptions.values()):
+            if not sub.wants(firing):
+                continue
+            if sub.pending or not sub.subscriber.can_write:
+                self._hold(sub, firing)  # type: ignore[arg-type]
+                continue
+            sub.subscriber.write(sub.line_of(firing))
+            sub.sent(firing)
+
     def resume(self, subscriber: Subscriber) -> None:
         """The subscriber's connection drains again: flush what waited."""
-        for sub in list(self._subscriptions.values()):
-            if sub.subscriber is subscriber and not sub._replaying:
+        for sub in list(self._owned.get(subscriber, {}).values()):
+            if not sub._replaying:
                 self._flush(sub)
 
     async def close(self) -> None:
@@ -170,6 +265,8 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._subscriptions.clear()
+        self._firing_subscriptions.clear()
+        self._owned.clear()
 
     def _hold(self, sub: Subscription, event: Event) -> None:
         sub.pending.append(event)
@@ -184,25 +281,17 @@ class Dispatcher:
 
     def _lag(self, sub: Subscription) -> None:
         self.lagged_total += 1
-        log.info("subscription=%s lagged resume_since=%d", sub.id, sub.last_sent_id)
+        resume_since = sub.resume_since()
+        log.info("subscription=%s lagged resume_since=%d", sub.id, resume_since)
         self.unsubscribe(sub.id)
-        sub.subscriber.write(
-            dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "lagged",
-                    "params": {"subscription": sub.id, "resume_since": sub.last_sent_id},
-                }
-            )
-            + b"\n"
-        )
+        sub.subscriber.write(dumps_line(notification("lagged", {"subscription": sub.id, "resume_since": resume_since})))
 
     def _flush(self, sub: Subscription) -> None:
         while sub.pending and sub.subscriber.can_write and not sub.dropped:
-            event = sub.pending.popleft()
-            if event.event_id > sub.last_sent_id:
-                sub.subscriber.write(sub.notification(dumps(event)))
-                sub.last_sent_id = event.event_id
+            item = sub.pending.popleft()
+            if sub.is_new(item):
+                sub.subscriber.write(sub.line_of(item))
+                sub.sent(item)
 
     async def _replay(self, sub: Subscription) -> None:
         try:
@@ -230,7 +319,7 @@ class Dispatcher:
                     return  # unsubscribed (or the connection closed) while we read storage
                 sub.subscriber.write(sub.notification(dumps(event)))
                 sub.last_sent_id = event.event_id
-            if len(page) < CATCH_UP_PAGE:
+            if not page:  # a page may be short because of its byte bound: read on until empty
                 return
 
 
@@ -241,5 +330,6 @@ def _page_after(query: EventQuery, since: int) -> EventQuery:
         limit=CATCH_UP_PAGE,
         source_trn=query.source_trn,
         target_trn=query.target_trn,
+        max_bytes=READ_PAGE_BYTES,
     )
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from eventbus_core.envelope import Event
 from eventbus_core.errors import EventBusError
 
-from .storage.base import EventQuery, Storage
+from .storage.base import READ_PAGE_BYTES, EventQuery, Storage
 
 __all__ = ["CommitFeed"]
 
@@ -82,7 +82,7 @@ class CommitFeed:
 
     async def _read_up_to(self, last_event_id: int) -> None:
         while self.cursor < last_event_id:
-            page = await self.storage.query(EventQuery(since=self.cursor, limit=READ_PAGE))
+            page = await self.storage.query(EventQuery(since=self.cursor, limit=READ_PAGE, max_bytes=READ_PAGE_BYTES))
             page = [event for event in page if event.event_id <= last_event_id]
             if not page:
                 # Ids a rolled-back batch drew, or events already pruned: nothing to deliver.

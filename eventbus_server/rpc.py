@@ -13,12 +13,15 @@ import asyncio
 import hmac
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from eventbus_core.codec import dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -26,6 +29,7 @@ from eventbus_core.errors import (
     InvalidParams,
     MethodNotFound,
     NotFound,
+    Overloaded,
     RulesDisabled,
     Unauthorized,
 )
@@ -41,7 +45,7 @@ from .router.engine import RuleEngine
 from .router.matcher import envelope_from_wire, failure_wire
 from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery
 
-__all__ = ["METHODS", "CallContext", "Caller", "Deferred", "dispatch", "start", "validation_data"]
+__all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start", "validation_data"]
 
 log = logging.getLogger("eventbus.rpc")
 
@@ -53,6 +57,47 @@ class Caller(Subscriber, Protocol):
     """The connection a call came in on."""
 
     authenticated: bool
+    wrong_tokens: int
+    auth_lock: asyncio.Lock
+
+    def close_after_reply(self) -> None: ...
+
+    def heavy_read(self) -> AbstractAsyncContextManager[None]:
+        """Held around a read whose reply may be large: one at a time per
+        connection, and only once its unsent output is below max_output_bytes."""
+        ...
+
+
+class ReplyBudget:
+    """Bytes the pages of one reply may still take; a batch's calls share one.
+
+    A page (poll_events, list_firings) stops before it would pass the budget,
+    with at least one item; once a batch has spent it, further pages in that
+    batch are refused with -32005 rather than grow one reply without bound.
+    """
+
+    __slots__ = ("left", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = self.left = total
+
+    def check(self, method: str) -> None:
+        if self.left <= 0:
+            raise Overloaded(
+                f"{method}: this batch's replies already hold {self.total} bytes (half of max_output_bytes);"
+                " ask for the rest in another request"
+            )
+
+    def page(self, items: Iterable[Any]) -> list[orjson.Fragment]:
+        """Encode items until the next would pass the budget (at least one); spend it."""
+        page: list[orjson.Fragment] = []
+        for item in items:
+            data = dumps(item)
+            if page and len(data) > self.left:
+                break
+            page.append(orjson.Fragment(data))
+            self.left -= len(data)
+        return page
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +110,11 @@ class Deferred:
 
 @dataclass(slots=True)
 class CallContext:
-    """What one call sees: the bus and the caller's connection."""
+    """What one call sees: the bus, the caller's connection, and its reply budget."""
 
     bus: Bus
     subscriber: Caller
+    budget: ReplyBudget
     #: Run after the reply is written (a subscription starts delivering only then).
     after_reply: list[Callable[[], None]] = field(default_factory=list)
 
@@ -167,9 +213,12 @@ def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(PollParams, params)
-    events = await ctx.bus.poll(EventQuery(**request.model_dump()))
-    next_since = events[-1].event_id if events else request.since
-    return {"events": events, "next_since": next_since}
+    async with ctx.subscriber.heavy_read():
+        ctx.budget.check("poll_events")
+        events = await ctx.bus.poll(EventQuery(**request.model_dump(), max_bytes=ctx.budget.left))
+    page = ctx.budget.page(events)
+    next_since = events[len(page) - 1].event_id if page else request.since
+    return {"events": page, "next_since": next_since}
 
 
 async def list_topics(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -192,10 +241,6 @@ def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 def unsubscribe(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(UnsubscribeParams, params)
-    rules = ctx.bus.rules
-    if rules is not None and request.subscription in rules.watchers_of(ctx.subscriber):
-        rules.unwatch(request.subscription)
-        return {"ok": True}
     if request.subscription not in ctx.bus.dispatcher.owned_by(ctx.subscriber):
         raise NotFound(f"no subscription {request.subscription!r} on this connection")
     ctx.bus.unsubscribe(request.subscription)
@@ -270,15 +315,18 @@ async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
 async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     rules = _rules(ctx)
     request = _params(ListFiringsParams, params)
-    firings = await rules.list_firings(FiringQuery(**request.model_dump()))
-    next_since = firings[-1].firing_id if firings else request.since
-    return {"firings": [f.wire() for f in firings], "next_since": next_since}
+    async with ctx.subscriber.heavy_read():
+        ctx.budget.check("list_firings")
+        firings = await rules.list_firings(FiringQuery(**request.model_dump()))
+    page = ctx.budget.page(f.wire() for f in firings)
+    next_since = firings[len(page) - 1].firing_id if page else request.since
+    return {"firings": page, "next_since": next_since}
 
 
 def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
+    _rules(ctx)
     request = _params(SubscribeFiringsParams, params)
-    return {"subscription": rules.watch(ctx.subscriber, request.rule_id).id}
+    return {"subscription": ctx.bus.subscribe_firings(request.rule_id, ctx.subscriber).id}
 
 
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -291,15 +339,31 @@ def ping(ctx: CallContext, params: dict[str, Any]) -> Any:
     return "pong"
 
 
-def authenticate(ctx: CallContext, params: dict[str, Any]) -> Any:
+#: A wrong token is answered this late, and the last one allowed ends the connection:
+#: at most MAX_WRONG_TOKENS guesses per connection, one per WRONG_TOKEN_DELAY_S.
+WRONG_TOKEN_DELAY_S = 0.1
+MAX_WRONG_TOKENS = 5
+
+
+async def authenticate(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(AuthenticateParams, params)
     expected = ctx.bus.config.auth_token
-    if expected is not None and not hmac.compare_digest(
-        request.token.encode(), expected.get_secret_value().encode()
-    ):
-        raise Unauthorized("wrong token for bus " + repr(ctx.bus.id))
-    ctx.subscriber.authenticated = True
-    return {"ok": True}
+    caller = ctx.subscriber
+    if expected is None:
+        caller.authenticated = True
+        return {"ok": True}
+    async with caller.auth_lock:  # pipelined guesses wait their turn, each delayed
+        if hmac.compare_digest(request.token.encode(), expected.get_secret_value().encode()):
+            caller.authenticated = True
+            return {"ok": True}
+        await asyncio.sleep(WRONG_TOKEN_DELAY_S)
+        caller.wrong_tokens += 1
+        left = MAX_WRONG_TOKENS - caller.wrong_tokens
+        if left > 0:
+            raise Unauthorized(f"wrong token for bus {ctx.bus.id!r} ({left} more tries on this connection)")
+        ctx.bus.note("closed_wrong_tokens")
+        ctx.after_reply.append(caller.close_after_reply)
+        raise Unauthorized(f"wrong token for bus {ctx.bus.id!r}: {MAX_WRONG_TOKENS} wrong tokens, closing the connection")
 
 
 #: A handler returns its result, a coroutine (run as a task), or a Deferred.

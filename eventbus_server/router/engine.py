@@ -21,10 +21,10 @@ claims nothing.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,8 @@ from tenacity import (
     wait_random,
 )
 
-from eventbus_core.codec import dumps_line
 from eventbus_core.envelope import Event, now_ms
 from eventbus_core.errors import EventBusError, Overloaded, StorageUnavailable
-from eventbus_core.jsonrpc import notification
 from eventbus_core.rules import RetryPolicy
 
 from ..storage.base import EventQuery, Firing, FiringQuery, Storage
@@ -48,7 +46,7 @@ from .matcher import CompiledRule, envelope_of
 from .rulebook import RuleBook
 from .tools import NoToolRoute, ToolError
 
-__all__ = ["FiringWatcher", "RuleEngine"]
+__all__ = ["RuleEngine"]
 
 log = logging.getLogger("eventbus.rules")
 
@@ -63,15 +61,6 @@ CURSOR_SAVE_INTERVAL_S = 1.0
 ADOPT_INTERVAL_S = 2.0
 #: Errors worth another attempt: the tool's, and a bus that is briefly full or down.
 RETRYABLE = (ToolError, Overloaded, StorageUnavailable)
-
-
-@dataclass(slots=True)
-class FiringWatcher:
-    """A `subscribe_firings` of one connection."""
-
-    id: str
-    subscriber: Any  # dispatcher.Subscriber: has write(bytes)
-    rule_id: str | None
 
 
 @dataclass(slots=True)
@@ -100,7 +89,8 @@ class RuleEngine:
         self.retry = retry
         self.max_hops = max_hops
         self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.watchers: dict[str, FiringWatcher] = {}
+        #: Told of every firing once it is recorded final (the bus fans it out to `rule_fired`).
+        self.on_finished: Callable[[Firing], None] | None = None
         self.stats = {"matched": 0, "ok": 0, "failed": 0, "skipped": 0, "running": 0}
         self._inbox: deque[Event] = deque()
         self._wake = asyncio.Event()
@@ -116,7 +106,6 @@ class RuleEngine:
         self._idle = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._adopt_task: asyncio.Task[None] | None = None
-        self._watcher_ids = itertools.count(1)
         self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------
@@ -368,26 +357,8 @@ class RuleEngine:
                     return
                 await asyncio.sleep(delay_s)
         self.stats[firing.status] = self.stats.get(firing.status, 0) + 1
-        self._notify(firing)
-
-    # -- rule_fired notifications ----------------------------------------------
-
-    def watch(self, subscriber: Any, rule_id: str | None) -> FiringWatcher:
-        watcher = FiringWatcher(f"firings-{next(self._watcher_ids)}", subscriber, rule_id)
-        self.watchers[watcher.id] = watcher
-        return watcher
-
-    def unwatch(self, watcher_id: str) -> bool:
-        return self.watchers.pop(watcher_id, None) is not None
-
-    def watchers_of(self, subscriber: Any) -> list[str]:
-        return [w.id for w in self.watchers.values() if w.subscriber is subscriber]
-
-    def _notify(self, firing: Firing) -> None:
-        for watcher in list(self.watchers.values()):
-            if watcher.rule_id is None or watcher.rule_id == firing.rule_id:
-                params = {"subscription": watcher.id, **firing.wire()}
-                watcher.subscriber.write(dumps_line(notification("rule_fired", params)))
+        if self.on_finished is not None:
+            self.on_finished(firing)
 
     def _update_idle(self) -> None:
         busy = self._matching or self._inbox or self._cursor < self._read_until or self._jobs or self._wake.is_set()

@@ -20,6 +20,7 @@ from eventbus_core.trn import compile_trn_pattern
 
 __all__ = [
     "FIRING_STATUSES",
+    "READ_PAGE_BYTES",
     "EventQuery",
     "Firing",
     "FiringQuery",
@@ -30,6 +31,7 @@ __all__ = [
     "StoredKey",
     "StoredRule",
     "TopicStats",
+    "row_bytes",
     "topic_narrowing",
     "trn_narrowing",
 ]
@@ -102,6 +104,10 @@ class EventQuery:
     from_ts: int | None = None
     to_ts: int | None = None
     order: Literal["asc", "desc"] = "asc"
+    #: Stop once the events read hold about this many bytes of JSON (at least one
+    #: event is returned). A page may then be shorter than `limit`: read on from
+    #: its last id until a page is empty. None: no bound (memory already holds them).
+    max_bytes: int | None = None
 
     def matches(self, event: Event) -> bool:
         """The exact test, shared by every backend after its own narrowing."""
@@ -120,6 +126,19 @@ class EventQuery:
         if self.from_ts is not None and event.timestamp < self.from_ts:
             return False
         return self.to_ts is None or event.timestamp <= self.to_ts
+
+
+#: The bound internal readers of the log (catch-up, the commit feed, the rule
+#: engine) put on one page, so a page of 1 MiB events is not a GiB in memory.
+READ_PAGE_BYTES = 8 * 1024 * 1024
+
+#: What a row costs beyond its payload and metadata text, for `EventQuery.max_bytes`.
+ROW_OVERHEAD_BYTES = 64
+
+
+def row_bytes(payload: str | None, metadata: str | None) -> int:
+    """The size `EventQuery.max_bytes` counts for a stored row (its JSON text)."""
+    return ROW_OVERHEAD_BYTES + len(payload or "") + len(metadata or "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from .base import (
     StoredKey,
     StoredRule,
     TopicStats,
+    row_bytes,
 )
 from .postgres_schema import migrate, quote_ident, schema_for_bus
 from .sql import (
@@ -260,17 +261,25 @@ class PostgresStorage(Storage):
         if query.limit <= 0:
             return []
         select = select_events(query, "numeric")
-        if select.exact:
+        if select.exact and query.max_bytes is None:
             return [event_from_row(row) for row in await self._fetch(select.sql, *select.params)]
         hits: list[Event] = []
+        budget = query.max_bytes
         async with self._connection() as conn, conn.transaction(readonly=True):
-            # A server-side cursor: rows arrive in pages until `limit` of them match.
-            async for row in conn.cursor(select.sql, *select.params, prefetch=500):
-                probe = Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])
-                if query.matches(probe):
-                    hits.append(event_from_row(row))
-                    if len(hits) == query.limit:
+            # A server-side cursor: rows arrive in pages until `limit` of them match
+            # (or they hold `max_bytes`), so a page of large events is never all in memory.
+            async for row in conn.cursor(select.sql, *select.params, prefetch=_prefetch(query)):
+                if not select.exact:
+                    probe = Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])
+                    if not query.matches(probe):
+                        continue
+                if budget is not None:
+                    budget -= row_bytes(row[2], row[4])
+                    if budget < 0 and hits:
                         break
+                hits.append(event_from_row(row))
+                if len(hits) == query.limit:
+                    break
         return hits
 
     async def list_topics(self) -> list[TopicStats]:
@@ -484,3 +493,9 @@ def _node_key(node_id: str) -> str:
 def _rowcount(status: str) -> int:
     """asyncpg answers `execute` with the command tag, e.g. 'DELETE 3'."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+def _prefetch(query: EventQuery) -> int:
+    """Rows per round trip: fewer when pages are bounded by bytes, so that ~100 rows
+    of up to a MiB each is the most a page ever holds before it stops."""
+    return min(query.limit, 100 if query.max_bytes is not None else 500)

@@ -32,6 +32,7 @@ from .base import (
     StoredKey,
     StoredRule,
     TopicStats,
+    row_bytes,
 )
 from .schema import migrate, write_transaction
 from .sql import Select, event_from_row, event_row, select_events
@@ -361,6 +362,7 @@ def _collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> lis
     without further round trips, and stops as soon as the page is full.
     """
     hits: list[Event] = []
+    budget = query.max_bytes
     cursor = conn.execute(select.sql, select.params)
     try:
         for event_id, topic, payload, timestamp, metadata, source, target, correlation in cursor:
@@ -369,6 +371,10 @@ def _collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> lis
                 probe = Event(event_id, topic, None, timestamp, None, source, target, correlation)
                 if not query.matches(probe):
                     continue
+            if budget is not None:
+                budget -= row_bytes(payload, metadata)
+                if budget < 0 and hits:
+                    break
             hits.append(event_from_row((event_id, topic, payload, timestamp, metadata, source, target, correlation)))
             if len(hits) == query.limit:
                 break
