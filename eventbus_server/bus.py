@@ -102,6 +102,7 @@ class Bus:
         self.connections = 0
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=config.queue_size)
         self._writer: asyncio.Task[None] | None = None
+        self._committing = False  # the writer holds a batch between the queue and its fan-out
         self._retention: asyncio.Task[None] | None = None
         self._allowed = (
             [compile_trn_pattern(p) for p in config.allowed_sources] if config.allowed_sources is not None else None
@@ -117,7 +118,7 @@ class Bus:
         config = self.config
         return RuleEngine(
             self.storage,
-            RuleBook(self.storage, bus_id=config.id, known_buses=lambda: self.peers.keys()),
+            RuleBook(self.storage, bus_id=config.id, accepted_by=self._accepted_by),
             ActionRunner(config.id, ToolRouter(config.tools), self._emit_as_rule),
             bus_id=config.id,
             max_concurrency=config.max_concurrency,
@@ -125,9 +126,26 @@ class Bus:
             max_hops=config.max_hops,
         )
 
+    def _accepted_by(self) -> dict[str, tuple[str, ...]]:
+        return {bus_id: bus.config.accept_from_buses for bus_id, bus in self.peers.items()}
+
     async def _emit_as_rule(self, bus_id: str | None, params: EmitParams) -> int:
-        """Emit an event a rule made, here or on a sibling bus; rules skip the allow-list."""
-        target = self if bus_id is None or bus_id == self.id else self.peers[bus_id]
+        """Emit an event a rule made, here or on a sibling bus that accepts this one's rules.
+
+        Rule-made events skip the allow-list (it guards clients), but not topic
+        validation or the `_sys.` reservation. The sibling's consent is checked
+        again here: a rule stored under an older config may no longer have it.
+        """
+        if bus_id is None or bus_id == self.id:
+            target = self
+        else:
+            target = self.peers.get(bus_id)  # type: ignore[assignment]
+            if target is None:
+                raise NotFound(f"bus {bus_id!r} is not running in this process")
+            if self.id not in target.config.accept_from_buses:
+                raise SourceNotAllowed(
+                    f"bus {bus_id!r} does not accept events from rules of bus {self.id!r} (its accept_from_buses)"
+                )
         return (await target.emit(params, trusted=True)).event_id
 
     # -- lifecycle -----------------------------------------------------------
@@ -189,7 +207,9 @@ class Bus:
             if self.rules is None:
                 return
             await self.rules.wait_idle()
-            if self._queue.empty() and self.rules.idle:
+            # Not just an empty queue: the writer may hold a batch it took but has
+            # not delivered yet (its fan-out can wait for the feed's lock).
+            if self._queue.empty() and not self._committing and self.rules.idle:
                 return
 
     # -- emitting ------------------------------------------------------------
@@ -219,9 +239,9 @@ class Bus:
 
     def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
         where = "" if index is None else f"events[{index}]: "
+        if is_reserved_topic(params.topic):
+            raise ReservedTopic(f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus")
         if not trusted:
-            if is_reserved_topic(params.topic):
-                raise ReservedTopic(f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus")
             self._check_source(params.source_trn, where)
         return NewEvent(
             topic=params.topic,
@@ -273,9 +293,11 @@ class Bus:
                     break
                 batch.append(item)
                 size += len(item.events)
+            self._committing = True
             try:
                 await self._commit(batch)
             finally:
+                self._committing = False
                 for _ in batch:
                     self._queue.task_done()
             if stop:

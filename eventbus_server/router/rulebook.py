@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from eventbus_core.envelope import now_ms
-from eventbus_core.errors import AlreadyExists, EventBusError, InvalidParams, NotFound
+from eventbus_core.errors import (
+    AlreadyExists,
+    EventBusError,
+    InvalidParams,
+    NotFound,
+    ReservedTopic,
+    SourceNotAllowed,
+)
 from eventbus_core.rules import EmitEvent, Rule
+from eventbus_core.topics import is_reserved_topic
 
 from ..storage.base import Storage, StoredRule
 from .index import RuleIndex
@@ -29,10 +37,13 @@ log = logging.getLogger("eventbus.rules")
 
 
 class RuleBook:
-    def __init__(self, storage: Storage, *, bus_id: str, known_buses: Callable[[], Collection[str]]) -> None:
+    def __init__(
+        self, storage: Storage, *, bus_id: str, accepted_by: Callable[[], Mapping[str, Collection[str]]]
+    ) -> None:
+        """`accepted_by()`: every bus of the process → the buses whose rules it accepts events from."""
         self.storage = storage
         self.bus_id = bus_id
-        self.known_buses = known_buses
+        self.accepted_by = accepted_by
         self.index = RuleIndex()
         self._compiled: dict[str, CompiledRule] = {}
         self._enabled: dict[str, bool] = {}
@@ -77,13 +88,30 @@ class RuleBook:
         """Validate and compile a rule (not stored): -32602 naming the bad part."""
         compiled = compile_rule(Rule.model_validate(body))
         action = compiled.rule.action
-        if isinstance(action, EmitEvent) and action.bus is not None and action.bus not in self.known_buses():
-            known = ", ".join(sorted(self.known_buses()))
-            raise InvalidParams(
-                f"invalid rule {compiled.id!r}: action.bus {action.bus!r} is not a bus of this process (buses: {known})",
-                [{"loc": "action.bus", "msg": f"no bus {action.bus!r} in this process"}],
+        topic = action.topic if isinstance(action, EmitEvent) else action.result_topic
+        if topic is not None and is_reserved_topic(topic):
+            where = "action.topic" if isinstance(action, EmitEvent) else "action.result_topic"
+            raise ReservedTopic(
+                f"invalid rule {compiled.id!r}: {where} {topic!r} is reserved: the _sys. prefix belongs to the bus"
             )
+        if isinstance(action, EmitEvent) and action.bus is not None and action.bus != self.bus_id:
+            self._check_target(compiled.id, action.bus)
         return compiled
+
+    def _check_target(self, rule_id: str, target: str) -> None:
+        """A rule may emit on another bus only if that bus lists this one in `accept_from_buses`."""
+        buses = self.accepted_by()
+        if target not in buses:
+            known = ", ".join(sorted(buses))
+            raise InvalidParams(
+                f"invalid rule {rule_id!r}: action.bus {target!r} is not a bus of this process (buses: {known})",
+                [{"loc": "action.bus", "msg": f"no bus {target!r} in this process"}],
+            )
+        if self.bus_id not in buses[target]:
+            raise SourceNotAllowed(
+                f"invalid rule {rule_id!r}: bus {target!r} does not accept events from rules of bus {self.bus_id!r}"
+                f" (add {self.bus_id!r} to accept_from_buses of {target!r} in its config)"
+            )
 
     async def register(self, body: dict[str, Any], *, replace: bool) -> bool:
         """Store a rule; True if it is new. -32004 if it exists and `replace` is false."""

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from eventbus_client import EventBusClient, connect
+from eventbus_core.errors import ReservedTopic, SourceNotAllowed
 from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
 
@@ -86,7 +89,7 @@ async def test_a_rule_that_triggers_itself_stops_at_max_hops(tmp_path: Path, sto
 
 
 async def test_emit_event_on_another_bus_of_the_process(tmp_path: Path) -> None:
-    buses = [rules_bus("memory", tmp_path), {"id": "audit", "allowed_sources": ["trn:org:"]}]
+    buses = [rules_bus("memory", tmp_path), {"id": "audit", "allowed_sources": ["trn:org:"], "accept_from_buses": ["rules"]}]
     async with start_buses(tmp_path, *buses) as app, await connect(app.url("rules")) as bus:
         await bus.register_rule({"id": "copy", "topic": "a.b", "action": {"type": "EmitEvent", "topic": "copied", "payload": "{{ $.payload }}", "bus": "audit"}})
         await bus.emit("a.b", {"x": 1})
@@ -95,6 +98,51 @@ async def test_emit_event_on_another_bus_of_the_process(tmp_path: Path) -> None:
             (copied,) = (await audit.poll("copied")).events
         # Rule events are the bus's own: the audit bus's allow-list does not apply to them.
         assert copied.payload == {"x": 1} and copied.source_trn == "trn:eventbus:rules:rule:copy"
+
+
+async def test_a_rule_may_not_emit_on_a_bus_that_does_not_accept_its_bus(tmp_path: Path) -> None:
+    # The attack: a client of an open bus aims a rule at a token-protected bus.
+    buses = [rules_bus("memory", tmp_path), {"id": "vault", "auth_token_env": "VAULT_TOKEN", "allowed_sources": ["trn:org:"]}]
+    async with start_buses(tmp_path, *buses, env={"VAULT_TOKEN": "s3cret"}) as app, await connect(app.url("rules")) as bus:
+        rule = {"id": "inject", "topic": "a.b", "action": {"type": "EmitEvent", "topic": "injected", "payload": "{{ $.payload }}", "bus": "vault"}}
+        with pytest.raises(SourceNotAllowed) as refused:
+            await bus.register_rule(rule)
+        assert "bus 'vault' does not accept events from rules of bus 'rules'" in str(refused.value)
+        assert "accept_from_buses" in str(refused.value)
+        await bus.emit("a.b", {"x": 1})
+        await settle(app)
+        assert await app.buses["vault"].storage.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "where"),
+    [
+        ({"type": "EmitEvent", "topic": "_sys.injected", "payload": 1}, "action.topic"),
+        ({"type": "EmitEvent", "topic": "_sys.injected", "payload": 1, "bus": "audit"}, "action.topic"),
+        ({"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1", "result_topic": "_sys.x"}, "action.result_topic"),
+    ],
+)
+async def test_rule_made_events_may_not_use_reserved_topics(tmp_path: Path, action: dict[str, Any], where: str) -> None:
+    buses = [rules_bus("memory", tmp_path), {"id": "audit", "accept_from_buses": ["rules"]}]
+    async with start_buses(tmp_path, *buses) as app, await connect(app.url("rules")) as bus:
+        with pytest.raises(ReservedTopic) as refused:
+            await bus.register_rule({"id": "sys", "topic": "a.b", "action": action})
+        assert f"{where} '_sys." in str(refused.value)
+
+
+async def test_consent_is_checked_again_when_the_rule_fires(tmp_path: Path) -> None:
+    """A rule stored while the target accepted it stops reaching it once the config says no."""
+    stored = rules_bus("sqlite", tmp_path)
+    rule = {"id": "copy", "topic": "a.b", "action": {"type": "EmitEvent", "topic": "copied", "payload": 1, "bus": "audit"}}
+    async with start_buses(tmp_path, stored, {"id": "audit", "accept_from_buses": ["rules"]}) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule(rule)
+    async with start_buses(tmp_path, stored, {"id": "audit"}) as app, await connect(app.url("rules")) as bus:
+        await bus.emit("a.b", 1)
+        await settle(app)
+        (firing,) = await bus.list_firings()
+        assert firing["status"] == "failed"
+        assert "bus 'audit' does not accept events from rules of bus 'rules'" in firing["error"]
+        assert await app.buses["audit"].storage.count() == 0
 
 
 async def test_tool_errors_are_retried_with_backoff_until_they_succeed(bus: EventBusClient, rules_app: EventBusApp) -> None:
