@@ -119,7 +119,11 @@ class Bus:
         return RuleEngine(
             self.storage,
             RuleBook(self.storage, bus_id=config.id, accepted_by=self._accepted_by),
-            ActionRunner(config.id, ToolRouter(config.tools), self._emit_as_rule),
+            ActionRunner(
+                config.id,
+                ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes),
+                self._emit_as_rule,
+            ),
             bus_id=config.id,
             max_concurrency=config.max_concurrency,
             retry=RetryPolicy(attempts=config.retry.attempts, backoff_ms=config.retry.backoff_ms),

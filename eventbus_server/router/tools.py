@@ -9,11 +9,18 @@ body, `{tool_id, input, event, firing_id}`, and returns the tool's JSON result:
 - `command`  run `argv` (never a shell), body on stdin, JSON result on stdout;
 - `python`   call `module:function` (sync ones in a worker thread).
 
+A reply is at most `max_reply_bytes` (the bus's `max_tool_reply_bytes`): the
+HTTP body, the JSON-RPC reply line, the command's stdout, the python result
+encoded as JSON. Replies are read in chunks and refused as soon as they pass
+the limit, so a tool that answers 100 MB costs the bus about the limit, never
+the 100 MB; a command is killed at that point.
+
 Errors::
 
-    ToolError        the call failed (retryable: the engine tries again)
-     └── ToolTimeout the call took longer than its timeout
-    NoToolRoute      no route matches the TRN (not retryable: a config problem)
+    ToolError              the call failed (retryable: the engine tries again)
+     ├── ToolTimeout       the call took longer than its timeout
+     └── ToolReplyTooLarge the reply passed max_reply_bytes
+    NoToolRoute            no route matches the TRN (not retryable: a config problem)
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import asyncio
 import importlib
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +40,27 @@ from eventbus_core.trn import compile_trn_pattern
 
 from ..config import ToolRoute, split_listen
 
-__all__ = ["NoToolRoute", "ToolCall", "ToolError", "ToolRouter", "ToolTimeout"]
+__all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
+    "NoToolRoute",
+    "ToolCall",
+    "ToolError",
+    "ToolReplyTooLarge",
+    "ToolRouter",
+    "ToolTimeout",
+]
 
+#: The bus's `max_tool_reply_bytes` default: the largest reply a tool may send.
+DEFAULT_MAX_REPLY_BYTES = 1_048_576
 #: How much of a failing tool's reply or stderr goes into the error message.
 SNIPPET_CHARS = 200
 STDERR_TAIL_CHARS = 500
-#: A JSON-RPC reply line may be this long; a tool that sends more is broken.
-MAX_REPLY_LINE_BYTES = 64 * 1024 * 1024
+#: stderr kept while a command runs: its tail, enough for STDERR_TAIL_CHARS characters.
+STDERR_TAIL_BYTES = 4 * STDERR_TAIL_CHARS
+#: Of a non-2xx HTTP body only a snippet is shown, so only this much is read.
+ERROR_BODY_BYTES = 4096
+#: Bytes asked of a pipe or socket per read.
+READ_CHUNK_BYTES = 65_536
 #: The JSON-RPC method called when a `jsonrpc` route names none.
 DEFAULT_RPC_METHOD = "call_tool"
 
@@ -57,12 +78,23 @@ class ToolTimeout(ToolError):
     """The call took longer than its timeout."""
 
 
+class ToolReplyTooLarge(ToolError):
+    """The tool's reply passed the router's `max_reply_bytes`; it was not kept."""
+
+
 class NoToolRoute(Exception):
     """No configured route matches the tool's TRN."""
 
 
 class _Failed(Exception):
     """Raised inside an invoker with just the reason; `invoke` adds tool and route."""
+
+
+class _TooLarge(_Failed):
+    """Raised inside an invoker when the reply passed the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"reply larger than max_tool_reply_bytes ({limit} bytes)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +125,18 @@ def describe(route: ToolRoute) -> str:
 
 
 class ToolRouter:
-    """Picks a route for a tool TRN and invokes it under a timeout."""
+    """Picks a route for a tool TRN and invokes it under a timeout.
 
-    def __init__(self, routes: Sequence[ToolRoute]) -> None:
+    Args:
+        routes: the bus's `tools`, first match wins.
+        max_reply_bytes: the largest reply accepted from any tool (see the module docstring).
+    """
+
+    def __init__(
+        self, routes: Sequence[ToolRoute], *, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    ) -> None:
         self.routes = tuple(routes)
+        self.max_reply_bytes = max_reply_bytes
         self._matchers = [(compile_trn_pattern(route.match), route) for route in self.routes]
         # Created on first use so a router can be built outside a running loop.
         self._http: httpx.AsyncClient | None = None
@@ -132,6 +172,8 @@ class ToolRouter:
                 raise ToolError(f"tool {call.tool_id} ({where}): {exc!r}", **tool) from exc
             message = f"tool {call.tool_id} timed out after {timeout_ms} ms ({where})"
             raise ToolTimeout(message, **tool) from None
+        except _TooLarge as exc:
+            raise ToolReplyTooLarge(f"tool {call.tool_id} ({where}): {exc}", **tool) from None
         except _Failed as exc:
             raise ToolError(f"tool {call.tool_id} ({where}): {exc}", **tool) from exc.__cause__
 
@@ -157,18 +199,38 @@ class ToolRouter:
 
     async def _http_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
         assert route.url is not None
-        headers = {"content-type": "application/json", **(route.headers or {})}
+        # identity: a compressed body is counted as it arrives, never inflated past the limit.
+        headers = {
+            "content-type": "application/json",
+            "accept-encoding": "identity",
+            **(route.headers or {}),
+        }
         client = self._http_client()
         try:
-            response = await client.post(route.url, content=dumps(body), headers=headers)
+            # Streamed, so a reply is refused before it is all in memory.
+            async with client.stream(
+                "POST", route.url, content=dumps(body), headers=headers
+            ) as response:
+                data = await self._http_body(response)
         except httpx.ConnectError as exc:
             reason = "connection refused" if _refused(exc) else str(exc) or type(exc).__name__
             raise _Failed(f"cannot connect ({reason})") from exc
         except httpx.HTTPError as exc:
             raise _Failed(f"{type(exc).__name__}: {exc}") from exc
+        return _json_reply(data, "reply")
+
+    async def _http_body(self, response: httpx.Response) -> bytes:
+        """The body of a 2xx reply of at most the limit; anything else raises `_Failed`."""
         if not response.is_success:
-            raise _Failed(f"HTTP {response.status_code}: {_snippet(response.content)}")
-        return _json_reply(response.content, "reply")
+            head = await _read_bounded(response.aiter_raw(), ERROR_BODY_BYTES, truncate=True)
+            raise _Failed(f"HTTP {response.status_code}: {_snippet(head)}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise _Failed(f"reply has content-encoding {encoding!r}; the bus asks for identity")
+        length = response.headers.get("content-length", "")
+        if length.strip().isdigit() and int(length) > self.max_reply_bytes:
+            raise _TooLarge(self.max_reply_bytes)  # refused before reading a byte of it
+        return await _read_bounded(response.aiter_raw(), self.max_reply_bytes)
 
     # -- jsonrpc ---------------------------------------------------------------
 
@@ -186,7 +248,7 @@ class ToolRouter:
         try:
             writer.write(dumps_line(request))
             await writer.drain()
-            reply = await _read_reply(reader, request_id)
+            reply = await _read_reply(reader, request_id, self.max_reply_bytes)
         except OSError as exc:
             raise _Failed(f"connection lost: {exc}") from exc
         finally:
@@ -215,14 +277,22 @@ class ToolRouter:
             )
         except OSError as exc:
             raise _Failed(f"cannot run {route.argv[0]!r}: {exc.strerror or exc}") from exc
+        assert process.stdin and process.stdout and process.stderr
+        # Not communicate(): it would hold all of stdout and stderr, however large.
+        feeding = asyncio.create_task(_write_stdin(process.stdin, dumps(body)))
+        stderr_tail = asyncio.create_task(_read_tail(process.stderr, STDERR_TAIL_BYTES))
         try:
-            stdout, stderr = await process.communicate(dumps(body))
-        except BaseException:
-            # Timed out or cancelled: the tool must not outlive its call.
+            stdout = await _read_bounded(_chunks(process.stdout), self.max_reply_bytes)
+            stderr = await stderr_tail
+            await process.wait()
+        finally:
+            # Done, too large, timed out or cancelled: the tool must not outlive its call.
             if process.returncode is None:
                 process.kill()
+            feeding.cancel()
+            stderr_tail.cancel()
+            await asyncio.gather(feeding, stderr_tail, return_exceptions=True)
             await process.wait()
-            raise
         if process.returncode != 0:
             tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL_CHARS:] or "(no stderr)"
             raise _Failed(f"exited with code {process.returncode}: {tail}")
@@ -235,12 +305,21 @@ class ToolRouter:
         function = self._function(route.function)
         try:
             if inspect.iscoroutinefunction(function):
-                return await function(body)
-            # A sync tool runs in a thread so it cannot stall the bus; on timeout
-            # the thread cannot be stopped and finishes in the background.
-            return await asyncio.to_thread(function, body)
+                result = await function(body)
+            else:
+                # A sync tool runs in a thread so it cannot stall the bus; on timeout
+                # the thread cannot be stopped and finishes in the background.
+                result = await asyncio.to_thread(function, body)
         except Exception as exc:
             raise _Failed(f"raised {type(exc).__name__}: {exc}") from exc
+        try:
+            encoded = dumps(result)
+        except TypeError as exc:  # orjson's JSONEncodeError
+            raise _Failed(f"result is not JSON: {exc}") from None
+        if len(encoded) > self.max_reply_bytes:
+            raise _TooLarge(self.max_reply_bytes)
+        # The decoded copy is what the other kinds return and what storage keeps.
+        return loads(encoded)
 
     def _function(self, spec: str) -> Callable[[dict[str, Any]], Any]:
         if (cached := self._functions.get(spec)) is not None:
@@ -295,14 +374,16 @@ def _tcp_address(url: str) -> tuple[str, int]:
         raise _Failed(f"url must be 'tcp://host:port', not {url!r}") from None
 
 
-async def _read_reply(reader: asyncio.StreamReader, request_id: int) -> dict[str, Any]:
+async def _read_reply(
+    reader: asyncio.StreamReader, request_id: int, max_line_bytes: int
+) -> dict[str, Any]:
     """The reply to `request_id`; other lines (notifications) are skipped."""
-    framer = LineFramer(MAX_REPLY_LINE_BYTES)
+    framer = LineFramer(max_line_bytes)
     while True:
-        data = await reader.read(65536)
+        data = await reader.read(READ_CHUNK_BYTES)
         lines = framer.feed(data) if data else framer.flush()
         if framer.overflowed:
-            raise _Failed(f"reply line longer than {MAX_REPLY_LINE_BYTES} bytes")
+            raise _TooLarge(max_line_bytes)
         for line in lines:
             try:
                 message = loads(line)
@@ -312,3 +393,39 @@ async def _read_reply(reader: asyncio.StreamReader, request_id: int) -> dict[str
                 return message
         if not data:
             raise _Failed("the tool closed the connection without replying")
+
+
+async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while data := await reader.read(READ_CHUNK_BYTES):
+        yield data
+
+
+async def _read_bounded(
+    chunks: AsyncIterator[bytes], limit: int, *, truncate: bool = False
+) -> bytes:
+    """All of `chunks`, stopping once past `limit`: `_TooLarge`, or the first `limit` bytes."""
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > limit:
+            if truncate:
+                return bytes(data[:limit])
+            raise _TooLarge(limit)
+    return bytes(data)
+
+
+async def _read_tail(reader: asyncio.StreamReader, keep_bytes: int) -> bytes:
+    """The last `keep_bytes` of the stream, read to its end."""
+    tail = b""
+    async for chunk in _chunks(reader):
+        tail = (tail + chunk)[-keep_bytes:]
+    return tail
+
+
+async def _write_stdin(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    try:
+        stdin.write(data)
+        await stdin.drain()
+        stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the tool exited without reading all of its input: its exit code tells

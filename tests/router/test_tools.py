@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from eventbus_core.codec import dumps
 from eventbus_server.config import ToolRoute
-from eventbus_server.router.tools import NoToolRoute, ToolCall, ToolError, ToolRouter, ToolTimeout
+from eventbus_server.router.tools import (
+    NoToolRoute,
+    ToolCall,
+    ToolError,
+    ToolReplyTooLarge,
+    ToolRouter,
+    ToolTimeout,
+)
+from tests.memory import MB, peak_rss
 from tests.ports import closed_port
 
 from . import tool_functions
 from .tool_servers import (
     ECHO_SCRIPT,
+    Handler,
     HttpReply,
     HttpTool,
     JsonRpcTool,
+    RawReply,
     echo,
     fail,
     fail_first,
@@ -36,7 +49,6 @@ def route(kind: str, match: str = "trn:user:alice:tool:*", **fields: Any) -> Too
 
 def call(firing_id: int = 42, tool_id: str = TOOL, input: Any = None) -> ToolCall:
     return ToolCall(tool_id, {"width": 10} if input is None else input, EVENT, firing_id)
-
 
 
 @pytest.fixture(autouse=True)
@@ -318,3 +330,206 @@ async def test_python_bad_function(function: str, reason: str) -> None:
     async with ToolRouter([route("python", function=function)]) as router:
         with pytest.raises(ToolError, match=reason):
             await router.invoke(call())
+
+
+# -- reply size limit ------------------------------------------------------------
+
+#: A small `max_reply_bytes` for the at-the-limit tests.
+LIMIT = 4096
+#: What the ~100 MB tools send: far past the default limit (1 MiB).
+HUGE_BYTES = 100_000_000
+#: How much the test process's peak memory may rise while such a tool is refused.
+MEMORY_BOUND = 50 * MB
+
+
+def too_large(where: str, limit: int = LIMIT) -> str:
+    """The whole message of a refused reply, as a regex."""
+    message = f"tool {TOOL} ({where}): reply larger than max_tool_reply_bytes ({limit} bytes)"
+    return f"^{re.escape(message)}$"
+
+
+def json_text(n_bytes: int) -> bytes:
+    """A JSON string of exactly `n_bytes` bytes: quotes and x's."""
+    return b'"' + b"x" * (n_bytes - 2) + b'"'
+
+
+def sized_http(*, chunked: bool) -> Handler:
+    """Replies with a JSON text of `input.bytes` bytes."""
+
+    async def handle(body: dict[str, Any]) -> Any:
+        return HttpReply(200, json_text(body["input"]["bytes"]), chunked=chunked)
+
+    return handle
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_http_reply_of_the_limit_is_accepted_one_byte_more_is_not(chunked: bool) -> None:
+    async with (
+        HttpTool(sized_http(chunked=chunked)) as tool,
+        ToolRouter([tool.route("trn:user:*")], max_reply_bytes=LIMIT) as router,
+    ):
+        assert await router.invoke(call(input={"bytes": LIMIT})) == "x" * (LIMIT - 2)
+        with pytest.raises(ToolReplyTooLarge, match=too_large(f"http {tool.url}")) as info:
+            await router.invoke(call(input={"bytes": LIMIT + 1}))
+        assert isinstance(info.value, ToolError) and info.value.kind == "http"
+        # The refused reply's connection is dropped, not reused half-read.
+        assert await router.invoke(call(input={"bytes": 10})) == "x" * 8
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_http_huge_reply_is_refused_without_holding_it(chunked: bool) -> None:
+    block = b"x" * 65_536
+    huge = HttpReply(200, block, chunked=chunked, repeat=HUGE_BYTES // len(block))
+    async with HttpTool(reply(huge)) as tool, ToolRouter([tool.route("trn:user:*")]) as router:
+        with (
+            peak_rss() as rss,
+            pytest.raises(ToolReplyTooLarge, match=too_large(f"http {tool.url}", MB)),
+        ):
+            await router.invoke(call())
+    assert rss.growth_bytes < MEMORY_BOUND
+
+
+async def test_http_asks_for_an_uncompressed_reply_and_refuses_a_compressed_one() -> None:
+    # A compressed body is small on the wire and huge once inflated (a zip bomb).
+    bomb = gzip.compress(json_text(HUGE_BYTES), compresslevel=9)
+    gzipped = HttpReply(200, bomb, headers={"Content-Encoding": "gzip"})
+    async with HttpTool(reply(gzipped)) as tool, ToolRouter([tool.route("trn:user:*")]) as router:
+        with (
+            peak_rss() as rss,
+            pytest.raises(ToolError, match="content-encoding 'gzip'; the bus asks for identity"),
+        ):
+            await router.invoke(call())
+    assert tool.headers[0]["accept-encoding"] == "identity"
+    assert rss.growth_bytes < MEMORY_BOUND
+
+
+async def test_http_error_body_is_read_only_for_its_snippet() -> None:
+    block = b"disk full " * 6_554
+    huge = HttpReply(503, block, chunked=True, repeat=HUGE_BYTES // len(block))
+    async with HttpTool(reply(huge)) as tool, ToolRouter([tool.route("trn:user:*")]) as router:
+        with peak_rss() as rss, pytest.raises(ToolError, match="HTTP 503: disk full") as info:
+            await router.invoke(call())
+    assert not isinstance(info.value, ToolReplyTooLarge) and len(str(info.value)) < 400
+    assert rss.growth_bytes < MEMORY_BOUND
+
+
+def rpc_reply_bytes(result: str, request_id: int) -> int:
+    """The length of the reply line JsonRpcTool writes for `result` (without the newline)."""
+    return len(dumps({"jsonrpc": "2.0", "id": request_id, "result": result}))
+
+
+async def test_jsonrpc_reply_line_of_the_limit_is_accepted_one_byte_more_is_not() -> None:
+    chars = LIMIT - rpc_reply_bytes("", request_id=1)
+    assert rpc_reply_bytes("x" * chars, request_id=1) == LIMIT
+
+    async def sized(body: dict[str, Any]) -> Any:
+        return "x" * body["input"]["chars"]
+
+    async with (
+        JsonRpcTool(sized) as tool,
+        ToolRouter([tool.route("trn:user:*")], max_reply_bytes=LIMIT) as router,
+    ):
+        # A fresh router numbers its requests 1, 2, …: one digit each here.
+        assert await router.invoke(call(input={"chars": chars})) == "x" * chars
+        with pytest.raises(ToolReplyTooLarge, match=too_large(f"jsonrpc {tool.url} call_tool")):
+            await router.invoke(call(input={"chars": chars + 1}))
+
+
+async def test_jsonrpc_endless_line_is_refused_without_holding_it() -> None:
+    block = b"x" * 65_536
+    endless = RawReply(block, repeat=HUGE_BYTES // len(block))
+    async with (
+        JsonRpcTool(reply(endless)) as tool,
+        ToolRouter([tool.route("trn:user:*")]) as router,
+    ):
+        with (
+            peak_rss() as rss,
+            pytest.raises(ToolReplyTooLarge, match=too_large(f"jsonrpc {tool.url} call_tool", MB)),
+        ):
+            await router.invoke(call())
+    assert rss.growth_bytes < MEMORY_BOUND
+
+
+async def test_jsonrpc_non_json_reply_fails() -> None:
+    async with (
+        JsonRpcTool(reply(RawReply(b"this is not json\n"))) as tool,
+        ToolRouter([tool.route("trn:user:*")]) as router,
+    ):
+        with pytest.raises(ToolError, match=r"reply is not JSON: this is not json$"):
+            await router.invoke(call())
+
+
+#: Prints a JSON text of `input.bytes` bytes.
+SIZED_SCRIPT = (
+    "import json, sys; n = json.load(sys.stdin)['input']['bytes']; "
+    "sys.stdout.write('\"' + 'x' * (n - 2) + '\"')"
+)
+
+
+async def test_command_output_of_the_limit_is_accepted_one_byte_more_is_not() -> None:
+    argv = python_argv(SIZED_SCRIPT)
+    async with ToolRouter([route("command", argv=argv)], max_reply_bytes=LIMIT) as router:
+        assert await router.invoke(call(input={"bytes": LIMIT})) == "x" * (LIMIT - 2)
+        with pytest.raises(ToolReplyTooLarge, match=too_large(f"command {argv[0]}")):
+            await router.invoke(call(input={"bytes": LIMIT + 1}))
+
+
+async def test_command_printing_100_mb_is_killed_at_the_limit(tmp_path: Path) -> None:
+    pid_file, finished = tmp_path / "pid", tmp_path / "finished"
+    script = (
+        f"import os, sys; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        f"sys.stdout.write('x' * {HUGE_BYTES}); sys.stdout.flush(); "
+        f"open({str(finished)!r}, 'w').close()"
+    )
+    argv = python_argv(script)
+    async with ToolRouter([route("command", argv=argv)]) as router:
+        with (
+            peak_rss() as rss,
+            pytest.raises(ToolReplyTooLarge, match=too_large(f"command {argv[0]}", MB)),
+        ):
+            await router.invoke(call())
+    assert rss.growth_bytes < MEMORY_BOUND
+    # Killed while still writing (it never got to the end) and reaped, not left behind.
+    assert not finished.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
+async def test_command_stderr_is_kept_as_a_bounded_tail() -> None:
+    script = f"import sys; sys.stderr.write('e' * {HUGE_BYTES} + 'the real reason'); sys.exit(2)"
+    async with ToolRouter([route("command", argv=python_argv(script))]) as router:
+        with (
+            peak_rss() as rss,
+            pytest.raises(ToolError, match=r"exited with code 2: e+the real reason$") as info,
+        ):
+            await router.invoke(call())
+    assert not isinstance(info.value, ToolReplyTooLarge) and len(str(info.value)) < 800
+    assert rss.growth_bytes < MEMORY_BOUND
+
+
+async def test_command_that_does_not_read_its_input_still_answers() -> None:
+    # The body is larger than a pipe holds, so writing it fails once the tool exits.
+    async with ToolRouter([route("command", argv=python_argv("print(7)"))]) as router:
+        assert await router.invoke(call(input="x" * 1_000_000)) == 7
+
+
+async def test_python_result_of_the_limit_is_accepted_one_byte_more_is_not() -> None:
+    function = f"{FUNCTIONS}:sized"
+    async with ToolRouter([route("python", function=function)], max_reply_bytes=LIMIT) as router:
+        assert await router.invoke(call(input={"chars": LIMIT - 2})) == "x" * (LIMIT - 2)
+        with pytest.raises(ToolReplyTooLarge, match=too_large(f"python {function}")):
+            await router.invoke(call(input={"chars": LIMIT - 1}))
+
+
+async def test_python_result_that_is_not_json_fails() -> None:
+    async with ToolRouter([route("python", function=f"{FUNCTIONS}:unencodable")]) as router:
+        with pytest.raises(
+            ToolError, match=r"result is not JSON: Type is not JSON serializable: set"
+        ):
+            await router.invoke(call())
+
+
+async def test_python_result_is_returned_as_json_decodes_it() -> None:
+    async with ToolRouter([route("python", function=f"{FUNCTIONS}:aecho")]) as router:
+        result = await router.invoke(call(input=(1, 2)))
+    assert result["input"] == [1, 2]  # what storage and the result topic get

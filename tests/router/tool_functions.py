@@ -68,3 +68,15 @@ def flaky(body: dict[str, Any]) -> dict[str, Any]:
     if _attempts[body["firing_id"]] <= (body.get("input") or {}).get("fail_times", 1):
         raise ConnectionError(f"planned failure {_attempts[body['firing_id']]}")
     return body
+
+
+def sized(body: dict[str, Any]) -> str:
+    """Sync: a string of `input.chars` x's (encoded: that many bytes plus two quotes)."""
+    CALLS.append(body)
+    return "x" * body["input"]["chars"]
+
+
+async def unencodable(body: dict[str, Any]) -> Any:
+    """Async: a value JSON cannot encode."""
+    CALLS.append(body)
+    return {"tags": {"a", "b"}}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Self
@@ -32,6 +32,7 @@ __all__ = [
     "HttpReply",
     "HttpTool",
     "JsonRpcTool",
+    "RawReply",
     "echo",
     "fail",
     "fail_first",
@@ -55,11 +56,26 @@ class Fail(Exception):
 
 @dataclass(frozen=True)
 class HttpReply:
-    """Returned by a handler of an HttpTool for full control of the response."""
+    """Returned by a handler of an HttpTool for full control of the response.
+
+    The body is sent `repeat` times (a huge reply without holding it), with a
+    Content-Length, or in chunked transfer encoding without one if `chunked`.
+    """
 
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
+    chunked: bool = False
+    repeat: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawReply:
+    """Returned by a handler of a JsonRpcTool: these bytes, `repeat` times, instead of a reply."""
+
+    data: bytes
+    repeat: int = 1
 
 
 # -- behaviours ---------------------------------------------------------------
@@ -252,6 +268,8 @@ class HttpTool(_LoopbackServer):
         super().__init__(handler)
         #: Headers of each request (lower-case names), in order.
         self.headers: list[dict[str, str]] = []
+        #: The request line of each request (`POST /tool HTTP/1.1`), in order.
+        self.request_lines: list[str] = []
 
     @property
     def url(self) -> str:
@@ -261,7 +279,8 @@ class HttpTool(_LoopbackServer):
         return ToolRoute.model_validate({"match": match, "kind": "http", "url": self.url, **extra})
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.readline():  # the request line; method and path do not matter
+        while request_line := await reader.readline():
+            self.request_lines.append(request_line.decode("latin-1").strip())
             headers: dict[str, str] = {}
             while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
                 name, _, value = line.decode("latin-1").partition(":")
@@ -269,8 +288,9 @@ class HttpTool(_LoopbackServer):
             raw = await reader.readexactly(int(headers.get("content-length", "0")))
             self.headers.append(headers)
             response = await self._respond(raw)
-            writer.write(_http_response(response))
-            await writer.drain()
+            for data in _http_response(response):
+                writer.write(data)
+                await writer.drain()
             if headers.get("connection", "").lower() == "close":
                 return
 
@@ -287,17 +307,27 @@ class HttpTool(_LoopbackServer):
         return HttpReply(200, dumps(result))
 
 
-def _http_response(reply: HttpReply) -> bytes:
+def _http_response(reply: HttpReply) -> Iterator[bytes]:
+    """The response in pieces, so a repeated body is never whole in memory."""
     try:
         reason = HTTPStatus(reply.status).phrase
     except ValueError:
         reason = "Unknown"
-    head = (
-        f"HTTP/1.1 {reply.status} {reason}\r\n"
-        f"Content-Type: {reply.content_type}\r\n"
-        f"Content-Length: {len(reply.body)}\r\n\r\n"
+    framing = (
+        "Transfer-Encoding: chunked"
+        if reply.chunked
+        else f"Content-Length: {len(reply.body) * reply.repeat}"
     )
-    return head.encode("latin-1") + reply.body
+    extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
+    head = f"HTTP/1.1 {reply.status} {reason}\r\nContent-Type: {reply.content_type}\r\n{extra}{framing}\r\n\r\n"
+    yield head.encode("latin-1")
+    for _ in range(reply.repeat):
+        if not reply.chunked:
+            yield reply.body
+        elif reply.body:
+            yield f"{len(reply.body):x}\r\n".encode() + reply.body + b"\r\n"
+    if reply.chunked:
+        yield b"0\r\n\r\n"
 
 
 class JsonRpcTool(_LoopbackServer):
@@ -323,6 +353,11 @@ class JsonRpcTool(_LoopbackServer):
             request = loads(line)
             self.methods.append(request.get("method"))
             result, failure = await self.answer(request.get("params"))
+            if isinstance(result, RawReply):
+                for _ in range(result.repeat):
+                    writer.write(result.data)
+                    await writer.drain()
+                continue
             if failure is not None:
                 message = {
                     "jsonrpc": "2.0",

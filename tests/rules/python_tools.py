@@ -59,3 +59,15 @@ def record(request: dict[str, Any]) -> Any:
         log.write(f"{request['firing_id']} {request['event']['event_id']}\n")
     time.sleep(0.02)
     return {"done": request["event"]["event_id"]}
+
+
+def sized(request: dict[str, Any]) -> Any:
+    """A string of `input.chars` x's."""
+    CALLS.append(request)
+    return "x" * request["input"]["chars"]
+
+
+async def unencodable(request: dict[str, Any]) -> Any:
+    """A result JSON cannot encode."""
+    CALLS.append(request)
+    return {"tags": {"a", "b"}}

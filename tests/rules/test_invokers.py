@@ -1,11 +1,13 @@
 """Each invoker kind behind a rule, over the wire: a real HTTP tool, a real
-JSON-RPC tool server and a real subprocess, configured as the bus's `tools`
-routes. Success with a result topic, retries that end in success, timeouts
-and errors that end as dead letters."""
+JSON-RPC tool server, a real subprocess and a python function, configured as
+the bus's `tools` routes. Success with a result topic, retries that end in
+success, timeouts, errors and replies past `max_tool_reply_bytes` that end as
+dead letters, and templates that reach only the call's JSON body."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,15 +16,19 @@ import pytest
 
 from eventbus_client import connect
 from tests.conftest import start_buses
+from tests.memory import MB, peak_rss
 from tests.router.tool_servers import (
     ECHO_SCRIPT,
     Handler,
+    HttpReply,
     HttpTool,
     JsonRpcTool,
+    RawReply,
     echo,
     fail,
     fail_first,
     python_argv,
+    reply,
     slow,
 )
 
@@ -30,6 +36,7 @@ from .conftest import rules_bus, settle
 
 TOOL = "trn:user:alice:tool:deploy:v1"
 SERVER_KINDS = ["http", "jsonrpc"]
+ALL_KINDS = ["http", "jsonrpc", "command", "python"]
 
 
 @contextlib.asynccontextmanager
@@ -130,3 +137,157 @@ async def test_a_failing_command_tool_reports_its_exit_code_and_stderr(tmp_path:
         await settle(app)
         (dead,) = await bus.list_firings(status="failed")
         assert "exited with code 4" in dead["error"] and "no such service" in dead["error"]
+
+
+def command_route(script: str, **extra: Any) -> dict[str, Any]:
+    return {"match": "trn:user:alice:tool:*", "kind": "command", "argv": list(python_argv(script)), **extra}
+
+
+def python_route(function: str, **extra: Any) -> dict[str, Any]:
+    return {"match": "trn:user:alice:tool:*", "kind": "python", "function": f"tests.rules.python_tools:{function}", **extra}
+
+
+@contextlib.asynccontextmanager
+async def tool_route(kind: str, *, handler: Handler, script: str, function: str) -> AsyncIterator[dict[str, Any]]:
+    """The route of a tool of this kind: a server running `handler`, `script`, or `function`."""
+    if kind in SERVER_KINDS:
+        async with tool_server(kind, handler) as server:
+            yield route_config(server)
+    else:
+        yield command_route(script) if kind == "command" else python_route(function)
+
+
+async def test_a_hanging_command_tool_times_out_and_is_killed(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(30)"
+    config = rules_bus("memory", tmp_path, tools=[command_route(script)])
+    async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule(invoke_rule(timeout_ms=300, retry={"attempts": 2, "backoff_ms": 1}))
+        await bus.emit("deploy.requested", {"service": "api"})
+        await settle(app)
+        (dead,) = await bus.list_firings(status="failed")
+        assert dead["attempts"] == 2 and dead["result"] is None
+        assert f"tool {TOOL} timed out after 300 ms (command " in dead["error"]
+    for pid in pids.read_text().split():  # each attempt's process is gone, not left behind
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+async def test_a_hanging_python_tool_times_out(tmp_path: Path) -> None:
+    config = rules_bus("memory", tmp_path, tools=[python_route("slow")])
+    async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule(invoke_rule(input={"sleep_s": 30}, timeout_ms=100, retry={"attempts": 2, "backoff_ms": 1}))
+        await bus.emit("deploy.requested", {"service": "api"})
+        await settle(app)
+        (dead,) = await bus.list_firings(status="failed")
+        assert dead["attempts"] == 2 and f"tool {TOOL} timed out after 100 ms (python " in dead["error"]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+async def test_a_tool_that_answers_invalid_json_fails_the_firing(kind: str, tmp_path: Path) -> None:
+    html = HttpReply(200, b"<html>hello</html>", "text/html")
+    handler = reply(html if kind == "http" else RawReply(b"<html>hello</html>\n"))
+    async with tool_route(kind, handler=handler, script="print('<html>hello</html>')", function="unencodable") as route:
+        config = rules_bus("sqlite", tmp_path, tools=[route])
+        async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+            await bus.register_rule(invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1}))
+            await bus.emit("deploy.requested", {"service": "api"})
+            await settle(app)
+            (dead,) = await bus.list_firings(status="failed")
+            assert dead["attempts"] == 2 and dead["result"] is None
+            assert dead["error"].startswith(f"tool {TOOL} ({kind} ")
+            expected = "result is not JSON: Type is not JSON serializable: set" if kind == "python" else "not JSON: <html>hello</html>"
+            assert expected in dead["error"] and "internal error" not in dead["error"]
+            assert (await bus.poll("deploy.done")).events == []
+
+
+#: The bus's max_tool_reply_bytes in the size tests.
+REPLY_LIMIT = 65_536
+#: Prints a JSON string of `input.chars` x's.
+SIZED_SCRIPT = "import json, sys; json.dump('x' * json.load(sys.stdin)['input']['chars'], sys.stdout)"
+
+
+async def sized_reply(body: dict[str, Any]) -> Any:
+    return "x" * body["input"]["chars"]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+async def test_a_reply_over_max_tool_reply_bytes_fails_the_firing_and_is_never_stored(kind: str, tmp_path: Path) -> None:
+    async with tool_route(kind, handler=sized_reply, script=SIZED_SCRIPT, function="sized") as route:
+        config = rules_bus("sqlite", tmp_path, tools=[route], max_tool_reply_bytes=REPLY_LIMIT)
+        async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+            rule = invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1})
+            await bus.register_rule({**rule, "action": {**rule["action"], "input": {"chars": "{{ $.payload.chars }}"}}})
+            # A JSON-RPC reply line adds about 40 bytes to the result; 100 leaves room.
+            under = await bus.emit("deploy.requested", {"chars": REPLY_LIMIT - 100})
+            over = await bus.emit("deploy.requested", {"chars": REPLY_LIMIT + 1})
+            await settle(app)
+
+            firings = {firing["event_id"]: firing for firing in await bus.list_firings()}
+            ok, dead = firings[under.event_id], firings[over.event_id]
+            assert (ok["status"], ok["result"]) == ("ok", "x" * (REPLY_LIMIT - 100))
+            assert (dead["status"], dead["attempts"], dead["result"]) == ("failed", 2, None)
+            assert dead["error"].startswith(f"tool {TOOL} ({kind} ")
+            assert dead["error"].endswith(f"): reply larger than max_tool_reply_bytes ({REPLY_LIMIT} bytes)")
+            (result,) = (await bus.poll("deploy.done")).events  # the small reply's only
+            assert result.payload == ok["result"]
+            assert result.metadata["caused_by"]["event_id"] == under.event_id
+
+
+async def test_a_command_tool_printing_100_mb_is_killed_and_nothing_is_kept(tmp_path: Path) -> None:
+    script = "import sys; sys.stdout.write('x' * 100_000_000)"
+    config = rules_bus("memory", tmp_path, tools=[command_route(script)])
+    async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule(invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1}))
+        with peak_rss() as rss:
+            await bus.emit("deploy.requested", {"service": "api"})
+            await settle(app)
+        # The server (this process) held about the limit per attempt, never the 100 MB.
+        assert rss.growth_bytes < 50 * MB
+        (dead,) = await bus.list_firings()
+        assert (dead["status"], dead["attempts"], dead["result"]) == ("failed", 2, None)
+        executable = python_argv("")[0]
+        assert dead["error"] == f"tool {TOOL} (command {executable}): reply larger than max_tool_reply_bytes (1048576 bytes)"
+        assert (await bus.poll("deploy.done")).events == []
+
+
+#: A payload a shell or URL template would act on; it must reach the tool only as JSON data.
+HOSTILE = {
+    "service": "api; touch pwned-semicolon && $(touch pwned-subshell) `touch pwned-backtick` | cat /etc/passwd > out",
+    "url": "http://evil.example:9/steal?next=../../admin&x=1#frag",
+}
+
+
+def copying_rule() -> dict[str, Any]:
+    return invoke_rule(
+        result_topic="deploy.done",
+        input={"service": "{{ $.payload.service }}", "url": "{{ $.payload.url }}", "line": "run {{ $.payload.service }}"},
+    )
+
+
+async def test_templates_never_reach_a_commands_argv(tmp_path: Path) -> None:
+    script = "import json, sys; json.dump({'argv': sys.orig_argv, 'input': json.load(sys.stdin)['input']}, sys.stdout)"
+    # Even template syntax in argv itself is passed as it is written.
+    argv = [*python_argv(script), "--service", "{{ $.payload.service }}", "{{ $.payload.url }}"]
+    tools = [{"match": "trn:user:alice:tool:*", "kind": "command", "argv": argv}]
+    async with start_buses(tmp_path, rules_bus("memory", tmp_path, tools=tools)) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule(copying_rule())
+        await bus.emit("deploy.requested", HOSTILE)
+        await settle(app)
+        (result,) = (await bus.poll("deploy.done")).events
+    assert result.payload["argv"] == argv
+    assert result.payload["input"] == {**HOSTILE, "line": f"run {HOSTILE['service']}"}
+    assert not list(tmp_path.glob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+
+
+async def test_templates_never_reach_an_http_url(tmp_path: Path) -> None:
+    async with HttpTool(echo()) as server:
+        config = rules_bus("memory", tmp_path, tools=[route_config(server)])
+        async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+            await bus.register_rule(copying_rule())
+            await bus.emit("deploy.requested", HOSTILE)
+            await settle(app)
+            (result,) = (await bus.poll("deploy.done")).events
+    assert server.request_lines == ["POST /tool HTTP/1.1"]  # the configured path, nothing added
+    assert server.headers[0]["host"] == f"127.0.0.1:{server.port}"
+    assert result.payload["input"] == {**HOSTILE, "line": f"run {HOSTILE['service']}"}
