@@ -96,7 +96,8 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         if self._outgoing and not self._closed and self._transport is not None:
-            data = b"".join(self._outgoing)
+            # One item (a large reply, often) goes as it is: joining would copy it.
+            data = self._outgoing[0] if len(self._outgoing) == 1 else b"".join(self._outgoing)
             self._outgoing.clear()
             self._transport.write(data)
 
@@ -247,8 +248,9 @@ class Connection(asyncio.Protocol):
         self.write(dumps_line(reply))
 
     def _budget(self) -> ReplyBudget:
-        # Half the output budget: a page always fits beside what waits to be sent.
-        return ReplyBudget(self.config.max_output_bytes // 2)
+        # A quarter of the output budget: a page fits beside what waits to be sent,
+        # and the copies made while it is encoded stay small beside it.
+        return ReplyBudget(self.config.max_output_bytes // 4)
 
     @contextlib.asynccontextmanager
     async def heavy_read(self) -> AsyncIterator[None]:

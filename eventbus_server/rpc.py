@@ -84,7 +84,7 @@ class ReplyBudget:
     def check(self, method: str) -> None:
         if self.left <= 0:
             raise Overloaded(
-                f"{method}: this batch's replies already hold {self.total} bytes (half of max_output_bytes);"
+                f"{method}: this batch's replies already hold {self.total} bytes (a quarter of max_output_bytes);"
                 " ask for the rest in another request"
             )
 
@@ -216,7 +216,7 @@ async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     async with ctx.subscriber.heavy_read():
         ctx.budget.check("poll_events")
         events = await ctx.bus.poll(EventQuery(**request.model_dump(), max_bytes=ctx.budget.left))
-    page = ctx.budget.page(events)
+        page = ctx.budget.page(events)  # still holding the read: one page in memory per connection
     next_since = events[len(page) - 1].event_id if page else request.since
     return {"events": page, "next_since": next_since}
 
@@ -318,7 +318,7 @@ async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     async with ctx.subscriber.heavy_read():
         ctx.budget.check("list_firings")
         firings = await rules.list_firings(FiringQuery(**request.model_dump()))
-    page = ctx.budget.page(f.wire() for f in firings)
+        page = ctx.budget.page(f.wire() for f in firings)
     next_since = firings[len(page) - 1].firing_id if page else request.since
     return {"firings": page, "next_since": next_since}
 

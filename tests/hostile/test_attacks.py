@@ -1,0 +1,315 @@
+"""The attacks of issue "No client can hurt a bus", each against a real server process.
+
+Every test does what one hostile or broken client did in the review, on a
+`victim` bus, while other clients use the victim bus and the `other` bus of
+the same process, and asserts what those users see (DESIGN.md §3 "Limits").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from eventbus_client import connect
+
+from .conftest import (
+    HostileServer,
+    assert_pings_answered,
+    hostile_server,
+    line,
+    pinging,
+    raw_connection,
+    read_replies,
+    victim_bus,
+)
+
+pytestmark = pytest.mark.slow
+
+#: The server's resident memory may grow this much during an attack. The attacks
+#: of the issue took it from ~55 MB to 0.6-7.9 GB.
+RSS_GROWTH_BOUND_MB = 120
+
+
+async def sample_rss(server: HostileServer, seconds: float) -> float:
+    """The highest resident memory seen over `seconds`."""
+    worst = server.rss_mb()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        worst = max(worst, server.rss_mb())
+    return worst
+
+
+def assert_clean_log(server: HostileServer) -> None:
+    assert server.internal_errors() == []
+
+
+# -- integers beyond int64 -----------------------------------------------------------
+
+BIG = [2**63, 2**63 + 1, 2**64 - 1]
+
+
+async def test_out_of_range_timestamps_never_fail_another_clients_emits(storage_kind: str, tmp_path: Path) -> None:
+    async with hostile_server(tmp_path, victim_bus(storage_kind, tmp_path)) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        attacks = b"".join(
+            line("emit_event", {"topic": "t", "payload": 1, "timestamp": BIG[i % 3]}, call_id=i) for i in range(500)
+        )
+        async with await connect(server.url("victim")) as victim:
+
+            async def attack() -> None:
+                for _ in range(10):  # interleaved with the victim's pipelined emits
+                    writer.write(attacks)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+
+            results = await asyncio.gather(
+                attack(), *(victim.emit("v", i) for i in range(5000)), return_exceptions=True
+            )
+            failures = [r for r in results[1:] if isinstance(r, BaseException)]
+            assert failures == []
+            assert len({r.event_id for r in results[1:]}) == 5000  # type: ignore[union-attr]
+            page = await victim.poll("t", limit=10)
+            assert page.events == []  # not one attacking event was stored
+        replies = await read_replies(reader, 5000)
+        assert {r["error"]["code"] for r in replies} == {-32602}
+        assert {r["error"]["data"][0]["loc"] for r in replies} == {"timestamp"}
+        writer.close()
+    assert_clean_log(server)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field"),
+    [
+        ("poll_events", {"since": 2**63}, "since"),
+        ("poll_events", {"from_ts": 2**64 - 1}, "from_ts"),
+        ("poll_events", {"to_ts": 2**63}, "to_ts"),
+        ("poll_events", {"since": -1}, "since"),
+        ("subscribe_topic", {"topic": ">", "since": 2**63}, "since"),
+        ("list_firings", {"since": 2**64 - 1}, "since"),
+    ],
+)
+async def test_out_of_range_cursors_are_refused_naming_the_field(
+    tmp_path: Path, method: str, params: dict[str, int], field: str
+) -> None:
+    bus = victim_bus("sqlite", tmp_path, enable_rules=True)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        writer.write(line(method, params, call_id=9))
+        [reply] = await read_replies(reader, 1)
+        assert reply["id"] == 9 and reply["error"]["code"] == -32602
+        assert reply["error"]["data"][0]["loc"] == field
+        writer.close()
+    assert_clean_log(server)
+
+
+# -- floods of requests that are never read -------------------------------------------
+
+
+async def fill(server: HostileServer, events: int, payload_bytes: int) -> None:
+    async with await connect(server.url("victim")) as client:
+        payload = "x" * payload_bytes
+        for start in range(0, events, 1000):
+            await client.emit_many([{"topic": "fill", "payload": {"i": i, "s": payload}} for i in range(start, start + 1000)])
+
+
+async def test_pipelined_polls_that_are_never_read_stay_bounded(tmp_path: Path) -> None:
+    async with hostile_server(tmp_path, victim_bus("sqlite", tmp_path)) as server:
+        await fill(server, 10_000, 1000)
+        before = server.rss_mb()
+        _reader, writer = await raw_connection(server.address("victim"))
+        polls = b"".join(line("poll_events", {"limit": 10_000}, call_id=i) for i in range(5000))
+        async with pinging(server) as monitors:
+            writer.write(polls)  # the server stops reading once its budget is full; the rest waits in the socket
+            worst = await sample_rss(server, 4.0)
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        writer.transport.abort()  # the attacker goes; its calls are cancelled
+        async with pinging(server) as monitors:
+            await asyncio.sleep(0.5)
+        assert_pings_answered(monitors)
+    assert_clean_log(server)
+
+
+async def test_huge_batches_of_junk_get_one_error_each(tmp_path: Path) -> None:
+    async with hostile_server(tmp_path, victim_bus("memory", tmp_path)) as server:
+        junk = b"[" + b",".join([b"1"] * 524_000) + b"]\n"
+        assert len(junk) < 1_048_576
+        before = server.rss_mb()
+        connections = [await raw_connection(server.address("victim")) for _ in range(10)]
+        async with pinging(server) as monitors:
+            for _, writer in connections:
+                writer.write(junk)
+            worst = await sample_rss(server, 2.0)
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        for reader, writer in connections:
+            reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+            assert reply["id"] is None and reply["error"]["code"] == -32600
+            assert "524000 items is over the limit of 1000" in reply["error"]["message"]
+            writer.close()
+    assert_clean_log(server)
+
+
+async def test_ten_thousand_subscriptions_that_are_never_read(tmp_path: Path) -> None:
+    bus = victim_bus("sqlite", tmp_path, subscriber_buffer=100)
+    async with hostile_server(tmp_path, bus) as server:
+        before = server.rss_mb()
+        reader, writer = await raw_connection(server.address("victim"))
+        writer.write(b"".join(line("subscribe_topic", {"topic": ">"}, call_id=i) for i in range(10_000)))
+        await writer.drain()
+        async with pinging(server) as monitors, await connect(server.url("victim")) as victim:
+            worst_ack = 0.0
+            for batch in range(50):
+                started = time.monotonic()
+                await victim.emit_many([{"topic": "v", "payload": {"batch": batch, "i": i}} for i in range(100)])
+                worst_ack = max(worst_ack, time.monotonic() - started)
+            worst = server.rss_mb()
+        assert_pings_answered(monitors)
+        assert worst_ack < 1.0, f"a batch of 100 emits took {worst_ack:.2f} s to be acknowledged"
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        replies = await read_replies(reader, 10_000, timeout_s=60)
+        accepted = [r for r in replies if "result" in r]
+        refused = [r for r in replies if "error" in r]
+        assert len(accepted) == 1000
+        assert len(refused) == 9000 and {r["error"]["code"] for r in refused} == {-32005}
+        assert "max_subscriptions" in refused[0]["error"]["message"]
+        writer.close()
+    assert_clean_log(server)
+
+
+async def test_firing_subscriptions_that_are_never_read_lag(tmp_path: Path) -> None:
+    echo = {"match": "trn:user:test:python:echo:*", "kind": "python", "function": "tests.rules.python_tools:echo"}
+    bus = victim_bus("memory", tmp_path, enable_rules=True, subscriber_buffer=50, max_output_bytes=65_536, tools=[echo])
+    async with hostile_server(tmp_path, bus) as server:
+        async with await connect(server.url("victim")) as victim:
+            # Each firing's result is the event's 2 KB payload, and so is each rule_fired notification.
+            action = {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1", "input": "{{ $.payload }}"}
+            await victim.register_rule({"id": "echo", "topic": "in", "action": action})
+            # A window of 64 KiB, not 4: reading the backlog at the end must not take minutes.
+            reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+            writer.write(line("subscribe_firings", {}, call_id=1))
+            [subscribed] = await read_replies(reader, 1)
+            sub_id = subscribed["result"]["subscription"]
+            before = server.rss_mb()
+            async with pinging(server) as monitors:
+                for start in range(0, 4000, 500):
+                    await victim.emit_many([{"topic": "in", "payload": {"i": i, "pad": "x" * 2000}} for i in range(start, start + 500)])
+                worst = server.rss_mb()
+            assert_pings_answered(monitors)
+            assert worst - before < RSS_GROWTH_BOUND_MB
+            async with asyncio.timeout(30):  # every firing is done (and the subscriber fell behind)
+                while (await victim.bus_info())["stats"]["firings"]["ok"] < 4000:
+                    await asyncio.sleep(0.05)
+            lagged = None
+            async with asyncio.timeout(30):
+                while lagged is None:
+                    message = json.loads(await reader.readline())
+                    if message.get("method") == "lagged":
+                        lagged = message["params"]
+            assert lagged["subscription"] == sub_id
+            # Everything missed is listed after resume_since.
+            rest = await victim.list_firings(since=lagged["resume_since"], limit=10_000)
+            assert len(rest) > 0 and all(f["firing_id"] > lagged["resume_since"] for f in rest)
+            writer.close()
+    assert_clean_log(server)
+
+
+# -- connections that hold slots ---------------------------------------------------------
+
+
+async def test_slow_partial_lines_are_closed_and_free_their_slots(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, max_connections=50, read_timeout_s=1)
+    async with hostile_server(tmp_path, bus) as server:
+        slow = [await raw_connection(server.address("victim")) for _ in range(48)]  # the pingers take two
+
+        async def one_byte_at_a_time(writer: asyncio.StreamWriter) -> None:
+            for byte in b'{"jsonrpc": "2.0", "method": "ping", "id": 1}':
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.2)
+
+        async with pinging(server) as monitors:
+            trickles = [asyncio.create_task(one_byte_at_a_time(w)) for _, w in slow]
+            for reader, _ in slow:
+                reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
+                assert reply["error"]["code"] == -32600
+                assert "not completed within 1 s" in reply["error"]["message"]
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            for task in trickles:
+                task.cancel()
+            await asyncio.gather(*trickles, return_exceptions=True)
+            for _, writer in slow:
+                writer.close()
+            # Their slots are free again: a new client connects and is served.
+            async with await connect(server.url("victim")) as late:
+                assert await late.ping() == "pong"
+        assert_pings_answered(monitors)
+    assert_clean_log(server)
+
+
+async def test_an_idle_connection_without_a_partial_line_stays_open(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, read_timeout_s=0.5)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        await asyncio.sleep(1.5)
+        writer.write(line("ping", call_id=3))
+        assert await read_replies(reader, 1) == [{"jsonrpc": "2.0", "id": 3, "result": "pong"}]
+        writer.close()
+
+
+async def test_a_client_past_max_connections_reads_the_refusal(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, max_connections=3)
+    async with hostile_server(tmp_path, bus) as server:
+        held = [await raw_connection(server.address("victim")) for _ in range(3)]
+        for attempt in range(20):
+            reader, writer = await raw_connection(server.address("victim"))
+            writer.write(line("ping", call_id=attempt))  # at once, before the refusal arrives
+            raw = await asyncio.wait_for(reader.readline(), 5)  # a reset would raise here
+            reply = json.loads(raw)
+            assert reply["id"] is None and reply["error"]["code"] == -32005
+            assert "too many connections (limit 3)" in reply["error"]["message"]
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        for _, writer in held:
+            writer.close()
+    assert_clean_log(server)
+
+
+# -- authentication ----------------------------------------------------------------------
+
+
+async def test_wrong_tokens_are_slow_and_the_fifth_closes(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN")
+    async with hostile_server(tmp_path, bus, env={"VICTIM_TOKEN": "right"}) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        started = time.monotonic()
+        writer.write(b"".join(line("authenticate", {"token": f"guess-{i}"}, call_id=i) for i in range(3000)))
+        replies = []
+        async with asyncio.timeout(10):
+            while raw := await reader.readline():
+                replies.append(json.loads(raw))
+        elapsed = time.monotonic() - started
+        assert [r["id"] for r in replies] == [0, 1, 2, 3, 4]
+        assert {r["error"]["code"] for r in replies} == {-32006}
+        assert "5 wrong tokens, closing the connection" in replies[-1]["error"]["message"]
+        assert elapsed >= 0.5  # five guesses, each answered no sooner than 100 ms
+        writer.close()
+    assert_clean_log(server)
+
+
+async def test_a_connection_that_never_authenticates_is_closed_and_frees_its_slot(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN", auth_timeout_s=0.5, max_connections=1)
+    async with hostile_server(tmp_path, bus, env={"VICTIM_TOKEN": "right"}) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 5))
+        assert reply["error"]["code"] == -32006
+        assert "not authenticated within 0.5 s" in reply["error"]["message"]
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        async with await connect(server.url("victim"), token="right") as client:
+            assert await client.ping() == "pong"
+    assert_clean_log(server)
