@@ -1,13 +1,51 @@
-"""Where a validation problem is: pydantic's location tuples as `events[3].topic`.
+"""Where a validation problem is and what it says: pydantic's errors in our words.
 
-Config errors (`[1].listen`) and -32602 `data` items use the same form.
+Config errors (`[1].listen`) and -32602 `data` items use the same form, and
+the same plain messages for wrong types and int64 bounds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["format_loc"]
+import orjson
+
+from .numbers import INT64_MAX
+
+__all__ = ["format_loc", "plain_message"]
+
+#: What a strict type error says instead of pydantic's "Input should be a valid …".
+_TYPE_WORDS = {
+    "bool_type": "must be true or false",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "tuple_type": "must be an array",
+    "list_type": "must be an array",
+}
+
+
+def plain_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error (an item of `ValidationError.errors()`) as a short sentence."""
+    kind = error["type"]
+    if kind in _TYPE_WORDS:
+        return f"{_TYPE_WORDS[kind]}, not {shown(error['input'])}"
+    if kind == "less_than_equal" and error.get("ctx", {}).get("le") == INT64_MAX:
+        return f"must be at most 2^63-1 (int64), not {shown(error['input'])}"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def shown(value: Any) -> str:
+    """A wrong value as JSON spells it: `"yes"`, `8.5`, `[1]` (cut at 40 characters)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def format_loc(parts: Sequence[int | str]) -> str:

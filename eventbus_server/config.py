@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from eventbus_core.durations import parse_duration_s
-from eventbus_core.locations import format_loc
+from eventbus_core.locations import format_loc, plain_message
 from eventbus_core.numbers import INT64_MAX
 from eventbus_core.trn import validate_trn_pattern
 
@@ -354,36 +354,9 @@ def _problems(exc: ValidationError, index: int) -> list[tuple[str, str]]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = format_loc([index, *error["loc"]])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = _unknown_key(error["loc"])
-        elif error["type"] in _TYPE_WORDS:
-            message = f"{_TYPE_WORDS[error['type']]}, not {_shown(error['input'])}"
+        message = _unknown_key(error["loc"]) if error["type"] == "extra_forbidden" else plain_message(error)
         problems.append((loc, message))
     return problems
-
-
-#: What a strict type error says instead of pydantic's "Input should be a valid …".
-_TYPE_WORDS = {
-    "bool_type": "must be true or false",
-    "int_type": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_type": "must be a number",
-    "string_type": "must be a string",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "tuple_type": "must be an array",
-    "list_type": "must be an array",
-}
-
-
-def _shown(value: Any) -> str:
-    """A wrong value as the file spells it: `"yes"`, `8.5`, `[1]` (cut at 40 characters)."""
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _unknown_key(loc: Sequence[Any]) -> str:

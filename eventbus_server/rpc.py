@@ -34,7 +34,7 @@ from eventbus_core.errors import (
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
-from eventbus_core.locations import format_loc
+from eventbus_core.locations import format_loc, plain_message
 from eventbus_core.numbers import UInt63
 from eventbus_core.topics import validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
@@ -360,7 +360,7 @@ async def authenticate(ctx: CallContext, params: dict[str, Any]) -> Any:
         caller.wrong_tokens += 1
         left = MAX_WRONG_TOKENS - caller.wrong_tokens
         if left > 0:
-            raise Unauthorized(f"wrong token for bus {ctx.bus.id!r} ({left} more tries on this connection)")
+            raise Unauthorized(f"wrong token for bus {ctx.bus.id!r} ({left} more {'try' if left == 1 else 'tries'} on this connection)")
         ctx.bus.note("closed_wrong_tokens")
         ctx.after_reply.append(caller.close_after_reply)
         raise Unauthorized(f"wrong token for bus {ctx.bus.id!r}: {MAX_WRONG_TOKENS} wrong tokens, closing the connection")
@@ -396,7 +396,7 @@ OPEN_METHODS = frozenset({"authenticate", "ping"})
 def validation_data(exc: ValidationError) -> list[dict[str, str]]:
     """pydantic errors as DESIGN's `[{loc, msg}]`, locations like `events[3].topic`."""
     return [
-        {"loc": format_loc(error["loc"]), "msg": error["msg"].removeprefix("Value error, ")}
+        {"loc": format_loc(error["loc"]), "msg": plain_message(error)}
         for error in exc.errors(include_url=False)
     ]
 
