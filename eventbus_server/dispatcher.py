@@ -28,7 +28,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventbus_core.codec import dumps, dumps_line
 from eventbus_core.envelope import Event
@@ -66,6 +66,7 @@ class Subscription:
         "_replaying",
         "buffer_limit",
         "dropped",
+        "filter_key",
         "id",
         "last_sent_id",
         "matches",
@@ -80,6 +81,7 @@ class Subscription:
         self.subscriber = subscriber
         self.buffer_limit = buffer_limit
         self.matches = _event_filter(query)
+        self.filter_key = (query.topic, query.source_trn, query.target_trn)
         self.pending: deque[Event] = deque()
         self.last_sent_id = query.since
         self.dropped = False
@@ -227,15 +229,21 @@ class Dispatcher:
         """Offer committed events to every subscription; never blocks."""
         if not self._subscriptions:
             return
+        # Subscriptions with the same filters see the same events: match once per filter,
+        # so a connection with a thousand `>` subscriptions costs one match per event.
+        matching_by_filter: dict[tuple[str, str | None, str | None], list[Event]] = {}
         encoded: dict[int, bytes] = {}
         for sub in list(self._subscriptions.values()):
-            for event in events:
-                if event.event_id <= sub.last_sent_id or not sub.matches(event):
-                    continue
-                if sub._replaying or sub.pending or not sub.subscriber.can_write:
-                    self._hold(sub, event)
-                    if sub.dropped:
-                        break
+            matching = matching_by_filter.get(sub.filter_key)
+            if matching is None:
+                matching = matching_by_filter[sub.filter_key] = [e for e in events if sub.matches(e)]
+            if not matching or matching[-1].event_id <= sub.last_sent_id:
+                continue
+            if sub._replaying or sub.pending or not sub.subscriber.can_write:
+                self._hold_all(sub, matching)
+                continue
+            for event in matching:
+                if event.event_id <= sub.last_sent_id:
                     continue
                 data = encoded.get(event.event_id)
                 if data is None:
@@ -249,7 +257,7 @@ class Dispatcher:
             if not sub.wants(firing):
                 continue
             if sub.pending or not sub.subscriber.can_write:
-                self._hold(sub, firing)  # type: ignore[arg-type]
+                self._hold(sub, firing)
                 continue
             sub.subscriber.write(sub.line_of(firing))
             sub.sent(firing)
@@ -268,8 +276,18 @@ class Dispatcher:
         self._firing_subscriptions.clear()
         self._owned.clear()
 
-    def _hold(self, sub: Subscription, event: Event) -> None:
-        sub.pending.append(event)
+    def _hold_all(self, sub: Subscription, events: list[Event]) -> None:
+        """Hold a batch's events for a subscription that cannot take them now (one extend)."""
+        if events[0].event_id <= sub.last_sent_id:
+            events = [e for e in events if e.event_id > sub.last_sent_id]
+        sub.pending.extend(events)
+        self._check_held(sub)
+
+    def _hold(self, sub: Subscription, item: Any) -> None:
+        sub.pending.append(item)
+        self._check_held(sub)
+
+    def _check_held(self, sub: Subscription) -> None:
         if len(sub.pending) <= sub.buffer_limit:
             return
         if sub._replaying:
