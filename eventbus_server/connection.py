@@ -127,7 +127,10 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refusing:
             return  # draining what the refused client still sends
-        self._lines.extend(self._framer.feed(data))
+        lines = self._framer.feed(data)
+        if lines:
+            self._disarm("partial")  # a line was completed: the next one gets its own read_timeout_s
+        self._lines.extend(lines)
         if self._framer.overflowed:
             limit = self.config.max_message_bytes
             self._refuse(MessageTooLarge(f"message too large: a line exceeded {limit} bytes"))

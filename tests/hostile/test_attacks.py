@@ -261,6 +261,21 @@ async def test_an_idle_connection_without_a_partial_line_stays_open(tmp_path: Pa
         writer.close()
 
 
+async def test_a_steady_stream_split_mid_line_is_not_a_slow_line(tmp_path: Path) -> None:
+    """Every chunk ends inside a line, for longer than read_timeout_s: each line is on time."""
+    bus = victim_bus("memory", tmp_path, read_timeout_s=0.5)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        stream = b"".join(line("ping", call_id=i) for i in range(40))
+        for start in range(0, len(stream), 50):  # 50-byte chunks: almost every one splits a line
+            writer.write(stream[start : start + 50])
+            await asyncio.sleep(0.04)
+        replies = await read_replies(reader, 40)
+        assert [r["id"] for r in replies] == list(range(40))
+        writer.close()
+    assert_clean_log(server)
+
+
 async def test_a_client_past_max_connections_reads_the_refusal(tmp_path: Path) -> None:
     bus = victim_bus("memory", tmp_path, max_connections=3)
     async with hostile_server(tmp_path, bus) as server:
