@@ -41,6 +41,7 @@ from .base import (
     StoredRule,
     TopicStats,
 )
+from .refusals import refusal
 from .schema import migrate, write_transaction
 from .sql import Select, event_from_row, event_row, select_events
 
@@ -203,7 +204,7 @@ class SqliteStorage(Storage):
         if self._inline_ok(len(events)):
             first_id = self._inline(_insert, events)
         else:
-            first_id = await self._write(_insert, events)
+            first_id = await self._write(_insert, events, storing=events)
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
 
     def _inline_ok(self, size: int) -> bool:
@@ -225,8 +226,8 @@ class SqliteStorage(Storage):
         self._check_file()
         try:
             return fn(self._writer._conn, events)
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._translate(exc, events) from exc
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         if not keys:
@@ -291,10 +292,13 @@ class SqliteStorage(Storage):
 
     # -- connections ---------------------------------------------------------
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a write on the writer's thread, after checking the file there (one hop)."""
+    async def _write(self, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()) -> T:
+        """Run a write on the writer's thread, after checking the file there (one hop).
+
+        `storing`: the events it writes, if any, for a refusal to name.
+        """
         async with self._write_lock:
-            return await self._call(self._writer, self._checked, fn, *args)
+            return await self._call(self._writer, self._checked, fn, *args, storing=storing)
 
     def _checked(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
         self._check_file()
@@ -377,17 +381,26 @@ class SqliteStorage(Storage):
         finally:
             idle.put_nowait(db)
 
-    async def _call(self, db: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any) -> T:
+    async def _call(
+        self, db: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()
+    ) -> T:
         if db is None:
             raise StorageUnavailable(f"SQLite storage {self.path} is not open")
         try:
             return await _to_the_end(_on_connection_thread(db, fn, *args))
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._translate(exc, storing) from exc
 
-    def _translate(self, exc: sqlite3.Error) -> Exception:
-        # Locked, full, unreadable or corrupt files are the storage's trouble;
-        # a constraint or SQL error is ours and stays a bug.
+    def _translate(self, exc: sqlite3.Error | OverflowError, storing: Sequence[NewEvent] = ()) -> Exception:
+        """The one place a sqlite3 error becomes the bus's.
+
+        Locked, full, unreadable or corrupt files are the storage's trouble
+        (-32008); a value SQLite cannot hold (an integer beyond int64, a
+        string or blob too big) is the client's (-32602); a constraint or SQL
+        error is ours and stays a bug.
+        """
+        if isinstance(exc, OverflowError | sqlite3.DataError):
+            return refusal("SQLite", exc, storing)
         if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
             return self._unavailable(exc)
         return exc
