@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -148,6 +149,8 @@ class SqliteStorage(Storage):
         self._identity: tuple[int, int] | None = None
         #: Why the file at `path` is no longer the one opened: every call's answer from then on.
         self._lost: str | None = None
+        # The writer's thread and the loop's may find it at once; it is said once.
+        self._lost_lock = threading.Lock()
 
     async def open(self) -> None:
         try:
@@ -336,8 +339,10 @@ class SqliteStorage(Storage):
                 return None
             what = "was replaced by another file while the bus ran"
             advice = "restart the bus to use the file now there"
-        self._lost = f"SQLite file {self.path} {what}; nothing more is written to it; {advice}"
-        log.error("%s%s", self._bus_prefix, self._lost)
+        with self._lost_lock:
+            if self._lost is None:
+                self._lost = f"SQLite file {self.path} {what}; nothing more is written to it; {advice}"
+                log.error("%s%s", self._bus_prefix, self._lost)
         return self._lost
 
     @property
@@ -435,7 +440,11 @@ def _setup_reader(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 
 
 def _identity(path: str) -> tuple[int, int]:
-    """What tells one file from another at the same path: a new file has a new inode."""
+    """What tells one file from another at the same path.
+
+    A new file cannot take the old one's inode number: the old inode stays
+    allocated while this process holds it open, deleted or not.
+    """
     stat = os.stat(path)
     return stat.st_dev, stat.st_ino
 
