@@ -33,7 +33,7 @@ def open_storage(config: BusConfig) -> Storage:
     kind = config.storage_kind
     if kind == "sqlite":
         assert config.storage_path is not None
-        return SqliteStorage(config.storage_path, durability=config.durability)
+        return SqliteStorage(config.storage_path, durability=config.durability, bus_id=config.id)
     if kind == "postgres":
         assert config.storage_url is not None
         return PostgresStorage(config.storage_url.get_secret_value(), bus_id=config.id)

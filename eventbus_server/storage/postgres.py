@@ -14,6 +14,10 @@ database (DESIGN.md §8). Two things make that safe:
 
 Lost connections and a database that is down are `StorageUnavailable`
 (-32008, retryable); the pool reconnects by itself once the server is back.
+So is a schema or table dropped under a running bus. Data PostgreSQL will
+not hold (`\u0000` in a string, an integer beyond int64) is the client's
+`InvalidParams` (-32602), see refusals.py. `_connection` is where asyncpg's
+errors become these.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from .base import (
     row_bytes,
 )
 from .postgres_schema import migrate, quote_ident, schema_for_bus
+from .refusals import refusal
 from .sql import (
     FIRING_COLUMNS,
     RULE_COLUMNS,
@@ -128,6 +133,15 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+#: The schema or a table is gone (dropped under the running bus).
+_GONE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.UndefinedTableError,
+    asyncpg.exceptions.InvalidSchemaNameError,
+)
+#: A value PostgreSQL will not store: SQLSTATE class 22 (data exception: NUL in
+#: text or jsonb, numbers out of range), which asyncpg also raises for an
+#: argument it cannot encode; COPY raises a plain OverflowError for an int.
+_REFUSED: tuple[type[BaseException], ...] = (asyncpg.exceptions.DataError, OverflowError)
 
 
 def split_storage_url(url: str) -> tuple[str, str | None]:
@@ -231,7 +245,7 @@ class PostgresStorage(Storage):
             return []
         rows = [event_row(e) for e in events]
         keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
-        async with self._connection() as conn, conn.transaction():
+        async with self._connection(storing=events) as conn, conn.transaction():
             # Held to COMMIT: batches from every node commit in id order, and the
             # ids of one batch are consecutive.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
@@ -252,9 +266,12 @@ class PostgresStorage(Storage):
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
+        # A key with a NUL was never stored (PostgreSQL cannot hold one), and asking
+        # for it would fail the whole lookup; the append then names the culprit.
+        keys = [key for key in keys if "\x00" not in key]
         if not keys:
             return {}
-        rows = await self._fetch(_FIND_KEYS, list(keys), since_ts)
+        rows = await self._fetch(_FIND_KEYS, keys, since_ts)
         return {key: StoredKey(event_id, timestamp) for key, event_id, timestamp in rows}
 
     async def query(self, query: EventQuery) -> list[Event]:
@@ -456,6 +473,8 @@ class PostgresStorage(Storage):
                     await asyncio.wait_for(lost.wait(), timeout=5.0)
                 if not lost.is_set():
                     await conn.execute("SELECT 1", timeout=self.command_timeout_s)
+        except _GONE as exc:
+            raise self._gone(exc) from exc
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         finally:
@@ -467,12 +486,20 @@ class PostgresStorage(Storage):
     # -- connections --------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self, *, storing: Sequence[NewEvent] = ()) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; asyncpg's errors in the block become the bus's.
+
+        `storing`: the events the block writes, so a refusal can name the one at fault.
+        """
         if self._pool is None:
             raise StorageUnavailable(f"{self.where} is not open")
         try:
             async with self._pool.acquire() as conn:
                 yield conn
+        except _REFUSED as exc:
+            raise refusal("PostgreSQL", exc, storing, refuses_nul=True) from exc
+        except _GONE as exc:
+            raise self._gone(exc) from exc
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
@@ -484,6 +511,12 @@ class PostgresStorage(Storage):
     def _unavailable(self, exc: BaseException) -> StorageUnavailable:
         reason = str(exc) or type(exc).__name__
         return StorageUnavailable(f"{self.where} is unavailable: {reason}")
+
+    def _gone(self, exc: BaseException) -> StorageUnavailable:
+        return StorageUnavailable(
+            f"{self.where} is unavailable: {exc}; the schema or its tables were dropped while the bus ran;"
+            " restore them, or restart the bus to create them again (empty)"
+        )
 
 
 def _node_key(node_id: str) -> str:

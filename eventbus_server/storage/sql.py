@@ -10,6 +10,7 @@ from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
 from eventbus_core.envelope import Event
+from eventbus_core.errors import InvalidParams
 from eventbus_core.topics import RESERVED_PREFIX
 
 from .base import (
@@ -44,12 +45,21 @@ RULE_COLUMNS = "id, body, enabled, created_at, updated_at, fired, failed, last_f
 
 
 def event_row(event: NewEvent) -> tuple[Any, ...]:
-    """A new event as the INSERT columns of both databases (JSON as text)."""
+    """A new event as the INSERT columns of both databases (JSON as text).
+
+    Raises `InvalidParams` for a payload or metadata that has no JSON text
+    (nested deeper than the encoder goes, an integer beyond 64 bits).
+    """
+    try:
+        payload = dumps(event.payload).decode()
+        metadata = None if event.metadata is None else dumps(event.metadata).decode()
+    except TypeError as exc:  # orjson's JSONEncodeError
+        raise InvalidParams(f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})") from exc
     return (
         event.topic,
-        dumps(event.payload).decode(),
+        payload,
         event.timestamp,
-        None if event.metadata is None else dumps(event.metadata).decode(),
+        metadata,
         event.source_trn,
         event.target_trn,
         event.correlation_id,
