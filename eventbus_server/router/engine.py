@@ -37,7 +37,7 @@ from tenacity import (
 )
 
 from eventbus_core.envelope import Event, now_ms
-from eventbus_core.errors import EventBusError, Overloaded, StorageUnavailable
+from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
 from eventbus_core.rules import RetryPolicy
 
 from ..storage.base import EventQuery, Firing, FiringQuery, Storage
@@ -350,6 +350,12 @@ class RuleEngine:
             try:
                 await self.storage.finish_firing(firing)
                 break
+            except InvalidParams as exc:
+                if firing.result is None and firing.status == "failed":
+                    raise  # not even the error can be stored: a bug, not the tool's doing
+                # The storage cannot hold what the tool answered (PostgreSQL and \u0000, say):
+                # record the firing as failed with the reason, or it would stay pending forever.
+                firing.status, firing.result, firing.error = "failed", None, f"the result cannot be stored: {exc}"
             except StorageUnavailable as exc:
                 if delay_s is None:
                     # It stays pending and runs again at the next start.

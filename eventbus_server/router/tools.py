@@ -35,7 +35,15 @@ from typing import Any
 
 import httpx
 
-from eventbus_core.codec import DecodeError, LineFramer, dumps, dumps_line, loads
+from eventbus_core.codec import (
+    MAX_NESTING,
+    DecodeError,
+    LineFramer,
+    deeper_than,
+    dumps,
+    dumps_line,
+    loads,
+)
 from eventbus_core.trn import compile_trn_pattern
 
 from ..config import ToolRoute, split_listen
@@ -165,7 +173,11 @@ class ToolRouter:
         where, tool = describe(route), {"tool_id": call.tool_id, "kind": route.kind}
         try:
             async with asyncio.timeout(timeout_ms / 1000) as deadline:
-                return await self._invokers[route.kind](route, call.body())
+                result = await self._invokers[route.kind](route, call.body())
+            if deeper_than(result, MAX_NESTING):
+                # Stored and sent on, it could not be encoded again: refuse it here, named.
+                raise _Failed(f"reply nested deeper than {MAX_NESTING} levels")
+            return result
         except TimeoutError as exc:
             # Only our own deadline is a timeout; a TimeoutError from inside is a failure.
             if not deadline.expired():

@@ -248,6 +248,17 @@ async def test_command_nonzero_exit_has_code_and_stderr_tail() -> None:
             await router.invoke(call())
 
 
+async def test_a_reply_nested_deeper_than_the_bus_can_encode_fails() -> None:
+    # orjson decodes 1,024 levels but encodes 254: stored, such a result could never be read back.
+    script = "print('[' * 300 + ']' * 300)"
+    async with ToolRouter([route("command", argv=python_argv(script))]) as router:
+        with pytest.raises(ToolError, match="reply nested deeper than 200 levels"):
+            await router.invoke(call())
+    shallow = "print('[' * 150 + ']' * 150)"
+    async with ToolRouter([route("command", argv=python_argv(shallow))]) as router:
+        assert await router.invoke(call()) is not None
+
+
 async def test_command_non_json_output_fails() -> None:
     async with ToolRouter([route("command", argv=python_argv("print('hello')"))]) as router:
         with pytest.raises(ToolError, match="output is not JSON: hello"):

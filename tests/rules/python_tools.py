@@ -71,3 +71,8 @@ async def unencodable(request: dict[str, Any]) -> Any:
     """A result JSON cannot encode."""
     CALLS.append(request)
     return {"tags": {"a", "b"}}
+
+
+def nul(request: dict[str, Any]) -> Any:
+    """A result PostgreSQL cannot store: text with \\u0000 in it."""
+    return {"text": "before\x00after"}

@@ -11,6 +11,7 @@ import pytest
 from eventbus_client import EventBusClient, connect
 from eventbus_core.errors import ReservedTopic, SourceNotAllowed
 from eventbus_server.app import EventBusApp
+from tests import postgres
 from tests.conftest import start_buses
 
 from . import python_tools
@@ -218,3 +219,14 @@ async def test_disabled_rules_do_not_fire_and_list_firings_pages(bus: EventBusCl
 
 def _ids(firings: list[dict[str, Any]]) -> list[int]:
     return [f["event_id"] for f in firings]
+
+
+async def test_a_result_the_storage_cannot_hold_fails_the_firing_instead_of_leaving_it_pending(tmp_path: Path) -> None:
+    postgres.require()
+    async with start_buses(tmp_path, rules_bus("postgres", tmp_path)) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule({"id": "nul", "topic": "t", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:nul:v1"}})
+        await bus.emit("t", 1)
+        await settle(app)
+        (firing,) = await bus.list_firings()
+        assert firing["status"] == "failed" and firing["result"] is None
+        assert "the result cannot be stored" in firing["error"] and "\\u0000" in firing["error"]
