@@ -166,13 +166,21 @@ def _equals(expected: Any) -> _Test:
 
 
 def leaves(values: list[Any]) -> list[Any]:
-    """Scalars, with arrays opened element by element (nested arrays too)."""
+    """Scalars, with arrays opened element by element (nested arrays too).
+
+    Each array is opened once: a JSONPath such as `$..*` selects an array and
+    the arrays inside it, and opening each of them again would cost the depth
+    of the nesting times its size.
+    """
     leaves: list[Any] = []
+    opened: set[int] = set()
     stack = list(reversed(values))
     while stack:
         value = stack.pop()
         if isinstance(value, list):
-            stack.extend(reversed(value))
+            if id(value) not in opened:
+                opened.add(id(value))
+                stack.extend(reversed(value))
         elif not isinstance(value, dict):
             leaves.append(value)
     return leaves
