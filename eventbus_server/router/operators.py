@@ -30,6 +30,7 @@ __all__ = [
     "PatternError",
     "ValueTest",
     "compile_alternatives",
+    "compile_literals",
     "compile_operator",
 ]
 
@@ -152,6 +153,13 @@ def compile_alternatives(spec: list[Any], path: str) -> ValueTest:
     if not operators and len(literals) == 1:
         return _single_literal(literals[0])
     return _Alternatives(_Literals(literals), tuple(operators))
+
+
+def compile_literals(values: list[Any]) -> ValueTest:
+    """Any of these scalars, by JSON equality, in one lookup however many there are."""
+    if len(values) == 1:
+        return _single_literal(values[0])
+    return _Test(_Literals(values).__contains__)
 
 
 def _validate_ignored(item: Any, where: str) -> None:
