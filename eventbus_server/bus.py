@@ -89,6 +89,7 @@ class Bus:
         self.connections = 0
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=config.queue_size)
         self._writer: asyncio.Task[None] | None = None
+        self._committing = False  # the writer holds a batch taken off the queue
         self._retention: asyncio.Task[None] | None = None
         self._allowed = (
             [compile_trn_pattern(p) for p in config.allowed_sources] if config.allowed_sources is not None else None
@@ -176,7 +177,10 @@ class Bus:
             if self.rules is None:
                 return
             await self.rules.wait_idle()
-            if self._queue.empty() and self.rules.idle:
+            # A firing's emit resolves at its commit, before the commit hook hands
+            # the event to the engine (on shared storage the feed may still be
+            # reading): the engine looks idle then, but the writer is not done.
+            if self._queue.empty() and not self._committing and self.rules.idle:
                 return
 
     # -- emitting ------------------------------------------------------------
@@ -260,9 +264,11 @@ class Bus:
                     break
                 batch.append(item)
                 size += len(item.events)
+            self._committing = True
             try:
                 await self._commit(batch)
             finally:
+                self._committing = False
                 for _ in batch:
                     self._queue.task_done()
             if stop:
