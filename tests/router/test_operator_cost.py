@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eventbus_server.router.conditions import compile_conditions
 from eventbus_server.router.operators import PatternError, compile_operator, compile_wildcard
 
 # --- the reference: the regex compile_wildcard built before it matched segments ---
@@ -194,3 +195,14 @@ def test_cidr_still_reads_the_longest_addresses() -> None:
     longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
     assert compile_operator("cidr", "ffff:ffff:ffff:ffff:ffff:ffff:ff00:0/104", "p")(longest)
     assert compile_operator("cidr", "255.255.255.0/24", "p")("255.255.255.255")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("pattern", ["trn:*", "trn:*:*:x", "trn:user:*", "trn:*:*:*:*:*:*", "trn:user:"])
+def test_trn_conditions_on_long_hostile_values(pattern: str) -> None:
+    # TRN patterns compile to regexes whose pieces are split by ':', which no
+    # piece can match, so they cannot backtrack; these values would show it.
+    (condition,) = compile_conditions({"s": {"trn": pattern}})
+    for value in ("trn:" + "a:" * 500_000 + "!", "trn:" + "a" * 1_000_000 + "@", "trn:a:" + "a:" * 500_000 + "@b:" + "f" * 100):
+        condition.holds({"payload": {"s": value}})
+    assert condition.holds({"payload": {"s": "trn:user:alice:x"}}) is (pattern != "trn:*:*:*:*:*:*")
