@@ -48,6 +48,11 @@ class RawPeer:
         await self.send(message)
         return await self.recv()
 
+    async def call_line(self, line: str) -> Any:
+        """Send one request line as written (for JSON no client would encode) and read the reply."""
+        await self.send(line)
+        return await self.recv()
+
     async def closed_by_peer(self, timeout_s: float = 5.0) -> bool:
         data = await asyncio.wait_for(self.reader.read(), timeout_s)
         return data == b""

@@ -21,7 +21,7 @@ from typing import Any
 
 from eventbus_core.trn import compile_trn_pattern, validate_trn_pattern
 
-from .operators import MISSING, PatternError, compile_operator
+from .operators import MISSING, PatternError, compile_literals, compile_operator
 from .paths import Selector, compile_path
 from .pattern import Failure
 
@@ -53,6 +53,8 @@ class _Item:
     whole_values: bool = False
     #: For equality with a scalar: its `literal_key`, so rules can be looked up by value.
     literal: Hashable | None = None
+    #: For equality with a scalar: the scalar, so a list of them is one lookup.
+    scalar: Any = None
 
 
 def literal_key(value: Any) -> Hashable | None:
@@ -74,13 +76,13 @@ class Condition:
         self.key = key
         self.expected = expected
         self.select = select
-        self.items = items
-        self.tests = tuple(item.test for item in items)
-        self.matches_missing = any(item.matches_missing for item in items)
         #: When the condition is "equals one of these scalars": their keys (see router/plan.py).
         self.literals = (
             frozenset(item.literal for item in items) if all(item.literal is not None for item in items) else None
         )
+        self.items = _one_lookup_for_scalars(items)
+        self.tests = tuple(item.test for item in self.items)
+        self.matches_missing = any(item.matches_missing for item in self.items)
 
     def holds(self, envelope: dict[str, Any]) -> bool:
         values = self.select(envelope)
@@ -130,14 +132,28 @@ def _item(value: Any, where: str) -> _Item:
         return _operator(name, argument, f"{where}.{name}")
     if isinstance(value, list):
         raise PatternError(where, "a list inside a list is not a condition; use {\"equals\": [...]} for a list value")
-    return _Item(_equals(value), whole_values=isinstance(value, dict), literal=literal_key(value))
+    return _scalar_or_object(value)
+
+
+def _scalar_or_object(value: Any) -> _Item:
+    if isinstance(value, (dict, list)):
+        return _Item(_equals(value), whole_values=True)
+    return _Item(_equals(value), literal=literal_key(value), scalar=value)
+
+
+def _one_lookup_for_scalars(items: list[_Item]) -> list[_Item]:
+    """The items, with every "equals this scalar" merged into one set lookup:
+    a list of 1,000 allowed values costs one lookup per event value, not 1,000."""
+    scalars = [item.scalar for item in items if item.literal is not None]
+    if len(scalars) < 2:
+        return items
+    merged = _Item(compile_literals(scalars))
+    return [merged, *(item for item in items if item.literal is None)]
 
 
 def _operator(name: str, argument: Any, where: str) -> _Item:
     if name == "equals":
-        return _Item(
-            _equals(argument), whole_values=isinstance(argument, (dict, list)), literal=literal_key(argument)
-        )
+        return _scalar_or_object(argument)
     if name == "trn":
         if not isinstance(argument, str):
             raise PatternError(where, "trn takes a TRN pattern string, such as \"trn:user:*\"")
@@ -166,13 +182,21 @@ def _equals(expected: Any) -> _Test:
 
 
 def leaves(values: list[Any]) -> list[Any]:
-    """Scalars, with arrays opened element by element (nested arrays too)."""
+    """Scalars, with arrays opened element by element (nested arrays too).
+
+    Each array is opened once: a JSONPath such as `$..*` selects an array and
+    the arrays inside it, and opening each of them again would cost the depth
+    of the nesting times its size.
+    """
     leaves: list[Any] = []
+    opened: set[int] = set()
     stack = list(reversed(values))
     while stack:
         value = stack.pop()
         if isinstance(value, list):
-            stack.extend(reversed(value))
+            if id(value) not in opened:
+                opened.add(id(value))
+                stack.extend(reversed(value))
         elif not isinstance(value, dict):
             leaves.append(value)
     return leaves

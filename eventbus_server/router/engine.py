@@ -16,6 +16,11 @@ the crash may reach a tool twice, with the same `firing_id`.
 Events that match nothing move the cursor in memory only; it is written at
 most once a second (and at stop), because re-matching them after a crash
 claims nothing.
+
+A poison event cannot stall matching: a rule that raises on an event does not
+match it (logged once per rule), so the cursor moves past it instead of
+re-reading it forever; and a batch gives the event loop a turn every
+`MATCH_SLICE_S`, so other connections and buses keep answering meanwhile.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ INBOX_LIMIT = 10_000
 #: Claimed firings waiting for the semaphore; beyond it matching pauses.
 MAX_WAITING_FIRINGS = 1000
 CURSOR_SAVE_INTERVAL_S = 1.0
+#: Matching runs this long at most before it lets the event loop serve others.
+MATCH_SLICE_S = 0.005
 #: How often an engine on shared storage looks for firings a dead node left unfinished.
 ADOPT_INTERVAL_S = 2.0
 #: Errors worth another attempt: the tool's, and a bus that is briefly full or down.
@@ -91,7 +98,8 @@ class RuleEngine:
         self.semaphore = asyncio.Semaphore(max_concurrency)
         #: Told of every firing once it is recorded final (the bus fans it out to `rule_fired`).
         self.on_finished: Callable[[Firing], None] | None = None
-        self.stats = {"matched": 0, "ok": 0, "failed": 0, "skipped": 0, "running": 0}
+        self.stats = {"matched": 0, "ok": 0, "failed": 0, "skipped": 0, "running": 0, "match_errors": 0}
+        self._raised: dict[str, CompiledRule] = {}  # rules whose matching raised, each logged once
         self._inbox: deque[Event] = deque()
         self._wake = asyncio.Event()
         self._matching = False  # a batch is between the inbox and its claimed jobs
@@ -233,19 +241,12 @@ class RuleEngine:
         return taken
 
     async def _match(self, events: list[Event]) -> None:
-        index = self.rules.index
-        matched: list[tuple[CompiledRule, Event]] = []
-        if len(index):
-            for event in events:
-                plan = index.plan(event.topic)
-                if not plan:
-                    continue
-                envelope = envelope_of(event)
-                matched.extend((rule, event) for rule in plan.candidates(envelope) if rule.matches(event, envelope))
+        matched = await self._matching_pairs(events)
         last = events[-1].event_id
         if not matched:
             self._cursor = last
             return
+        # One claim for exactly the pairs matched in this batch, moving the cursor past it.
         claimed = await self.storage.claim_firings([(rule.id, event.event_id) for rule, event in matched], last)
         self._cursor = self._saved_cursor = last
         self._saved_at = time.monotonic()
@@ -254,6 +255,50 @@ class RuleEngine:
             rule, event = by_pair[(firing.rule_id, firing.event_id)]
             self._schedule(_Job(firing, rule, event))
         self.stats["matched"] += len(claimed)
+
+    async def _matching_pairs(self, events: list[Event]) -> list[tuple[CompiledRule, Event]]:
+        """Every (rule, event) of the batch that matches, against one snapshot of the rules."""
+        index = self.rules.index
+        matched: list[tuple[CompiledRule, Event]] = []
+        if not len(index):
+            return matched
+        turn_ends = time.monotonic() + MATCH_SLICE_S
+        for event in events:
+            plan = index.plan(event.topic)
+            if not plan:
+                continue
+            envelope = envelope_of(event)
+            for rule in plan.candidates(envelope):
+                if self._matches(rule, event, envelope):
+                    matched.append((rule, event))
+                if time.monotonic() >= turn_ends:
+                    # A heavy batch (1,000 events times many rules) must not hold
+                    # the loop that every connection and bus of the process shares.
+                    await asyncio.sleep(0)
+                    turn_ends = time.monotonic() + MATCH_SLICE_S
+        return matched
+
+    def _matches(self, rule: CompiledRule, event: Event, envelope: dict[str, Any]) -> bool:
+        """Whether `rule` matches `event`; a rule that raises on it does not.
+
+        Matching should never raise (rules are checked when compiled), but if it
+        does, retrying cannot help: the same event raises again. Counting it as
+        no match lets the engine move on; other rules still see the event.
+        """
+        try:
+            return rule.matches(event, envelope)
+        except Exception:
+            self.stats["match_errors"] += 1
+            if self._raised.get(rule.id) is not rule:  # once per rule (and per version of it)
+                self._raised[rule.id] = rule
+                log.exception(
+                    "bus=%s rule=%s raised while matching event=%d; such events count as no match "
+                    "for it (logged once per rule)",
+                    self.bus_id,
+                    rule.id,
+                    event.event_id,
+                )
+            return False
 
     async def _maybe_save_cursor(self) -> None:
         if self._cursor > self._saved_cursor and time.monotonic() - self._saved_at >= CURSOR_SAVE_INTERVAL_S:

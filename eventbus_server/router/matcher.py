@@ -1,10 +1,11 @@
 """A rule compiled for matching: topic pattern AND match_fields AND pattern.
 
-Compiling is where a rule is judged: every condition, the EventBridge
-pattern and every template in the action are compiled here, and the first
-bad part raises `InvalidParams` naming it (`match_fields.size.numeric: …`).
-So what `register_rule` accepts can always be evaluated, and evaluating
-never raises.
+Compiling is where a rule is judged: its cost (`router.limits`), every
+condition, the EventBridge pattern and every template in the action are
+checked here, and the first bad part raises `InvalidParams` naming it
+(`match_fields.size.numeric: …`). So what `register_rule` accepts can always
+be evaluated, cheaply, and evaluating never raises (the engine still treats
+a rule that does as not matching).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from eventbus_core.rules import EmitEvent, Rule
 from eventbus_core.topics import compile_topic_pattern
 
 from .conditions import Condition, compile_conditions
+from .limits import check_rule_cost
 from .operators import MISSING, PatternError
 from .pattern import EventPattern, Failure, compile_pattern
 from .templates import Template, compile_template
@@ -81,11 +83,12 @@ class CompiledRule:
 
 def compile_rule(rule: Rule) -> CompiledRule:
     """Compile a validated rule, or raise InvalidParams naming the bad part."""
+    action = rule.action.model_dump(mode="json")
+    templated = "payload" if isinstance(rule.action, EmitEvent) else "input"
     try:
+        check_rule_cost(rule.pattern, rule.match_fields, action[templated], f"action.{templated}")
         conditions = compile_conditions(rule.match_fields)
         pattern = compile_pattern(rule.pattern) if rule.pattern is not None else None
-        action = rule.action.model_dump(mode="json")
-        templated = "payload" if isinstance(rule.action, EmitEvent) else "input"
         template = compile_template(action[templated], f"action.{templated}")
     except PatternError as exc:
         raise InvalidParams(

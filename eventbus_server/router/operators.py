@@ -22,7 +22,6 @@ cases in `shared/conformance/eventbridge-patterns`):
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable
 from typing import Any, Final, Protocol, TypeGuard
 
@@ -31,6 +30,7 @@ __all__ = [
     "PatternError",
     "ValueTest",
     "compile_alternatives",
+    "compile_literals",
     "compile_operator",
 ]
 
@@ -155,6 +155,13 @@ def compile_alternatives(spec: list[Any], path: str) -> ValueTest:
     return _Alternatives(_Literals(literals), tuple(operators))
 
 
+def compile_literals(values: list[Any]) -> ValueTest:
+    """Any of these scalars, by JSON equality, in one lookup however many there are."""
+    if len(values) == 1:
+        return _single_literal(values[0])
+    return _Test(_Literals(values).__contains__)
+
+
 def _validate_ignored(item: Any, where: str) -> None:
     # Ignored alternatives must still be well-formed: a typo should not hide.
     if isinstance(item, dict):
@@ -217,7 +224,7 @@ def _prefix(argument: Any, path: str) -> ValueTest:
     folded = _ignore_case_argument("prefix", argument, path)
     if folded is not None:
         lowered = folded.lower()
-        return _Test(lambda v: isinstance(v, str) and v.lower().startswith(lowered))
+        return _Test(lambda v: isinstance(v, str) and _lower_head(v, len(lowered)).startswith(lowered))
     return _Test(lambda v: isinstance(v, str) and v.startswith(argument))
 
 
@@ -225,25 +232,80 @@ def _suffix(argument: Any, path: str) -> ValueTest:
     folded = _ignore_case_argument("suffix", argument, path)
     if folded is not None:
         lowered = folded.lower()
-        return _Test(lambda v: isinstance(v, str) and v.lower().endswith(lowered))
+        return _Test(lambda v: isinstance(v, str) and _lower_tail(v, len(lowered)).endswith(lowered))
     return _Test(lambda v: isinstance(v, str) and v.endswith(argument))
 
 
 def _equals_ignore_case(argument: Any, path: str) -> ValueTest:
     lowered = _string_argument("equals-ignore-case", argument, path).lower()
-    return _Test(lambda v: isinstance(v, str) and v.lower() == lowered)
+    return _Test(lambda v: isinstance(v, str) and len(v) <= len(lowered) and v.lower() == lowered)
+
+
+# Case-insensitive tests lower only as much of the value as they compare, so
+# their cost follows the pattern rather than a 1 MiB event string. That is
+# exact because `str.lower()` maps each character on its own to one or more
+# characters; only the capital sigma looks at its neighbours (final U+03C2 or
+# U+03C3), so a window holding one is lowered whole (linear, as before). And a
+# value longer than a lowered pattern can never lower to it.
+
+_SIGMA: Final = "\u03a3"
+
+
+def _lower_head(value: str, length: int) -> str:
+    """A prefix of `value.lower()` at least `length` characters long (or all of it)."""
+    head = value[:length]
+    return value.lower() if _SIGMA in head else head.lower()
+
+
+def _lower_tail(value: str, length: int) -> str:
+    """A suffix of `value.lower()` at least `length` characters long (or all of it)."""
+    tail = value[max(len(value) - length, 0) :] if length else ""
+    return value.lower() if _SIGMA in tail else tail.lower()
 
 
 def _wildcard(argument: Any, path: str) -> ValueTest:
-    regex = compile_wildcard(_string_argument("wildcard", argument, path), path)
-    return _Test(lambda v: isinstance(v, str) and regex.fullmatch(v) is not None)
+    glob = compile_wildcard(_string_argument("wildcard", argument, path), path)
+    return _Test(lambda v: isinstance(v, str) and glob.matches(v))
 
 
-def compile_wildcard(text: str, path: str) -> re.Pattern[str]:
+class Glob:
+    r"""A wildcard as its literal segments, matched in time linear in the value.
+
+    `a*b*c` must start with `a` and end with `c`, with `b` somewhere between;
+    a regex of `.*` joins would backtrack (`*a*a*a*a*b` against `"aaaa…"`
+    takes minutes at 2,000 characters). Finding each middle segment at its
+    leftmost place is enough: an earlier end leaves later segments more room.
+    """
+
+    __slots__ = ("head", "middle", "tail")
+
+    def __init__(self, segments: list[str]) -> None:
+        # One segment: no star, an exact match (head is the whole text, tail None).
+        self.head = segments[0]
+        self.middle = tuple(segments[1:-1])
+        self.tail = segments[-1] if len(segments) > 1 else None
+
+    def matches(self, value: str) -> bool:
+        head, tail = self.head, self.tail
+        if tail is None:
+            return value == head
+        # The head and the tail may not overlap: "ab*ba" does not match "aba".
+        end = len(value) - len(tail)
+        if end < len(head) or not value.startswith(head) or not value.endswith(tail):
+            return False
+        position = len(head)
+        for segment in self.middle:
+            found = value.find(segment, position, end)
+            if found < 0:
+                return False
+            position = found + len(segment)
+        return True
+
+
+def compile_wildcard(text: str, path: str) -> Glob:
     r"""`*` matches any run of characters; `\*` is a literal star and `\\` a backslash."""
-    parts: list[str] = []
+    segments: list[str] = []
     literal: list[str] = []
-    stars = 0
     index = 0
     while index < len(text):
         char = text[index]
@@ -257,20 +319,19 @@ def compile_wildcard(text: str, path: str) -> re.Pattern[str]:
         if char == "*":
             if index > 0 and text[index - 1] == "*":
                 raise PatternError(path, f"Consecutive wildcard characters at pos {index}")
-            parts.append(re.escape("".join(literal)))
+            segments.append("".join(literal))
             literal.clear()
-            stars += 1
         else:
             literal.append(char)
         index += 1
-    if stars > _MAX_WILDCARDS:
+    if len(segments) > _MAX_WILDCARDS:
         raise PatternError(
             path,
             "Rule is too complex - try using fewer wildcard characters or fewer "
             "repeating character sequences after a wildcard character",
         )
-    parts.append(re.escape("".join(literal)))
-    return re.compile(".*".join(parts), re.DOTALL)
+    segments.append("".join(literal))
+    return Glob(segments)
 
 
 def _exists(argument: Any, path: str) -> ValueTest:
@@ -303,6 +364,11 @@ def _cidr(argument: Any, path: str) -> ValueTest:
 
 # Event values are parsed by hand: `ipaddress` raises on every string that is not
 # an address, and the match path must not raise. None means "not an address".
+# A string longer than any address is refused before it is split, so a 1 MiB
+# value of dots costs a length check, not a million-item list.
+
+_MAX_IPV4_CHARS: Final = len("255.255.255.255")
+_MAX_IPV6_CHARS: Final = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
 
 
 def _masked(address: int | None, netmask: int) -> int | None:
@@ -310,6 +376,8 @@ def _masked(address: int | None, netmask: int) -> int | None:
 
 
 def _parse_ipv4(text: str) -> int | None:
+    if len(text) > _MAX_IPV4_CHARS:
+        return None
     parts = text.split(".")
     if len(parts) != 4:
         return None
@@ -330,6 +398,8 @@ def _parse_ipv4(text: str) -> int | None:
 
 
 def _parse_ipv6(text: str) -> int | None:
+    if len(text) > _MAX_IPV6_CHARS:
+        return None
     head, double_colon, tail = text.partition("::")
     left, right = _ipv6_groups(head), _ipv6_groups(tail)
     if left is None or right is None or "::" in tail:
@@ -493,12 +563,14 @@ def _anything_but_ignore_case(argument: Any, path: str) -> ValueTest:
             "Inside anything-but/equals-ignore-case list, number|start|null|boolean is not supported.",
         )
     lowered = frozenset(item.lower() for item in items)
-    return _Test(lambda v: not (isinstance(v, str) and v.lower() in lowered))
+    # A value longer than every item cannot lower to one of them (see _lower_head).
+    longest = max(map(len, lowered))
+    return _Test(lambda v: not (isinstance(v, str) and len(v) <= longest and v.lower() in lowered))
 
 
 def _anything_but_wildcard(argument: Any, path: str) -> ValueTest:
-    regexes = tuple(compile_wildcard(text, path) for text in _strings("wildcard", argument, path))
-    return _Test(lambda v: not (isinstance(v, str) and any(r.fullmatch(v) for r in regexes)))
+    globs = tuple(compile_wildcard(text, path) for text in _strings("wildcard", argument, path))
+    return _Test(lambda v: not (isinstance(v, str) and any(g.matches(v) for g in globs)))
 
 
 _Compiler = Callable[[Any, str], ValueTest]

@@ -11,6 +11,12 @@ Plain chains of names (`$.payload.repo`, `branch`, `a.b.c`) are the common
 case and sit on the hot path of every emitted event, so they skip
 jsonpath-ng (~6 µs a lookup) for a walk over dicts (~0.3 µs). Dotted payload
 paths step into arrays element by element, as EventBridge patterns do.
+
+Every other JSONPath is admitted only if selecting with it costs time linear
+in the event (`_refusal`): jsonpath-ng's extensions also parse regexes
+(`=~`, `sub()`), arithmetic, sorting and walks back up (`parent`), which a
+rule could turn into a stalled event loop. They are refused when the rule is
+registered, naming the path.
 """
 
 from __future__ import annotations
@@ -20,11 +26,26 @@ from collections.abc import Callable
 from typing import Any
 
 from jsonpath_ng.exceptions import JSONPathError
+from jsonpath_ng.ext import filter as jsonpath_filter
+from jsonpath_ng.ext import iterable as jsonpath_iterable
 from jsonpath_ng.ext import parse as parse_jsonpath
+from jsonpath_ng.ext.string import DefintionInvalid
+from jsonpath_ng.jsonpath import (
+    Child,
+    Descendants,
+    Fields,
+    Index,
+    JSONPath,
+    Root,
+    Slice,
+    This,
+    Wildcard,
+)
+from jsonpath_ng.jsonpath import _Union as Union  # `|`; jsonpath-ng exports no public name for it
 
 from .operators import PatternError
 
-__all__ = ["BARE_ENVELOPE_FIELDS", "Selector", "compile_path"]
+__all__ = ["BARE_ENVELOPE_FIELDS", "MAX_JSONPATH_CHARS", "Selector", "compile_path"]
 
 #: The envelope fields a bare key names; a payload key with another name stays reachable bare.
 BARE_ENVELOPE_FIELDS = frozenset({"topic", "timestamp", "source_trn", "target_trn", "correlation_id"})
@@ -35,6 +56,10 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _SIMPLE_JSONPATH = re.compile(rf"\$((?:\.{_NAME})+)")
 _DOTTED = re.compile(rf"{_NAME}(?:\.{_NAME})*")
 _MISSING: Any = object()
+
+#: A longer JSONPath is refused: it bounds parsing, and the depth of the
+#: expression jsonpath-ng evaluates recursively, well inside Python's stack.
+MAX_JSONPATH_CHARS = 256
 
 
 def compile_path(key: str, where: str) -> Selector:
@@ -88,12 +113,119 @@ def _spread(current: list[Any], names: list[str]) -> list[Any]:
 
 
 def _jsonpath(key: str, where: str) -> Selector:
+    if len(key) > MAX_JSONPATH_CHARS:
+        raise PatternError(where, f"a JSONPath is at most {MAX_JSONPATH_CHARS} characters, this one has {len(key)}")
     try:
         expression = parse_jsonpath(key)
-    except JSONPathError as exc:
+    except (JSONPathError, DefintionInvalid) as exc:
         raise PatternError(where, f"invalid JSONPath {key!r}: {exc}") from None
+    reason = _refusal(expression, _Walk())
+    if reason is not None:
+        raise PatternError(where, f"JSONPath {key!r} is refused: {reason}")
 
     def select(envelope: dict[str, Any]) -> list[Any]:
         return [match.value for match in expression.find(envelope)]
 
     return select
+
+
+# --- what a JSONPath may do -------------------------------------------------------
+#
+# Selecting costs time linear in the event when every step maps a set of
+# distinct nodes to distinct nodes below them: names, `*`, indexes, slices and
+# filters do (a filter tests each child once, looking only under it). Three
+# things break that, and are refused: a second `..` (it walks again below
+# every node the first one found), `$` anywhere but at the start (it climbs
+# back to the top for every node, recursively), and `..` inside a filter (a
+# subtree walk for every candidate). So are the constructs that run regexes,
+# build values (arithmetic can repeat a string a billion times), sort, or
+# that jsonpath-ng cannot evaluate at all.
+
+_STEPS = (Fields, Wildcard, Index, Slice, This, jsonpath_iterable.Len, jsonpath_iterable.Keys)
+
+_REFUSED: dict[str, str] = {
+    "Sub": "`sub()` runs a regex, which can backtrack for minutes on one event",
+    "Operation": "arithmetic can build huge values (a string times a number) or divide by zero",
+    "Parent": "`parent` walks back up, which makes selections grow past the event's size",
+    "SortedThis": "sorting costs more than one look at each value and fails on mixed types",
+    "_Intersect": "`&` is not implemented by jsonpath-ng",
+    "Split": "string functions are not supported in rule paths",
+    "Str": "string functions are not supported in rule paths",
+    "Path": "`path` is not supported in rule paths",
+    "Where": "`where` is not supported in rule paths; use a filter [?(...)]",
+    "WhereNot": "`wherenot` is not supported in rule paths; use a filter [?(...)]",
+}
+
+
+class _Walk:
+    """Where the check is inside the expression."""
+
+    __slots__ = ("descendants", "first", "in_filter")
+
+    def __init__(self) -> None:
+        self.descendants = 0
+        self.first = True  # the leftmost step, where `$` belongs
+        self.in_filter = False
+
+
+def _refusal(node: JSONPath, walk: _Walk) -> str | None:
+    """Why selecting with `node` could cost more than linear time; None if it cannot."""
+    # Exact types: jsonpath-ng derives `sub()`, sorting and others from This.
+    if type(node) is Root:
+        if walk.first and not walk.in_filter:
+            return None
+        if walk.in_filter:
+            return "`$` inside a filter climbs to the top for every candidate; filters may only look at `@`"
+        return "`$` may only start the path (for several fields, write $['a','b'])"
+    if type(node) in _STEPS:
+        return None
+    if type(node) is Child or type(node) is Descendants:
+        return _refusal_of_step(node, walk)
+    if type(node) is jsonpath_filter.Filter:
+        return _refusal_of_filter(node.expressions, walk)
+    if type(node) is jsonpath_filter.Expression:
+        return _refusal_of_expression(node, walk)
+    if type(node) is jsonpath_filter.And or type(node) is jsonpath_filter.Or:
+        return _refusal_of_filter(node.operands, walk)
+    if type(node) is Union:
+        return _refusal_of_pair(node.left, node.right, walk)
+    name = type(node).__name__
+    return _REFUSED.get(name, f"{name} is not supported in rule paths")
+
+
+def _refusal_of_step(node: Child | Descendants, walk: _Walk) -> str | None:
+    if isinstance(node, Descendants):
+        if walk.in_filter:
+            return "`..` inside a filter walks a whole subtree for every candidate"
+        walk.descendants += 1
+        if walk.descendants > 1:
+            return "only one `..` per path: a second one walks again below every node the first found"
+    return _refusal_of_pair(node.left, node.right, walk)
+
+
+def _refusal_of_pair(left: JSONPath, right: JSONPath, walk: _Walk) -> str | None:
+    first = walk.first
+    reason = _refusal(left, walk)
+    walk.first = False  # whatever comes after the leftmost step is not the start
+    if reason is None:
+        reason = _refusal(right, walk)
+    walk.first = first
+    return reason
+
+
+def _refusal_of_filter(expressions: list[JSONPath], walk: _Walk) -> str | None:
+    in_filter = walk.in_filter
+    walk.in_filter = True
+    try:
+        return next((r for e in expressions if (r := _refusal(e, walk)) is not None), None)
+    finally:
+        walk.in_filter = in_filter
+
+
+def _refusal_of_expression(node: jsonpath_filter.Expression, walk: _Walk) -> str | None:
+    if node.op == "=~":
+        return "regex match (=~): a regex from a rule can backtrack for minutes on one event"
+    reason = _refusal(node.target, walk)
+    if reason is None and isinstance(node.value, JSONPath):
+        reason = _refusal(node.value, walk)
+    return reason

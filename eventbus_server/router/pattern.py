@@ -239,36 +239,57 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+# The three walks below open nested arrays with a stack, not recursion: an
+# event may nest arrays 1,000 deep (the JSON parser allows 1,024), past
+# Python's recursion limit, and a RecursionError here would fail the match.
+
+
 def _scalars(items: list[Any]) -> list[Any]:
     """The scalars of an event array, nested arrays opened, objects skipped."""
     found: list[Any] = []
-    for item in items:
-        if item.__class__ in _SCALARS:
-            found.append(item)
-        elif isinstance(item, list):
-            found.extend(_scalars(item))
+    stack = [iter(items)]
+    while stack:
+        for item in stack[-1]:
+            if item.__class__ in _SCALARS:
+                found.append(item)
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+        else:
+            stack.pop()
     return found
 
 
 def _objects(items: list[Any]) -> list[dict[str, Any]]:
     """The objects of an event array, nested arrays opened."""
     found: list[dict[str, Any]] = []
-    for item in items:
-        if isinstance(item, dict):
-            found.append(item)
-        elif isinstance(item, list):
-            found.extend(_objects(item))
+    stack = [iter(items)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, dict):
+                found.append(item)
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+        else:
+            stack.pop()
     return found
 
 
 def _indexed_objects(items: list[Any], path: str) -> list[tuple[str, dict[str, Any]]]:
     """Like `_objects`, each with its path ("detail.items[2]") for explanations."""
     found: list[tuple[str, dict[str, Any]]] = []
-    for index, item in enumerate(items):
-        if isinstance(item, dict):
-            found.append((f"{path}[{index}]", item))
-        elif isinstance(item, list):
-            found.extend(_indexed_objects(item, f"{path}[{index}]"))
+    stack = [(path, iter(enumerate(items)))]
+    while stack:
+        at, elements = stack[-1]
+        for index, item in elements:
+            if isinstance(item, dict):
+                found.append((f"{at}[{index}]", item))
+            elif isinstance(item, list):
+                stack.append((f"{at}[{index}]", iter(enumerate(item))))
+                break
+        else:
+            stack.pop()
     return found
 
 

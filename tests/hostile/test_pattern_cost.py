@@ -1,0 +1,177 @@
+"""Hostile rules and events against a real server: matching never stalls.
+
+Before: the wildcard `*a*a*a*a*b` against 400 `a`s froze every bus of the
+process for 48 s (a backtracking regex on the event loop), and an event
+whose matching raised was re-read from the engine's cursor forever. Here a
+second bus answers `ping` throughout, and its worst latency is asserted
+against a generous bound (the old code took minutes), under a timeout so a
+regression fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventbus_client import EventBusClient, connect
+from eventbus_core.errors import InvalidParams
+from eventbus_server.app import EventBusApp
+from tests.conftest import start_buses
+from tests.wire import RawPeer
+
+#: Worst `ping` latency on the other bus while one bus matches: generous, a liveness bound.
+PING_BOUND_S = 1.0
+#: Past this a test that is stuck in C code ends the whole run (see `hard_deadline`).
+HARD_DEADLINE_S = 45
+
+RULES_BUS = {"id": "rules", "enable_rules": True, "persist": False}
+OTHER_BUS = {"id": "other", "persist": False}
+
+
+def emit_rule(rule_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": rule_id, "topic": "t", **fields, "action": {"type": "EmitEvent", "topic": "t.out", "payload": 1}}
+
+
+class PingWatch:
+    """Pings a bus back to back and keeps the slowest answer."""
+
+    def __init__(self, client: EventBusClient) -> None:
+        self.client = client
+        self.worst_s = 0.0
+        self.pings = 0
+        self._first = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            assert await self.client.ping() == "pong"
+            self.worst_s = max(self.worst_s, time.monotonic() - started)
+            self.pings += 1
+            self._first.set()
+
+    async def started(self) -> None:
+        await self._first.wait()
+
+
+@contextlib.asynccontextmanager
+async def pinging(app: EventBusApp) -> AsyncIterator[PingWatch]:
+    """Ping the other bus for as long as the block runs."""
+    async with await connect(app.url("other")) as other:
+        watch = PingWatch(other)
+        task = asyncio.create_task(watch.run())
+        await watch.started()
+        try:
+            yield watch
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.fixture(autouse=True)
+def hard_deadline(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """A watchdog for what pytest-timeout cannot stop: a regex backtracking in C
+    holds the GIL, so neither its signal nor its thread gets to run. The
+    faulthandler thread needs no GIL: it dumps every stack and exits the run."""
+    with capsys.disabled():
+        stderr = os.dup(2)  # the terminal's, not the capture's (lost at exit)
+    faulthandler.dump_traceback_later(HARD_DEADLINE_S, exit=True, file=stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        os.close(stderr)
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[EventBusApp]:
+    async with start_buses(tmp_path, RULES_BUS, OTHER_BUS) as running:
+        yield running
+
+
+async def fired(client: EventBusClient) -> dict[str, int]:
+    return {rule["id"]: rule["fired"] for rule in await client.list_rules()}
+
+
+@pytest.mark.timeout(30)
+async def test_a_backtracking_wildcard_against_a_long_string_does_not_stall_the_process(app: EventBusApp) -> None:
+    async with await connect(app.url("rules")) as bus:
+        await bus.register_rule(emit_rule("r", pattern={"payload": {"s": [{"wildcard": "*a*a*a*a*b"}]}}))
+        async with pinging(app) as watch:
+            await bus.emit("t", {"s": "a" * 100_000})
+            await app.buses["rules"].wait_idle()
+        assert await fired(bus) == {"r": 0}
+        assert await bus.list_firings() == []
+    assert watch.worst_s < PING_BOUND_S, f"ping took {watch.worst_s:.2f}s while the rule matched"
+
+
+@pytest.mark.timeout(30)
+async def test_a_heavy_batch_gives_other_connections_their_turn(app: EventBusApp) -> None:
+    # 300 rules times 1,000 events in one batch, each pair a JSONPath lookup
+    # (jsonpath-ng, some microseconds): seconds of matching, which without
+    # turns would hold every connection of the process.
+    rules, events = 300, 1000
+    async with await connect(app.url("rules")) as bus:
+        for index in range(rules):
+            await bus.register_rule(emit_rule(f"r{index}", match_fields={"$.payload['s']": {"wildcard": f"*x{index}*"}}))
+        async with pinging(app) as watch:
+            await bus.emit_many([{"topic": "t", "payload": {"s": "a" * 200}} for _ in range(events)])
+            await app.buses["rules"].wait_idle()
+        assert set((await fired(bus)).values()) == {0}
+    assert watch.worst_s < PING_BOUND_S, f"ping took {watch.worst_s:.2f}s during the batch ({watch.pings} pings)"
+
+
+def deep(depth: int, inner: str, *, opening: str, closing: str) -> str:
+    return opening * depth + inner + closing * depth
+
+
+@pytest.mark.timeout(30)
+async def test_deeply_nested_events_do_not_stop_later_events_from_firing(app: EventBusApp) -> None:
+    # 1,015 levels (the JSON parser takes 1,024): past Python's recursion limit,
+    # so a recursive walk raised, and the engine retried the event forever.
+    depth = 1015
+    async with await connect(app.url("rules")) as bus:
+        await bus.register_rule(emit_rule("deep-array", pattern={"payload": {"a": [1]}}))
+        await bus.register_rule(emit_rule("descendants", match_fields={"$..x": 7}))
+        await bus.register_rule(emit_rule("later", match_fields={"n": 2}))
+        # The client cannot encode such nesting (its JSON encoder stops at 255), so: raw lines.
+        peer = await RawPeer.open(app.address("rules"))
+        try:
+            for payload in (
+                '{"a":' + deep(depth, "1", opening="[", closing="]") + "}",
+                deep(depth, "7", opening='{"x":', closing="}"),
+            ):
+                line = '{"jsonrpc":"2.0","id":1,"method":"emit_event","params":{"topic":"t","payload":' + payload + "}}\n"
+                reply = await peer.call_line(line)
+                assert "result" in reply, reply
+        finally:
+            await peer.close()
+        await bus.emit("t", {"n": 2})
+        await app.buses["rules"].wait_idle()
+        assert await fired(bus) == {"deep-array": 1, "descendants": 1, "later": 1}
+
+
+@pytest.mark.parametrize(
+    ("rule", "loc"),
+    [
+        (emit_rule("re", match_fields={"$.payload.items[?(@.name =~ '(a+)+$')]": {"exists": True}}), "match_fields.$.payload.items[?(@.name =~ '(a+)+$')]"),
+        (emit_rule("many", pattern={"payload": {"s": [{"prefix": f"p{i}"} for i in range(65)]}}), "pattern"),
+        (emit_rule("wide", match_fields={"s": [f"value-{i:06}" for i in range(2000)]}), "match_fields"),
+    ],
+    ids=["jsonpath regex", "too many tests", "too large"],
+)
+async def test_rules_that_cannot_be_matched_cheaply_are_refused(app: EventBusApp, rule: dict[str, Any], loc: str) -> None:
+    async with await connect(app.url("rules")) as bus:
+        with pytest.raises(InvalidParams) as raised:
+            await bus.register_rule(rule)
+        assert raised.value.code == -32602
+        assert [item["loc"] for item in raised.value.data] == [loc]
+        assert await bus.list_rules() == []
