@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from eventbus_client import EventBusClient, connect
+from eventbus_core.codec import MAX_NESTING
 from eventbus_core.errors import InvalidParams
 from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
@@ -135,23 +136,29 @@ def deep(depth: int, inner: str, *, opening: str, closing: str) -> str:
 
 @pytest.mark.timeout(30)
 async def test_deeply_nested_events_do_not_stop_later_events_from_firing(app: EventBusApp) -> None:
-    # 1,015 levels (the JSON parser takes 1,024): past Python's recursion limit,
-    # so a recursive walk raised, and the engine retried the event forever.
-    depth = 1015
+    # The bus refuses requests nested deeper than MAX_NESTING (200) at the door; 1,015
+    # levels (the JSON parser takes 1,024) once got past Python's recursion limit in a
+    # recursive walk, and the engine retried the event forever. At the deepest the
+    # door lets in, every rule still matches and later events still fire.
     async with await connect(app.url("rules")) as bus:
         await bus.register_rule(emit_rule("deep-array", pattern={"payload": {"a": [1]}}))
         await bus.register_rule(emit_rule("descendants", match_fields={"$..x": 7}))
         await bus.register_rule(emit_rule("later", match_fields={"n": 2}))
-        # The client cannot encode such nesting (its JSON encoder stops at 255), so: raw lines.
+        # The client cannot encode deep nesting (its JSON encoder stops at 255), so: raw lines.
         peer = await RawPeer.open(app.address("rules"))
         try:
-            for payload in (
-                '{"a":' + deep(depth, "1", opening="[", closing="]") + "}",
-                deep(depth, "7", opening='{"x":', closing="}"),
-            ):
-                line = '{"jsonrpc":"2.0","id":1,"method":"emit_event","params":{"topic":"t","payload":' + payload + "}}\n"
-                reply = await peer.call_line(line)
-                assert "result" in reply, reply
+            for depth, accepted in ((1015, False), (MAX_NESTING - 3, True)):
+                for payload in (
+                    '{"a":' + deep(depth, "1", opening="[", closing="]") + "}",
+                    deep(depth + 1, "7", opening='{"x":', closing="}"),
+                ):
+                    line = '{"jsonrpc":"2.0","id":1,"method":"emit_event","params":{"topic":"t","payload":' + payload + "}}\n"
+                    reply = await peer.call_line(line)
+                    if accepted:
+                        assert "result" in reply, reply
+                    else:
+                        assert reply["error"]["code"] == -32600, reply
+                        assert f"nested deeper than {MAX_NESTING} levels" in reply["error"]["message"]
         finally:
             await peer.close()
         await bus.emit("t", {"n": 2})
