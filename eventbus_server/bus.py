@@ -134,7 +134,7 @@ class Bus:
         config = self.config
         return RuleEngine(
             self.storage,
-            RuleBook(self.storage, bus_id=config.id, accepted_by=self._accepted_by),
+            RuleBook(self.storage, bus_id=config.id, accepted_by=self._accepted_by, max_rules=config.max_rules),
             ActionRunner(
                 config.id,
                 ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes),

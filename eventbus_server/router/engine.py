@@ -45,7 +45,7 @@ from eventbus_core.envelope import Event, now_ms
 from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
 from eventbus_core.rules import RetryPolicy
 
-from ..storage.base import EventQuery, Firing, FiringQuery, Storage
+from ..storage.base import READ_PAGE_BYTES, EventQuery, Firing, FiringQuery, Storage
 from .actions import ActionRunner, hops_of
 from .matcher import CompiledRule, envelope_of
 from .rulebook import RuleBook
@@ -229,7 +229,7 @@ class RuleEngine:
 
     async def _next_events(self) -> list[Event]:
         if self._cursor < self._read_until:
-            page = await self.storage.query(EventQuery(since=self._cursor, limit=CATCH_UP_PAGE))
+            page = await self.storage.query(EventQuery(since=self._cursor, limit=CATCH_UP_PAGE, max_bytes=READ_PAGE_BYTES))
             page = [e for e in page if e.event_id <= self._read_until]
             if page:
                 return page

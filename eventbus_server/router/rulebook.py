@@ -21,6 +21,7 @@ from eventbus_core.errors import (
     EventBusError,
     InvalidParams,
     NotFound,
+    Overloaded,
     ReservedTopic,
     SourceNotAllowed,
 )
@@ -38,12 +39,18 @@ log = logging.getLogger("eventbus.rules")
 
 class RuleBook:
     def __init__(
-        self, storage: Storage, *, bus_id: str, accepted_by: Callable[[], Mapping[str, Collection[str]]]
+        self,
+        storage: Storage,
+        *,
+        bus_id: str,
+        accepted_by: Callable[[], Mapping[str, Collection[str]]],
+        max_rules: int = 10_000,
     ) -> None:
         """`accepted_by()`: every bus of the process → the buses whose rules it accepts events from."""
         self.storage = storage
         self.bus_id = bus_id
         self.accepted_by = accepted_by
+        self.max_rules = max_rules
         self.index = RuleIndex()
         self._compiled: dict[str, CompiledRule] = {}
         self._enabled: dict[str, bool] = {}
@@ -120,6 +127,11 @@ class RuleBook:
         async with self._lock:
             if rule.id in self._compiled and not replace:
                 raise AlreadyExists(f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it")
+            if rule.id not in self._compiled and len(self._compiled) >= self.max_rules:
+                # Every rule is compiled in memory and listed whole by list_rules: bounded.
+                raise Overloaded(
+                    f"bus {self.bus_id!r} holds {len(self._compiled)} rules, the limit (max_rules); delete one first"
+                )
             created = await self.storage.put_rule(rule.id, _body(compiled), rule.enabled, now_ms())
             self._compiled[rule.id] = compiled
             self._enabled[rule.id] = rule.enabled

@@ -11,6 +11,7 @@ from eventbus_client import (
     AlreadyExists,
     EventBusClient,
     InvalidParams,
+    Overloaded,
     NotFound,
     RulesDisabled,
     connect,
@@ -164,3 +165,16 @@ async def test_bus_info_counts_rules_and_firings(bus: EventBusClient, rules_app:
     stats = (await bus.bus_info())["stats"]
     assert stats["rules_enabled"] == 1
     assert stats["firings"]["ok"] == 1
+
+
+async def test_a_bus_holds_at_most_max_rules(tmp_path: Path) -> None:
+    async with start_buses(tmp_path, rules_bus("memory", tmp_path, max_rules=3)) as app, await connect(app.url("rules")) as bus:
+        for i in range(3):
+            await bus.register_rule({**rule(), "id": f"r{i}"})
+        with pytest.raises(Overloaded) as refused:
+            await bus.register_rule({**rule(), "id": "r3"})
+        assert "holds 3 rules, the limit (max_rules)" in str(refused.value)
+        await bus.register_rule({**rule(), "id": "r0", "description": "replaced"}, replace=True)  # a replace is not a new rule
+        await bus.delete_rule("r1")
+        await bus.register_rule({**rule(), "id": "r3"})
+        assert sorted(r["id"] for r in await bus.list_rules()) == ["r0", "r2", "r3"]
