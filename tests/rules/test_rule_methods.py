@@ -11,8 +11,8 @@ from eventbus_client import (
     AlreadyExists,
     EventBusClient,
     InvalidParams,
-    Overloaded,
     NotFound,
+    Overloaded,
     RulesDisabled,
     connect,
 )
