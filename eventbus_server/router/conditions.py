@@ -21,6 +21,7 @@ from typing import Any
 
 from eventbus_core.trn import compile_trn_pattern, validate_trn_pattern
 
+from .limits import MAX_FIELD_VALUES, check_field_values
 from .operators import MISSING, PatternError, compile_literals, compile_operator
 from .paths import Selector, compile_path
 from .pattern import Failure
@@ -199,4 +200,6 @@ def leaves(values: list[Any]) -> list[Any]:
                 stack.extend(reversed(value))
         elif not isinstance(value, dict):
             leaves.append(value)
+            if len(leaves) > MAX_FIELD_VALUES:
+                check_field_values(leaves)
     return leaves

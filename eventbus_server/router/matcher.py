@@ -20,6 +20,7 @@ from eventbus_core.topics import compile_topic_pattern
 from .conditions import Condition, compile_conditions
 from .limits import check_rule_cost
 from .operators import MISSING, PatternError
+from .paths import reads_whole_event
 from .pattern import EventPattern, Failure, compile_pattern
 from .templates import Template, compile_template
 
@@ -27,7 +28,7 @@ __all__ = ["CompiledRule", "compile_rule", "envelope_from_wire", "envelope_of", 
 
 
 class CompiledRule:
-    __slots__ = ("action_template", "conditions", "matches_topic", "pattern", "rule")
+    __slots__ = ("action_template", "conditions", "matches_topic", "pattern", "reads_whole_event", "rule")
 
     def __init__(
         self,
@@ -41,6 +42,8 @@ class CompiledRule:
         self.conditions = conditions
         self.pattern = pattern
         self.action_template = action_template
+        #: A JSONPath condition may walk the whole event: matched off the event loop.
+        self.reads_whole_event = any(reads_whole_event(c.select) for c in conditions)
 
     @property
     def id(self) -> str:

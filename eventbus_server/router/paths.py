@@ -45,7 +45,7 @@ from jsonpath_ng.jsonpath import _Union as Union  # `|`; jsonpath-ng exports no 
 
 from .operators import PatternError
 
-__all__ = ["BARE_ENVELOPE_FIELDS", "MAX_JSONPATH_CHARS", "Selector", "compile_path"]
+__all__ = ["BARE_ENVELOPE_FIELDS", "MAX_JSONPATH_CHARS", "Selector", "compile_path", "reads_whole_event"]
 
 #: The envelope fields a bare key names; a payload key with another name stays reachable bare.
 BARE_ENVELOPE_FIELDS = frozenset({"topic", "timestamp", "source_trn", "target_trn", "correlation_id"})
@@ -126,7 +126,15 @@ def _jsonpath(key: str, where: str) -> Selector:
     def select(envelope: dict[str, Any]) -> list[Any]:
         return [match.value for match in expression.find(envelope)]
 
+    select.reads_whole_event = True  # type: ignore[attr-defined]
     return select
+
+
+def reads_whole_event(select: Selector) -> bool:
+    """Whether a selector may walk the whole event (jsonpath-ng: `..`, filters,
+    wildcards), at about 1 µs a node: 0.6 s over a 1 MiB event. The engine
+    matches rules with such selectors off the event loop."""
+    return getattr(select, "reads_whole_event", False)
 
 
 # --- what a JSONPath may do -------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .limits import MAX_FIELD_VALUES, check_field_values
 from .operators import MISSING, PatternError, ValueTest, compile_alternatives
 
 __all__ = ["EventPattern", "Failure", "compile_pattern"]
@@ -252,6 +253,8 @@ def _scalars(items: list[Any]) -> list[Any]:
         for item in stack[-1]:
             if item.__class__ in _SCALARS:
                 found.append(item)
+                if len(found) > MAX_FIELD_VALUES:
+                    check_field_values(found)
             elif isinstance(item, list):
                 stack.append(iter(item))
                 break
@@ -268,6 +271,8 @@ def _objects(items: list[Any]) -> list[dict[str, Any]]:
         for item in stack[-1]:
             if isinstance(item, dict):
                 found.append(item)
+                if len(found) > MAX_FIELD_VALUES:
+                    check_field_values(found)
             elif isinstance(item, list):
                 stack.append(iter(item))
                 break

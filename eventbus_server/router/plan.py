@@ -27,9 +27,12 @@ __all__ = ["TopicPlan"]
 class TopicPlan:
     """The candidate rules of one topic (each with its registration position)."""
 
-    __slots__ = ("always", "by_value")
+    __slots__ = ("always", "by_value", "reads_whole_event")
 
     def __init__(self, rules: list[tuple[int, CompiledRule]]) -> None:
+        #: Whether a rule of the topic has a JSONPath that may walk the whole event:
+        #: the engine then matches the topic's events off the event loop.
+        self.reads_whole_event = any(rule.reads_whole_event for _, rule in rules)
         self.always: list[tuple[int, CompiledRule]] = []
         groups: dict[str, _Group] = {}
         for position, rule in rules:

@@ -182,3 +182,37 @@ async def test_rules_that_cannot_be_matched_cheaply_are_refused(app: EventBusApp
         assert raised.value.code == -32602
         assert [item["loc"] for item in raised.value.data] == [loc]
         assert await bus.list_rules() == []
+
+
+@pytest.mark.timeout(30)
+async def test_a_jsonpath_that_walks_the_whole_event_is_matched_off_the_event_loop(app: EventBusApp) -> None:
+    # `$..needle` visits every node, ~1 µs each, in one call that cannot be cut:
+    # ten rules over this event hold a loop for seconds. Matched in a worker
+    # thread, the loop keeps answering meanwhile.
+    async with await connect(app.url("rules")) as bus:
+        for index in range(10):
+            # Ten paths, ten walks (one path is walked once for all the rules that share it).
+            await bus.register_rule(emit_rule(f"walk{index}", match_fields={f"$..needle{index}": 1}))
+        big = {"items": [{"k": i, "v": [i, i]} for i in range(30_000)]}  # just under 1 MiB
+        async with pinging(app) as watch:
+            await bus.emit("t", big)
+            await app.buses["rules"].wait_idle()
+        assert set((await fired(bus)).values()) == {0}
+        await bus.emit("t", {"deep": {"er": [{f"needle{index}": 1 for index in range(10)}]}})
+        await app.buses["rules"].wait_idle()
+        assert set((await fired(bus)).values()) == {1}
+    assert watch.worst_s < PING_BOUND_S, f"ping took {watch.worst_s:.2f}s while JSONPaths walked the event"
+
+
+async def test_a_field_with_more_values_than_a_rule_may_test_does_not_match(app: EventBusApp) -> None:
+    from eventbus_server.router.limits import MAX_FIELD_VALUES
+
+    async with await connect(app.url("rules")) as bus:
+        await bus.register_rule(emit_rule("positive", pattern={"payload": {"a": [{"numeric": [">", 0]}]}}))
+        await bus.register_rule(emit_rule("listed", match_fields={"a": {"numeric": [">", 0]}}))
+        await bus.emit("t", {"a": list(range(1, MAX_FIELD_VALUES + 2))})  # one value too many
+        await bus.emit("t", {"a": list(range(1, MAX_FIELD_VALUES + 1))})  # at the cap
+        await app.buses["rules"].wait_idle()
+        assert await fired(bus) == {"positive": 1, "listed": 1}
+        stats = (await bus.bus_info())["stats"]["firings"]
+        assert stats["match_too_large"] == 2 and stats["match_errors"] == 0

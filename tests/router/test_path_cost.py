@@ -134,7 +134,7 @@ def test_a_pattern_leaf_opens_deeply_nested_arrays_without_recursion() -> None:
 def test_each_array_is_opened_once_however_many_selections_hold_it() -> None:
     # `$..[*]` selects every nested array and each of its elements; opening every
     # selected array in full would count the scalars once per level above them.
-    width = 50
+    width = 2  # 2 x 2 x 200 = 800 values, under MAX_FIELD_VALUES; opened per level it would be 40,000
     value: list[Any] = []
     for _ in range(200):
         value = [*range(width), value]
