@@ -42,6 +42,7 @@ from eventbus_core.trn import validate_trn_pattern
 from .bus import Bus, EmitResult
 from .dispatcher import Subscriber
 from .router.engine import RuleEngine
+from .router.limits import TooManyValues
 from .router.matcher import envelope_from_wire, failure_wire
 from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery
 
@@ -304,7 +305,13 @@ async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
         stored = await rules.rules.get(request.rule_id or "")
         compiled = rules.rules.compile(stored.body)
     envelope = envelope_from_wire(request.event)
-    failures = compiled.explain(envelope)
+    try:
+        if compiled.reads_whole_event:  # as the engine does: such a walk is not for the event loop
+            failures = await asyncio.to_thread(compiled.explain, envelope)
+        else:
+            failures = compiled.explain(envelope)
+    except TooManyValues as exc:
+        raise InvalidParams(f"invalid params for test_rule: event: {exc}", [{"loc": "event", "msg": str(exc)}]) from None
     return {
         "matched": not failures,
         "failures": [failure_wire(f) for f in failures],

@@ -178,3 +178,18 @@ async def test_a_bus_holds_at_most_max_rules(tmp_path: Path) -> None:
         await bus.delete_rule("r1")
         await bus.register_rule({**rule(), "id": "r3"})
         assert sorted(r["id"] for r in await bus.list_rules()) == ["r0", "r2", "r3"]
+
+
+async def test_test_rule_on_an_event_with_a_field_too_large_to_test(bus: EventBusClient) -> None:
+    rule_body = {**rule(), "match_fields": {}, "pattern": {"payload": {"a": [{"numeric": [">", 0]}]}}}
+    with pytest.raises(InvalidParams) as refused:
+        await bus.test_rule({"topic": "repo.pushed", "payload": {"a": list(range(1, 1002))}}, rule=rule_body)
+    assert "more than 1000 values to test" in str(refused.value)
+    ok = await bus.test_rule({"topic": "repo.pushed", "payload": {"a": [1]}}, rule=rule_body)
+    assert ok["matched"] is True
+
+
+async def test_test_rule_with_a_whole_event_jsonpath(bus: EventBusClient) -> None:
+    rule_body = {**rule(), "match_fields": {"$..needle": 1}}
+    found = await bus.test_rule({"topic": "repo.pushed", "payload": {"x": [{"needle": 1}]}}, rule=rule_body)
+    assert found["matched"] is True
