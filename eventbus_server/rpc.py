@@ -75,12 +75,19 @@ class ReplyBudget:
     A page (poll_events, list_firings) stops before it would pass the budget,
     with at least one item; once a batch has spent it, further pages in that
     batch are refused with -32005 rather than grow one reply without bound.
+    `on_spend` is told the first time a budget is spent: the connection counts
+    pages encoded but not yet written as output it holds.
     """
 
-    __slots__ = ("left", "total")
+    __slots__ = ("left", "on_spend", "total")
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, on_spend: Callable[[ReplyBudget], None] | None = None) -> None:
         self.total = self.left = total
+        self.on_spend = on_spend
+
+    @property
+    def spent(self) -> int:
+        return self.total - self.left
 
     def check(self, method: str) -> None:
         if self.left <= 0:
@@ -98,6 +105,8 @@ class ReplyBudget:
                 break
             page.append(orjson.Fragment(data))
             self.left -= len(data)
+        if page and self.on_spend is not None:
+            self.on_spend(self)
         return page
 
 
