@@ -573,7 +573,7 @@ async def attack_junk_arrays(bench: Bench, row: Row) -> None:
 
 
 async def attack_unread_subscriptions(bench: Bench, row: Row) -> None:
-    """4. One connection pipelines 10,000 `subscribe_topic {topic: ">"}` and never reads; a victim emits 50x100."""
+    """4. One connection pipelines 10,000 `subscribe_topic {topic: ">"}` and never reads; a victim emits 50 batches of 100 (default subscriber_buffer)."""
     folder = bench.scratch()
     async with bench.server([bench.bus("sqlite", folder)], folder=folder) as server:
         async with Watch(server, row, bench.rss_cap_mb) as watch:
@@ -606,7 +606,7 @@ SLOW_LINE = b'{"jsonrpc": "2.0", "method": "ping", "params": {"pad": "' + b"x" *
 
 
 async def attack_slowloris(bench: Bench, row: Row) -> None:
-    """5. 50 connections each send 1 byte/s of a line they never finish; max_connections 52."""
+    """5. 50 connections each send 1 byte/s of a line they never finish; max_connections 52 (full with the victim pinger and one idle client); a new client after 35 s."""
     async with bench.server([bench.bus("memory", bench.folder, max_connections=52)]) as server:
         async with Watch(server, row, bench.rss_cap_mb) as watch:  # its victim pinger holds one slot
             idle = await connect(server.url("victim"))  # and an idle client the other: 50 are left
@@ -753,7 +753,7 @@ async def _at_least(count: Awaitable[int], expected: int) -> bool:
 
 
 async def attack_unread_firings(bench: Bench, row: Row, subscriber: bool) -> None:
-    """9. `subscribe_firings` on a connection that never reads, while 20,000 firings happen.
+    """9. `subscribe_firings` on a connection that never reads, while 20,000 firings (python tool, ~4 KB results) happen; the control has no subscriber.
 
     With `subscriber=False` the same firings run with nobody subscribed: the control,
     so the growth the subscription causes can be told from the firings' own.
@@ -864,7 +864,7 @@ def _size_mb(db: Path, suffix: str) -> str:
 
 
 async def attack_deleted_database(bench: Bench, row: Row) -> None:
-    """12. SQLite: 100 events, the operator deletes the `.db` file, 110 more emits, restart."""
+    """12. SQLite: 100 events, the operator deletes the `.db` file (not its -wal/-shm), 110 more emits, restart."""
     folder = bench.scratch()
     bus = bench.bus("sqlite", folder)
     db = Path(bus["storage_path"])
@@ -986,14 +986,16 @@ def combined_table(runs: list[tuple[str, list[Row]]]) -> str:
 
 
 def record(trees: list[tuple[Path, str]], table: str, rss_cap_mb: float) -> None:
-    tree_args = " ".join(f"--tree {path}" for path, _ in trees)
     measured = ", ".join(f"`{commit}` ({path})" for path, commit in trees)
+    checkouts = [f"/tmp/hostile-{commit.removesuffix('+dirty')}" for _, commit in trees]
+    worktrees = "\n".join(f"    git worktree add {path} {path.rsplit('-', 1)[1]}" for path in checkouts)
     text = f"""2 cores shared with other work. Trees measured, in this order: {measured}.
+To reproduce, from a checkout with the bench's venv (`pip install -e '.[dev,bench]'`):
 
-    .venv/bin/python -m bench.hostile {tree_args} --record
+{worktrees}
+    .venv/bin/python -m bench.hostile {" ".join(f"--tree {path}" for path in checkouts)} --record
 
-(or one tree at a time: `python -m bench.hostile --tree /path/to/checkout`; the
-bench's own venv, `pip install -e '.[dev,bench]'`, drives the attacks.)
+(one tree alone: `python -m bench.hostile --tree /path/to/checkout`).
 
 One server process per attack (`python -m eventbus_server` with PYTHONPATH=<tree>),
 a `victim` bus (the storage column) and a memory bus `other`; config keys both
