@@ -1,6 +1,7 @@
 """Where a rule condition or a template looks in an event (DESIGN.md §4).
 
-A key starting with `$` is a JSONPath (jsonpath-ng) over the whole envelope;
+A key starting with `$` is a JSONPath (jsonpath-ng, no regexes, at most one
+`..`: see `_REGEX_FORMS`) over the whole envelope;
 a bare envelope field name (the five DESIGN names: `topic`, `timestamp`,
 `source_trn`, `target_trn`, `correlation_id`) means that field; any other bare
 key, `event_id`, `metadata` and `payload` included, is a dotted path into
@@ -19,7 +20,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import parse as parse_jsonpath
 
 from .operators import PatternError
@@ -87,13 +87,32 @@ def _spread(current: list[Any], names: list[str]) -> list[Any]:
     return current
 
 
+#: JSONPath forms whose cost grows faster than the event: a regex of the client's
+#: (`=~` filters, `sub(/re/, …)`) can backtrack exponentially, and every further
+#: `..` multiplies the nodes visited (`$..*..*..*` on a 200-level payload: minutes).
+#: A rule runs on every event of its topic, so one such path stalls the bus.
+_REGEX_FORMS = re.compile(r"=~|`\s*sub\s*\(")
+
+
 def _jsonpath(key: str, where: str) -> Selector:
+    if _REGEX_FORMS.search(key):
+        raise PatternError(
+            where, f"JSONPath {key!r}: regular expressions (=~, sub()) are not supported; use the wildcard operator"
+        )
+    if key.count("..") > 1:
+        raise PatternError(where, f"JSONPath {key!r}: at most one recursive descent ('..') per path")
     try:
         expression = parse_jsonpath(key)
-    except JSONPathError as exc:
+    except Exception as exc:  # JSONPathError mostly, but jsonpath-ng also lets re.error and its own ValueErrors out
         raise PatternError(where, f"invalid JSONPath {key!r}: {exc}") from None
 
     def select(envelope: dict[str, Any]) -> list[Any]:
-        return [match.value for match in expression.find(envelope)]
+        try:
+            return [match.value for match in expression.find(envelope)]
+        except Exception:
+            # jsonpath-ng raises on some values (`sorted` over mixed types, `[/a]` on an
+            # object). For this event the path selects nothing, like a missing field;
+            # raising would fail test_rule and stop the engine's matching for every rule.
+            return []
 
     return select

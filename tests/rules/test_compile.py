@@ -112,6 +112,12 @@ BAD_CONDITIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"branch": []}, "match_fields.branch", "empty list"),
     ({"branch": [["a"]]}, "match_fields.branch[0]", "list inside a list"),
     ({"ip": {"cidr": "300.1.1.1/8"}}, "match_fields.ip.cidr", ""),
+    # Found by tests/hostile/test_fuzz.py: jsonpath-ng lets more than JSONPathError out (-32603).
+    ({"$.payload.`sub(/(/, x)`": "x"}, "match_fields.$.payload", "regular expressions"),
+    ({"$.payload.`split(, 99, 1)`": "x"}, "match_fields.$.payload", "invalid JSONPath"),
+    # Super-linear paths: one event could stall the bus for minutes.
+    ({"$.payload[?(@.a =~ '(a+)+$')]": "x"}, "match_fields.$.payload", "regular expressions"),
+    ({"$..*..*..*": "x"}, "match_fields.$..*", "one recursive descent"),
 ]
 
 
@@ -121,6 +127,16 @@ def test_bad_conditions_are_rejected_with_their_path(fields: dict[str, Any], pat
         compile_conditions(fields)
     assert caught.value.path.startswith(path)
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("key", ["$.payload[/size]", "$.payload.mixed.`sorted`"])
+def test_a_path_jsonpath_ng_cannot_evaluate_selects_nothing(key: str) -> None:
+    # Found by tests/hostile/test_fuzz.py: the TypeError failed test_rule (-32603) and
+    # stopped the engine's matching for every rule of the bus, retried each second.
+    (condition,) = compile_conditions({key: {"exists": False}})
+    envelope = {**ENVELOPE, "payload": {**EVENT.payload, "mixed": [1, "a", None]}}
+    assert condition.holds(envelope)
+    assert condition.explain(envelope) is None
 
 
 TEMPLATES: list[tuple[Any, Any]] = [

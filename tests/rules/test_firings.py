@@ -218,3 +218,21 @@ async def test_disabled_rules_do_not_fire_and_list_firings_pages(bus: EventBusCl
 
 def _ids(firings: list[dict[str, Any]]) -> list[int]:
     return [f["event_id"] for f in firings]
+
+
+async def test_a_path_that_cannot_be_evaluated_neither_fails_test_rule_nor_stops_other_rules(
+    bus: EventBusClient, rules_app: EventBusApp
+) -> None:
+    """Found by tests/hostile/test_fuzz.py: jsonpath-ng raised TypeError inside the engine's
+    match loop, which then retried the same events every second and fired nothing more."""
+    odd = {"id": "odd", "topic": "repo.*", "match_fields": {"$.payload[/a]": 1},
+           "action": {"type": "EmitEvent", "topic": "odd.out"}}
+    await bus.register_rule(odd)
+    await bus.register_rule({"id": "echo", "topic": "repo.*",
+                             "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1"}})
+    dry = await bus.test_rule(rule=odd, event={"topic": "repo.pushed", "payload": {"a": 1}})
+    assert dry["matched"] is False and dry["failures"][0]["missing"] is True
+    await bus.emit("repo.pushed", {"a": 1})
+    await settle(rules_app)
+    (firing,) = await bus.list_firings()
+    assert firing["rule_id"] == "echo" and firing["status"] == "ok"
