@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["DecodeError", "LineFramer", "dumps", "dumps_line", "loads"]
+__all__ = ["MAX_NESTING", "DecodeError", "LineFramer", "deeper_than", "dumps", "dumps_line", "loads"]
 
 DecodeError = orjson.JSONDecodeError
 
@@ -29,6 +29,30 @@ def dumps_line(value: Any) -> bytes:
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Decode JSON; raises `DecodeError` (a ValueError) on anything that is not JSON."""
     return orjson.loads(data)
+
+
+#: How deep a value the bus accepts from outside (requests, tool replies) may nest.
+#: orjson decodes 1,024 levels but encodes only 254, and the bus encodes a value
+#: again inside replies and notifications, a few levels deeper than it arrived;
+#: a value it could not encode would fail later, far from its sender.
+MAX_NESTING = 200
+_ENCODE_DEPTH = 254
+
+
+def deeper_than(value: Any, levels: int) -> bool:
+    """Whether `value` nests more than `levels` (< 254) arrays and objects deep.
+
+    orjson measures depth in C: wrapped in the levels the limit leaves unused,
+    `value` encodes only if it nests at most `levels` itself.
+    """
+    wrapped = value
+    for _ in range(_ENCODE_DEPTH - levels):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return True
+    return False
 
 
 class LineFramer:

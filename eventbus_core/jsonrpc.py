@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import DecodeError, dumps, loads
+from .codec import MAX_NESTING, DecodeError, deeper_than, loads
 from .errors import EventBusError, InvalidParams, InvalidRequest, ParseError, to_error_object
 from .locations import format_loc
 from .numbers import INT64_MAX, INT64_MIN
@@ -181,31 +181,13 @@ def parse_message(line: bytes, *, max_batch: int | None = None) -> Message:
 
 
 # -- nesting ------------------------------------------------------------------------
-#
-# orjson decodes 1,024 levels but encodes only 254, and the bus encodes a
-# payload again inside replies and notifications (up to four levels deeper than
-# in the request). A payload it cannot encode would fail later, far from its
-# sender, so a request nested deeper than MAX_NESTING is refused here.
-
-MAX_NESTING = 200
-#: orjson's own encoding depth limit.
-_ENCODE_DEPTH = 254
 
 
 def _too_deep(line: bytes, data: Any) -> bool:
     # Fewer brackets than the limit cannot nest that deep: the common case costs two counts.
     if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
         return False
-    # orjson measures depth in C: wrapped in the levels the limit leaves unused,
-    # `data` encodes only if it nests at most MAX_NESTING levels itself.
-    wrapped = data
-    for _ in range(_ENCODE_DEPTH - MAX_NESTING):
-        wrapped = [wrapped]
-    try:
-        dumps(wrapped)
-    except TypeError:
-        return True
-    return False
+    return deeper_than(data, MAX_NESTING)
 
 
 # -- integers orjson cannot keep ---------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Protocol
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from eventbus_core.codec import dumps
+from eventbus_core.codec import MAX_NESTING, deeper_than, dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -305,11 +305,13 @@ async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
         compiled = rules.rules.compile(stored.body)
     envelope = envelope_from_wire(request.event)
     failures = compiled.explain(envelope)
-    return {
-        "matched": not failures,
-        "failures": [failure_wire(f) for f in failures],
-        "action": compiled.render_action(envelope),
-    }
+    action = compiled.render_action(envelope)
+    if deeper_than(action, MAX_NESTING):
+        # Templates copy the event's values into the action: nested inside each other
+        # they can pass what a reply can hold. The rule would fail its firings the same way.
+        msg = f"the action rendered for this event nests deeper than {MAX_NESTING} levels"
+        raise InvalidParams(f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}])
+    return {"matched": not failures, "failures": [failure_wire(f) for f in failures], "action": action}
 
 
 async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:

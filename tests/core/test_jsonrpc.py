@@ -452,7 +452,7 @@ def nested(depth: int) -> Any:
 
 
 def test_a_request_nested_deeper_than_the_limit_is_refused() -> None:
-    from eventbus_core.jsonrpc import MAX_NESTING
+    from eventbus_core.codec import MAX_NESTING
 
     ok = {"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"payload": nested(MAX_NESTING - 2)}}
     assert len(parse(ok).calls) == 1

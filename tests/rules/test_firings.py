@@ -3,6 +3,7 @@ concurrency limit, the loop guard, cross-bus emits and rule_fired notices."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,25 @@ async def test_a_path_that_cannot_be_evaluated_neither_fails_test_rule_nor_stops
     await settle(rules_app)
     (firing,) = await bus.list_firings()
     assert firing["rule_id"] == "echo" and firing["status"] == "ok"
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+async def test_an_action_its_templates_nest_too_deep_fails_its_firing_and_nothing_else(
+    bus: EventBusClient, rules_app: EventBusApp
+) -> None:
+    """Found by tests/hostile/test_fuzz.py: the rule-made event (150 + 150 levels) failed
+    the group commit it shared with other emitters (-32603), or on a memory bus was
+    stored and broke every poll that met it."""
+    await bus.register_rule({"id": "deep", "topic": "deep.in",
+                             "action": {"type": "EmitEvent", "topic": "deep.out", "payload": nested(150, "{{ $.payload }}")}})
+    await bus.emit("deep.in", nested(150, 1))
+    others = await asyncio.gather(*(bus.emit("deep.other", i) for i in range(20)))
+    await settle(rules_app)
+    (firing,) = await bus.list_firings()
+    assert firing["status"] == "failed" and "nests deeper than 200 levels" in firing["error"]
+    assert [e.topic for e in (await bus.poll(">", limit=100)).events] == ["deep.in"] + ["deep.other"] * len(others)

@@ -164,3 +164,20 @@ async def test_bus_info_counts_rules_and_firings(bus: EventBusClient, rules_app:
     stats = (await bus.bus_info())["stats"]
     assert stats["rules_enabled"] == 1
     assert stats["firings"]["ok"] == 1
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+async def test_test_rule_refuses_an_action_its_templates_nest_too_deep(bus: EventBusClient) -> None:
+    """Found by tests/hostile/test_fuzz.py: a template nested 150 levels around an event
+    value nested 150 made a reply orjson cannot encode: no reply at all, a traceback."""
+    body = rule(match_fields={}, action={"type": "EmitEvent", "topic": "out", "payload": nested(150, "{{ $.payload }}")})
+    with pytest.raises(InvalidParams) as caught:
+        await bus.test_rule({"topic": "repo.pushed", "payload": nested(150, 1)}, rule=body)
+    assert caught.value.data == [{"loc": "event", "msg": "the action rendered for this event nests deeper than 200 levels"}]
+    shallow = await bus.test_rule({"topic": "repo.pushed", "payload": nested(20, 1)}, rule=body)
+    assert shallow["action"]["payload"] == nested(170, 1)
