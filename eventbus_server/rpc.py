@@ -298,7 +298,10 @@ async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
     if (request.rule is None) == (request.rule_id is None):
         raise InvalidParams("invalid params for test_rule: give either rule (a rule object) or rule_id", [{"loc": "rule", "msg": "give rule or rule_id"}])
     if request.rule is not None:
-        compiled = rules.rules.compile(request.rule)
+        try:
+            compiled = rules.rules.compile(request.rule)
+        except (ValidationError, InvalidParams) as exc:
+            raise _inside("rule", "test_rule", exc) from None
     else:
         # From storage, like get_rule: on a shared bus it may be newer than this node's rule book.
         stored = await rules.rules.get(request.rule_id or "")
@@ -401,6 +404,17 @@ def validation_data(exc: ValidationError) -> list[dict[str, str]]:
         {"loc": format_loc(error["loc"]), "msg": error["msg"].removeprefix("Value error, ")}
         for error in exc.errors(include_url=False)
     ]
+
+
+def _inside(field: str, method: str, exc: ValidationError | InvalidParams) -> InvalidParams:
+    """`exc` about a value that sits in the params under `field`: its locations start there."""
+    data = validation_data(exc) if isinstance(exc, ValidationError) else list(exc.data or [])
+    data = [{"loc": f"{field}.{d['loc']}" if d["loc"] else field, "msg": d["msg"]} for d in data]
+    if isinstance(exc, InvalidParams):
+        return InvalidParams(exc.message, data or None)
+    summary = "; ".join(f"{d['loc']}: {d['msg']}" for d in data[:3])
+    more = f" (and {len(data) - 3} more)" if len(data) > 3 else ""
+    return InvalidParams(f"invalid params for {method}: {summary}{more}", data)
 
 
 def _invalid_params(method: str, exc: ValidationError) -> InvalidParams:

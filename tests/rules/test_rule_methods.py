@@ -87,9 +87,11 @@ async def test_invalid_rules_are_rejected_naming_the_bad_part(
     data = caught.value.data
     assert any(item["loc"].startswith(loc) and msg in item["msg"] for item in data), data
     assert await bus.list_rules() == []
-    # test_rule judges a rule the same way.
-    with pytest.raises(InvalidParams):
+    # test_rule judges a rule the same way, its locations inside `rule`.
+    with pytest.raises(InvalidParams) as caught:
         await bus.test_rule({"topic": "repo.pushed"}, rule=body)
+    data = caught.value.data
+    assert any(item["loc"].startswith(f"rule.{loc}") and msg in item["msg"] for item in data), data
 
 
 async def test_test_rule_explains_a_non_match_and_renders_the_action(bus: EventBusClient) -> None:
