@@ -331,7 +331,9 @@ async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
 def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     _rules(ctx)
     request = _params(SubscribeFiringsParams, params)
-    return {"subscription": ctx.bus.subscribe_firings(request.rule_id, ctx.subscriber).id}
+    sub = ctx.bus.subscribe_firings(request.rule_id, ctx.subscriber)
+    ctx.after_reply.append(lambda: ctx.bus.dispatcher.start(sub, replay=False))
+    return {"subscription": sub.id}
 
 
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:

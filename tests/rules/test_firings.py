@@ -259,3 +259,30 @@ async def test_an_action_its_templates_nest_too_deep_fails_its_firing_and_nothin
     (firing,) = await bus.list_firings()
     assert firing["status"] == "failed" and "nests deeper than 200 levels" in firing["error"]
     assert [e.topic for e in (await bus.poll(">", limit=100)).events] == ["deep.in"] + ["deep.other"] * len(others)
+
+
+async def test_no_rule_fired_precedes_the_batch_reply_that_names_its_subscription(tmp_path: Path) -> None:
+    """Found by tests/hostile/test_fuzz.py: in a batch [subscribe_firings, emit_event, …]
+    the firing could finish, and be pushed, before the batch reply told the subscription's id."""
+    from tests.wire import RawPeer
+
+    bus = rules_bus("memory", tmp_path, auth_token_env="FIRINGS_TOKEN")
+    async with start_buses(tmp_path, bus, env={"FIRINGS_TOKEN": "secret"}) as app:
+        async with await connect(app.url("rules"), token="secret") as client:
+            await client.register_rule({"id": "a", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}})
+        peer = await RawPeer.open(app.address("rules"))
+        try:
+            assert (await peer.call("authenticate", {"token": "secret"}))["result"] == {"ok": True}
+            await peer.send([
+                {"jsonrpc": "2.0", "method": "subscribe_firings", "id": 1},
+                {"jsonrpc": "2.0", "method": "emit_event", "params": {"topic": "t"}, "id": 2},
+                # A wrong token is answered 100 ms late: the batch reply waits for it.
+                {"jsonrpc": "2.0", "method": "authenticate", "params": {"token": "wrong"}, "id": 3},
+            ])
+            batch = await peer.recv()
+            assert isinstance(batch, list), batch
+            subscription = next(r["result"]["subscription"] for r in batch if r["id"] == 1)
+            pushed = await peer.recv()
+            assert pushed["method"] == "rule_fired" and pushed["params"]["subscription"] == subscription
+        finally:
+            await peer.close()
