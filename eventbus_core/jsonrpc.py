@@ -2,7 +2,8 @@
 
 `parse_message` turns one received line into a `Message`: the calls to run
 and the error replies that are already known (parse errors, invalid request
-objects, batches over `max_batch`, integers the codec cannot keep exactly).
+objects, batches over `max_batch`, integers the codec cannot keep exactly,
+strings holding U+0000).
 The connection runs the calls and writes the replies; whether the replies go
 back as one array (a batch) or one object is decided here.
 """
@@ -96,11 +97,12 @@ def _valid_id(value: Any) -> bool:
     return value is None or isinstance(value, str | float)
 
 
-def _parse_call(item: Any, exact: Any = None) -> Call | dict[str, Any]:
+def _parse_call(item: Any, exact: Any = None, *, may_hold_nul: bool = False) -> Call | dict[str, Any]:
     """A Call, or the error reply for an invalid request object.
 
     `exact` is the same item decoded with exact integers, when the line holds
     integer literals too long for orjson to keep (see `_exact_items`).
+    `may_hold_nul`: the line has a `\\u0000` escape somewhere (see `_nul_paths`).
     """
     if not isinstance(item, dict):
         return error_reply(None, InvalidRequest("invalid request: expected a JSON object"))
@@ -123,11 +125,20 @@ def _parse_call(item: Any, exact: Any = None) -> Call | dict[str, Any]:
     if isinstance(exact, dict):
         inexact = next(_inexact_paths(exact.get("params"), []), None)
         if inexact is not None:
-            loc, value = format_loc(inexact[0]), inexact[1]
-            msg = f"integer {value} is outside the range the bus keeps exactly (-2^63 to 2^64-1)"
-            error = InvalidParams(f"invalid params for {method}: {loc}: {msg}", [{"loc": loc, "msg": msg}])
+            msg = f"integer {inexact[1]} is outside the range the bus keeps exactly (-2^63 to 2^64-1)"
+            error = _invalid_param(method, inexact[0], msg)
+            return error_reply(reply_id, error) if call_id is not NO_ID else _DROPPED
+    if may_hold_nul:
+        nul = next(_nul_paths(params), None)
+        if nul is not None:
+            error = _invalid_param(method, *nul)
             return error_reply(reply_id, error) if call_id is not NO_ID else _DROPPED
     return Call(method, params, call_id)
+
+
+def _invalid_param(method: str, path: list[str | int], msg: str) -> InvalidParams:
+    loc = format_loc(path)
+    return InvalidParams(f"invalid params for {method}: {f'{loc}: ' if loc else ''}{msg}", [{"loc": loc, "msg": msg}])
 
 
 #: The reply of a notification that cannot run: nothing is sent.
@@ -148,6 +159,8 @@ def parse_message(line: bytes, *, max_batch: int | None = None) -> Message:
         exact = _exact_items(line, data)
     except RecursionError:  # pragma: no cover - _too_deep refuses such lines first
         return Message(replies=[error_reply(None, InvalidRequest("invalid request: nested too deeply"))])
+    # JSON can only carry U+0000 as this escape: lines without it cost one scan.
+    may_hold_nul = b"\\u0000" in line
     if isinstance(data, list):
         if not data:
             return Message(replies=[error_reply(None, InvalidRequest("invalid request: empty batch"))])
@@ -157,13 +170,13 @@ def parse_message(line: bytes, *, max_batch: int | None = None) -> Message:
             return Message(replies=[error_reply(None, refusal)])
         message = Message(is_batch=True)
         for index, item in enumerate(data):
-            parsed = _parse_call(item, exact[index] if exact is not None else None)
+            parsed = _parse_call(item, exact[index] if exact is not None else None, may_hold_nul=may_hold_nul)
             if isinstance(parsed, Call):
                 message.calls.append(parsed)
             elif parsed is not _DROPPED:
                 message.replies.append(parsed)
         return message
-    parsed = _parse_call(data, exact)
+    parsed = _parse_call(data, exact, may_hold_nul=may_hold_nul)
     if isinstance(parsed, Call):
         return Message(calls=[parsed])
     return Message(replies=[] if parsed is _DROPPED else [parsed])
@@ -224,3 +237,29 @@ def _inexact_paths(value: Any, path: list[str | int]) -> Iterator[tuple[list[str
             yield where, "with more than 40 digits"
         elif isinstance(current, int) and not isinstance(current, bool) and not EXACT_MIN <= current <= EXACT_MAX:
             yield where, current
+
+
+# -- U+0000 ------------------------------------------------------------------------
+#
+# PostgreSQL's text and jsonb cannot hold U+0000, so an event, rule or filter
+# with one would fail inside a commit that other clients' events share. It is
+# refused here, naming its place, on every bus: what one backend takes, all do.
+
+_WHY_NO_NUL = "PostgreSQL storage cannot keep it, so no bus takes it"
+
+
+def _nul_paths(value: Any) -> Iterator[tuple[list[str | int], str]]:
+    """Where strings (or object keys) holding U+0000 sit in `value`, depth first."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, str):
+            if "\x00" in current:
+                yield where, f"U+0000 (NUL) is not allowed in strings: {_WHY_NO_NUL}"
+        elif isinstance(current, dict):
+            if any("\x00" in key for key in current):
+                yield where, f"an object key holds U+0000 (NUL), which is not allowed: {_WHY_NO_NUL}"
+                continue
+            stack.extend((item, [*where, key]) for key, item in reversed(current.items()))
+        elif isinstance(current, list):
+            stack.extend((item, [*where, index]) for index, item in reversed(list(enumerate(current))))

@@ -90,21 +90,29 @@ class Connection(asyncio.Protocol):
 
     @property
     def can_write(self) -> bool:
-        return self._writable.is_set() and not self._closed and not self._refusing
+        return self._writable.is_set() and not self._done_writing()
 
     def write(self, data: bytes) -> None:
-        if self._closed or self._refusing or self._transport is None:
+        if self._done_writing():
             return
         if not self._outgoing:
             asyncio.get_running_loop().call_soon(self._flush)
         self._outgoing.append(data)
 
     def _flush(self) -> None:
-        if self._outgoing and not self._closed and self._transport is not None:
+        if self._outgoing and not self._done_writing():
             # One item (a large reply, often) goes as it is: joining would copy it.
             data = self._outgoing[0] if len(self._outgoing) == 1 else b"".join(self._outgoing)
             self._outgoing.clear()
+            assert self._transport is not None
             self._transport.write(data)
+
+    def _done_writing(self) -> bool:
+        # Once we closed the transport, a push (a replay still running) must not follow:
+        # uvloop refuses a write to a closed handle, and one that races the close can
+        # leave the client a line cut short. What was written before close() still goes out.
+        transport = self._transport
+        return self._closed or self._refusing or transport is None or transport.is_closing()
 
     async def wait_writable(self) -> None:
         await self._writable.wait()

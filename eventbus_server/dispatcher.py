@@ -114,7 +114,8 @@ class FiringSubscription(Subscription):
     def __init__(self, sub_id: str, rule_id: str | None, subscriber: Subscriber, buffer_limit: int) -> None:
         super().__init__(sub_id, EventQuery(), subscriber, buffer_limit)
         self.rule_id = rule_id
-        self._replaying = False  # nothing stored to replay: live at once
+        # Nothing to replay, but held until started all the same: in a batch the reply
+        # naming the subscription waits for every call, and a rule_fired may not precede it.
 
     def wants(self, firing: Firing) -> bool:
         return self.rule_id is None or self.rule_id == firing.rule_id
@@ -256,7 +257,7 @@ class Dispatcher:
         for sub in list(self._firing_subscriptions.values()):
             if not sub.wants(firing):
                 continue
-            if sub.pending or not sub.subscriber.can_write:
+            if sub._replaying or sub.pending or not sub.subscriber.can_write:
                 self._hold(sub, firing)
                 continue
             sub.subscriber.write(sub.line_of(firing))
@@ -290,7 +291,7 @@ class Dispatcher:
     def _check_held(self, sub: Subscription) -> None:
         if len(sub.pending) <= sub.buffer_limit:
             return
-        if sub._replaying:
+        if sub._replaying and not isinstance(sub, FiringSubscription):
             # Everything held is also in storage: forget it and replay further instead.
             sub.pending.clear()
             sub._replay_overflowed = True

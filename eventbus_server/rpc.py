@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Protocol
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from eventbus_core.codec import dumps
+from eventbus_core.codec import MAX_NESTING, deeper_than, dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -308,7 +308,10 @@ async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
     if (request.rule is None) == (request.rule_id is None):
         raise InvalidParams("invalid params for test_rule: give either rule (a rule object) or rule_id", [{"loc": "rule", "msg": "give rule or rule_id"}])
     if request.rule is not None:
-        compiled = rules.rules.compile(request.rule)
+        try:
+            compiled = rules.rules.compile(request.rule)
+        except (ValidationError, InvalidParams) as exc:
+            raise _inside("rule", "test_rule", exc) from None
     else:
         # From storage, like get_rule: on a shared bus it may be newer than this node's rule book.
         stored = await rules.rules.get(request.rule_id or "")
@@ -321,11 +324,13 @@ async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
             failures = compiled.explain(envelope)
     except TooManyValues as exc:
         raise InvalidParams(f"invalid params for test_rule: event: {exc}", [{"loc": "event", "msg": str(exc)}]) from None
-    return {
-        "matched": not failures,
-        "failures": [failure_wire(f) for f in failures],
-        "action": compiled.render_action(envelope),
-    }
+    action = compiled.render_action(envelope)
+    if deeper_than(action, MAX_NESTING):
+        # Templates copy the event's values into the action: nested inside each other
+        # they can pass what a reply can hold. The rule would fail its firings the same way.
+        msg = f"the action rendered for this event nests deeper than {MAX_NESTING} levels"
+        raise InvalidParams(f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}])
+    return {"matched": not failures, "failures": [failure_wire(f) for f in failures], "action": action}
 
 
 async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -342,7 +347,9 @@ async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
 def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     _rules(ctx)
     request = _params(SubscribeFiringsParams, params)
-    return {"subscription": ctx.bus.subscribe_firings(request.rule_id, ctx.subscriber).id}
+    sub = ctx.bus.subscribe_firings(request.rule_id, ctx.subscriber)
+    ctx.after_reply.append(lambda: ctx.bus.dispatcher.start(sub, replay=False))
+    return {"subscription": sub.id}
 
 
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -415,6 +422,17 @@ def validation_data(exc: ValidationError) -> list[dict[str, str]]:
         {"loc": format_loc(error["loc"]), "msg": plain_message(error)}
         for error in exc.errors(include_url=False)
     ]
+
+
+def _inside(field: str, method: str, exc: ValidationError | InvalidParams) -> InvalidParams:
+    """`exc` about a value that sits in the params under `field`: its locations start there."""
+    data = validation_data(exc) if isinstance(exc, ValidationError) else list(exc.data or [])
+    data = [{"loc": f"{field}.{d['loc']}" if d["loc"] else field, "msg": d["msg"]} for d in data]
+    if isinstance(exc, InvalidParams):
+        return InvalidParams(exc.message, data or None)
+    summary = "; ".join(f"{d['loc']}: {d['msg']}" for d in data[:3])
+    more = f" (and {len(data) - 3} more)" if len(data) > 3 else ""
+    return InvalidParams(f"invalid params for {method}: {summary}{more}", data)
 
 
 def _invalid_params(method: str, exc: ValidationError) -> InvalidParams:

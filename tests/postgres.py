@@ -36,6 +36,11 @@ def _unreachable() -> str | None:
     return None
 
 
+def reachable() -> bool:
+    """Whether the test PostgreSQL answers (for tests where it is optional)."""
+    return _unreachable() is None
+
+
 def require() -> None:
     """Skip this test without PostgreSQL (fail instead when it is required)."""
     reason = _unreachable()

@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from eventbus_core.codec import MAX_NESTING, deeper_than
 from eventbus_core.envelope import EmitParams, Event
+from eventbus_core.errors import InvalidParams
 
 from .tools import ToolCall, ToolRouter
 
@@ -38,6 +40,10 @@ class ActionRunner:
 
     async def run(self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int) -> Any:
         """Carry out a rendered action; the firing's result. Tool and emit errors propagate."""
+        if deeper_than(action, MAX_NESTING):
+            # Templates nest the event's values inside the rule's: an event or tool input
+            # that deep could not be stored or sent (and failed the commit it shared).
+            raise InvalidParams(f"the action rendered for event {event.event_id} nests deeper than {MAX_NESTING} levels")
         if action["type"] == "InvokeTool":
             return await self._invoke(action, rule_id=rule_id, event=event, firing_id=firing_id)
         params = self._derived(

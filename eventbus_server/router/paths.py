@@ -1,6 +1,7 @@
 """Where a rule condition or a template looks in an event (DESIGN.md §4).
 
-A key starting with `$` is a JSONPath (jsonpath-ng) over the whole envelope;
+A key starting with `$` is a JSONPath (jsonpath-ng, no regexes, at most one
+`..`: see `_REGEX_FORMS`) over the whole envelope;
 a bare envelope field name (the five DESIGN names: `topic`, `timestamp`,
 `source_trn`, `target_trn`, `correlation_id`) means that field; any other bare
 key, `event_id`, `metadata` and `payload` included, is a dotted path into
@@ -25,11 +26,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from jsonpath_ng.exceptions import JSONPathError
 from jsonpath_ng.ext import filter as jsonpath_filter
 from jsonpath_ng.ext import iterable as jsonpath_iterable
 from jsonpath_ng.ext import parse as parse_jsonpath
-from jsonpath_ng.ext.string import DefintionInvalid
 from jsonpath_ng.jsonpath import (
     Child,
     Descendants,
@@ -117,14 +116,20 @@ def _jsonpath(key: str, where: str) -> Selector:
         raise PatternError(where, f"a JSONPath is at most {MAX_JSONPATH_CHARS} characters, this one has {len(key)}")
     try:
         expression = parse_jsonpath(key)
-    except (JSONPathError, DefintionInvalid) as exc:
+    except Exception as exc:  # JSONPathError mostly, but jsonpath-ng also lets re.error and its own ValueErrors out
         raise PatternError(where, f"invalid JSONPath {key!r}: {exc}") from None
     reason = _refusal(expression, _Walk())
     if reason is not None:
         raise PatternError(where, f"JSONPath {key!r} is refused: {reason}")
 
     def select(envelope: dict[str, Any]) -> list[Any]:
-        return [match.value for match in expression.find(envelope)]
+        try:
+            return [match.value for match in expression.find(envelope)]
+        except Exception:
+            # jsonpath-ng raises on some values (`sorted` over mixed types, `[/a]` on an
+            # object). For this event the path selects nothing, like a missing field;
+            # raising would fail test_rule and stop the engine's matching for every rule.
+            return []
 
     select.reads_whole_event = True  # type: ignore[attr-defined]
     return select

@@ -465,3 +465,37 @@ def test_a_request_nested_deeper_than_the_limit_is_refused() -> None:
 def test_many_brackets_inside_strings_are_not_nesting() -> None:
     line = dumps({"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"s": "[" * 5000}})
     assert len(parse_message(line).calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "loc", "what"),
+    [
+        (b'{"topic": "a", "payload": {"x": [1, "a\\u0000b"]}}', "payload.x[1]", "in strings"),
+        (b'{"topic": "a", "correlation_id": "\\u0000"}', "correlation_id", "in strings"),
+        (b'{"topic": "a", "metadata": {"k\\u0000": 1}}', "metadata", "object key"),
+        (b'{"id": "r", "description": "\\u0000", "action": {}}', "description", "in strings"),
+    ],
+)
+def test_strings_with_nul_are_refused_by_path(params: bytes, loc: str, what: str) -> None:
+    # Found by tests/hostile/test_fuzz.py: PostgreSQL failed the whole group commit on one.
+    line = b'{"jsonrpc": "2.0", "method": "emit_event", "id": 3, "params": ' + params + b"}"
+    [reply] = parse_message(line).replies
+    assert reply["id"] == 3 and reply["error"]["code"] == -32602
+    [item] = reply["error"]["data"]
+    assert item["loc"] == loc and "U+0000" in item["msg"] and what in item["msg"]
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:
+    [call] = parse_message(b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"s": "\\\\u0000"}}').calls
+    assert call.params == {"s": "\\u0000"}
+
+
+def test_a_nul_fails_only_its_batch_item_and_a_notification_with_one_does_not_run() -> None:
+    line = (
+        b'[{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"s": "ok"}},'
+        b' {"jsonrpc": "2.0", "method": "e", "id": 2, "params": {"s": "\\u0000"}},'
+        b' {"jsonrpc": "2.0", "method": "e", "params": {"s": "\\u0000"}}]'
+    )
+    message = parse_message(line)
+    assert [c.id for c in message.calls] == [1]
+    assert [(r["id"], r["error"]["code"]) for r in message.replies] == [(2, -32602)]

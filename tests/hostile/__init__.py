@@ -1,0 +1,1 @@
+"""What a hostile client gets (STYLE.md "Hostile by default"): limits and errors, never a crash."""

@@ -112,6 +112,12 @@ BAD_CONDITIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"branch": []}, "match_fields.branch", "empty list"),
     ({"branch": [["a"]]}, "match_fields.branch[0]", "list inside a list"),
     ({"ip": {"cidr": "300.1.1.1/8"}}, "match_fields.ip.cidr", ""),
+    # Found by tests/hostile/test_fuzz.py: jsonpath-ng lets more than JSONPathError out (-32603).
+    ({"$.payload.`sub(/(/, x)`": "x"}, "match_fields.$.payload", "invalid JSONPath"),
+    ({"$.payload.`split(, 99, 1)`": "x"}, "match_fields.$.payload", "invalid JSONPath"),
+    # Super-linear paths: one event could stall the bus for minutes.
+    ({"$.payload[?(@.a =~ '(a+)+$')]": "x"}, "match_fields.$.payload", "regex match (=~)"),
+    ({"$..*..*..*": "x"}, "match_fields.$..*", "only one `..` per path"),
 ]
 
 
@@ -121,6 +127,15 @@ def test_bad_conditions_are_rejected_with_their_path(fields: dict[str, Any], pat
         compile_conditions(fields)
     assert caught.value.path.startswith(path)
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("key", ["$.payload[/size]", "$.payload.mixed.`sorted`"])
+def test_sorting_paths_that_fail_on_mixed_values_are_refused(key: str) -> None:
+    # Found by tests/hostile/test_fuzz.py: the TypeError of sorting mixed values failed
+    # test_rule (-32603) and stopped the engine's matching for every rule of the bus.
+    with pytest.raises(PatternError) as caught:
+        compile_conditions({key: {"exists": False}})
+    assert "sorting" in caught.value.reason
 
 
 TEMPLATES: list[tuple[Any, Any]] = [

@@ -3,13 +3,14 @@ concurrency limit, the loop guard, cross-bus emits and rule_fired notices."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eventbus_client import EventBusClient, connect
-from eventbus_core.errors import ReservedTopic, SourceNotAllowed
+from eventbus_core.errors import InvalidParams, ReservedTopic, SourceNotAllowed
 from eventbus_server.app import EventBusApp
 from tests import postgres
 from tests.conftest import start_buses
@@ -230,3 +231,71 @@ async def test_a_result_the_storage_cannot_hold_fails_the_firing_instead_of_leav
         (firing,) = await bus.list_firings()
         assert firing["status"] == "failed" and firing["result"] is None
         assert "the result cannot be stored" in firing["error"] and "\\u0000" in firing["error"]
+
+
+async def test_a_path_that_cannot_be_evaluated_is_refused_and_stops_no_other_rule(
+    bus: EventBusClient, rules_app: EventBusApp
+) -> None:
+    """Found by tests/hostile/test_fuzz.py: jsonpath-ng raised TypeError (sorting mixed
+    values) inside the engine's match loop, which then retried the same events every
+    second and fired nothing more. Such a path is refused now, naming why."""
+    odd = {"id": "odd", "topic": "repo.*", "match_fields": {"$.payload[/a]": 1},
+           "action": {"type": "EmitEvent", "topic": "odd.out"}}
+    with pytest.raises(InvalidParams) as refused:
+        await bus.register_rule(odd)
+    assert "sorting" in str(refused.value)
+    await bus.register_rule({"id": "echo", "topic": "repo.*",
+                             "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1"}})
+    await bus.emit("repo.pushed", {"a": 1})
+    await settle(rules_app)
+    (firing,) = await bus.list_firings()
+    assert firing["rule_id"] == "echo" and firing["status"] == "ok"
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+async def test_an_action_its_templates_nest_too_deep_fails_its_firing_and_nothing_else(
+    bus: EventBusClient, rules_app: EventBusApp
+) -> None:
+    """Found by tests/hostile/test_fuzz.py: the rule-made event (a template nested around a nested event value) failed
+    the group commit it shared with other emitters (-32603), or on a memory bus was
+    stored and broke every poll that met it."""
+    await bus.register_rule({"id": "deep", "topic": "deep.in",
+                             "action": {"type": "EmitEvent", "topic": "deep.out", "payload": nested(30, "{{ $.payload }}")}})
+    await bus.emit("deep.in", nested(180, 1))  # 30 + 180 levels: past 200
+    others = await asyncio.gather(*(bus.emit("deep.other", i) for i in range(20)))
+    await settle(rules_app)
+    (firing,) = await bus.list_firings()
+    assert firing["status"] == "failed" and "nests deeper than 200 levels" in firing["error"]
+    assert [e.topic for e in (await bus.poll(">", limit=100)).events] == ["deep.in"] + ["deep.other"] * len(others)
+
+
+async def test_no_rule_fired_precedes_the_batch_reply_that_names_its_subscription(tmp_path: Path) -> None:
+    """Found by tests/hostile/test_fuzz.py: in a batch [subscribe_firings, emit_event, …]
+    the firing could finish, and be pushed, before the batch reply told the subscription's id."""
+    from tests.wire import RawPeer
+
+    bus = rules_bus("memory", tmp_path, auth_token_env="FIRINGS_TOKEN")
+    async with start_buses(tmp_path, bus, env={"FIRINGS_TOKEN": "secret"}) as app:
+        async with await connect(app.url("rules"), token="secret") as client:
+            await client.register_rule({"id": "a", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}})
+        peer = await RawPeer.open(app.address("rules"))
+        try:
+            assert (await peer.call("authenticate", {"token": "secret"}))["result"] == {"ok": True}
+            await peer.send([
+                {"jsonrpc": "2.0", "method": "subscribe_firings", "id": 1},
+                {"jsonrpc": "2.0", "method": "emit_event", "params": {"topic": "t"}, "id": 2},
+                # A wrong token is answered 100 ms late: the batch reply waits for it.
+                {"jsonrpc": "2.0", "method": "authenticate", "params": {"token": "wrong"}, "id": 3},
+            ])
+            batch = await peer.recv()
+            assert isinstance(batch, list), batch
+            subscription = next(r["result"]["subscription"] for r in batch if r["id"] == 1)
+            pushed = await peer.recv()
+            assert pushed["method"] == "rule_fired" and pushed["params"]["subscription"] == subscription
+        finally:
+            await peer.close()

@@ -88,9 +88,11 @@ async def test_invalid_rules_are_rejected_naming_the_bad_part(
     data = caught.value.data
     assert any(item["loc"].startswith(loc) and msg in item["msg"] for item in data), data
     assert await bus.list_rules() == []
-    # test_rule judges a rule the same way.
-    with pytest.raises(InvalidParams):
+    # test_rule judges a rule the same way, its locations inside `rule`.
+    with pytest.raises(InvalidParams) as caught:
         await bus.test_rule({"topic": "repo.pushed"}, rule=body)
+    data = caught.value.data
+    assert any(item["loc"].startswith(f"rule.{loc}") and msg in item["msg"] for item in data), data
 
 
 async def test_test_rule_explains_a_non_match_and_renders_the_action(bus: EventBusClient) -> None:
@@ -193,3 +195,20 @@ async def test_test_rule_with_a_whole_event_jsonpath(bus: EventBusClient) -> Non
     rule_body = {**rule(), "match_fields": {"$..needle": 1}}
     found = await bus.test_rule({"topic": "repo.pushed", "payload": {"x": [{"needle": 1}]}}, rule=rule_body)
     assert found["matched"] is True
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+async def test_test_rule_refuses_an_action_its_templates_nest_too_deep(bus: EventBusClient) -> None:
+    """Found by tests/hostile/test_fuzz.py: a template nested around a deeply nested event
+    value made a reply orjson cannot encode: no reply at all, a traceback."""
+    body = rule(match_fields={}, action={"type": "EmitEvent", "topic": "out", "payload": nested(30, "{{ $.payload }}")})
+    with pytest.raises(InvalidParams) as caught:
+        await bus.test_rule({"topic": "repo.pushed", "payload": nested(180, 1)}, rule=body)
+    assert caught.value.data == [{"loc": "event", "msg": "the action rendered for this event nests deeper than 200 levels"}]
+    shallow = await bus.test_rule({"topic": "repo.pushed", "payload": nested(20, 1)}, rule=body)
+    assert shallow["action"]["payload"] == nested(50, 1)

@@ -15,6 +15,7 @@ from eventbus_client import (
     SourceNotAllowed,
     connect,
 )
+from tests import postgres
 from tests.conftest import start_buses
 
 
@@ -224,3 +225,26 @@ async def test_memory_bus_counts_only_what_its_ring_holds(tmp_path: Path) -> Non
             await bus.emit_many([{"topic": "new", "payload": i} for i in range(10)])
             assert [t["topic"] for t in await bus.list_topics()] == ["new"]
             assert [e.payload for e in (await bus.poll(">")).events] == list(range(10))
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite", "postgres"])
+async def test_a_nul_in_an_event_is_refused_on_every_backend_and_fails_no_one_else(tmp_path: Path, storage: str) -> None:
+    """PostgreSQL cannot store U+0000: one such event failed the whole group commit (-32603).
+    Found by tests/hostile/test_fuzz.py."""
+    where: dict[str, object] = {}
+    if storage == "sqlite":
+        where = {"persist": True, "storage_path": str(tmp_path / "nul.db")}
+    elif storage == "postgres":
+        where = {"persist": True, "storage_url": postgres.storage_url(tmp_path)}
+    async with start_buses(tmp_path, {"id": "nul", **where}) as app, await connect(app.url("nul")) as bus:
+        outcomes = await asyncio.gather(
+            bus.emit("t.nul", {"s": "a\x00b"}),
+            bus.emit("t.ok", 1),
+            bus.emit("t.nul", 2, correlation_id="c\x00"),
+            return_exceptions=True,
+        )
+        bad, good, bad_too = outcomes
+        assert isinstance(bad, InvalidParams) and bad.data[0]["loc"] == "payload.s"
+        assert isinstance(bad_too, InvalidParams) and bad_too.data[0]["loc"] == "correlation_id"
+        assert not isinstance(good, BaseException)
+        assert [e.topic for e in (await bus.poll(">")).events] == ["t.ok"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from eventbus_client import EventBusClient, NotFound, connect
@@ -150,3 +151,20 @@ async def test_unsubscribe_during_catch_up_stops_delivery(tmp_path: Path) -> Non
         assert received < 50_000
         await peer.expect_only("after")
         await peer.close()
+
+
+async def test_a_connection_ending_during_a_replay_never_ends_inside_a_line(app: EventBusApp, client: EventBusClient, unique_topic: str) -> None:
+    """After a half-close the bus closes once every reply is out, while a replay may
+    still push. The fuzzer once saw a line cut short there (tests/server/test_connection.py
+    pins the cause); end to end, what arrives is whole lines."""
+    for _ in range(4):
+        await client.emit_many([{"topic": unique_topic, "payload": "x" * 60_000} for _ in range(10)])
+    for _ in range(10):
+        reader, writer = await asyncio.open_connection(*app.address("test"), limit=64 * 1024 * 1024)
+        writer.write(b'{"jsonrpc":"2.0","method":"subscribe_topic","params":{"topic":"' + unique_topic.encode() + b'","since":0},"id":1}\n')
+        writer.write_eof()
+        received = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert received.endswith(b"\n"), received[-200:]
+        for line in received.splitlines():
+            json.loads(line)
