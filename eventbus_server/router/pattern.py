@@ -247,35 +247,28 @@ def _join(path: str, key: str) -> str:
 
 def _scalars(items: list[Any]) -> list[Any]:
     """The scalars of an event array, nested arrays opened, objects skipped."""
-    found: list[Any] = []
-    stack = [iter(items)]
-    while stack:
-        for item in stack[-1]:
-            if item.__class__ in _SCALARS:
-                found.append(item)
-                if len(found) > MAX_FIELD_VALUES:
-                    check_field_values(found)
-            elif isinstance(item, list):
-                stack.append(iter(item))
-                break
-        else:
-            stack.pop()
-    return found
+    return _array_items(items, objects=False)
 
 
 def _objects(items: list[Any]) -> list[dict[str, Any]]:
     """The objects of an event array, nested arrays opened."""
-    found: list[dict[str, Any]] = []
+    return _array_items(items, objects=True)
+
+
+def _array_items(items: list[Any], *, objects: bool) -> list[Any]:
+    """The objects (or else the scalars) of an event array, nested arrays opened,
+    at most MAX_FIELD_VALUES of them (a rule's tests run on each)."""
+    found: list[Any] = []
     stack = [iter(items)]
     while stack:
         for item in stack[-1]:
-            if isinstance(item, dict):
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            if isinstance(item, dict) if objects else item.__class__ in _SCALARS:
                 found.append(item)
                 if len(found) > MAX_FIELD_VALUES:
                     check_field_values(found)
-            elif isinstance(item, list):
-                stack.append(iter(item))
-                break
         else:
             stack.pop()
     return found
