@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,18 +13,9 @@ import pytest
 
 from eventbus_client import StorageUnavailable, connect
 from tests.processes import ServerProcess
+from tests.sqlite_files import delete, replace
 
 pytestmark = pytest.mark.slow
-
-
-def delete(path: Path) -> None:
-    path.unlink()
-
-
-def replace(path: Path) -> None:
-    other = path.with_name("other.db")
-    sqlite3.connect(other).execute("CREATE TABLE other (x)").connection.close()
-    os.replace(other, path)
 
 
 @pytest.mark.parametrize(

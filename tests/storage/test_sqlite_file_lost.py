@@ -19,6 +19,7 @@ from eventbus_core.errors import StorageUnavailable
 from eventbus_server.storage import NewEvent, SqliteStorage
 from eventbus_server.storage.base import EventQuery
 from eventbus_server.storage.sqlite import INLINE_MAX_EVENTS
+from tests.sqlite_files import delete, replace
 
 
 def events(n: int, topic: str = "t") -> list[NewEvent]:
@@ -33,16 +34,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
         yield storage
     finally:
         await storage.close()
-
-
-def delete(path: Path) -> None:
-    path.unlink()
-
-
-def replace(path: Path) -> None:
-    other = path.with_name("other.db")
-    sqlite3.connect(other).execute("CREATE TABLE other (x)").connection.close()
-    os.replace(other, path)
 
 
 LOSSES: dict[str, tuple[Callable[[Path], None], str]] = {
