@@ -10,10 +10,11 @@ notification): `EventBusError` → its code, `ValidationError` → -32602 with
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol
@@ -466,7 +467,9 @@ def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply]:
     if isinstance(result, Deferred):
         return _when_done(ctx, call, result)
     if inspect.iscoroutine(result):
-        return asyncio.get_running_loop().create_task(_awaited(ctx, call, result))
+        task = asyncio.get_running_loop().create_task(_awaited(ctx, call, result))
+        task.add_done_callback(functools.partial(_close_if_cancelled, result))
+        return task
     return _reply(ctx, call, result=result)
 
 
@@ -474,6 +477,13 @@ async def dispatch(ctx: CallContext, call: Call) -> Reply:
     """Run one call to completion; its reply, or None for a notification."""
     outcome = start(ctx, call)
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
+
+
+def _close_if_cancelled(coro: Coroutine[Any, Any, Any], task: asyncio.Future[Reply]) -> None:
+    # Cancelled before it ran (its connection went at once), the task never started the
+    # handler's coroutine: close it, or it is reported as "never awaited" when collected.
+    if task.cancelled():
+        coro.close()
 
 
 async def _awaited(ctx: CallContext, call: Call, coro: Awaitable[Any]) -> Reply:

@@ -29,7 +29,7 @@ SPECIFIC_CODES = frozenset({-32700, -32600, -32601, -32602, *range(-32009, -3200
 #: What the bus pushes: event and firing subscriptions and their `lagged` ends.
 NOTIFICATIONS = frozenset({"event", "lagged", "rule_fired"})
 #: Lines in the server's log that mean a bug, whatever the input was.
-BAD_LOG_MARKERS = ("Traceback", "internal error")
+BAD_LOG_MARKERS = ("Traceback", "internal error", "never awaited")
 
 
 class ServerLog:

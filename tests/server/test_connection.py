@@ -58,3 +58,21 @@ async def test_nothing_is_written_once_the_connection_has_closed_its_transport(t
     connection.write(b'{"jsonrpc":"2.0","method":"event","params":{}}\n')  # a replay's next push
     await asyncio.sleep(0)
     assert transport.written == [b'{"jsonrpc":"2.0","id":1,"result":"pong"}\n']
+
+
+async def test_a_call_cancelled_before_it_ran_leaves_no_unawaited_coroutine(tmp_path: Path) -> None:
+    """Found by tests/hostile/test_fuzz.py (the long mode's server log): a client that sends
+    and resets at once left "coroutine 'list_topics' was never awaited" warnings behind."""
+    import gc
+    import warnings
+
+    bus = Bus(parse_config([{"id": "c", "listen": "127.0.0.1:0"}], base_dir=tmp_path).buses[0])
+    connection = Connection(bus, set())
+    connection.connection_made(RecordingTransport())
+    connection.data_received(b'{"jsonrpc":"2.0","method":"list_topics","id":1}\n')
+    connection.connection_lost(ConnectionResetError())  # before the call's task ever ran
+    await asyncio.sleep(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
