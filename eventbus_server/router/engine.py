@@ -440,6 +440,11 @@ class RuleEngine:
                     return
                 await asyncio.sleep(delay_s)
         self.stats[firing.status] = self.stats.get(firing.status, 0) + 1
+        if firing.status == "failed":  # a dead letter: once, with what an operator needs (DESIGN §6)
+            log.warning(
+                "bus=%s rule=%s event=%d firing=%d failed after %d attempts: %s",
+                self.bus_id, firing.rule_id, firing.event_id, firing.firing_id, firing.attempts, firing.error,
+            )
         if self.on_finished is not None:
             self.on_finished(firing)
 

@@ -26,8 +26,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -54,6 +54,7 @@ from .refusals import refusal
 from .sql import (
     FIRING_COLUMNS,
     RULE_COLUMNS,
+    Select,
     event_from_row,
     event_row,
     firing_from_row,
@@ -63,6 +64,8 @@ from .sql import (
 )
 
 __all__ = ["PostgresStorage", "split_storage_url"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("eventbus.storage")
 
@@ -280,6 +283,12 @@ class PostgresStorage(Storage):
         select = select_events(query, "numeric")
         if select.exact and query.max_bytes is None:
             return [event_from_row(row) for row in await self._fetch(select.sql, *select.params)]
+        # A cursor needs a transaction; cancelled inside it (its client went away),
+        # asyncpg resets the connection and logs an ERROR. A page is bounded, so
+        # let it finish instead.
+        return await _to_the_end(self._cursor_query(query, select))
+
+    async def _cursor_query(self, query: EventQuery, select: Select) -> list[Event]:
         hits: list[Event] = []
         budget = query.max_bytes
         async with self._connection() as conn, conn.transaction(readonly=True):
@@ -532,3 +541,16 @@ def _prefetch(query: EventQuery) -> int:
     """Rows per round trip: fewer when pages are bounded by bytes, so that ~100 rows
     of up to a MiB each is the most a page ever holds before it stops."""
     return min(query.limit, 100 if query.max_bytes is not None else 500)
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`; if the caller is cancelled meanwhile, let `work` finish first, then
+    raise CancelledError (its result is dropped)."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody waits for is not an error to log
+        raise

@@ -4,6 +4,7 @@ concurrency limit, the loop guard, cross-bus emits and rule_fired notices."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,10 @@ async def test_tool_errors_are_retried_with_backoff_until_they_succeed(bus: Even
     assert len({c["firing_id"] for c in python_tools.CALLS}) == 1  # one firing_id across the retries
 
 
-async def test_exhausted_retries_leave_a_dead_letter(bus: EventBusClient, rules_app: EventBusApp) -> None:
+async def test_exhausted_retries_leave_a_dead_letter(
+    bus: EventBusClient, rules_app: EventBusApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="eventbus.rules")
     python_tools.reset(fail_first=99)
     await bus.register_rule({"id": "doomed", "topic": "t", "retry": {"attempts": 2, "backoff_ms": 1},
                              "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:flaky:v1"}})
@@ -169,6 +173,9 @@ async def test_exhausted_retries_leave_a_dead_letter(bus: EventBusClient, rules_
     assert "try 2 failed on purpose" in dead["error"]
     assert len(python_tools.CALLS) == 3
     assert (await bus.get_rule("doomed"))["failed"] == 1
+    # Logged once, at WARNING, with what an operator needs to find it.
+    (line,) = [r.getMessage() for r in caplog.records if "failed after" in r.getMessage()]
+    assert f"rule=doomed event={event.event_id} firing={dead['firing_id']} failed after 2 attempts" in line
 
 
 async def test_a_tool_without_a_route_fails_at_once(bus: EventBusClient, rules_app: EventBusApp) -> None:
