@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -336,6 +336,24 @@ class EventBusClient:
         """Recorded firings; `status="failed"` lists the dead letters."""
         params = _without_none(rule_id=rule_id, status=status, since=since, limit=limit, order=order)
         return list((await self.call("list_firings", params))["firings"])
+
+    async def retry_firings(
+        self, firing_ids: Sequence[int] | None = None, *, rule_id: str | None = None, status: str = "failed"
+    ) -> int:
+        """Run dead letters again (same firing_id, attempts continue); how many run.
+
+        Args:
+            firing_ids: these firings (of `status`); None: every firing in `status`
+                of `rule_id`, or of the bus.
+            rule_id: only this rule's firings.
+            status: which final firings: "failed" (dead letters), "skipped" or "ok".
+
+        At most 10,000 a call: call again while it returns 10,000.
+        """
+        params = _without_none(
+            firing_ids=list(firing_ids) if firing_ids is not None else None, rule_id=rule_id, status=status
+        )
+        return int((await self.call("retry_firings", params))["retried"])
 
     async def subscribe_firings(self, *, rule_id: str | None = None) -> FiringSubscription:
         """Finished firings as they happen (all rules, or one)."""

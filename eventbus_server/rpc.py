@@ -45,7 +45,7 @@ from .dispatcher import Subscriber
 from .router.engine import RuleEngine
 from .router.limits import TooManyValues
 from .router.matcher import envelope_from_wire, failure_wire
-from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery
+from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery, FiringSelection
 
 __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start", "validation_data"]
 
@@ -194,6 +194,12 @@ class ListFiringsParams(_Params):
     since: UInt63 = 0
     limit: Limit = 100
     order: Literal["asc", "desc"] = "asc"
+
+
+class RetryFiringsParams(_Params):
+    firing_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
+    rule_id: str | None = None
+    status: Literal["failed", "skipped", "ok"] = "failed"
 
 
 class SubscribeFiringsParams(_Params):
@@ -345,6 +351,15 @@ async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"firings": page, "next_since": next_since}
 
 
+async def retry_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Dead-letter redrive: at most 10,000 firings a call (call again while `retried` is 10,000)."""
+    rules = _rules(ctx)
+    request = _params(RetryFiringsParams, params)
+    ids = tuple(request.firing_ids) if request.firing_ids is not None else None
+    selection = FiringSelection(firing_ids=ids, rule_id=request.rule_id, status=request.status)
+    return {"retried": await rules.redrive(selection)}
+
+
 def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     _rules(ctx)
     request = _params(SubscribeFiringsParams, params)
@@ -407,6 +422,7 @@ METHODS: dict[str, Handler] = {
     "set_rule_enabled": set_rule_enabled,
     "test_rule": test_rule,
     "list_firings": list_firings,
+    "retry_firings": retry_firings,
     "subscribe_firings": subscribe_firings,
     "bus_info": bus_info,
     "ping": ping,

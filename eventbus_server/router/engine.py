@@ -45,7 +45,14 @@ from eventbus_core.envelope import Event, now_ms
 from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
 from eventbus_core.rules import RetryPolicy
 
-from ..storage.base import READ_PAGE_BYTES, EventQuery, Firing, FiringQuery, Storage
+from ..storage.base import (
+    READ_PAGE_BYTES,
+    EventQuery,
+    Firing,
+    FiringQuery,
+    FiringSelection,
+    Storage,
+)
 from .actions import ActionRunner, hops_of
 from .limits import TooManyValues
 from .matcher import CompiledRule, envelope_of
@@ -345,8 +352,17 @@ class RuleEngine:
             self._saved_cursor = self._cursor
         self._saved_at = time.monotonic()
 
-    async def _resume(self, firing: Firing) -> None:
-        """Schedule a firing a crash left pending, or close it if it cannot run."""
+    async def redrive(self, selection: FiringSelection) -> int:
+        """Dead-letter redrive: run the selected final firings again (same firing_id,
+        attempts continue), recorded as before. Returns how many run again."""
+        firings = await self.storage.rearm_firings(selection)
+        for firing in firings:
+            await self._resume(firing, why="retrying")
+        return len(firings)
+
+    async def _resume(self, firing: Firing, *, why: str = "resuming") -> None:
+        """Schedule a pending firing (a crash left it, or a retry re-armed it), or close it
+        if it cannot run."""
         rule = self.rules.compiled(firing.rule_id)
         found = await self.storage.query(EventQuery(since=firing.event_id - 1, limit=1))
         event = found[0] if found and found[0].event_id == firing.event_id else None
@@ -357,7 +373,7 @@ class RuleEngine:
             )
             await self._finish(firing)
             return
-        log.info("bus=%s resuming firing=%d rule=%s event=%d", self.bus_id, firing.firing_id, rule.id, event.event_id)
+        log.info("bus=%s %s firing=%d rule=%s event=%d", self.bus_id, why, firing.firing_id, rule.id, event.event_id)
         self._schedule(_Job(firing, rule, event))
 
     # -- firing --------------------------------------------------------------
@@ -396,6 +412,7 @@ class RuleEngine:
 
     async def _attempt(self, job: _Job, action: dict[str, Any], retry: RetryPolicy) -> None:
         firing = job.firing
+        earlier = firing.attempts  # a redriven dead letter's attempts continue (retry_firings)
         backoff_s = retry.backoff_ms / 1000
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retry.attempts),
@@ -406,7 +423,7 @@ class RuleEngine:
         try:
             async for attempt in retrying:
                 with attempt:
-                    firing.attempts = attempt.retry_state.attempt_number
+                    firing.attempts = earlier + attempt.retry_state.attempt_number
                     async with self.semaphore:
                         self.stats["running"] += 1
                         try:

@@ -24,6 +24,7 @@ __all__ = [
     "EventQuery",
     "Firing",
     "FiringQuery",
+    "FiringSelection",
     "KeysTaken",
     "Narrowing",
     "NewEvent",
@@ -254,6 +255,24 @@ class FiringQuery:
         return self.since == 0 or firing.firing_id < self.since
 
 
+@dataclass(frozen=True, slots=True)
+class FiringSelection:
+    """Which final firings `retry_firings` runs again: by id, or every one of a rule
+    (or of the bus) in `status`; at most `limit` of them, oldest first."""
+
+    firing_ids: tuple[int, ...] | None = None
+    rule_id: str | None = None
+    status: str = "failed"
+    limit: int = 10_000
+
+    def matches(self, firing: Firing) -> bool:
+        if firing.status != self.status:
+            return False
+        if self.firing_ids is not None and firing.firing_id not in self.firing_ids:
+            return False
+        return self.rule_id is None or firing.rule_id == self.rule_id
+
+
 class Storage(ABC):
     """One bus's event log, with its rules, rule firings and cursors."""
 
@@ -338,6 +357,15 @@ class Storage(ABC):
     @abstractmethod
     async def finish_firing(self, firing: Firing) -> None:
         """Store a firing's final status and bump its rule's counters, in one transaction."""
+
+    @abstractmethod
+    async def rearm_firings(self, selection: FiringSelection) -> list[Firing]:
+        """In one transaction: set the selected final firings back to `pending` (this
+        node's, on shared storage), take a `failed` one off its rule's `failed`
+        counter, and return them as they were (attempts kept), oldest first.
+
+        For `retry_firings`: the engine runs them again under the same firing_id.
+        """
 
     @abstractmethod
     async def pending_firings(self) -> list[Firing]:

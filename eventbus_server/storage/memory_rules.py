@@ -10,7 +10,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Firing, FiringQuery, StoredRule
+from .base import Firing, FiringQuery, FiringSelection, StoredRule
 
 __all__ = ["MemoryRuleStore"]
 
@@ -68,6 +68,16 @@ class MemoryRuleStore:
                 rule.failed += 1
             rule.last_fired_at = firing.started_at
         self._trim()
+
+    async def rearm_firings(self, selection: FiringSelection) -> list[Firing]:
+        chosen = [f for f in self._firings.values() if selection.matches(f)][: selection.limit]
+        for firing in chosen:
+            rule = self._rules.get(firing.rule_id)
+            if rule is not None and firing.status == "failed":
+                rule.failed -= 1
+        for firing in chosen:
+            firing.status = "pending"
+        return [copy.copy(f) for f in chosen]
 
     async def pending_firings(self) -> list[Firing]:
         return [copy.copy(f) for f in self._firings.values() if f.status == "pending"]

@@ -41,6 +41,7 @@ from .base import (
     EventQuery,
     Firing,
     FiringQuery,
+    FiringSelection,
     KeysTaken,
     NewEvent,
     Storage,
@@ -58,9 +59,11 @@ from .sql import (
     event_from_row,
     event_row,
     firing_from_row,
+    rule_counts,
     rule_from_row,
     select_events,
     select_firings,
+    select_rearmable,
 )
 
 __all__ = ["PostgresStorage", "split_storage_url"]
@@ -408,6 +411,22 @@ class PostgresStorage(Storage):
                     firing.started_at,
                     firing.rule_id,
                 )
+
+    async def rearm_firings(self, selection: FiringSelection) -> list[Firing]:
+        select = select_rearmable(selection, "numeric")
+        async with self._connection() as conn, conn.transaction():
+            chosen = [firing_from_row(row) for row in await conn.fetch(select.sql + " FOR UPDATE", *select.params)]
+            # This node runs them: the claim is its own, as for a firing it matched.
+            await conn.execute(
+                "UPDATE rule_firings SET status = 'pending', claimed_by = $1 WHERE firing_id = ANY($2)",
+                self.node_id,
+                [f.firing_id for f in chosen],
+            )
+            for rule_id, count in rule_counts(chosen, "failed").items():
+                await conn.execute("UPDATE rules SET failed = GREATEST(failed - $1, 0) WHERE id = $2", count, rule_id)
+        for firing in chosen:
+            firing.status = "pending"
+        return chosen
 
     async def pending_firings(self) -> list[Firing]:
         """Unfinished firings whose node is gone (crashed, stopped, or this one's

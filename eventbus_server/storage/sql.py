@@ -17,6 +17,7 @@ from .base import (
     EventQuery,
     Firing,
     FiringQuery,
+    FiringSelection,
     Narrowing,
     NewEvent,
     StoredRule,
@@ -32,9 +33,11 @@ __all__ = [
     "event_from_row",
     "event_row",
     "firing_from_row",
+    "rule_counts",
     "rule_from_row",
     "select_events",
     "select_firings",
+    "select_rearmable",
 ]
 
 Style = Literal["qmark", "numeric"]
@@ -172,6 +175,30 @@ def select_events(query: EventQuery, style: Style) -> Select:
     if exact:
         sql += f" LIMIT {where.param(query.limit)}"
     return Select(sql, where.params, exact)
+
+
+def select_rearmable(selection: FiringSelection, style: Style) -> Select:
+    """The final firings `rearm_firings` takes, oldest first (ids passed as a list)."""
+    where = _Where(style)
+    where.add("status = {}", selection.status)
+    if selection.rule_id is not None:
+        where.add("rule_id = {}", selection.rule_id)
+    if selection.firing_ids is not None:
+        if style == "qmark":
+            where.add("firing_id IN (SELECT value FROM json_each({}))", dumps(list(selection.firing_ids)).decode())
+        else:
+            where.add("firing_id = ANY({})", list(selection.firing_ids))
+    sql = f"SELECT {FIRING_COLUMNS} FROM rule_firings WHERE {where.clause} ORDER BY firing_id LIMIT {where.param(selection.limit)}"
+    return Select(sql, where.params, exact=True)
+
+
+def rule_counts(firings: Sequence[Firing], status: str) -> dict[str, int]:
+    """How many of `firings` each rule has in `status` (to take off its counter)."""
+    counts: dict[str, int] = {}
+    for firing in firings:
+        if firing.status == status:
+            counts[firing.rule_id] = counts.get(firing.rule_id, 0) + 1
+    return counts
 
 
 def select_firings(query: FiringQuery, style: Style) -> Select:

@@ -36,6 +36,7 @@ from .base import (
     EventQuery,
     Firing,
     FiringQuery,
+    FiringSelection,
     NewEvent,
     Storage,
     StoredKey,
@@ -281,6 +282,9 @@ class SqliteStorage(Storage):
 
     async def finish_firing(self, firing: Firing) -> None:
         await self._write(sqlite_rules.finish_firing, firing)
+
+    async def rearm_firings(self, selection: FiringSelection) -> list[Firing]:
+        return await self._write(sqlite_rules.rearm_firings, selection)
 
     async def pending_firings(self) -> list[Firing]:
         return await self._read(sqlite_rules.pending_firings)

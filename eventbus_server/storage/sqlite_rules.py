@@ -15,9 +15,17 @@ from typing import Any
 
 from eventbus_core.codec import dumps
 
-from .base import Firing, FiringQuery, StoredRule
+from .base import Firing, FiringQuery, FiringSelection, StoredRule
 from .schema import write_transaction
-from .sql import FIRING_COLUMNS, RULE_COLUMNS, firing_from_row, rule_from_row, select_firings
+from .sql import (
+    FIRING_COLUMNS,
+    RULE_COLUMNS,
+    firing_from_row,
+    rule_counts,
+    rule_from_row,
+    select_firings,
+    select_rearmable,
+)
 
 __all__ = [
     "claim_firings",
@@ -28,6 +36,7 @@ __all__ = [
     "load_rules",
     "pending_firings",
     "put_rule",
+    "rearm_firings",
     "save_cursor",
     "set_rule_enabled",
 ]
@@ -101,6 +110,20 @@ def finish_firing(conn: sqlite3.Connection, firing: Firing) -> None:
                 f"UPDATE rules SET {counter} = {counter} + 1, last_fired_at = ? WHERE id = ?",
                 (firing.started_at, firing.rule_id),
             )
+
+
+def rearm_firings(conn: sqlite3.Connection, selection: FiringSelection) -> list[Firing]:
+    select = select_rearmable(selection, "qmark")
+    with write_transaction(conn):
+        chosen = [firing_from_row(row) for row in conn.execute(select.sql, select.params)]
+        conn.executemany(
+            "UPDATE rule_firings SET status = 'pending' WHERE firing_id = ?", [(f.firing_id,) for f in chosen]
+        )
+        for rule_id, count in rule_counts(chosen, "failed").items():
+            conn.execute("UPDATE rules SET failed = MAX(failed - ?, 0) WHERE id = ?", (count, rule_id))
+    for firing in chosen:
+        firing.status = "pending"
+    return chosen
 
 
 def pending_firings(conn: sqlite3.Connection) -> list[Firing]:

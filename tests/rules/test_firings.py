@@ -306,3 +306,40 @@ async def test_no_rule_fired_precedes_the_batch_reply_that_names_its_subscriptio
             assert pushed["method"] == "rule_fired" and pushed["params"]["subscription"] == subscription
         finally:
             await peer.close()
+
+
+async def test_retry_firings_redrives_dead_letters_under_the_same_firing_id(
+    bus: EventBusClient, rules_app: EventBusApp
+) -> None:
+    python_tools.reset(fail_first=2)  # the tool fails twice, then works: the "fix" after the dead letter
+    await bus.register_rule({"id": "flaky", "topic": "t", "retry": {"attempts": 2, "backoff_ms": 1},
+                             "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:flaky:v1"}})
+    event = await bus.emit("t", 1)
+    await settle(rules_app)
+    (dead,) = await bus.list_firings(status="failed")
+    assert (dead["attempts"], (await bus.get_rule("flaky"))["failed"]) == (2, 1)
+    assert await bus.retry_firings(status="ok") == 0  # nothing ok yet
+    assert await bus.retry_firings([dead["firing_id"]]) == 1
+    await settle(rules_app)
+    (again,) = await bus.list_firings()
+    assert (again["firing_id"], again["event_id"], again["status"]) == (dead["firing_id"], event.event_id, "ok")
+    assert again["attempts"] == 3  # attempts continue
+    rule = await bus.get_rule("flaky")
+    assert (rule["failed"], rule["fired"]) == (0, 1)
+    assert await bus.retry_firings([dead["firing_id"]]) == 0  # not a dead letter any more
+
+
+async def test_retry_firings_by_rule_leaves_other_rules_alone(bus: EventBusClient, rules_app: EventBusApp) -> None:
+    python_tools.reset(fail_first=99)
+    for rule_id in ("a", "b"):
+        await bus.register_rule({"id": rule_id, "topic": "t", "retry": {"attempts": 1, "backoff_ms": 1},
+                                 "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:flaky:v1"}})
+    await bus.emit("t", 1)
+    await settle(rules_app)
+    assert len(await bus.list_firings(status="failed")) == 2
+    assert await bus.retry_firings(rule_id="a") == 1
+    await settle(rules_app)
+    failed = await bus.list_firings(status="failed")
+    assert sorted((f["rule_id"], f["attempts"]) for f in failed) == [("a", 2), ("b", 1)]
+    with pytest.raises(InvalidParams):
+        await bus.retry_firings([])  # an empty list names nothing: refused, not "all"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eventbus_server.storage import Storage
-from eventbus_server.storage.base import Firing, FiringQuery
+from eventbus_server.storage.base import Firing, FiringQuery, FiringSelection
 
 BODY = {"id": "r1", "topic": "orders.*", "action": {"type": "EmitEvent", "topic": "x"}}
 
@@ -102,5 +102,31 @@ async def test_rules_firings_and_cursor_survive_reopen(reopen: Callable[[], Stor
         await store.close()
 
 
-def _done(firing: Firing, status: str, *, result: object = None, error: str | None = None, started_at: int = 50) -> Firing:
-    return Firing(firing.firing_id, firing.rule_id, firing.event_id, status, 2, started_at, 7, result, error)
+def _done(
+    firing: Firing, status: str, *, result: object = None, error: str | None = None, started_at: int = 50, attempts: int = 2
+) -> Firing:
+    return Firing(firing.firing_id, firing.rule_id, firing.event_id, status, attempts, started_at, 7, result, error)
+
+
+async def test_rearming_sets_chosen_final_firings_pending_and_takes_them_off_failed(storage: Storage) -> None:
+    await storage.put_rule("r1", BODY, True, 1)
+    await storage.put_rule("r2", {**BODY, "id": "r2"}, True, 1)
+    a, b, c, d = await storage.claim_firings([("r1", 1), ("r1", 2), ("r2", 3), ("r1", 4)], cursor=4)
+    await storage.finish_firing(_done(a, "failed", error="no", started_at=1, attempts=3))
+    await storage.finish_firing(_done(b, "ok", started_at=2))
+    await storage.finish_firing(_done(c, "failed", error="no", started_at=3, attempts=2))
+    # d stays pending: never re-armed, it is running.
+
+    none = await storage.rearm_firings(FiringSelection(firing_ids=(b.firing_id, d.firing_id)))
+    assert none == []  # b is ok and d pending: not dead letters
+    chosen = await storage.rearm_firings(FiringSelection(rule_id="r1"))
+    assert [(f.firing_id, f.status, f.attempts) for f in chosen] == [(a.firing_id, "pending", 3)]
+    rules = {r.id: r for r in await storage.load_rules()}
+    assert (rules["r1"].failed, rules["r2"].failed) == (0, 1)
+    rest = await storage.rearm_firings(FiringSelection())
+    assert [f.firing_id for f in rest] == [c.firing_id]
+    ok = await storage.rearm_firings(FiringSelection(firing_ids=(b.firing_id,), status="ok"))
+    assert [f.firing_id for f in ok] == [b.firing_id]
+    pending = await storage.list_firings(FiringQuery(status="pending"))
+    assert [f.firing_id for f in pending] == [a.firing_id, b.firing_id, c.firing_id, d.firing_id]
+    assert await storage.rearm_firings(FiringSelection(firing_ids=(a.firing_id,))) == []  # pending now
