@@ -137,7 +137,7 @@ class Bus:
             RuleBook(self.storage, bus_id=config.id, accepted_by=self._accepted_by, max_rules=config.max_rules),
             ActionRunner(
                 config.id,
-                ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes),
+                ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes, import_dir=config.config_dir),
                 self._emit_as_rule,
             ),
             bus_id=config.id,

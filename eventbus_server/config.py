@@ -168,6 +168,9 @@ class BusConfig(_Strict):
     dedup_window: DurationS = 600.0
     auth_token_env: str | None = None
     auth_token: SecretStr | None = Field(default=None, exclude=True)
+    #: The config file's folder (never written in the file): `storage_path` is resolved
+    #: against it and a `python` tool's module is imported with it on the import path.
+    config_dir: Path | None = Field(default=None, exclude=True)
     tls: TlsConfig | None = None
     tools: Annotated[tuple[ToolRoute, ...], Lax] = ()
     retry: RetryConfig = RetryConfig()
@@ -263,6 +266,9 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
     if isinstance(tools, list):
         # Tool credentials stay out of the file too: `"Authorization": "Bearer ${TOKEN}"`.
         bus["tools"] = [_expand_headers(route, f"[{index}].tools[{i}]", env, problems) for i, route in enumerate(tools)]
+    if "config_dir" in bus:
+        problems.append((f"[{index}].config_dir", "not allowed in the file; it is the folder of the config file"))
+    bus["config_dir"] = base_dir.resolve()
     if "auth_token" in bus:
         problems.append((f"[{index}].auth_token", "not allowed in the file; name an env variable with auth_token_env"))
         bus.pop("auth_token")

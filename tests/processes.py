@@ -21,11 +21,14 @@ class ServerProcess:
         self.startup_log = startup_log
 
     @classmethod
-    async def start(cls, config_path: Path, *, env: dict[str, str] | None = None) -> ServerProcess:
+    async def start(
+        cls, config_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> ServerProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "eventbus_server", "--config", str(config_path),
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         buses = json.loads(config_path.read_text())
         ports: dict[str, int] = {}

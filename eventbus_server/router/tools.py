@@ -7,7 +7,8 @@ body, `{tool_id, input, event, firing_id}`, and returns the tool's JSON result:
 - `http`     POST the body as JSON to `url` (one pooled httpx client);
 - `jsonrpc`  one JSON-RPC 2.0 request line to `tcp://host:port`, one reply line;
 - `command`  run `argv` (never a shell), body on stdin, JSON result on stdout;
-- `python`   call `module:function` (sync ones in a worker thread).
+- `python`   call `module:function` (sync ones in a worker thread); the module is
+             imported with the config file's folder (`import_dir`) on the import path.
 
 A reply is at most `max_reply_bytes` (the bus's `max_tool_reply_bytes`): the
 HTTP body, the JSON-RPC reply line, the command's stdout, the python result
@@ -29,8 +30,10 @@ import asyncio
 import importlib
 import inspect
 import itertools
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -138,13 +141,20 @@ class ToolRouter:
     Args:
         routes: the bus's `tools`, first match wins.
         max_reply_bytes: the largest reply accepted from any tool (see the module docstring).
+        import_dir: the config file's folder; a `python` tool's module is imported with it
+            on the import path, so a module next to the config needs no PYTHONPATH.
     """
 
     def __init__(
-        self, routes: Sequence[ToolRoute], *, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+        self,
+        routes: Sequence[ToolRoute],
+        *,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        import_dir: Path | None = None,
     ) -> None:
         self.routes = tuple(routes)
         self.max_reply_bytes = max_reply_bytes
+        self.import_dir = import_dir
         self._matchers = [(compile_trn_pattern(route.match), route) for route in self.routes]
         # Created on first use so a router can be built outside a running loop.
         self._http: httpx.AsyncClient | None = None
@@ -339,6 +349,10 @@ class ToolRouter:
         module_name, _, name = spec.partition(":")
         if not module_name or not name:
             raise _Failed(f"function must be 'module:function', not {spec!r}")
+        if self.import_dir is not None and str(self.import_dir) not in sys.path:
+            # Appended, not prepended: a file beside the config must not shadow the
+            # standard library or the bus's own dependencies, imported later.
+            sys.path.append(str(self.import_dir))
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:

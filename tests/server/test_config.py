@@ -255,6 +255,9 @@ SINGLE_PROBLEMS = [
         [bus(auth_token="s3cret")], "[0].auth_token", "auth_token_env", id="token-in-the-file"
     ),
     pytest.param(
+        [bus(config_dir="/elsewhere")], "[0].config_dir", "folder of the config file", id="config-dir-in-the-file"
+    ),
+    pytest.param(
         [bus(auth_token_env="EVENTBUS_TOKEN")],
         "[0].auth_token_env",
         "EVENTBUS_TOKEN is not set",
@@ -637,7 +640,7 @@ def test_loaded_config_matches_parsed_config(tmp_path: Path) -> None:
     raw = [bus(id="a", listen="127.0.0.1:4100", enable_rules=True, max_concurrency=3)]
     path = write_config(tmp_path, raw)
     loaded = load_config(path, env=NO_ENV)
-    parsed = parse_config(raw, env=NO_ENV)
+    parsed = parse_config(raw, env=NO_ENV, base_dir=tmp_path)
     assert loaded.buses == parsed.buses
     assert isinstance(loaded.buses[0], BusConfig)
 
