@@ -1,4 +1,9 @@
-"""Runs a command's coroutine and maps every failure to one line and an exit code."""
+"""Runs a command's coroutine and maps every failure to one line and an exit code.
+
+Each problem is one line on stderr, never wrapped when stderr is not a
+terminal (output.err_console), and says what to do in CLI terms: the flag,
+not the wire field (errors.in_flags).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,33 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
-from .errors import EXIT_BUS_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from .errors import EXIT_BUS_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, UsageError, in_flags
 from .output import err_console
 from .targets import Target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
+    from eventbus_core.errors import ConnectionLost, EventBusError
 
 T = TypeVar("T")
 
 #: Set by the root callback from `--debug`.
 debug = False
 
+#: Appended to a refused or timed-out connection: what to check.
+UNREACHABLE_HINT = "is `eventbus serve` running? check --url / --bus / --config"
+
 
 def fail(message: str, code: int, hint: str | None = None) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print `error: message` (and the hint, on the same line); the exit to raise."""
+    line = f"[bold red]error:[/] {escape(message)}"
     if hint:
-        err_console.print(f"[dim]{hint}[/]")
+        line += f" [dim]({escape(hint)})[/]"
+    err_console.print(line)
     if debug:
-        err_console.print(traceback.format_exc())
+        err_console.print(traceback.format_exc(), markup=False)
     return typer.Exit(code)
 
 
@@ -42,19 +54,41 @@ def run(target: Target | None, main: Callable[[], Awaitable[T]]) -> T:
     except UsageError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     except ConnectionLost as exc:
-        where = f" bus {target.name}" if target is not None else ""
-        raise fail(
-            f"cannot reach{where}: {exc.message}",
-            EXIT_UNREACHABLE,
-            "is `eventbus serve` running? check --url / --bus / --config",
-        ) from None
+        message, hint = unreachable(exc, target)
+        raise fail(message, EXIT_UNREACHABLE, hint) from None
     except EventBusError as exc:
-        detail = ""
-        if isinstance(exc.data, list):
-            lines = [f"{d.get('loc')}: {d.get('msg')}" for d in exc.data if isinstance(d, dict)]
-            # The bus usually says each problem in the message already; add only what it left out.
-            detail = "".join(f"\n  {line}" for line in lines if line not in exc.message)
-        raise fail(f"{exc.message} (code {exc.code}){detail}", EXIT_BUS_ERROR) from None
+        raise fail(bus_error(exc, target), EXIT_BUS_ERROR) from None
+
+
+def unreachable(exc: ConnectionLost, target: Target | None) -> tuple[str, str | None]:
+    """What went wrong reaching `target`, and what to check (None when the reason says it)."""
+    url = target.url if target is not None else ""
+    reason = exc.message.removeprefix(f"cannot connect to {url}: ")
+    where = f"bus {target.bus_id} at {url}" if target is not None and target.bus_id else url or "the bus"
+    if "TLS" in reason:
+        return f"cannot reach {where}: {reason}", None
+    if reason == "connection closed" and url.startswith("tcp://"):
+        # A TLS bus hangs up on a client that does not start with a TLS handshake.
+        plain = url.removeprefix("tcp://")
+        return f"{where} closed the connection without answering; if it is a TLS bus, use tls://{plain}", None
+    return f"cannot reach {where}: {reason}", UNREACHABLE_HINT
+
+
+def bus_error(exc: EventBusError, target: Target | None) -> str:
+    """The bus's error in CLI words, with its code; a line more for each problem it left out."""
+    from eventbus_core.errors import Unauthorized
+
+    message = exc.message
+    if isinstance(exc, Unauthorized) and message.startswith("wrong token"):
+        message += "; check --token or $EVENTBUS_TOKEN"
+    token_env = target.token_env if target is not None else None
+    line = f"{in_flags(message, token_env=token_env)} (code {exc.code})"
+    if isinstance(exc.data, list):
+        found = [f"{d.get('loc')}: {d.get('msg')}" for d in exc.data if isinstance(d, dict)]
+        # The bus usually says each problem in the message already; add only what it
+        # left out, one line each.
+        line += "".join(f"\n  {in_flags(problem)}" for problem in found if problem not in message)
+    return line
 
 
 async def _call(main: Callable[[], Awaitable[Any]]) -> Any:

@@ -12,10 +12,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
-__all__ = ["Target", "default_config_path", "resolve_target"]
+__all__ = ["Target", "bus_ids", "bus_urls", "check_url", "default_config_path", "resolve_target"]
 
 DEFAULT_CONFIG = "event_buses.json"
 
@@ -25,6 +26,8 @@ class Target:
     url: str
     bus_id: str | None = None
     token: str | None = None
+    #: The config's `auth_token_env` of the bus, to name it when a token is missing.
+    token_env: str | None = None
 
     @property
     def name(self) -> str:
@@ -64,8 +67,41 @@ def bus_urls(config_path: Path) -> list[Target]:
         token_env = bus.get("auth_token_env")
         token = os.environ.get(token_env) if isinstance(token_env, str) else None
         scheme = "tls" if bus.get("tls") else "tcp"
-        targets.append(Target(f"{scheme}://{_connect_host(host)}:{port}", str(bus.get("id")), token))
+        targets.append(
+            Target(
+                f"{scheme}://{_connect_host(host)}:{port}",
+                str(bus.get("id")),
+                token,
+                token_env if isinstance(token_env, str) else None,
+            )
+        )
     return targets
+
+
+def bus_ids(config_path: Path) -> list[str]:
+    """The ids of the buses in the config, in file order; none when it cannot be read."""
+    try:
+        buses = _read_buses(config_path)
+    except UsageError:
+        return []
+    return [str(bus["id"]) for bus in buses if isinstance(bus.get("id"), str)]
+
+
+def check_url(url: str) -> str:
+    """`url` as the client takes it (`host:port` gets `tcp://`); a UsageError naming
+    --url when it is not `tcp://host:port` or `tls://host:port`."""
+    full = url if "://" in url else f"tcp://{url}"
+    scheme = full.partition("://")[0]
+    if scheme not in ("tcp", "tls"):
+        raise UsageError(f"--url {url}: the scheme must be tcp:// or tls://, not {scheme}:// (e.g. --url tcp://127.0.0.1:4010)")
+    parts = urlsplit(full)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise UsageError(f"--url {url}: expected {scheme}://host:port (e.g. --url tcp://127.0.0.1:4010)")
+    return full
 
 
 def resolve_target(url: str | None, bus_id: str | None, config: Path | None, token: str | None) -> Target:
@@ -73,7 +109,7 @@ def resolve_target(url: str | None, bus_id: str | None, config: Path | None, tok
     if url:
         if bus_id:
             raise UsageError("give either --url or --bus, not both")
-        return Target(url if "://" in url else f"tcp://{url}", None, token)
+        return Target(check_url(url), None, token)
     config_path = config or default_config_path()
     targets = bus_urls(config_path)
     if not targets:
@@ -86,4 +122,4 @@ def resolve_target(url: str | None, bus_id: str | None, config: Path | None, tok
             known = ", ".join(str(t.bus_id) for t in targets)
             raise UsageError(f"no bus {bus_id!r} in {config_path} (known: {known})")
         chosen = matching[0]
-    return Target(chosen.url, chosen.bus_id, token or chosen.token)
+    return Target(chosen.url, chosen.bus_id, token or chosen.token, chosen.token_env)

@@ -185,7 +185,24 @@ async def open_connection(
             loop.create_connection(lambda: RpcConnection(on_notification), host, port, ssl=ssl_context),
             timeout=timeout_s,
         )
+    except ssl.SSLError as exc:
+        raise ConnectionLost(f"cannot connect to {url}: {_tls_problem(exc, host, port)}") from None
     except (OSError, TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
+        elif isinstance(exc, ConnectionRefusedError):
+            reason = "connection refused"
+        else:
+            reason = exc.strerror or str(exc)
         raise ConnectionLost(f"cannot connect to {url}: {reason}") from None
     return protocol
+
+
+def _tls_problem(exc: ssl.SSLError, host: str, port: int) -> str:
+    """What went wrong in the TLS handshake, in words (not OpenSSL's)."""
+    if exc.reason == "WRONG_VERSION_NUMBER":
+        # The bytes that came back were not TLS: a plain-TCP bus answered.
+        return f"the bus at {host}:{port} does not speak TLS (a plain bus: use tcp://{host}:{port})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"its TLS certificate is not trusted: {exc.verify_message} (for a private CA, set SSL_CERT_FILE)"
+    return f"TLS handshake failed: {exc.reason or exc}"

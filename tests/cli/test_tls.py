@@ -54,3 +54,15 @@ async def test_a_tls_bus_serves_tls_clients_and_the_cli_finds_it_by_bus_id(
         )
         assert code == 0, err
         assert json.loads(out)["payload"] == {"over": "tls"}
+
+
+async def test_plain_tcp_to_a_tls_bus_says_to_use_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    async with start_buses(tmp_path, {"id": "secure", "tls": {"cert": str(cert), "key": str(key)}}) as server:
+        port = server.url("secure").rsplit(":", 1)[1]
+        code, _, err = await run_cli("topics", "--url", f"tcp://127.0.0.1:{port}")
+        assert code == 3
+        (line,) = err.splitlines()
+        assert f"use tls://127.0.0.1:{port}" in line and "eventbus serve" not in line
+        code, _, err = await run_cli("topics", "--url", f"tls://127.0.0.1:{port}")  # its certificate is not trusted
+        assert code == 3 and "certificate is not trusted" in err and "SSL_CERT_FILE" in err
