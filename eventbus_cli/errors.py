@@ -12,6 +12,8 @@ EXIT_OK = 0
 EXIT_BUS_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+#: `rules test`: the event does not match (as grep exits 1 when nothing matches).
+EXIT_NO_MATCH = 1
 
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 the bus answered with an error, 2 usage/config error, 3 cannot connect."
 

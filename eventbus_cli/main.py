@@ -10,7 +10,7 @@ import typer
 from . import runner
 from .commands.config import config_app
 from .commands.emit import emit
-from .commands.firings import firings
+from .commands.firings import firings_app
 from .commands.history import history
 from .commands.info import info, topics
 from .commands.poll import poll
@@ -20,8 +20,10 @@ from .commands.serve import serve
 from .commands.tail import tail
 from .commands.ui import ui
 from .errors import EXIT_CODES_HELP
+from .help_format import PlainCommand, PlainGroup
 
 app = typer.Typer(
+    cls=PlainGroup,
     name="eventbus",
     help=(
         "eventbus: a multi-bus JSON-RPC event bus with TRN integration.\n\n"
@@ -33,7 +35,8 @@ app = typer.Typer(
         "  eventbus tail 'repo.>' --source-trn trn:user:\n\n"
         "  eventbus history --source-trn trn:user:alice: --since 2h\n\n"
         "  eventbus rules add rule.json\n\n"
-        "  eventbus firings --failed\n\n" + EXIT_CODES_HELP
+        "  eventbus firings --failed\n\n"
+        "  eventbus firings retry --rule fetch-on-push\n\n" + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -49,18 +52,12 @@ def root(
     runner.debug = debug
 
 
-app.command(epilog=EXIT_CODES_HELP)(serve)
-app.command(epilog=EXIT_CODES_HELP)(emit)
-app.command(epilog=EXIT_CODES_HELP)(poll)
-app.command(epilog=EXIT_CODES_HELP)(tail)
-app.command(epilog=EXIT_CODES_HELP)(history)
-app.command(epilog=EXIT_CODES_HELP)(replay)
-app.command(epilog=EXIT_CODES_HELP)(topics)
-app.command(epilog=EXIT_CODES_HELP)(info)
+for command in (serve, emit, poll, tail, history, replay, topics, info):
+    app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(command)
 app.add_typer(rules_app, name="rules")
-app.command(epilog=EXIT_CODES_HELP)(firings)
+app.add_typer(firings_app, name="firings")
 app.add_typer(config_app, name="config")
-app.command(epilog=EXIT_CODES_HELP)(ui)
+app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(ui)
 
 
 def main() -> None:

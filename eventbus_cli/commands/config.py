@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import EXIT_CODES_HELP, EXIT_USAGE
+from ..help_format import PlainCommand, PlainGroup
 from ..options import ConfigOption
 from ..output import Output, err_console
 from ..targets import default_config_path
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from eventbus_server.config import BusConfig, Config
 
 config_app = typer.Typer(
-    help="Check and show event_buses.json.", no_args_is_help=True, epilog=EXIT_CODES_HELP
+    cls=PlainGroup, help="Check and show event_buses.json.", no_args_is_help=True, epilog=EXIT_CODES_HELP
 )
 
 PathArgument = Annotated[
@@ -162,5 +163,5 @@ def show(
     Output(json_mode=json_out or None).document([effective_bus(bus) for bus in loaded.buses])
 
 
-config_app.command(epilog=EXIT_CODES_HELP)(validate)
-config_app.command(epilog=EXIT_CODES_HELP)(show)
+config_app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(validate)
+config_app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(show)

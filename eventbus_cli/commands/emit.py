@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import UsageError
 from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
 from ..output import Output
-from ..runner import fail, run, run_client
+from ..runner import run_client, usage
 from ..targets import Target, resolve_target
 
 if TYPE_CHECKING:
@@ -40,22 +41,33 @@ def parse_json_arg(value: str, option: str) -> Any:
 
 
 def emit(
-    topic: Annotated[str, typer.Argument(help="Topic, e.g. repo.pushed.")],
+    topic: Annotated[str, typer.Argument(metavar="TOPIC", help="Topic, e.g. repo.pushed.")],
     payload: Annotated[
-        str, typer.Option("--payload", "-p", help="JSON payload, @file.json, or - for stdin.")
-    ] = "null",
-    source_trn: Annotated[str | None, typer.Option("--source-trn", help="Who emits (a TRN).")] = None,
-    target_trn: Annotated[str | None, typer.Option("--target-trn", help="Who it is for (a TRN).")] = None,
-    correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="Ties related events.")] = None,
-    metadata: Annotated[str | None, typer.Option("--metadata", help="JSON object of metadata.")] = None,
+        str | None,
+        typer.Option(
+            "--payload", "-p", metavar="JSON", help="JSON payload, @file.json, or - for stdin (default: null)."
+        ),
+    ] = None,
+    source_trn: Annotated[str | None, typer.Option("--source-trn", metavar="TRN", help="Who emits (a TRN).")] = None,
+    target_trn: Annotated[
+        str | None, typer.Option("--target-trn", metavar="TRN", help="Who it is for (a TRN).")
+    ] = None,
+    correlation_id: Annotated[
+        str | None, typer.Option("--correlation-id", metavar="ID", help="Ties related events.")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="JSON object of metadata.")
+    ] = None,
     idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Repeats within the dedup window store nothing.")
+        str | None,
+        typer.Option("--idempotency-key", metavar="KEY", help="Repeats within the dedup window store nothing."),
     ] = None,
     ndjson: Annotated[
         bool, typer.Option("--ndjson", help="Emit one event per stdin line (each line a JSON payload), in batches.")
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Events per emit_events call with --ndjson.", min=1, max=10_000)
+        int,
+        typer.Option("--batch-size", metavar="N", help="Events per batch with --ndjson.", min=1, max=10_000),
     ] = 500,
     url: UrlOption = None,
     bus: BusOption = None,
@@ -75,44 +87,43 @@ def emit(
 
       eventbus history --topic 'jobs.>' --json | jq -c .payload | eventbus emit jobs.copied --ndjson
     """
-    try:
+
+    def check() -> tuple[Target, Any, Any]:
         target = resolve_target(url, bus, config, token)
-        if ndjson and payload != "null":
+        if ndjson and payload is not None:
             raise UsageError("--ndjson reads the payloads from stdin: leave out --payload")
         if ndjson and idempotency_key is not None:
             raise UsageError("--idempotency-key names one event; it cannot go with --ndjson")
-        body = None if ndjson else parse_json_arg(payload, "--payload")
+        body = None if ndjson or payload is None else parse_json_arg(payload, "--payload")
         meta = parse_json_arg(metadata, "--metadata") if metadata is not None else None
         if meta is not None and not isinstance(meta, dict):
             raise UsageError("--metadata must be a JSON object")
-    except UsageError as exc:
-        raise fail(str(exc), 2) from None
+        return target, body, meta
+
+    target, body, meta = usage(check)
     out = Output(json_mode=json_out or None)
     if ndjson:
         common = {"source_trn": source_trn, "target_trn": target_trn, "correlation_id": correlation_id, "metadata": meta}
         emit_lines(target, topic, {k: v for k, v in common.items() if v is not None}, batch_size, out)
         return
 
-    async def main() -> None:
-        from eventbus_client import connect
-
-        async with await connect(target.url, token=target.token) as client:
-            result = await client.emit(
-                topic,
-                body,
-                source_trn=source_trn,
-                target_trn=target_trn,
-                correlation_id=correlation_id,
-                metadata=meta,
-                idempotency_key=idempotency_key,
-            )
+    async def main(client: EventBusClient) -> None:
+        result = await client.emit(
+            topic,
+            body,
+            source_trn=source_trn,
+            target_trn=target_trn,
+            correlation_id=correlation_id,
+            metadata=meta,
+            idempotency_key=idempotency_key,
+        )
         if out.json_mode:
             out.json_line({"event_id": result.event_id, "timestamp": result.timestamp, "duplicate": result.duplicate})
         else:
             note = " [yellow](duplicate: stored earlier, nothing new)[/]" if result.duplicate else ""
-            out.console.print(f"emitted [bold]{topic}[/] event_id=[bold cyan]{result.event_id}[/]{note}")
+            out.console.print(f"emitted [bold]{escape(topic)}[/] event_id=[bold cyan]{result.event_id}[/]{note}")
 
-    run(target, main)
+    run_client(target, main)
 
 
 def emit_lines(target: Target, topic: str, common: dict[str, Any], batch_size: int, out: Output) -> None:

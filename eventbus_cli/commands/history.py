@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -10,13 +11,14 @@ from ..errors import UsageError
 from ..options import (
     BusOption,
     ConfigOption,
+    CorrelationIdFilter,
     JsonOption,
     SourceTrnFilter,
     TargetTrnFilter,
     TokenOption,
     UrlOption,
 )
-from ..output import Output
+from ..output import Output, err_console, format_ts
 from ..runner import run_client, usage
 from ..targets import resolve_target
 from ..times import TIME_FORMS, parse_time_ms
@@ -28,15 +30,24 @@ if TYPE_CHECKING:
 PAGE = 10_000
 
 
+class Order(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
 def history(
-    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic pattern: * one token, > the rest.")] = ">",
+    topic: Annotated[
+        str, typer.Option("--topic", "-t", metavar="PATTERN", help="Topic pattern: * one token, > the rest.")
+    ] = ">",
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
-    correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="Only events with this id.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help=f"From this time: {TIME_FORMS}.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Up to this time (same forms).")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many events.", min=1)] = 100,
-    order: Annotated[str, typer.Option("--order", help="asc (oldest first) or desc (newest first).")] = "asc",
+    correlation_id: CorrelationIdFilter = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="TIME", help=f"From this time: {TIME_FORMS}.")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Up to this time (same forms).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="At most this many events.", min=1)] = 100,
+    order: Annotated[Order, typer.Option("--order", help="asc (oldest first) or desc (newest first).")] = Order.asc,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -47,6 +58,7 @@ def history(
 
     TRN filters take a pattern (`trn:user:*:cli:*`) or a prefix ending in ':'
     (`trn:user:`). Times: 30s, 15m, 2h, 7d (ago), ISO-8601, or epoch ms.
+    When more events match than --limit, it says so (on stderr with --json).
 
     Examples:
 
@@ -59,31 +71,45 @@ def history(
       eventbus history --since 2026-11-28T09:00:00Z --until 2026-11-28T10:00:00Z
     """
 
-    def check() -> tuple[int | None, int | None, Literal["asc", "desc"]]:
-        if order not in ("asc", "desc"):
-            raise UsageError(f"--order must be asc or desc, not {order!r}")
+    def check() -> tuple[int | None, int | None]:
         from_ts = parse_time_ms(since, "--since") if since is not None else None
         to_ts = parse_time_ms(until, "--until") if until is not None else None
-        return from_ts, to_ts, cast(Literal["asc", "desc"], order)
+        if from_ts is not None and to_ts is not None and to_ts < from_ts:
+            raise UsageError(
+                f"--until {until} ({format_ts(to_ts)}) is before --since {since} ({format_ts(from_ts)}): "
+                "nothing can match; swap them"
+            )
+        return from_ts, to_ts
 
-    from_ts, to_ts, direction = usage(check)
+    from_ts, to_ts = usage(check)
     target = usage(lambda: resolve_target(url, bus, config, token))
     out = Output(json_mode=json_out or None)
 
     async def query(client: EventBusClient) -> None:
+        # One event past --limit tells whether more match, without counting them all.
+        wanted = limit + 1
         events: list[dict[str, Any]] = []
         cursor = 0
-        while len(events) < limit:
+        while len(events) < wanted:
             page = await client.poll(
-                topic, since=cursor, limit=min(PAGE, limit - len(events)), source_trn=source_trn,
-                target_trn=target_trn, correlation_id=correlation_id, from_ts=from_ts, to_ts=to_ts, order=direction,
+                topic, since=cursor, limit=min(PAGE, wanted - len(events)), source_trn=source_trn,
+                target_trn=target_trn, correlation_id=correlation_id, from_ts=from_ts, to_ts=to_ts,
+                order=order.value,
             )
             events += [event.model_dump(mode="json") for event in page.events]
             if not page.events:
                 break
             cursor = page.next_since
+        more = len(events) > limit
+        events = events[:limit]
         out.events(events, title=f"{target.name}: {topic}")
+        summary = f"{len(events):,} event{'' if len(events) == 1 else 's'}"
+        if more:
+            which = "oldest" if order is Order.asc else "newest"
+            summary = f"the {which} {summary}; more match: raise --limit (e.g. --limit {limit * 10}) or narrow --since/--until"
         if not out.json_mode:
-            out.console.print(f"[dim]{len(events)} events[/]")
+            out.console.print(f"[dim]{summary}[/]")
+        elif more:
+            err_console.print(f"[dim]{summary}[/]")
 
     run_client(target, query)

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import UsageError
 from ..options import (
     BusOption,
     ConfigOption,
+    CorrelationIdFilter,
     JsonOption,
     SourceTrnFilter,
     TargetTrnFilter,
     TokenOption,
+    TopicArgument,
     UrlOption,
 )
 from ..output import Output
-from ..runner import fail, run
+from ..runner import run_client, usage
 from ..targets import resolve_target
+
+if TYPE_CHECKING:
+    from eventbus_client import EventBusClient
 
 
 def poll(
-    pattern: Annotated[str, typer.Argument(help="Topic pattern: * one token, > the rest.")] = ">",
-    since: Annotated[int, typer.Option("--since", help="Exclusive event_id cursor.", min=0)] = 0,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many events.", min=1, max=10_000)] = 100,
+    pattern: TopicArgument = ">",
+    since: Annotated[int, typer.Option("--since", metavar="EVENT_ID", help="Exclusive event_id cursor.", min=0)] = 0,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", help="At most this many events.", min=1, max=10_000)
+    ] = 100,
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
-    correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
+    correlation_id: CorrelationIdFilter = None,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -44,33 +50,21 @@ def poll(
 
       eventbus poll --source-trn trn:user: --json | jq .payload
     """
-    try:
-        target = resolve_target(url, bus, config, token)
-    except UsageError as exc:
-        raise fail(str(exc), 2) from None
+    target = usage(lambda: resolve_target(url, bus, config, token))
     out = Output(json_mode=json_out or None)
 
-    async def main() -> None:
-        from eventbus_client import connect
-
-        async with await connect(target.url, token=target.token) as client:
-            result = await client.call(
-                "poll_events",
-                {
-                    k: v
-                    for k, v in {
-                        "topic": pattern,
-                        "since": since,
-                        "limit": limit,
-                        "source_trn": source_trn,
-                        "target_trn": target_trn,
-                        "correlation_id": correlation_id,
-                    }.items()
-                    if v is not None
-                },
-            )
+    async def main(client: EventBusClient) -> None:
+        params = {
+            "topic": pattern,
+            "since": since,
+            "limit": limit,
+            "source_trn": source_trn,
+            "target_trn": target_trn,
+            "correlation_id": correlation_id,
+        }
+        result = await client.call("poll_events", {k: v for k, v in params.items() if v is not None})
         out.events(result["events"], title=f"{target.name}: {pattern} after {since}")
         if not out.json_mode:
             out.console.print(f"[dim]{len(result['events'])} events · next --since {result['next_since']}[/]")
 
-    run(target, main)
+    run_client(target, main)

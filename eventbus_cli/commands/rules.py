@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from ..errors import EXIT_CODES_HELP, UsageError
-from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
+from ..completion import complete_rule_id
+from ..errors import EXIT_CODES_HELP, EXIT_NO_MATCH, UsageError
+from ..help_format import PlainCommand, PlainGroup
+from ..options import BusOption, ConfigOption, JsonOption, RuleIdArgument, TokenOption, UrlOption
 from ..output import Output, format_ts
 from ..runner import run_client, usage
 from ..targets import resolve_target
@@ -20,12 +23,12 @@ if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
 rules_app = typer.Typer(
+    cls=PlainGroup,
     help="Manage the rules of a bus: add, list, show, rm, enable, disable, test.",
     no_args_is_help=True,
     epilog=EXIT_CODES_HELP,
 )
-
-RuleId = Annotated[str, typer.Argument(help="The rule's id.")]
+command = partial(rules_app.command, cls=PlainCommand, epilog=EXIT_CODES_HELP)
 
 RULE_COLUMNS = [
     ("id", "id"), ("enabled", "on"), ("topic", "topic"), ("action_text", "action"),
@@ -108,20 +111,33 @@ def _rule_from_file(source: str) -> dict[str, Any]:
     return rule
 
 
-@rules_app.command("add")
+@command("add")
 def add(
-    file: Annotated[str | None, typer.Argument(help="A rule as JSON: a file, or - for stdin.")] = None,
-    rule_id: Annotated[str | None, typer.Option("--id", help="Rule id (flag form).")] = None,
-    topic: Annotated[str | None, typer.Option("--topic", help="Topic pattern (default >).")] = None,
-    match: Annotated[
-        list[str] | None, typer.Option("--match", help="PATH=VALUE condition (repeatable; VALUE as JSON if it parses).")
+    file: Annotated[
+        str | None, typer.Argument(metavar="FILE", help="A rule as JSON: a file, or - for stdin.", show_default=False)
     ] = None,
-    pattern: Annotated[str | None, typer.Option("--pattern", help="EventBridge pattern: JSON or @file.")] = None,
-    invoke: Annotated[str | None, typer.Option("--invoke", help="Action: invoke this tool TRN.")] = None,
-    tool_input: Annotated[str | None, typer.Option("--input", help="Tool input template (JSON).")] = None,
-    emit_topic: Annotated[str | None, typer.Option("--emit", help="Action: emit an event on this topic.")] = None,
-    payload: Annotated[str | None, typer.Option("--payload", help="Payload template of --emit (JSON).")] = None,
-    description: Annotated[str | None, typer.Option("--description", help="Free text.")] = None,
+    rule_id: Annotated[str | None, typer.Option("--id", metavar="RULE_ID", help="Rule id (flag form).")] = None,
+    topic: Annotated[str | None, typer.Option("--topic", metavar="PATTERN", help="Topic pattern (default >).")] = None,
+    match: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--match", metavar="PATH=VALUE", help="A condition (repeatable; VALUE is JSON if it parses, else a string)."
+        ),
+    ] = None,
+    pattern: Annotated[
+        str | None, typer.Option("--pattern", metavar="JSON", help="EventBridge pattern: JSON or @file.")
+    ] = None,
+    invoke: Annotated[str | None, typer.Option("--invoke", metavar="TRN", help="Action: invoke this tool TRN.")] = None,
+    tool_input: Annotated[
+        str | None, typer.Option("--input", metavar="JSON", help="Tool input template (JSON).")
+    ] = None,
+    emit_topic: Annotated[
+        str | None, typer.Option("--emit", metavar="TOPIC", help="Action: emit an event on this topic.")
+    ] = None,
+    payload: Annotated[
+        str | None, typer.Option("--payload", metavar="JSON", help="Payload template of --emit (JSON).")
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description", metavar="TEXT", help="Free text.")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a rule with the same id.")] = False,
     url: UrlOption = None,
     bus: BusOption = None,
@@ -170,7 +186,7 @@ def add(
     run_client(target, register)
 
 
-@rules_app.command("list")
+@command("list")
 def list_(
     url: UrlOption = None,
     bus: BusOption = None,
@@ -196,9 +212,9 @@ def list_(
     run_client(target, show)
 
 
-@rules_app.command("show")
+@command("show")
 def show(
-    rule_id: RuleId,
+    rule_id: RuleIdArgument,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -220,13 +236,14 @@ def show(
     run_client(target, get)
 
 
-@rules_app.command("rm")
+@command("rm")
 def rm(
-    rule_id: RuleId,
+    rule_id: RuleIdArgument,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
     token: TokenOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Delete a rule (its firings stay, as history).
 
@@ -235,29 +252,41 @@ def rm(
       eventbus rules rm fetch-on-push
     """
     target = usage(lambda: resolve_target(url, bus, config, token))
-    out = Output()
+    out = Output(json_mode=json_out or None)
 
     async def delete(client: EventBusClient) -> None:
         await client.delete_rule(rule_id)
-        out.message(f"deleted rule [bold]{rule_id}[/]")
+        if out.json_mode:
+            out.json_line({"id": rule_id, "deleted": True})
+        else:
+            out.console.print(f"deleted rule [bold]{escape(rule_id)}[/] on {escape(target.name)}")
 
     run_client(target, delete)
 
 
-def _set_enabled(rule_id: str, enabled: bool, target_args: tuple[Any, ...]) -> None:
+def _set_enabled(rule_id: str, enabled: bool, target_args: tuple[Any, ...], json_out: bool) -> None:
     target = usage(lambda: resolve_target(*target_args))
-    out = Output()
+    out = Output(json_mode=json_out or None)
 
     async def switch(client: EventBusClient) -> None:
         await client.set_rule_enabled(rule_id, enabled)
-        out.message(f"{'enabled' if enabled else 'disabled'} rule [bold]{rule_id}[/]")
+        if out.json_mode:
+            out.json_line({"id": rule_id, "enabled": enabled})
+        else:
+            verb = "enabled" if enabled else "disabled"
+            out.console.print(f"{verb} rule [bold]{escape(rule_id)}[/] on {escape(target.name)}")
 
     run_client(target, switch)
 
 
-@rules_app.command("enable")
+@command("enable")
 def enable(
-    rule_id: RuleId, url: UrlOption = None, bus: BusOption = None, config: ConfigOption = None, token: TokenOption = None
+    rule_id: RuleIdArgument,
+    url: UrlOption = None,
+    bus: BusOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Turn a rule on.
 
@@ -265,26 +294,40 @@ def enable(
 
       eventbus rules enable fetch-on-push
     """
-    _set_enabled(rule_id, True, (url, bus, config, token))
+    _set_enabled(rule_id, True, (url, bus, config, token), json_out)
 
 
-@rules_app.command("disable")
+@command("disable")
 def disable(
-    rule_id: RuleId, url: UrlOption = None, bus: BusOption = None, config: ConfigOption = None, token: TokenOption = None
+    rule_id: RuleIdArgument,
+    url: UrlOption = None,
+    bus: BusOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Turn a rule off (it stays registered, with its counters).
 
     Examples:
 
       eventbus rules disable fetch-on-push
+
+      eventbus rules disable fetch-on-push --json
     """
-    _set_enabled(rule_id, False, (url, bus, config, token))
+    _set_enabled(rule_id, False, (url, bus, config, token), json_out)
 
 
-@rules_app.command("test")
+@command("test")
 def test(
-    rule: Annotated[str, typer.Argument(help="A stored rule's id, or a rule file (- for stdin).")],
-    event: Annotated[str, typer.Option("--event", "-e", help="The event to try: JSON, @file or -.")],
+    rule: Annotated[
+        str,
+        typer.Argument(
+            metavar="RULE",
+            help="A stored rule's id, or a rule file (- for stdin).",
+            autocompletion=complete_rule_id,
+        ),
+    ],
+    event: Annotated[str, typer.Option("--event", "-e", metavar="JSON", help="The event to try: JSON, @file or -.")],
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -293,6 +336,9 @@ def test(
 ) -> None:
     """Dry-run a rule against an event: matched or not, the rendered action,
     and every failed condition with the value it saw. Stores and invokes nothing.
+
+    Exits 0 when the event matches and 1 when it does not (like grep), so a
+    script can test `if eventbus rules test …; then …`; 2 and 3 as usual.
 
     Examples:
 
@@ -312,11 +358,11 @@ def test(
     target = usage(lambda: resolve_target(url, bus, config, token))
     out = Output(json_mode=json_out or None)
 
-    async def dry_run(client: EventBusClient) -> None:
+    async def dry_run(client: EventBusClient) -> bool:
         result = await client.test_rule(body, **which)
         if out.json_mode:
             out.json_line(result)
-            return
+            return bool(result["matched"])
         if result["matched"]:
             out.console.print("[bold green]matched[/]")
         else:
@@ -327,5 +373,7 @@ def test(
                 out.console.print(f"  [bold]{where}[/]: expected {expected}, saw {escape(saw)}")
         out.console.print("action (rendered):")
         out.console.print_json(data=result["action"])
+        return bool(result["matched"])
 
-    run_client(target, dry_run)
+    if not run_client(target, dry_run):
+        raise typer.Exit(EXIT_NO_MATCH)

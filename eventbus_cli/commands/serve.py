@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..completion import complete_bus_id
 from ..errors import EXIT_USAGE
 from ..options import ConfigOption
 from ..output import err_console
@@ -16,12 +18,29 @@ if TYPE_CHECKING:
     from eventbus_server.app import EventBusApp
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 def serve(
     config: ConfigOption = None,
     bus: Annotated[
-        list[str] | None, typer.Option("--bus", "-b", help="Run only this bus (repeatable).", show_default=False)
+        list[str] | None,
+        typer.Option(
+            "--bus",
+            "-b",
+            metavar="ID",
+            help="Run only this bus (repeatable).",
+            show_default=False,
+            autocompletion=complete_bus_id,
+        ),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", help="How much the log says.", case_sensitive=False)
+    ] = LogLevel.info,
 ) -> None:
     """Run every bus of the config (or just --bus ones), each on its own port.
 
@@ -49,7 +68,7 @@ def serve(
     except KeyError as exc:
         err_console.print(f"[bold red]error:[/] {exc.args[0]}")
         raise typer.Exit(EXIT_USAGE) from None
-    raise typer.Exit(run(loaded, bus_ids=bus, log_level=log_level, ready=print_banner))
+    raise typer.Exit(run(loaded, bus_ids=bus, log_level=log_level.value, ready=print_banner))
 
 
 def print_banner(app: EventBusApp) -> None:

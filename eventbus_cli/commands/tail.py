@@ -6,15 +6,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from ..errors import UsageError
 from ..options import (
     BusOption,
     ConfigOption,
+    CorrelationIdFilter,
     JsonOption,
     SourceTrnFilter,
     TargetTrnFilter,
     TokenOption,
+    TopicArgument,
     UrlOption,
 )
 from ..output import Output, err_console
@@ -24,14 +27,18 @@ from ..targets import resolve_target
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
+#: How often a follow command looks whether its connection dropped or came back.
+RECONNECT_CHECK_S = 0.1
+
 
 def tail(
-    pattern: Annotated[str, typer.Argument(help="Topic pattern: * one token, > the rest.")] = ">",
+    pattern: TopicArgument = ">",
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
-    correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="Only events with this id.")] = None,
+    correlation_id: CorrelationIdFilter = None,
     since: Annotated[
-        int | None, typer.Option("--since", help="Start after this event_id (stored events first).", min=0)
+        int | None,
+        typer.Option("--since", metavar="EVENT_ID", help="Start after this event_id (stored events first).", min=0),
     ] = None,
     from_start: Annotated[bool, typer.Option("--from-start", help="Start with the oldest stored event.")] = False,
     url: UrlOption = None,
@@ -42,8 +49,9 @@ def tail(
 ) -> None:
     """Print events as they are committed, until Ctrl+C.
 
-    Gapless: if the bus restarts or the connection drops, tail reconnects and
-    resumes after the last event it printed, without gaps or duplicates.
+    Gapless: if the bus restarts or the connection drops, tail says so on
+    stderr, reconnects and resumes after the last event it printed, without
+    gaps or duplicates.
     Without --since/--from-start it starts with the next event committed.
 
     Examples:
@@ -70,17 +78,53 @@ def tail(
     async def follow(client: EventBusClient) -> None:
         sub = await client.subscribe(pattern, since=start, source_trn=source_trn, target_trn=target_trn)
         if not out.json_mode:
-            err_console.print(f"[dim]following {pattern} on {target.name} (Ctrl+C to stop)[/]")
-        async for event in sub:
-            if correlation_id is not None and event.correlation_id != correlation_id:
-                continue
-            out.event_line(event.model_dump(mode="json"))
-            tally.add(event.event_id)
+            err_console.print(f"[dim]following {escape(pattern)} on {target.name} (Ctrl+C to stop)[/]")
+        import asyncio
+
+        watch = ConnectionWatch(client, target.name, tally)
+        watching = asyncio.get_running_loop().create_task(watch.run())
+        try:
+            async for event in sub:
+                watch.check()
+                if correlation_id is not None and event.correlation_id != correlation_id:
+                    continue
+                out.event_line(event.model_dump(mode="json"))
+                tally.add(event.event_id)
+        finally:
+            watching.cancel()
 
     try:
         run_client(target, follow)
     except KeyboardInterrupt:
         err_console.print(f"[dim]stopped: {tally}[/]")
+
+
+class ConnectionWatch:
+    """Says on stderr when the connection drops, and when it is back and the follow
+    resumes after the last thing printed (`tally`)."""
+
+    def __init__(self, client: EventBusClient, name: str, tally: Tally) -> None:
+        self.client, self.name, self.tally = client, name, tally
+        self.connected = client.connected
+
+    def check(self) -> None:
+        """Say what changed since the last look; called before each line printed, too,
+        so `reconnected` comes before the first line after it."""
+        now = self.client.connected
+        if self.connected and not now:
+            err_console.print(f"[yellow]connection to {escape(self.name)} lost; reconnecting…[/]")
+        elif not self.connected and now:
+            after = f" after #{self.tally.last}" if self.tally.last is not None else ""
+            err_console.print(f"[green]reconnected to {escape(self.name)}; resuming{after}[/]")
+        self.connected = now
+
+    async def run(self) -> None:
+        import asyncio
+
+        # The client reconnects by itself and has no hook for it: look ten times a second.
+        while True:
+            await asyncio.sleep(RECONNECT_CHECK_S)
+            self.check()
 
 
 @dataclass

@@ -20,6 +20,7 @@ from tests.conftest import start_buses
 from tests.ports import closed_port
 from tests.processes import ServerProcess
 
+from .terminal import Terminal
 from .test_cli_basic import EVENTBUS, run_cli
 
 ROUTES = [{"match": "trn:user:test:python:*", "kind": "python", "function": "tests.rules.python_tools:echo"}]
@@ -120,6 +121,40 @@ async def test_history_filters_by_trn_correlation_time_and_order(cli_app_bus: Ev
     assert code == 2 and "--since 'yesterday-ish' is not a time" in err
 
 
+async def test_history_says_when_more_events_match_than_the_limit(cli_app_bus: EventBusApp, bus: EventBusClient) -> None:
+    await bus.emit_many([{"topic": "many.h", "payload": i} for i in range(5)])
+    url = cli_app_bus.url("main")
+    code, out, err = await run_cli("history", "--topic", "many.h", "--limit", "3", "--url", url)
+    assert code == 0, err
+    assert [e["payload"] for e in ndjson(out)] == [0, 1, 2]  # stdout stays NDJSON
+    (line,) = err.splitlines()
+    assert "the oldest 3 events; more match" in line and "--limit" in line
+    code, out, err = await run_cli("history", "--topic", "many.h", "--limit", "3", "--order", "desc", "--url", url)
+    assert [e["payload"] for e in ndjson(out)] == [4, 3, 2] and "the newest 3 events; more match" in err
+    code, out, err = await run_cli("history", "--topic", "many.h", "--limit", "5", "--url", url)
+    assert (code, len(ndjson(out)), err) == (0, 5, "")  # exactly all of them: nothing more to say
+
+
+async def test_history_on_a_terminal_counts_and_hints(cli_app_bus: EventBusApp, bus: EventBusClient) -> None:
+    await bus.emit_many([{"topic": "term.h", "payload": i} for i in range(4)])
+    terminal = Terminal()
+    try:
+        await terminal.start("history", "--topic", "term.h", "--limit", "2", "--url", cli_app_bus.url("main"))
+        text = await terminal.wait_for(r"more match.*\n")
+        assert "the oldest 2 events; more match: raise --limit (e.g. --limit 20)" in text
+    finally:
+        terminal.close()
+
+
+async def test_history_until_before_since_is_a_usage_error(cli_app_bus: EventBusApp) -> None:
+    code, out, err = await run_cli("history", "--since", "10m", "--until", "1h", "--url", cli_app_bus.url("main"))
+    assert (code, out) == (2, "")
+    (line,) = err.splitlines()
+    assert "--until 1h" in line and "is before --since 10m" in line
+    code, _, err = await run_cli("history", "--order", "sideways", "--url", cli_app_bus.url("main"))
+    assert code == 2 and "--order" in err
+
+
 # -- tail -------------------------------------------------------------------------------
 
 
@@ -168,6 +203,8 @@ async def test_tail_survives_a_server_restart_without_gaps_or_duplicates(tmp_pat
         assert [e["event_id"] for e in events] == sorted({e["event_id"] for e in events})
         code, err = await interrupt(tail)
         assert code == 0 and "stopped: 6 events" in err
+        assert "connection to tcp://127.0.0.1:" in err and "lost; reconnecting" in err
+        assert f"reconnected to tcp://127.0.0.1:{port}; resuming after #{first[-1]['event_id']}" in err
     finally:
         if tail.returncode is None:
             tail.kill()
@@ -278,19 +315,22 @@ async def test_rules_lifecycle_from_flags_and_files(cli_app_bus: EventBusApp, bu
     code, out, err = await run_cli("rules", "test", "fetch", "--event",
                                    '{"topic": "repo.pushed", "payload": {"branch": "dev", "repo": "acme/api"}}',
                                    "--url", url, env={"FORCE_COLOR": "0"})
-    assert code == 0, err
+    assert code == 1, err  # not matched: exit 1, like grep
     result = ndjson(out)[0]
     assert result["matched"] is False
     assert [(f["path"], f["missing"]) for f in result["failures"]] == [("branch", False), ("size", True)]
     assert result["action"]["input"] == {"repo": "acme/api"}
     code, out, _ = await cli("test", str(tmp_path / "rule.json"), "--event", '{"topic": "orders.created", "payload": {"total": 120}}')
-    assert ndjson(out)[0]["matched"] is True
+    assert code == 0 and ndjson(out)[0]["matched"] is True
 
-    assert (await cli("disable", "fetch"))[0] == 0
+    code, out, err = await cli("disable", "fetch", "--json")
+    assert (code, ndjson(out)) == (0, [{"id": "fetch", "enabled": False}]), err
     assert (await bus.get_rule("fetch"))["enabled"] is False
-    assert (await cli("enable", "fetch"))[0] == 0
+    code, out, _ = await cli("enable", "fetch", "--json")
+    assert (code, ndjson(out)) == (0, [{"id": "fetch", "enabled": True}])
     assert (await bus.get_rule("fetch"))["enabled"] is True
-    assert (await cli("rm", "fetch"))[0] == 0
+    code, out, _ = await cli("rm", "fetch", "--json")
+    assert (code, ndjson(out)) == (0, [{"id": "fetch", "deleted": True}])
     code, _, err = await cli("show", "fetch")
     assert code == 1 and "no rule 'fetch'" in err
 
@@ -355,6 +395,7 @@ async def test_an_unreachable_bus_is_exit_3(command: list[str]) -> None:
 
 def test_every_command_has_examples_in_its_help() -> None:
     commands = [["serve"], ["emit"], ["poll"], ["tail"], ["history"], ["replay"], ["topics"], ["info"], ["firings"],
+                ["firings", "retry"],
                 ["rules", "add"], ["rules", "list"], ["rules", "show"], ["rules", "rm"], ["rules", "enable"],
                 ["rules", "disable"], ["rules", "test"], ["ui"]]
     for command in commands:
