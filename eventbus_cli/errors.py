@@ -8,6 +8,8 @@ A bus's messages are written for every client, so they name wire fields
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_BUS_ERROR = 1
 EXIT_USAGE = 2
@@ -42,9 +44,9 @@ def in_flags(message: str, *, token_env: str | None = None) -> str:
     for wire, flag in WIRE_TO_FLAG.items():
         message = message.replace(wire, flag)
     for field, flag in FIELD_TO_FLAG.items():
-        message = message.replace(f": {field}: ", f": {flag}: ")
-        if message.startswith(f"{field}: "):
-            message = flag + message.removeprefix(field)
+        # The field as a word that says something of itself: `source_trn: …`,
+        # `source_trn is required`, `source_trn 'x' is not allowed`; not inside `$.source_trn`.
+        message = re.sub(rf"(?<![\w.$-]){field}(?=: | is | ')", flag, message)
     if token_env:
         message = message.replace("$EVENTBUS_TOKEN", f"$EVENTBUS_TOKEN (or ${token_env}, the bus's auth_token_env)")
     return message

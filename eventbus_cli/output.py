@@ -1,7 +1,7 @@
 """How commands print: Rich on a terminal, JSON / NDJSON when piped or asked.
 
-Errors go to stderr as one red line, never wrapped when stderr is not a
-terminal; `--debug` adds the traceback.
+Errors go to stderr as one red line, never wrapped (not even on a terminal,
+which folds it by itself); `--debug` adds the traceback.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from rich.text import Text
 
 __all__ = ["Output", "compact", "err_console", "format_ts"]
 
-#: Not a terminal: no wrapping at all, so one message stays one line for grep and logs.
-err_console = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
+#: Never wrapped by us: one message stays one line for grep, logs and copy-paste
+#: (a terminal folds a long line by itself).
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def format_ts(timestamp_ms: int | None) -> str:

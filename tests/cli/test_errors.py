@@ -92,3 +92,11 @@ async def test_tls_to_a_plain_bus_says_so(buses: EventBusApp) -> None:
     assert code == 3
     (line,) = err.splitlines()
     assert "does not speak TLS" in line and url in line and "eventbus serve" not in line
+
+
+async def test_a_required_source_is_said_as_the_flag(tmp_path: Path) -> None:
+    async with start_buses(tmp_path, {"id": "guarded", "allowed_sources": ["trn:user:"]}) as app:
+        code, _, err = await run_cli("emit", "x", "--url", app.url("guarded"))
+        assert code == 1 and "--source-trn is required on bus 'guarded'" in err
+        code, _, err = await run_cli("emit", "x", "--source-trn", "trn:org:a:b", "--url", app.url("guarded"))
+        assert code == 1 and "--source-trn 'trn:org:a:b' is not allowed" in err
