@@ -57,7 +57,7 @@ def firing_line(firing: dict[str, Any]) -> str:
     """One finished firing as one line of markup: id, rule, event, status, tries, time, outcome."""
     status = firing["status"]
     style = STATUS_STYLE.get(status, "")
-    took = f" {firing['duration_ms']} ms" if firing.get("duration_ms") is not None else ""
+    took = f", {firing['duration_ms']} ms" if firing.get("duration_ms") is not None else ""
     tries = firing.get("attempts") or 0
     outcome = firing["error"] if firing.get("error") else compact(firing.get("result"), 100)
     return (

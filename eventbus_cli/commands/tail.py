@@ -137,9 +137,10 @@ class Tally:
     last: int | None = None
 
     def add(self, event_id: int) -> None:
+        # Lowest and highest: events come in id order, firings as they finish.
         self.count += 1
-        self.first = event_id if self.first is None else self.first
-        self.last = event_id
+        self.first = event_id if self.first is None else min(self.first, event_id)
+        self.last = event_id if self.last is None else max(self.last, event_id)
 
     def __str__(self) -> str:
         noun = self.noun if self.count == 1 else f"{self.noun}s"

@@ -55,7 +55,7 @@ async def test_follow_prints_one_line_per_firing_on_a_terminal(cli_app_bus: Even
         lines = [line for line in text.removeprefix(listed).splitlines() if line.startswith("#")]
         assert len(lines) == 2, text
         for line in lines:
-            assert re.fullmatch(r"#\d+ \S+ \S+ seen event #\d+ ok \(1 try( \d+ ms)?\) .*", line), line
+            assert re.fullmatch(r"#\d+ \S+ \S+ seen event #\d+ ok \(1 try(, \d+ ms)?\) .*", line), line
         assert not any(ch in text.removeprefix(listed) for ch in "┏┃└│"), "a table per firing"
         code, err = await interrupt(proc)
         assert code == 0 and "stopped: 2 firings" in err
