@@ -57,7 +57,8 @@ def _ask(ctx: typer.Context, question: Callable[[EventBusClient], Awaitable[list
             from eventbus_client import connect
 
             async with await connect(target.url, token=target.token, timeout_s=ASK_TIMEOUT_S) as client:
-                return await asyncio.wait_for(question(client), ASK_TIMEOUT_S)
+                async with asyncio.timeout(ASK_TIMEOUT_S):
+                    return await question(client)
 
         return asyncio.run(asked())
     except Exception:  # completion must never print a traceback into the shell

@@ -123,7 +123,8 @@ class Subscription(_Stream):
 
     async def next(self, *, timeout_s: float | None = None) -> EventEnvelope:
         """The next event; TimeoutError after `timeout_s`, StopAsyncIteration once closed."""
-        item = await asyncio.wait_for(self._queue.get(), timeout=timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancel
+            item = await self._queue.get()
         return self._handover(item)
 
     def _handover(self, item: Any) -> EventEnvelope:
@@ -168,7 +169,9 @@ class FiringSubscription(_Stream):
 
     async def next(self, *, timeout_s: float | None = None) -> dict[str, Any]:
         """The next finished firing; TimeoutError after `timeout_s`."""
-        return self._handover(await asyncio.wait_for(self._queue.get(), timeout=timeout_s))
+        async with asyncio.timeout(timeout_s):
+            item = await self._queue.get()
+        return self._handover(item)
 
     def _handover(self, item: Any) -> dict[str, Any]:
         return dict(self._open(item))

@@ -120,7 +120,8 @@ class EventBusApp:
             await asyncio.gather(*(c.finish() for c in list(running.connections)), return_exceptions=True)
             if running.server is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(running.server.wait_closed(), timeout=1.0)
+                    async with asyncio.timeout(1.0):
+                        await running.server.wait_closed()
         log.info("stopped buses=%s", ",".join(r.bus.id for r in self._running))
 
     async def serve(self, *, handle_signals: bool = True, ready: Callable[[EventBusApp], None] | None = None) -> None:
