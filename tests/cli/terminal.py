@@ -57,7 +57,11 @@ class Terminal:
             loop.remove_reader(self.master)
         return self.text
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+    async def close(self) -> None:
+        """Kill the command if it still runs, and reap it: an unreaped process's pipes
+        are reported as unclosed by whatever test runs when they are collected."""
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                self.proc.kill()
+            await self.proc.communicate()
         os.close(self.master)
