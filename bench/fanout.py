@@ -4,7 +4,7 @@
 
 One connection holding many `>` subscriptions and not reading (the attack of
 issue 11: 10,000 subscriptions, never read) makes every committed batch pass
-through each of them. This times `Dispatcher.publish` of one batch to
+through each of them. This times `FanOut.publish` of one batch to
 `--subscriptions` paused subscriptions, in-process (no sockets: only the
 fan-out itself), as the median of 5 runs, and appends the figure to
 bench/RESULTS.md unless `--no-record`.
@@ -17,7 +17,7 @@ import statistics
 import time
 
 from eventbus_core.envelope import Event
-from eventbus_server.dispatcher import Dispatcher
+from eventbus_server.fanout import FanOut
 from eventbus_server.storage.base import EventQuery
 from eventbus_server.storage.memory import MemoryStorage
 
@@ -37,13 +37,13 @@ class _PausedConnection:
 
 
 async def publish_once(subscriptions: int, events: int) -> float:
-    dispatcher = Dispatcher(MemoryStorage(10_000), subscriber_buffer=10 * events, max_subscriptions=subscriptions)
+    fanout = FanOut(MemoryStorage(10_000), subscriber_buffer=10 * events, max_subscriptions=subscriptions)
     connection = _PausedConnection()
     for _ in range(subscriptions):
-        dispatcher.start(dispatcher.subscribe(EventQuery(topic=">"), connection), replay=False)
+        fanout.subscribe(EventQuery(topic=">"), connection, replay=False).start()
     batch = [Event(i, "orders.created", {"i": i}, 0, None, None, None, None) for i in range(1, events + 1)]
     started = time.perf_counter()
-    dispatcher.publish(batch)
+    fanout.publish(batch)
     return time.perf_counter() - started
 
 

@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
+from .errors import InvalidParams
 from .numbers import INT64_MAX
 
-__all__ = ["format_loc", "plain_message"]
+__all__ = ["format_loc", "invalid_params", "plain_message", "relocated", "validation_data"]
 
 #: What a strict type error says instead of pydantic's "Input should be a valid …".
 _TYPE_WORDS = {
@@ -53,3 +55,28 @@ def format_loc(parts: Sequence[int | str]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def validation_data(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic errors as DESIGN's `[{loc, msg}]`, locations like `events[3].topic`."""
+    return [{"loc": format_loc(error["loc"]), "msg": plain_message(error)} for error in exc.errors(include_url=False)]
+
+
+def invalid_params(method: str, exc: ValidationError) -> InvalidParams:
+    """A validation failure of `method`'s params as the -32602 error a client reads."""
+    return InvalidParams(f"invalid params for {method}: {_summary(validation_data(exc))}", validation_data(exc))
+
+
+def relocated(field: str, method: str, exc: ValidationError | InvalidParams) -> InvalidParams:
+    """`exc` about a value that sits in the params under `field`: its locations start there."""
+    data = validation_data(exc) if isinstance(exc, ValidationError) else list(exc.data or [])
+    data = [{"loc": f"{field}.{d['loc']}" if d["loc"] else field, "msg": d["msg"]} for d in data]
+    if isinstance(exc, InvalidParams):
+        return InvalidParams(exc.message, data or None)
+    return InvalidParams(f"invalid params for {method}: {_summary(data)}", data)
+
+
+def _summary(data: list[dict[str, str]]) -> str:
+    """The first three problems in a line, and how many more there are."""
+    summary = "; ".join(f"{d['loc']}: {d['msg']}" if d["loc"] else d["msg"] for d in data[:3])
+    return summary + (f" (and {len(data) - 3} more)" if len(data) > 3 else "")

@@ -28,12 +28,11 @@ log = logging.getLogger("eventbus")
 
 
 class _Running:
-    """One bus with its listening server and its live connections."""
+    """One bus with its listening server (the bus keeps its connections)."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.server: asyncio.base_events.Server | None = None
-        self.connections: set[Connection] = set()
 
 
 def _ssl_context(config: BusConfig) -> ssl.SSLContext | None:
@@ -80,9 +79,8 @@ class EventBusApp:
             for running in self._running:
                 bus = running.bus
                 await bus.start()
-                connections = running.connections
                 running.server = await loop.create_server(
-                    lambda bus=bus, connections=connections: Connection(bus, connections),
+                    lambda bus=bus: Connection(bus),
                     bus.config.host,
                     bus.config.port,
                     ssl=_ssl_context(bus.config),
@@ -109,7 +107,7 @@ class EventBusApp:
             # Stop accepting first: no new connections while we drain.
             if running.server is not None:
                 running.server.close()
-            for connection in list(running.connections):
+            for connection in running.bus.connections():
                 connection.stop_reading()
         for running in self._running:
             # Rules first, on every bus: a firing may still emit on a sibling bus.
@@ -117,7 +115,7 @@ class EventBusApp:
         for running in self._running:
             # Every emit already queued is committed and acknowledged before storage closes.
             await running.bus.stop()
-            await asyncio.gather(*(c.finish() for c in list(running.connections)), return_exceptions=True)
+            await asyncio.gather(*(c.finish() for c in running.bus.connections()), return_exceptions=True)
             if running.server is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):

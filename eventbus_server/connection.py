@@ -55,7 +55,7 @@ LINES_PER_TURN = 64
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, bus: Bus, registry: set[Connection]) -> None:
+    def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.config = bus.config
         self.authenticated = bus.config.auth_token is None
@@ -66,7 +66,6 @@ class Connection(asyncio.Protocol):
         self._heavy_lock = asyncio.Lock()
         self._pages: set[ReplyBudget] = set()  # replies with pages not written yet
         self._room = asyncio.Event()  # set when output may have dropped below max_output_bytes
-        self._registry = registry
         self._framer = LineFramer(bus.config.max_message_bytes)
         self._transport: asyncio.Transport | None = None
         self._peer = "?"
@@ -81,7 +80,6 @@ class Connection(asyncio.Protocol):
         self._peer_done = False  # the peer half-closed: answer what is pending, then close
         self._refusing = False  # an error line went out; now only draining the input
         self._closed = False
-        self._counted = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # Replies and notifications written in one loop iteration leave in one syscall.
         self._outgoing: list[bytes] = []
@@ -124,16 +122,12 @@ class Connection(asyncio.Protocol):
         self._transport = tcp = cast(asyncio.Transport, transport)
         self._peer = _address(transport.get_extra_info("peername"))
         config = self.config
-        if self.bus.connections >= config.max_connections:
-            self.bus.note("refused_connections")
+        if not self.bus.admit(self):
             self._refuse(Overloaded(f"too many connections (limit {config.max_connections}); retry later"))
             return
         # Flow control at the output budget: pause_writing() fires once replies and
         # notifications waiting for this client pass max_output_bytes.
         tcp.set_write_buffer_limits(high=config.max_output_bytes, low=config.max_output_bytes // 2)
-        self._counted = True
-        self.bus.connections += 1
-        self._registry.add(self)
         if not self.authenticated:
             self._arm("auth", config.auth_timeout_s, self._auth_timed_out)
 
@@ -169,8 +163,7 @@ class Connection(asyncio.Protocol):
         # Nobody is left to read the answers: stop the work at once.
         for pending in list(self._tasks):
             pending.cancel()
-        self.bus.dispatcher.drop_all(self)
-        self._release_slot()
+        self.bus.disconnected(self)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -181,7 +174,7 @@ class Connection(asyncio.Protocol):
         self._writable.set()
         self._room.set()
         self._disarm("write")
-        self.bus.dispatcher.resume(self)
+        self.bus.resume_streams(self)
         self._pump()
 
     # -- calls -----------------------------------------------------------------
@@ -379,7 +372,7 @@ class Connection(asyncio.Protocol):
         self._lines.clear()
         for pending in list(self._tasks):
             pending.cancel()
-        self._release_slot()  # a refused client no longer holds a max_connections slot
+        self.bus.release(self)  # a refused client no longer holds a max_connections slot
         if not transport.can_write_eof():  # TLS cannot half-close
             transport.close()
             return
@@ -388,12 +381,6 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
             transport.resume_reading()
         self._arm("drain", REFUSAL_DRAIN_S, transport.close)
-
-    def _release_slot(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.bus.connections -= 1
-        self._registry.discard(self)
 
     def _close_when_done(self) -> None:
         if self._peer_done and not self._tasks and not self._lines:

@@ -22,32 +22,27 @@ from typing import Annotated, Any, Literal, Protocol
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from eventbus_core.codec import MAX_NESTING, deeper_than, dumps
+from eventbus_core.codec import dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
     InternalError,
     InvalidParams,
     MethodNotFound,
-    NotFound,
     Overloaded,
-    RulesDisabled,
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
-from eventbus_core.locations import format_loc, plain_message
+from eventbus_core.locations import invalid_params
 from eventbus_core.numbers import UInt63
 from eventbus_core.topics import validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
 
 from .bus import Bus, EmitResult
-from .dispatcher import Subscriber
-from .router.engine import RuleEngine
-from .router.limits import TooManyValues
-from .router.matcher import envelope_from_wire, failure_wire
+from .fanout import Subscriber
 from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery, FiringSelection
 
-__all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start", "validation_data"]
+__all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start"]
 
 log = logging.getLogger("eventbus.rpc")
 
@@ -251,101 +246,62 @@ def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:
         source_trn=request.source_trn,
         target_trn=request.target_trn,
     )
-    sub = ctx.bus.subscribe(query, ctx.subscriber)
-    ctx.after_reply.append(lambda: ctx.bus.dispatcher.start(sub, replay=request.since is not None))
-    return {"subscription": sub.id, "last_event_id": ctx.bus.topics.last_event_id}
+    sub = ctx.bus.subscribe(query, ctx.subscriber, replay=request.since is not None)
+    ctx.after_reply.append(sub.start)
+    return {"subscription": sub.id, "last_event_id": ctx.bus.last_event_id}
 
 
 def unsubscribe(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(UnsubscribeParams, params)
-    if request.subscription not in ctx.bus.dispatcher.owned_by(ctx.subscriber):
-        raise NotFound(f"no subscription {request.subscription!r} on this connection")
-    ctx.bus.unsubscribe(request.subscription)
+    ctx.bus.unsubscribe(request.subscription, ctx.subscriber)
     return {"ok": True}
 
 
 # -- rules -------------------------------------------------------------------------
 
 
-def _rules(ctx: CallContext) -> RuleEngine:
-    if ctx.bus.rules is None:
-        raise RulesDisabled(f"rules are disabled on bus {ctx.bus.id!r} (its config has enable_rules: false)")
-    return ctx.bus.rules
-
-
 async def register_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     body = dict(params)
     replace = body.pop("replace", False)
     if not isinstance(replace, bool):
         raise InvalidParams("invalid params for register_rule: replace must be true or false", [{"loc": "replace", "msg": "must be a boolean"}])
-    created = await rules.rules.register(body, replace=replace)
+    created = await ctx.bus.register_rule(body, replace=replace)
     return {"id": body["id"], "created": created}
 
 
 async def list_rules(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     _params(NoParams, params)
-    return {"rules": [stored.wire() for stored in await rules.rules.list()]}
+    return {"rules": [stored.wire() for stored in await ctx.bus.list_rules()]}
 
 
 async def get_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     request = _params(RuleIdParams, params)
-    return (await rules.rules.get(request.id)).wire()
+    return (await ctx.bus.get_rule(request.id)).wire()
 
 
 async def delete_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     request = _params(RuleIdParams, params)
-    await rules.rules.delete(request.id)
+    await ctx.bus.delete_rule(request.id)
     return {"ok": True}
 
 
 async def set_rule_enabled(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     request = _params(SetRuleEnabledParams, params)
-    await rules.rules.set_enabled(request.id, request.enabled)
-    return (await rules.rules.get(request.id)).wire()
+    return (await ctx.bus.set_rule_enabled(request.id, request.enabled)).wire()
 
 
 async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     request = _params(TestRuleParams, params)
     if (request.rule is None) == (request.rule_id is None):
         raise InvalidParams("invalid params for test_rule: give either rule (a rule object) or rule_id", [{"loc": "rule", "msg": "give rule or rule_id"}])
-    if request.rule is not None:
-        try:
-            compiled = rules.rules.compile(request.rule)
-        except (ValidationError, InvalidParams) as exc:
-            raise _inside("rule", "test_rule", exc) from None
-    else:
-        # From storage, like get_rule: on a shared bus it may be newer than this node's rule book.
-        stored = await rules.rules.get(request.rule_id or "")
-        compiled = rules.rules.compile(stored.body)
-    envelope = envelope_from_wire(request.event)
-    try:
-        if compiled.reads_whole_event:  # as the engine does: such a walk is not for the event loop
-            failures = await asyncio.to_thread(compiled.explain, envelope)
-        else:
-            failures = compiled.explain(envelope)
-    except TooManyValues as exc:
-        raise InvalidParams(f"invalid params for test_rule: event: {exc}", [{"loc": "event", "msg": str(exc)}]) from None
-    action = compiled.render_action(envelope)
-    if deeper_than(action, MAX_NESTING):
-        # Templates copy the event's values into the action: nested inside each other
-        # they can pass what a reply can hold. The rule would fail its firings the same way.
-        msg = f"the action rendered for this event nests deeper than {MAX_NESTING} levels"
-        raise InvalidParams(f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}])
-    return {"matched": not failures, "failures": [failure_wire(f) for f in failures], "action": action}
+    return await ctx.bus.test_rule(request.event, rule=request.rule, rule_id=request.rule_id)
 
 
 async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
-    rules = _rules(ctx)
     request = _params(ListFiringsParams, params)
     async with ctx.subscriber.heavy_read():
         ctx.budget.check("list_firings")
-        firings = await rules.list_firings(FiringQuery(**request.model_dump()))
+        firings = await ctx.bus.list_firings(FiringQuery(**request.model_dump()))
         page = ctx.budget.page(f.wire() for f in firings)
     next_since = firings[len(page) - 1].firing_id if page else request.since
     return {"firings": page, "next_since": next_since}
@@ -353,18 +309,16 @@ async def list_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def retry_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     """Dead-letter redrive: at most 10,000 firings a call (call again while `retried` is 10,000)."""
-    rules = _rules(ctx)
     request = _params(RetryFiringsParams, params)
     ids = tuple(request.firing_ids) if request.firing_ids is not None else None
     selection = FiringSelection(firing_ids=ids, rule_id=request.rule_id, status=request.status)
-    return {"retried": await rules.redrive(selection)}
+    return {"retried": await ctx.bus.retry_firings(selection)}
 
 
 def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
-    _rules(ctx)
     request = _params(SubscribeFiringsParams, params)
     sub = ctx.bus.subscribe_firings(request.rule_id, ctx.subscriber)
-    ctx.after_reply.append(lambda: ctx.bus.dispatcher.start(sub, replay=False))
+    ctx.after_reply.append(sub.start)
     return {"subscription": sub.id}
 
 
@@ -431,32 +385,6 @@ METHODS: dict[str, Handler] = {
 
 #: Methods a connection may call before it has authenticated.
 OPEN_METHODS = frozenset({"authenticate", "ping"})
-
-
-def validation_data(exc: ValidationError) -> list[dict[str, str]]:
-    """pydantic errors as DESIGN's `[{loc, msg}]`, locations like `events[3].topic`."""
-    return [
-        {"loc": format_loc(error["loc"]), "msg": plain_message(error)}
-        for error in exc.errors(include_url=False)
-    ]
-
-
-def _inside(field: str, method: str, exc: ValidationError | InvalidParams) -> InvalidParams:
-    """`exc` about a value that sits in the params under `field`: its locations start there."""
-    data = validation_data(exc) if isinstance(exc, ValidationError) else list(exc.data or [])
-    data = [{"loc": f"{field}.{d['loc']}" if d["loc"] else field, "msg": d["msg"]} for d in data]
-    if isinstance(exc, InvalidParams):
-        return InvalidParams(exc.message, data or None)
-    summary = "; ".join(f"{d['loc']}: {d['msg']}" for d in data[:3])
-    more = f" (and {len(data) - 3} more)" if len(data) > 3 else ""
-    return InvalidParams(f"invalid params for {method}: {summary}{more}", data)
-
-
-def _invalid_params(method: str, exc: ValidationError) -> InvalidParams:
-    data = validation_data(exc)
-    summary = "; ".join(f"{d['loc']}: {d['msg']}" if d["loc"] else d["msg"] for d in data[:3])
-    more = f" (and {len(data) - 3} more)" if len(data) > 3 else ""
-    return InvalidParams(f"invalid params for {method}: {summary}{more}", data)
 
 
 Reply = dict[str, Any] | None
@@ -539,7 +467,7 @@ def _reply(ctx: CallContext, call: Call, *, result: Any = None, error: BaseExcep
     elif isinstance(error, EventBusError):
         reply = error_reply(call.id, error)
     elif isinstance(error, ValidationError):
-        reply = error_reply(call.id, _invalid_params(call.method, error))
+        reply = error_reply(call.id, invalid_params(call.method, error))
     else:
         log.error("bus=%s method=%s failed", ctx.bus.id, call.method, exc_info=error)
         reply = error_reply(call.id, InternalError(f"internal error in {call.method}; see the server log"))

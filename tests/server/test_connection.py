@@ -47,7 +47,7 @@ async def test_nothing_is_written_once_the_connection_has_closed_its_transport(t
     """Found by tests/hostile/test_fuzz.py (once, in the long mode): a replay kept pushing
     after the bus closed a half-closed connection; one such line reached the client cut short."""
     bus = Bus(parse_config([{"id": "c", "listen": "127.0.0.1:0"}], base_dir=tmp_path).buses[0])
-    connection = Connection(bus, set())
+    connection = Connection(bus)
     transport = RecordingTransport()
     connection.connection_made(transport)
     connection.data_received(b'{"jsonrpc":"2.0","method":"ping","id":1}\n')
@@ -67,7 +67,7 @@ async def test_a_call_cancelled_before_it_ran_leaves_no_unawaited_coroutine(tmp_
     import warnings
 
     bus = Bus(parse_config([{"id": "c", "listen": "127.0.0.1:0"}], base_dir=tmp_path).buses[0])
-    connection = Connection(bus, set())
+    connection = Connection(bus)
     connection.connection_made(RecordingTransport())
     connection.data_received(b'{"jsonrpc":"2.0","method":"list_topics","id":1}\n')
     connection.connection_lost(ConnectionResetError())  # before the call's task ever ran

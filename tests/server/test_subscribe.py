@@ -92,8 +92,8 @@ async def test_slow_subscriber_lags_and_does_not_slow_others(tmp_path: Path) -> 
                 await client.emit_many([{"topic": "flood", "payload": payload}] * 500)
             received = await _take(healthy, 10_000)
             assert len(received) == 10_000
-            assert bus.dispatcher.lagged_total == 1
-            assert sub_id not in bus.dispatcher.owned_by(next(iter(app._running[0].connections)))
+            assert bus.info()["stats"]["lagged"] == 1
+            assert bus.info()["stats"]["subscriptions"] == 1  # the healthy one; the stuck one is gone
         # Drain what the stuck peer buffered: it ends in a lagged notice with a resume point.
         last = None
         while True:

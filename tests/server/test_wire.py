@@ -187,7 +187,7 @@ async def test_max_connections(tmp_path: Path) -> None:
         assert reply["error"]["code"] == -32005 and "too many connections" in reply["error"]["message"]
         assert await third.closed_by_peer()
         await first.close()
-        await asyncio.wait_for(_until(lambda: app.buses["tiny"].connections == 1), 5)
+        await asyncio.wait_for(_until(lambda: app.buses["tiny"].info()["stats"]["connections"] == 1), 5)
         fourth = await RawPeer.open(app.address("tiny"))
         assert (await fourth.call("ping"))["result"] == "pong"
         for p in (second, third, fourth):

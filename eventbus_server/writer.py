@@ -1,0 +1,263 @@
+"""The single writer of a bus: group commit with isolation (DESIGN.md §3, §6).
+
+emits → bounded queue (full: -32005) → one task drains it in batches and
+commits each batch in one transaction → answers every emitter of the batch →
+`on_commit` (the bus's fan-out and hooks).
+
+Acknowledging only after the commit is what makes "nothing acknowledged is
+lost" true; batching is what makes it fast, because a commit costs the same
+for one event as for a thousand.
+
+A batch holds many clients' requests, so one bad event must not fail the
+others ("Isolation in group commit"): a batch whose commit fails for any
+reason but a storage outage is split in two halves, committed again in
+order, and so on down to single requests, so only the request at fault gets
+the error. Halving instead of committing each request alone keeps the cost
+of one poisoned request at about 2·log2(n) commits instead of n: 5,000
+one-event commits on PostgreSQL hold the writer for ~7 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eventbus_core.envelope import Event, now_ms
+from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
+
+from .storage.base import KeysTaken, NewEvent, Storage, StoredKey
+
+__all__ = ["MAX_BATCH_EVENTS", "EmitResult", "GroupCommitWriter"]
+
+log = logging.getLogger("eventbus.bus")
+
+#: Upper bound of events per group commit; larger batches only add latency.
+MAX_BATCH_EVENTS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class EmitResult:
+    event_id: int
+    timestamp: int
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class _Request:
+    events: list[NewEvent]
+    future: asyncio.Future[list[EmitResult]]
+
+
+_STOP: Any = object()
+
+
+class GroupCommitWriter:
+    """Commits queued emits in batches; `start()` before use, `stop()` drains and ends it."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        on_commit: Callable[[list[Event]], Awaitable[None]],
+        *,
+        bus_id: str,
+        queue_size: int,
+        dedup_window_s: float,
+        stats: dict[str, int],
+    ) -> None:
+        self.storage = storage
+        self.on_commit = on_commit
+        self.bus_id = bus_id
+        self.dedup_window_s = dedup_window_s
+        self.stats = stats
+        self.queue_size = queue_size
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+        self._committing = False  # holds a batch between the queue and its fan-out
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for the writer."""
+        return self._queue.qsize()
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything queued is not yet committed and handed to `on_commit`."""
+        return not self._queue.empty() or self._committing
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.bus_id}")
+
+    async def stop(self) -> None:
+        """Commit and answer everything queued so far, then end."""
+        if self._task is not None and not self._task.done():
+            await self._queue.put(_STOP)
+            await self._task
+
+    async def join(self) -> None:
+        """Return once everything queued so far has been committed."""
+        await self._queue.join()
+
+    def enqueue(self, events: list[NewEvent]) -> asyncio.Future[list[EmitResult]]:
+        """Queue checked events; the future resolves once they are committed."""
+        if self._task is None or self._task.done():
+            raise Overloaded(f"bus {self.bus_id!r} is not accepting events (shutting down)")
+        future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Request(events, future))
+        except asyncio.QueueFull:
+            self.stats["rejected_overloaded"] += 1
+            raise Overloaded(
+                f"bus {self.bus_id!r} emit queue is full ({self.queue_size} requests); back off and retry"
+            ) from None
+        return future
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                self._queue.task_done()
+                return
+            batch = [first]
+            size = len(first.events)
+            stop = False
+            while size < MAX_BATCH_EVENTS and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+                size += len(item.events)
+            self._committing = True
+            try:
+                await self._commit(batch)
+            finally:
+                self._committing = False
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        since_ts = now_ms() - int(self.dedup_window_s * 1000)
+        try:
+            await self._commit_isolated(batch, since_ts, {})
+        except StorageUnavailable as exc:
+            # An outage fails everyone not answered yet; retrying the parts would only fail them again, slower.
+            _fail(batch, exc)
+
+    async def _commit_isolated(self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]) -> None:
+        """Commit `batch` in one transaction, or else its halves, in order, down to
+        the single request at fault, which alone gets the error.
+
+        Idempotency keys stay right across the parts: keys are looked up per
+        part (so a key that cannot even be looked up fails only its own
+        request), and `stored_here` holds the keys that earlier parts of the
+        batch stored, so a repeat in a later part answers as their event, as
+        one plan for the whole batch would have.
+        """
+        try:
+            earlier = {**await self._find_duplicates(batch, since_ts), **stored_here}
+            plan, stored = await self._append(batch, earlier, since_ts)
+        except StorageUnavailable:
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch, self._error_for(exc))
+                return
+            log.debug("bus=%s group commit of %d requests failed (%r); splitting it", self.bus_id, len(batch), exc)
+            self.stats["batches_split"] += 1
+            middle = len(batch) // 2
+            await self._commit_isolated(batch[:middle], since_ts, stored_here)
+            await self._commit_isolated(batch[middle:], since_ts, stored_here)
+            return
+        stored_here.update(plan.keys_stored(stored))
+        await self._committed(batch, plan, stored)
+
+    async def _append(
+        self, batch: list[_Request], earlier: dict[str, StoredKey], since_ts: int
+    ) -> tuple[_DedupPlan, list[Event]]:
+        """Store the batch's new events in one transaction; which ones are new is `earlier`'s call."""
+        while True:
+            plan = _DedupPlan(earlier, batch)
+            try:
+                return plan, await self.storage.append(plan.fresh, keys_since_ts=since_ts)
+            except KeysTaken as taken:
+                # Another node stored some of these keys since we looked (shared
+                # storage): answer those as duplicates of its events, store the rest.
+                earlier = {**earlier, **taken.found}
+
+    def _error_for(self, exc: Exception) -> EventBusError:
+        """What a request whose own commit failed is told; anything but the bus's errors is a bug."""
+        if isinstance(exc, EventBusError):
+            return exc
+        log.error("bus=%s commit failed", self.bus_id, exc_info=exc)
+        return InternalError("the bus could not store the events; see the server log")
+
+    async def _committed(self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]) -> None:
+        """Acknowledge the batch's emitters, then hand its events on."""
+        for request, slots in zip(batch, plan.slots, strict=True):
+            if not request.future.done():
+                request.future.set_result([plan.result(slot, stored) for slot in slots])
+        self.stats["emitted"] += len(stored)
+        self.stats["duplicates"] += plan.duplicates
+        self.stats["batches"] += 1
+        if stored:
+            await self.on_commit(stored)
+
+    async def _find_duplicates(self, batch: list[_Request], since_ts: int) -> dict[str, StoredKey]:
+        keys = [e.idempotency_key for r in batch for e in r.events if e.idempotency_key is not None]
+        if not keys:
+            return {}
+        return await self.storage.find_keys(sorted(set(keys)), since_ts)
+
+
+class _DedupPlan:
+    """Which events of a batch get stored, and which repeat an idempotency key.
+
+    A slot is an index into `fresh` (stored now) or the key of a duplicate,
+    whose answer is the first event with that key: stored earlier, or earlier
+    in this same batch.
+    """
+
+    def __init__(self, earlier: dict[str, StoredKey], batch: list[_Request]) -> None:
+        self.earlier = earlier
+        self.fresh: list[NewEvent] = []
+        self.first_index: dict[str, int] = {}
+        self.slots: list[list[int | str]] = []
+        self.duplicates = 0
+        for request in batch:
+            slots: list[int | str] = []
+            for new in request.events:
+                key = new.idempotency_key
+                if key is not None and (key in earlier or key in self.first_index):
+                    slots.append(key)
+                    self.duplicates += 1
+                    continue
+                if key is not None:
+                    self.first_index[key] = len(self.fresh)
+                slots.append(len(self.fresh))
+                self.fresh.append(new)
+            self.slots.append(slots)
+
+    def keys_stored(self, stored: list[Event]) -> dict[str, StoredKey]:
+        """The idempotency keys this plan stored, with the events that now hold them."""
+        return {key: StoredKey(stored[index].event_id, stored[index].timestamp) for key, index in self.first_index.items()}
+
+    def result(self, slot: int | str, stored: list[Event]) -> EmitResult:
+        if isinstance(slot, int):
+            return EmitResult(stored[slot].event_id, stored[slot].timestamp)
+        first = self.earlier.get(slot)
+        if first is not None:
+            return EmitResult(first.event_id, first.timestamp, duplicate=True)
+        event = stored[self.first_index[slot]]
+        return EmitResult(event.event_id, event.timestamp, duplicate=True)
+
+
+def _fail(batch: list[_Request], exc: EventBusError) -> None:
+    for request in batch:
+        if not request.future.done():
+            request.future.set_exception(exc)
