@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from eventbus_core.codec import DecodeError, LineFramer, dumps_line, loads
 from eventbus_core.errors import ConnectionLost, from_error_object
+from eventbus_core.jsonrpc import Notification, parse_incoming, request
 
 __all__ = ["RpcConnection", "open_connection", "parse_url"]
 
@@ -82,12 +83,9 @@ class RpcConnection(asyncio.Protocol):
         self._pending[call_id] = future
         if on_result is not None:
             self._on_result[call_id] = on_result
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": call_id}
-        if params:
-            message["params"] = params
         if not self._outgoing:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._outgoing.append(dumps_line(message))
+        self._outgoing.append(dumps_line(request(method, params or None, call_id)))
         if not self._writable.is_set():
             await self._writable.wait()
         try:
@@ -146,26 +144,24 @@ class RpcConnection(asyncio.Protocol):
             message = loads(line)
         except DecodeError:
             return
-        for item in message if isinstance(message, list) else (message,):
-            if not isinstance(item, dict):
-                continue
-            if "method" in item:
+        for item in parse_incoming(message):
+            if isinstance(item, Notification):
                 if self.on_notification is not None:
-                    self.on_notification(item["method"], item.get("params"))
+                    self.on_notification(item.method, item.params)
                 continue
-            future = self._pending.get(item.get("id"))  # type: ignore[arg-type]
+            future = self._pending.get(item.id) if isinstance(item.id, int) else None
             if future is None or future.done():
-                if item.get("id") is None and "error" in item:
+                if item.id is None and item.error is not None:
                     # Connection-level error (too large, too many connections): it is about to close.
-                    self._close_reason = str(item["error"].get("message", "closed by the bus"))
+                    self._close_reason = str(item.error.get("message", "closed by the bus"))
                 continue
-            if "error" in item:
-                future.set_exception(from_error_object(item["error"]))
+            if item.error is not None:
+                future.set_exception(from_error_object(item.error))
                 continue
-            on_result = self._on_result.pop(item["id"], None)
+            on_result = self._on_result.pop(item.id, None)
             if on_result is not None:
-                on_result(item.get("result"))
-            future.set_result(item.get("result"))
+                on_result(item.result)
+            future.set_result(item.result)
 
 
 async def open_connection(

@@ -1,11 +1,16 @@
-"""JSON-RPC 2.0 messages, sans-IO: parse a line into calls, build replies.
+"""JSON-RPC 2.0 messages, sans-IO: the one place they are built and parsed.
 
-`parse_message` turns one received line into a `Message`: the calls to run
-and the error replies that are already known (parse errors, invalid request
-objects, batches over `max_batch`, integers the codec cannot keep exactly,
-strings holding U+0000).
-The connection runs the calls and writes the replies; whether the replies go
-back as one array (a batch) or one object is decided here.
+Serving (the bus): `parse_message` turns one received line into a
+`Message`: the calls to run and the error replies that are already known
+(parse errors, invalid request objects, batches over `max_batch`, integers
+the codec cannot keep exactly, strings holding U+0000). The connection runs
+the calls and writes the replies; whether the replies go back as one array
+(a batch) or one object is decided here. `notification_frame` builds the
+bytes around a pre-encoded value, so fan-out encodes an event once for all
+its subscribers.
+
+Calling (the client, the `jsonrpc` tool invoker): `request` builds a call,
+`parse_incoming` sorts what comes back into `Reply` and `Notification`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import MAX_NESTING, DecodeError, deeper_than, loads
+from .codec import MAX_NESTING, DecodeError, deeper_than, dumps, loads
 from .errors import EventBusError, InvalidParams, InvalidRequest, ParseError, to_error_object
 from .locations import format_loc
 from .numbers import INT64_MAX, INT64_MIN
@@ -24,8 +29,12 @@ __all__ = [
     "NO_ID",
     "Call",
     "Message",
+    "Notification",
+    "Reply",
     "error_reply",
     "notification",
+    "notification_frame",
+    "parse_incoming",
     "parse_message",
     "request",
     "result_reply",
@@ -89,6 +98,45 @@ def request(method: str, params: Any, call_id: Any) -> dict[str, Any]:
 
 def notification(method: str, params: Any) -> dict[str, Any]:
     return {"jsonrpc": VERSION, "method": method, "params": params}
+
+
+def notification_frame(method: str, fixed: dict[str, Any], last_key: str) -> tuple[bytes, bytes]:
+    """The bytes before and after the value of `last_key` in the line of a notification
+    whose params are `fixed` plus `last_key`: `head + encoded_value + tail` is the line."""
+    params = b",".join(dumps(key) + b":" + dumps(value) for key, value in fixed.items())
+    head = b'{"jsonrpc":"2.0","method":' + dumps(method) + b',"params":{' + params
+    return head + (b"," if params else b"") + dumps(last_key) + b":", b"}}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The answer to one call: `error` is the error object, or None for a result."""
+
+    id: Any
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    method: str
+    params: Any
+
+
+def parse_incoming(message: Any) -> Iterator[Reply | Notification]:
+    """What a caller received (one decoded line), item by item; items that are
+    neither a reply nor a notification are skipped."""
+    for item in message if isinstance(message, list) else (message,):
+        if not isinstance(item, dict):
+            continue
+        method = item.get("method")
+        if isinstance(method, str):
+            yield Notification(method, item.get("params"))
+        elif "error" in item:
+            error = item["error"]
+            yield Reply(item.get("id"), error=error if isinstance(error, dict) else {"message": str(error)})
+        elif "id" in item:  # a result, even when a lax peer leaves the member out
+            yield Reply(item["id"], result=item.get("result"))
 
 
 def _valid_id(value: Any) -> bool:

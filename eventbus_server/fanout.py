@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from eventbus_core.codec import dumps, dumps_line
 from eventbus_core.envelope import Event
 from eventbus_core.errors import Overloaded
-from eventbus_core.jsonrpc import notification
+from eventbus_core.jsonrpc import notification, notification_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
@@ -43,6 +43,8 @@ from .storage.reader import LogReader
 __all__ = ["FanOut", "FiringSubscription", "Subscriber", "Subscription"]
 
 log = logging.getLogger("eventbus.fanout")
+
+_, _FRAME_TAIL = notification_frame("event", {}, "event")
 
 class Subscriber(Protocol):
     """The connection side of a subscription: where notification lines go."""
@@ -59,8 +61,8 @@ class Subscription:
     """One `subscribe_topic` of one connection."""
 
     __slots__ = (
+        "_head",
         "_on_start",
-        "_prefix",
         "_replay_overflowed",
         "_replaying",
         "buffer_limit",
@@ -98,14 +100,14 @@ class Subscription:
         self._replaying = True  # held until started, so nothing precedes the subscribe reply
         self._replay_overflowed = False
         self._on_start = on_start
-        self._prefix = b'{"jsonrpc":"2.0","method":"event","params":{"subscription":' + dumps(sub_id) + b',"event":'
+        self._head, _ = notification_frame("event", {"subscription": sub_id}, "event")
 
     def start(self) -> None:
         """Begin delivery; called once the subscribe reply has been written."""
         self._on_start(self)
 
     def notification(self, encoded_event: bytes) -> bytes:
-        return self._prefix + encoded_event + b"}}\n"
+        return self._head + encoded_event + _FRAME_TAIL
 
     def line_of(self, item: Event) -> bytes:
         return self.notification(dumps(item))

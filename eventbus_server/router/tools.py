@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from eventbus_core import jsonrpc
 from eventbus_core.codec import (
     MAX_NESTING,
     DecodeError,
@@ -261,14 +262,14 @@ class ToolRouter:
         host, port = _tcp_address(route.url)
         request_id = next(self._rpc_ids)
         method = route.method or DEFAULT_RPC_METHOD
-        request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": body}
+        call = jsonrpc.request(method, body, request_id)
         try:
             reader, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
             reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
             raise _Failed(f"cannot connect to {host}:{port} ({reason})") from exc
         try:
-            writer.write(dumps_line(request))
+            writer.write(dumps_line(call))
             await writer.drain()
             reply = await _read_reply(reader, request_id, self.max_reply_bytes)
         except OSError as exc:
@@ -279,12 +280,9 @@ class ToolRouter:
                 await writer.wait_closed()
             except OSError:
                 pass  # the peer already went away; the socket is closed either way
-        if "error" in reply:
-            error = reply["error"]
-            if not isinstance(error, dict):
-                error = {"message": error}
-            raise _Failed(f"error {error.get('code')}: {error.get('message')}")
-        return reply.get("result")
+        if reply.error is not None:
+            raise _Failed(f"error {reply.error.get('code')}: {reply.error.get('message')}")
+        return reply.result
 
     # -- command ---------------------------------------------------------------
 
@@ -400,9 +398,7 @@ def _tcp_address(url: str) -> tuple[str, int]:
         raise _Failed(f"url must be 'tcp://host:port', not {url!r}") from None
 
 
-async def _read_reply(
-    reader: asyncio.StreamReader, request_id: int, max_line_bytes: int
-) -> dict[str, Any]:
+async def _read_reply(reader: asyncio.StreamReader, request_id: int, max_line_bytes: int) -> jsonrpc.Reply:
     """The reply to `request_id`; other lines (notifications) are skipped."""
     framer = LineFramer(max_line_bytes)
     while True:
@@ -415,8 +411,9 @@ async def _read_reply(
                 message = loads(line)
             except DecodeError:
                 raise _Failed(f"reply is not JSON: {_snippet(line)}") from None
-            if isinstance(message, dict) and message.get("id") == request_id:
-                return message
+            for item in jsonrpc.parse_incoming(message):
+                if isinstance(item, jsonrpc.Reply) and item.id == request_id:
+                    return item
         if not data:
             raise _Failed("the tool closed the connection without replying")
 

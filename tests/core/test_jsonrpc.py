@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -499,3 +500,39 @@ def test_a_nul_fails_only_its_batch_item_and_a_notification_with_one_does_not_ru
     message = parse_message(line)
     assert [c.id for c in message.calls] == [1]
     assert [(r["id"], r["error"]["code"]) for r in message.replies] == [(2, -32602)]
+
+
+# -- the calling side -------------------------------------------------------------
+
+
+def test_a_notification_frame_around_a_pre_encoded_value_is_the_notification() -> None:
+    from eventbus_core.jsonrpc import notification, notification_frame
+
+    head, tail = notification_frame("event", {"subscription": "sub-1"}, "event")
+    line = head + b'{"event_id":7}' + tail
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == notification("event", {"subscription": "sub-1", "event": {"event_id": 7}})
+    head, tail = notification_frame("tick", {}, "at")
+    assert json.loads(head + b"5" + tail) == notification("tick", {"at": 5})
+
+
+def test_parse_incoming_sorts_replies_and_notifications() -> None:
+    from eventbus_core.jsonrpc import Notification, Reply, parse_incoming, request
+
+    assert request("ping", None, 3) == {"jsonrpc": "2.0", "method": "ping", "id": 3}
+    items = list(parse_incoming([
+        {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}},
+        {"jsonrpc": "2.0", "method": "event", "params": {"x": 1}},
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}},
+        {"jsonrpc": "2.0", "id": 2, "error": "a peer that sends a string"},
+        {"jsonrpc": "2.0", "id": 4},
+        5,
+        {"neither": True},
+    ]))
+    assert items == [
+        Reply(1, result={"ok": True}),
+        Notification("event", {"x": 1}),
+        Reply(None, error={"code": -32700, "message": "parse error"}),
+        Reply(2, error={"message": "a peer that sends a string"}),
+        Reply(4, result=None),
+    ]
