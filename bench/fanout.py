@@ -16,7 +16,7 @@ import argparse
 import statistics
 import time
 
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event
 from eventbus_server.fanout import FanOut
 from eventbus_server.storage.base import EventQuery
 from eventbus_server.storage.memory import MemoryStorage

@@ -19,7 +19,7 @@ if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import format_table, machine_info, measure_rate
-from eventbus_core.envelope import now_ms
+from eventbus_core.event import now_ms
 from eventbus_server.storage import NewEvent, SqliteStorage
 
 BATCHES = (1, 10, 100, 1000)

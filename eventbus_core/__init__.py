@@ -1,6 +1,6 @@
 """eventbus_core: wire types and pure logic shared by server, client and CLI. No I/O."""
 
-from .envelope import EmitParams, Event, EventEnvelope, now_ms
+from .envelope import EmitParams, EventEnvelope
 from .errors import (
     AlreadyExists,
     ConnectionLost,
@@ -22,6 +22,7 @@ from .errors import (
     from_error_object,
     to_error_object,
 )
+from .event import Event, now_ms
 from .topics import compile_topic_pattern, topic_matches, validate_topic, validate_topic_pattern
 from .trn import (
     Trn,

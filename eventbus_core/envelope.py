@@ -1,15 +1,12 @@
-"""Events on the wire (DESIGN.md §4).
+"""Events on the wire (DESIGN.md §4), as pydantic models.
 
 `EmitParams` validates what a client sends to `emit_event`; `EventEnvelope` is
-what the bus stores and hands back. Both are pydantic models; the server keeps
-stored events as `Event`, a slotted dataclass that orjson encodes directly, so
-the hot path (fan-out, polls of 10 000 events) never builds pydantic objects.
+a stored event as the client reads it back. The server keeps stored events as
+`event.Event`, whose fields `EventEnvelope` repeats (a test holds them equal).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -18,11 +15,7 @@ from .numbers import UInt63
 from .topics import validate_topic
 from .trn import validate_trn
 
-__all__ = ["EmitParams", "Event", "EventEnvelope", "Topic", "TrnStr", "now_ms"]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+__all__ = ["EmitParams", "EventEnvelope", "Topic", "TrnStr"]
 
 
 Topic = Annotated[str, AfterValidator(validate_topic)]
@@ -59,21 +52,3 @@ class EventEnvelope(BaseModel):
     source_trn: str | None = None
     target_trn: str | None = None
     correlation_id: str | None = None
-
-
-@dataclass(slots=True)
-class Event:
-    """A stored event inside the server; encodes to the `EventEnvelope` wire form.
-
-    Not frozen: a frozen dataclass costs ~5x more to build, and the server builds
-    one per event on every append and poll. Treat it as read-only all the same.
-    """
-
-    event_id: int
-    topic: str
-    payload: Any
-    timestamp: int
-    metadata: dict[str, Any] | None
-    source_trn: str | None
-    target_trn: str | None
-    correlation_id: str | None

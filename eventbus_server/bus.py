@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from eventbus_core import __version__
-from eventbus_core.envelope import EmitParams, Event, now_ms
+from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
     NotFound,
@@ -28,6 +28,7 @@ from eventbus_core.errors import (
     RulesDisabled,
     SourceNotAllowed,
 )
+from eventbus_core.event import Event, now_ms
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern

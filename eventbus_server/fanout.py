@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventbus_core.codec import dumps, dumps_line
-from eventbus_core.envelope import Event
 from eventbus_core.errors import Overloaded
+from eventbus_core.event import Event
 from eventbus_core.jsonrpc import notification, notification_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern

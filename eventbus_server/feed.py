@@ -16,8 +16,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from eventbus_core.envelope import Event
 from eventbus_core.errors import EventBusError
+from eventbus_core.event import Event
 
 from .storage.base import Storage
 from .storage.reader import LogReader

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event
 
 from .storage.base import TopicStats
 

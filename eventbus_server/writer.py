@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eventbus_core.envelope import Event, now_ms
 from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
+from eventbus_core.event import Event, now_ms
 
 from .storage.base import KeysTaken, NewEvent, Storage, StoredKey
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventbus_core.codec import MAX_NESTING, deeper_than
-from eventbus_core.envelope import EmitParams, Event
+from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import InvalidParams
+from eventbus_core.event import Event
 
 from .tools import ToolCall, ToolRouter
 
@@ -60,7 +61,7 @@ class ActionRunner:
         return {"event_id": event_id, "bus": bus or self.bus_id, "topic": params.topic}
 
     async def _invoke(self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int) -> Any:
-        call = ToolCall(action["tool_id"], action.get("input"), _wire(event), firing_id)
+        call = ToolCall(action["tool_id"], action.get("input"), event.as_dict(), firing_id)
         result = await self.tools.invoke(call, timeout_ms=action.get("timeout_ms"))
         if action.get("result_topic"):
             params = self._derived(
@@ -95,16 +96,3 @@ class ActionRunner:
             metadata={"caused_by": {"event_id": cause.event_id, "rule_id": rule_id, "hops": hops_of(cause) + 1}},
             idempotency_key=f"firing:{self.bus_id}:{firing_id}",
         )
-
-
-def _wire(event: Event) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "topic": event.topic,
-        "payload": event.payload,
-        "timestamp": event.timestamp,
-        "metadata": event.metadata,
-        "source_trn": event.source_trn,
-        "target_trn": event.target_trn,
-        "correlation_id": event.correlation_id,
-    }

@@ -41,8 +41,8 @@ from tenacity import (
     wait_random,
 )
 
-from eventbus_core.envelope import Event, now_ms
 from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
+from eventbus_core.event import Event, now_ms
 from eventbus_core.rules import RetryPolicy
 
 from ..storage.base import Firing, FiringQuery, FiringSelection, Storage

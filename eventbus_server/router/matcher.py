@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventbus_core.envelope import Event
 from eventbus_core.errors import InvalidParams
+from eventbus_core.event import Event
 from eventbus_core.rules import EmitEvent, Rule
 from eventbus_core.topics import compile_topic_pattern
 
@@ -105,26 +105,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
 
 
 def envelope_of(event: Event) -> dict[str, Any]:
-    """The event as the JSON object conditions, patterns and templates look at.
-
-    Optional fields the event does not have are left out rather than null, so
-    `{"exists": false}` on `source_trn` means "emitted without a source".
-    """
-    envelope = {
-        "event_id": event.event_id,
-        "topic": event.topic,
-        "payload": event.payload,
-        "timestamp": event.timestamp,
-    }
-    if event.metadata is not None:
-        envelope["metadata"] = event.metadata
-    if event.source_trn is not None:
-        envelope["source_trn"] = event.source_trn
-    if event.target_trn is not None:
-        envelope["target_trn"] = event.target_trn
-    if event.correlation_id is not None:
-        envelope["correlation_id"] = event.correlation_id
-    return envelope
+    """The event as the JSON object conditions, patterns and templates look at."""
+    return event.rule_view()
 
 
 def envelope_from_wire(event: dict[str, Any]) -> dict[str, Any]:

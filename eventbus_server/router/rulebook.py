@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eventbus_core.envelope import now_ms
 from eventbus_core.errors import (
     AlreadyExists,
     EventBusError,
@@ -25,6 +24,7 @@ from eventbus_core.errors import (
     ReservedTopic,
     SourceNotAllowed,
 )
+from eventbus_core.event import now_ms
 from eventbus_core.rules import EmitEvent, Rule
 from eventbus_core.topics import is_reserved_topic
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event, NewEvent
 from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
 
@@ -36,32 +36,6 @@ __all__ = [
     "topic_narrowing",
     "trn_narrowing",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """A validated event waiting for its `event_id`; `timestamp` is already filled."""
-
-    topic: str
-    payload: Any
-    timestamp: int
-    metadata: dict[str, Any] | None = None
-    source_trn: str | None = None
-    target_trn: str | None = None
-    correlation_id: str | None = None
-    idempotency_key: str | None = None
-
-    def stored(self, event_id: int) -> Event:
-        return Event(
-            event_id,
-            self.topic,
-            self.payload,
-            self.timestamp,
-            self.metadata,
-            self.source_trn,
-            self.target_trn,
-            self.correlation_id,
-        )
 
 
 @dataclass(frozen=True, slots=True)

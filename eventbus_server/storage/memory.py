@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 from operator import attrgetter
 
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event
 
 from .base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from .memory_rules import MemoryRuleStore

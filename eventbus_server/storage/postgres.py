@@ -34,8 +34,8 @@ import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from eventbus_core.codec import dumps
-from eventbus_core.envelope import Event
 from eventbus_core.errors import StorageUnavailable
+from eventbus_core.event import NEW_EVENT_FIELDS, Event
 
 from .base import (
     EventQuery,
@@ -54,6 +54,7 @@ from .postgres_schema import migrate, quote_ident, schema_for_bus
 from .refusals import refusal
 from .sql import (
     FIRING_COLUMNS,
+    NEW_EVENT_COLUMNS,
     RULE_COLUMNS,
     Select,
     event_from_row,
@@ -81,14 +82,12 @@ RULES_CHANGED = "rules"
 #: behind at 10 (an extra round trip). See bench/RESULTS.md.
 COPY_MIN_EVENTS = 64
 
-_INSERT_COLUMNS = (
-    "topic", "payload", "timestamp", "metadata", "source_trn", "target_trn", "correlation_id", "idempotency_key"
-)
+_INSERT_COLUMNS = NEW_EVENT_FIELDS
 # One round trip: insert, notify with the last id, answer the first id.
-_INSERT = """
+# The unnest types follow NEW_EVENT_FIELDS (sql.py checks that order).
+_INSERT = f"""
     WITH ins AS (
-        INSERT INTO event_log (topic, payload, timestamp, metadata, source_trn, target_trn,
-                               correlation_id, idempotency_key)
+        INSERT INTO event_log ({NEW_EVENT_COLUMNS})
         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::jsonb[], $5::text[],
                              $6::text[], $7::text[], $8::text[])
         RETURNING event_id

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event
 
 from .base import READ_PAGE_BYTES, EventQuery, Storage
 

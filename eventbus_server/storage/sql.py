@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
-from eventbus_core.envelope import Event
 from eventbus_core.errors import InvalidParams
+from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, Event
 from eventbus_core.topics import RESERVED_PREFIX
 
 from .base import (
@@ -42,7 +42,9 @@ __all__ = [
 
 Style = Literal["qmark", "numeric"]
 
-EVENT_COLUMNS = "event_id, topic, payload, timestamp, metadata, source_trn, target_trn, correlation_id"
+EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+#: The columns of an INSERT of new events, in `event_row`'s order.
+NEW_EVENT_COLUMNS = ", ".join(NEW_EVENT_FIELDS)
 FIRING_COLUMNS = "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
 RULE_COLUMNS = "id, body, enabled, created_at, updated_at, fired, failed, last_fired_at"
 
@@ -58,6 +60,7 @@ def event_row(event: NewEvent) -> tuple[Any, ...]:
         metadata = None if event.metadata is None else dumps(event.metadata).decode()
     except TypeError as exc:  # orjson's JSONEncodeError
         raise InvalidParams(f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})") from exc
+    # NEW_EVENT_FIELDS' order; the module asserts it below.
     return (
         event.topic,
         payload,
@@ -72,17 +75,21 @@ def event_row(event: NewEvent) -> tuple[Any, ...]:
 
 def event_from_row(row: Sequence[Any]) -> Event:
     """An `EVENT_COLUMNS` row; payload and metadata are JSON text."""
-    event_id, topic, payload, timestamp, metadata, source, target, correlation = row
+    event_id, topic, payload, timestamp, metadata, *optional = row
     return Event(
         event_id,
         topic,
         None if payload is None else loads(payload),
         timestamp,
         None if metadata is None else loads(metadata),
-        source,
-        target,
-        correlation,
+        *optional,
     )
+
+
+if NEW_EVENT_FIELDS != (
+    "topic", "payload", "timestamp", "metadata", "source_trn", "target_trn", "correlation_id", "idempotency_key"
+):  # pragma: no cover - event_row spells its tuple out (the hot path): change both together
+    raise TypeError(f"event_row does not know the fields {NEW_EVENT_FIELDS}")
 
 
 def rule_from_row(row: Sequence[Any]) -> StoredRule:

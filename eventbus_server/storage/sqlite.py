@@ -28,8 +28,8 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from eventbus_core.codec import dumps
-from eventbus_core.envelope import Event
 from eventbus_core.errors import StorageUnavailable
+from eventbus_core.event import NEW_EVENT_FIELDS, Event
 
 from . import sqlite_rules
 from .base import (
@@ -46,7 +46,7 @@ from .base import (
 )
 from .refusals import refusal
 from .schema import migrate, write_transaction
-from .sql import Select, event_from_row, event_row, select_events
+from .sql import NEW_EVENT_COLUMNS, Select, event_from_row, event_row, select_events
 
 __all__ = ["SqliteStorage"]
 
@@ -57,10 +57,7 @@ T = TypeVar("T")
 #: Batches up to this size commit on the event loop thread (durability normal).
 INLINE_MAX_EVENTS = 32
 
-_INSERT = (
-    "INSERT INTO event_log (topic, payload, timestamp, metadata, source_trn, target_trn,"
-    " correlation_id, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT = f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
 _FIND_KEYS = (
     "SELECT idempotency_key, MIN(event_id), timestamp FROM event_log"
     " WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND timestamp >= ?"

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from eventbus_core.codec import dumps, loads
-from eventbus_core.envelope import EmitParams, Event, EventEnvelope, now_ms
+from eventbus_core.envelope import EmitParams, EventEnvelope
+from eventbus_core.event import Event, now_ms
 
 
 def errors_of(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
@@ -215,3 +216,14 @@ def test_event_encodes_to_the_envelope_wire_form() -> None:
 
 def test_now_ms_is_milliseconds() -> None:
     assert 1_700_000_000_000 < now_ms() < 10_000_000_000_000
+
+
+def test_every_shape_of_an_event_has_the_one_field_list() -> None:
+    from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, NewEvent
+
+    assert tuple(EventEnvelope.model_fields) == EVENT_FIELDS  # what the client reads
+    assert set(EmitParams.model_fields) == {*NEW_EVENT_FIELDS, "event_id"}  # what a client emits
+    event = NewEvent(topic="t", payload={"a": 1}, timestamp=5, source_trn="trn:user:a:b:c").stored(9)
+    assert tuple(event.as_dict()) == EVENT_FIELDS
+    assert EventEnvelope.model_validate(event.as_dict()).model_dump() == event.as_dict()
+    assert event.rule_view() == {"event_id": 9, "topic": "t", "payload": {"a": 1}, "timestamp": 5, "source_trn": "trn:user:a:b:c"}

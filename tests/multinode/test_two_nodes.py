@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from eventbus_client import EventBusClient, connect
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event
 from tests import postgres
 from tests.processes import ServerProcess
 

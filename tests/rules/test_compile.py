@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from eventbus_core.envelope import Event
 from eventbus_core.errors import InvalidParams
+from eventbus_core.event import Event
 from eventbus_core.rules import Rule
 from eventbus_server.router.conditions import compile_conditions
 from eventbus_server.router.index import RuleIndex

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from eventbus_client import StorageUnavailable, connect
-from eventbus_core.envelope import Event
+from eventbus_core.event import Event
 from tests.conftest import start_buses
 from tests.pg_cluster import TempCluster
 
