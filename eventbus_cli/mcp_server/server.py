@@ -187,6 +187,7 @@ class McpAdapter:
     ) -> mcp_types.EmptyResult:
         """resources/subscribe (2025 era): updates go to the session's standalone stream."""
         state, uri, session = self._state(ctx), params.uri, ctx.session
+        self.resources.topic_of(uri)  # an unknown resource is -32602 before anything else
         if uri in state.watches:
             return mcp_types.EmptyResult()
         self._room_for(state, 1)
@@ -212,6 +213,8 @@ class McpAdapter:
         stream's own, fed by the stream's bus subscriptions."""
         state = self._state(ctx)
         uris = list(dict.fromkeys(params.notifications.resource_subscriptions or ()))
+        for uri in uris:
+            self.resources.topic_of(uri)
         self._room_for(state, len(uris))
         updates = InMemorySubscriptionBus()
         pumps: list[asyncio.Task[None]] = []
