@@ -70,6 +70,8 @@ class StdioServer:
         self.closed = anyio.Event()
         #: The connection ended because a message line passed `max_line_bytes`.
         self.too_large = False
+        #: The process's exit code once it has exited (known after the session stops it).
+        self.exit_code: int | None = None
 
     @contextlib.asynccontextmanager
     async def connect(
@@ -162,6 +164,7 @@ class StdioServer:
                 break
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # helpers it left in its group
+        self.exit_code = process.returncode
         log.info("mcp server %s stopped: pid=%d exit=%s", self.name, process.pid, process.returncode)
 
 

@@ -172,15 +172,18 @@ class McpSession:
             raise
         except TimeoutError:
             self._failed(ready, f"no session within {self.route.timeout_ms} ms (timeout_ms of the route)")
-        except (OSError, MCPError, ValidationError, httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            self._failed(ready, _reason(exc))
         except Exception as exc:  # the SDK raises more kinds than it documents; none may kill the bus
-            log.exception("mcp server %s: the session failed unexpectedly", self.name)
-            self._failed(ready, f"{type(exc).__name__}: {exc}")
+            # anyio's task groups wrap what failed inside: the first leaf says why.
+            cause = _first_leaf(exc)
+            if not isinstance(cause, EXPECTED):
+                log.error("mcp server %s: the session failed unexpectedly", self.name, exc_info=exc)
+            self._failed(ready, _reason(cause))
 
     def _failed(self, ready: asyncio.Future[Client], reason: str) -> None:
-        if self.stdio is not None and self.stdio.closed.is_set() and "exited" not in reason:
-            reason = f"the server exited ({reason})"
+        stdio = self.stdio
+        if stdio is not None and stdio.closed.is_set():
+            code = f" with code {stdio.exit_code}" if stdio.exit_code is not None else ""
+            reason = f"the server exited{code} (its stderr is in the bus log): {reason}"
         if ready.done():
             log.info("mcp server %s: session ended: %s", self.name, reason)
         else:
@@ -378,6 +381,17 @@ def _json_type(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return "an array" if isinstance(value, list) else type(value).__name__
+
+
+#: What a session that ends badly usually raises; anything else is logged with its traceback.
+EXPECTED = (OSError, MCPError, ValidationError, httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups; `exc` itself if it is none."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _reason(exc: BaseException) -> str:
