@@ -57,7 +57,10 @@ class Terminal:
             loop.remove_reader(self.master)
         return self.text
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+    async def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                self.proc.kill()
+            # Reaped here: a process left running is reported (ResourceWarning) in a later test.
+            await self.proc.wait()
         os.close(self.master)

@@ -143,7 +143,7 @@ async def test_history_on_a_terminal_counts_and_hints(cli_app_bus: EventBusApp, 
         text = await terminal.wait_for(r"more match.*\n")
         assert "the oldest 2 events; more match: raise --limit (e.g. --limit 20)" in text
     finally:
-        terminal.close()
+        await terminal.close()
 
 
 async def test_history_until_before_since_is_a_usage_error(cli_app_bus: EventBusApp) -> None:

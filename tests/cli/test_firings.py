@@ -60,7 +60,7 @@ async def test_follow_prints_one_line_per_firing_on_a_terminal(cli_app_bus: Even
         code, err = await interrupt(proc)
         assert code == 0 and "stopped: 2 firings" in err
     finally:
-        terminal.close()
+        await terminal.close()
 
 
 async def test_follow_piped_is_one_json_line_per_firing(cli_app_bus: EventBusApp, bus: EventBusClient) -> None:
@@ -119,7 +119,7 @@ async def test_retry_says_how_many_on_a_terminal(cli_app_bus: EventBusApp, bus: 
         text = await terminal.wait_for(r"given are not dead letters\)")
         assert "running 1 dead letter again on" in text and "(1 of the 2 given are not dead letters)" in text
     finally:
-        terminal.close()
+        await terminal.close()
 
 
 async def test_retry_takes_ids_or_a_rule_not_both(cli_app_bus: EventBusApp) -> None:
