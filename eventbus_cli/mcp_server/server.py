@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types
 from mcp.server.connection import Connection
@@ -45,6 +46,8 @@ from .tools import TOOLS
 __all__ = ["McpAdapter", "McpLimits"]
 
 log = logging.getLogger("eventbus.mcp")
+
+T = TypeVar("T")
 
 #: The bus's own code for "overloaded": a session over one of its limits.
 OVERLOADED = -32005
@@ -245,7 +248,7 @@ def _connection(ctx: ServerRequestContext[Any, Any]) -> Connection | None:
     return connection if isinstance(connection, Connection) else None
 
 
-async def _bus_call(call: Any) -> Any:
+async def _bus_call(call: Awaitable[T]) -> T:
     """A bus call made for a protocol request: a bus error becomes the request's error."""
     try:
         return await call
