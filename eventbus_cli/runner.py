@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.markup import escape
@@ -91,7 +91,7 @@ def bus_error(exc: EventBusError, target: Target | None) -> str:
     return line
 
 
-async def _call(main: Callable[[], Awaitable[Any]]) -> Any:
+async def _call(main: Callable[[], Awaitable[T]]) -> T:
     return await main()
 
 

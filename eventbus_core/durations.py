@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytimeparse import parse as _parse_timespan
+from pytimeparse.timeparse import timeparse as _parse_timespan
 
 __all__ = ["parse_duration_s"]
 

@@ -37,14 +37,12 @@ from eventbus_core.jsonrpc import notification
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
-from .storage.base import READ_PAGE_BYTES, EventQuery, Firing, Storage
+from .storage.base import EventQuery, Firing, Storage
+from .storage.reader import LogReader
 
 __all__ = ["Dispatcher", "FiringSubscription", "Subscriber", "Subscription"]
 
 log = logging.getLogger("eventbus.dispatcher")
-
-CATCH_UP_PAGE = 1000
-
 
 class Subscriber(Protocol):
     """The connection side of a subscription: where notification lines go."""
@@ -154,7 +152,7 @@ class Dispatcher:
     """Delivers committed events to every matching subscription of one bus."""
 
     def __init__(self, storage: Storage, *, subscriber_buffer: int, max_subscriptions: int) -> None:
-        self._storage = storage
+        self._reader = LogReader(storage)
         self._subscriber_buffer = subscriber_buffer
         self._max_subscriptions = max_subscriptions
         self._subscriptions: dict[str, Subscription] = {}
@@ -329,8 +327,7 @@ class Dispatcher:
             self._lag(sub)
 
     async def _replay_stored(self, sub: Subscription) -> None:
-        while not sub.dropped:
-            page = await self._storage.query(_page_after(sub.query, sub.last_sent_id))
+        async for page in self._reader.pages(sub.last_sent_id, match=sub.query):
             for event in page:
                 if not sub.subscriber.can_write:
                     await sub.subscriber.wait_writable()
@@ -338,17 +335,4 @@ class Dispatcher:
                     return  # unsubscribed (or the connection closed) while we read storage
                 sub.subscriber.write(sub.notification(dumps(event)))
                 sub.last_sent_id = event.event_id
-            if not page:  # a page may be short because of its byte bound: read on until empty
-                return
-
-
-def _page_after(query: EventQuery, since: int) -> EventQuery:
-    return EventQuery(
-        topic=query.topic,
-        since=since,
-        limit=CATCH_UP_PAGE,
-        source_trn=query.source_trn,
-        target_trn=query.target_trn,
-        max_bytes=READ_PAGE_BYTES,
-    )
 

@@ -19,19 +19,19 @@ from collections.abc import Callable
 from eventbus_core.envelope import Event
 from eventbus_core.errors import EventBusError
 
-from .storage.base import READ_PAGE_BYTES, EventQuery, Storage
+from .storage.base import Storage
+from .storage.reader import LogReader
 
 __all__ = ["CommitFeed"]
 
 log = logging.getLogger("eventbus.feed")
 
-READ_PAGE = 1000
 RETRY_S = 0.5
 
 
 class CommitFeed:
     def __init__(self, storage: Storage, deliver: Callable[[list[Event]], None], *, bus_id: str) -> None:
-        self.storage = storage
+        self.reader = LogReader(storage)
         self.deliver = deliver
         self.bus_id = bus_id
         #: Every event up to here has been delivered.
@@ -81,12 +81,8 @@ class CommitFeed:
                 await asyncio.sleep(RETRY_S)
 
     async def _read_up_to(self, last_event_id: int) -> None:
-        while self.cursor < last_event_id:
-            page = await self.storage.query(EventQuery(since=self.cursor, limit=READ_PAGE, max_bytes=READ_PAGE_BYTES))
-            page = [event for event in page if event.event_id <= last_event_id]
-            if not page:
-                # Ids a rolled-back batch drew, or events already pruned: nothing to deliver.
-                self.cursor = last_event_id
-                return
+        async for page in self.reader.pages(self.cursor, up_to=last_event_id):
             self.cursor = page[-1].event_id
             self.deliver(page)
+        # What is left are ids a rolled-back batch drew, or events already pruned.
+        self.cursor = max(self.cursor, last_event_id)

@@ -79,7 +79,7 @@ class EventStream(LineTable):
         return cells
 
     def striped(self, row: int) -> bool:
-        return self.events[row]["event_id"] % 2 == 1  # by id: stripes stay put while rows scroll
+        return bool(self.events[row]["event_id"] % 2 == 1)  # by id: stripes stay put while rows scroll
 
     def add(self, new: Iterable[dict[str, Any]]) -> None:
         """Append newer events; keep the newest `MAX_ROWS`; the cursor follows or stays."""

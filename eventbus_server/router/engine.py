@@ -45,14 +45,8 @@ from eventbus_core.envelope import Event, now_ms
 from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
 from eventbus_core.rules import RetryPolicy
 
-from ..storage.base import (
-    READ_PAGE_BYTES,
-    EventQuery,
-    Firing,
-    FiringQuery,
-    FiringSelection,
-    Storage,
-)
+from ..storage.base import Firing, FiringQuery, FiringSelection, Storage
+from ..storage.reader import READ_PAGE, LogReader
 from .actions import ActionRunner, hops_of
 from .limits import TooManyValues
 from .matcher import CompiledRule, envelope_of
@@ -64,8 +58,6 @@ __all__ = ["RuleEngine"]
 
 log = logging.getLogger("eventbus.rules")
 
-#: Events read from storage per page while catching up.
-CATCH_UP_PAGE = 1000
 #: Committed events held in memory for matching; beyond it the engine reads from storage.
 INBOX_LIMIT = 10_000
 #: Claimed firings waiting for the semaphore; beyond it matching pauses.
@@ -99,6 +91,7 @@ class RuleEngine:
         max_hops: int,
     ) -> None:
         self.storage = storage
+        self.reader = LogReader(storage)
         self.rules = rules
         self.actions = actions
         self.bus_id = bus_id
@@ -238,15 +231,14 @@ class RuleEngine:
 
     async def _next_events(self) -> list[Event]:
         if self._cursor < self._read_until:
-            page = await self.storage.query(EventQuery(since=self._cursor, limit=CATCH_UP_PAGE, max_bytes=READ_PAGE_BYTES))
-            page = [e for e in page if e.event_id <= self._read_until]
+            page = await self.reader.page(self._cursor, up_to=self._read_until)
             if page:
                 return page
             self._cursor = self._read_until  # nothing left there (pruned, or a memory ring)
         inbox = self._inbox
         while inbox and inbox[0].event_id <= self._cursor:
             inbox.popleft()
-        taken = [inbox.popleft() for _ in range(min(len(inbox), CATCH_UP_PAGE))]
+        taken = [inbox.popleft() for _ in range(min(len(inbox), READ_PAGE))]
         return taken
 
     async def _match(self, events: list[Event]) -> None:
@@ -364,8 +356,7 @@ class RuleEngine:
         """Schedule a pending firing (a crash left it, or a retry re-armed it), or close it
         if it cannot run."""
         rule = self.rules.compiled(firing.rule_id)
-        found = await self.storage.query(EventQuery(since=firing.event_id - 1, limit=1))
-        event = found[0] if found and found[0].event_id == firing.event_id else None
+        event = await self.reader.event(firing.event_id)
         if rule is None or event is None:
             firing.status = "skipped"
             firing.error = (

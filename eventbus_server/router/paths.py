@@ -28,7 +28,7 @@ from typing import Any
 
 from jsonpath_ng.ext import filter as jsonpath_filter
 from jsonpath_ng.ext import iterable as jsonpath_iterable
-from jsonpath_ng.ext import parse as parse_jsonpath
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from jsonpath_ng.jsonpath import (
     Child,
     Descendants,

@@ -404,7 +404,7 @@ class ToolRouter:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             raise _Failed(f"cannot import module {module_name!r}: {reason}") from exc
-        function = getattr(module, name, None)
+        function: Callable[[dict[str, Any]], Any] | None = getattr(module, name, None)
         if not callable(function):
             raise _Failed(f"module {module_name!r} has no function {name!r}")
         self._functions[spec] = function

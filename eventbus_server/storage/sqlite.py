@@ -86,7 +86,8 @@ async def _on_connection_thread(db: aiosqlite.Connection, fn: Callable[..., T], 
     `_conn` property) are what its own methods use, unchanged from 0.20 to
     0.22. This is the only place that touches them.
     """
-    return await db._execute(lambda: fn(db._conn, *args))
+    result: T = await db._execute(lambda: fn(db._conn, *args))  # type: ignore[no-untyped-call]
+    return result
 
 
 async def _thread_ended(connection: aiosqlite.Connection) -> None:

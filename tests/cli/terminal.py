@@ -58,9 +58,10 @@ class Terminal:
         return self.text
 
     async def close(self) -> None:
+        """Kill the command if it still runs, and reap it: an unreaped process's pipes
+        are reported as unclosed by whatever test runs when they are collected."""
         if self.proc is not None:
             if self.proc.returncode is None:
                 self.proc.kill()
-            # Reaped here: a process left running is reported (ResourceWarning) in a later test.
-            await self.proc.wait()
+            await self.proc.communicate()
         os.close(self.master)
