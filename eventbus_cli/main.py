@@ -13,6 +13,7 @@ from .commands.emit import emit
 from .commands.firings import firings_app
 from .commands.history import history
 from .commands.info import info, topics
+from .commands.mcp import mcp
 from .commands.poll import poll
 from .commands.replay import replay
 from .commands.rules import rules_app
@@ -58,6 +59,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(firings_app, name="firings")
 app.add_typer(config_app, name="config")
 app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(ui)
+app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(mcp)
 
 
 def main() -> None:

@@ -129,14 +129,17 @@ class Bus:
 
     def _rule_engine(self) -> RuleEngine:
         config = self.config
+        tools = ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes, import_dir=config.config_dir)
         return RuleEngine(
             self.storage,
-            RuleBook(self.storage, bus_id=config.id, accepted_by=self._accepted_by, max_rules=config.max_rules),
-            ActionRunner(
-                config.id,
-                ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes, import_dir=config.config_dir),
-                self._emit_as_rule,
+            RuleBook(
+                self.storage,
+                bus_id=config.id,
+                accepted_by=self._accepted_by,
+                max_rules=config.max_rules,
+                check_tool=tools.check,
             ),
+            ActionRunner(config.id, tools, self._emit_as_rule),
             bus_id=config.id,
             max_concurrency=config.max_concurrency,
             retry=RetryPolicy(attempts=config.retry.attempts, backoff_ms=config.retry.backoff_ms),

@@ -133,19 +133,45 @@ class ToolRoute(_Strict):
     """Where tools whose TRN matches `match` are invoked (used by the rule engine)."""
 
     match: TrnPattern
-    kind: Literal["http", "jsonrpc", "command", "python"]
+    kind: Literal["http", "jsonrpc", "command", "python", "mcp"]
     url: str | None = None
     method: str | None = None
     argv: Annotated[tuple[str, ...], Lax] | None = None
     function: str | None = None
     timeout_ms: int = Field(default=30_000, ge=1)
     headers: dict[str, str] | None = None
+    # `mcp` routes (DESIGN §12): a stdio server's argv, or `url` for Streamable HTTP.
+    command: Annotated[tuple[str, ...], Lax] | None = None
+    #: The MCP tool name; else the TRN's last segment (the one before it when that is a version).
+    tool: str | None = Field(default=None, min_length=1)
+    #: Extra environment of a stdio MCP server (`${ENV}` is expanded, like headers).
+    env: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _kind_has_its_target(self) -> ToolRoute:
+        if self.kind == "mcp":
+            return self._mcp_target()
         needed = {"http": "url", "jsonrpc": "url", "command": "argv", "python": "function"}[self.kind]
         if getattr(self, needed) in (None, ()):
             raise ValueError(f"a '{self.kind}' tool route needs '{needed}'")
+        extra = [key for key in ("command", "tool", "env") if getattr(self, key) is not None]
+        if extra:
+            raise ValueError(f"'{extra[0]}' is only for 'mcp' tool routes")
+        return self
+
+    def _mcp_target(self) -> ToolRoute:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an 'mcp' tool route needs either 'command' (stdio) or 'url' (Streamable HTTP)")
+        if self.command is not None and (not self.command or not self.command[0]):
+            raise ValueError("'command' must name a program: [\"program\", \"arg\", …]")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("an 'mcp' route's 'url' must start with http:// or https://")
+        if self.headers is not None and self.url is None:
+            raise ValueError("'headers' are for an 'mcp' route with 'url'; a stdio server takes 'env'")
+        if self.env is not None and self.command is None:
+            raise ValueError("'env' is for an 'mcp' route with 'command'")
+        if self.method is not None or self.argv is not None or self.function is not None:
+            raise ValueError("an 'mcp' route takes 'command' or 'url' (not 'argv', 'method' or 'function')")
         return self
 
 
@@ -291,14 +317,18 @@ def _expand(text: str, where: str, env: Mapping[str, str], problems: list[tuple[
 
 
 def _expand_headers(route: Any, where: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> Any:
-    headers = route.get("headers") if isinstance(route, dict) else None
-    if not isinstance(headers, dict):
+    """`${NAME}` in a route's `headers` and (an `mcp` stdio server's) `env` values."""
+    if not isinstance(route, dict):
         return route
-    expanded = {
-        name: _expand(value, f"{where}.headers.{name}", env, problems) if isinstance(value, str) else value
-        for name, value in headers.items()
-    }
-    return {**route, "headers": expanded}
+    expanded_route = dict(route)
+    for key in ("headers", "env"):
+        values = route.get(key)
+        if isinstance(values, dict):
+            expanded_route[key] = {
+                name: _expand(value, f"{where}.{key}.{name}", env, problems) if isinstance(value, str) else value
+                for name, value in values.items()
+            }
+    return expanded_route
 
 
 def _listen_address(value: Any) -> tuple[str, int] | None:

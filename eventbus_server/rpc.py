@@ -35,12 +35,13 @@ from eventbus_core.errors import (
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import invalid_params
 from eventbus_core.numbers import UInt63
+from eventbus_core.params import ListFiringsParams, PollParams, SubscribeParams, TestRuleParams
 from eventbus_core.topics import validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
 
 from .bus import Bus, EmitResult
 from .fanout import Subscriber
-from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery, FiringSelection
+from .storage.base import EventQuery, FiringQuery, FiringSelection
 
 __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start"]
 
@@ -138,28 +139,6 @@ class EmitEventsParams(_Params):
     events: list[EmitParams] = Field(max_length=10_000)
 
 
-Limit = Annotated[int, Field(ge=1, le=10_000)]
-
-
-class PollParams(_Params):
-    topic: TopicPattern = ">"
-    since: UInt63 = 0
-    limit: Limit = 100
-    source_trn: TrnPattern | None = None
-    target_trn: TrnPattern | None = None
-    correlation_id: str | None = None
-    from_ts: UInt63 | None = None
-    to_ts: UInt63 | None = None
-    order: Literal["asc", "desc"] = "asc"
-
-
-class SubscribeParams(_Params):
-    topic: TopicPattern
-    since: UInt63 | None = None
-    source_trn: TrnPattern | None = None
-    target_trn: TrnPattern | None = None
-
-
 class UnsubscribeParams(_Params):
     subscription: str
 
@@ -177,20 +156,6 @@ class SetRuleEnabledParams(_Params):
     enabled: bool
 
 
-class TestRuleParams(_Params):
-    rule: dict[str, Any] | None = None
-    rule_id: str | None = None
-    event: dict[str, Any]
-
-
-class ListFiringsParams(_Params):
-    rule_id: str | None = None
-    status: Literal[FIRING_STATUSES] | None = None  # type: ignore[valid-type]
-    since: UInt63 = 0
-    limit: Limit = 100
-    order: Literal["asc", "desc"] = "asc"
-
-
 class RetryFiringsParams(_Params):
     firing_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
     rule_id: str | None = None
@@ -201,7 +166,7 @@ class SubscribeFiringsParams(_Params):
     rule_id: str | None = None
 
 
-def _params(model: type[_Params], params: dict[str, Any]) -> Any:
+def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
     return model.model_validate(params)
 
 

@@ -17,6 +17,7 @@ CORE_MODULES = [
     "eventbus_core.errors",
     "eventbus_core.jsonrpc",
     "eventbus_core.locations",
+    "eventbus_core.params",
     "eventbus_core.topics",
     "eventbus_core.trn",
 ]
@@ -92,4 +93,15 @@ def test_the_client_never_loads_the_server_cli_or_textual() -> None:
         " & {'textual', 'typer', 'eventbus_server', 'eventbus_cli', 'aiosqlite', 'asyncpg'})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
+
+
+def test_the_mcp_sdk_loads_only_where_mcp_is_used() -> None:
+    """A bus without an `mcp` route, and `eventbus --help`, never import the SDK (it costs ~1 s)."""
+    code = (
+        "import json, sys\n"
+        "import eventbus_server.app, eventbus_server.router.tools, eventbus_cli.main\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'mcp', 'mcp_types', 'uvicorn', 'starlette'})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30).stdout
     assert json.loads(out) == []

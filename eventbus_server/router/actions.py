@@ -61,7 +61,7 @@ class ActionRunner:
         return {"event_id": event_id, "bus": bus or self.bus_id, "topic": params.topic}
 
     async def _invoke(self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int) -> Any:
-        call = ToolCall(action["tool_id"], action.get("input"), event.as_dict(), firing_id)
+        call = ToolCall(action["tool_id"], action.get("input"), event.as_dict(), firing_id, rule_id)
         result = await self.tools.invoke(call, timeout_ms=action.get("timeout_ms"))
         if action.get("result_topic"):
             params = self._derived(

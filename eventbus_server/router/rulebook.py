@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from eventbus_core.errors import (
     SourceNotAllowed,
 )
 from eventbus_core.event import now_ms
-from eventbus_core.rules import EmitEvent, Rule
+from eventbus_core.rules import EmitEvent, InvokeTool, Rule
 from eventbus_core.topics import is_reserved_topic
 
 from ..storage.base import Storage, StoredRule
@@ -45,9 +45,12 @@ class RuleBook:
         bus_id: str,
         accepted_by: Callable[[], Mapping[str, Collection[str]]],
         max_rules: int = 10_000,
+        check_tool: Callable[[str, InvokeTool], Awaitable[None]] | None = None,
     ) -> None:
-        """`accepted_by()`: every bus of the process → the buses whose rules it accepts events from."""
+        """`accepted_by()`: every bus of the process → the buses whose rules it accepts events from.
+        `check_tool(rule_id, action)`: asks the tool's side at registration (the router's `check`)."""
         self.storage = storage
+        self.check_tool = check_tool
         self.bus_id = bus_id
         self.accepted_by = accepted_by
         self.max_rules = max_rules
@@ -124,6 +127,8 @@ class RuleBook:
         """Store a rule; True if it is new. -32004 if it exists and `replace` is false."""
         compiled = self.compile(body)
         rule = compiled.rule
+        if self.check_tool is not None and isinstance(rule.action, InvokeTool):
+            await self.check_tool(rule.id, rule.action)  # before the lock: it may ask a tool server
         async with self._lock:
             if rule.id in self._compiled and not replace:
                 raise AlreadyExists(f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it")

@@ -1,14 +1,17 @@
 """Tool invokers: how a rule's `InvokeTool` action reaches a tool (DESIGN.md §6).
 
-The bus's `tools` routes map TRN patterns to one of four invokers; the first
-route whose `match` fits the tool's TRN wins. Every invoker sends the same
-body, `{tool_id, input, event, firing_id}`, and returns the tool's JSON result:
+The bus's `tools` routes map TRN patterns to one of five invokers; the first
+route whose `match` fits the tool's TRN wins. The first four send the same
+body, `{tool_id, input, event, firing_id}`, and return the tool's JSON result:
 
 - `http`     POST the body as JSON to `url` (one pooled httpx client);
 - `jsonrpc`  one JSON-RPC 2.0 request line to `tcp://host:port`, one reply line;
 - `command`  run `argv` (never a shell), body on stdin, JSON result on stdout;
 - `python`   call `module:function` (sync ones in a worker thread); the module is
              imported with the config file's folder (`import_dir`) on the import path.
+
+The fifth, `mcp`, calls a tool of an MCP server with the input as its arguments
+(`mcp_tools`, DESIGN §12); its module, and the SDK, load only when a route needs it.
 
 A reply is at most `max_reply_bytes` (the bus's `max_tool_reply_bytes`): the
 HTTP body, the JSON-RPC reply line, the command's stdout, the python result
@@ -34,7 +37,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -51,6 +54,11 @@ from eventbus_core.codec import (
 from eventbus_core.trn import compile_trn_pattern
 
 from ..config import ToolRoute, split_listen
+
+if TYPE_CHECKING:
+    from eventbus_core.rules import InvokeTool
+
+    from .mcp_tools import McpTools
 
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
@@ -116,6 +124,8 @@ class ToolCall:
     event: dict[str, Any]
     #: Stable across retries, so a tool can deduplicate.
     firing_id: int
+    #: Not in the body; an `mcp` call carries it in `_meta`.
+    rule_id: str = ""
 
     def body(self) -> dict[str, Any]:
         return {
@@ -132,6 +142,8 @@ def describe(route: ToolRoute) -> str:
         return f"jsonrpc {route.url} {route.method or DEFAULT_RPC_METHOD}"
     if route.kind == "command":
         return f"command {route.argv[0] if route.argv else '?'}"
+    if route.kind == "mcp":
+        return f"mcp {route.url}" if route.url else f"mcp stdio {route.command[0] if route.command else '?'}"
     target = route.url if route.kind == "http" else route.function
     return f"{route.kind} {target}"
 
@@ -161,6 +173,7 @@ class ToolRouter:
         self._http: httpx.AsyncClient | None = None
         self._functions: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self._rpc_ids = itertools.count(1)
+        self._mcp: McpTools | None = None
         self._invokers: dict[str, Callable[[ToolRoute, dict[str, Any]], Awaitable[Any]]] = {
             "http": self._http_call,
             "jsonrpc": self._jsonrpc_call,
@@ -184,7 +197,10 @@ class ToolRouter:
         where, tool = describe(route), {"tool_id": call.tool_id, "kind": route.kind}
         try:
             async with asyncio.timeout(timeout_ms / 1000) as deadline:
-                result = await self._invokers[route.kind](route, call.body())
+                if route.kind == "mcp":
+                    result = await self._mcp_call(route, call)
+                else:
+                    result = await self._invokers[route.kind](route, call.body())
             if deeper_than(result, MAX_NESTING):
                 # Stored and sent on, it could not be encoded again: refuse it here, named.
                 raise _Failed(f"reply nested deeper than {MAX_NESTING} levels")
@@ -200,10 +216,20 @@ class ToolRouter:
         except _Failed as exc:
             raise ToolError(f"tool {call.tool_id} ({where}): {exc}", **tool) from exc.__cause__
 
+    async def check(self, rule_id: str, action: InvokeTool) -> None:
+        """At register_rule: what can be known of the call before it fires (only `mcp` routes
+        know anything: the tool and its inputSchema). -32602 naming the tool or field."""
+        route = self.route_for(action.tool_id)
+        if route is not None and route.kind == "mcp":
+            await self._mcp_tools().check(route, rule_id=rule_id, tool_id=action.tool_id, template=action.input)
+
     async def aclose(self) -> None:
         if self._http is not None:
             client, self._http = self._http, None
             await client.aclose()
+        if self._mcp is not None:
+            tools, self._mcp = self._mcp, None
+            await tools.aclose()  # closes the sessions and stops the stdio servers
 
     async def __aenter__(self) -> ToolRouter:
         return self
@@ -317,6 +343,26 @@ class ToolRouter:
             tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL_CHARS:] or "(no stderr)"
             raise _Failed(f"exited with code {process.returncode}: {tail}")
         return _json_reply(stdout, "output")
+
+    # -- mcp -------------------------------------------------------------------
+
+    def _mcp_tools(self) -> McpTools:
+        if self._mcp is None:
+            from .mcp_tools import McpTools  # the SDK loads only for a bus with an mcp route
+
+            self._mcp = McpTools(max_reply_bytes=self.max_reply_bytes)
+        return self._mcp
+
+    async def _mcp_call(self, route: ToolRoute, call: ToolCall) -> Any:
+        from .mcp_tools import McpReplyTooLarge, McpToolFailed
+
+        meta = {"firing_id": call.firing_id, "event_id": call.event.get("event_id"), "rule_id": call.rule_id}
+        try:
+            return await self._mcp_tools().call(route, tool_id=call.tool_id, arguments=call.input, meta=meta)
+        except McpReplyTooLarge:
+            raise _TooLarge(self.max_reply_bytes) from None
+        except McpToolFailed as exc:
+            raise _Failed(str(exc)) from exc.__cause__
 
     # -- python ----------------------------------------------------------------
 

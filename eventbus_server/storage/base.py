@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from eventbus_core.event import Event, NewEvent
+from eventbus_core.params import FIRING_STATUSES
 from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
 
@@ -150,10 +151,6 @@ def trn_narrowing(pattern: str) -> Narrowing:
         return Narrowing(pattern, exact=True)
     segments = pattern.partition("@")[0].split(":")
     return Narrowing(":".join(segments[: segments.index("*")]) + ":", exact=False)
-
-
-#: `pending` while a firing is claimed but not finished; the rest are final.
-FIRING_STATUSES = ("pending", "ok", "failed", "skipped")
 
 
 @dataclass(slots=True)

@@ -71,6 +71,6 @@ def test_poll_correlation_id_has_help() -> None:
     assert re.search(r"--correlation-id ID\s+Only events with this correlation id", help_text("poll"))
 
 
-@pytest.mark.parametrize("command", [c for c in ALL if c not in {("serve",), ("ui",), ("rules",), ("config",)}], ids=" ".join)
+@pytest.mark.parametrize("command", [c for c in ALL if c not in {("serve",), ("ui",), ("mcp",), ("rules",), ("config",)}], ids=" ".join)
 def test_every_command_that_prints_takes_json(command: tuple[str, ...]) -> None:
     assert re.search(r"^\s+--json\s", help_text(*command), re.MULTILINE), command
