@@ -23,23 +23,25 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from eventbus_core.codec import dumps
-from eventbus_core.envelope import EmitParams
+from eventbus_core.envelope import EmitParams, Topic
 from eventbus_core.errors import (
     EventBusError,
     InternalError,
     InvalidParams,
     MethodNotFound,
     Overloaded,
+    ReservedTopic,
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import invalid_params
 from eventbus_core.numbers import UInt63
-from eventbus_core.topics import validate_topic_pattern
+from eventbus_core.topics import is_reserved_topic, validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
 
 from .bus import Bus, EmitResult
 from .fanout import Subscriber
+from .replay import ReplayRequest
 from .storage.base import FIRING_STATUSES, EventQuery, FiringQuery, FiringSelection
 
 __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start"]
@@ -201,6 +203,20 @@ class SubscribeFiringsParams(_Params):
     rule_id: str | None = None
 
 
+class ReplayParams(_Params):
+    since_ts: UInt63
+    until_ts: UInt63
+    topic: TopicPattern = ">"
+    source_trn: TrnPattern | None = None
+    target_trn: TrnPattern | None = None
+    to_topic: Topic | None = None
+    to_bus: str | None = None
+    dry_run: bool = False
+    after_id: UInt63 = 0
+    until_id: UInt63 | None = None
+    limit: Limit = 1000
+
+
 def _params(model: type[_Params], params: dict[str, Any]) -> Any:
     return model.model_validate(params)
 
@@ -322,6 +338,21 @@ def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"subscription": sub.id}
 
 
+async def replay_events(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Server-side replay (replay.py): at most `limit` events a call, for about
+    CALL_BUDGET_S; call again from `last_replayed_id` with the same `until_id` until `done`."""
+    request = _params(ReplayParams, params)
+    if request.until_ts < request.since_ts:
+        msg = f"must not be before since_ts ({request.until_ts} < {request.since_ts})"
+        raise InvalidParams(f"invalid params for replay_events: until_ts: {msg}", [{"loc": "until_ts", "msg": msg}])
+    if request.to_topic is not None and is_reserved_topic(request.to_topic):
+        raise ReservedTopic(f"to_topic {request.to_topic!r} is reserved: the _sys. prefix belongs to the bus")
+    # One heavy call at a time per connection: each holds a page of events and its copies.
+    async with ctx.subscriber.heavy_read():
+        result = await ctx.bus.replay(ReplayRequest(**request.model_dump()), page_bytes=ctx.budget.total)
+    return result.wire()
+
+
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
     return ctx.bus.info()
@@ -378,6 +409,7 @@ METHODS: dict[str, Handler] = {
     "list_firings": list_firings,
     "retry_firings": retry_firings,
     "subscribe_firings": subscribe_firings,
+    "replay_events": replay_events,
     "bus_info": bus_info,
     "ping": ping,
     "authenticate": authenticate,
