@@ -76,8 +76,9 @@ async def replay(storage: Storage, emit: Emit, request: ReplayRequest, *, until_
 
     A page is emitted in one transaction and awaited before the next is read,
     so a call holds at most one page and its copies. When a page fails after
-    others were stored, the call answers with what it stored: the next call
-    starts after it and meets the error again, so a resume is always exact.
+    others were stored (the bus shutting down, storage gone), the call answers
+    with what it stored: the next call starts after it and meets the error
+    itself, so a resume is always exact.
     """
     started = time.monotonic()
     cursor, replayed = request.after_id, 0
@@ -92,15 +93,15 @@ async def replay(storage: Storage, emit: Emit, request: ReplayRequest, *, until_
             to_ts=request.until_ts,
             max_bytes=page_bytes,
         )
-        page = await storage.query(query)
-        events = [event for event in page if event.event_id <= until_id]
-        if events and not request.dry_run:
-            try:
+        try:
+            page = await storage.query(query)
+            events = [event for event in page if event.event_id <= until_id]
+            if events and not request.dry_run:
                 await emit([_copy(event, request.to_topic) for event in events])
-            except Exception:
-                if replayed == 0:
-                    raise
-                return ReplayResult(replayed, cursor, until_id, done=False)
+        except Exception:
+            if replayed == 0:
+                raise
+            return ReplayResult(replayed, cursor, until_id, done=False)
         if events:
             replayed += len(events)
             cursor = events[-1].event_id
