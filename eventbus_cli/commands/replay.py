@@ -219,6 +219,8 @@ async def _replay(client: EventBusClient, window: Window, out: Output, progress:
         TimeRemainingColumn,
     )
 
+    from eventbus_core.errors import ConnectionLost
+
     columns = (
         TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>8} ev/s"), TimeRemainingColumn(),
@@ -238,6 +240,10 @@ async def _replay(client: EventBusClient, window: Window, out: Output, progress:
                 progress.abandoned = True
                 _advance(window, progress, await call)
                 progress.abandoned = False
+                raise
+            except ConnectionLost as exc:
+                # Lost while the call was out: the bus may have replayed some of it.
+                progress.abandoned = not exc.message.startswith("cannot connect")
                 raise
             _advance(window, progress, result)
             done = result.done
