@@ -326,7 +326,7 @@ class Bus:
     async def poll(self, query: EventQuery) -> list[Event]:
         return await self.storage.query(query)
 
-    async def replay(self, request: ReplayRequest, *, page_bytes: int) -> ReplayResult:
+    async def replay(self, request: ReplayRequest) -> ReplayResult:
         """`replay_events`: stored events emitted again as the bus's own (replay.py), here
         or on a sibling bus that accepts this one's events."""
         if request.to_bus is not None and request.to_bus not in self.peers:
@@ -340,7 +340,6 @@ class Bus:
             lambda copies: target.emit_many(copies, trusted=True),
             request,
             until_id=until_id,
-            page_bytes=page_bytes,
         )
 
     async def list_topics(self) -> list[dict[str, Any]]:

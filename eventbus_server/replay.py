@@ -1,6 +1,6 @@
 """Server-side replay (`replay_events`, DESIGN.md §5, §9): stored events emitted again.
 
-    read a page of matching events after `after_id` (bounded in bytes)
+    read a page of matching events after `after_id` (the log reader's page)
       → copies with `metadata.replay_of` → one all-or-nothing emit, awaited
       → the next page, until `limit` copies, the window's end, or the call's time
 
@@ -26,6 +26,7 @@ from typing import Any
 from eventbus_core.envelope import EmitParams, Event
 
 from .storage.base import EventQuery, Storage
+from .storage.reader import LogReader
 
 __all__ = ["CALL_BUDGET_S", "ReplayRequest", "ReplayResult", "replay"]
 
@@ -71,42 +72,40 @@ class ReplayResult:
         }
 
 
-async def replay(storage: Storage, emit: Emit, request: ReplayRequest, *, until_id: int, page_bytes: int) -> ReplayResult:
+async def replay(storage: Storage, emit: Emit, request: ReplayRequest, *, until_id: int) -> ReplayResult:
     """Replay one call's share of the window (see the module docstring).
 
-    A page is emitted in one transaction and awaited before the next is read,
+    Pages come from the log reader (storage/reader.py), bounded in count and
+    bytes like every internal read of the log. A page is emitted in one transaction and awaited before the next is read,
     so a call holds at most one page and its copies. When a page fails after
     others were stored (the bus shutting down, storage gone), the call answers
     with what it stored: the next call starts after it and meets the error
     itself, so a resume is always exact.
     """
     started = time.monotonic()
+    reader = LogReader(storage)
+    match = EventQuery(
+        topic=request.topic,
+        source_trn=request.source_trn,
+        target_trn=request.target_trn,
+        from_ts=request.since_ts,
+        to_ts=request.until_ts,
+    )
     cursor, replayed = request.after_id, 0
     while replayed < request.limit:
-        query = EventQuery(
-            topic=request.topic,
-            since=cursor,
-            limit=request.limit - replayed,
-            source_trn=request.source_trn,
-            target_trn=request.target_trn,
-            from_ts=request.since_ts,
-            to_ts=request.until_ts,
-            max_bytes=page_bytes,
-        )
         try:
-            page = await storage.query(query)
-            events = [event for event in page if event.event_id <= until_id]
+            page = await reader.page(cursor, up_to=until_id, match=match)
+            events = page[: request.limit - replayed]
             if events and not request.dry_run:
                 await emit([_copy(event, request.to_topic) for event in events])
         except Exception:
             if replayed == 0:
                 raise
             return ReplayResult(replayed, cursor, until_id, done=False)
-        if events:
-            replayed += len(events)
-            cursor = events[-1].event_id
-        if len(events) < len(page) or not page:
+        if not events:
             return ReplayResult(replayed, cursor, until_id, done=True)
+        replayed += len(events)
+        cursor = events[-1].event_id
         if time.monotonic() - started > CALL_BUDGET_S:
             break
     return ReplayResult(replayed, cursor, until_id, done=cursor >= until_id)

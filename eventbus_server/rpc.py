@@ -349,7 +349,7 @@ async def replay_events(ctx: CallContext, params: dict[str, Any]) -> Any:
         raise ReservedTopic(f"to_topic {request.to_topic!r} is reserved: the _sys. prefix belongs to the bus")
     # One heavy call at a time per connection: each holds a page of events and its copies.
     async with ctx.subscriber.heavy_read():
-        result = await ctx.bus.replay(ReplayRequest(**request.model_dump()), page_bytes=ctx.budget.total)
+        result = await ctx.bus.replay(ReplayRequest(**request.model_dump()))
     return result.wire()
 
 

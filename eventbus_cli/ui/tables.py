@@ -230,7 +230,7 @@ class FiringTable(LineTable):
         return STATUS_STYLE.get(self.firings[row]["status"], "") if column == self.STATUS_COLUMN else ""
 
     def striped(self, row: int) -> bool:
-        return self.firings[row]["firing_id"] % 2 == 1  # by id: stripes stay put while rows scroll
+        return int(self.firings[row]["firing_id"]) % 2 == 1  # by id: stripes stay put while rows scroll
 
     @property
     def selected(self) -> dict[str, Any] | None:

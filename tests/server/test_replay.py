@@ -13,7 +13,8 @@ from eventbus_core.envelope import EmitParams, now_ms
 from eventbus_server import replay as replay_module
 from eventbus_server.app import EventBusApp
 from eventbus_server.replay import ReplayRequest, replay
-from eventbus_server.storage.base import EventQuery, NewEvent
+from eventbus_server.storage import reader as reader_module
+from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, NewEvent
 from eventbus_server.storage.sqlite import SqliteStorage
 from tests import postgres
 from tests.conftest import start_buses
@@ -165,13 +166,12 @@ async def test_a_reserved_to_topic_is_refused_before_anything_is_read(client: Ev
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # memory holds its events already
-async def test_a_call_holds_one_page_of_its_reply_budget_at_a_time(tmp_path: Path, kind: str) -> None:
-    """Events of 100 KB, a bus whose replies may hold 256 KB (max_output_bytes 1 MiB):
-    every read the replay makes asks for at most that many bytes."""
-    config = {"id": "b", "max_output_bytes": 1_048_576, **storage_of(kind, tmp_path)}
-    async with start_buses(tmp_path, config) as app, await connect(app.url("b")) as bus:
-        for _ in range(3):  # a request line holds at most max_message_bytes (1 MiB)
-            await bus.emit_many([{"topic": "big", "payload": "x" * 100_000} for _ in range(4)])
+async def test_a_call_holds_one_page_of_the_log_reader_at_a_time(tmp_path: Path, kind: str) -> None:
+    """Events of 900 KB: a replay reads them through the log reader, in pages of at
+    most READ_PAGE_BYTES (8 MiB), so never all ten at once."""
+    async with start_buses(tmp_path, {"id": "b", **storage_of(kind, tmp_path)}) as app, await connect(app.url("b")) as bus:
+        for _ in range(10):  # a request line holds at most max_message_bytes (1 MiB)
+            await bus.emit("big", "x" * 900_000)
         storage = app.buses["b"].storage
         reads: list[tuple[int | None, int]] = []
         query = storage.query
@@ -183,26 +183,25 @@ async def test_a_call_holds_one_page_of_its_reply_budget_at_a_time(tmp_path: Pat
             return page
 
         storage.query = spy  # type: ignore[method-assign]
-        result = await bus.replay_events(topic="big", **EVER)
-        assert (result.replayed, result.done) == (12, True)
-        assert all(max_bytes == 262_144 for max_bytes, _ in reads)
-        assert max(n for _, n in reads) <= 3 and len(reads) >= 4
+        result = await bus.replay_events(topic="big", to_topic="big.copy", **EVER)
+        assert (result.replayed, result.done) == (10, True)
+        assert all(max_bytes == READ_PAGE_BYTES for max_bytes, _ in reads)
+        assert max(n for _, n in reads) < 10 and len(reads) >= 2
 
 
-async def test_a_call_stops_after_its_time_budget_and_the_next_goes_on(
+async def test_a_call_stops_after_its_time_budget_and_the_next_goes_on(monkeypatch: pytest.MonkeyPatch, client: EventBusClient) -> None:
+    monkeypatch.setattr(replay_module, "CALL_BUDGET_S", 0.0)  # every call stops after its first page
+    await client.emit_many([{"topic": "many", "payload": i} for i in range(2500)])
+    calls = await replay_all(client, topic="many", to_topic="many.copy", **EVER)
+    assert [n for n, _ in calls] == [1000, 1000, 500] and calls[-1][1]
+    assert [e.metadata["replay_of"] for e in await all_events(client, "many.copy")] == list(range(1, 2501))  # type: ignore[index]
+
+
+async def test_a_page_that_fails_after_others_were_stored_answers_with_what_was_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replay_module, "CALL_BUDGET_S", 0.0)  # every call stops after its first page
-    config = {"id": "b", "max_output_bytes": 1_048_576, **storage_of("sqlite", tmp_path)}
-    async with start_buses(tmp_path, config) as app, await connect(app.url("b")) as bus:
-        await bus.emit_many([{"topic": "big", "payload": "x" * 100_000} for _ in range(6)])
-        calls = await replay_all(bus, topic="big", to_topic="big.copy", **EVER)
-        assert len(calls) >= 2 and sum(n for n, _ in calls) == 6
-        assert [e.metadata["replay_of"] for e in await all_events(bus, "big.copy")] == list(range(1, 7))  # type: ignore[index]
-
-
-async def test_a_page_that_fails_after_others_were_stored_answers_with_what_was_stored(tmp_path: Path) -> None:
     """The resume point stays exact: the failed page is not counted, the next call meets the error."""
+    monkeypatch.setattr(reader_module, "READ_PAGE", 3)  # pages of three events
     storage = SqliteStorage(tmp_path / "pages.db")
     await storage.open()
     await storage.append([NewEvent("p.x", i, 1000 + i) for i in range(6)])
@@ -214,12 +213,10 @@ async def test_a_page_that_fails_after_others_were_stored_answers_with_what_was_
         emitted.append(list(copies))
 
     request = ReplayRequest(since_ts=0, until_ts=2**63 - 1, limit=6)
-    # A page of three events (a budget of three rows of this size).
-    page_bytes = 3 * 66
-    result = await replay(storage, emit, request, until_id=6, page_bytes=page_bytes)
+    result = await replay(storage, emit, request, until_id=6)
     assert (result.replayed, result.last_replayed_id, result.done) == (3, 3, False)
     with pytest.raises(RuntimeError):
-        await replay(storage, emit, ReplayRequest(since_ts=0, until_ts=2**63 - 1, after_id=3), until_id=6, page_bytes=page_bytes)
+        await replay(storage, emit, ReplayRequest(since_ts=0, until_ts=2**63 - 1, after_id=3), until_id=6)
     assert [c.metadata for c in emitted[0]] == [{"replay_of": 1}, {"replay_of": 2}, {"replay_of": 3}]
     await storage.close()
 
