@@ -26,7 +26,7 @@ from eventbus_core.errors import (
     Unauthorized,
 )
 
-from .client import EmitResult, EventBusClient, PollResult, connect
+from .client import EmitResult, EventBusClient, PollResult, ReplayResult, connect
 from .subscription import Subscription
 from .sync import SyncClient, SyncSubscription, connect_sync
 
@@ -46,6 +46,7 @@ __all__ = [
     "Overloaded",
     "ParseError",
     "PollResult",
+    "ReplayResult",
     "ReservedTopic",
     "RulesDisabled",
     "SourceNotAllowed",

@@ -18,7 +18,7 @@ from .subscription import FiringSubscription, Subscription
 
 _AnySubscription = Subscription | FiringSubscription
 
-__all__ = ["EmitResult", "EventBusClient", "PollResult", "connect"]
+__all__ = ["EmitResult", "EventBusClient", "PollResult", "ReplayResult", "connect"]
 
 log = logging.getLogger("eventbus.client")
 
@@ -38,6 +38,17 @@ class EmitResult:
 class PollResult:
     events: list[EventEnvelope]
     next_since: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """One `replay_events` call: how many it replayed (or would, in a dry run) and where
+    to go on from: `after_id=last_replayed_id`, the same `until_id`, until `done`."""
+
+    replayed: int
+    last_replayed_id: int
+    until_id: int
+    done: bool
 
 
 def _without_none(**fields: Any) -> dict[str, Any]:
@@ -361,6 +372,49 @@ class EventBusClient:
         conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
         await self._resubscribe(conn, sub)
         return sub
+
+    # -- replay --------------------------------------------------------------
+
+    async def replay_events(
+        self,
+        *,
+        since_ts: int,
+        until_ts: int,
+        topic: str = ">",
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+        to_topic: str | None = None,
+        to_bus: str | None = None,
+        dry_run: bool = False,
+        after_id: int = 0,
+        until_id: int | None = None,
+        limit: int = 1000,
+    ) -> ReplayResult:
+        """Have the bus emit stored events again, oldest first (one call of a replay).
+
+        Each copy keeps payload, source, target and correlation id, gets
+        `metadata.replay_of` and a new timestamp, and fires rules like any event.
+        Call again with `after_id=result.last_replayed_id` and
+        `until_id=result.until_id` until `result.done`.
+
+        Args:
+            since_ts, until_ts: the inclusive window of event timestamps (epoch ms).
+            topic: a topic pattern; source_trn, target_trn: TRN patterns or prefixes.
+            to_topic: emit the copies on this topic instead.
+            to_bus: emit them on this bus of the same server (it must list this bus
+                in its accept_from_buses).
+            dry_run: count what would be replayed; emit nothing.
+            after_id: replay events after this id (the cursor).
+            until_id: and up to this id; None: the newest event now (the first call).
+            limit: at most this many events this call (≤ 10 000); a call may stop
+                sooner (after about two seconds of work).
+        """
+        params = _without_none(
+            since_ts=since_ts, until_ts=until_ts, topic=topic, source_trn=source_trn, target_trn=target_trn,
+            to_topic=to_topic, to_bus=to_bus, dry_run=dry_run, after_id=after_id, until_id=until_id, limit=limit,
+        )
+        result = await self.call("replay_events", params)
+        return ReplayResult(result["replayed"], result["last_replayed_id"], result["until_id"], result["done"])
 
     # -- bus -----------------------------------------------------------------
 

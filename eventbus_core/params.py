@@ -1,4 +1,4 @@
-"""The params of the bus's read and rule methods, as pydantic models (DESIGN.md §5).
+"""The params of every bus method, as pydantic models (DESIGN.md §5).
 
 The bus validates calls with them (`eventbus_server.rpc`), and `eventbus mcp`
 generates its tools' input schemas from them, so the two cannot drift.
@@ -11,17 +11,27 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .envelope import EmitParams, Topic
 from .numbers import UInt63
 from .topics import validate_topic_pattern
 from .trn import validate_trn_pattern
 
 __all__ = [
     "FIRING_STATUSES",
+    "AuthenticateParams",
+    "EmitEventsParams",
     "ListFiringsParams",
     "MethodParams",
+    "NoParams",
     "PollParams",
+    "ReplayParams",
+    "RetryFiringsParams",
+    "RuleIdParams",
+    "SetRuleEnabledParams",
+    "SubscribeFiringsParams",
     "SubscribeParams",
     "TestRuleParams",
+    "UnsubscribeParams",
 ]
 
 TopicPattern = Annotated[str, AfterValidator(validate_topic_pattern)]
@@ -70,3 +80,52 @@ class ListFiringsParams(MethodParams):
     since: UInt63 = 0
     limit: Limit = 100
     order: Literal["asc", "desc"] = "asc"
+
+
+class NoParams(MethodParams):
+    pass
+
+
+class EmitEventsParams(MethodParams):
+    events: list[EmitParams] = Field(max_length=10_000)
+
+
+class UnsubscribeParams(MethodParams):
+    subscription: str
+
+
+class AuthenticateParams(MethodParams):
+    token: str
+
+
+class RuleIdParams(MethodParams):
+    id: str
+
+
+class SetRuleEnabledParams(MethodParams):
+    id: str
+    enabled: bool
+
+
+class RetryFiringsParams(MethodParams):
+    firing_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
+    rule_id: str | None = None
+    status: Literal["failed", "skipped", "ok"] = "failed"
+
+
+class SubscribeFiringsParams(MethodParams):
+    rule_id: str | None = None
+
+
+class ReplayParams(MethodParams):
+    since_ts: UInt63
+    until_ts: UInt63
+    topic: TopicPattern = ">"
+    source_trn: TrnPattern | None = None
+    target_trn: TrnPattern | None = None
+    to_topic: Topic | None = None
+    to_bus: str | None = None
+    dry_run: bool = False
+    after_id: UInt63 = 0
+    until_id: UInt63 | None = None
+    limit: Limit = 1000

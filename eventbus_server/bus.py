@@ -23,6 +23,7 @@ from eventbus_core import __version__
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
+    InvalidParams,
     NotFound,
     ReservedTopic,
     RulesDisabled,
@@ -36,6 +37,7 @@ from eventbus_core.trn import compile_trn_pattern
 from .config import BusConfig
 from .fanout import FanOut, FiringSubscription, Subscriber, Subscription
 from .feed import CommitFeed
+from .replay import ReplayRequest, ReplayResult, replay
 from .router.actions import ActionRunner
 from .router.engine import RuleEngine
 from .router.explain import test_rule
@@ -156,17 +158,22 @@ class Bus:
         validation or the `_sys.` reservation. The sibling's consent is checked
         again here: a rule stored under an older config may no longer have it.
         """
-        if bus_id is None or bus_id == self.id:
-            target = self
-        else:
-            target = self.peers.get(bus_id)  # type: ignore[assignment]
-            if target is None:
-                raise NotFound(f"bus {bus_id!r} is not running in this process")
-            if self.id not in target.config.accept_from_buses:
-                raise SourceNotAllowed(
-                    f"bus {bus_id!r} does not accept events from rules of bus {self.id!r} (its accept_from_buses)"
-                )
+        target = self._peer(bus_id, "events from rules of")
         return (await target.emit(params, trusted=True)).event_id
+
+    def _peer(self, bus_id: str | None, what: str) -> Bus:
+        """This bus, or a sibling whose config accepts `what` this bus (accept_from_buses)."""
+        if bus_id is None or bus_id == self.id:
+            return self
+        target = self.peers.get(bus_id)
+        if target is None:
+            raise NotFound(f"bus {bus_id!r} is not running in this process")
+        if self.id not in target.config.accept_from_buses:
+            raise SourceNotAllowed(
+                f"bus {bus_id!r} does not accept {what} bus {self.id!r}"
+                f" (add {self.id!r} to accept_from_buses of {bus_id!r} in its config)"
+            )
+        return target
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -322,6 +329,22 @@ class Bus:
 
     async def poll(self, query: EventQuery) -> list[Event]:
         return await self.storage.query(query)
+
+    async def replay(self, request: ReplayRequest) -> ReplayResult:
+        """`replay_events`: stored events emitted again as the bus's own (replay.py), here
+        or on a sibling bus that accepts this one's events."""
+        if request.to_bus is not None and request.to_bus not in self.peers:
+            msg = f"no bus {request.to_bus!r} runs in this process (buses: {', '.join(sorted(self.peers))})"
+            raise InvalidParams(f"invalid params for replay_events: to_bus: {msg}", [{"loc": "to_bus", "msg": msg}])
+        target = self._peer(request.to_bus, "events replayed from")
+        # From storage, not the topic table: an emit is acknowledged before its fan-out.
+        until_id = request.until_id if request.until_id is not None else await self.storage.last_event_id()
+        return await replay(
+            self.storage,
+            lambda copies: target.emit_many(copies, trusted=True),
+            request,
+            until_id=until_id,
+        )
 
     async def list_topics(self) -> list[dict[str, Any]]:
         """Per-topic counts of what is stored now."""

@@ -17,10 +17,10 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from eventbus_core.codec import dumps
 from eventbus_core.envelope import EmitParams
@@ -30,25 +30,37 @@ from eventbus_core.errors import (
     InvalidParams,
     MethodNotFound,
     Overloaded,
+    ReservedTopic,
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import invalid_params
-from eventbus_core.numbers import UInt63
-from eventbus_core.params import ListFiringsParams, PollParams, SubscribeParams, TestRuleParams
-from eventbus_core.topics import validate_topic_pattern
-from eventbus_core.trn import validate_trn_pattern
+from eventbus_core.params import (
+    AuthenticateParams,
+    EmitEventsParams,
+    ListFiringsParams,
+    NoParams,
+    PollParams,
+    ReplayParams,
+    RetryFiringsParams,
+    RuleIdParams,
+    SetRuleEnabledParams,
+    SubscribeFiringsParams,
+    SubscribeParams,
+    TestRuleParams,
+    UnsubscribeParams,
+)
+from eventbus_core.topics import is_reserved_topic
 
 from .bus import Bus, EmitResult
 from .fanout import Subscriber
+from .replay import ReplayRequest
 from .storage.base import EventQuery, FiringQuery, FiringSelection
 
 __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start"]
 
 log = logging.getLogger("eventbus.rpc")
 
-TopicPattern = Annotated[str, AfterValidator(validate_topic_pattern)]
-TrnPattern = Annotated[str, AfterValidator(validate_trn_pattern)]
 
 
 class Caller(Subscriber, Protocol):
@@ -124,46 +136,6 @@ class CallContext:
     budget: ReplyBudget
     #: Run after the reply is written (a subscription starts delivering only then).
     after_reply: list[Callable[[], None]] = field(default_factory=list)
-
-
-class _Params(BaseModel):
-    # Strict: `"5"` is not a cursor and `1` is not `true`; JSON has the real types.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class NoParams(_Params):
-    pass
-
-
-class EmitEventsParams(_Params):
-    events: list[EmitParams] = Field(max_length=10_000)
-
-
-class UnsubscribeParams(_Params):
-    subscription: str
-
-
-class AuthenticateParams(_Params):
-    token: str
-
-
-class RuleIdParams(_Params):
-    id: str
-
-
-class SetRuleEnabledParams(_Params):
-    id: str
-    enabled: bool
-
-
-class RetryFiringsParams(_Params):
-    firing_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
-    rule_id: str | None = None
-    status: Literal["failed", "skipped", "ok"] = "failed"
-
-
-class SubscribeFiringsParams(_Params):
-    rule_id: str | None = None
 
 
 def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
@@ -287,6 +259,21 @@ def subscribe_firings(ctx: CallContext, params: dict[str, Any]) -> Any:
     return {"subscription": sub.id}
 
 
+async def replay_events(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Server-side replay (replay.py): at most `limit` events a call, for about
+    CALL_BUDGET_S; call again from `last_replayed_id` with the same `until_id` until `done`."""
+    request = _params(ReplayParams, params)
+    if request.until_ts < request.since_ts:
+        msg = f"must not be before since_ts ({request.until_ts} < {request.since_ts})"
+        raise InvalidParams(f"invalid params for replay_events: until_ts: {msg}", [{"loc": "until_ts", "msg": msg}])
+    if request.to_topic is not None and is_reserved_topic(request.to_topic):
+        raise ReservedTopic(f"to_topic {request.to_topic!r} is reserved: the _sys. prefix belongs to the bus")
+    # One heavy call at a time per connection: each holds a page of events and its copies.
+    async with ctx.subscriber.heavy_read():
+        result = await ctx.bus.replay(ReplayRequest(**request.model_dump()))
+    return result.wire()
+
+
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
     return ctx.bus.info()
@@ -343,6 +330,7 @@ METHODS: dict[str, Handler] = {
     "list_firings": list_firings,
     "retry_firings": retry_firings,
     "subscribe_firings": subscribe_firings,
+    "replay_events": replay_events,
     "bus_info": bus_info,
     "ping": ping,
     "authenticate": authenticate,

@@ -1,84 +1,126 @@
-"""`eventbus replay`: emit stored events again, in order, in batches.
+"""`eventbus replay`: the bus emits stored events again, in order (`replay_events`).
 
-Each copy keeps the original's payload, source, target and correlation id,
-and carries `metadata.replay_of = <original event_id>`; rules fire on it like
-on any new event. The events to replay are fixed before the first emit (up
-to the newest matching one at that moment), so replaying a topic onto itself
-never replays its own copies.
+The bus does the work, so events its rules made and buses with an allow-list
+replay like any other. The window is fixed once, at start: relative times
+become absolute ones, and the first call fixes the newest event id, so the
+copies (newer than that) are never replayed themselves. Each call replays up
+to `PER_CALL` events and reports where it got to; whatever ends the command
+early (Ctrl+C, an error, a lost connection) prints a resume line with
+absolute `--since`/`--until`, `--after-id` and `--until-id`: run later, it
+replays exactly what is left.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..completion import complete_bus_id
 from ..errors import UsageError
-from ..options import BusOption, ConfigOption, JsonOption, SourceTrnFilter, TokenOption, UrlOption
-from ..output import Output, err_console
+from ..options import (
+    BusOption,
+    ConfigOption,
+    JsonOption,
+    SourceTrnFilter,
+    TargetTrnFilter,
+    TokenOption,
+    UrlOption,
+)
+from ..output import Output, err_console, format_ts
 from ..runner import run, usage
 from ..targets import resolve_target
 from ..times import TIME_FORMS, parse_time_ms
 
 if TYPE_CHECKING:
-    from eventbus_client import EventBusClient, EventEnvelope
+    from eventbus_client import EventBusClient, ReplayResult
 
-PAGE = 5_000
-BATCH = 500
+#: Events a call replays: progress moves once per call.
+PER_CALL = 1_000
+#: Events a dry-run call counts.
+COUNT_PER_CALL = 10_000
 CONFIRM_ABOVE = 1_000
 DRY_RUN_SHOWN = 20
+#: The flags a resume line sets itself.
+WINDOW_FLAGS = ("--since", "--until", "--after-id", "--until-id")
 
 
 @dataclass
-class Selection:
-    """Which stored events to replay; `after_id` moves as pages are read."""
+class Window:
+    """What to replay, fixed at start; `after_id` moves as calls succeed."""
 
+    since_ts: int
+    until_ts: int
     topic: str
     source_trn: str | None
-    from_ts: int
-    to_ts: int | None
+    target_trn: str | None
+    to_topic: str | None
+    to_bus: str | None
     after_id: int
+    until_id: int | None  # None until the first call has fixed it
 
-    async def pages(self, client: EventBusClient, up_to: int | None = None) -> Any:
-        cursor = self.after_id
-        while True:
-            page = await client.poll(
-                self.topic, since=cursor, limit=PAGE, source_trn=self.source_trn, from_ts=self.from_ts, to_ts=self.to_ts
-            )
-            events = [e for e in page.events if up_to is None or e.event_id <= up_to]
-            if events:
-                yield events
-            if len(events) < len(page.events) or not page.events:
-                return
-            cursor = page.next_since
+    def params(self) -> dict[str, Any]:
+        return {
+            "since_ts": self.since_ts, "until_ts": self.until_ts, "topic": self.topic, "source_trn": self.source_trn,
+            "target_trn": self.target_trn, "to_topic": self.to_topic, "to_bus": self.to_bus,
+        }
+
+
+@dataclass
+class _Progress:
+    total: int = 0
+    done: int = 0
+    started: bool = False  # past counting and confirming: stopping now leaves something to resume
+    abandoned: bool = False  # a call was in flight when we stopped waiting for it
 
 
 def replay(
-    since: Annotated[str, typer.Option("--since", help=f"Replay events from this time: {TIME_FORMS}.")],
-    until: Annotated[str | None, typer.Option("--until", help="Up to this time (same forms).")] = None,
-    topic: Annotated[str, typer.Option("--topic", "-t", help="Only topics matching this pattern.")] = ">",
+    since: Annotated[str, typer.Option("--since", metavar="TIME", help=f"Replay events from this time: {TIME_FORMS}.")],
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Up to this time (same forms; default: now).")
+    ] = None,
+    topic: Annotated[str, typer.Option("--topic", "-t", metavar="PATTERN", help="Only topics matching this pattern.")] = ">",
     source_trn: SourceTrnFilter = None,
-    to_topic: Annotated[str | None, typer.Option("--to-topic", help="Emit the copies on this topic instead.")] = None,
-    to_bus: Annotated[str | None, typer.Option("--to-bus", help="Emit the copies on this bus (from --config).")] = None,
+    target_trn: TargetTrnFilter = None,
+    to_topic: Annotated[
+        str | None, typer.Option("--to-topic", metavar="TOPIC", help="Emit the copies on this topic instead.")
+    ] = None,
+    to_bus: Annotated[
+        str | None,
+        typer.Option(
+            "--to-bus", metavar="ID", autocompletion=complete_bus_id,
+            help="Emit the copies on this bus of the same server (it must list the source bus in accept_from_buses).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed; emit nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Do not ask above {CONFIRM_ABOVE:,} events.")] = False,
     after_id: Annotated[
-        int, typer.Option("--after-id", help="Skip events up to this id (to resume a stopped replay).", min=0)
+        int, typer.Option("--after-id", metavar="ID", help="Only events after this id (a resume line sets it).", min=0)
     ] = 0,
+    until_id: Annotated[
+        int | None,
+        typer.Option(
+            "--until-id", metavar="ID", min=0,
+            help="Only events up to this id (a resume line sets it: the newest event when the replay began).",
+        ),
+    ] = None,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
     token: TokenOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Re-emit stored events, oldest first, with metadata.replay_of set; rules fire again.
+    """Have the bus re-emit stored events, oldest first, with metadata.replay_of set; rules fire again.
 
-    Shows a progress bar (count, rate, ETA). Asks before replaying more than
-    1,000 events unless --yes. Ctrl+C stops after the current batch and
-    prints how to resume.
+    Shows progress per call (a bar on a terminal). Asks before replaying more
+    than 1,000 events unless --yes. Ctrl+C lets the call in flight finish; then
+    it, or any error, prints a resume line with absolute times that replays
+    exactly what is left, now or later.
 
     Examples:
 
@@ -89,18 +131,19 @@ def replay(
       eventbus replay --since 7d --source-trn trn:user:alice: --to-topic audit.replayed --to-bus workflow
     """
 
-    def check() -> Selection:
-        return Selection(
-            topic=topic,
-            source_trn=source_trn,
-            from_ts=parse_time_ms(since, "--since"),
-            to_ts=parse_time_ms(until, "--until") if until is not None else None,
-            after_id=after_id,
-        )
+    def check() -> Window:
+        now = time.time_ns() // 1_000_000  # one instant for both: relative times are resolved once
+        since_ts = parse_time_ms(since, "--since", now_ms=now)
+        until_ts = parse_time_ms(until, "--until", now_ms=now) if until is not None else now
+        if until_ts < since_ts:
+            raise UsageError(
+                f"--until {until} ({format_ts(until_ts)}) is before --since {since} ({format_ts(since_ts)}): "
+                "nothing can match; swap them"
+            )
+        return Window(since_ts, until_ts, topic, source_trn, target_trn, to_topic, to_bus, after_id, until_id)
 
-    selection = usage(check)
+    window = usage(check)
     source = usage(lambda: resolve_target(url, bus, config, token))
-    destination = usage(lambda: resolve_target(None, to_bus, config, token) if to_bus else source)
     out = Output(json_mode=json_out or None)
     progress = _Progress()
 
@@ -108,46 +151,48 @@ def replay(
         from eventbus_client import connect
 
         async with await connect(source.url, token=source.token) as client:
-            count, newest = await _count(client, selection)
+            count = await _count(client, window)
             if dry_run:
-                await _show_dry_run(client, selection, newest, count, out)
+                await _show_dry_run(client, window, count, out)
                 return
             if count == 0:
                 out.message("nothing to replay")
                 return
             _confirm(count, yes)
-            if destination is source:
-                await _replay(client, client, selection, newest, count, to_topic, out, progress)
-            else:
-                async with await connect(destination.url, token=destination.token) as target_client:
-                    await _replay(client, target_client, selection, newest, count, to_topic, out, progress)
+            progress.started, progress.total = True, count
+            await _replay(client, window, out, progress)
 
     try:
         run(source, main)
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]stopped[/] after replaying {progress.done:,} of {progress.total:,} events.")
-        if progress.last_id is not None:
-            err_console.print(f"resume with: {_resume_command(progress.last_id)}")
+        _stopped(window, progress, "stopped")
         raise typer.Exit(130) from None
+    except typer.Exit as exit_:
+        if exit_.exit_code:
+            _stopped(window, progress, "stopped by the error above")
+        raise
 
 
-async def _count(client: EventBusClient, selection: Selection) -> tuple[int, int | None]:
-    """How many events match now, and the newest of them (the replay stops there)."""
-    count, newest = 0, None
-    async for events in selection.pages(client):
-        count += len(events)
-        newest = events[-1].event_id
-    return count, newest
+async def _count(client: EventBusClient, window: Window) -> int:
+    """How many events the window holds (dry-run calls); the first call fixes `until_id`."""
+    count, cursor = 0, window.after_id
+    while True:
+        result = await client.replay_events(
+            **window.params(), dry_run=True, after_id=cursor, until_id=window.until_id, limit=COUNT_PER_CALL
+        )
+        window.until_id = result.until_id
+        count, cursor = count + result.replayed, result.last_replayed_id
+        if result.done:
+            return count
 
 
-async def _show_dry_run(
-    client: EventBusClient, selection: Selection, newest: int | None, count: int, out: Output
-) -> None:
-    shown: list[dict[str, Any]] = []
-    async for events in selection.pages(client, newest):
-        shown += [e.model_dump(mode="json") for e in events[: DRY_RUN_SHOWN - len(shown)]]
-        if len(shown) >= DRY_RUN_SHOWN:
-            break
+async def _show_dry_run(client: EventBusClient, window: Window, count: int, out: Output) -> None:
+    assert window.until_id is not None
+    page = await client.poll(
+        window.topic, since=window.after_id, limit=DRY_RUN_SHOWN, source_trn=window.source_trn,
+        target_trn=window.target_trn, from_ts=window.since_ts, to_ts=window.until_ts,
+    )
+    shown = [e.model_dump(mode="json") for e in page.events if e.event_id <= window.until_id]
     if out.json_mode:
         out.json_line({"would_replay": count, "first": shown})
         return
@@ -163,27 +208,7 @@ def _confirm(count: int, yes: bool) -> None:
         raise typer.Exit(1)
 
 
-@dataclass
-class _Progress:
-    total: int = 0
-    done: int = 0
-    last_id: int | None = None
-
-    def advance(self, batch: list[EventEnvelope]) -> None:
-        self.done += len(batch)
-        self.last_id = batch[-1].event_id
-
-
-async def _replay(
-    source: EventBusClient,
-    target: EventBusClient,
-    selection: Selection,
-    newest: int | None,
-    count: int,
-    to_topic: str | None,
-    out: Output,
-    progress: _Progress,
-) -> None:
+async def _replay(client: EventBusClient, window: Window, out: Output, progress: _Progress) -> None:
     import asyncio
 
     from rich.progress import (
@@ -194,55 +219,88 @@ async def _replay(
         TimeRemainingColumn,
     )
 
-    progress.total = count
+    from eventbus_core.errors import ConnectionLost
+
     columns = (
         TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>8} ev/s"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, disable=out.json_mode or not err_console.is_terminal) as bar:
-        task = bar.add_task("replay", total=count, rate="-")
-        async for events in selection.pages(source, newest):
-            for start in range(0, len(events), BATCH):
-                batch = events[start : start + BATCH]
-                sending = asyncio.ensure_future(target.emit_many([_copy(event, to_topic) for event in batch]))
-                try:
-                    await asyncio.shield(sending)
-                except asyncio.CancelledError:
-                    # Ctrl+C: let the batch in flight land, so the resume point is exact.
-                    await sending
-                    progress.advance(batch)
-                    raise
-                progress.advance(batch)
-                elapsed = bar.tasks[task].elapsed or 0
-                bar.update(task, advance=len(batch), rate=f"{progress.done / elapsed:,.0f}" if elapsed else "-")
+    on_terminal = err_console.is_terminal and not out.json_mode
+    with Progress(*columns, console=err_console, disable=not on_terminal) as bar:
+        task = bar.add_task("replay", total=progress.total, rate="-")
+        done = False
+        while not done:
+            call = asyncio.ensure_future(
+                client.replay_events(**window.params(), after_id=window.after_id, until_id=window.until_id, limit=PER_CALL)
+            )
+            try:
+                result = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # Ctrl+C: let the call in flight land, so the resume point is exact.
+                progress.abandoned = True
+                _advance(window, progress, await call)
+                progress.abandoned = False
+                raise
+            except ConnectionLost as exc:
+                # Lost while the call was out: the bus may have replayed some of it.
+                progress.abandoned = not exc.message.startswith("cannot connect")
+                raise
+            _advance(window, progress, result)
+            done = result.done
+            elapsed = bar.tasks[task].elapsed or 0
+            bar.update(task, completed=progress.done, rate=f"{progress.done / elapsed:,.0f}" if elapsed else "-")
+            if not on_terminal and result.replayed:
+                err_console.print(f"replayed {progress.done:,} of {progress.total:,} events (up to #{window.after_id})")
     if out.json_mode:
-        out.json_line({"replayed": progress.done, "last_replayed_id": progress.last_id})
+        out.json_line({"replayed": progress.done, "last_replayed_id": window.after_id})
     else:
-        out.console.print(f"replayed [bold]{progress.done:,}[/] events (up to #{progress.last_id})")
+        out.console.print(f"replayed [bold]{progress.done:,}[/] events (up to #{window.after_id})")
 
 
-def _copy(event: EventEnvelope, to_topic: str | None) -> dict[str, Any]:
-    copy: dict[str, Any] = {
-        "topic": to_topic or event.topic,
-        "payload": event.payload,
-        "metadata": {**(event.metadata or {}), "replay_of": event.event_id},
-    }
-    for field in ("source_trn", "target_trn", "correlation_id"):
-        value = getattr(event, field)
-        if value is not None:
-            copy[field] = value
-    return copy
+def _advance(window: Window, progress: _Progress, result: ReplayResult) -> None:
+    progress.done += result.replayed
+    window.after_id = result.last_replayed_id
 
 
-def _resume_command(last_id: int) -> str:
-    """This command line again, with --after-id moved to the last replayed event."""
+def _stopped(window: Window, progress: _Progress, why: str) -> None:
+    """What a replay that ended early says: how far it got, and the line that finishes it."""
+    if not progress.started:
+        if why == "stopped":
+            err_console.print("[yellow]stopped[/] before replaying anything.")
+        return
+    err_console.print(f"[yellow]{why}[/] after replaying {progress.done:,} of {progress.total:,} events.")
+    if progress.abandoned:
+        err_console.print(
+            f"[yellow]warning:[/] the call in flight was abandoned: up to {PER_CALL:,} events after "
+            f"#{window.after_id} may have been replayed already and would be replayed again."
+        )
+    err_console.print(f"resume with: {resume_command(window)}", markup=False)
+
+
+def resume_command(window: Window, argv: list[str] | None = None) -> str:
+    """This command line again, with the window in absolute terms and moved past what is done."""
     args: list[str] = []
     skip_next = False
-    for arg in sys.argv[1:]:
+    for arg in (sys.argv[1:] if argv is None else argv):
         if skip_next:
             skip_next = False
-        elif arg == "--after-id":
+        elif arg in WINDOW_FLAGS:
             skip_next = True
-        elif not arg.startswith("--after-id="):
+        elif not arg.startswith(tuple(f"{flag}=" for flag in WINDOW_FLAGS)):
             args.append(arg)
-    return shlex.join(["eventbus", *args, "--after-id", str(last_id)])
+    if "--yes" not in args and "-y" not in args:
+        args.append("--yes")  # the whole was confirmed already; the rest is smaller
+    args += ["--since", _iso(window.since_ts), "--until", _iso(window.until_ts), "--after-id", str(window.after_id)]
+    if window.until_id is not None:
+        args += ["--until-id", str(window.until_id)]
+    return shlex.join(["eventbus", *args])
+
+
+def _iso(timestamp_ms: int) -> str:
+    """ISO-8601 in UTC to the millisecond: exact, and `--since` reads it back (epoch ms
+    beyond the years ISO-8601 can say)."""
+    try:
+        moment = datetime.fromtimestamp(timestamp_ms // 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return str(timestamp_ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{timestamp_ms % 1000:03d}Z"

@@ -23,8 +23,9 @@ def ui(
 ) -> None:
     """A live dashboard: buses, topics with rates, the event stream, rule firings and rules.
 
-    Without --bus or --url it shows every bus of the config. Keys: ? help,
-    / filter, p pause, enter event details, 1/2/3 tabs, space toggles a rule, q quit.
+    Without --bus or --url it shows every bus of the config. Keys: ? help (all
+    of them), / filter (escape leaves it), p pause, enter details, 1/2/3 tabs,
+    r retries a failed firing, space toggles a rule, q quit.
 
     Examples:
 

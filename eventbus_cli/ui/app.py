@@ -10,25 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from ..output import format_ts
+from .filter_box import FilterBox
 from .lines import LineTable
 from .model import BusView, EventFilter, ago, sparkline
-from .tables import MAX_ROWS, BusTable, EventStream, FiringTable, TopicTable
+from .screens import EventScreen, HelpScreen
+from .tables import (
+    MAX_ROWS,
+    BusTable,
+    EventStream,
+    FiringTable,
+    RecentFirings,
+    TopicTable,
+)
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
@@ -38,121 +44,16 @@ POLL_S = 2.0
 STATE_STYLE = {"connected": "green", "connecting": "yellow", "reconnecting": "yellow"}
 
 
-class HelpScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
-
-    def compose(self) -> ComposeResult:
-        keys = "\n".join(f"  {key:<10} {what}" for key, what in HELP_KEYS)
-        yield Static(f"[b]eventbus ui[/b]: keys\n\n{keys}\n\nThe mouse works too: click a bus, a tab, a row.", id="help")
-
-
-HELP_KEYS = [
-    ("↑ ↓", "move in a table (the bus list picks the bus the rest shows)"),
-    ("tab", "next panel"),
-    ("/", "filter the stream: a topic pattern, source:TRN, target:TRN"),
-    ("p", "pause / resume the stream (events keep arriving in the buffer)"),
-    ("enter", "details of the selected event (full envelope, causal chain)"),
-    ("space", "in Rules: enable / disable the selected rule"),
-    ("1 2 3", "Events, Firings, Rules"),
-    ("?", "this help"),
-    ("q", "quit"),
-]
-
-
-class EventScreen(ModalScreen[None]):
-    """One event: the whole envelope, and what it belongs to."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss", "Close")]
-
-    def __init__(self, event: dict[str, Any], bus: BusView, client: EventBusClient | None) -> None:
-        super().__init__()
-        self.event, self.bus, self.client = event, bus, client
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="detail"):
-            when = format_ts(self.event.get("timestamp"))
-            yield Static(f"[b]event #{self.event['event_id']}[/b] on {self.bus.name} at {when}  [dim](escape to close)[/]")
-            yield Static(Syntax(json.dumps(self.event, indent=2, ensure_ascii=False), "json", word_wrap=True))
-            yield Static("[b]causal chain[/b]", classes="heading")
-            yield Static(self._chain_text(self._local_chain()), id="chain")
-
-    def on_mount(self) -> None:
-        if self.client is not None:
-            self.fetch_chain()
-
-    def _local_chain(self) -> list[dict[str, Any]]:
-        """What the buffer already holds: ancestors by caused_by, and the same correlation id."""
-        by_id = {e["event_id"]: e for e in self.bus.events}
-        return _chain(self.event, by_id.get, list(self.bus.events))
-
-    @work(exclusive=True)
-    async def fetch_chain(self) -> None:
-        assert self.client is not None
-        try:
-            related: list[dict[str, Any]] = []
-            correlation = self.event.get("correlation_id")
-            if correlation:
-                page = await self.client.poll(correlation_id=correlation, limit=50)
-                related = [e.model_dump(mode="json") for e in page.events]
-            ancestors: dict[int, dict[str, Any]] = {}
-            cause = _cause_id(self.event)
-            while cause is not None and cause not in ancestors and len(ancestors) < 10:
-                page = await self.client.poll(since=cause - 1, limit=1)
-                if not page.events or page.events[0].event_id != cause:
-                    break
-                ancestors[cause] = page.events[0].model_dump(mode="json")
-                cause = _cause_id(ancestors[cause])
-        except Exception as exc:  # the detail stays useful without the chain
-            self.query_one("#chain", Static).update(f"[red]could not read the chain: {exc}[/]")
-            return
-        chain = _chain(self.event, ancestors.get, related)
-        self.query_one("#chain", Static).update(self._chain_text(chain))
-
-    def _chain_text(self, chain: list[dict[str, Any]]) -> Text:
-        if len(chain) <= 1:
-            return Text("no caused_by and no other event with its correlation id", style="dim")
-        text = Text()
-        for event in chain:
-            mark = "▶ " if event["event_id"] == self.event["event_id"] else "  "
-            caused = event.get("metadata", {}) or {}
-            by = caused.get("caused_by", {}) if isinstance(caused, dict) else {}
-            rule = f"  ← rule {by.get('rule_id')} (#{by.get('event_id')})" if by else ""
-            text.append(f"{mark}#{event['event_id']} {event['topic']}", style="bold" if mark.strip() else "")
-            text.append(f"  {event.get('source_trn') or '-'}{rule}\n", style="dim")
-        return text
-
-
-def _cause_id(event: dict[str, Any]) -> int | None:
-    metadata = event.get("metadata") or {}
-    caused = metadata.get("caused_by") if isinstance(metadata, dict) else None
-    return caused.get("event_id") if isinstance(caused, dict) else None
-
-
-def _chain(event: dict[str, Any], lookup: Any, related: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ancestors (by caused_by) and same-correlation events, in id order."""
-    found = {event["event_id"]: event}
-    cause = _cause_id(event)
-    while cause is not None and cause not in found:
-        parent = lookup(cause)
-        if parent is None:
-            break
-        found[cause] = parent
-        cause = _cause_id(parent)
-    correlation = event.get("correlation_id")
-    for other in related:
-        if correlation and other.get("correlation_id") == correlation:
-            found[other["event_id"]] = other
-    return [found[key] for key in sorted(found)]
-
-
 class DashboardApp(App[None]):
     TITLE = "eventbus"
     AUTO_FOCUS = "#stream"
     CSS = """
     Screen { layout: vertical; overflow: hidden; }
-    #top { height: 35%; min-height: 5; max-height: 14; }
-    #buses { width: 2fr; }
-    #topics { width: 3fr; }
+    #top { height: 40%; min-height: 8; max-height: 18; }
+    #left { width: 1fr; }
+    #buses { height: 4; }
+    #recent { height: 1fr; border-top: solid $panel-lighten-2; border-title-color: $text-muted; }
+    #topics { width: 1fr; }
     #filter { height: 1; border: none; padding: 0 1; background: $boost; }
     #tabs { height: 1fr; }
     TabPane { height: 1fr; padding: 0; }
@@ -182,7 +83,7 @@ class DashboardApp(App[None]):
         self.filter = EventFilter()
         self.clients: dict[str, EventBusClient] = {}
         self._shown_event = 0  # newest event id in the stream table
-        self._shown_firing = 0
+        self._shown_firings = -1  # the firings_version of the selected bus now drawn
         self._shown_rules: tuple[Any, ...] = ()
         self._last_tick = 0.0
         self._topics_due = True
@@ -192,6 +93,8 @@ class DashboardApp(App[None]):
         self.topic_table = TopicTable(id="topics")
         self.stream = EventStream(id="stream")
         self.firing_table = FiringTable(id="firing-table")
+        self.recent_firings = RecentFirings(id="recent")
+        self.filter_box = FilterBox(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
         self.rule_table: DataTable[Any] = DataTable(id="rule-table", cursor_type="row", zebra_stripes=True)
 
     @property
@@ -203,9 +106,11 @@ class DashboardApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Horizontal(id="top"):
-            yield self.bus_table
+            with Vertical(id="left"):
+                yield self.bus_table
+                yield self.recent_firings
             yield self.topic_table
-        yield Input(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
+        yield self.filter_box
         with TabbedContent(initial="events", id="tabs"):
             with TabPane("Events", id="events"):
                 yield self.stream
@@ -216,6 +121,9 @@ class DashboardApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The bus list takes the lines its buses need (up to 5); recent firings the rest.
+        self.bus_table.styles.height = min(len(self.buses), 5) + 1
+        self.recent_firings.border_title = "recent firings (2: all)"
         self.rule_table.add_columns("id", "on", "topic", "action", "fired", "failed", "last fired")
         self.redraw()
         # Everything built so far (Textual, pydantic, the widgets) lives as long as the app:
@@ -262,10 +170,14 @@ class DashboardApp(App[None]):
         events = await client.subscribe(">", since=last)  # gapless from what is shown
         pumps = [self._pump_events(bus, events), self._poll(bus, client)]
         if bus.rules_on:
+            # Subscribe before listing, so nothing finishes unseen in between; a firing
+            # both bring is one row (keyed by firing id), the newer state winning.
+            firings = await client.subscribe_firings()
             bus.rules = await client.list_rules()
             for firing in reversed(await client.list_firings(order="desc", limit=100)):
-                bus.add_firing(firing)
-            pumps.append(self._pump_firings(bus, await client.subscribe_firings()))
+                if firing["firing_id"] not in bus.firings or firing["status"] != "pending":
+                    bus.add_firing(firing)
+            pumps.append(self._pump_firings(bus, firings))
         bus.state = "connected"
         await asyncio.gather(*pumps)
 
@@ -314,11 +226,16 @@ class DashboardApp(App[None]):
         self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
+        self.sub_title = self._header()
+
+    def _header(self) -> str:
+        """Buses, events/s and failed firings: the buses' own counters, not what the screen holds."""
         total = sum(b.rate for b in self.buses)
-        failed = sum(1 for b in self.buses for f in b.firings if f["status"] == "failed")
+        counts = [b.failed_firings for b in self.buses if b.failed_firings is not None]
+        failed = f" · {sum(counts):,} failed {'firing' if sum(counts) == 1 else 'firings'}" if counts else ""
         paused = " · [PAUSED]" if self.paused else ""
         trouble = f" · {self.bus.name}: {self.bus.state}" if self.bus.state != "connected" else ""
-        self.sub_title = f"{len(self.buses)} buses · {total:,.0f} events/s · {failed} failed firings{paused}{trouble}"
+        return f"{len(self.buses)} buses · {total:,.0f} events/s{failed}{paused}{trouble}"
 
     def _bus_cells(self, bus: BusView) -> tuple[str, ...]:
         info = bus.info or {}
@@ -356,10 +273,13 @@ class DashboardApp(App[None]):
             stream.add(e for e in reversed(fresh[:MAX_ROWS]) if self.filter(e))
 
     def _draw_firings(self) -> None:
-        fresh = [f for f in self.bus.firings if f["firing_id"] > self._shown_firing]
-        if fresh:
-            self._shown_firing = fresh[-1]["firing_id"]
-            self.firing_table.add(fresh[-MAX_ROWS:])
+        """Both firing tables, from the selected bus's firings by id, whenever they changed."""
+        if self.bus.firings_version == self._shown_firings:
+            return
+        self._shown_firings = self.bus.firings_version
+        firings = self.bus.firings_by_id()
+        self.firing_table.show(firings)
+        self.recent_firings.show(firings)
 
     def _draw_rules(self) -> None:
         shape = tuple((r["id"], r["enabled"], r["fired"], r["failed"], r.get("last_fired_at")) for r in self.bus.rules)
@@ -387,7 +307,7 @@ class DashboardApp(App[None]):
         index = message.row
         if index != self.selected:
             self.selected = index
-            self._shown_firing, self._shown_rules, self._topics_due = 0, (), True
+            self._shown_firings, self._shown_rules, self._topics_due = -1, (), True
             self.firing_table.clear()
             self._draw_stream(rebuild=True)
             self.redraw()
@@ -417,7 +337,54 @@ class DashboardApp(App[None]):
         self.redraw()
 
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        self.filter_box.open()
+
+    @on(FilterBox.Left)
+    def leave_filter(self) -> None:
+        self.action_tab("events")
+        self.stream.focus()
+
+    @on(FiringTable.Selected, "#firing-table")
+    def open_firing_event(self, message: FiringTable.Selected) -> None:
+        self.show_event(self.bus, message.firing["event_id"])
+
+    @work(group="actions")
+    async def show_event(self, bus: BusView, event_id: int) -> None:
+        """The detail of an event, from the buffer or else from the bus."""
+        event = next((e for e in reversed(bus.events) if e["event_id"] == event_id), None)
+        client = self.clients.get(bus.name)
+        if event is None and client is not None:
+            page = await client.poll(since=event_id - 1, limit=1)
+            if page.events and page.events[0].event_id == event_id:
+                event = page.events[0].model_dump(mode="json")
+        if event is None:
+            self.notify(f"event #{event_id} is no longer stored", severity="warning")
+            return
+        self.push_screen(EventScreen(event, bus, client))
+
+    @on(FiringTable.RetryAsked, "#firing-table")
+    def ask_retry(self, message: FiringTable.RetryAsked) -> None:
+        firing = message.firing
+        client = self.clients.get(self.bus.name)
+        if firing["status"] != "failed":
+            self.notify(f"firing {firing['firing_id']} is {firing['status']}: only a failed firing is retried", severity="warning")
+        elif client is None:
+            self.notify(f"{self.bus.name} is not connected", severity="error")
+        else:
+            self.retry_firing(client, self.bus, firing["firing_id"])
+
+    @work(group="actions")
+    async def retry_firing(self, client: EventBusClient, bus: BusView, firing_id: int) -> None:
+        try:
+            retried = await client.retry_firings([firing_id])
+            bus.rules = await client.list_rules()  # its failed counter went down
+        except Exception as exc:
+            self.notify(f"could not retry firing {firing_id}: {exc}", severity="error")
+            return
+        if retried:
+            self.notify(f"retrying firing {firing_id}")
+        else:
+            self.notify(f"firing {firing_id} is no longer failed", severity="warning")
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab

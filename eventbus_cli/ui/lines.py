@@ -121,6 +121,9 @@ class LineTable(ScrollView, can_focus=True):
         self.virtual_size = Size(1, self.row_count + 1)  # + the header line
         if reveal:
             self._reveal()
+            # The new size counts only from the next layout: until then a scroll past the
+            # old end is cut short (a burst on an empty stream stayed on its first rows).
+            self.call_after_refresh(self._reveal)
         self.refresh()
 
     # -- cursor and scrolling ------------------------------------------------------------

@@ -19,8 +19,10 @@ __all__ = ["BusView", "EventFilter", "TopicView", "ago", "sparkline"]
 
 #: Newest events kept per bus (the stream and the detail view read from here).
 MAX_EVENTS = 2_000
-#: Newest finished firings kept per bus.
+#: Firings kept per bus, the newest by firing id.
 MAX_FIRINGS = 500
+#: Trimmed back to MAX_FIRINGS once this many more arrived (not a sort per firing).
+FIRINGS_SLACK = 100
 #: Seconds of per-second rates kept for sparklines.
 RATE_HISTORY = 30
 
@@ -85,10 +87,15 @@ class BusView:
     rate: float = 0.0
     received: int = 0
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
-    firings: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_FIRINGS))
+    #: By firing id: a firing that finishes again (a retry) replaces its row.
+    firings: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Bumped whenever `firings` changes, so the screen redraws them only then.
+    firings_version: int = 0
     topics: dict[str, TopicView] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     _since_tick: int = 0
+    _firings_floor: int = 0  # ids below it were trimmed: older than every firing kept
+    _firings_sorted: list[dict[str, Any]] | None = None
 
     @property
     def rules_on(self) -> bool:
@@ -107,7 +114,31 @@ class BusView:
         topic.saw(event["event_id"], event.get("timestamp"))
 
     def add_firing(self, firing: dict[str, Any]) -> None:
-        self.firings.append(firing)
+        """A firing, new or again (a retried one, or one listed at connect that a
+        subscription also sent): keyed by its id, never shown twice."""
+        firing_id = firing["firing_id"]
+        if firing_id < self._firings_floor and firing_id not in self.firings:
+            return
+        self.firings[firing_id] = firing
+        if len(self.firings) > MAX_FIRINGS + FIRINGS_SLACK:
+            kept = sorted(self.firings)[-MAX_FIRINGS:]
+            self.firings = {key: self.firings[key] for key in kept}
+            self._firings_floor = kept[0]
+        self.firings_version += 1
+        self._firings_sorted = None
+
+    def firings_by_id(self) -> list[dict[str, Any]]:
+        """The firings kept, oldest first by firing id (the order they were claimed in)."""
+        if self._firings_sorted is None:
+            self._firings_sorted = [self.firings[key] for key in sorted(self.firings)][-MAX_FIRINGS:]
+        return self._firings_sorted
+
+    @property
+    def failed_firings(self) -> int | None:
+        """The bus's own count of dead letters: its rules' `failed` counters (None while unknown)."""
+        if not self.rules_on:
+            return None
+        return sum(int(rule.get("failed", 0)) for rule in self.rules)
 
     def load_topics(self, stats: list[dict[str, Any]]) -> None:
         """Stored counts from `list_topics`; live events keep them current in between."""

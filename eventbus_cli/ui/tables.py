@@ -1,13 +1,15 @@
 """The dashboard's tables that change all the time, all `LineTable`s (lines.py):
-the buses, the topics of the selected bus, the live event stream, the firings.
+the buses, the topics of the selected bus, the live event stream, the firings
+(the Firings tab, and the recent ones on the first screen).
 
-Follow mode: while the stream's cursor is on the newest row it stays there as
-events arrive; move it up and it stays on its event. Enter (or a click)
-posts `EventStream.Selected` with the event.
+Follow mode, in the stream and the Firings tab: while the cursor is on the
+newest row it stays there as rows arrive; move it up and it stays on its row.
+Enter (or a click) posts `Selected` with the event or firing.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -18,7 +20,7 @@ from textual.message import Message
 from ..output import compact, format_ts
 from .lines import Column, LineTable
 
-__all__ = ["MAX_ROWS", "STATUS_STYLE", "BusTable", "EventStream", "FiringTable", "TopicTable"]
+__all__ = ["MAX_ROWS", "STATUS_STYLE", "BusTable", "EventStream", "FiringTable", "RecentFirings", "TopicTable"]
 
 #: Newest rows the stream and the firings hold (the bus view keeps more, for the detail screen).
 MAX_ROWS = 300
@@ -163,11 +165,26 @@ class BusTable(LineTable):
             self.move_to(row)
 
 
+def took(firing: dict[str, Any]) -> str:
+    return f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-"
+
+
+def outcome(firing: dict[str, Any]) -> str:
+    """The error, or the result, on one line."""
+    return firing.get("error") or compact(firing.get("result"), 200)
+
+
 class FiringTable(LineTable):
-    """Finished firings, newest at the bottom; the view stays at the bottom while it is there."""
+    """Firings in firing-id order, newest at the bottom, one row per firing id.
+
+    A firing that finishes again (retried) replaces its row. Like the stream,
+    the cursor follows the newest row until it is moved up; `r` asks to retry
+    the selected firing, enter to open its event.
+    """
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         Column("firing"),
+        Column("time (UTC)"),
         Column("rule", cap=32),
         Column("event"),
         Column("status"),
@@ -175,29 +192,110 @@ class FiringTable(LineTable):
         Column("took"),
         Column("error / result", fill=True),
     )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "retry", "Retry", show=False),
+        Binding("enter", "select", "Event", show=False),
+    ]
+    STATUS_COLUMN = 4
+
+    class RetryAsked(Message):
+        """`r` on a firing: run it again (only a failed one is retried)."""
+
+        def __init__(self, table: FiringTable, firing: dict[str, Any]) -> None:
+            super().__init__()
+            self.table = table
+            self.firing = firing
+
+        @property
+        def control(self) -> FiringTable:
+            return self.table
+
+    class Selected(Message):
+        """Enter or a click on a firing: show the event it fired for."""
+
+        def __init__(self, table: FiringTable, firing: dict[str, Any]) -> None:
+            super().__init__()
+            self.table = table
+            self.firing = firing
+
+        @property
+        def control(self) -> FiringTable:
+            return self.table
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.firings: list[dict[str, Any]] = []
+
+    def cell_style(self, row: int, column: int) -> str:
+        return STATUS_STYLE.get(self.firings[row]["status"], "") if column == self.STATUS_COLUMN else ""
+
+    def striped(self, row: int) -> bool:
+        return int(self.firings[row]["firing_id"]) % 2 == 1  # by id: stripes stay put while rows scroll
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        return self.firings[self.cursor] if 0 <= self.cursor < len(self.firings) else None
+
+    def show(self, firings: list[dict[str, Any]]) -> None:
+        """These firings (by id), the newest `MAX_ROWS`; the cursor follows the newest or stays on its firing."""
+        following = self.cursor >= len(self.firings) - 1
+        held = self.selected["firing_id"] if not following and self.selected is not None else None
+        self.firings = firings[-MAX_ROWS:]
+        self.rows = [
+            (str(f["firing_id"]), clock(f.get("started_at")), f["rule_id"], str(f["event_id"]), f["status"],
+             str(f.get("attempts", "-")), took(f), outcome(f))
+            for f in self.firings
+        ]
+        if held is None:
+            self.cursor = len(self.firings) - 1
+        else:
+            ids = [f["firing_id"] for f in self.firings]
+            self.cursor = min(bisect_left(ids, held), len(ids) - 1)
+        self.rows_changed(reveal=True)
+
+    def clear(self) -> None:
+        self.firings, self.rows, self.cursor = [], [], -1
+        self.rows_changed()
+
+    def action_retry(self) -> None:
+        if self.selected is not None:
+            self.post_message(self.RetryAsked(self, self.selected))
+
+    def action_select(self) -> None:
+        if self.selected is not None:
+            self.post_message(self.Selected(self, self.selected))
+
+    def on_click(self, event: events.Click) -> None:
+        row = self.row_at(event)
+        if row is not None:
+            self.move_to(row)
+
+
+class RecentFirings(LineTable):
+    """The first screen's glance at rule firings: the newest first, by firing id."""
+
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("time"),
+        Column("status"),
+        Column("rule", cap=20),
+        Column("firing"),
+        Column("error / result", fill=True),
+    )
     SHOW_CURSOR = False
+    MIN_FILL = 8
+    SHOWN = 50
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._statuses: list[str] = []
 
     def cell_style(self, row: int, column: int) -> str:
-        return STATUS_STYLE.get(self._statuses[row], "") if column == 3 else ""
+        return STATUS_STYLE.get(self._statuses[row], "") if column == 1 else ""
 
-    def add(self, firings: Iterable[dict[str, Any]]) -> None:
-        at_end = self.is_vertical_scroll_end
-        for firing in firings:
-            took = f"{firing['duration_ms']} ms" if firing.get("duration_ms") is not None else "-"
-            self.rows.append((
-                str(firing["firing_id"]), firing["rule_id"], str(firing["event_id"]), firing["status"],
-                str(firing.get("attempts", "-")), took, firing.get("error") or compact(firing.get("result"), 200),
-            ))
-            self._statuses.append(firing["status"])
-        del self.rows[:-MAX_ROWS], self._statuses[:-MAX_ROWS]
-        self.rows_changed()
-        if at_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
-
-    def clear(self) -> None:
-        self.rows, self._statuses = [], []
+    def show(self, firings: list[dict[str, Any]]) -> None:
+        newest = firings[::-1][: self.SHOWN]
+        self.rows = [
+            (clock(f.get("started_at"))[:8], f["status"], f["rule_id"], str(f["firing_id"]), outcome(f)) for f in newest
+        ]
+        self._statuses = [f["status"] for f in newest]
         self.rows_changed()

@@ -212,56 +212,6 @@ async def test_tail_survives_a_server_restart_without_gaps_or_duplicates(tmp_pat
         await server.proc.wait()
 
 
-# -- replay ------------------------------------------------------------------------------
-
-
-async def test_replay_re_emits_in_order_with_replay_of_and_rules_fire_again(
-    cli_app_bus: EventBusApp, bus: EventBusClient
-) -> None:
-    await bus.register_rule({"id": "seen", "topic": "orders.created",
-                             "action": {"type": "EmitEvent", "topic": "orders.seen", "payload": "{{ $.payload }}"}})
-    originals = await bus.emit_many([{"topic": "orders.created", "payload": {"n": i}, "source_trn": "trn:user:a:b",
-                                      "correlation_id": f"c{i}"} for i in range(5)])
-    await bus.emit("other.topic", "not replayed")
-    await cli_app_bus.buses["main"].wait_idle()
-    url = cli_app_bus.url("main")
-
-    code, out, err = await run_cli("replay", "--since", "1h", "--topic", "orders.created", "--dry-run", "--url", url)
-    assert code == 0, err
-    assert ndjson(out)[0]["would_replay"] == 5
-    assert len((await bus.poll("orders.created")).events) == 5  # a dry run emits nothing
-
-    code, out, err = await run_cli("replay", "--since", "1h", "--topic", "orders.created", "--yes", "--url", url)
-    assert code == 0, err
-    assert ndjson(out) == [{"replayed": 5, "last_replayed_id": originals[-1]}]
-    created = (await bus.poll("orders.created")).events
-    copies = created[5:]
-    assert [c.metadata["replay_of"] for c in copies] == originals  # type: ignore[index]
-    assert [c.payload for c in copies] == [{"n": i} for i in range(5)]
-    assert [c.correlation_id for c in copies] == [f"c{i}" for i in range(5)]
-    await cli_app_bus.buses["main"].wait_idle()
-    assert len((await bus.poll("orders.seen")).events) == 10  # the rule fired for the copies too
-
-
-async def test_replay_to_another_topic_and_bus(cli_app_bus: EventBusApp, bus: EventBusClient, tmp_path: Path) -> None:
-    await bus.emit_many([{"topic": "audit.in", "payload": i} for i in range(3)])
-    config = tmp_path / "buses.json"
-    config.write_text(json.dumps([{"id": bus_id, "listen": "{}:{}".format(*cli_app_bus.address(bus_id))}
-                                  for bus_id in ("main", "plain")]))
-    code, _, err = await run_cli("replay", "--since", "1h", "--topic", "audit.in", "--to-topic", "audit.copy",
-                                 "--to-bus", "plain", "--bus", "main", "--config", str(config), "--yes")
-    assert code == 0, err
-    async with await connect(cli_app_bus.url("plain")) as plain:
-        assert [e.payload for e in (await plain.poll("audit.copy")).events] == [0, 1, 2]
-
-
-async def test_replay_of_many_events_needs_yes_without_a_terminal(cli_app_bus: EventBusApp, bus: EventBusClient) -> None:
-    await bus.emit_many([{"topic": "big", "payload": i} for i in range(1001)])
-    code, _, err = await run_cli("replay", "--since", "1h", "--topic", "big", "--url", cli_app_bus.url("main"))
-    assert code == 2 and "1,001 events to replay: pass --yes" in err
-    assert len((await bus.poll("big", limit=5000)).events) == 1001
-
-
 # -- topics, info --------------------------------------------------------------------------
 
 
@@ -402,41 +352,3 @@ def test_every_command_has_examples_in_its_help() -> None:
         result = CliRunner().invoke(cli_app, [*command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert "Examples" in result.output and f"eventbus {' '.join(command)}" in result.output, command
-
-
-@pytest.mark.slow
-async def test_replay_interrupted_says_how_to_resume_and_resuming_completes_it_exactly(
-    cli_app_bus: EventBusApp, bus: EventBusClient
-) -> None:
-    total = 30_000
-    for start in range(0, total, 5000):
-        await bus.emit_many([{"topic": "many.in", "payload": i} for i in range(start, start + 5000)])
-    url = cli_app_bus.url("main")
-    proc = await start_cli("replay", "--since", "1h", "--topic", "many.in", "--to-topic", "many.out", "--yes", "--url", url)
-
-    async def copies() -> int:
-        return len((await bus.poll("many.out", limit=10_000)).events)
-
-    async with asyncio.timeout(30):
-        while await copies() == 0:
-            await asyncio.sleep(0.02)
-    code, err = await interrupt(proc)
-    assert code == 130, err
-    assert "stopped after replaying" in err and f"of {total:,} events" in err
-    resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
-    argv = resume.removeprefix("resume with: ").split()
-    assert argv[0] == "eventbus" and "--after-id" in argv
-
-    code, _, err = await run_cli(*argv[1:])
-    assert code == 0, err
-    replayed = [e.metadata["replay_of"] for e in await all_events(bus, "many.out")]  # type: ignore[index]
-    originals = [e.event_id for e in await all_events(bus, "many.in")]
-    assert replayed == originals  # every event once, in order: nothing lost, nothing twice
-
-
-async def all_events(bus: EventBusClient, topic: str) -> list[Any]:
-    events, since = [], 0
-    while page := (await bus.poll(topic, since=since, limit=10_000)).events:
-        events += page
-        since = page[-1].event_id
-    return events

@@ -362,6 +362,12 @@ METHOD_PARAMS: dict[str, st.SearchStrategy[Any]] = {
         "since": good_ints, "limit": good_ints, "order": st.sampled_from(["asc", "desc", "up"]),
     }),
     "subscribe_firings": _params(optional={"rule_id": rule_ids}),
+    # Small limits: a replay of the whole window in every example would grow the log geometrically.
+    "replay_events": _params({"since_ts": good_ints, "until_ts": good_ints}, {
+        "topic": topic_patterns, "source_trn": trn_patterns, "target_trn": trn_patterns, "to_topic": topics,
+        "to_bus": st.sampled_from(BUS_IDS), "dry_run": st.booleans(), "after_id": good_ints, "until_id": good_ints,
+        "limit": often(st.integers(1, 20), ints, 3),
+    }),
     "bus_info": _params(),
     "ping": _params(),
     "authenticate": _params({"token": st.sampled_from(["wrong", ""]) | strings}),

@@ -11,14 +11,14 @@ from collections import Counter
 from typing import Any
 
 CALLS: list[dict[str, Any]] = []
-STATE: dict[str, Any] = {"running": 0, "peak": 0, "fail_first": 0}
+STATE: dict[str, Any] = {"running": 0, "peak": 0, "fail_first": 0, "refuse": set()}
 PER_FIRING: Counter[int] = Counter()
 
 
 def reset(*, fail_first: int = 0) -> None:
     CALLS.clear()
     PER_FIRING.clear()
-    STATE.update(running=0, peak=0, fail_first=fail_first)
+    STATE.update(running=0, peak=0, fail_first=fail_first, refuse=set())
 
 
 def echo(request: dict[str, Any]) -> Any:
@@ -45,6 +45,15 @@ def flaky(request: dict[str, Any]) -> Any:
     if PER_FIRING[request["firing_id"]] <= STATE["fail_first"]:
         raise RuntimeError(f"try {PER_FIRING[request['firing_id']]} failed on purpose")
     return {"tries": PER_FIRING[request["firing_id"]]}
+
+
+def picky(request: dict[str, Any]) -> Any:
+    """Fails every try while `input.n` is in STATE["refuse"] (a test empties it to let a retry pass)."""
+    CALLS.append(request)
+    n = (request.get("input") or {}).get("n")
+    if n in STATE["refuse"]:
+        raise RuntimeError(f"n={n} refused on purpose")
+    return {"n": n}
 
 
 def record(request: dict[str, Any]) -> Any:

@@ -55,8 +55,8 @@ async def test_topics_events_and_firings_appear_as_they_happen(tmp_path: Path) -
             # The topics table follows within a second (it redraws with the per-second rates).
             await until(pilot, lambda: set(rows(app, "#topics")) == {"orders.created", "orders.seen", "repo.pushed"})
             assert rows(app, "#stream", 2) == ["orders.created", "orders.seen", "repo.pushed"]
-            await until(pilot, lambda: rows(app, "#firing-table", 1) == ["relay"])
-            assert rows(app, "#firing-table", 3) == ["ok"]
+            await until(pilot, lambda: rows(app, "#firing-table", 2) == ["relay"])
+            assert rows(app, "#firing-table", 4) == ["ok"]
             await pilot.press("3")
             await until(pilot, lambda: rows(app, "#rule-table") == ["relay"])
 

@@ -34,9 +34,9 @@ def fixed_buses() -> list[BusView]:
     main.rate = 42.0
     for i, status in enumerate(["ok", "ok", "failed", "skipped", "ok"]):
         main.add_firing({
-            "firing_id": 200 + i, "rule_id": "relay" if i != 2 else "fetch-repo", "event_id": 1014 + 3 * i,
-            "status": status, "attempts": 3 if status == "failed" else 1, "started_at": T0 + i, "duration_ms": 4 + i,
-            "result": {"event_id": 1015 + 3 * i} if status == "ok" else None,
+            "firing_id": 200 + i, "rule_id": "relay" if i != 2 else "fetch-repo", "event_id": 1029 + 3 * i,
+            "status": status, "attempts": 3 if status == "failed" else 1, "started_at": T0 + 4000 + 1000 * i,
+            "duration_ms": 4 + i, "result": {"event_id": 1030 + 3 * i} if status == "ok" else None,
             "error": {"failed": "tool trn:user:alice:openapi:github-api:get-repo:v1 timed out after 30000 ms",
                       "skipped": "loop guard: max_hops 8"}.get(status),
         })
@@ -76,9 +76,11 @@ def test_firings_tab(snap_compare: Any) -> None:
 
 
 def test_event_detail(snap_compare: Any) -> None:
+    """orders.created #1041: its rule firing, and the event that firing made (#1042)."""
+
     async def open_detail(pilot: Pilot[Any]) -> None:
         await pilot.pause(0.3)
-        await pilot.press("end", "enter")
+        await pilot.press("end", "up", "enter")
         await pilot.pause(0.3)
 
     assert snap_compare(dashboard(), terminal_size=(160, 48), run_before=open_detail)
