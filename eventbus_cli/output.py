@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,7 +101,7 @@ class Output:
         )
 
     def table(
-        self, rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], *, title: str | None = None
+        self, rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str | None = None
     ) -> None:
         """`rows` as a table of `columns` ((key, header) pairs); NDJSON of whole rows when piped."""
         rows = list(rows)

@@ -25,18 +25,35 @@ from eventbus_core.errors import (
     StorageUnavailable,
     Unauthorized,
 )
+from eventbus_core.results import (
+    BusInfo,
+    BusStats,
+    EmitResult,
+    FiringInfo,
+    FiringStats,
+    RegisterResult,
+    RuleFailure,
+    RuleInfo,
+    RuleTestResult,
+    TopicInfo,
+)
 
-from .client import EmitResult, EventBusClient, PollResult, ReplayResult, connect
-from .subscription import Subscription
+from .client import EventBusClient, PollResult, ReplayResult, connect
+from .subscription import FiringSubscription, Subscription
 from .sync import SyncClient, SyncSubscription, connect_sync
 
 __all__ = [
     "AlreadyExists",
+    "BusInfo",
+    "BusStats",
     "ConnectionLost",
     "EmitResult",
     "EventBusClient",
     "EventBusError",
     "EventEnvelope",
+    "FiringInfo",
+    "FiringStats",
+    "FiringSubscription",
     "InternalError",
     "InvalidParams",
     "InvalidRequest",
@@ -46,14 +63,19 @@ __all__ = [
     "Overloaded",
     "ParseError",
     "PollResult",
+    "RegisterResult",
     "ReplayResult",
     "ReservedTopic",
+    "RuleFailure",
+    "RuleInfo",
+    "RuleTestResult",
     "RulesDisabled",
     "SourceNotAllowed",
     "StorageUnavailable",
     "Subscription",
     "SyncClient",
     "SyncSubscription",
+    "TopicInfo",
     "Unauthorized",
     "connect",
     "connect_sync",

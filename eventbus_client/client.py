@@ -12,26 +12,28 @@ from typing import Any, Literal
 
 from eventbus_core.envelope import EmitParams, EventEnvelope
 from eventbus_core.errors import ConnectionLost, EventBusError
+from eventbus_core.results import (
+    BusInfo,
+    EmitResult,
+    FiringInfo,
+    RegisterResult,
+    RuleInfo,
+    RuleTestResult,
+    TopicInfo,
+)
 
 from .connection import RpcConnection, open_connection
 from .subscription import FiringSubscription, Subscription
 
 _AnySubscription = Subscription | FiringSubscription
 
-__all__ = ["EmitResult", "EventBusClient", "PollResult", "ReplayResult", "connect"]
+__all__ = ["EventBusClient", "PollResult", "ReplayResult", "connect"]
 
 log = logging.getLogger("eventbus.client")
 
 #: Reconnect back-off for subscriptions: first try after 50 ms, at most every 2 s.
 RECONNECT_FIRST_S = 0.05
 RECONNECT_MAX_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class EmitResult:
-    event_id: int
-    timestamp: int
-    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,9 +278,8 @@ class EventBusClient:
                 await self.call("unsubscribe", {"subscription": sub.id})
 
     def _set_reading(self, reading: bool) -> None:
-        transport = self._conn._transport if self._conn is not None else None
-        if transport is not None and not transport.is_closing():
-            (transport.resume_reading if reading else transport.pause_reading)()
+        if self._conn is not None:
+            self._conn.set_reading(reading)
 
     def _on_notification(self, method: str, params: Any) -> None:
         if not isinstance(params, dict):
@@ -306,7 +307,7 @@ class EventBusClient:
 
     # -- rules ---------------------------------------------------------------
 
-    async def register_rule(self, rule: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+    async def register_rule(self, rule: Mapping[str, Any], *, replace: bool = False) -> RegisterResult:
         """Register a rule (DESIGN.md §4); `{id, created}`.
 
         Args:
@@ -314,26 +315,31 @@ class EventBusClient:
             replace: replace a rule with the same id instead of failing with AlreadyExists.
         """
         params = {**rule, "replace": True} if replace else dict(rule)
-        return dict(await self.call("register_rule", params))
+        result: RegisterResult = await self.call("register_rule", params)
+        return result
 
-    async def list_rules(self) -> list[dict[str, Any]]:
-        return list((await self.call("list_rules"))["rules"])
+    async def list_rules(self) -> list[RuleInfo]:
+        rules: list[RuleInfo] = (await self.call("list_rules"))["rules"]
+        return rules
 
-    async def get_rule(self, rule_id: str) -> dict[str, Any]:
-        return dict(await self.call("get_rule", {"id": rule_id}))
+    async def get_rule(self, rule_id: str) -> RuleInfo:
+        rule: RuleInfo = await self.call("get_rule", {"id": rule_id})
+        return rule
 
     async def delete_rule(self, rule_id: str) -> None:
         await self.call("delete_rule", {"id": rule_id})
 
-    async def set_rule_enabled(self, rule_id: str, enabled: bool) -> dict[str, Any]:
-        return dict(await self.call("set_rule_enabled", {"id": rule_id, "enabled": enabled}))
+    async def set_rule_enabled(self, rule_id: str, enabled: bool) -> RuleInfo:
+        rule: RuleInfo = await self.call("set_rule_enabled", {"id": rule_id, "enabled": enabled})
+        return rule
 
     async def test_rule(
         self, event: Mapping[str, Any], *, rule: Mapping[str, Any] | None = None, rule_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> RuleTestResult:
         """Dry-run a rule (given, or stored under `rule_id`) against `event`: `{matched, failures, action}`."""
         params = _without_none(rule=dict(rule) if rule is not None else None, rule_id=rule_id)
-        return dict(await self.call("test_rule", {**params, "event": dict(event)}))
+        result: RuleTestResult = await self.call("test_rule", {**params, "event": dict(event)})
+        return result
 
     async def list_firings(
         self,
@@ -343,10 +349,11 @@ class EventBusClient:
         since: int = 0,
         limit: int = 100,
         order: str = "asc",
-    ) -> list[dict[str, Any]]:
+    ) -> list[FiringInfo]:
         """Recorded firings; `status="failed"` lists the dead letters."""
         params = _without_none(rule_id=rule_id, status=status, since=since, limit=limit, order=order)
-        return list((await self.call("list_firings", params))["firings"])
+        firings: list[FiringInfo] = (await self.call("list_firings", params))["firings"]
+        return firings
 
     async def retry_firings(
         self, firing_ids: Sequence[int] | None = None, *, rule_id: str | None = None, status: str = "failed"
@@ -418,11 +425,13 @@ class EventBusClient:
 
     # -- bus -----------------------------------------------------------------
 
-    async def list_topics(self) -> list[dict[str, Any]]:
-        return list((await self.call("list_topics"))["topics"])
+    async def list_topics(self) -> list[TopicInfo]:
+        topics: list[TopicInfo] = (await self.call("list_topics"))["topics"]
+        return topics
 
-    async def bus_info(self) -> dict[str, Any]:
-        return dict(await self.call("bus_info"))
+    async def bus_info(self) -> BusInfo:
+        info: BusInfo = await self.call("bus_info")
+        return info
 
     async def ping(self) -> str:
         return str(await self.call("ping"))

@@ -108,6 +108,13 @@ class RpcConnection(asyncio.Protocol):
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def set_reading(self, reading: bool) -> None:
+        """Pause or resume reading from the bus (a subscriber's buffer is full: TCP
+        back-pressure instead of memory)."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            (transport.resume_reading if reading else transport.pause_reading)()
+
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -12,8 +12,9 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 from eventbus_core.envelope import EventEnvelope
+from eventbus_core.results import BusInfo, EmitResult, TopicInfo
 
-from .client import EmitResult, EventBusClient, PollResult, connect
+from .client import EventBusClient, PollResult, connect
 from .subscription import Subscription
 
 __all__ = ["SyncClient", "SyncSubscription", "connect_sync"]
@@ -85,10 +86,10 @@ class SyncClient:
     def subscribe(self, topic: str = ">", **options: Any) -> SyncSubscription:
         return SyncSubscription(self._runner, self._runner.run(self._client.subscribe(topic, **options)))
 
-    def list_topics(self) -> list[dict[str, Any]]:
+    def list_topics(self) -> list[TopicInfo]:
         return self._runner.run(self._client.list_topics())
 
-    def bus_info(self) -> dict[str, Any]:
+    def bus_info(self) -> BusInfo:
         return self._runner.run(self._client.bus_info())
 
     def ping(self) -> str:

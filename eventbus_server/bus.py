@@ -30,6 +30,7 @@ from eventbus_core.errors import (
     SourceNotAllowed,
 )
 from eventbus_core.event import Event, now_ms
+from eventbus_core.results import BusInfo, EmitResult, TopicInfo
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
@@ -54,7 +55,7 @@ from .storage.base import (
     StoredRule,
 )
 from .topic_table import TopicTable
-from .writer import EmitResult, GroupCommitWriter
+from .writer import GroupCommitWriter
 
 __all__ = ["Bus", "Client", "EmitResult"]
 
@@ -346,7 +347,7 @@ class Bus:
             until_id=until_id,
         )
 
-    async def list_topics(self) -> list[dict[str, Any]]:
+    async def list_topics(self) -> list[TopicInfo]:
         """Per-topic counts of what is stored now."""
         if self.storage.kind == "memory":
             # The ring forgets its oldest events; it counts what it still holds, cheaply.
@@ -418,7 +419,7 @@ class Bus:
 
     # -- info ----------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> BusInfo:
         config = self.config
         rules = self._rules
         return {
@@ -431,7 +432,7 @@ class Bus:
             "max_concurrency": config.max_concurrency,
             "uptime_s": round(time.monotonic() - self._started_at, 3),
             "stats": {
-                **self._stats,
+                **self._stats,  # type: ignore[typeddict-item]  # the writer's and the connections' counters
                 "last_event_id": self._topics.last_event_id,
                 "topics": len(self._topics),
                 "subscriptions": len(self._fanout),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from eventbus_core.event import Event
+from eventbus_core.results import TopicInfo
 
 from .storage.base import TopicStats
 
@@ -38,7 +39,7 @@ class TopicTable:
                 row[2] = event.timestamp
             self.last_event_id = event.event_id
 
-    def snapshot(self) -> list[dict[str, int | str]]:
+    def snapshot(self) -> list[TopicInfo]:
         return [
             {"topic": topic, "count": row[0], "last_event_id": row[1], "last_timestamp": row[2]}
             for topic, row in sorted(self._topics.items())

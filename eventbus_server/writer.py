@@ -27,6 +27,7 @@ from typing import Any
 
 from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
 from eventbus_core.event import Event, now_ms
+from eventbus_core.results import EmitResult
 
 from .storage.base import KeysTaken, NewEvent, Storage, StoredKey
 
@@ -36,13 +37,6 @@ log = logging.getLogger("eventbus.bus")
 
 #: Upper bound of events per group commit; larger batches only add latency.
 MAX_BATCH_EVENTS = 5000
-
-
-@dataclass(frozen=True, slots=True)
-class EmitResult:
-    event_id: int
-    timestamp: int
-    duplicate: bool = False
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -41,7 +42,7 @@ FailedOption = Annotated[
 ]
 
 
-def _row(firing: dict[str, Any]) -> dict[str, Any]:
+def _row(firing: Mapping[str, Any]) -> dict[str, Any]:
     status = firing["status"]
     outcome = firing["error"] if firing.get("error") else firing.get("result")
     return {

@@ -35,9 +35,8 @@ def topics(
     out = Output(json_mode=json_out or None)
 
     async def show(client: EventBusClient) -> None:
-        rows = sorted(await client.list_topics(), key=lambda t: t["last_event_id"], reverse=True)
-        for row in rows:
-            row["last_time"] = format_ts(row.get("last_timestamp"))
+        topics = sorted(await client.list_topics(), key=lambda t: t["last_event_id"], reverse=True)
+        rows = [{**topic, "last_time": format_ts(topic["last_timestamp"])} for topic in topics]
         out.table(
             rows,
             [("topic", "topic"), ("count", "events"), ("last_event_id", "last id"), ("last_time", "last event (UTC)")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,7 +43,7 @@ def _action_text(action: dict[str, Any]) -> str:
     return f"emit {action.get('topic')}" + (f" on {action['bus']}" if action.get("bus") else "")
 
 
-def _row(rule: dict[str, Any]) -> dict[str, Any]:
+def _row(rule: Mapping[str, Any]) -> dict[str, Any]:
     return {**rule, "action_text": _action_text(rule["action"]), "last_fired": format_ts(rule.get("last_fired_at"))}
 
 

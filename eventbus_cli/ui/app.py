@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -238,15 +238,14 @@ class DashboardApp(App[None]):
         return f"{len(self.buses)} buses · {total:,.0f} events/s{failed}{paused}{trouble}"
 
     def _bus_cells(self, bus: BusView) -> tuple[str, ...]:
-        info = bus.info or {}
-        stats = info.get("stats", {})
+        stats: Mapping[str, Any] = bus.info["stats"] if bus.info is not None else {}
         return (
             bus.name,
             bus.state,  # cut to fit here; in full in the header
             "on" if bus.rules_on else "off",
             f"{bus.rate:,.0f}",
             str(stats.get("last_event_id", "-")),
-            info.get("storage", "-"),
+            bus.info["storage"] if bus.info is not None else "-",
         )
 
     def _draw_topics(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventbus_core.results import BusInfo, RuleInfo, TopicInfo
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
@@ -83,7 +84,7 @@ class BusView:
     url: str
     token: str | None = None
     state: str = "connecting"
-    info: dict[str, Any] | None = None
+    info: BusInfo | None = None
     rate: float = 0.0
     received: int = 0
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
@@ -92,7 +93,7 @@ class BusView:
     #: Bumped whenever `firings` changes, so the screen redraws them only then.
     firings_version: int = 0
     topics: dict[str, TopicView] = field(default_factory=dict)
-    rules: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[RuleInfo] = field(default_factory=list)
     _since_tick: int = 0
     _firings_floor: int = 0  # ids below it were trimmed: older than every firing kept
     _firings_sorted: list[dict[str, Any]] | None = None
@@ -140,7 +141,7 @@ class BusView:
             return None
         return sum(int(rule.get("failed", 0)) for rule in self.rules)
 
-    def load_topics(self, stats: list[dict[str, Any]]) -> None:
+    def load_topics(self, stats: list[TopicInfo]) -> None:
         """Stored counts from `list_topics`; live events keep them current in between."""
         for row in stats:
             view = self.topics.get(row["topic"])

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from eventbus_core.event import Event, NewEvent
 from eventbus_core.params import FIRING_STATUSES
+from eventbus_core.results import FiringInfo, RuleInfo
 from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
 
@@ -166,9 +167,9 @@ class StoredRule:
     failed: int = 0
     last_fired_at: int | None = None
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> RuleInfo:
         return {
-            **self.body,
+            **self.body,  # type: ignore[typeddict-item]  # the body holds the rule's own fields
             "enabled": self.enabled,
             "fired": self.fired,
             "failed": self.failed,
@@ -192,12 +193,12 @@ class Firing:
     result: Any = None
     error: str | None = None
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> FiringInfo:
         return {
             "firing_id": self.firing_id,
             "rule_id": self.rule_id,
             "event_id": self.event_id,
-            "status": self.status,
+            "status": self.status,  # type: ignore[typeddict-item]  # one of FIRING_STATUSES
             "attempts": self.attempts,
             "started_at": self.started_at,
             "duration_ms": self.duration_ms,

@@ -1,0 +1,138 @@
+"""What the bus's methods answer (DESIGN.md §5), typed once for both ends.
+
+The server builds these shapes (`StoredRule.wire()`, `Firing.wire()`,
+`Bus.info()`) and the client returns them, so a field added on one side is
+a type error on the other until both agree. Results that are plain JSON
+objects stay dicts at run time (`TypedDict`): the CLI, the dashboard and
+`eventbus mcp` print and forward them as they are. `EmitResult` is a small
+value both the server's writer and the client hand back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "BusInfo",
+    "BusStats",
+    "EmitResult",
+    "FiringInfo",
+    "FiringStats",
+    "RegisterResult",
+    "RuleFailure",
+    "RuleInfo",
+    "RuleTestResult",
+    "TopicInfo",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EmitResult:
+    """One emitted event: its id and timestamp, or those of the event it repeats."""
+
+    event_id: int
+    timestamp: int
+    duplicate: bool = False
+
+
+class RuleInfo(TypedDict, total=False):
+    """A stored rule: its body (`eventbus_core.rules.Rule`'s fields) and its counters."""
+
+    id: str
+    topic: str
+    description: str | None
+    match_fields: dict[str, Any] | None
+    pattern: dict[str, Any] | None
+    action: dict[str, Any]
+    retry: dict[str, Any] | None
+    enabled: bool
+    fired: int
+    failed: int
+    last_fired_at: int | None
+    created_at: int
+    updated_at: int
+
+
+class RegisterResult(TypedDict):
+    id: str
+    created: bool
+
+
+class FiringInfo(TypedDict):
+    """One (rule, event) pair's firing; `status` `failed` is a dead letter."""
+
+    firing_id: int
+    rule_id: str
+    event_id: int
+    status: Literal["pending", "ok", "failed", "skipped"]
+    attempts: int
+    started_at: int | None
+    duration_ms: int | None
+    result: Any
+    error: str | None
+
+
+class RuleFailure(TypedDict):
+    """Why a rule did not match, one condition at a time (`test_rule`)."""
+
+    path: str
+    expected: Any
+    saw: Any
+    missing: bool
+
+
+class RuleTestResult(TypedDict):
+    matched: bool
+    failures: list[RuleFailure]
+    action: dict[str, Any]
+
+
+class TopicInfo(TypedDict):
+    topic: str
+    count: int
+    last_event_id: int
+    last_timestamp: int
+
+
+class FiringStats(TypedDict):
+    matched: int
+    ok: int
+    failed: int
+    skipped: int
+    running: int
+    match_errors: int
+    match_too_large: int
+
+
+class BusStats(TypedDict, total=False):
+    emitted: int
+    duplicates: int
+    batches: int
+    batches_split: int
+    rejected_overloaded: int
+    refused_connections: int
+    closed_partial_line: int
+    closed_unauthenticated: int
+    closed_wrong_tokens: int
+    closed_not_reading: int
+    last_event_id: int
+    topics: int
+    subscriptions: int
+    lagged: int
+    connections: int
+    queue_depth: int
+    rules_enabled: int  # only with enable_rules
+    firings: FiringStats  # only with enable_rules
+
+
+class BusInfo(TypedDict):
+    id: str
+    version: str
+    persist: bool
+    storage: str
+    enable_rules: bool
+    allowed_sources: list[str] | None
+    max_concurrency: int
+    uptime_s: float
+    stats: BusStats
