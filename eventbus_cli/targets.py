@@ -1,20 +1,23 @@
 """Which bus a command talks to: `--url`, or `--bus ID` looked up in the config.
 
-The CLI may not import the server for this (DESIGN.md §2), so it reads only
-what it needs from `event_buses.json`: each bus's `id`, `listen`, `tls` (a
-bus with TLS is reached at `tls://`) and `auth_token_env`. `eventbus config
-validate` checks the whole file.
+The config is read with the server's own parser (`eventbus_core.config`, in
+the core so the CLI need not import the server), as a client sees it: each
+bus's `id`, `listen`, `tls` (a bus with TLS is reached at `tls://`) and the
+token from `auth_token_env`, without the server's secrets.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from eventbus_core.config import BusConfig
 
 __all__ = ["Target", "bus_ids", "bus_urls", "check_url", "default_config_path", "resolve_target"]
 
@@ -38,53 +41,48 @@ def default_config_path() -> Path:
     return Path(os.environ.get("EVENTBUS_CONFIG") or DEFAULT_CONFIG)
 
 
-def _read_buses(path: Path) -> list[dict[str, object]]:
+def _read_buses(path: Path) -> tuple[BusConfig, ...]:
+    # Imported here: pydantic's models load only for commands that read the config.
+    from eventbus_core.config import ConfigError, load_config
+
+    if not path.is_file():
+        raise UsageError(f"config file {path} not found: pass --config PATH or --url tcp://host:port")
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} not found: pass --config PATH or --url tcp://host:port") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read config {path}: {exc} (run `eventbus config validate {path}`)") from None
-    if not isinstance(data, list) or not all(isinstance(b, dict) for b in data):
-        raise UsageError(f"config {path} is not a JSON array of buses (run `eventbus config validate {path}`)")
-    return data
+        return load_config(path, secrets=False).buses
+    except ConfigError as exc:
+        first = next((f"{loc}: {msg}" if loc else msg for loc, msg in exc.problems), "invalid")
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        raise UsageError(f"config {path}: {first}{more} (run `eventbus config validate {path}`)") from None
 
 
 def _connect_host(host: str) -> str:
+    """Where a client reaches a bus that listens on `host` (an address in a URL)."""
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"
-    if host in ("::", "[::]"):
+    if host == "::":
         return "[::1]"
-    return host
+    return f"[{host}]" if ":" in host else host
 
 
 def bus_urls(config_path: Path) -> list[Target]:
     """Every bus in the config as a target, in file order."""
-    targets = []
-    for bus in _read_buses(config_path):
-        listen = str(bus.get("listen", ""))
-        host, _, port = listen.rpartition(":")
-        token_env = bus.get("auth_token_env")
-        token = os.environ.get(token_env) if isinstance(token_env, str) else None
-        scheme = "tls" if bus.get("tls") else "tcp"
-        targets.append(
-            Target(
-                f"{scheme}://{_connect_host(host)}:{port}",
-                str(bus.get("id")),
-                token,
-                token_env if isinstance(token_env, str) else None,
-            )
+    return [
+        Target(
+            f"{'tls' if bus.tls else 'tcp'}://{_connect_host(bus.host)}:{bus.port}",
+            bus.id,
+            bus.auth_token.get_secret_value() if bus.auth_token is not None else None,
+            bus.auth_token_env,
         )
-    return targets
+        for bus in _read_buses(config_path)
+    ]
 
 
 def bus_ids(config_path: Path) -> list[str]:
     """The ids of the buses in the config, in file order; none when it cannot be read."""
     try:
-        buses = _read_buses(config_path)
+        return [bus.id for bus in _read_buses(config_path)]
     except UsageError:
         return []
-    return [str(bus["id"]) for bus in buses if isinstance(bus.get("id"), str)]
 
 
 def check_url(url: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from eventbus_core.config import ConfigError, load_config
+
 from .app import run
-from .config import ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,10 @@ import signal
 import ssl
 from collections.abc import Callable, Sequence
 
+from eventbus_core.config import BusConfig, Config
 from eventbus_core.errors import EventBusError
 
 from .bus import Bus
-from .config import BusConfig, Config
 from .connection import Connection
 
 __all__ = ["EventBusApp", "run", "serve"]

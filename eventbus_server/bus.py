@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from eventbus_core import __version__
+from eventbus_core.config import BusConfig
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -35,7 +36,6 @@ from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
 
-from .config import BusConfig
 from .fanout import FanOut, FiringSubscription, Subscriber, Subscription
 from .feed import CommitFeed
 from .replay import ReplayRequest, ReplayResult, replay

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from eventbus_client import EventBusClient, connect
+from eventbus_core.config import parse_config
 from eventbus_server.app import EventBusApp
-from eventbus_server.config import parse_config
 from tests import postgres
 
 _topic_counter = itertools.count(1)

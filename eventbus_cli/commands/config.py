@@ -1,6 +1,6 @@
 """`eventbus config validate|show`: check a config file, print the effective config.
 
-Both load the file with the server's own loader (`eventbus_server.config`), so
+Both load the file with the one loader the server uses (`eventbus_core.config`), so
 the CLI reports exactly what `eventbus serve` would refuse. The import is lazy:
 `eventbus --help` never loads the server.
 """
@@ -20,7 +20,7 @@ from ..output import Output, err_console
 from ..targets import default_config_path
 
 if TYPE_CHECKING:
-    from eventbus_server.config import BusConfig, Config
+    from eventbus_core.config import BusConfig, Config
 
 config_app = typer.Typer(
     cls=PlainGroup, help="Check and show event_buses.json.", no_args_is_help=True, epilog=EXIT_CODES_HELP
@@ -39,7 +39,7 @@ Problems = list[tuple[str, str]]
 
 def _load(path: Path | None, config: Path | None) -> tuple[Path, Config | None, Problems]:
     """The config at PATH (else --config, else the default) and its problems, if any."""
-    from eventbus_server.config import ConfigError, load_config
+    from eventbus_core.config import ConfigError, load_config
 
     path = path or config or default_config_path()
     try:
@@ -71,7 +71,7 @@ def effective_bus(bus: BusConfig) -> dict[str, Any]:
     Paths are absolute, durations in seconds, the storage_url password masked
     as `bus_info` masks it, the token named by `auth_token_env` only.
     """
-    from eventbus_server.config import hide_credentials
+    from eventbus_core.config import hide_credentials
 
     data = bus.model_dump(mode="json")
     if bus.storage_url is not None:

@@ -54,8 +54,8 @@ def serve(
       eventbus serve --config /etc/eventbus/event_buses.json --bus global
     """
     # Imported here so `eventbus --help` and client commands never load the server.
+    from eventbus_core.config import ConfigError, load_config
     from eventbus_server.app import run
-    from eventbus_server.config import ConfigError, load_config
 
     path: Path = config or default_config_path()
     try:

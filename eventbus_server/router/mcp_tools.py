@@ -53,9 +53,9 @@ from pydantic import ValidationError
 from referencing.exceptions import Unresolvable
 
 from eventbus_core.codec import dumps, loads
+from eventbus_core.config import ToolRoute
 from eventbus_core.errors import InvalidParams
 
-from ..config import ToolRoute
 from .mcp_stdio import StdioServer
 from .templates import placeholders
 

@@ -51,9 +51,8 @@ from eventbus_core.codec import (
     dumps_line,
     loads,
 )
+from eventbus_core.config import ToolRoute, split_listen
 from eventbus_core.trn import compile_trn_pattern
-
-from ..config import ToolRoute, split_listen
 
 if TYPE_CHECKING:
     from eventbus_core.rules import InvokeTool

@@ -11,7 +11,7 @@ from .schema import SchemaTooNew
 from .sqlite import SqliteStorage
 
 if TYPE_CHECKING:
-    from ..config import BusConfig
+    from eventbus_core.config import BusConfig
 
 __all__ = [
     "EventQuery",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from eventbus_cli.errors import UsageError
 from eventbus_cli.main import app as cli_app
 from tests.cli.test_cli_basic import run_cli
 
@@ -165,3 +166,23 @@ def test_which_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     result = runner.invoke(cli_app, ["config", "validate", "--help"], env={"COLUMNS": "200"})
     text = " ".join(result.output.split())  # help text wraps at the terminal width
     assert "Examples" in text and "3 cannot connect" in text
+
+
+def test_a_client_reads_the_config_without_the_servers_secrets(tmp_path: Path) -> None:
+    """The CLI reads the file with the server's parser, as a client: a variable only the
+    server's environment has (a database URL, a bus token) is no problem for it."""
+    from eventbus_cli.targets import bus_urls, resolve_target
+
+    config = tmp_path / "event_buses.json"
+    config.write_text(json.dumps([
+        {"id": "a", "listen": "0.0.0.0:4010", "persist": True, "storage_url": "${EVENTBUS_TEST_UNSET_URL}"},
+        {"id": "b", "listen": "[::1]:4011", "auth_token_env": "EVENTBUS_TEST_UNSET_TOKEN", "tls": {"cert": "c.pem", "key": "k.pem"}},
+    ]))
+    assert [(t.url, t.bus_id, t.token, t.token_env) for t in bus_urls(config)] == [
+        ("tcp://127.0.0.1:4010", "a", None, None),
+        ("tls://[::1]:4011", "b", None, "EVENTBUS_TEST_UNSET_TOKEN"),
+    ]
+    assert resolve_target(None, "b", config, "t0k").token == "t0k"
+    config.write_text(json.dumps([{"id": "a", "listen": "127.0.0.1:4010", "enable_rulez": True}]))
+    with pytest.raises(UsageError, match=r"\[0\]\.enable_rulez: .*did you mean 'enable_rules'"):
+        bus_urls(config)

@@ -165,7 +165,7 @@ async def test_an_unreachable_server_leaves_the_rule_registered_and_its_firing_s
     ],
 )
 def test_the_tool_name_is_the_trns_last_segment_before_a_version(tool_id: str, name: str) -> None:
-    from eventbus_server.config import ToolRoute
+    from eventbus_core.config import ToolRoute
     from eventbus_server.router.mcp_tools import tool_name
 
     route = ToolRoute(match="trn:org:acme:mcp:*", kind="mcp", url="http://127.0.0.1:1/mcp")
@@ -184,7 +184,7 @@ def test_the_tool_name_is_the_trns_last_segment_before_a_version(tool_id: str, n
     ],
 )
 def test_an_mcp_route_needs_a_command_or_a_url(route: dict[str, Any], problem: str, tmp_path: Path) -> None:
-    from eventbus_server.config import ConfigError, parse_config
+    from eventbus_core.config import ConfigError, parse_config
 
     raw = [{"id": "b", "listen": "127.0.0.1:0", "tools": [{"match": "trn:org:*", "kind": "mcp", **route}]}]
     with pytest.raises(ConfigError) as caught:
@@ -193,7 +193,7 @@ def test_an_mcp_route_needs_a_command_or_a_url(route: dict[str, Any], problem: s
 
 
 def test_an_mcp_stdio_route_expands_env_references(tmp_path: Path) -> None:
-    from eventbus_server.config import parse_config
+    from eventbus_core.config import parse_config
 
     route = {"match": "trn:org:*", "kind": "mcp", "command": ["srv"], "env": {"TOKEN": "${GH_TOKEN}"}}
     config = parse_config([{"id": "b", "listen": "127.0.0.1:0", "tools": [route]}], base_dir=tmp_path, env={"GH_TOKEN": "s3"})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from eventbus_core.codec import dumps
-from eventbus_server.config import ToolRoute
+from eventbus_core.config import ToolRoute
 from eventbus_server.router.tools import (
     NoToolRoute,
     ToolCall,

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import Any, Self
 
 from eventbus_core.codec import dumps, dumps_line, loads
-from eventbus_server.config import ToolRoute
+from eventbus_core.config import ToolRoute
 
 __all__ = [
     "ECHO_SCRIPT",

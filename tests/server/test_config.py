@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eventbus_server.config import BusConfig, Config, ConfigError, load_config, parse_config
+from eventbus_core.config import BusConfig, Config, ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "event_buses.json"

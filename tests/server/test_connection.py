@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from eventbus_core.config import parse_config
 from eventbus_server.bus import Bus
-from eventbus_server.config import parse_config
 from eventbus_server.connection import Connection
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from eventbus_core.config import BusConfig
 from eventbus_core.errors import StorageUnavailable
-from eventbus_server.config import BusConfig
 from eventbus_server.storage import (
     EventQuery,
     MemoryStorage,

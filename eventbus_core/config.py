@@ -5,6 +5,12 @@
 resolves `storage_path` against the config file's folder, and returns frozen
 models. Every problem is reported at once, each with its location
 (`[1].listen: ...`), in a `ConfigError`. Nothing reads `os.environ` later.
+
+It lives in the core so the server and the CLI read the file with one
+parser. The CLI loads it with `secrets=False`: a client needs a bus's id,
+address, TLS and token variable, not the server's secrets, so a variable
+that is only set where the server runs is no problem there (it stays
+unexpanded, and the token is None).
 """
 
 from __future__ import annotations
@@ -223,9 +229,9 @@ class BusConfig(_Strict):
             raise ValueError("persist is true but neither storage_path nor storage_url is set")
         if has_storage and not self.persist:
             raise ValueError("storage is set but persist is false; set persist: true or remove the storage")
-        if self.storage_url is not None and not self.storage_url.get_secret_value().startswith(
-            ("postgresql://", "postgres://")
-        ):
+        url = self.storage_url.get_secret_value() if self.storage_url is not None else None
+        # A URL still holding a ${NAME} was loaded without secrets (a client's view).
+        if url is not None and not _ENV_RE.search(url) and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("storage_url must start with postgresql://")
         return self
 
@@ -273,7 +279,9 @@ class Config(_Strict):
         raise KeyError(f"no bus {bus_id!r} in the config (known: {known})")
 
 
-def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -> tuple[Any, list[tuple[str, str]]]:
+def _prepare_bus(
+    raw: Any, index: int, base_dir: Path, env: Mapping[str, str], secrets: bool
+) -> tuple[Any, list[tuple[str, str]]]:
     """Resolve paths, env references and the token before validation."""
     if not isinstance(raw, dict):
         return raw, []
@@ -287,11 +295,13 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
         problems.append((f"[{index}].storage_path", "must not be empty"))
     url = bus.get("storage_url")
     if isinstance(url, str):
-        bus["storage_url"] = _expand(url, f"[{index}].storage_url", env, problems)
+        bus["storage_url"] = _expand(url, f"[{index}].storage_url", env, problems, secrets)
     tools = bus.get("tools")
     if isinstance(tools, list):
         # Tool credentials stay out of the file too: `"Authorization": "Bearer ${TOKEN}"`.
-        bus["tools"] = [_expand_headers(route, f"[{index}].tools[{i}]", env, problems) for i, route in enumerate(tools)]
+        bus["tools"] = [
+            _expand_headers(route, f"[{index}].tools[{i}]", env, problems, secrets) for i, route in enumerate(tools)
+        ]
     if "config_dir" in bus:
         problems.append((f"[{index}].config_dir", "not allowed in the file; it is the folder of the config file"))
     bus["config_dir"] = base_dir.resolve()
@@ -301,22 +311,27 @@ def _prepare_bus(raw: Any, index: int, base_dir: Path, env: Mapping[str, str]) -
     token_env = bus.get("auth_token_env")
     if isinstance(token_env, str):
         token = env.get(token_env)
-        if not token:
+        if not token and secrets:
             problems.append((f"[{index}].auth_token_env", f"environment variable {token_env} is not set or empty"))
-        else:
+        elif token:
             bus["auth_token"] = token
     return bus, problems
 
 
-def _expand(text: str, where: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> str:
-    """`${NAME}` → the variable's value; an unset one is a problem at `where`."""
+def _expand(text: str, where: str, env: Mapping[str, str], problems: list[tuple[str, str]], secrets: bool) -> str:
+    """`${NAME}` → the variable's value; an unset one is a problem at `where` (without
+    `secrets`, it stays as it is written)."""
+    if not secrets:
+        return _ENV_RE.sub(lambda m: env.get(m.group(1), m.group(0)), text)
     for name in _ENV_RE.findall(text):
         if name not in env:
             problems.append((where, f"environment variable {name} is not set"))
     return _ENV_RE.sub(lambda m: env.get(m.group(1), ""), text)
 
 
-def _expand_headers(route: Any, where: str, env: Mapping[str, str], problems: list[tuple[str, str]]) -> Any:
+def _expand_headers(
+    route: Any, where: str, env: Mapping[str, str], problems: list[tuple[str, str]], secrets: bool
+) -> Any:
     """`${NAME}` in a route's `headers` and (an `mcp` stdio server's) `env` values."""
     if not isinstance(route, dict):
         return route
@@ -325,7 +340,7 @@ def _expand_headers(route: Any, where: str, env: Mapping[str, str], problems: li
         values = route.get(key)
         if isinstance(values, dict):
             expanded_route[key] = {
-                name: _expand(value, f"{where}.{key}.{name}", env, problems) if isinstance(value, str) else value
+                name: _expand(value, f"{where}.{key}.{name}", env, problems, secrets) if isinstance(value, str) else value
                 for name, value in values.items()
             }
     return expanded_route
@@ -434,7 +449,12 @@ def _unknown_senders(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
 
 
 def parse_config(
-    data: Any, *, source: str = "config", base_dir: Path | None = None, env: Mapping[str, str] | None = None
+    data: Any,
+    *,
+    source: str = "config",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets: bool = True,
 ) -> Config:
     """Validate already-decoded config data; raises ConfigError with every problem."""
     env = os.environ if env is None else env
@@ -446,7 +466,7 @@ def parse_config(
     problems: list[tuple[str, str]] = []
     buses: list[BusConfig] = []
     for index, raw in enumerate(data):
-        prepared, found = _prepare_bus(raw, index, base_dir, env)
+        prepared, found = _prepare_bus(raw, index, base_dir, env, secrets)
         problems.extend(found)
         try:
             buses.append(BusConfig.model_validate(prepared))
@@ -459,8 +479,10 @@ def parse_config(
     return Config(buses=tuple(buses))
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate `event_buses.json`; raises ConfigError with every problem."""
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None, secrets: bool = True) -> Config:
+    """Read and validate `event_buses.json`; raises ConfigError with every problem.
+
+    `secrets=False`: a client's view (see the module's docstring)."""
     path = Path(path)
     try:
         text = path.read_bytes()
@@ -470,5 +492,5 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(str(path), [("", f"not valid JSON: {exc}")]) from None
-    config = parse_config(data, source=str(path), base_dir=path.resolve().parent, env=env)
+    config = parse_config(data, source=str(path), base_dir=path.resolve().parent, env=env, secrets=secrets)
     return config.model_copy(update={"path": path.resolve()})
