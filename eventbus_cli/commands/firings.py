@@ -115,8 +115,8 @@ def firings(
         if not follow:
             return
         sub = await client.subscribe_firings(rule_id=rule)
-        if not out.json_mode:
-            err_console.print("[dim]following firings (Ctrl+C to stop)[/]")
+        # On stderr even with --json (stdout stays NDJSON): a script can wait for it.
+        err_console.print("[dim]following firings (Ctrl+C to stop)[/]")
         import asyncio
 
         watch = ConnectionWatch(client, target.name, tally)

@@ -77,8 +77,8 @@ def tail(
 
     async def follow(client: EventBusClient) -> None:
         sub = await client.subscribe(pattern, since=start, source_trn=source_trn, target_trn=target_trn)
-        if not out.json_mode:
-            err_console.print(f"[dim]following {escape(pattern)} on {target.name} (Ctrl+C to stop)[/]")
+        # On stderr even with --json (stdout stays NDJSON): a script can wait for it.
+        err_console.print(f"[dim]following {escape(pattern)} on {target.name} (Ctrl+C to stop)[/]")
         import asyncio
 
         watch = ConnectionWatch(client, target.name, tally)

@@ -66,6 +66,15 @@ async def read_lines(proc: asyncio.subprocess.Process, count: int, timeout_s: fl
     return lines
 
 
+async def following(proc: asyncio.subprocess.Process) -> str:
+    """Wait until the command says on stderr that it follows (it has subscribed)."""
+    assert proc.stderr is not None
+    async with asyncio.timeout(15):
+        while b"following" not in (line := await proc.stderr.readline()):
+            assert line, "the command ended before it followed anything"
+    return line.decode()
+
+
 async def interrupt(proc: asyncio.subprocess.Process) -> tuple[int, str]:
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), 15)
@@ -160,7 +169,7 @@ async def test_history_until_before_since_is_a_usage_error(cli_app_bus: EventBus
 
 async def test_tail_shows_only_matching_sources_and_ctrl_c_exits_0(cli_app_bus: EventBusApp, bus: EventBusClient) -> None:
     proc = await start_cli("tail", "--source-trn", "trn:user:", "--json", "--url", cli_app_bus.url("main"))
-    await asyncio.sleep(1.5)  # the command connects and subscribes
+    await following(proc)
     await bus.emit("t.a", 1, source_trn="trn:org:acme:ci:v1")
     await bus.emit("t.a", 2, source_trn="trn:user:alice:cli:v1")
     await bus.emit("t.a", 3)
@@ -188,7 +197,7 @@ async def test_tail_survives_a_server_restart_without_gaps_or_duplicates(tmp_pat
     server = await ServerProcess.start(config)
     tail = await start_cli("tail", "--json", "--url", f"tcp://127.0.0.1:{port}")
     try:
-        await asyncio.sleep(1.5)
+        await following(tail)
         async with await connect(server.url("r")) as client:
             await client.emit_many([{"topic": "r.x", "payload": i} for i in range(3)])
         first = await read_lines(tail, 3)
@@ -325,7 +334,7 @@ async def test_firings_lists_dead_letters_and_follows(cli_app_bus: EventBusApp, 
 
     proc = await start_cli("firings", "--follow", "--rule", "ok", "--json", "--url", url)
     assert [f["status"] for f in await read_lines(proc, 1)] == ["ok"]  # the listed one
-    await asyncio.sleep(1.0)
+    await following(proc)
     await bus.emit("f.ok", 3)
     (live,) = await read_lines(proc, 1)
     assert live["rule_id"] == "ok" and live["status"] == "ok"

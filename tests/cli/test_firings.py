@@ -16,7 +16,7 @@ from tests.rules import python_tools
 
 from .terminal import Terminal
 from .test_cli_basic import run_cli
-from .test_commands import interrupt, ndjson, read_lines, start_cli
+from .test_commands import following, interrupt, ndjson, read_lines, start_cli
 
 FLAKY = {"type": "InvokeTool", "tool_id": "trn:user:test:flaky:v1"}
 ECHO = {"type": "InvokeTool", "tool_id": "trn:user:test:echo:v1"}
@@ -68,7 +68,7 @@ async def test_follow_piped_is_one_json_line_per_firing(cli_app_bus: EventBusApp
     proc = await start_cli("firings", "--follow", "--rule", "piped", "--url", cli_app_bus.url("main"))
     try:
         assert proc.stderr is not None
-        await asyncio.sleep(1.0)  # the command lists, then subscribes
+        await following(proc)  # the command lists, then subscribes
         await bus.emit_many([{"topic": "piped.in", "payload": i} for i in range(3)])
         firings = await read_lines(proc, 3)
         assert [(f["rule_id"], f["status"]) for f in firings] == [("piped", "ok")] * 3

@@ -156,7 +156,7 @@ async def test_an_interrupted_replay_resumed_later_replays_every_event_exactly_o
     assert 0 < done_before < total
 
     # Later: the relative window has moved past the oldest events that are left.
-    await asyncio.sleep(3.5)
+    await asyncio.sleep(3.5)  # wall-clock time must pass: that is what the test is about
     moved = parse_time_ms(f"{window_s}s", "--since")
     originals = await all_events(bus, "many.in")
     left = [e for e in originals if e.event_id > int(argv[argv.index("--after-id") + 1])]

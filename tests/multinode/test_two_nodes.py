@@ -139,7 +139,7 @@ async def test_rules_registered_on_one_node_fire_exactly_once_across_both(tmp_pa
         # Node b learns of the rule from the database.
         assert await wait_until(lambda: _has_rule(on_b, "count"))
         assert (await on_b.test_rule({"topic": "work.b", "payload": {}}, rule_id="count"))["matched"] is True
-        await asyncio.sleep(0.5)  # b's rule book reloads on the notice; give it a moment to swap in
+        assert await wait_until(lambda: _indexed(on_b, 1))  # b's rule book has swapped in the reload
 
         ids = (await asyncio.gather(emit_batches(on_a, "a", 4), emit_batches(on_b, "b", 4)))
         every_id = sorted(ids[0] + ids[1])
@@ -163,6 +163,11 @@ async def test_rules_registered_on_one_node_fire_exactly_once_across_both(tmp_pa
 
 async def _has_rule(bus: EventBusClient, rule_id: str) -> bool:
     return rule_id in {r["id"] for r in await bus.list_rules()}
+
+
+async def _indexed(bus: EventBusClient, rules: int) -> bool:
+    """Whether the node's own rule book (not storage) holds `rules` enabled rules."""
+    return (await bus.bus_info())["stats"].get("rules_enabled") == rules
 
 
 async def _rule_enabled_everywhere(bus: EventBusClient, rule_id: str, enabled: bool) -> bool:
@@ -190,7 +195,7 @@ async def test_firings_a_killed_node_left_unfinished_are_run_by_the_other(tmp_pa
         await on_b.register_rule({"id": "count", "topic": "work.>", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:record:v1"}})
         async with await connect(a.url(BUS)) as on_a:
             assert await wait_until(lambda: _has_rule(on_a, "count"))
-            await asyncio.sleep(0.5)
+            assert await wait_until(lambda: _indexed(on_a, 1))
             ids = await emit_batches(on_a, "a", events // 25)
         log = tmp_path / "tool-calls.log"
         while len(log.read_text().splitlines()) < 20:
