@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eventbus_client.connection import RpcConnection, open_connection
+from eventbus_client.subscription import FiringSubscription, Subscription
 from eventbus_core.envelope import EmitParams, EventEnvelope
 from eventbus_core.errors import ConnectionLost, EventBusError
 from eventbus_core.results import (
@@ -21,9 +23,6 @@ from eventbus_core.results import (
     RuleTestResult,
     TopicInfo,
 )
-
-from .connection import RpcConnection, open_connection
-from .subscription import FiringSubscription, Subscription
 
 _AnySubscription = Subscription | FiringSubscription
 

@@ -22,12 +22,12 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
-from ..output import format_ts
-from .filter_box import FilterBox
-from .lines import LineTable
-from .model import BusView, EventFilter, ago, sparkline
-from .screens import EventScreen, HelpScreen
-from .tables import (
+from eventbus_cli.output import format_ts
+from eventbus_cli.ui.filter_box import FilterBox
+from eventbus_cli.ui.lines import LineTable
+from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
+from eventbus_cli.ui.screens import EventScreen, HelpScreen
+from eventbus_cli.ui.tables import (
     MAX_ROWS,
     BusTable,
     EventStream,

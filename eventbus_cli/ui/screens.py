@@ -15,9 +15,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..output import format_ts
-from .model import BusView
-from .tables import STATUS_STYLE, outcome, took
+from eventbus_cli.output import format_ts
+from eventbus_cli.ui.model import BusView
+from eventbus_cli.ui.tables import STATUS_STYLE, outcome, took
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

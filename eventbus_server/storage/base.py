@@ -30,6 +30,7 @@ __all__ = [
     "KeysTaken",
     "Narrowing",
     "NewEvent",
+    "SchemaTooNew",
     "Storage",
     "StoredKey",
     "StoredRule",
@@ -38,6 +39,10 @@ __all__ = [
     "topic_narrowing",
     "trn_narrowing",
 ]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer eventbus than this one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,7 @@ from eventbus_core.codec import dumps, loads
 from eventbus_core.errors import InvalidParams
 from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, Event
 from eventbus_core.topics import RESERVED_PREFIX
-
-from .base import (
+from eventbus_server.storage.base import (
     EventQuery,
     Firing,
     FiringQuery,

@@ -17,7 +17,7 @@ import pytest
 from eventbus_client import connect
 from tests.conftest import start_buses
 from tests.memory import MB, peak_rss
-from tests.router.tool_servers import (
+from tests.rules.tools.tool_servers import (
     ECHO_SCRIPT,
     Handler,
     HttpReply,
