@@ -236,6 +236,11 @@ class EventBusClient:
         events = [EventEnvelope.model_validate(e) for e in result["events"]]
         return PollResult(events, result["next_since"])
 
+    async def get_event(self, event_id: int) -> EventEnvelope | None:
+        """The stored event with this id; None when there is none (or it was pruned)."""
+        page = await self.poll(since=event_id - 1, limit=1)
+        return page.events[0] if page.events and page.events[0].event_id == event_id else None
+
     async def subscribe(
         self,
         topic: str = ">",

@@ -353,9 +353,9 @@ class DashboardApp(App[None]):
         event = next((e for e in reversed(bus.events) if e["event_id"] == event_id), None)
         client = self.clients.get(bus.name)
         if event is None and client is not None:
-            page = await client.poll(since=event_id - 1, limit=1)
-            if page.events and page.events[0].event_id == event_id:
-                event = page.events[0].model_dump(mode="json")
+            found = await client.get_event(event_id)
+            if found is not None:
+                event = found.model_dump(mode="json")
         if event is None:
             self.notify(f"event #{event_id} is no longer stored", severity="warning")
             return
