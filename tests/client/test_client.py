@@ -107,7 +107,7 @@ def test_public_api_is_sorted_and_complete() -> None:
 
 
 async def test_get_event_by_id(client: EventBusClient, unique_topic: str) -> None:
-    first, second = await client.emit_many([{"topic": unique_topic, "payload": i} for i in range(2)])
+    _, second = await client.emit_many([{"topic": unique_topic, "payload": i} for i in range(2)])
     event = await client.get_event(second)
     assert event is not None and event.event_id == second and event.payload == 1
     assert await client.get_event(second + 10_000) is None
