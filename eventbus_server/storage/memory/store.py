@@ -17,6 +17,7 @@ from operator import attrgetter
 
 from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
+from eventbus_server.storage.memory.consumers import MemoryConsumerStore
 from eventbus_server.storage.memory.rules import MemoryRuleStore
 
 __all__ = ["MemoryStorage"]
@@ -24,7 +25,7 @@ __all__ = ["MemoryStorage"]
 _event_id = attrgetter("event_id")
 
 
-class MemoryStorage(MemoryRuleStore, Storage):
+class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
     """A bounded in-memory event log; nothing survives the process."""
 
     kind = "memory"
@@ -33,6 +34,7 @@ class MemoryStorage(MemoryRuleStore, Storage):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
+        MemoryConsumerStore.__init__(self)
         self.capacity = capacity
         self.max_keys = max_keys
         self._ring: deque[Event] = deque(maxlen=capacity)
