@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eventbus_client import connect
+from eventbus_client import EventBusClient, connect
 from eventbus_core.errors import ConnectionLost
 from tests import postgres
 from tests.consumers.conftest import bus_on
