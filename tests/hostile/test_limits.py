@@ -1,0 +1,229 @@
+"""Each limit of DESIGN.md §3 the review's table did not reach, against a real server process.
+
+test_attacks.py repeats the attacks of the issue. These take the other limits
+one at a time, as a client meets them: calls in flight, output a client does
+not read, calls of a connection that is gone, subscriptions of both kinds,
+the line limit's refusal, request ids and payload integers beyond int64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventbus_client import connect
+
+from .conftest import (
+    HostileServer,
+    assert_clean_log,
+    hostile_server,
+    line,
+    raw_connection,
+    read_replies,
+    victim_bus,
+)
+
+pytestmark = pytest.mark.slow
+
+TOKEN_ENV = {"VICTIM_TOKEN": "right"}
+
+
+async def fill(server: HostileServer, events: int, payload_bytes: int, *, per_call: int = 1000) -> None:
+    async with await connect(server.url("victim")) as client:
+        payload = "x" * payload_bytes
+        for start in range(0, events, per_call):
+            batch = range(start, min(events, start + per_call))
+            await client.emit_many([{"topic": "fill", "payload": {"i": i, "s": payload}} for i in batch])
+
+
+async def stats(server: HostileServer, **connect_options: Any) -> dict[str, Any]:
+    async with await connect(server.url("victim"), **connect_options) as client:
+        return dict((await client.bus_info())["stats"])
+
+
+# -- one connection's calls ----------------------------------------------------------------
+
+
+async def test_at_max_inflight_the_next_request_is_not_read_until_a_call_is_answered(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN", max_inflight=2)
+    async with hostile_server(tmp_path, bus, env=TOKEN_ENV) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        # Two wrong tokens take both slots (each answered after 100 ms, one at a time);
+        # the ping behind them waits unread until the first is answered, then runs at once.
+        writer.write(line("authenticate", {"token": "a"}, 1) + line("authenticate", {"token": "b"}, 2) + line("ping", call_id=3))
+        replies = await read_replies(reader, 3)
+        assert [r["id"] for r in replies] == [1, 3, 2]
+        assert replies[1]["result"] == "pong"
+        writer.close()
+    assert_clean_log(server)
+
+
+async def test_calls_of_a_connection_that_is_gone_are_cancelled(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN")
+    async with hostile_server(tmp_path, bus, env=TOKEN_ENV) as server:
+        _reader, writer = await raw_connection(server.address("victim"))
+        # Five wrong tokens: answered 100 ms apart, and the fifth would close the connection
+        # (counted as closed_wrong_tokens). The client resets after the bus has read them.
+        writer.write(b"".join(line("authenticate", {"token": f"guess-{i}"}, call_id=i) for i in range(5)))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.transport.abort()
+        await asyncio.sleep(1.0)  # twice what the five would take if they ran on
+        after = await stats(server, token="right")
+        assert after["closed_wrong_tokens"] == 0
+        assert after["connections"] == 1  # the one asking
+    assert_clean_log(server)
+
+
+async def test_a_connection_over_max_output_bytes_for_write_timeout_s_is_closed(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, max_output_bytes=65_536, write_timeout_s=1, max_connections=2)
+    async with hostile_server(tmp_path, bus) as server:
+        await fill(server, 200, 10_000, per_call=50)
+        _reader, writer = await raw_connection(server.address("victim"))
+        # 2,000 pages of 16 KiB (a quarter of max_output_bytes) and never a read: far more
+        # than the kernel's buffers, so the bus holds output for it, and stops there.
+        writer.write(b"".join(line("poll_events", {"limit": 10_000}, call_id=i) for i in range(2000)))
+        started = time.monotonic()
+        async with asyncio.timeout(20):
+            while (await stats(server))["closed_not_reading"] == 0:
+                await asyncio.sleep(0.2)
+        assert time.monotonic() - started >= 1.0  # not before write_timeout_s
+        # Its slot is free: max_connections is 2, and two clients get in.
+        async with await connect(server.url("victim")) as first, await connect(server.url("victim")) as second:
+            assert [await first.ping(), await second.ping()] == ["pong", "pong"]
+        writer.close()
+    assert_clean_log(server)
+
+
+# -- subscriptions -------------------------------------------------------------------------
+
+
+async def test_event_and_firing_subscriptions_count_together_against_max_subscriptions(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, enable_rules=True, max_subscriptions=2)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        writer.write(
+            line("subscribe_topic", {"topic": "a"}, 1)
+            + line("subscribe_firings", {}, 2)
+            + line("subscribe_firings", {}, 3)
+            + line("subscribe_topic", {"topic": "b"}, 4)
+        )
+        by_id = {r["id"]: r for r in await read_replies(reader, 4)}
+        assert "result" in by_id[1] and "result" in by_id[2]
+        for refused in (by_id[3], by_id[4]):
+            assert refused["error"]["code"] == -32005
+            assert "holds 2 subscriptions, the limit (max_subscriptions)" in refused["error"]["message"]
+        # One ends: room for one more, of either kind.
+        writer.write(line("unsubscribe", {"subscription": by_id[1]["result"]["subscription"]}, 5))
+        writer.write(line("subscribe_firings", {}, 6) + line("subscribe_topic", {"topic": "c"}, 7))
+        by_id = {r["id"]: r for r in await read_replies(reader, 3)}
+        assert by_id[5]["result"] == {"ok": True} and "result" in by_id[6]
+        assert by_id[7]["error"]["code"] == -32005
+        writer.close()
+    assert_clean_log(server)
+
+
+# -- refusals the client reads ---------------------------------------------------------------
+
+
+async def test_a_line_over_max_message_bytes_is_refused_with_a_line_the_client_reads(tmp_path: Path) -> None:
+    bus = victim_bus("memory", tmp_path, max_message_bytes=4096)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        # A 1 MiB line written whole: the bus refuses it after its first 4 KiB while the
+        # rest still arrives. Closing on that unread input would reset the connection.
+        writer.write(b'{"jsonrpc":"2.0","method":"ping","id":1,"pad":"' + b"x" * 1_048_576 + b'"}\n')
+        raw = await asyncio.wait_for(reader.readline(), 10)  # a reset would raise here
+        assert json.loads(raw) == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": -32007, "message": "message too large: a line exceeded 4096 bytes"},
+        }
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+    assert_clean_log(server)
+
+
+# -- integers beyond int64 -------------------------------------------------------------------
+
+INVALID_ID = {"code": -32600, "message": 'invalid request: an integer "id" must be within int64'}
+
+
+async def test_request_ids_beyond_int64_are_invalid_requests(tmp_path: Path) -> None:
+    async with hostile_server(tmp_path, victim_bus("memory", tmp_path)) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        for raw_id in (b"9223372036854775808", b"-9223372036854775809", b"18446744073709551615",
+                       b"18446744073709551616", b"1" * 60):
+            writer.write(b'{"jsonrpc":"2.0","method":"ping","id":' + raw_id + b"}\n")
+            [reply] = await read_replies(reader, 1)
+            assert reply == {"jsonrpc": "2.0", "id": None, "error": INVALID_ID}, raw_id
+        # In a batch, each item alone: the ids at the edges of int64 are echoed exactly.
+        writer.write(b'[{"jsonrpc":"2.0","method":"ping","id":9223372036854775807},'
+                     b'{"jsonrpc":"2.0","method":"ping","id":9223372036854775808},'
+                     b'{"jsonrpc":"2.0","method":"ping","id":-9223372036854775808}]\n')
+        batch = json.loads(await asyncio.wait_for(reader.readline(), 10))
+        assert sorted(batch, key=lambda r: (r["id"] is None, r["id"] or 0)) == [
+            {"jsonrpc": "2.0", "id": -(2**63), "result": "pong"},
+            {"jsonrpc": "2.0", "id": 2**63 - 1, "result": "pong"},
+            {"jsonrpc": "2.0", "id": None, "error": INVALID_ID},
+        ]
+        writer.close()
+    assert_clean_log(server)
+
+
+EXACT = {"u64_max": 2**64 - 1, "i64_min": -(2**63), "past_i64": 2**63, "list": [2**63 - 1, -1, 0, 2**64 - 2]}
+
+
+async def test_payload_integers_are_kept_exactly_or_refused_naming_their_place(storage_kind: str, tmp_path: Path) -> None:
+    """docs/protocol.md: integers in payload and metadata are kept exactly from -2^63 to
+    2^64-1 (stored, polled, pushed, and copied by a rule's template), and refused beyond,
+    never turned into floats."""
+    bus = victim_bus(storage_kind, tmp_path, enable_rules=True)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        copy = {"type": "EmitEvent", "topic": "copied", "payload": "{{ $.payload }}"}
+        writer.write(line("register_rule", {"id": "copy", "topic": "ints", "action": copy}, "rule"))
+        writer.write(line("subscribe_topic", {"topic": "ints"}, "sub"))
+        await read_replies(reader, 2)
+        writer.write(line("emit_event", {"topic": "ints", "payload": EXACT, "metadata": {"m": 2**64 - 1}}, "emit"))
+        pushed: dict[str, Any] | None = None
+        emitted: dict[str, Any] | None = None
+        async with asyncio.timeout(10):
+            while pushed is None or emitted is None:
+                message = json.loads(await reader.readline())  # the json module keeps every integer
+                if message.get("method") == "event":
+                    pushed = message["params"]["event"]
+                elif message.get("id") == "emit":
+                    emitted = message
+        assert (pushed["payload"], pushed["metadata"]) == (EXACT, {"m": 2**64 - 1})
+
+        async def poll(topic: str) -> list[dict[str, Any]]:
+            writer.write(line("poll_events", {"topic": topic}, f"poll-{topic}"))
+            [reply] = await read_replies(reader, 1)
+            return list(reply["result"]["events"])
+
+        [stored] = await poll("ints")
+        assert (stored["payload"], stored["metadata"]) == (EXACT, {"m": 2**64 - 1})
+        async with asyncio.timeout(10):
+            while not (copied := await poll("copied")):
+                await asyncio.sleep(0.05)
+        assert copied[0]["payload"] == EXACT
+
+        refusals = [
+            ({"payload": {"n": [1, 2**64]}}, "payload.n[1]", "integer 18446744073709551616 is outside"),
+            ({"payload": {"n": -(2**63) - 1}}, "payload.n", "integer -9223372036854775809 is outside"),
+            ({"payload": 1, "metadata": {"m": 10**41}}, "metadata.m", "with more than 40 digits"),
+        ]
+        for index, (params, loc, msg) in enumerate(refusals):
+            writer.write(line("emit_event", {"topic": "ints", **params}, index))
+            [reply] = await read_replies(reader, 1)
+            assert reply["error"]["code"] == -32602
+            assert reply["error"]["data"][0]["loc"] == loc and msg in reply["error"]["data"][0]["msg"]
+        assert len(await poll("ints")) == 1  # nothing more was stored
+        writer.close()
+    assert_clean_log(server)
