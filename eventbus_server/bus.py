@@ -99,7 +99,10 @@ class Bus:
         }
         self._rules = self._rule_engine() if config.enable_rules else None
         self._fanout = FanOut(
-            self.storage, subscriber_buffer=config.subscriber_buffer, max_subscriptions=config.max_subscriptions
+            self.storage,
+            subscriber_buffer=config.subscriber_buffer,
+            max_subscriptions=config.max_subscriptions,
+            max_held_bytes=config.max_output_bytes,
         )
         if self._rules is not None:
             self._rules.on_finished = self._fanout.publish_firing

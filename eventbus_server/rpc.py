@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from eventbus_core.codec import dumps
+from eventbus_core.codec import compact, dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -112,7 +112,8 @@ class ReplyBudget:
             data = dumps(item)
             if page and len(data) > self.left:
                 break
-            page.append(orjson.Fragment(data))
+            # The page's items live until the reply is encoded: each in a buffer of its own size.
+            page.append(orjson.Fragment(compact(data)))
             self.left -= len(data)
         if page and self.on_spend is not None:
             self.on_spend(self)

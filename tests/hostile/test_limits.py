@@ -3,7 +3,10 @@
 test_attacks.py repeats the attacks of the issue. These take the other limits
 one at a time, as a client meets them: calls in flight, output a client does
 not read, calls of a connection that is gone, subscriptions of both kinds,
-the line limit's refusal, request ids and payload integers beyond int64.
+the line limit's refusal, request ids and payload integers beyond int64. And
+the two ways one connection still held hundreds of MB after the first round
+of fixes: a thousand subscriptions replaying the log at once, and
+notifications held for a slow connection bounded in count but not in size.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ import pytest
 from eventbus_client import connect
 
 from .conftest import (
+    RSS_GROWTH_BOUND_MB,
     HostileServer,
     assert_clean_log,
+    assert_pings_answered,
     hostile_server,
     line,
+    pinging,
     raw_connection,
     read_replies,
+    sample_rss,
     victim_bus,
 )
 
@@ -125,6 +132,96 @@ async def test_event_and_firing_subscriptions_count_together_against_max_subscri
         assert by_id[5]["result"] == {"ok": True} and "result" in by_id[6]
         assert by_id[7]["error"]["code"] == -32005
         writer.close()
+    assert_clean_log(server)
+
+
+async def test_a_thousand_replaying_subscriptions_that_are_never_read_stay_bounded(storage_kind: str, tmp_path: Path) -> None:
+    """Each replay read its own page of the log (up to 8 MiB) and wrote all of it out
+    before its connection could pause: one connection, 1.2 GB (SQLite) to 1.6 GB (memory)."""
+    async with hostile_server(tmp_path, victim_bus(storage_kind, tmp_path)) as server:
+        await fill(server, 2000, 1000)
+        before = server.rss_mb()
+        _reader, writer = await raw_connection(server.address("victim"))
+        writer.write(b"".join(line("subscribe_topic", {"topic": ">", "since": 0}, call_id=i) for i in range(1000)))
+        async with pinging(server) as monitors:
+            worst = await sample_rss(server, 4.0)
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        writer.transport.abort()
+        async with pinging(server) as monitors:
+            await asyncio.sleep(0.5)
+        assert_pings_answered(monitors)
+    assert_clean_log(server)
+
+
+async def read_until_lagged(reader: asyncio.StreamReader, method: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The `method` notifications before `lagged`, and the lagged notification's params."""
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(30):
+        while True:
+            message = json.loads(await reader.readline())
+            if message.get("method") == method:
+                received.append(message["params"])
+            elif message.get("method") == "lagged":
+                return received, message["params"]
+
+
+async def test_events_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """subscriber_buffer (10,000 events) alone let one subscription hold 10,000 events
+    of up to 1 MiB each: the bytes held for a connection are bounded by max_output_bytes."""
+    bus = victim_bus("memory", tmp_path, memory_buffer=100, max_output_bytes=1_048_576)
+    async with hostile_server(tmp_path, bus) as server:
+        reader, writer = await raw_connection(server.address("victim"), line_limit=1_048_576)
+        writer.write(line("subscribe_topic", {"topic": "big"}, 1))
+        [subscribed] = await read_replies(reader, 1)
+        before = server.rss_mb()
+        async with pinging(server) as monitors, await connect(server.url("victim")) as victim:
+            for start in range(0, 2000, 5):  # 200 MB in 100 KB events, 500 KB a request
+                await victim.emit_many([{"topic": "big", "payload": {"i": i, "s": "x" * 100_000}} for i in range(start, start + 5)])
+            worst = server.rss_mb()
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        received, lagged = await read_until_lagged(reader, "event")
+        assert lagged["subscription"] == subscribed["result"]["subscription"]
+        # Dropped about 2 MiB behind (what the transport buffers, and what is held), not 10,000 events.
+        assert len(received) < 100
+        assert lagged["resume_since"] == received[-1]["event"]["event_id"]
+        writer.close()
+    assert_clean_log(server)
+
+
+async def test_firings_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """The same bound for `subscribe_firings`: an unread firing subscription held 10,000
+    finished firings with their results (bench.hostile attack 9: RSS +100 MB)."""
+    echo = {"match": "trn:user:test:python:echo:*", "kind": "python", "function": "tests.rules.python_tools:echo"}
+    bus = victim_bus("memory", tmp_path, enable_rules=True, max_output_bytes=1_048_576, tools=[echo])
+    async with hostile_server(tmp_path, bus) as server:
+        async with await connect(server.url("victim")) as victim:
+            # Each firing's result carries the event's 64 KB payload, and so does its rule_fired.
+            action = {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1", "input": "{{ $.payload }}"}
+            await victim.register_rule({"id": "echo", "topic": "in", "action": action})
+            reader, writer = await raw_connection(server.address("victim"), line_limit=1_048_576)
+            writer.write(line("subscribe_firings", {}, 1))
+            [subscribed] = await read_replies(reader, 1)
+            before = server.rss_mb()
+            for start in range(0, 300, 10):
+                await victim.emit_many([{"topic": "in", "payload": {"i": i, "s": "x" * 64_000}} for i in range(start, start + 10)])
+            async with asyncio.timeout(30):
+                while (await victim.bus_info())["stats"]["firings"]["ok"] < 300:
+                    await asyncio.sleep(0.05)
+            worst = server.rss_mb()
+            assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+            received, lagged = await read_until_lagged(reader, "rule_fired")
+            assert lagged["subscription"] == subscribed["result"]["subscription"]
+            assert len(received) < 100  # of 300 firings, far fewer than subscriber_buffer
+            # Nothing is lost: what it missed is listed after resume_since (a page at a time:
+            # a page is bounded in bytes too).
+            listed, since = set(), lagged["resume_since"]
+            while page := await victim.list_firings(since=since, limit=1000):
+                listed |= {firing["firing_id"] for firing in page}
+                since = page[-1]["firing_id"]
+            assert listed | {firing["firing_id"] for firing in received} == set(range(1, 301))
+            writer.close()
     assert_clean_log(server)
 
 
