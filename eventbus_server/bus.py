@@ -135,7 +135,12 @@ class Bus:
 
     def _rule_engine(self) -> RuleEngine:
         config = self.config
-        tools = ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes, import_dir=config.config_dir)
+        tools = ToolRouter(
+            config.tools,
+            max_reply_bytes=config.max_tool_reply_bytes,
+            import_dir=config.config_dir,
+            max_threads=config.max_concurrency,
+        )
         return RuleEngine(
             self.storage,
             RuleBook(
