@@ -155,6 +155,7 @@ class Bus:
             max_concurrency=config.max_concurrency,
             retry=RetryPolicy(attempts=config.retry.attempts, backoff_ms=config.retry.backoff_ms),
             max_hops=config.max_hops,
+            max_action_bytes=config.max_message_bytes,
         )
 
     def _accepted_by(self) -> dict[str, tuple[str, ...]]:
@@ -416,7 +417,9 @@ class Bus:
         self, event: dict[str, Any], *, rule: dict[str, Any] | None = None, rule_id: str | None = None
     ) -> dict[str, Any]:
         """Match a rule (given, or stored) against an event and render its action; nothing runs."""
-        return await test_rule(self._engine().rules, event, rule=rule, rule_id=rule_id)
+        return await test_rule(
+            self._engine().rules, event, rule=rule, rule_id=rule_id, max_action_bytes=self.config.max_message_bytes
+        )
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
         return await self._engine().list_firings(query)

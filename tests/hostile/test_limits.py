@@ -324,3 +324,72 @@ async def test_payload_integers_are_kept_exactly_or_refused_naming_their_place(s
         assert len(await poll("ints")) == 1  # nothing more was stored
         writer.close()
     assert_clean_log(server)
+
+
+# -- what one rule may make of one event -------------------------------------------------------
+
+
+async def test_an_action_that_multiplies_its_event_fails_its_firing_and_stores_nothing(tmp_path: Path) -> None:
+    """A template names `$.payload` 100 times: a 50 KB event would make a 5 MB event
+    (2,000 names stored 100 MB; a 1 MiB rule of them, 60 GB). A rule makes no larger
+    event than a client may send (max_message_bytes); the firing fails, nothing is built."""
+    async with hostile_server(tmp_path, victim_bus("sqlite", tmp_path, enable_rules=True)) as server:
+        async with await connect(server.url("victim")) as victim:
+            copies = {"type": "EmitEvent", "topic": "copies", "payload": ["{{ $.payload }}"] * 100}
+            await victim.register_rule({"id": "copies", "topic": "in", "action": copies})
+            before = server.rss_mb()
+            async with pinging(server) as monitors:
+                for _ in range(20):
+                    await victim.emit("in", "x" * 50_000)
+                async with asyncio.timeout(30):
+                    while (await victim.bus_info())["stats"]["firings"]["failed"] < 20:
+                        await asyncio.sleep(0.05)
+            assert_pings_answered(monitors)
+            assert server.rss_mb() - before < RSS_GROWTH_BOUND_MB
+            firings = await victim.list_firings()
+            assert {f["status"] for f in firings} == {"failed"} and len(firings) == 20
+            assert firings[0]["error"] == (
+                f"the action rendered for event {firings[0]['event_id']} is too large:"
+                " it renders to more than 1048576 bytes as JSON (max_message_bytes)"
+            )
+            assert (await victim.poll("copies")).events == []
+            # test_rule says the same for the same event.
+            reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+            writer.write(line("test_rule", {"rule_id": "copies", "event": {"topic": "in", "payload": "x" * 50_000}}, 1))
+            [reply] = await read_replies(reader, 1)
+            assert reply["error"]["code"] == -32602 and reply["error"]["data"][0]["loc"] == "event"
+            assert "too large" in reply["error"]["message"]
+            writer.close()
+    assert (tmp_path / "victim.db").stat().st_size < 2_000_000  # the 20 causes: 1 MB; one copy would be 5 MB
+    assert_clean_log(server)
+
+
+async def test_an_action_naming_more_than_100_paths_is_refused(tmp_path: Path) -> None:
+    async with hostile_server(tmp_path, victim_bus("memory", tmp_path, enable_rules=True)) as server:
+        reader, writer = await raw_connection(server.address("victim"))
+        # Each path is compiled when the rule is registered: 60,000 `..` paths held the loop 21 s.
+        payload = {f"k{i}": f"{{{{ $..a{i} }}}}" for i in range(101)}
+        action = {"type": "EmitEvent", "topic": "o", "payload": payload}
+        writer.write(line("register_rule", {"id": "many", "topic": "in", "action": action}, 1))
+        [reply] = await read_replies(reader, 1)
+        assert reply["error"]["code"] == -32602
+        assert reply["error"]["data"] == [{"loc": "action.payload", "msg": "names more than 100 paths in {{ … }} placeholders"}]
+        writer.close()
+    assert_clean_log(server)
+
+
+async def test_template_paths_that_walk_the_whole_event_render_off_the_event_loop(tmp_path: Path) -> None:
+    """`{{ $..marker }}` visits every node of the event: 0.35 s over 100,000 numbers.
+    Twenty of them rendered on the event loop held every bus of the process 7 s."""
+    async with hostile_server(tmp_path, victim_bus("memory", tmp_path, enable_rules=True)) as server:
+        async with await connect(server.url("victim")) as victim:
+            payload = {f"m{i}": "{{ $..marker }}" for i in range(20)}
+            await victim.register_rule({"id": "walk", "topic": "in", "action": {"type": "EmitEvent", "topic": "out", "payload": payload}})
+            async with pinging(server) as monitors:
+                await victim.emit("in", {"marker": "here", "numbers": list(range(100_000))})
+                async with asyncio.timeout(60):
+                    while not (rendered := (await victim.poll("out")).events):
+                        await asyncio.sleep(0.05)
+            assert_pings_answered(monitors)
+            assert rendered[0].payload == {f"m{i}": "here" for i in range(20)}
+    assert_clean_log(server)
