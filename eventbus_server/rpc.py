@@ -119,6 +119,18 @@ class ReplyBudget:
             self.on_spend(self)
         return page
 
+    def whole(self, items: Iterable[Any]) -> list[orjson.Fragment]:
+        """Encode every item, spending what they take (past the budget if it must):
+        for a reply that has no cursor to page by (list_rules, list_topics)."""
+        encoded: list[orjson.Fragment] = []
+        for item in items:
+            data = compact(dumps(item))
+            encoded.append(orjson.Fragment(data))
+            self.left -= len(data)
+        if encoded and self.on_spend is not None:
+            self.on_spend(self)
+        return encoded
+
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
@@ -173,7 +185,11 @@ async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def list_topics(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
-    return {"topics": await ctx.bus.list_topics()}
+    # Not paged (it has no cursor), but read like a page: one at a time per connection,
+    # once its output has room, so pipelined calls never hold a copy each.
+    async with ctx.subscriber.heavy_read():
+        ctx.budget.check("list_topics")
+        return {"topics": ctx.budget.whole(await ctx.bus.list_topics())}
 
 
 def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -209,7 +225,9 @@ async def register_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def list_rules(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
-    return {"rules": [stored.wire() for stored in await ctx.bus.list_rules()]}
+    async with ctx.subscriber.heavy_read():  # as list_topics: 200 unread calls held 2.5 GB
+        ctx.budget.check("list_rules")
+        return {"rules": ctx.budget.whole(stored.wire() for stored in await ctx.bus.list_rules())}
 
 
 async def get_rule(ctx: CallContext, params: dict[str, Any]) -> Any:

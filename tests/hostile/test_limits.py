@@ -154,6 +154,40 @@ async def test_a_thousand_replaying_subscriptions_that_are_never_read_stay_bound
     assert_clean_log(server)
 
 
+async def many_rules(server: HostileServer) -> None:
+    """1,000 rules of 20 KB each: list_rules answers 20 MB."""
+    reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+    action = {"type": "EmitEvent", "topic": "o", "payload": {"pad": "x" * 20_000}}
+    for start in range(0, 1000, 100):
+        writer.write(b"".join(line("register_rule", {"id": f"r{i}", "topic": f"t{i}", "action": action}, i) for i in range(start, start + 100)))
+        assert all("result" in reply for reply in await read_replies(reader, 100))
+    writer.close()
+
+
+async def many_topics(server: HostileServer) -> None:
+    """100,000 topics of 200 characters: list_topics answers 25 MB."""
+    async with await connect(server.url("victim")) as client:
+        for start in range(0, 100_000, 2000):
+            await client.emit_many([{"topic": f"t{i}." + "x" * 190, "payload": 1} for i in range(start, start + 2000)])
+
+
+@pytest.mark.parametrize(("method", "make"), [("list_rules", many_rules), ("list_topics", many_topics)])
+async def test_pipelined_unpaged_lists_that_are_never_read_stay_bounded(tmp_path: Path, method: str, make: Any) -> None:
+    """Neither has a cursor to page by, and each call built its whole reply: 200 unread
+    list_rules over 20 MB of rules took the server past 2.5 GB, list_topics to 1 GB."""
+    async with hostile_server(tmp_path, victim_bus("sqlite", tmp_path, enable_rules=True)) as server:
+        await make(server)
+        before = server.rss_mb()
+        _reader, writer = await raw_connection(server.address("victim"))
+        writer.write(b"".join(line(method, {}, call_id=i) for i in range(200)))
+        async with pinging(server) as monitors:
+            worst = await sample_rss(server, 4.0)
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        writer.transport.abort()
+    assert_clean_log(server)
+
+
 async def read_until_lagged(reader: asyncio.StreamReader, method: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The `method` notifications before `lagged`, and the lagged notification's params."""
     received: list[dict[str, Any]] = []
