@@ -202,6 +202,8 @@ class BusConfig(_Strict):
     storage_url: SecretStr | None = None
     # Every integer within int64 (DESIGN §3): 10**30 passed, and memory_buffer crashed the start.
     queue_size: int = Field(default=10_000, ge=1, le=INT64_MAX)
+    #: The emit queue in bytes of the requests waiting in it (their JSON lines).
+    max_queue_bytes: int = Field(default=64 * 1_048_576, ge=1024, le=INT64_MAX)
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=INT64_MAX)
     max_connections: int = Field(default=1024, ge=1, le=INT64_MAX)
     subscriber_buffer: int = Field(default=10_000, ge=1, le=INT64_MAX)

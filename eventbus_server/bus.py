@@ -113,6 +113,7 @@ class Bus:
             self._feed.committed_here,
             bus_id=config.id,
             queue_size=config.queue_size,
+            max_queue_bytes=config.max_queue_bytes,
             dedup_window_s=config.dedup_window,
             stats=self._stats,
         )
@@ -284,19 +285,20 @@ class Bus:
         return await self.submit(events, trusted=trusted, batch=True) if events else []
 
     def submit(
-        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False
+        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False, size: int = 0
     ) -> asyncio.Future[list[EmitResult]]:
         """Check and queue events; the future resolves once they are committed.
 
         Not a coroutine, so the RPC layer can answer an emit without a task per
         request. Raises at once for what can be refused before the queue:
-        reserved topics, sources outside the allow-list, a full queue.
+        reserved topics, sources outside the allow-list, a full queue (in
+        requests, or in bytes: `size` is what the request weighs).
         """
         if batch:
             accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
         else:
             accepted = [self._accept(params, trusted) for params in events]
-        return self._writer.enqueue(accepted)
+        return self._writer.enqueue(accepted, size)
 
     def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
         where = "" if index is None else f"events[{index}]: "
@@ -450,6 +452,7 @@ class Bus:
                 "lagged": self._fanout.lagged_total,
                 "connections": len(self._connections),
                 "queue_depth": self._writer.depth,
+                "queue_bytes": self._writer.queued_bytes,
                 **({"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)} if rules else {}),
             },
         }

@@ -240,9 +240,10 @@ class Connection(asyncio.Protocol):
                 self._send(message.replies if message.is_batch else message.replies[0])
             return
         if message.is_batch:
-            self._track(asyncio.get_running_loop().create_task(self._run_batch(message)), len(message.calls))
+            size = len(line) // len(message.calls) + 1  # each call's share of the line
+            self._track(asyncio.get_running_loop().create_task(self._run_batch(message, size)), len(message.calls))
             return
-        ctx = CallContext(self.bus, self, self._budget())
+        ctx = CallContext(self.bus, self, self._budget(), size=len(line))
         outcome = start(ctx, message.calls[0])
         if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(lambda done: self._answer(ctx, done.result()) if not done.cancelled() else None)
@@ -271,9 +272,9 @@ class Connection(asyncio.Protocol):
         if not self._closed:
             self._pump()
 
-    async def _run_batch(self, message: Message) -> None:
+    async def _run_batch(self, message: Message, size: int) -> None:
         budget = self._budget()  # shared: one batch's reply is bounded as a whole
-        contexts = [CallContext(self.bus, self, budget) for _ in message.calls]
+        contexts = [CallContext(self.bus, self, budget, size=size) for _ in message.calls]
         results = await asyncio.gather(*(dispatch(c, call) for c, call in zip(contexts, message.calls, strict=True)))
         replies = message.replies + [r for r in results if r is not None]
         if replies:

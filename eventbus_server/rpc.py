@@ -147,6 +147,9 @@ class CallContext:
     bus: Bus
     subscriber: Caller
     budget: ReplyBudget
+    #: Bytes of the request line this call came in (its share of a batch's line):
+    #: what an emit weighs in the bus's queue (max_queue_bytes).
+    size: int = 0
     #: Run after the reply is written (a subscription starts delivering only then).
     after_reply: list[Callable[[], None]] = field(default_factory=list)
 
@@ -156,7 +159,7 @@ def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
 
 
 def emit_event(ctx: CallContext, params: dict[str, Any]) -> Deferred:
-    committed = ctx.bus.submit([EmitParams.model_validate(params)])
+    committed = ctx.bus.submit([EmitParams.model_validate(params)], size=ctx.size)
     return Deferred(committed, _emit_event_result)
 
 
@@ -169,7 +172,7 @@ def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(EmitEventsParams, params)
     if not request.events:
         return {"event_ids": []}
-    committed = ctx.bus.submit(request.events, batch=True)
+    committed = ctx.bus.submit(request.events, batch=True, size=ctx.size)
     return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
 
 

@@ -107,6 +107,42 @@ async def test_a_connection_over_max_output_bytes_for_write_timeout_s_is_closed(
     assert_clean_log(server)
 
 
+async def test_the_emit_queue_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """queue_size counts requests: 10,000 of 1 MB each were 10 GB waiting for the writer
+    (twenty connections flooding SQLite took the server to 1.6 GB in 8 s). The queue
+    takes max_queue_bytes of requests; past it, an emit is -32005, and the client retries."""
+    bus = victim_bus("sqlite", tmp_path, max_queue_bytes=8 * 1_048_576)
+    async with hostile_server(tmp_path, bus) as server:
+        before = server.rss_mb()
+        big = line("emit_event", {"topic": "big", "payload": "x" * 1_000_000}, call_id=1)
+        codes: list[Any] = []
+
+        async def flood() -> None:
+            reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+            for _ in range(150):  # each waits for the bus to read it (TCP back-pressure)
+                writer.write(big)
+                await writer.drain()
+            for reply in await read_replies(reader, 150, timeout_s=60):
+                codes.append(reply.get("error", {}).get("code", "ok"))
+                if "error" in reply:
+                    assert "max_queue_bytes" in reply["error"]["message"]
+            writer.close()
+
+        async with pinging(server) as monitors:
+            flooding = asyncio.gather(*(flood() for _ in range(4)))
+            worst = before
+            while not flooding.done():
+                await asyncio.sleep(0.1)
+                worst = max(worst, server.rss_mb())
+            await flooding
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        assert set(codes) <= {"ok", -32005} and len(codes) == 600
+        async with await connect(server.url("victim")) as client:
+            assert (await client.bus_info())["stats"]["emitted"] == codes.count("ok")
+    assert_clean_log(server)
+
+
 # -- subscriptions -------------------------------------------------------------------------
 
 

@@ -734,6 +734,7 @@ def test_limits_have_design_defaults() -> None:
     assert (b.max_inflight, b.max_output_bytes, b.write_timeout_s, b.max_batch) == (256, 16 * 1024 * 1024, 30.0, 1000)
     assert (b.max_subscriptions, b.read_timeout_s, b.auth_timeout_s) == (1000, 30.0, 10.0)
     assert (b.accept_from_buses, b.max_tool_reply_bytes) == ((), 1024 * 1024)
+    assert (b.queue_size, b.max_queue_bytes) == (10_000, 64 * 1024 * 1024)
 
 
 @pytest.mark.parametrize(
