@@ -208,6 +208,8 @@ class BusConfig(_Strict):
     max_connections: int = Field(default=1024, ge=1, le=INT64_MAX)
     subscriber_buffer: int = Field(default=10_000, ge=1, le=INT64_MAX)
     memory_buffer: int = Field(default=10_000, ge=1, le=INT64_MAX)
+    #: The same ring in bytes (of its events as JSON): 10,000 events of 1 MB were 10 GB.
+    memory_buffer_bytes: int = Field(default=256 * 1_048_576, ge=1024, le=INT64_MAX)
     durability: Literal["normal", "full"] = "normal"
     retention: RetentionConfig | None = None
     dedup_window: DurationS = 600.0

@@ -143,6 +143,27 @@ async def test_the_emit_queue_is_bounded_in_bytes(tmp_path: Path) -> None:
     assert_clean_log(server)
 
 
+async def test_a_memory_bus_holds_at_most_memory_buffer_bytes_of_events(tmp_path: Path) -> None:
+    """memory_buffer counts events: its 10,000 events of 1 MB would be 10 GB."""
+    bus = victim_bus("memory", tmp_path, memory_buffer_bytes=16 * 1_048_576)
+    async with hostile_server(tmp_path, bus) as server:
+        before = server.rss_mb()
+        async with pinging(server) as monitors, await connect(server.url("victim")) as victim:
+            for i in range(300):  # 300 MB
+                await victim.emit("big", {"i": i, "s": "x" * 1_000_000})
+            worst = server.rss_mb()
+            events, since = [], 0
+            while page := (await victim.poll("big", since=since, limit=1000)).events:
+                events += page
+                since = page[-1].event_id
+        assert_pings_answered(monitors)
+        assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+        # The newest that fit in 16 MiB are kept, in order; the log's ids go on.
+        assert [e.payload["i"] for e in events] == list(range(300 - len(events), 300))
+        assert 10 <= len(events) <= 16
+    assert_clean_log(server)
+
+
 # -- subscriptions -------------------------------------------------------------------------
 
 

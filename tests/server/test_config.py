@@ -735,6 +735,7 @@ def test_limits_have_design_defaults() -> None:
     assert (b.max_subscriptions, b.read_timeout_s, b.auth_timeout_s) == (1000, 30.0, 10.0)
     assert (b.accept_from_buses, b.max_tool_reply_bytes) == ((), 1024 * 1024)
     assert (b.queue_size, b.max_queue_bytes) == (10_000, 64 * 1024 * 1024)
+    assert (b.memory_buffer, b.memory_buffer_bytes) == (10_000, 256 * 1024 * 1024)
 
 
 @pytest.mark.parametrize(
