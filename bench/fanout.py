@@ -20,7 +20,7 @@ from typing import Any
 from eventbus_core.event import Event
 from eventbus_server.fanout import FanOut
 from eventbus_server.storage.base import EventQuery
-from eventbus_server.storage.memory import MemoryStorage
+from eventbus_server.storage.memory.store import MemoryStorage
 
 from ._common import format_table, record_results, run
 

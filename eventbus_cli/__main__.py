@@ -1,3 +1,3 @@
-from .main import main
+from eventbus_cli.main import main
 
 main()

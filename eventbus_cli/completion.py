@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .targets import bus_ids, default_config_path, resolve_target
+from eventbus_cli.targets import bus_ids, default_config_path, resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

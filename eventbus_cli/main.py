@@ -7,21 +7,21 @@ from typing import Annotated
 
 import typer
 
-from . import runner
-from .commands.config import config_app
-from .commands.emit import emit
-from .commands.firings import firings_app
-from .commands.history import history
-from .commands.info import info, topics
-from .commands.mcp import mcp
-from .commands.poll import poll
-from .commands.replay import replay
-from .commands.rules import rules_app
-from .commands.serve import serve
-from .commands.tail import tail
-from .commands.ui import ui
-from .errors import EXIT_CODES_HELP
-from .help_format import PlainCommand, PlainGroup
+from eventbus_cli import runner
+from eventbus_cli.commands.config import config_app
+from eventbus_cli.commands.emit import emit
+from eventbus_cli.commands.firings import firings_app
+from eventbus_cli.commands.history import history
+from eventbus_cli.commands.info import info, topics
+from eventbus_cli.commands.mcp import mcp
+from eventbus_cli.commands.poll import poll
+from eventbus_cli.commands.replay import replay
+from eventbus_cli.commands.rules import rules_app
+from eventbus_cli.commands.serve import serve
+from eventbus_cli.commands.tail import tail
+from eventbus_cli.commands.ui import ui
+from eventbus_cli.errors import EXIT_CODES_HELP
+from eventbus_cli.help_format import PlainCommand, PlainGroup
 
 app = typer.Typer(
     cls=PlainGroup,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .completion import complete_bus_id, complete_rule_id
+from eventbus_cli.completion import complete_bus_id, complete_rule_id
 
 UrlOption = Annotated[
     str | None,

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, TypeVar
 import typer
 from rich.markup import escape
 
-from .errors import EXIT_BUS_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, UsageError, in_flags
-from .output import err_console
-from .targets import Target
+from eventbus_cli.errors import EXIT_BUS_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, UsageError, in_flags
+from eventbus_cli.output import err_console
+from eventbus_cli.targets import Target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

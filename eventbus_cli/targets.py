@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .errors import UsageError
+from eventbus_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from eventbus_core.config import BusConfig

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from .errors import UsageError
+from eventbus_cli.errors import UsageError
 
 __all__ = ["parse_time_ms"]
 

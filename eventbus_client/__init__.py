@@ -6,6 +6,9 @@
         await bus.emit("repo.pushed", {"repo": "acme/api"}, source_trn="trn:user:alice:cli:v1")
 """
 
+from eventbus_client.client import EventBusClient, PollResult, ReplayResult, connect
+from eventbus_client.subscription import FiringSubscription, Subscription
+from eventbus_client.sync import SyncClient, SyncSubscription, connect_sync
 from eventbus_core.envelope import EventEnvelope
 from eventbus_core.errors import (
     AlreadyExists,
@@ -37,10 +40,6 @@ from eventbus_core.results import (
     RuleTestResult,
     TopicInfo,
 )
-
-from .client import EventBusClient, PollResult, ReplayResult, connect
-from .subscription import FiringSubscription, Subscription
-from .sync import SyncClient, SyncSubscription, connect_sync
 
 __all__ = [
     "AlreadyExists",

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eventbus_client.connection import RpcConnection, open_connection
+from eventbus_client.subscription import FiringSubscription, Subscription
 from eventbus_core.envelope import EmitParams, EventEnvelope
 from eventbus_core.errors import ConnectionLost, EventBusError
 from eventbus_core.results import (
@@ -21,9 +23,6 @@ from eventbus_core.results import (
     RuleTestResult,
     TopicInfo,
 )
-
-from .connection import RpcConnection, open_connection
-from .subscription import FiringSubscription, Subscription
 
 _AnySubscription = Subscription | FiringSubscription
 
@@ -236,6 +235,11 @@ class EventBusClient:
         result = await self.call("poll_events", params)
         events = [EventEnvelope.model_validate(e) for e in result["events"]]
         return PollResult(events, result["next_since"])
+
+    async def get_event(self, event_id: int) -> EventEnvelope | None:
+        """The stored event with this id; None when there is none (or it was pruned)."""
+        page = await self.poll(since=event_id - 1, limit=1)
+        return page.events[0] if page.events and page.events[0].event_id == event_id else None
 
     async def subscribe(
         self,

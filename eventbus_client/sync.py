@@ -11,11 +11,10 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+from eventbus_client.client import EventBusClient, PollResult, connect
+from eventbus_client.subscription import Subscription
 from eventbus_core.envelope import EventEnvelope
 from eventbus_core.results import BusInfo, EmitResult, TopicInfo
-
-from .client import EventBusClient, PollResult, connect
-from .subscription import Subscription
 
 __all__ = ["SyncClient", "SyncSubscription", "connect_sync"]
 

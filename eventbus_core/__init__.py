@@ -1,7 +1,7 @@
 """eventbus_core: wire types and pure logic shared by server, client and CLI. No I/O."""
 
-from .envelope import EmitParams, EventEnvelope
-from .errors import (
+from eventbus_core.envelope import EmitParams, EventEnvelope
+from eventbus_core.errors import (
     AlreadyExists,
     ConnectionLost,
     EventBusError,
@@ -22,9 +22,14 @@ from .errors import (
     from_error_object,
     to_error_object,
 )
-from .event import Event, now_ms
-from .topics import compile_topic_pattern, topic_matches, validate_topic, validate_topic_pattern
-from .trn import (
+from eventbus_core.event import Event, now_ms
+from eventbus_core.topics import (
+    compile_topic_pattern,
+    topic_matches,
+    validate_topic,
+    validate_topic_pattern,
+)
+from eventbus_core.trn import (
     Trn,
     compile_trn_pattern,
     parse_trn,

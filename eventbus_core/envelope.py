@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from .numbers import UInt63
-from .topics import validate_topic
-from .trn import validate_trn
+from eventbus_core.numbers import UInt63
+from eventbus_core.topics import validate_topic
+from eventbus_core.trn import validate_trn
 
 __all__ = ["EmitParams", "EventEnvelope", "Topic", "TrnStr"]
 

@@ -20,10 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import MAX_NESTING, DecodeError, deeper_than, dumps, loads
-from .errors import EventBusError, InvalidParams, InvalidRequest, ParseError, to_error_object
-from .locations import format_loc
-from .numbers import INT64_MAX, INT64_MIN
+from eventbus_core.codec import MAX_NESTING, DecodeError, deeper_than, dumps, loads
+from eventbus_core.errors import (
+    EventBusError,
+    InvalidParams,
+    InvalidRequest,
+    ParseError,
+    to_error_object,
+)
+from eventbus_core.locations import format_loc
+from eventbus_core.numbers import INT64_MAX, INT64_MIN
 
 __all__ = [
     "NO_ID",

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from .errors import InvalidParams
-from .numbers import INT64_MAX
+from eventbus_core.errors import InvalidParams
+from eventbus_core.numbers import INT64_MAX
 
 __all__ = ["format_loc", "invalid_params", "plain_message", "relocated", "validation_data"]
 

@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from .envelope import EmitParams, Topic
-from .numbers import UInt63
-from .topics import validate_topic_pattern
-from .trn import validate_trn_pattern
+from eventbus_core.envelope import EmitParams, Topic
+from eventbus_core.numbers import UInt63
+from eventbus_core.topics import validate_topic_pattern
+from eventbus_core.trn import validate_trn_pattern
 
 __all__ = [
     "FIRING_STATUSES",

@@ -2,7 +2,7 @@
 
 This module checks a rule's *shape*: ids, topic pattern, the action and its
 TRN. What the conditions and the EventBridge `pattern` mean is checked when
-the server compiles the rule (`eventbus_server.router`), which names the
+the server compiles the rule (`eventbus_server.rules`), which names the
 exact bad part of a condition in its -32602 error.
 
 An action is internally tagged (`{"type": "InvokeTool", …}`); the externally
@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from .envelope import Topic, TrnStr
-from .topics import validate_topic_pattern
+from eventbus_core.envelope import Topic, TrnStr
+from eventbus_core.topics import validate_topic_pattern
 
 __all__ = [
     "ACTION_TYPES",

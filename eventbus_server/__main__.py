@@ -10,8 +10,7 @@ import argparse
 import sys
 
 from eventbus_core.config import ConfigError, load_config
-
-from .app import run
+from eventbus_server.app import run
 
 
 def main(argv: list[str] | None = None) -> int:

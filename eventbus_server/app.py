@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 
 from eventbus_core.config import BusConfig, Config
 from eventbus_core.errors import EventBusError
-
-from .bus import Bus
-from .connection import Connection
+from eventbus_server.bus import Bus
+from eventbus_server.connection import Connection
 
 __all__ = ["EventBusApp", "run", "serve"]
 

@@ -35,17 +35,16 @@ from eventbus_core.results import BusInfo, EmitResult, TopicInfo
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
-
-from .fanout import FanOut, FiringSubscription, Subscriber, Subscription
-from .feed import CommitFeed
-from .replay import ReplayRequest, ReplayResult, replay
-from .router.actions import ActionRunner
-from .router.engine import RuleEngine
-from .router.explain import test_rule
-from .router.rulebook import RuleBook
-from .router.tools import ToolRouter
-from .storage import open_storage
-from .storage.base import (
+from eventbus_server.fanout import FanOut, FiringSubscription, Subscriber, Subscription
+from eventbus_server.feed import CommitFeed
+from eventbus_server.replay import ReplayRequest, ReplayResult, replay
+from eventbus_server.rules.actions import ActionRunner
+from eventbus_server.rules.engine import RuleEngine
+from eventbus_server.rules.explain import test_rule
+from eventbus_server.rules.rulebook import RuleBook
+from eventbus_server.rules.tools.invoke import ToolRouter
+from eventbus_server.storage import open_storage
+from eventbus_server.storage.base import (
     EventQuery,
     Firing,
     FiringQuery,
@@ -54,8 +53,8 @@ from .storage.base import (
     Storage,
     StoredRule,
 )
-from .topic_table import TopicTable
-from .writer import GroupCommitWriter
+from eventbus_server.topic_table import TopicTable
+from eventbus_server.writer import GroupCommitWriter
 
 __all__ = ["Bus", "Client", "EmitResult"]
 

@@ -40,9 +40,8 @@ from eventbus_core.errors import (
     Unauthorized,
 )
 from eventbus_core.jsonrpc import Message, error_reply, parse_message
-
-from .bus import Bus
-from .rpc import CallContext, ReplyBudget, dispatch, start
+from eventbus_server.bus import Bus
+from eventbus_server.rpc import CallContext, ReplyBudget, dispatch, start
 
 __all__ = ["Connection"]
 

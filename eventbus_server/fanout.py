@@ -44,9 +44,8 @@ from eventbus_core.event import Event
 from eventbus_core.jsonrpc import notification, notification_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
-
-from .storage.base import READ_PAGE_BYTES, EventQuery, Firing, Storage
-from .storage.reader import LogReader
+from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, Firing, Storage
+from eventbus_server.storage.reader import LogReader
 
 __all__ = ["FanOut", "FiringSubscription", "Subscriber", "Subscription"]
 

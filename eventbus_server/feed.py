@@ -18,9 +18,8 @@ from collections.abc import Callable
 
 from eventbus_core.errors import EventBusError
 from eventbus_core.event import Event
-
-from .storage.base import Storage
-from .storage.reader import LogReader
+from eventbus_server.storage.base import Storage
+from eventbus_server.storage.reader import LogReader
 
 __all__ = ["CommitFeed"]
 

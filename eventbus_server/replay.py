@@ -25,9 +25,8 @@ from typing import Any
 
 from eventbus_core.envelope import EmitParams
 from eventbus_core.event import Event
-
-from .storage.base import EventQuery, Storage
-from .storage.reader import LogReader
+from eventbus_server.storage.base import EventQuery, Storage
+from eventbus_server.storage.reader import LogReader
 
 __all__ = ["CALL_BUDGET_S", "ReplayRequest", "ReplayResult", "replay"]
 

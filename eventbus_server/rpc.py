@@ -51,11 +51,10 @@ from eventbus_core.params import (
     UnsubscribeParams,
 )
 from eventbus_core.topics import is_reserved_topic
-
-from .bus import Bus, EmitResult
-from .fanout import Subscriber
-from .replay import ReplayRequest
-from .storage.base import EventQuery, FiringQuery, FiringSelection
+from eventbus_server.bus import Bus, EmitResult
+from eventbus_server.fanout import Subscriber
+from eventbus_server.replay import ReplayRequest
+from eventbus_server.storage.base import EventQuery, FiringQuery, FiringSelection
 
 __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start"]
 

@@ -6,8 +6,7 @@ from collections.abc import Iterable
 
 from eventbus_core.event import Event
 from eventbus_core.results import TopicInfo
-
-from .storage.base import TopicStats
+from eventbus_server.storage.base import TopicStats
 
 __all__ = ["TopicTable"]
 

@@ -28,8 +28,7 @@ from typing import Any
 from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
 from eventbus_core.event import Event, now_ms
 from eventbus_core.results import EmitResult
-
-from .storage.base import KeysTaken, NewEvent, Storage, StoredKey
+from eventbus_server.storage.base import KeysTaken, NewEvent, Storage, StoredKey
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "EmitResult", "GroupCommitWriter"]
 

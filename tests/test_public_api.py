@@ -100,7 +100,7 @@ def test_the_mcp_sdk_loads_only_where_mcp_is_used() -> None:
     """A bus without an `mcp` route, and `eventbus --help`, never import the SDK (it costs ~1 s)."""
     code = (
         "import json, sys\n"
-        "import eventbus_server.app, eventbus_server.router.tools, eventbus_cli.main\n"
+        "import eventbus_server.app, eventbus_server.rules.tools.invoke, eventbus_cli.main\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'mcp', 'mcp_types', 'uvicorn', 'starlette'})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30).stdout

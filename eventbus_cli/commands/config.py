@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..errors import EXIT_CODES_HELP, EXIT_USAGE
-from ..help_format import PlainCommand, PlainGroup
-from ..options import ConfigOption
-from ..output import Output, err_console
-from ..targets import default_config_path
+from eventbus_cli.errors import EXIT_CODES_HELP, EXIT_USAGE
+from eventbus_cli.help_format import PlainCommand, PlainGroup
+from eventbus_cli.options import ConfigOption
+from eventbus_cli.output import Output, err_console
+from eventbus_cli.targets import default_config_path
 
 if TYPE_CHECKING:
     from eventbus_core.config import BusConfig, Config

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..errors import UsageError
-from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
-from ..output import Output
-from ..runner import run_client, usage
-from ..targets import Target, resolve_target
+from eventbus_cli.errors import UsageError
+from eventbus_cli.options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
+from eventbus_cli.output import Output
+from eventbus_cli.runner import run_client, usage
+from eventbus_cli.targets import Target, resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

@@ -9,14 +9,21 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from ..completion import complete_failed_firing_id, complete_rule_id
-from ..errors import EXIT_CODES_HELP, UsageError
-from ..help_format import PlainCommand, PlainGroup
-from ..options import BusOption, ConfigOption, JsonOption, RuleIdOption, TokenOption, UrlOption
-from ..output import Output, compact, err_console, format_ts
-from ..runner import run_client, usage
-from ..targets import Target, resolve_target
-from .tail import ConnectionWatch, Tally
+from eventbus_cli.commands.tail import ConnectionWatch, Tally
+from eventbus_cli.completion import complete_failed_firing_id, complete_rule_id
+from eventbus_cli.errors import EXIT_CODES_HELP, UsageError
+from eventbus_cli.help_format import PlainCommand, PlainGroup
+from eventbus_cli.options import (
+    BusOption,
+    ConfigOption,
+    JsonOption,
+    RuleIdOption,
+    TokenOption,
+    UrlOption,
+)
+from eventbus_cli.output import Output, compact, err_console, format_ts
+from eventbus_cli.runner import run_client, usage
+from eventbus_cli.targets import Target, resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

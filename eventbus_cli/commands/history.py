@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import UsageError
-from ..options import (
+from eventbus_cli.errors import UsageError
+from eventbus_cli.options import (
     BusOption,
     ConfigOption,
     CorrelationIdFilter,
@@ -18,10 +18,10 @@ from ..options import (
     TokenOption,
     UrlOption,
 )
-from ..output import Output, err_console, format_ts
-from ..runner import run_client, usage
-from ..targets import resolve_target
-from ..times import TIME_FORMS, parse_time_ms
+from eventbus_cli.output import Output, err_console, format_ts
+from eventbus_cli.runner import run_client, usage
+from eventbus_cli.targets import resolve_target
+from eventbus_cli.times import TIME_FORMS, parse_time_ms
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EXIT_UNREACHABLE
-from ..options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
-from ..output import Output, format_ts
-from ..runner import run, run_client, usage
-from ..targets import Target, bus_urls, default_config_path, resolve_target
+from eventbus_cli.errors import EXIT_UNREACHABLE
+from eventbus_cli.options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
+from eventbus_cli.output import Output, format_ts
+from eventbus_cli.runner import run, run_client, usage
+from eventbus_cli.targets import Target, bus_urls, default_config_path, resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from ..errors import UsageError
-from ..options import BusOption, ConfigOption, TokenOption, UrlOption
-from ..output import err_console
-from ..runner import run, usage
-from ..targets import resolve_target
+from eventbus_cli.errors import UsageError
+from eventbus_cli.options import BusOption, ConfigOption, TokenOption, UrlOption
+from eventbus_cli.output import err_console
+from eventbus_cli.runner import run, usage
+from eventbus_cli.targets import resolve_target
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -56,10 +56,9 @@ def mcp(
     async def main() -> None:
         import logging
 
+        from eventbus_cli.mcp_server import McpAdapter, serve_http, serve_stdio
+        from eventbus_cli.mcp_server.run import is_loopback
         from eventbus_client import connect
-
-        from ..mcp_server import McpAdapter, serve_http, serve_stdio
-        from ..mcp_server.run import is_loopback
 
         # The log goes to stderr: stdout is the MCP channel when serving stdio.
         logging.basicConfig(level=logging.WARNING, format="eventbus mcp: %(levelname)s %(name)s: %(message)s")

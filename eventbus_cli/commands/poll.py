@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..options import (
+from eventbus_cli.options import (
     BusOption,
     ConfigOption,
     CorrelationIdFilter,
@@ -17,9 +17,9 @@ from ..options import (
     TopicArgument,
     UrlOption,
 )
-from ..output import Output
-from ..runner import run_client, usage
-from ..targets import resolve_target
+from eventbus_cli.output import Output
+from eventbus_cli.runner import run_client, usage
+from eventbus_cli.targets import resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

@@ -11,14 +11,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..completion import complete_rule_id
-from ..errors import EXIT_CODES_HELP, EXIT_NO_MATCH, UsageError
-from ..help_format import PlainCommand, PlainGroup
-from ..options import BusOption, ConfigOption, JsonOption, RuleIdArgument, TokenOption, UrlOption
-from ..output import Output, format_ts
-from ..runner import run_client, usage
-from ..targets import resolve_target
-from .emit import parse_json_arg
+from eventbus_cli.commands.emit import parse_json_arg
+from eventbus_cli.completion import complete_rule_id
+from eventbus_cli.errors import EXIT_CODES_HELP, EXIT_NO_MATCH, UsageError
+from eventbus_cli.help_format import PlainCommand, PlainGroup
+from eventbus_cli.options import (
+    BusOption,
+    ConfigOption,
+    JsonOption,
+    RuleIdArgument,
+    TokenOption,
+    UrlOption,
+)
+from eventbus_cli.output import Output, format_ts
+from eventbus_cli.runner import run_client, usage
+from eventbus_cli.targets import resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

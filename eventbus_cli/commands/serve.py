@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..completion import complete_bus_id
-from ..errors import EXIT_USAGE
-from ..options import ConfigOption
-from ..output import err_console
-from ..targets import default_config_path
+from eventbus_cli.completion import complete_bus_id
+from eventbus_cli.errors import EXIT_USAGE
+from eventbus_cli.options import ConfigOption
+from eventbus_cli.output import err_console
+from eventbus_cli.targets import default_config_path
 
 if TYPE_CHECKING:
     from eventbus_server.app import EventBusApp

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from ..errors import UsageError
-from ..options import (
+from eventbus_cli.errors import UsageError
+from eventbus_cli.options import (
     BusOption,
     ConfigOption,
     CorrelationIdFilter,
@@ -20,9 +20,9 @@ from ..options import (
     TopicArgument,
     UrlOption,
 )
-from ..output import Output, err_console
-from ..runner import run_client, usage
-from ..targets import resolve_target
+from eventbus_cli.output import Output, err_console
+from eventbus_cli.runner import run_client, usage
+from eventbus_cli.targets import resolve_target
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient

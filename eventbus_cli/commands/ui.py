@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..options import ConfigOption, TokenOption
-from ..runner import usage
-from ..targets import Target, bus_urls, default_config_path, resolve_target
+from eventbus_cli.options import ConfigOption, TokenOption
+from eventbus_cli.runner import usage
+from eventbus_cli.targets import Target, bus_urls, default_config_path, resolve_target
 
 
 def ui(
@@ -46,7 +46,7 @@ def ui(
 
     chosen = usage(targets)
     # Textual is imported only here: no other command pays for it.
-    from ..ui.app import DashboardApp
-    from ..ui.model import BusView
+    from eventbus_cli.ui.app import DashboardApp
+    from eventbus_cli.ui.model import BusView
 
     DashboardApp([BusView(t.name, t.url, t.token) for t in chosen]).run()

@@ -21,13 +21,12 @@ from urllib.parse import quote, unquote
 import mcp_types
 from mcp.shared.exceptions import MCPError
 
+from eventbus_cli.mcp_server.tools import fit
 from eventbus_client import EventBusClient
 from eventbus_client.subscription import Subscription
 from eventbus_core.codec import dumps
 from eventbus_core.errors import EventBusError
 from eventbus_core.topics import validate_topic_pattern
-
-from .tools import fit
 
 __all__ = ["TopicResources"]
 

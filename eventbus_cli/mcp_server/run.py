@@ -10,7 +10,7 @@ from collections.abc import Callable
 import uvicorn
 from mcp.server.stdio import stdio_server
 
-from .server import McpAdapter
+from eventbus_cli.mcp_server.server import McpAdapter
 
 __all__ = ["is_loopback", "serve_http", "serve_stdio"]
 

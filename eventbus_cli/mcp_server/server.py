@@ -36,12 +36,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from eventbus_cli.mcp_server.resources import TopicResources, pump
+from eventbus_cli.mcp_server.tools import TOOLS
 from eventbus_client import EventBusClient
 from eventbus_core.errors import EventBusError
 from eventbus_core.locations import format_loc, plain_message
-
-from .resources import TopicResources, pump
-from .tools import TOOLS
 
 __all__ = ["McpAdapter", "McpLimits"]
 

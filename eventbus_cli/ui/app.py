@@ -22,12 +22,12 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
-from ..output import format_ts
-from .filter_box import FilterBox
-from .lines import LineTable
-from .model import BusView, EventFilter, ago, sparkline
-from .screens import EventScreen, HelpScreen
-from .tables import (
+from eventbus_cli.output import format_ts
+from eventbus_cli.ui.filter_box import FilterBox
+from eventbus_cli.ui.lines import LineTable
+from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
+from eventbus_cli.ui.screens import EventScreen, HelpScreen
+from eventbus_cli.ui.tables import (
     MAX_ROWS,
     BusTable,
     EventStream,
@@ -353,9 +353,9 @@ class DashboardApp(App[None]):
         event = next((e for e in reversed(bus.events) if e["event_id"] == event_id), None)
         client = self.clients.get(bus.name)
         if event is None and client is not None:
-            page = await client.poll(since=event_id - 1, limit=1)
-            if page.events and page.events[0].event_id == event_id:
-                event = page.events[0].model_dump(mode="json")
+            found = await client.get_event(event_id)
+            if found is not None:
+                event = found.model_dump(mode="json")
         if event is None:
             self.notify(f"event #{event_id} is no longer stored", severity="warning")
             return

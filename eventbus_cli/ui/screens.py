@@ -15,9 +15,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ..output import format_ts
-from .model import BusView
-from .tables import STATUS_STYLE, outcome, took
+from eventbus_cli.output import format_ts
+from eventbus_cli.ui.model import BusView
+from eventbus_cli.ui.tables import STATUS_STYLE, outcome, took
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
@@ -89,10 +89,10 @@ class EventScreen(ModalScreen[None]):
             ancestors: dict[int, dict[str, Any]] = {}
             cause = _cause_id(self.event)
             while cause is not None and cause not in ancestors and len(ancestors) < MAX_ANCESTORS:
-                page = await self.client.poll(since=cause - 1, limit=1)
-                if not page.events or page.events[0].event_id != cause:
+                found = await self.client.get_event(cause)
+                if found is None:
                     break
-                ancestors[cause] = page.events[0].model_dump(mode="json")
+                ancestors[cause] = found.model_dump(mode="json")
                 cause = _cause_id(ancestors[cause])
             # What a rule made carries its cause's correlation id, or "evt-<cause id>":
             # the events caused down the chain are among those with this one's.

@@ -17,8 +17,8 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
-from ..output import compact, format_ts
-from .lines import Column, LineTable
+from eventbus_cli.output import compact, format_ts
+from eventbus_cli.ui.lines import Column, LineTable
 
 __all__ = ["MAX_ROWS", "STATUS_STYLE", "BusTable", "EventStream", "FiringTable", "RecentFirings", "TopicTable"]
 

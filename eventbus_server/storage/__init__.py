@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import EventQuery, KeysTaken, NewEvent, Storage, StoredKey, TopicStats
-from .memory import MemoryStorage
-from .postgres import PostgresStorage
-from .schema import SchemaTooNew
-from .sqlite import SqliteStorage
+from eventbus_server.storage.base import (
+    EventQuery,
+    KeysTaken,
+    NewEvent,
+    SchemaTooNew,
+    Storage,
+    StoredKey,
+    TopicStats,
+)
+from eventbus_server.storage.memory.store import MemoryStorage
+from eventbus_server.storage.postgres.store import PostgresStorage
+from eventbus_server.storage.sqlite.store import SqliteStorage
 
 if TYPE_CHECKING:
     from eventbus_core.config import BusConfig

@@ -14,8 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 from eventbus_core.event import Event
-
-from .base import READ_PAGE_BYTES, EventQuery, Storage
+from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, Storage
 
 __all__ = ["ALL_EVENTS", "READ_PAGE", "LogReader"]
 

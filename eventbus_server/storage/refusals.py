@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventbus_core.errors import InvalidParams
-
-from .base import NewEvent
+from eventbus_server.storage.base import NewEvent
 
 __all__ = ["INT64_MAX", "INT64_MIN", "refusal"]
 

@@ -104,3 +104,10 @@ def test_public_api_is_sorted_and_complete() -> None:
     assert eventbus_client.__all__ == sorted(eventbus_client.__all__)
     for name in eventbus_client.__all__:
         assert hasattr(eventbus_client, name), name
+
+
+async def test_get_event_by_id(client: EventBusClient, unique_topic: str) -> None:
+    _, second = await client.emit_many([{"topic": unique_topic, "payload": i} for i in range(2)])
+    event = await client.get_event(second)
+    assert event is not None and event.event_id == second and event.payload == 1
+    assert await client.get_event(second + 10_000) is None

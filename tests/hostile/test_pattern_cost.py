@@ -205,7 +205,7 @@ async def test_a_jsonpath_that_walks_the_whole_event_is_matched_off_the_event_lo
 
 
 async def test_a_field_with_more_values_than_a_rule_may_test_does_not_match(app: EventBusApp) -> None:
-    from eventbus_server.router.limits import MAX_FIELD_VALUES
+    from eventbus_server.rules.lang.limits import MAX_FIELD_VALUES
 
     async with await connect(app.url("rules")) as bus:
         await bus.register_rule(emit_rule("positive", pattern={"payload": {"a": [{"numeric": [">", 0]}]}}))

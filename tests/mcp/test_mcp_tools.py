@@ -166,7 +166,7 @@ async def test_an_unreachable_server_leaves_the_rule_registered_and_its_firing_s
 )
 def test_the_tool_name_is_the_trns_last_segment_before_a_version(tool_id: str, name: str) -> None:
     from eventbus_core.config import ToolRoute
-    from eventbus_server.router.mcp_tools import tool_name
+    from eventbus_server.rules.tools.mcp import tool_name
 
     route = ToolRoute(match="trn:org:acme:mcp:*", kind="mcp", url="http://127.0.0.1:1/mcp")
     assert tool_name(route, tool_id) == name

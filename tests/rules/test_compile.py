@@ -10,11 +10,11 @@ import pytest
 from eventbus_core.errors import InvalidParams
 from eventbus_core.event import Event
 from eventbus_core.rules import Rule
-from eventbus_server.router.conditions import compile_conditions
-from eventbus_server.router.index import RuleIndex
-from eventbus_server.router.matcher import compile_rule, envelope_of, failure_wire
-from eventbus_server.router.operators import PatternError
-from eventbus_server.router.templates import compile_template
+from eventbus_server.rules.lang.conditions import compile_conditions
+from eventbus_server.rules.lang.index import RuleIndex
+from eventbus_server.rules.lang.matcher import compile_rule, envelope_of, failure_wire
+from eventbus_server.rules.lang.operators import PatternError
+from eventbus_server.rules.lang.templates import compile_template
 
 EVENT = Event(
     42,

@@ -18,7 +18,8 @@ import pytest
 from eventbus_client import connect
 from tests.conftest import start_buses
 from tests.memory import MB, peak_rss
-from tests.router.tool_servers import (
+from tests.rules import python_tools
+from tests.rules.tools.tool_servers import (
     ECHO_SCRIPT,
     Handler,
     HttpReply,
@@ -32,7 +33,6 @@ from tests.router.tool_servers import (
     reply,
     slow,
 )
-from tests.rules import python_tools
 
 from .conftest import rules_bus, settle
 

@@ -16,7 +16,7 @@ from eventbus_server.app import EventBusApp
 from eventbus_server.replay import ReplayRequest, replay
 from eventbus_server.storage import reader as reader_module
 from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, NewEvent
-from eventbus_server.storage.sqlite import SqliteStorage
+from eventbus_server.storage.sqlite.store import SqliteStorage
 from tests import postgres
 from tests.conftest import start_buses
 

@@ -27,7 +27,7 @@ from eventbus_server.storage import (
     Storage,
     open_storage,
 )
-from eventbus_server.storage.schema import SCHEMA_VERSION
+from eventbus_server.storage.sqlite.schema import SCHEMA_VERSION
 from tests.ports import closed_port
 
 T0 = 1_764_300_000_000

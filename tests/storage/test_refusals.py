@@ -16,7 +16,7 @@ import pytest
 
 from eventbus_core.errors import InvalidParams, StorageUnavailable
 from eventbus_server.storage import EventQuery, NewEvent, PostgresStorage, Storage
-from eventbus_server.storage.postgres import COPY_MIN_EVENTS
+from eventbus_server.storage.postgres.store import COPY_MIN_EVENTS
 from tests import postgres
 
 from .backends import BACKENDS

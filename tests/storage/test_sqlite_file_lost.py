@@ -18,7 +18,7 @@ import pytest
 from eventbus_core.errors import StorageUnavailable
 from eventbus_server.storage import NewEvent, SqliteStorage
 from eventbus_server.storage.base import EventQuery
-from eventbus_server.storage.sqlite import INLINE_MAX_EVENTS
+from eventbus_server.storage.sqlite.store import INLINE_MAX_EVENTS
 from tests.sqlite_files import delete, replace
 
 

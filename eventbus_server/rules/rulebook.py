@@ -1,0 +1,180 @@
+"""A bus's rules: stored in its storage, compiled and indexed in memory.
+
+Storage is the truth (it holds the counters and survives restarts); the
+book keeps the compiled form of every rule and an index of the enabled ones
+for the engine's hot path. Every change writes storage first, then swaps
+the in-memory state, under one lock, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from eventbus_core.errors import (
+    AlreadyExists,
+    EventBusError,
+    InvalidParams,
+    NotFound,
+    Overloaded,
+    ReservedTopic,
+    SourceNotAllowed,
+)
+from eventbus_core.event import now_ms
+from eventbus_core.rules import EmitEvent, InvokeTool, Rule
+from eventbus_core.topics import is_reserved_topic
+from eventbus_server.rules.lang.index import RuleIndex
+from eventbus_server.rules.lang.matcher import CompiledRule, compile_rule
+from eventbus_server.storage.base import Storage, StoredRule
+
+__all__ = ["RuleBook"]
+
+log = logging.getLogger("eventbus.rules")
+
+
+class RuleBook:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        bus_id: str,
+        accepted_by: Callable[[], Mapping[str, Collection[str]]],
+        max_rules: int = 10_000,
+        check_tool: Callable[[str, InvokeTool], Awaitable[None]] | None = None,
+    ) -> None:
+        """`accepted_by()`: every bus of the process → the buses whose rules it accepts events from.
+        `check_tool(rule_id, action)`: asks the tool's side at registration (the router's `check`)."""
+        self.storage = storage
+        self.check_tool = check_tool
+        self.bus_id = bus_id
+        self.accepted_by = accepted_by
+        self.max_rules = max_rules
+        self.index = RuleIndex()
+        self._compiled: dict[str, CompiledRule] = {}
+        self._enabled: dict[str, bool] = {}
+        self._lock = asyncio.Lock()
+        self._reload: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        """Compile every stored rule; one that no longer compiles is logged and left out."""
+        async with self._lock:
+            compiled: dict[str, CompiledRule] = {}
+            enabled: dict[str, bool] = {}
+            for stored in await self.storage.load_rules():
+                previous = self._compiled.get(stored.id)
+                if previous is not None and _body(previous) == stored.body:
+                    compiled[stored.id] = previous  # unchanged: keep its compiled form
+                else:
+                    try:
+                        compiled[stored.id] = compile_rule(Rule.model_validate(stored.body))
+                    except (ValidationError, InvalidParams) as exc:
+                        log.error("bus=%s rule=%s cannot be loaded and stays inactive: %s", self.bus_id, stored.id, exc)
+                        continue
+                enabled[stored.id] = stored.enabled
+            self._compiled, self._enabled = compiled, enabled
+            self._reindex()
+
+    def reload_soon(self) -> None:
+        """Another node changed the rules: load them again (at most one reload waits)."""
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.get_running_loop().create_task(self._reload_logged())
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.load()
+        except EventBusError as exc:
+            # The watcher reports a change again after it reconnects, which retries this.
+            log.warning("bus=%s could not reload rules: %s", self.bus_id, exc)
+
+    def compiled(self, rule_id: str) -> CompiledRule | None:
+        return self._compiled.get(rule_id)
+
+    def compile(self, body: dict[str, Any]) -> CompiledRule:
+        """Validate and compile a rule (not stored): -32602 naming the bad part."""
+        compiled = compile_rule(Rule.model_validate(body))
+        action = compiled.rule.action
+        topic = action.topic if isinstance(action, EmitEvent) else action.result_topic
+        if topic is not None and is_reserved_topic(topic):
+            where = "action.topic" if isinstance(action, EmitEvent) else "action.result_topic"
+            raise ReservedTopic(
+                f"invalid rule {compiled.id!r}: {where} {topic!r} is reserved: the _sys. prefix belongs to the bus"
+            )
+        if isinstance(action, EmitEvent) and action.bus is not None and action.bus != self.bus_id:
+            self._check_target(compiled.id, action.bus)
+        return compiled
+
+    def _check_target(self, rule_id: str, target: str) -> None:
+        """A rule may emit on another bus only if that bus lists this one in `accept_from_buses`."""
+        buses = self.accepted_by()
+        if target not in buses:
+            known = ", ".join(sorted(buses))
+            raise InvalidParams(
+                f"invalid rule {rule_id!r}: action.bus {target!r} is not a bus of this process (buses: {known})",
+                [{"loc": "action.bus", "msg": f"no bus {target!r} in this process"}],
+            )
+        if self.bus_id not in buses[target]:
+            raise SourceNotAllowed(
+                f"invalid rule {rule_id!r}: bus {target!r} does not accept events from rules of bus {self.bus_id!r}"
+                f" (add {self.bus_id!r} to accept_from_buses of {target!r} in its config)"
+            )
+
+    async def register(self, body: dict[str, Any], *, replace: bool) -> bool:
+        """Store a rule; True if it is new. -32004 if it exists and `replace` is false."""
+        compiled = self.compile(body)
+        rule = compiled.rule
+        if self.check_tool is not None and isinstance(rule.action, InvokeTool):
+            await self.check_tool(rule.id, rule.action)  # before the lock: it may ask a tool server
+        async with self._lock:
+            if rule.id in self._compiled and not replace:
+                raise AlreadyExists(f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it")
+            if rule.id not in self._compiled and len(self._compiled) >= self.max_rules:
+                # Every rule is compiled in memory and listed whole by list_rules: bounded.
+                raise Overloaded(
+                    f"bus {self.bus_id!r} holds {len(self._compiled)} rules, the limit (max_rules); delete one first"
+                )
+            created = await self.storage.put_rule(rule.id, _body(compiled), rule.enabled, now_ms())
+            self._compiled[rule.id] = compiled
+            self._enabled[rule.id] = rule.enabled
+            self._reindex()
+        return created
+
+    async def delete(self, rule_id: str) -> None:
+        async with self._lock:
+            if not await self.storage.delete_rule(rule_id):
+                raise self._not_found(rule_id)
+            self._compiled.pop(rule_id, None)
+            self._enabled.pop(rule_id, None)
+            self._reindex()
+
+    async def set_enabled(self, rule_id: str, enabled: bool) -> None:
+        async with self._lock:
+            if not await self.storage.set_rule_enabled(rule_id, enabled, now_ms()):
+                raise self._not_found(rule_id)
+            self._enabled[rule_id] = enabled
+            self._reindex()
+
+    async def get(self, rule_id: str) -> StoredRule:
+        for stored in await self.storage.load_rules():
+            if stored.id == rule_id:
+                return stored
+        raise self._not_found(rule_id)
+
+    async def list(self) -> list[StoredRule]:
+        return await self.storage.load_rules()
+
+    def _reindex(self) -> None:
+        self.index = RuleIndex(c for rule_id, c in self._compiled.items() if self._enabled.get(rule_id))
+
+    def _not_found(self, rule_id: str) -> NotFound:
+        return NotFound(f"no rule {rule_id!r} on bus {self.bus_id!r}")
+
+
+def _body(compiled: CompiledRule) -> dict[str, Any]:
+    """What storage keeps of a rule: its wire form without `enabled` (a column of its own)."""
+    wire = compiled.rule.wire()
+    del wire["enabled"]
+    return wire
