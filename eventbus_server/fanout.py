@@ -22,9 +22,11 @@ cursor below every firing it missed (firings finish out of id order), for
 A subscription with `since` first replays stored events, then goes live. The
 seam is gapless: the subscription is registered (and buffers live events)
 *before* the stored events are read, and live events at or below the last
-replayed id are skipped. A replay reads one page at a time under its
-connection's `heavy_read`, like a `poll_events` page: a connection holds one
-page in memory, whatever number of subscriptions replay on it (a thousand
+replayed id are skipped. The replay goes live once a page reaches the first
+event held live (everything after it is held), not when a page comes back
+empty: a busy writer never lets one. A replay reads one page at a time under
+its connection's `heavy_read`, like a `poll_events` page: a connection holds
+one page in memory, whatever number of subscriptions replay on it (a thousand
 replays each holding an 8 MiB page took one non-reading connection to 1.2 GB).
 """
 
@@ -469,11 +471,7 @@ class FanOut:
 
     async def _replay(self, sub: Subscription) -> None:
         try:
-            while True:
-                await self._replay_stored(sub)
-                if not sub._replay_overflowed:
-                    break
-                sub._replay_overflowed = False
+            await self._replay_stored(sub)
             # No await from here on: the switch to live cannot interleave with publish().
             sub._replaying = False
             self._flush(sub)
@@ -484,12 +482,16 @@ class FanOut:
             self._lag(sub)
 
     async def _replay_stored(self, sub: Subscription) -> None:
+        """Send stored events until the replay reaches what the subscription holds live."""
         while not sub.dropped:
             # One page of the connection's in memory at a time, read only once its
             # output has room: the rest of the log stays in storage until then.
             async with sub.subscriber.heavy_read():
                 if sub.dropped:
                     return  # unsubscribed (or the connection closed) while it waited its turn
+                # Held events forgotten before this read are in what it reads; not so
+                # those forgotten from here on, which may be newer than what it sees.
+                sub._replay_overflowed = False
                 page = await self._reader.page(sub.last_sent_id, match=sub.query, max_bytes=self._page_bytes)
                 for event in page:
                     if not sub.subscriber.can_write:
@@ -498,5 +500,14 @@ class FanOut:
                         return  # unsubscribed (or the connection closed) while we read storage
                     sub.subscriber.write(sub.line(dumps(event)))
                     sub.last_sent_id = event.event_id
-            if not page:  # a page may be short because of its byte bound: read on until empty
+            if sub.pending and sub.pending[0][0] <= sub.last_sent_id:
+                # The replay has reached what the subscription holds live. Commits are
+                # published in id order, so every matching event after the first one
+                # held is held too (or was sent): go live now. Reading on until a page
+                # came back empty chased a busy writer page by page and never went live
+                # (one emitter on SQLite: ~1,000 reads a second for as long as it emitted).
+                return
+            # A page may be short because of its byte bound: read on until one is empty
+            # (and again if held events were forgotten while it was read).
+            if not page and not sub._replay_overflowed:
                 return
