@@ -139,6 +139,11 @@ class RuleEngine:
             await self._resume(firing)
         loop = asyncio.get_running_loop()
         self._loop_task = loop.create_task(self._match_loop(), name=f"rules:{self.bus_id}")
+        if self._cursor < self._read_until:
+            # Events a crash left unmatched (committed after the cursor was last saved):
+            # match them now. Nothing else wakes the loop until the next commit, which on
+            # a quiet bus may be hours away (and wait_idle waited for it).
+            self._wake.set()
         if self.storage.shared:
             self._adopt_task = loop.create_task(self._adopt_loop(), name=f"rules-adopt:{self.bus_id}")
         self._update_idle()
