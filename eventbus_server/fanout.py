@@ -34,12 +34,13 @@ from eventbus_core.codec import dumps, dumps_line
 from eventbus_core.errors import Overloaded
 from eventbus_core.event import Event
 from eventbus_core.jsonrpc import notification, notification_frame
+from eventbus_core.sse import event_frame, lagged_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 from eventbus_server.storage.base import EventQuery, Firing, Storage
 from eventbus_server.storage.reader import LogReader
 
-__all__ = ["FanOut", "FiringSubscription", "Subscriber", "Subscription"]
+__all__ = ["FanOut", "FiringSubscription", "SseSubscription", "Subscriber", "Subscription"]
 
 log = logging.getLogger("eventbus.fanout")
 
@@ -105,11 +106,15 @@ class Subscription:
         """Begin delivery; called once the subscribe reply has been written."""
         self._on_start(self)
 
-    def notification(self, encoded_event: bytes) -> bytes:
+    def frame(self, event: Event, encoded_event: bytes) -> bytes:
+        """What the subscriber is sent for one event (`encoded_event` is shared by all)."""
         return self._head + encoded_event + _FRAME_TAIL
 
+    def lagged(self, resume_since: int) -> bytes:
+        return dumps_line(notification("lagged", {"subscription": self.id, "resume_since": resume_since}))
+
     def line_of(self, item: Event) -> bytes:
-        return self.notification(dumps(item))
+        return self.frame(item, dumps(item))
 
     def is_new(self, item: Event) -> bool:
         """Whether `item` is past what was sent (the replay→live seam repeats some)."""
@@ -158,6 +163,19 @@ class FiringSubscription(Subscription):
         return min(missed) - 1 if missed else self.last_sent_id
 
 
+class SseSubscription(Subscription):
+    """`GET /events` (DESIGN §14): the same stream as `subscribe_topic`, under the same
+    buffer and `lagged` policy, framed as Server-Sent Events instead of notifications."""
+
+    __slots__ = ()
+
+    def frame(self, event: Event, encoded_event: bytes) -> bytes:
+        return event_frame(event.event_id, encoded_event)
+
+    def lagged(self, resume_since: int) -> bytes:
+        return lagged_frame(resume_since)
+
+
 def _event_filter(query: EventQuery) -> Callable[[Event], bool]:
     topic_ok = compile_topic_pattern(query.topic)
     source_ok = compile_trn_pattern(query.source_trn) if query.source_trn else None
@@ -191,10 +209,12 @@ class FanOut:
     def __len__(self) -> int:
         return len(self._subscriptions) + len(self._firing_subscriptions)
 
-    def subscribe(self, query: EventQuery, subscriber: Subscriber, *, replay: bool) -> Subscription:
-        """Register a subscription; it buffers live events until its `start()`."""
+    def subscribe(
+        self, query: EventQuery, subscriber: Subscriber, *, replay: bool, kind: type[Subscription] = Subscription
+    ) -> Subscription:
+        """Register a subscription (`kind`: its framing); it buffers live events until its `start()`."""
         self._check_room(subscriber)
-        sub = Subscription(
+        sub = kind(
             f"sub-{next(self._ids)}", query, subscriber, self._subscriber_buffer, replay=replay, on_start=self._start
         )
         self._subscriptions[sub.id] = sub
@@ -277,7 +297,7 @@ class FanOut:
                 data = encoded.get(event.event_id)
                 if data is None:
                     data = encoded[event.event_id] = dumps(event)
-                sub.subscriber.write(sub.notification(data))
+                sub.subscriber.write(sub.frame(event, data))
                 sub.last_sent_id = event.event_id
 
     def publish_firing(self, firing: Firing) -> None:
@@ -331,7 +351,7 @@ class FanOut:
         resume_since = sub.resume_since()
         log.info("subscription=%s lagged resume_since=%d", sub.id, resume_since)
         self.unsubscribe(sub.id)
-        sub.subscriber.write(dumps_line(notification("lagged", {"subscription": sub.id, "resume_since": resume_since})))
+        sub.subscriber.write(sub.lagged(resume_since))
 
     def _flush(self, sub: Subscription) -> None:
         while sub.pending and sub.subscriber.can_write and not sub.dropped:
@@ -363,6 +383,6 @@ class FanOut:
                     await sub.subscriber.wait_writable()
                 if sub.dropped:
                     return  # unsubscribed (or the connection closed) while we read storage
-                sub.subscriber.write(sub.notification(dumps(event)))
+                sub.subscriber.write(sub.frame(event, dumps(event)))
                 sub.last_sent_id = event.event_id
 
