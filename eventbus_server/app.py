@@ -41,7 +41,8 @@ class _Running:
         self.server: asyncio.base_events.Server | None = None
         self.http: HttpServer | None = None
         if bus.config.http is not None:
-            from eventbus_server.http import HttpServer  # uvicorn and Starlette load only for a bus with http
+            # uvicorn and Starlette load only for a bus with http.
+            from eventbus_server.http import HttpServer
 
             self.http = HttpServer(bus)
 

@@ -80,7 +80,14 @@ def serve(
         err_console.print(f"[bold red]error:[/] {exc.args[0]}")
         raise typer.Exit(EXIT_USAGE) from None
     raise typer.Exit(
-        run(loaded, bus_ids=bus, log_level=log_level.value, log_format=log_format.value, ready=print_banner)
+        # With JSON logs stderr is for machines: the log's own lines say where each bus listens.
+        run(
+            loaded,
+            bus_ids=bus,
+            log_level=log_level.value,
+            log_format=log_format.value,
+            ready=print_banner if log_format is LogFormat.text else None,
+        )
     )
 
 

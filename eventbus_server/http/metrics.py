@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -28,7 +28,10 @@ from starlette.responses import Response
 from eventbus_server.bus import Bus
 from eventbus_server.histogram import Histogram
 
-__all__ = ["BusCollector", "MetricsEndpoint"]
+__all__ = ["CONTENT_TYPE", "BusCollector", "MetricsEndpoint"]
+
+#: What generate_latest writes: the text format every Prometheus (2.x and 3.x) reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _histogram(name: str, documentation: str, labels: list[str]) -> HistogramMetricFamily:
@@ -111,4 +114,4 @@ class MetricsEndpoint:
         self.registry.register(BusCollector(bus))
 
     async def handle(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)

@@ -1,0 +1,115 @@
+"""GET /metrics: the series of DESIGN §14, read with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from eventbus_client import connect
+from eventbus_server.app import EventBusApp
+from tests.http.conftest import http_app, http_bus, http_client
+from tests.rules.tools.tool_servers import HttpTool, fail
+
+#: Every family DESIGN §14 names (the parser drops counters' `_total`).
+FAMILIES = {
+    "eventbus_events_emitted": "counter",
+    "eventbus_events_rejected": "counter",
+    "eventbus_emit_duration_seconds": "histogram",
+    "eventbus_commit_batch_size": "histogram",
+    "eventbus_queue_depth": "gauge",
+    "eventbus_connections": "gauge",
+    "eventbus_subscriptions": "gauge",
+    "eventbus_subscriber_lagged": "counter",
+    "eventbus_last_event_id": "gauge",
+    "eventbus_rule_firings": "counter",
+    "eventbus_rule_firing_duration_seconds": "histogram",
+    "eventbus_tool_calls": "counter",
+    "eventbus_consumer_pending": "gauge",
+    "eventbus_consumer_ack_pending": "gauge",
+    "eventbus_consumer_redelivered": "counter",
+    "eventbus_consumer_dead": "gauge",
+    "eventbus_storage_errors": "counter",
+}
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(app: EventBusApp) -> tuple[dict[str, str], Samples]:
+    async with http_client(app) as http:
+        answer = await http.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    types: dict[str, str] = {}
+    samples: Samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        types[family.name] = family.type
+        for sample in family.samples:
+            assert sample.labels["bus"] == "web", sample  # every series labelled bus
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "bus"))
+            samples[(sample.name, labels)] = sample.value
+    return types, samples
+
+
+async def test_every_series_is_there_and_moves(tmp_path: Path) -> None:
+    async with HttpTool(fail("down")) as tool:
+        bus_config = http_bus(
+            enable_rules=True,
+            retry={"attempts": 2, "backoff_ms": 0},
+            tools=[{"match": "trn:org:acme:tool:*", "kind": "http", "url": tool.url}],
+            allowed_sources=["trn:user:"],
+        )
+        async with http_app(tmp_path, bus_config) as app:
+            types, before = await scrape(app)
+            assert types == FAMILIES
+            assert before[("eventbus_events_emitted_total", ())] == 0
+            async with await connect(app.url("web")) as bus:
+                rule = {"id": "hook", "topic": "deploy.*", "action": {"type": "InvokeTool", "tool_id": "trn:org:acme:tool:ci:v1", "input": {}}}
+                await bus.register_rule(rule)
+                await bus.emit_many([{"topic": "logs.line", "payload": n, "source_trn": "trn:user:a:cli"} for n in range(10)])
+                await bus.emit("deploy.started", {}, source_trn="trn:user:a:cli")
+                try:
+                    await bus.emit("logs.line", 1, source_trn="trn:org:acme:bot")
+                except Exception:  # SourceNotAllowed: counted as rejected
+                    pass
+                await bus.subscribe("logs.>")
+                await app.buses["web"].wait_idle()
+                _, after = await scrape(app)
+    assert after[("eventbus_events_emitted_total", ())] == 11
+    assert after[("eventbus_events_rejected_total", (("reason", "source_not_allowed"),))] == 1
+    assert after[("eventbus_emit_duration_seconds_count", ())] == 2
+    assert after[("eventbus_emit_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert after[("eventbus_commit_batch_size_sum", ())] == 11
+    assert after[("eventbus_last_event_id", ())] == 11
+    assert after[("eventbus_connections", ())] == 1
+    assert after[("eventbus_subscriptions", ())] == 1
+    assert after[("eventbus_queue_depth", ())] == 0
+    assert after[("eventbus_rule_firings_total", (("rule", "hook"), ("status", "failed")))] == 1
+    assert after[("eventbus_rule_firing_duration_seconds_count", (("rule", "hook"),))] == 1
+    assert after[("eventbus_tool_calls_total", (("kind", "http"), ("outcome", "error")))] == 2  # two attempts
+    assert after[("eventbus_storage_errors_total", ())] == 0
+
+
+async def test_a_subscriber_that_lags_is_counted(tmp_path: Path) -> None:
+    bus_config = http_bus(subscriber_buffer=20, max_output_bytes=65_536)
+    async with http_app(tmp_path, bus_config) as app:
+        host, port = app.address("web")
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect((host, port))
+        stuck.sendall(b'{"jsonrpc":"2.0","id":1,"method":"subscribe_topic","params":{"topic":">"}}\n')
+        web = app.buses["web"]
+        async with asyncio.timeout(10):
+            while web.info()["stats"]["subscriptions"] == 0:
+                await asyncio.sleep(0.01)
+        async with await connect(app.url("web")) as bus:
+            for _ in range(40):
+                await bus.emit_many([{"topic": "flood", "payload": "x" * 2000} for _ in range(100)])
+                if web.info()["stats"]["lagged"]:
+                    break
+            _, samples = await scrape(app)
+        stuck.close()
+    assert samples[("eventbus_subscriber_lagged_total", ())] == 1
+    assert samples[("eventbus_subscriptions", ())] == 0
