@@ -207,3 +207,27 @@ async def test_an_http_tool_with_format_cloudevents_gets_the_event_structured(tm
         "datacontenttype": "application/json",
         "data": {"n": 1},
     }
+
+
+async def test_poll_and_history_print_cloudevents(tmp_path: Path) -> None:
+    from tests.cli.test_cli_basic import run_cli
+
+    message = to_structured_event(_event(deliveryattempt="2"))
+    async with http_app(tmp_path, http_bus()) as app, http_client(app) as http:
+        assert (await http.post("/events", content=message.body, headers=message.headers)).status_code == 202
+        async with await connect(app.url("web")) as bus:
+            await bus.emit("plain.event", [1, 2])
+        polled = await run_cli("poll", "--url", app.url("web"), "--format", "cloudevents")
+        history = await run_cli("history", "--url", app.url("web"), "--format", "cloudevents", "--since", "2020-01-01")
+    assert polled[0] == 0 and history[0] == 0, (polled, history)
+    assert polled[1] == history[1]
+    first, second = (orjson.loads(line) for line in polled[1].splitlines())
+    sent = orjson.loads(message.body)
+    assert first.pop("eventid") == 1 and first.pop("time") == "2026-11-28T09:00:00.123Z"
+    sent.pop("time")
+    assert first == sent
+    assert second.pop("time").endswith("Z")
+    assert second == {
+        "specversion": "1.0", "id": "2", "source": "trn:eventbus:web", "type": "plain.event",
+        "eventid": 2, "datacontenttype": "application/json", "data": [1, 2],
+    }

@@ -135,3 +135,19 @@ async def test_health_and_readiness(tmp_path: Path) -> None:
     assert health.status_code == 200 and health.json() == {"status": "ok", "bus": "web"}
     assert ready.status_code == 200
     assert not_ready.status_code == 503 and "storage" in not_ready.json()["reason"]
+
+
+async def test_shutdown_ends_open_streams(tmp_path: Path) -> None:
+    async with http_app(tmp_path, http_bus()) as app, http_client(app) as http:
+        async with http.stream("GET", "/events") as response:
+            web = app.buses["web"]
+            async with asyncio.timeout(5):
+                while web.info()["stats"]["subscriptions"] == 0:
+                    await asyncio.sleep(0.01)
+            started = asyncio.get_running_loop().time()
+            shutting = asyncio.ensure_future(app.shutdown())
+            async with asyncio.timeout(5):
+                async for _ in response.aiter_bytes():
+                    pass  # the server ends the response
+            await shutting
+            assert asyncio.get_running_loop().time() - started < 3
