@@ -8,6 +8,8 @@
 Each CloudEvent becomes emit params (eventbus_core.cloudevents), then goes
 through `Bus.submit` like any client's emit: topic rules, the allow-list, the
 queue bound, dedup (the CloudEvent's source + id is the idempotency key).
+A W3C `traceparent` request header (an instrumented sender's) is the trace
+context of events that carry no `traceparent` attribute of their own.
 
 Bounded: the body is read to at most `http.max_body_bytes` (else the bus's
 `max_message_bytes`), refused with 413 as soon as it passes, and must arrive
@@ -34,6 +36,7 @@ from eventbus_core.codec import DecodeError, loads
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import EventBusError, InvalidParams, InvalidRequest, MessageTooLarge
 from eventbus_core.locations import invalid_params
+from eventbus_core.tracecontext import parse_traceparent
 from eventbus_server.bus import Bus
 
 __all__ = ["MAX_BATCH", "post_events"]
@@ -76,15 +79,21 @@ async def _cloudevents(bus: Bus, request: Request) -> tuple[list[dict[str, Any]]
             raise InvalidParams("invalid CloudEvents batch: the body must be a JSON array of CloudEvents")
         if len(items) > MAX_BATCH:
             raise MessageTooLarge(f"a batch holds at most {MAX_BATCH} CloudEvents, not {len(items)}")
-        return [from_cloudevent(item, where=f"[{index}].") for index, item in enumerate(items)], True
-    if media == STRUCTURED_CONTENT_TYPE:
-        return [from_cloudevent(_json(body, "the body"))], False
-    if _CE_PREFIX + "specversion" in request.headers:
-        return [from_cloudevent(_binary_event(request, content_type, body))], False
-    raise InvalidRequest(
-        "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
-        f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}"
-    )
+        events, batch = [from_cloudevent(item, where=f"[{index}].") for index, item in enumerate(items)], True
+    elif media == STRUCTURED_CONTENT_TYPE:
+        events, batch = [from_cloudevent(_json(body, "the body"))], False
+    elif _CE_PREFIX + "specversion" in request.headers:
+        events, batch = [from_cloudevent(_binary_event(request, content_type, body))], False
+    else:
+        raise InvalidRequest(
+            "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
+            f"{STRUCTURED_CONTENT_TYPE} or {BATCH_CONTENT_TYPE}"
+        )
+    header = request.headers.get("traceparent")
+    if header is not None and parse_traceparent(header) is not None:
+        for event in events:
+            event["metadata"].setdefault("traceparent", header)
+    return events, batch
 
 
 def _binary_event(request: Request, content_type: str, body: bytes) -> dict[str, Any]:

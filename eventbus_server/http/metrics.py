@@ -90,7 +90,7 @@ class BusCollector(Collector):
             firings.add_metric([bus_id, rule, status], count)
         yield firings
         durations = _histogram(
-            "eventbus_rule_firing_duration_seconds", "Time a firing spent in its tool calls, retries included.", ["bus", "rule"]
+            "eventbus_rule_firing_duration_seconds", "A finished firing's duration_ms (its tool calls, retries and backoff), in seconds.", ["bus", "rule"]
         )
         for rule, histogram in sorted(snapshot.firing_durations.items()):
             _add(durations, [bus_id, rule], histogram)

@@ -231,3 +231,17 @@ async def test_poll_and_history_print_cloudevents(tmp_path: Path) -> None:
         "specversion": "1.0", "id": "2", "source": "trn:eventbus:web", "type": "plain.event",
         "eventid": 2, "datacontenttype": "application/json", "data": [1, 2],
     }
+
+
+async def test_a_traceparent_header_is_the_trace_context_of_events_without_one(tmp_path: Path) -> None:
+    untraced = CloudEvent(attributes={"type": "a.b", "source": "trn:user:a:b", "id": "t1"}, data={})
+    message = to_structured_event(untraced)
+    header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with http_app(tmp_path, http_bus()) as app, http_client(app) as http:
+        await http.post("/events", content=message.body, headers={**message.headers, "traceparent": header})
+        own = to_structured_event(_event(id="t2"))
+        await http.post("/events", content=own.body, headers={**own.headers, "traceparent": header})
+        async with await connect(app.url("web")) as bus:
+            first, second = (await bus.poll(">")).events
+    assert first.metadata is not None and first.metadata["traceparent"] == header
+    assert second.metadata is not None and second.metadata["traceparent"] == TRACEPARENT  # its own wins
