@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from eventbus_core import __version__
@@ -36,6 +37,7 @@ from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
 from eventbus_server import tracing
+from eventbus_server.consumers import Consumers, Message, Start
 from eventbus_server.fanout import (
     FanOut,
     FiringSubscription,
@@ -61,6 +63,7 @@ from eventbus_server.storage.base import (
     Storage,
     StoredRule,
 )
+from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
 from eventbus_server.writer import GroupCommitWriter
 
@@ -138,7 +141,10 @@ class Bus:
         self._rejected = dict.fromkeys(REJECTION_REASONS, 0)
         self._rules = self._rule_engine() if config.enable_rules else None
         self._fanout = FanOut(
-            self.storage, subscriber_buffer=config.subscriber_buffer, max_subscriptions=config.max_subscriptions
+            self.storage,
+            subscriber_buffer=config.subscriber_buffer,
+            max_subscriptions=config.max_subscriptions,
+            max_held_bytes=config.max_output_bytes,
         )
         if self._rules is not None:
             self._rules.on_finished = self._fanout.publish_firing
@@ -149,8 +155,12 @@ class Bus:
             self._feed.committed_here,
             bus_id=config.id,
             queue_size=config.queue_size,
+            max_queue_bytes=config.max_queue_bytes,
             dedup_window_s=config.dedup_window,
             stats=self._stats,
+        )
+        self._consumers = Consumers(
+            self.storage, bus_id=config.id, max_consumers=config.max_consumers, last_event_id=lambda: self.last_event_id
         )
         self._followers: list[asyncio.Task[None]] = []  # feed and watch, for shared storage
         self._connections: set[Client] = set()
@@ -172,7 +182,11 @@ class Bus:
     def _rule_engine(self) -> RuleEngine:
         config = self.config
         tools = ToolRouter(
-            config.tools, max_reply_bytes=config.max_tool_reply_bytes, import_dir=config.config_dir, bus_id=config.id
+            config.tools,
+            max_reply_bytes=config.max_tool_reply_bytes,
+            import_dir=config.config_dir,
+            max_threads=config.max_concurrency,
+            bus_id=config.id,
         )
         return RuleEngine(
             self.storage,
@@ -188,6 +202,7 @@ class Bus:
             max_concurrency=config.max_concurrency,
             retry=RetryPolicy(attempts=config.retry.attempts, backoff_ms=config.retry.backoff_ms),
             max_hops=config.max_hops,
+            max_action_bytes=config.max_message_bytes,
         )
 
     def _accepted_by(self) -> dict[str, tuple[str, ...]]:
@@ -321,19 +336,20 @@ class Bus:
         return await self.submit(events, trusted=trusted, batch=True) if events else []
 
     def submit(
-        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False
+        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False, size: int = 0
     ) -> asyncio.Future[list[EmitResult]]:
         """Check and queue events; the future resolves once they are committed.
 
         Not a coroutine, so the RPC layer can answer an emit without a task per
         request. Raises at once for what can be refused before the queue:
-        reserved topics, sources outside the allow-list, a full queue.
+        reserved topics, sources outside the allow-list, a full queue (in
+        requests, or in bytes: `size` is what the request weighs).
         """
         if batch:
             accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
         else:
             accepted = [self._accept(params, trusted) for params in events]
-        committed = self._writer.enqueue(accepted)
+        committed = self._writer.enqueue(accepted, size)
         if tracing.enabled():
             self._trace_emit(accepted, committed)
         return committed
@@ -390,6 +406,7 @@ class Bus:
         """Committed events, in id order, from this node or another (see feed.py)."""
         self._topics.add(events)
         self._fanout.publish(events)
+        self._consumers.on_commit(events)
         if self._rules is not None:
             self._rules.on_commit(events)
 
@@ -488,7 +505,9 @@ class Bus:
         self, event: dict[str, Any], *, rule: dict[str, Any] | None = None, rule_id: str | None = None
     ) -> dict[str, Any]:
         """Match a rule (given, or stored) against an event and render its action; nothing runs."""
-        return await test_rule(self._engine().rules, event, rule=rule, rule_id=rule_id)
+        return await test_rule(
+            self._engine().rules, event, rule=rule, rule_id=rule_id, max_action_bytes=self.config.max_message_bytes
+        )
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
         return await self._engine().list_firings(query)
@@ -496,6 +515,49 @@ class Bus:
     async def retry_firings(self, selection: FiringSelection) -> int:
         """Dead-letter redrive: run the selected final firings again; how many run."""
         return await self._engine().redrive(selection)
+
+    # -- durable consumers (consumers.py) -------------------------------------
+
+    async def create_consumer(self, name: str, config: ConsumerConfig, start: Start, *, replace: bool) -> bool:
+        """A named durable consumer; True when it is new (DESIGN §10)."""
+        return await self._consumers.create(name, config, start, replace=replace)
+
+    async def list_consumers(self) -> list[dict[str, Any]]:
+        return await self._consumers.list_all()
+
+    async def get_consumer(self, name: str) -> dict[str, Any]:
+        return await self._consumers.get(name)
+
+    async def delete_consumer(self, name: str) -> None:
+        await self._consumers.delete(name)
+
+    async def fetch(
+        self,
+        consumer: str,
+        *,
+        max_messages: int,
+        wait_ms: int,
+        max_bytes: int,
+        hold: Callable[[], AbstractAsyncContextManager[None]],
+        abandoned: asyncio.Event | None = None,
+    ) -> list[Message]:
+        """Lease up to `max_messages` events of the consumer, waiting up to `wait_ms` for one
+        (not once `abandoned` is set: the caller went away)."""
+        return await self._consumers.fetch(
+            consumer, max_messages=max_messages, wait_ms=wait_ms, max_bytes=max_bytes, hold=hold, abandoned=abandoned
+        )
+
+    async def settle(
+        self, consumer: str, event_ids: Sequence[int], action: Settle, *, delay_ms: int | None = None, reason: str | None = None
+    ) -> int:
+        """ack / nack / extend / term leased events; how many changed."""
+        return await self._consumers.settle(consumer, event_ids, action, delay_ms=delay_ms, reason=reason)
+
+    async def dead_letters(self, consumer: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        return await self._consumers.dead_letters(consumer, after_id=after_id, limit=limit)
+
+    async def redrive(self, consumer: str, event_ids: Sequence[int] | None) -> int:
+        return await self._consumers.redrive(consumer, event_ids)
 
     # -- info ----------------------------------------------------------------
 
@@ -519,6 +581,7 @@ class Bus:
                 "lagged": self._fanout.lagged_total,
                 "connections": len(self._connections),
                 "queue_depth": self._writer.depth,
+                "queue_bytes": self._writer.queued_bytes,
                 **({"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)} if rules else {}),
             },
         }

@@ -6,13 +6,19 @@ scrape time (`Bus.metrics()`), building prometheus-client metric families
 labelled `bus`. The cost of a scrape on emit throughput is measured in
 bench/http.py.
 
-The consumer series (`eventbus_consumer_*`, DESIGN §10) are described but
-have no samples until the bus has durable consumers.
+The consumer series (`eventbus_consumer_*`, DESIGN §10) are the one part
+read from storage: `Bus.list_consumers()` once per scrape (two small queries
+per consumer, bounded by `max_consumers`), before the families are built. A
+storage that does not answer within CONSUMERS_TIMEOUT_S leaves them without
+samples for that scrape rather than failing it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,10 +31,16 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventbus_core.errors import EventBusError
 from eventbus_server.bus import Bus
 from eventbus_server.histogram import Histogram
 
 __all__ = ["CONTENT_TYPE", "BusCollector", "MetricsEndpoint"]
+
+log = logging.getLogger("eventbus.http")
+
+#: How long a scrape waits for the consumers' stats.
+CONSUMERS_TIMEOUT_S = 5.0
 
 #: What generate_latest writes: the text format every Prometheus (2.x and 3.x) reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,6 +59,8 @@ class BusCollector(Collector):
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
+        #: The consumers (with stats) read for the scrape in progress.
+        self.consumers: list[dict[str, Any]] = []
 
     def collect(self) -> Iterator[Metric]:
         bus_id = self.bus.id
@@ -99,19 +113,45 @@ class BusCollector(Collector):
         for (kind, outcome), count in sorted(snapshot.tool_calls.items()):
             calls.add_metric([bus_id, kind, outcome], count)
         yield calls
-        yield GaugeMetricFamily("eventbus_consumer_pending", "Events matching a consumer after its cursor (lag).", labels=["bus", "consumer"])
-        yield GaugeMetricFamily("eventbus_consumer_ack_pending", "Events leased and not yet acked.", labels=["bus", "consumer"])
-        yield CounterMetricFamily("eventbus_consumer_redelivered", "Deliveries after the first.", labels=["bus", "consumer"])
-        yield GaugeMetricFamily("eventbus_consumer_dead", "Dead letters of a consumer now.", labels=["bus", "consumer"])
+        yield from self._consumer_families(bus_id)
         yield counter("eventbus_storage_errors", "Group commits failed because storage was unavailable.", stats["storage_errors"])
+
+
+    def _consumer_families(self, bus_id: str) -> Iterator[Metric]:
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "pending": GaugeMetricFamily(
+                "eventbus_consumer_pending", "Events matching a consumer after its cursor: its lag.", labels=["bus", "consumer"]
+            ),
+            "ack_pending": GaugeMetricFamily(
+                "eventbus_consumer_ack_pending", "Events leased and not yet acked.", labels=["bus", "consumer"]
+            ),
+            "redelivered": CounterMetricFamily(
+                "eventbus_consumer_redelivered", "Deliveries after the first.", labels=["bus", "consumer"]
+            ),
+            "dead": GaugeMetricFamily("eventbus_consumer_dead", "Dead letters of a consumer now.", labels=["bus", "consumer"]),
+        }
+        for consumer in self.consumers:
+            for stat, family in families.items():
+                family.add_metric([bus_id, consumer["name"]], consumer["stats"][stat])
+        yield from families.values()
 
 
 class MetricsEndpoint:
     """The `/metrics` handler of one bus (its own registry: every series is that bus's)."""
 
     def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.collector = BusCollector(bus)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(BusCollector(bus))
+        self.registry.register(self.collector)
+        self._lock = asyncio.Lock()  # one scrape at a time: the collector holds its consumers
 
     async def handle(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+        async with self._lock:
+            try:
+                async with asyncio.timeout(CONSUMERS_TIMEOUT_S):
+                    self.collector.consumers = await self.bus.list_consumers()
+            except (TimeoutError, EventBusError) as exc:
+                log.warning("bus=%s /metrics without consumer series: %s", self.bus.id, exc or "timed out")
+                self.collector.consumers = []
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)

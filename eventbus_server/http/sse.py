@@ -18,7 +18,9 @@ whose last frames are not read within `write_timeout_s` is dropped. At most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -61,6 +63,7 @@ class EventStream:
         self._room.set()
         self._ending = False  # lagged, or the server stops: send what is left, then end
         self._closed = False  # gone: write nothing more
+        self._heavy = asyncio.Lock()
 
     # -- Subscriber ---------------------------------------------------------------
 
@@ -81,6 +84,14 @@ class EventStream:
 
     async def wait_writable(self) -> None:
         await self._room.wait()
+
+    @contextlib.asynccontextmanager
+    async def heavy_read(self) -> AsyncIterator[None]:
+        """A page of stored events is read (a replay) only once what waits is below the limit."""
+        async with self._heavy:
+            while self._pending_bytes >= self.limit_bytes and not self._closed:
+                await self._room.wait()
+            yield
 
     # -- life -------------------------------------------------------------------------
 

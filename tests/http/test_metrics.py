@@ -113,3 +113,25 @@ async def test_a_subscriber_that_lags_is_counted(tmp_path: Path) -> None:
         stuck.close()
     assert samples[("eventbus_subscriber_lagged_total", ())] == 1
     assert samples[("eventbus_subscriptions", ())] == 0
+
+
+async def test_consumers_lag_is_scraped(tmp_path: Path) -> None:
+    async with http_app(tmp_path, http_bus(persist=True, storage_path=str(tmp_path / "c.db"))) as app:
+        async with await connect(app.url("web")) as bus:
+            await bus.create_consumer("workers", topic="job.>", start="all")
+            await bus.emit_many([{"topic": "job.queued", "payload": n} for n in range(5)])
+            await app.buses["web"].wait_idle()
+            _, lagging = await scrape(app)
+            first, second = await bus.fetch("workers", max=2)
+            await bus.nack("workers", [first.event.event_id])
+            await bus.term("workers", [second.event.event_id], reason="poison")
+            [again] = await bus.fetch("workers", max=1)
+            _, working = await scrape(app)
+    label = (("consumer", "workers"),)
+    assert lagging[("eventbus_consumer_pending", label)] == 5
+    assert lagging[("eventbus_consumer_ack_pending", label)] == 0
+    assert again.deliveries == 2
+    assert working[("eventbus_consumer_pending", label)] == 3
+    assert working[("eventbus_consumer_ack_pending", label)] == 1
+    assert working[("eventbus_consumer_redelivered_total", label)] == 1
+    assert working[("eventbus_consumer_dead", label)] == 1
