@@ -141,3 +141,16 @@ async def test_serve_log_format_json_writes_one_object_per_line(tmp_path: Path) 
     assert warning["rule_id"] == "broken" and warning["event_id"] == 1 and warning["firing_id"] >= 1
     assert "exited with code 3" in warning["message"]
     assert set(lines[0]) >= {"time", "level", "logger", "message"}
+
+
+def test_the_json_formatter_finds_the_fields_in_every_log_line() -> None:
+    from logging import WARNING, LogRecord
+
+    from eventbus_server.logs import JsonFormatter
+
+    dead = LogRecord("eventbus.consumers", WARNING, __file__, 1, "bus=%s consumer=%s event=%d dead letter after %d deliveries: %s",
+                     ("global", "workers", 42, 5, "max_deliver"), None)
+    line = json.loads(JsonFormatter().format(dead))
+    assert line["level"] == "WARNING" and line["logger"] == "eventbus.consumers"
+    assert (line["bus"], line["consumer"], line["event_id"]) == ("global", "workers", 42)
+    assert line["message"] == "bus=global consumer=workers event=42 dead letter after 5 deliveries: max_deliver"
