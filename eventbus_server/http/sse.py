@@ -12,7 +12,7 @@ fan-out holds events in the subscription's bounded buffer, and past
 `subscriber_buffer` the reader gets `event: lagged` (with `resume_since`)
 and the stream ends; it resumes from there with Last-Event-ID. A stream
 whose last frames are not read within `write_timeout_s` is dropped. At most
-`http.max_streams` streams are open at once (503 beyond).
+`http.max_streams` streams are open at once (429 beyond).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from eventbus_core.locations import invalid_params
 from eventbus_core.params import SubscribeParams
 from eventbus_core.sse import comment_frame
 from eventbus_server.bus import Bus
+from eventbus_server.http.answers import error_response
 from eventbus_server.storage.base import EventQuery
 
 __all__ = ["EventStream", "EventStreams"]
@@ -175,8 +176,6 @@ class EventStreams:
         self.open: set[EventStream] = set()
 
     async def handle(self, request: Request) -> Response:
-        from eventbus_server.http.app import error_response  # the app module imports this one
-
         try:
             query, replay = _query(request)
             if len(self.open) >= self.bus.config.http.max_streams:  # type: ignore[union-attr]
