@@ -174,10 +174,13 @@ class EventStreams:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.open: set[EventStream] = set()
+        self.closing = False  # the server stops: no new stream (a kept-alive connection may still ask)
 
     async def handle(self, request: Request) -> Response:
         try:
             query, replay = _query(request)
+            if self.closing:
+                raise Overloaded(f"bus {self.bus.id!r} is shutting down; reconnect with Last-Event-ID")
             if len(self.open) >= self.bus.config.http.max_streams:  # type: ignore[union-attr]
                 raise Overloaded(f"{len(self.open)} event streams are open on bus {self.bus.id!r}, the limit (http.max_streams)")
         except EventBusError as exc:
@@ -192,6 +195,7 @@ class EventStreams:
         return _StreamResponse(self, stream, subscription.start)
 
     def end_all(self) -> None:
+        self.closing = True
         for stream in list(self.open):
             stream.end()
 
