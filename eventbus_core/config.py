@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -197,18 +197,11 @@ class ToolRoute(_Strict):
         return self
 
 
-class HttpConfig(_Strict):
-    """The bus's HTTP side (DESIGN §14): metrics, health, CloudEvents in, Server-Sent Events out."""
+class _Listens:
+    """`host` and `port` of a model's `listen` (the bus's, its HTTP side's)."""
 
-    listen: Listen
-    #: /metrics without the bus's token (a token bus guards every other path).
-    metrics_public: bool = False
-    #: The largest request body (POST /events); none: the bus's max_message_bytes.
-    max_body_bytes: int | None = Field(default=None, ge=1024, le=INT64_MAX)
-    #: Open `GET /events` streams at once; past it 503.
-    max_streams: int = Field(default=256, ge=1, le=100_000)
-    #: Seconds between keep-alive comments on an idle event stream.
-    heartbeat_s: TimeoutS = 15.0
+    if TYPE_CHECKING:  # a field of the model; declared here it would move ahead of `id`
+        listen: str
 
     @property
     def host(self) -> str:
@@ -219,7 +212,21 @@ class HttpConfig(_Strict):
         return split_listen(self.listen)[1]
 
 
-class BusConfig(_Strict):
+class HttpConfig(_Strict, _Listens):
+    """The bus's HTTP side (DESIGN §14): metrics, health, CloudEvents in, Server-Sent Events out."""
+
+    listen: Listen
+    #: /metrics without the bus's token (a token bus guards every other path).
+    metrics_public: bool = False
+    #: The largest request body (POST /events); none: the bus's max_message_bytes.
+    max_body_bytes: int | None = Field(default=None, ge=1024, le=INT64_MAX)
+    #: Open `GET /events` streams at once; past it 429.
+    max_streams: int = Field(default=256, ge=1, le=100_000)
+    #: Seconds between keep-alive comments on an idle event stream.
+    heartbeat_s: TimeoutS = 15.0
+
+
+class BusConfig(_Strict, _Listens):
     id: BusId
     listen: Listen
     persist: bool = False
@@ -286,14 +293,6 @@ class BusConfig(_Strict):
         if url is not None and not _ENV_RE.search(url) and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("storage_url must start with postgresql://")
         return self
-
-    @property
-    def host(self) -> str:
-        return split_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return split_listen(self.listen)[1]
 
     @property
     def storage_kind(self) -> str:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventbus_client import connect
 from eventbus_server.app import EventBusApp
-from tests.http.conftest import http_app, http_bus, http_client
+from tests.http.conftest import http_app, http_bus, http_client, stuck_reader, subscribed
 from tests.rules.tools.tool_servers import HttpTool, fail
 
 #: Every family DESIGN §14 names (the parser drops counters' `_total`).
@@ -95,15 +93,9 @@ async def test_every_series_is_there_and_moves(tmp_path: Path) -> None:
 async def test_a_subscriber_that_lags_is_counted(tmp_path: Path) -> None:
     bus_config = http_bus(subscriber_buffer=20, max_output_bytes=65_536)
     async with http_app(tmp_path, bus_config) as app:
-        host, port = app.address("web")
-        stuck = socket.socket()
-        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.connect((host, port))
-        stuck.sendall(b'{"jsonrpc":"2.0","id":1,"method":"subscribe_topic","params":{"topic":">"}}\n')
+        stuck = stuck_reader(app.address("web"), b'{"jsonrpc":"2.0","id":1,"method":"subscribe_topic","params":{"topic":">"}}\n')
         web = app.buses["web"]
-        async with asyncio.timeout(10):
-            while web.info()["stats"]["subscriptions"] == 0:
-                await asyncio.sleep(0.01)
+        await subscribed(app)
         async with await connect(app.url("web")) as bus:
             for _ in range(40):
                 await bus.emit_many([{"topic": "flood", "payload": "x" * 2000} for _ in range(100)])

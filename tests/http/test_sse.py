@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import orjson
 
 from eventbus_client import connect
-from tests.http.conftest import http_app, http_bus, http_client
+from tests.http.conftest import http_app, http_bus, http_client, stuck_reader, subscribed
 
 
 async def frames(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
@@ -88,14 +87,9 @@ async def test_a_reader_that_never_reads_gets_lagged_and_the_stream_ends(tmp_pat
     bus_config = http_bus(subscriber_buffer=50, max_output_bytes=65_536, write_timeout_s=1)
     async with http_app(tmp_path, bus_config) as app:
         host, port = app.http_url("web").removeprefix("http://").split(":")
-        stuck = socket.socket()
-        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.connect((host, int(port)))
-        stuck.sendall(b"GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
+        stuck = stuck_reader((host, int(port)), b"GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
         web = app.buses["web"]
-        async with asyncio.timeout(10):
-            while web.info()["stats"]["subscriptions"] == 0:
-                await asyncio.sleep(0.01)
+        await subscribed(app)
         async with await connect(app.url("web")) as bus:
             payload = "x" * 2000
             for _ in range(20):
@@ -140,10 +134,7 @@ async def test_health_and_readiness(tmp_path: Path) -> None:
 async def test_shutdown_ends_open_streams(tmp_path: Path) -> None:
     async with http_app(tmp_path, http_bus()) as app, http_client(app) as http:
         async with http.stream("GET", "/events") as response:
-            web = app.buses["web"]
-            async with asyncio.timeout(5):
-                while web.info()["stats"]["subscriptions"] == 0:
-                    await asyncio.sleep(0.01)
+            await subscribed(app)
             started = asyncio.get_running_loop().time()
             shutting = asyncio.ensure_future(app.shutdown())
             async with asyncio.timeout(5):
