@@ -60,6 +60,9 @@ class _QuietEndOfStream(logging.Filter):
         return "without completing response" not in record.getMessage()
 
 
+logging.getLogger("uvicorn.error").addFilter(_QuietEndOfStream())  # once per process
+
+
 class HttpServer:
     """The HTTP side of one bus; `start()` binds and serves, `stop()` ends it."""
 
@@ -100,7 +103,6 @@ class HttpServer:
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             http="h11",  # see the module docstring
         )
-        logging.getLogger("uvicorn.error").addFilter(_QuietEndOfStream())
         self._server = _Embedded(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._socket]), name=f"http:{self.bus.id}")
         while not self._server.started:
