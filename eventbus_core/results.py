@@ -23,6 +23,12 @@ __all__ = [
     "RuleFailure",
     "RuleInfo",
     "RuleTestResult",
+    "ScheduleCreated",
+    "ScheduleInfo",
+    "ScheduledCursorInfo",
+    "ScheduledEventInfo",
+    "ScheduledPage",
+    "ScheduledResult",
     "TopicInfo",
 ]
 
@@ -33,6 +39,16 @@ class EmitResult:
 
     event_id: int
     timestamp: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledResult:
+    """A delayed emit (DESIGN §11): stored to be appended at `deliver_at`; `duplicate`
+    when its idempotency key names one still pending (that one is answered)."""
+
+    schedule_id: str
+    deliver_at: int
     duplicate: bool = False
 
 
@@ -136,3 +152,48 @@ class BusInfo(TypedDict):
     max_concurrency: int
     uptime_s: float
     stats: BusStats
+
+
+class ScheduledEventInfo(TypedDict):
+    """A delayed event still pending (`list_scheduled`); `event` holds its fields
+    (`timestamp` null unless the emitter set one: it is filled when appended)."""
+
+    schedule_id: str
+    deliver_at: int
+    created_at: int
+    event: dict[str, Any]
+
+
+class ScheduledCursorInfo(TypedDict):
+    deliver_at: int
+    schedule_id: str
+
+
+class ScheduledPage(TypedDict):
+    """One page of `list_scheduled`, due first; `next` is the `after` of the next page (None: done)."""
+
+    scheduled: list[ScheduledEventInfo]
+    next: ScheduledCursorInfo | None
+
+
+class ScheduleInfo(TypedDict):
+    """A recurring schedule: its definition, and when it ticked and ticks next
+    (`next_tick` None while disabled, or when it never ticks again)."""
+
+    id: str
+    cron: str | None
+    every_ms: int | None
+    timezone: str
+    event: dict[str, Any]
+    enabled: bool
+    next_tick: int | None
+    last_tick: int | None
+    ticks: int
+    created_at: int
+    updated_at: int
+
+
+class ScheduleCreated(TypedDict):
+    id: str
+    created: bool
+    next_tick: int | None

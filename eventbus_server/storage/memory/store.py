@@ -18,13 +18,14 @@ from operator import attrgetter
 from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from eventbus_server.storage.memory.rules import MemoryRuleStore
+from eventbus_server.storage.memory.schedules import MemoryScheduleStore
 
 __all__ = ["MemoryStorage"]
 
 _event_id = attrgetter("event_id")
 
 
-class MemoryStorage(MemoryRuleStore, Storage):
+class MemoryStorage(MemoryRuleStore, MemoryScheduleStore, Storage):
     """A bounded in-memory event log; nothing survives the process."""
 
     kind = "memory"
@@ -33,6 +34,7 @@ class MemoryStorage(MemoryRuleStore, Storage):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
+        MemoryScheduleStore.__init__(self)
         self.capacity = capacity
         self.max_keys = max_keys
         self._ring: deque[Event] = deque(maxlen=capacity)
@@ -61,6 +63,9 @@ class MemoryStorage(MemoryRuleStore, Storage):
                 self._remember(new.idempotency_key, StoredKey(event.event_id, event.timestamp))
             stored.append(event)
         return stored
+
+    async def append_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[Event]:
+        return await self.append(self.take_due(now_ms, bus_id=bus_id, limit=limit))
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         self._expire_keys(since_ts)
