@@ -329,8 +329,9 @@ class Bus:
         now = now_ms()
         max_delay_ms = int(self.config.max_schedule_delay_s * 1000)
         items = []
+        method, days = ("emit_events" if batch else "emit_event"), self.config.max_schedule_delay_s / 86_400
         for index, params in enumerate(events):
-            where = f"events[{index}]." if batch else ""
+            where = f"events.{index}." if batch else ""
             self._accept(params, False, index if batch else None)
             if params.deliver_at is not None:
                 deliver_at, field, ahead = params.deliver_at, "deliver_at", params.deliver_at - now
@@ -339,8 +340,9 @@ class Bus:
                 field, ahead = "delay_ms", params.delay_ms
                 deliver_at = now + ahead if ahead <= max_delay_ms else 0
             if ahead > max_delay_ms:
-                msg = f"is {ahead} ms ahead; this bus takes at most {max_delay_ms} ms (max_schedule_delay_s)"
-                raise InvalidParams(f"invalid params: {where}{field} {msg}", [{"loc": f"{where}{field}", "msg": msg}])
+                msg = f"must be at most {max_delay_ms} ms ahead ({days:g} days, max_schedule_delay_s), not {ahead}"
+                loc = f"{where}{field}"
+                raise InvalidParams(f"invalid params for {method}: {loc}: {msg}", [{"loc": loc, "msg": msg}])
             items.append(
                 ScheduledEvent(
                     new_schedule_id(), deliver_at, now, params.topic, params.payload, params.timestamp,
