@@ -9,6 +9,7 @@ import typer
 
 from eventbus_cli import runner
 from eventbus_cli.commands.config import config_app
+from eventbus_cli.commands.consumers import consume, consumers_app, dead_letters
 from eventbus_cli.commands.emit import emit
 from eventbus_cli.commands.firings import firings_app
 from eventbus_cli.commands.history import history
@@ -62,6 +63,9 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(firings_app, name="firings")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(config_app, name="config")
+app.add_typer(consumers_app, name="consumers")
+app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(consume)
+app.command("dead-letters", cls=PlainCommand, epilog=EXIT_CODES_HELP)(dead_letters)
 app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(ui)
 app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(mcp)
 

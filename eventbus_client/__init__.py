@@ -7,6 +7,7 @@
 """
 
 from eventbus_client.client import EventBusClient, PollResult, ReplayResult, connect
+from eventbus_client.consumer import ConsumerMessage
 from eventbus_client.subscription import FiringSubscription, Subscription
 from eventbus_client.sync import SyncClient, SyncSubscription, connect_sync
 from eventbus_core.envelope import EventEnvelope
@@ -31,6 +32,9 @@ from eventbus_core.errors import (
 from eventbus_core.results import (
     BusInfo,
     BusStats,
+    ConsumerInfo,
+    ConsumerStats,
+    DeadLetter,
     EmitResult,
     FiringInfo,
     FiringStats,
@@ -52,6 +56,10 @@ __all__ = [
     "BusInfo",
     "BusStats",
     "ConnectionLost",
+    "ConsumerInfo",
+    "ConsumerMessage",
+    "ConsumerStats",
+    "DeadLetter",
     "EmitResult",
     "EventBusClient",
     "EventBusError",

@@ -209,6 +209,7 @@ class BusConfig(_Strict):
     max_hops: int = Field(default=8, ge=1, le=1000)
     max_tool_reply_bytes: int = Field(default=1_048_576, ge=1, le=INT64_MAX)
     max_rules: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_consumers: int = Field(default=1000, ge=1, le=100_000)
     # The limits of DESIGN §3: no client can hurt another (docs/protocol.md#limits).
     max_inflight: int = Field(default=256, ge=1, le=1_000_000)
     max_output_bytes: int = Field(default=16 * 1_048_576, ge=65_536, le=INT64_MAX)

@@ -7,6 +7,7 @@ Strict, like every params model: `"5"` is not a cursor and `1` is not `true`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -19,16 +20,24 @@ from eventbus_core.trn import validate_trn_pattern
 
 __all__ = [
     "FIRING_STATUSES",
+    "MAX_CONSUMER_WAIT_MS",
+    "AckParams",
     "AuthenticateParams",
     "CancelScheduledParams",
+    "ConsumerNameParams",
+    "CreateConsumerParams",
     "CreateScheduleParams",
+    "DeadLettersParams",
     "EmitEventsParams",
+    "FetchParams",
     "ListFiringsParams",
     "ListScheduledParams",
     "ListSchedulesParams",
     "MethodParams",
+    "NackParams",
     "NoParams",
     "PollParams",
+    "RedriveParams",
     "ReplayParams",
     "RetryFiringsParams",
     "RuleIdParams",
@@ -37,8 +46,11 @@ __all__ = [
     "ScheduledCursor",
     "SetRuleEnabledParams",
     "SetScheduleEnabledParams",
+    "StartAfter",
+    "StartFrom",
     "SubscribeFiringsParams",
     "SubscribeParams",
+    "TermParams",
     "TestRuleParams",
     "UnsubscribeParams",
 ]
@@ -140,6 +152,79 @@ class ReplayParams(MethodParams):
     limit: Limit = 1000
 
 
+# -- durable consumers (DESIGN §10) ------------------------------------------------------
+
+_CONSUMER_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _consumer_name(value: str) -> str:
+    if not _CONSUMER_NAME.fullmatch(value):
+        raise ValueError("must be 1-128 characters of letters, digits, '.', '_' or '-'")
+    return value
+
+
+ConsumerName = Annotated[str, AfterValidator(_consumer_name)]
+#: One id list of ack / nack / extend / term: what one call may settle.
+EventIds = Annotated[list[UInt63], Field(min_length=1, max_length=1000)]
+#: The longest wait any consumer setting may ask for: a day.
+MAX_CONSUMER_WAIT_MS = 86_400_000
+
+
+class StartAfter(MethodParams):
+    after_id: UInt63
+
+
+class StartFrom(MethodParams):
+    from_ts: UInt63
+
+
+class CreateConsumerParams(MethodParams):
+    name: ConsumerName
+    topic: TopicPattern = ">"
+    source_trn: TrnPattern | None = None
+    target_trn: TrnPattern | None = None
+    pattern: dict[str, Any] | None = None
+    #: "new": events stored from now on; "all": every stored event; or after an id / from a time.
+    start: Literal["new", "all"] | StartAfter | StartFrom = "new"
+    ack_wait_ms: int = Field(default=30_000, ge=100, le=MAX_CONSUMER_WAIT_MS)
+    max_deliver: int = Field(default=5, ge=1, le=1000)
+    backoff_ms: Annotated[list[Annotated[int, Field(ge=0, le=MAX_CONSUMER_WAIT_MS)]], Field(max_length=50)] = []
+    max_ack_pending: int = Field(default=1000, ge=1, le=10_000)
+    replace: bool = False
+
+
+class ConsumerNameParams(MethodParams):
+    name: ConsumerName
+
+
+class FetchParams(MethodParams):
+    consumer: ConsumerName
+    max: int = Field(default=10, ge=1, le=1000)
+    wait_ms: int = Field(default=0, ge=0, le=60_000)
+
+
+class AckParams(MethodParams):
+    consumer: ConsumerName
+    event_ids: EventIds
+
+
+class NackParams(AckParams):
+    delay_ms: int | None = Field(default=None, ge=0, le=MAX_CONSUMER_WAIT_MS)
+
+
+class TermParams(AckParams):
+    reason: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
+class DeadLettersParams(MethodParams):
+    consumer: ConsumerName
+    after_id: UInt63 = 0
+    limit: Limit = 100
+
+
+class RedriveParams(MethodParams):
+    consumer: ConsumerName
+    event_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
 # -- scheduled events and schedules (DESIGN §11) -----------------------------------
 
 #: Schedule ids are rule ids' alphabet (DESIGN §4): they go into TRNs and CLI arguments.

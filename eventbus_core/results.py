@@ -16,7 +16,9 @@ from typing import Any, Literal, TypedDict
 __all__ = [
     "BusInfo",
     "BusStats",
-    "EmitResult",
+    "ConsumerInfo",
+    "ConsumerStats",
+    "DeadLetter",
     "FiringInfo",
     "FiringStats",
     "RegisterResult",
@@ -155,6 +157,40 @@ class BusInfo(TypedDict):
     stats: BusStats
 
 
+class ConsumerStats(TypedDict):
+    pending: int  # matching events after the cursor (at most 100,000 are counted)
+    ack_pending: int  # leased now
+    waiting: int  # due again later (nacked, or a lease that ran out)
+    acked: int
+    redelivered: int
+    dead: int
+    last_delivered_id: int
+    cursor: int
+
+
+class ConsumerInfo(TypedDict):
+    """A durable consumer: its config and its stats (DESIGN §10)."""
+
+    name: str
+    topic: str
+    source_trn: str | None
+    target_trn: str | None
+    pattern: dict[str, Any] | None
+    ack_wait_ms: int
+    max_deliver: int
+    backoff_ms: list[int]
+    max_ack_pending: int
+    created_at: int
+    updated_at: int
+    stats: ConsumerStats
+
+
+class DeadLetter(TypedDict):
+    event_id: int
+    event: dict[str, Any] | None  # None once retention pruned the event
+    deliveries: int
+    reason: str
+    dead_at: int
 class ScheduledEventInfo(TypedDict):
     """A delayed event still pending (`list_scheduled`); `event` holds its fields
     (`timestamp` null unless the emitter set one: it is filled when appended)."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from eventbus_core import __version__
@@ -39,6 +40,7 @@ from eventbus_core.results import BusInfo, EmitResult, ScheduleCreated, Schedule
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
+from eventbus_server.consumers import Consumers, Message, Start
 from eventbus_server.fanout import FanOut, FiringSubscription, Subscriber, Subscription
 from eventbus_server.feed import CommitFeed
 from eventbus_server.replay import ReplayRequest, ReplayResult, replay
@@ -60,6 +62,7 @@ from eventbus_server.storage.base import (
     StoredRule,
     StoredSchedule,
 )
+from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
 from eventbus_server.writer import GroupCommitWriter
 
@@ -118,6 +121,9 @@ class Bus:
             queue_size=config.queue_size,
             dedup_window_s=config.dedup_window,
             stats=self._stats,
+        )
+        self._consumers = Consumers(
+            self.storage, bus_id=config.id, max_consumers=config.max_consumers, last_event_id=lambda: self.last_event_id
         )
         self._scheduler = Scheduler(
             self.storage,
@@ -374,6 +380,7 @@ class Bus:
         """Committed events, in id order, from this node or another (see feed.py)."""
         self._topics.add(events)
         self._fanout.publish(events)
+        self._consumers.on_commit(events)
         if self._rules is not None:
             self._rules.on_commit(events)
 
@@ -472,6 +479,44 @@ class Bus:
         """Dead-letter redrive: run the selected final firings again; how many run."""
         return await self._engine().redrive(selection)
 
+    # -- durable consumers (consumers.py) -------------------------------------
+
+    async def create_consumer(self, name: str, config: ConsumerConfig, start: Start, *, replace: bool) -> bool:
+        """A named durable consumer; True when it is new (DESIGN §10)."""
+        return await self._consumers.create(name, config, start, replace=replace)
+
+    async def list_consumers(self) -> list[dict[str, Any]]:
+        return await self._consumers.list_all()
+
+    async def get_consumer(self, name: str) -> dict[str, Any]:
+        return await self._consumers.get(name)
+
+    async def delete_consumer(self, name: str) -> None:
+        await self._consumers.delete(name)
+
+    async def fetch(
+        self,
+        consumer: str,
+        *,
+        max_messages: int,
+        wait_ms: int,
+        max_bytes: int,
+        hold: Callable[[], AbstractAsyncContextManager[None]],
+    ) -> list[Message]:
+        """Lease up to `max_messages` events of the consumer, waiting up to `wait_ms` for one."""
+        return await self._consumers.fetch(consumer, max_messages=max_messages, wait_ms=wait_ms, max_bytes=max_bytes, hold=hold)
+
+    async def settle(
+        self, consumer: str, event_ids: Sequence[int], action: Settle, *, delay_ms: int | None = None, reason: str | None = None
+    ) -> int:
+        """ack / nack / extend / term leased events; how many changed."""
+        return await self._consumers.settle(consumer, event_ids, action, delay_ms=delay_ms, reason=reason)
+
+    async def dead_letters(self, consumer: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        return await self._consumers.dead_letters(consumer, after_id=after_id, limit=limit)
+
+    async def redrive(self, consumer: str, event_ids: Sequence[int] | None) -> int:
+        return await self._consumers.redrive(consumer, event_ids)
     # -- schedules -----------------------------------------------------------
 
     async def create_schedule(self, params: CreateScheduleParams) -> ScheduleCreated:

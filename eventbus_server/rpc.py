@@ -59,6 +59,7 @@ from eventbus_core.params import (
 from eventbus_core.results import ScheduledResult
 from eventbus_core.topics import is_reserved_topic
 from eventbus_server.bus import Bus, EmitResult
+from eventbus_server.consumer_methods import CONSUMER_METHODS
 from eventbus_server.fanout import Subscriber
 from eventbus_server.replay import ReplayRequest
 from eventbus_server.storage.base import EventQuery, FiringQuery, FiringSelection
@@ -411,6 +412,7 @@ METHODS: dict[str, Handler] = {
     "retry_firings": retry_firings,
     "subscribe_firings": subscribe_firings,
     "replay_events": replay_events,
+    **CONSUMER_METHODS,
     "cancel_scheduled": cancel_scheduled,
     "list_scheduled": list_scheduled,
     "create_schedule": create_schedule,

@@ -20,6 +20,13 @@ from eventbus_core.params import FIRING_STATUSES
 from eventbus_core.results import FiringInfo, RuleInfo, ScheduledEventInfo, ScheduleInfo
 from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
+from eventbus_server.storage.consumers import (
+    ConsumerConfig,
+    Delivery,
+    Settle,
+    StoredConsumer,
+    TakeResult,
+)
 
 __all__ = [
     "FIRING_STATUSES",
@@ -481,6 +488,67 @@ class Storage(ABC):
     async def save_cursor(self, event_id: int) -> None:
         """Move the rule engine's cursor forward (never backward)."""
 
+    # -- durable consumers (consumers.py has the states and transitions) --------
+
+    @abstractmethod
+    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+        """Create a consumer at `cursor`, or change the config of one that exists (its
+        cursor and deliveries stay); True when it was created."""
+
+    @abstractmethod
+    async def load_consumer(self, name: str) -> StoredConsumer | None: ...
+
+    @abstractmethod
+    async def list_consumers(self) -> list[StoredConsumer]: ...
+
+    @abstractmethod
+    async def delete_consumer(self, name: str) -> bool:
+        """Forget the consumer and every delivery of it; False when there was none."""
+
+    @abstractmethod
+    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
+        """In one transaction: expired leases become waiting or dead (`expire`), then up
+        to `limit` waiting rows due by `now_ms`, oldest event first, are leased again
+        (one more delivery), as far as `max_ack_pending` leaves room."""
+
+    @abstractmethod
+    async def lease_new(
+        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
+    ) -> bool:
+        """Lease `event_ids` (first delivery) and move the cursor to `new_cursor`, in one
+        transaction, only if the cursor is still `expect_cursor` and the leases fit
+        `max_ack_pending`; False (nothing changed) otherwise."""
+
+    @abstractmethod
+    async def settle(
+        self,
+        name: str,
+        event_ids: Sequence[int],
+        action: Settle,
+        now_ms: int,
+        *,
+        delay_ms: int | None = None,
+        reason: str | None = None,
+    ) -> tuple[int, list[Delivery]]:
+        """Apply `action` to those of `event_ids` that are leased; how many changed, and
+        those that became dead letters."""
+
+    @abstractmethod
+    async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]: ...
+
+    @abstractmethod
+    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+        """Dead letters (these, or the oldest `limit`) due again now with their deliveries
+        reset; how many."""
+
+    @abstractmethod
+    async def delivery_counts(self, name: str) -> dict[str, int]:
+        """How many rows of the consumer are `leased`, `waiting` and `dead` now."""
+
+    @abstractmethod
+    async def count_after(self, query: EventQuery, since: int, cap: int) -> int:
+        """How many stored events after `since` match `query`'s topic and TRN filters,
+        counting at most `cap`."""
     # -- scheduled events and schedules (DESIGN §11; storage/*/schedules.py) ----
 
     @abstractmethod

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
@@ -27,12 +28,15 @@ from eventbus_server.storage.base import (
 )
 
 __all__ = [
+    "COUNT_COLUMNS",
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
     "RULE_COLUMNS",
     "SCHEDULED_COLUMNS",
     "SCHEDULE_COLUMNS",
     "Select",
+    "count_events",
+    "count_rows",
     "event_from_row",
     "event_row",
     "firing_from_row",
@@ -189,6 +193,32 @@ def select_events(query: EventQuery, style: Style) -> Select:
     if exact:
         sql += f" LIMIT {where.param(query.limit)}"
     return Select(sql, where.params, exact)
+
+
+#: The columns `count_events` reads when SQL alone cannot decide (no JSON).
+COUNT_COLUMNS = "event_id, topic, timestamp, source_trn, target_trn, correlation_id"
+
+
+def count_events(query: EventQuery, since: int, cap: int, style: Style) -> Select:
+    """Events after `since` that `query`'s filters let through, at most `cap`: a
+    `COUNT(*)` when SQL decides alone, else the light `COUNT_COLUMNS` of the
+    narrowed rows (at most ten times cap of them) for `count_rows` to match."""
+    narrowed = select_events(dataclasses.replace(query, since=since, limit=cap, order="asc"), style)
+    light = narrowed.sql.replace(f"SELECT {EVENT_COLUMNS} FROM", f"SELECT {COUNT_COLUMNS} FROM", 1)
+    if narrowed.exact:
+        return Select(f"SELECT COUNT(*) FROM ({light}) AS counted", narrowed.params, True)
+    return Select(f"{light} LIMIT {10 * cap}", narrowed.params, False)
+
+
+def count_rows(query: EventQuery, rows: Iterable[Sequence[Any]], cap: int) -> int:
+    """How many `COUNT_COLUMNS` rows match `query`, at most `cap`."""
+    counted = 0
+    for event_id, topic, timestamp, source, target, correlation in rows:
+        if query.matches(Event(event_id, topic, None, timestamp, None, source, target, correlation)):
+            counted += 1
+            if counted >= cap:
+                break
+    return counted
 
 
 def select_rearmable(selection: FiringSelection, style: Style) -> Select:

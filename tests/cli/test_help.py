@@ -51,7 +51,7 @@ def test_every_option_and_argument_is_explained(command: tuple[str, ...]) -> Non
     assert not unexplained, f"no help text: {unexplained}"
 
 
-GROUPS = {("config",), ("rules",), ("schedules",)}  # their commands have the examples
+GROUPS = {("config",), ("rules",), ("consumers",), ("schedules",)}  # their commands have the examples
 
 
 @pytest.mark.parametrize("columns", [60, 80, 200])

@@ -212,3 +212,12 @@ async def test_a_schedule_every_second_for_five_seconds_ticks_five_times_each_on
             info = await bus.get_schedule("hb")
             assert info["ticks"] == len(ticks) and info["last_tick"] == values[-1]
 
+
+
+async def test_a_due_event_reaches_a_durable_consumer(client: EventBusClient, unique_topic: str) -> None:
+    await client.create_consumer("workers", topic=unique_topic)
+    scheduled = await client.emit(unique_topic, {"job": 1}, delay_ms=300)
+    assert await client.fetch("workers") == []  # not in the log yet
+    [message] = await client.fetch("workers", wait_ms=5000)
+    assert message.event.payload == {"job": 1} and message.event.timestamp >= scheduled.deliver_at
+    await message.ack()

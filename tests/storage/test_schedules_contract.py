@@ -204,52 +204,63 @@ async def test_two_postgres_nodes_append_each_due_item_once(tmp_path: Path) -> N
 
 
 # -- a reserved migration version that lands later ---------------------------------------
+#
+# Schedules took SQLite 3 / PostgreSQL 4 while consumers' 2 / 3 were still on their
+# branch, with None in their place. These tests make such a gap at the end of today's
+# list: a database migrated without the reserved version gets it once it lands.
+
+
+def _with_gap(migrations: tuple[object, ...], reserved: object) -> tuple[object, ...]:
+    return (*migrations, reserved, ("CREATE TABLE landed_after (x INTEGER)",))
 
 
 async def test_sqlite_applies_a_reserved_version_when_it_lands_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Schedules took SQLite version 3 while 2 (consumers) was still on its branch:
-    a file migrated without 2 gets it once it lands."""
     import sqlite3
 
     from eventbus_server.storage import SqliteStorage
     from eventbus_server.storage.sqlite import schema
 
+    today = schema.MIGRATIONS
     path = tmp_path / "bus.db"
-    store = SqliteStorage(path)
-    await store.open()
-    await store.close()
-    with sqlite3.connect(path) as conn:
-        before = [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
-    assert 2 not in before and 3 in before
 
-    landed = (*schema.MIGRATIONS[:1], ("CREATE TABLE landed_later (x INTEGER)",), *schema.MIGRATIONS[2:])
-    monkeypatch.setattr(schema, "MIGRATIONS", landed)
-    monkeypatch.setattr(schema, "_DEFINED", frozenset(range(1, len(landed) + 1)))
-    store = SqliteStorage(path)
-    await store.open()
-    await store.close()
+    def reopen(migrations: tuple[object, ...]) -> None:
+        monkeypatch.setattr(schema, "MIGRATIONS", migrations)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", len(migrations))
+        monkeypatch.setattr(schema, "_DEFINED", frozenset(v for v, m in enumerate(migrations, 1) if m is not None))
+
+    async def open_and_close() -> list[int]:
+        store = SqliteStorage(path)
+        await store.open()
+        await store.close()
+        with sqlite3.connect(path) as conn:
+            return [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+
+    reopen(_with_gap(today, None))
+    reserved = len(today) + 1
+    assert reserved not in await open_and_close()
+    reopen(_with_gap(today, ("CREATE TABLE landed_later (x INTEGER)",)))
+    assert await open_and_close() == list(range(1, len(today) + 3))
     with sqlite3.connect(path) as conn:
-        after = [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
         assert conn.execute("SELECT COUNT(*) FROM landed_later").fetchone()[0] == 0
-    assert after == sorted({*before, 2})
 
 
 async def test_postgres_applies_a_reserved_version_when_it_lands_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from eventbus_server.storage.postgres import schema
 
+    today = schema.MIGRATIONS
     url = postgres.storage_url(tmp_path)
-    store = PostgresStorage(url, bus_id=BUS)
-    await store.open()
-    await store.close()
-    reserved = schema.MIGRATIONS.index(None) + 1
-    landed = tuple(("CREATE TABLE landed_later (x INTEGER)",) if m is None else m for m in schema.MIGRATIONS)
-    monkeypatch.setattr(schema, "MIGRATIONS", landed)
-    store = PostgresStorage(url, bus_id=BUS)
-    await store.open()
-    try:
-        async with store._connection() as conn:
-            versions = [row[0] for row in await conn.fetch("SELECT version FROM schema_version ORDER BY version")]
-            assert await conn.fetchval("SELECT COUNT(*) FROM landed_later") == 0
-    finally:
-        await store.close()
-    assert versions == list(range(1, len(landed) + 1)) and reserved in versions
+
+    async def open_with(migrations: tuple[object, ...]) -> list[int]:
+        monkeypatch.setattr(schema, "MIGRATIONS", migrations)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", len(migrations))
+        store = PostgresStorage(url, bus_id=BUS)
+        await store.open()
+        try:
+            async with store._connection() as conn:
+                return [row[0] for row in await conn.fetch("SELECT version FROM schema_version ORDER BY version")]
+        finally:
+            await store.close()
+
+    reserved = len(today) + 1
+    assert reserved not in await open_with(_with_gap(today, None))
+    assert await open_with(_with_gap(today, ("CREATE TABLE landed_later (x INTEGER)",))) == list(range(1, len(today) + 3))

@@ -1,6 +1,6 @@
 """Scheduled events and schedules for the `persist: false` backend (DESIGN.md §11).
 
-A mixin of `MemoryStorage`, like the rule store: `take_due` picks what is due
+A mixin of `MemoryStorage`, like the rule store: `take_due_scheduled` picks what is due
 and moves the schedules on, and the store appends it in the same step (one
 event-loop turn, so nothing can come in between).
 """
@@ -111,7 +111,7 @@ class MemoryScheduleStore:
         candidates = ticks + ([self._due_order[0][0]] if self._due_order else [])
         return min(candidates, default=None)
 
-    def take_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[NewEvent]:
+    def take_due_scheduled(self, now_ms: int, *, bus_id: str, limit: int) -> list[NewEvent]:
         """What is due at `now_ms`, in due order, taken off the pending set (the
         schedules moved on); the store appends it in the same step."""
         due: list[tuple[int, str, NewEvent]] = []

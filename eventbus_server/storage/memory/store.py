@@ -17,6 +17,7 @@ from operator import attrgetter
 
 from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
+from eventbus_server.storage.memory.consumers import MemoryConsumerStore
 from eventbus_server.storage.memory.rules import MemoryRuleStore
 from eventbus_server.storage.memory.schedules import MemoryScheduleStore
 
@@ -25,7 +26,7 @@ __all__ = ["MemoryStorage"]
 _event_id = attrgetter("event_id")
 
 
-class MemoryStorage(MemoryRuleStore, MemoryScheduleStore, Storage):
+class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, Storage):
     """A bounded in-memory event log; nothing survives the process."""
 
     kind = "memory"
@@ -34,6 +35,7 @@ class MemoryStorage(MemoryRuleStore, MemoryScheduleStore, Storage):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
+        MemoryConsumerStore.__init__(self)
         MemoryScheduleStore.__init__(self)
         self.capacity = capacity
         self.max_keys = max_keys
@@ -65,7 +67,7 @@ class MemoryStorage(MemoryRuleStore, MemoryScheduleStore, Storage):
         return stored
 
     async def append_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[Event]:
-        return await self.append(self.take_due(now_ms, bus_id=bus_id, limit=limit))
+        return await self.append(self.take_due_scheduled(now_ms, bus_id=bus_id, limit=limit))
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         self._expire_keys(since_ts)

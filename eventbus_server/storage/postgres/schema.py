@@ -80,8 +80,33 @@ MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     ),
     # 2: which node claimed a firing, so another can adopt it when that node is gone.
     ("ALTER TABLE rule_firings ADD COLUMN claimed_by TEXT",),
-    # 3: reserved for durable consumers (DESIGN §10), which land from their own branch.
-    None,
+    # 3: durable consumers (DESIGN §10): a cursor each, and a row per delivery not yet acked.
+    (
+        """
+        CREATE TABLE consumers (
+            name TEXT PRIMARY KEY,
+            config JSONB NOT NULL,
+            cursor BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            acked BIGINT NOT NULL DEFAULT 0,
+            redelivered BIGINT NOT NULL DEFAULT 0,
+            last_delivered_id BIGINT NOT NULL DEFAULT 0
+        )
+        """,
+        """
+        CREATE TABLE consumer_deliveries (
+            consumer TEXT NOT NULL,
+            event_id BIGINT NOT NULL,
+            state TEXT NOT NULL,
+            deliveries INTEGER NOT NULL,
+            due_at BIGINT NOT NULL,
+            reason TEXT,
+            PRIMARY KEY (consumer, event_id)
+        )
+        """,
+        "CREATE INDEX idx_consumer_deliveries_due ON consumer_deliveries (consumer, state, due_at)",
+    ),
     # 4: scheduled events (pending delayed emits) and recurring schedules (DESIGN §11).
     (
         """

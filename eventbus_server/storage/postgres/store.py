@@ -51,7 +51,14 @@ from eventbus_server.storage.base import (
     TopicStats,
     row_bytes,
 )
-from eventbus_server.storage.postgres import rules
+from eventbus_server.storage.consumers import (
+    ConsumerConfig,
+    Delivery,
+    Settle,
+    StoredConsumer,
+    TakeResult,
+)
+from eventbus_server.storage.postgres import consumers, rules
 from eventbus_server.storage.postgres import schedules as pg_schedules
 from eventbus_server.storage.postgres.rules import RULES_CHANGED, node_key
 from eventbus_server.storage.postgres.schema import migrate, quote_ident, rowcount, schema_for_bus
@@ -317,6 +324,63 @@ class PostgresStorage(Storage):
                     )
                 )
         return deleted
+
+    # -- durable consumers (consumers.py) --------------------------------------------
+
+    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+        async with self._connection() as conn:
+            return await consumers.put_consumer(conn, name, config, cursor, now_ms)
+
+    async def load_consumer(self, name: str) -> StoredConsumer | None:
+        async with self._connection() as conn:
+            return await consumers.load_consumer(conn, name)
+
+    async def list_consumers(self) -> list[StoredConsumer]:
+        async with self._connection() as conn:
+            return await consumers.list_consumers(conn)
+
+    async def delete_consumer(self, name: str) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            return await consumers.delete_consumer(conn, name)
+
+    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
+        async with self._connection() as conn, conn.transaction():
+            return await consumers.take_due(conn, name, now_ms, limit)
+
+    async def lease_new(
+        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
+    ) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            return await consumers.lease_new(conn, name, expect_cursor, new_cursor, event_ids, now_ms)
+
+    async def settle(
+        self,
+        name: str,
+        event_ids: Sequence[int],
+        action: Settle,
+        now_ms: int,
+        *,
+        delay_ms: int | None = None,
+        reason: str | None = None,
+    ) -> tuple[int, list[Delivery]]:
+        async with self._connection() as conn, conn.transaction():
+            return await consumers.settle_leased(conn, name, event_ids, action, now_ms, delay_ms, reason)
+
+    async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
+        async with self._connection() as conn:
+            return await consumers.dead_letters(conn, name, after_id, limit)
+
+    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+        async with self._connection() as conn, conn.transaction():
+            return await consumers.redrive(conn, name, event_ids, now_ms, limit)
+
+    async def delivery_counts(self, name: str) -> dict[str, int]:
+        async with self._connection() as conn:
+            return await consumers.delivery_counts(conn, name)
+
+    async def count_after(self, query: EventQuery, since: int, cap: int) -> int:
+        async with self._connection() as conn:
+            return await consumers.count_after(conn, query, since, cap)
 
     # -- rules, firings and the engine's cursor (rules.py) ---------------------------
 

@@ -85,8 +85,33 @@ MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
         """,
         "CREATE TABLE cursors (name TEXT PRIMARY KEY, event_id INTEGER NOT NULL)",
     ),
-    # 2: reserved for durable consumers (DESIGN §10), which land from their own branch.
-    None,
+    # 2: durable consumers (DESIGN §10): a cursor each, and a row per delivery not yet acked.
+    (
+        """
+        CREATE TABLE consumers (
+            name TEXT PRIMARY KEY,
+            config TEXT NOT NULL,
+            cursor INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            acked INTEGER NOT NULL DEFAULT 0,
+            redelivered INTEGER NOT NULL DEFAULT 0,
+            last_delivered_id INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        """
+        CREATE TABLE consumer_deliveries (
+            consumer TEXT NOT NULL,
+            event_id INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            deliveries INTEGER NOT NULL,
+            due_at INTEGER NOT NULL,
+            reason TEXT,
+            PRIMARY KEY (consumer, event_id)
+        )
+        """,
+        "CREATE INDEX idx_consumer_deliveries_due ON consumer_deliveries (consumer, state, due_at)",
+    ),
     # 3: scheduled events (pending delayed emits) and recurring schedules (DESIGN §11).
     (
         """

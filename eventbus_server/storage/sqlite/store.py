@@ -45,6 +45,13 @@ from eventbus_server.storage.base import (
     TopicStats,
     row_bytes,
 )
+from eventbus_server.storage.consumers import (
+    ConsumerConfig,
+    Delivery,
+    Settle,
+    StoredConsumer,
+    TakeResult,
+)
 from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
     NEW_EVENT_COLUMNS,
@@ -53,6 +60,7 @@ from eventbus_server.storage.sql import (
     event_row,
     select_events,
 )
+from eventbus_server.storage.sqlite import consumers
 from eventbus_server.storage.sqlite import rules as sqlite_rules
 from eventbus_server.storage.sqlite import schedules as sqlite_schedules
 from eventbus_server.storage.sqlite.schema import migrate, write_transaction
@@ -269,6 +277,52 @@ class SqliteStorage(Storage):
 
     async def prune(self, *, max_events: int | None, min_timestamp: int | None) -> int:
         return await self._write(_prune, max_events, min_timestamp)
+
+    # -- durable consumers (the SQL lives in sqlite/consumers.py) -------------
+
+    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+        return await self._write(consumers.put_consumer, name, config, cursor, now_ms)
+
+    async def load_consumer(self, name: str) -> StoredConsumer | None:
+        return await self._read(consumers.load_consumer, name)
+
+    async def list_consumers(self) -> list[StoredConsumer]:
+        return await self._read(consumers.list_consumers)
+
+    async def delete_consumer(self, name: str) -> bool:
+        return await self._write(consumers.delete_consumer, name)
+
+    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
+        return await self._write(consumers.take_due, name, now_ms, limit)
+
+    async def lease_new(
+        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
+    ) -> bool:
+        return await self._write(consumers.lease_new, name, expect_cursor, new_cursor, event_ids, now_ms)
+
+    async def settle(
+        self,
+        name: str,
+        event_ids: Sequence[int],
+        action: Settle,
+        now_ms: int,
+        *,
+        delay_ms: int | None = None,
+        reason: str | None = None,
+    ) -> tuple[int, list[Delivery]]:
+        return await self._write(consumers.settle_leased, name, event_ids, action, now_ms, delay_ms, reason)
+
+    async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
+        return await self._read(consumers.dead_letters, name, after_id, limit)
+
+    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+        return await self._write(consumers.redrive, name, event_ids, now_ms, limit)
+
+    async def delivery_counts(self, name: str) -> dict[str, int]:
+        return await self._read(consumers.delivery_counts, name)
+
+    async def count_after(self, query: EventQuery, since: int, cap: int) -> int:
+        return await self._read(consumers.count_after, query, since, cap)
 
     # -- rules, firings, cursor (the SQL lives in sqlite_rules) ---------------
 

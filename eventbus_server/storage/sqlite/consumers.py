@@ -1,0 +1,214 @@
+"""Durable consumers in SQLite: plain functions that run on a connection's own
+thread (see `SqliteStorage._call`), one transaction each.
+
+The states and their transitions are storage/consumers.py's; here they are
+read and written. `lease_new` moves the cursor only if it is still where the
+caller read it, so two fetches of one consumer never lease an event twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from eventbus_core.codec import dumps, loads
+from eventbus_server.storage.base import EventQuery
+from eventbus_server.storage.consumers import (
+    ConsumerConfig,
+    Delivery,
+    Settle,
+    StoredConsumer,
+    TakeResult,
+    expire,
+    settle,
+)
+from eventbus_server.storage.sql import count_events, count_rows
+from eventbus_server.storage.sqlite.schema import write_transaction
+
+__all__ = [
+    "count_after",
+    "dead_letters",
+    "delete_consumer",
+    "delivery_counts",
+    "lease_new",
+    "list_consumers",
+    "load_consumer",
+    "put_consumer",
+    "redrive",
+    "settle_leased",
+    "take_due",
+]
+
+_CONSUMER_COLUMNS = "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
+_DELIVERY_COLUMNS = "event_id, state, deliveries, due_at, reason"
+
+
+def put_consumer(conn: sqlite3.Connection, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+    with write_transaction(conn):
+        updated = conn.execute(
+            "UPDATE consumers SET config = ?, updated_at = ? WHERE name = ?", (_config_text(config), now_ms, name)
+        ).rowcount
+        if updated:
+            return False
+        conn.execute(
+            "INSERT INTO consumers (name, config, cursor, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (name, _config_text(config), cursor, now_ms, now_ms),
+        )
+        return True
+
+
+def load_consumer(conn: sqlite3.Connection, name: str) -> StoredConsumer | None:
+    row = conn.execute(f"SELECT {_CONSUMER_COLUMNS} FROM consumers WHERE name = ?", (name,)).fetchone()
+    return _consumer(row) if row is not None else None
+
+
+def list_consumers(conn: sqlite3.Connection) -> list[StoredConsumer]:
+    return [_consumer(row) for row in conn.execute(f"SELECT {_CONSUMER_COLUMNS} FROM consumers ORDER BY name")]
+
+
+def delete_consumer(conn: sqlite3.Connection, name: str) -> bool:
+    with write_transaction(conn):
+        conn.execute("DELETE FROM consumer_deliveries WHERE consumer = ?", (name,))
+        return conn.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount > 0
+
+
+def take_due(conn: sqlite3.Connection, name: str, now_ms: int, limit: int) -> TakeResult:
+    result = TakeResult()
+    with write_transaction(conn):
+        consumer = load_consumer(conn, name)
+        if consumer is None:
+            return result
+        config = consumer.config
+        expired = _deliveries(conn, "consumer = ? AND state = 'leased' AND due_at <= ?", (name, now_ms))
+        changed = expire(expired, config, now_ms)
+        _store(conn, name, changed)
+        result.died = [row for row in changed if row.state == "dead"]
+        leased = _count(conn, name, "leased")
+        room = min(limit, config.max_ack_pending - leased)
+        if room > 0:
+            due = _deliveries(
+                conn, "consumer = ? AND state = 'waiting' AND due_at <= ? ORDER BY event_id LIMIT ?", (name, now_ms, room)
+            )
+            result.leased = [
+                Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + config.ack_wait_ms) for row in due
+            ]
+            _store(conn, name, result.leased)
+        if result.leased:
+            conn.execute(
+                "UPDATE consumers SET redelivered = redelivered + ?, last_delivered_id = MAX(last_delivered_id, ?)"
+                " WHERE name = ?",
+                (len(result.leased), max(row.event_id for row in result.leased), name),
+            )
+        (result.next_due_ms,) = conn.execute(
+            "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = ? AND state != 'dead'", (name,)
+        ).fetchone()
+    return result
+
+
+def lease_new(
+    conn: sqlite3.Connection, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
+) -> bool:
+    with write_transaction(conn):
+        consumer = load_consumer(conn, name)
+        if consumer is None or consumer.cursor != expect_cursor:
+            return False
+        if _count(conn, name, "leased") + len(event_ids) > consumer.config.max_ack_pending:
+            return False
+        lease_until = now_ms + consumer.config.ack_wait_ms
+        _store(conn, name, [Delivery(event_id, "leased", 1, lease_until) for event_id in event_ids])
+        conn.execute(
+            "UPDATE consumers SET cursor = ?, last_delivered_id = MAX(last_delivered_id, ?) WHERE name = ?",
+            (new_cursor, max(event_ids, default=0), name),
+        )
+        return True
+
+
+def settle_leased(
+    conn: sqlite3.Connection,
+    name: str,
+    event_ids: Sequence[int],
+    action: Settle,
+    now_ms: int,
+    delay_ms: int | None,
+    reason: str | None,
+) -> tuple[int, list[Delivery]]:
+    with write_transaction(conn):
+        consumer = load_consumer(conn, name)
+        if consumer is None or not event_ids:
+            return 0, []
+        ids = list(dict.fromkeys(event_ids))
+        marks = ", ".join("?" * len(ids))
+        rows = _deliveries(conn, f"consumer = ? AND state = 'leased' AND event_id IN ({marks})", (name, *ids))
+        after = [settle(row, action, consumer.config, now_ms, delay_ms=delay_ms, reason=reason) for row in rows]
+        acked = [row.event_id for row, new in zip(rows, after, strict=True) if new is None]
+        conn.executemany("DELETE FROM consumer_deliveries WHERE consumer = ? AND event_id = ?", [(name, i) for i in acked])
+        if acked:
+            conn.execute("UPDATE consumers SET acked = acked + ? WHERE name = ?", (len(acked), name))
+        kept = [new for new in after if new is not None]
+        _store(conn, name, kept)
+        return len(rows), [row for row in kept if row.state == "dead"]
+
+
+def dead_letters(conn: sqlite3.Connection, name: str, after_id: int, limit: int) -> list[Delivery]:
+    return _deliveries(
+        conn, "consumer = ? AND state = 'dead' AND event_id > ? ORDER BY event_id LIMIT ?", (name, after_id, limit)
+    )
+
+
+def redrive(conn: sqlite3.Connection, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+    with write_transaction(conn):
+        if event_ids is None:
+            rows = _deliveries(conn, "consumer = ? AND state = 'dead' ORDER BY event_id LIMIT ?", (name, limit))
+        else:
+            ids = list(dict.fromkeys(event_ids))
+            marks = ", ".join("?" * len(ids))
+            rows = _deliveries(conn, f"consumer = ? AND state = 'dead' AND event_id IN ({marks})", (name, *ids))
+        _store(conn, name, [Delivery(row.event_id, "waiting", 0, now_ms) for row in rows])
+        return len(rows)
+
+
+def delivery_counts(conn: sqlite3.Connection, name: str) -> dict[str, int]:
+    counts = {"leased": 0, "waiting": 0, "dead": 0}
+    for state, count in conn.execute(
+        "SELECT state, COUNT(*) FROM consumer_deliveries WHERE consumer = ? GROUP BY state", (name,)
+    ):
+        counts[state] = count
+    return counts
+
+
+def count_after(conn: sqlite3.Connection, query: EventQuery, since: int, cap: int) -> int:
+    select = count_events(query, since, cap, "qmark")
+    rows = conn.execute(select.sql, select.params)
+    return int(rows.fetchone()[0]) if select.exact else count_rows(query, rows, cap)
+
+
+def _config_text(config: ConsumerConfig) -> str:
+    return dumps(config.wire()).decode()
+
+
+def _consumer(row: Sequence[object]) -> StoredConsumer:
+    name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id = row
+    return StoredConsumer(
+        str(name), ConsumerConfig.from_wire(loads(str(config))), int(cursor), int(created_at),  # type: ignore[call-overload]
+        int(updated_at), int(acked), int(redelivered), int(last_delivered_id),  # type: ignore[call-overload]
+    )
+
+
+def _deliveries(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[Delivery]:
+    return [Delivery(*row) for row in conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM consumer_deliveries WHERE {where}", params)]
+
+
+def _count(conn: sqlite3.Connection, name: str, state: str) -> int:
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM consumer_deliveries WHERE consumer = ? AND state = ?", (name, state)
+    ).fetchone()
+    return int(count)
+
+
+def _store(conn: sqlite3.Connection, name: str, rows: Sequence[Delivery]) -> None:
+    conn.executemany(
+        "INSERT INTO consumer_deliveries (consumer, event_id, state, deliveries, due_at, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer, event_id) DO UPDATE SET state = excluded.state,"
+        " deliveries = excluded.deliveries, due_at = excluded.due_at, reason = excluded.reason",
+        [(name, r.event_id, r.state, r.deliveries, r.due_at, r.reason) for r in rows],
+    )
