@@ -140,6 +140,7 @@ class BusStats(TypedDict, total=False):
     lagged: int
     connections: int
     queue_depth: int
+    queue_bytes: int
     scheduled_appended: int  # delayed events and schedule ticks this node appended when due
     rules_enabled: int  # only with enable_rules
     firings: FiringStats  # only with enable_rules
