@@ -15,12 +15,19 @@ order, and so on down to single requests, so only the request at fault gets
 the error. Halving instead of committing each request alone keeps the cost
 of one poisoned request at about 2·log2(n) commits instead of n: 5,000
 one-event commits on PostgreSQL hold the writer for ~7 s.
+
+Besides emits, the queue carries operations: a storage call that appends
+events of its own in one transaction (the scheduler's "append what is due",
+scheduler.py). Each runs alone, in its place in the queue, and its events
+go to `on_commit` like any batch's, so what the log gets from either path
+reaches the feed in id order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +35,7 @@ from typing import Any
 from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
 from eventbus_core.event import Event, now_ms
 from eventbus_core.results import EmitResult
+from eventbus_server.histogram import BATCH_SIZE_BUCKETS, DURATION_BUCKETS_S, Histogram
 from eventbus_server.storage.base import KeysTaken, NewEvent, Storage, StoredKey
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "EmitResult", "GroupCommitWriter"]
@@ -47,6 +55,15 @@ class _Request:
     future: asyncio.Future[list[EmitResult]]
     #: What the request weighs in the queue (its line's bytes; 0 for the bus's own emits).
     size: int = 0
+    received: float = 0.0  # time.monotonic() when queued, for the emit duration
+
+
+@dataclass(slots=True)
+class _Operation:
+    """A storage call that appends events in one transaction, run in queue order."""
+
+    run: Callable[[], Awaitable[list[Event]]]
+    future: asyncio.Future[list[Event]]
 
 
 _STOP: Any = object()
@@ -73,11 +90,21 @@ class GroupCommitWriter:
         self.dedup_window_s = dedup_window_s
         self.stats = stats
         self.queue_size = queue_size
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[_Request | _Operation] = asyncio.Queue(maxsize=queue_size)
         self.max_queue_bytes = max_queue_bytes
         self._queued_bytes = 0  # of the requests in the queue and in the batch being committed
         self._task: asyncio.Task[None] | None = None
         self._committing = False  # holds a batch between the queue and its fan-out
+        #: An operation taken from the queue while gathering a batch: it runs after that batch.
+        self._held: _Operation | None = None
+        #: Queued → acknowledged, per request; events per group commit (read by /metrics).
+        self.emit_duration = Histogram(DURATION_BUCKETS_S)
+        self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer task runs (for /readyz)."""
+        return self._task is not None and not self._task.done()
 
     @property
     def depth(self) -> int:
@@ -92,7 +119,7 @@ class GroupCommitWriter:
     @property
     def busy(self) -> bool:
         """Whether anything queued is not yet committed and handed to `on_commit`."""
-        return not self._queue.empty() or self._committing
+        return not self._queue.empty() or self._committing or self._held is not None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.bus_id}")
@@ -122,7 +149,7 @@ class GroupCommitWriter:
             )
         future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Request(events, future, size))
+            self._queue.put_nowait(_Request(events, future, size, time.monotonic()))
         except asyncio.QueueFull:
             self.stats["rejected_overloaded"] += 1
             raise Overloaded(
@@ -131,12 +158,28 @@ class GroupCommitWriter:
         self._queued_bytes += size
         return future
 
+    async def run_operation(self, run: Callable[[], Awaitable[list[Event]]]) -> list[Event]:
+        """Run `run` (a storage call that appends events) in the write loop's order;
+        its events are handed on like a batch's. Waits for room in the queue."""
+        if self._task is None or self._task.done():
+            raise Overloaded(f"bus {self.bus_id!r} is not accepting events (shutting down)")
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Operation(run, future))
+        return await future
+
     async def _write_loop(self) -> None:
         while True:
-            first = await self._queue.get()
+            if self._held is not None:
+                first: Any = self._held
+                self._held = None
+            else:
+                first = await self._queue.get()
             if first is _STOP:
                 self._queue.task_done()
                 return
+            if isinstance(first, _Operation):
+                await self._operate(first)
+                continue
             batch = [first]
             size, weight = len(first.events), first.size
             stop = False
@@ -145,6 +188,9 @@ class GroupCommitWriter:
                 if item is _STOP:
                     stop = True
                     self._queue.task_done()
+                    break
+                if isinstance(item, _Operation):
+                    self._held = item  # after this batch, in its turn
                     break
                 batch.append(item)
                 size += len(item.events)
@@ -160,12 +206,31 @@ class GroupCommitWriter:
             if stop:
                 return
 
+    async def _operate(self, operation: _Operation) -> None:
+        self._committing = True
+        try:
+            try:
+                stored = await operation.run()
+            except Exception as exc:
+                if not operation.future.done():
+                    operation.future.set_exception(self._error_for(exc))
+                return
+            if not operation.future.done():
+                operation.future.set_result(stored)
+            if stored:
+                self.stats["emitted"] += len(stored)
+                await self.on_commit(stored)
+        finally:
+            self._committing = False
+            self._queue.task_done()
+
     async def _commit(self, batch: list[_Request]) -> None:
         since_ts = now_ms() - int(self.dedup_window_s * 1000)
         try:
             await self._commit_isolated(batch, since_ts, {})
         except StorageUnavailable as exc:
             # An outage fails everyone not answered yet; retrying the parts would only fail them again, slower.
+            self.stats["storage_errors"] += 1
             _fail(batch, exc)
 
     async def _commit_isolated(self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]) -> None:
@@ -218,9 +283,14 @@ class GroupCommitWriter:
 
     async def _committed(self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]) -> None:
         """Acknowledge the batch's emitters, then hand its events on."""
+        acked_at = time.monotonic()
+        observe = self.emit_duration.observe
         for request, slots in zip(batch, plan.slots, strict=True):
             if not request.future.done():
                 request.future.set_result([plan.result(slot, stored) for slot in slots])
+                observe(acked_at - request.received)
+        if stored:
+            self.batch_size.observe(len(stored))
         self.stats["emitted"] += len(stored)
         self.stats["duplicates"] += plan.duplicates
         self.stats["batches"] += 1

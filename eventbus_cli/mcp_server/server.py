@@ -15,8 +15,10 @@ era; requests of the 2026 era carry no session, so they share one):
 resources, each wait at most `MAX_WAIT_MS`, each result at most
 `max_reply_bytes` (lists are cut to fit). Over HTTP, at most `max_sessions`
 sessions at once. Durable-consumer tools (`consumer_fetch/ack/nack`, §10)
-join `TOOLS` once the bus has consumers; trace context (`_meta.traceparent`,
-§13) once the bus propagates it.
+join `TOOLS` once the bus has consumers. Trace context (§13): an
+`emit_event` call whose `_meta` carries a W3C `traceparent` emits the event
+with it in `metadata.traceparent` (unless the arguments set one), so the
+agent's trace goes on through the rules and tools the event wakes.
 """
 
 from __future__ import annotations
@@ -148,8 +150,11 @@ class McpAdapter:
         if waits and state.waits >= self.limits.max_waits:
             return _error(f"this session already waits in {state.waits} wait_for_event calls (the limit); wait for one to end")
         state.waits += waits
+        arguments = dict(params.arguments or {})
+        if tool.name == "emit_event":
+            arguments = _with_trace_context(arguments, params.meta)
         try:
-            reply = await tool.run(self.client, dict(params.arguments or {}), self.limits.max_reply_bytes)
+            reply = await tool.run(self.client, arguments, self.limits.max_reply_bytes)
         except EventBusError as exc:
             return _error(f"{exc.message} (code {exc.code})" if exc.code else exc.message)
         except ValidationError as exc:
@@ -231,6 +236,15 @@ class McpAdapter:
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _with_trace_context(arguments: dict[str, Any], meta: Any) -> dict[str, Any]:
+    """`_meta.traceparent` of the call into the event's metadata, where the bus propagates it."""
+    traceparent = meta.get("traceparent") if isinstance(meta, dict) else None
+    metadata = arguments.get("metadata")
+    if not isinstance(traceparent, str) or (metadata is not None and not isinstance(metadata, dict)):
+        return arguments
+    return {**arguments, "metadata": {"traceparent": traceparent, **(metadata or {})}}
 
 
 def _publisher(updates: InMemorySubscriptionBus, uri: str) -> Any:
