@@ -158,15 +158,17 @@ async def test_wait_idle_returns_once_everything_submitted_is_committed_and_deli
         assert bus.admit(peer)
         sub = bus.subscribe(EventQuery(topic="t.>"), peer, replay=False)
         sub.start()
-        pending = [bus.submit([emit(f"t.{i % 3}", i)]) for i in range(200)]
-        pending.append(bus.submit([emit("t.batch", i) for i in range(50)], batch=True))
+        # `size`: what each request's line weighed, as the RPC layer tells it.
+        pending = [bus.submit([emit(f"t.{i % 3}", i)], size=64) for i in range(200)]
+        pending.append(bus.submit([emit("t.batch", i) for i in range(50)], batch=True, size=640))
         assert peer.lines == []  # queued, not yet committed
+        assert bus.info()["stats"]["queue_bytes"] == 200 * 64 + 640
 
         await bus.wait_idle()
         assert all(future.done() for future in pending)
         assert peer.event_ids() == list(range(1, 251))
         stats = bus.info()["stats"]
-        assert (stats["last_event_id"], stats["queue_depth"], stats["queue_bytes"]) == (250, 0, 0)
+        assert (stats["last_event_id"], stats["queue_bytes"], stats["emitted"]) == (250, 0, 250)
         assert bus.last_event_id == 250
 
 
