@@ -461,7 +461,7 @@ class DashboardApp(App[None]):
             self.notify(f"could not redrive the dead letters of {name}: {exc}", severity="error")
             return
         if redriven:
-            self.notify(f"redrove {redriven} dead {'letter' if redriven == 1 else 'letters'} of {name}: delivered again")
+            self.notify(f"redrove {redriven} dead {'letter' if redriven == 1 else 'letters'} of {name}: due again, deliveries reset")
         else:
             self.notify(f"consumer {name} has no dead letters any more", severity="warning")
 
