@@ -446,9 +446,13 @@ class Bus:
         wait_ms: int,
         max_bytes: int,
         hold: Callable[[], AbstractAsyncContextManager[None]],
+        abandoned: asyncio.Event | None = None,
     ) -> list[Message]:
-        """Lease up to `max_messages` events of the consumer, waiting up to `wait_ms` for one."""
-        return await self._consumers.fetch(consumer, max_messages=max_messages, wait_ms=wait_ms, max_bytes=max_bytes, hold=hold)
+        """Lease up to `max_messages` events of the consumer, waiting up to `wait_ms` for one
+        (not once `abandoned` is set: the caller went away)."""
+        return await self._consumers.fetch(
+            consumer, max_messages=max_messages, wait_ms=wait_ms, max_bytes=max_bytes, hold=hold, abandoned=abandoned
+        )
 
     async def settle(
         self, consumer: str, event_ids: Sequence[int], action: Settle, *, delay_ms: int | None = None, reason: str | None = None

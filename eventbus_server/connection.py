@@ -62,6 +62,7 @@ class Connection(asyncio.Protocol):
         self.wrong_tokens = 0
         #: One authentication attempt at a time: pipelining does not multiply guesses.
         self.auth_lock = asyncio.Lock()
+        self.input_closed = asyncio.Event()
         self._heavy_lock = asyncio.Lock()
         self._pages: set[ReplyBudget] = set()  # replies with pages not written yet
         self._room = asyncio.Event()  # set when output may have dropped below max_output_bytes
@@ -148,11 +149,13 @@ class Connection(asyncio.Protocol):
             return False  # the refused client is done: close
         self._lines.extend(self._framer.flush())
         self._peer_done = True
+        self.input_closed.set()
         self._pump()
         return True  # keep our side open until every pending reply is written
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self.input_closed.set()
         self._writable.set()  # wake replays waiting to write; they see the subscription gone
         self._room.set()
         for timer in self._timers.values():

@@ -77,6 +77,7 @@ async def fetch(ctx: CallContext, params: dict[str, Any]) -> Any:
         wait_ms=request.wait_ms,
         max_bytes=ctx.budget.left,
         hold=ctx.subscriber.heavy_read,
+        abandoned=ctx.subscriber.input_closed,
     )
     page = ctx.budget.page(message.wire() for message in messages)
     if len(page) < len(messages):

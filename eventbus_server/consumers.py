@@ -155,14 +155,19 @@ class Consumers:
         wait_ms: int,
         max_bytes: int,
         hold: Callable[[], AbstractAsyncContextManager[None]],
+        abandoned: asyncio.Event | None = None,
     ) -> list[Message]:
         """Lease up to `max_messages`, waiting up to `wait_ms` for the first.
 
         `hold` is held while leased events are read and shaped (one page in
-        memory per connection), but not while the fetch waits.
+        memory per connection), but not while the fetch waits. Once `abandoned`
+        is set (the client half-closed or went), the fetch stops waiting: what
+        it would lease then would only wait out its lease for nobody.
         """
         deadline = time.monotonic() + wait_ms / 1000
         while True:
+            if abandoned is not None and abandoned.is_set():
+                return []
             woken = asyncio.Event()
             waiting = self._waiting.setdefault(name, set())
             waiting.add(woken)  # before looking: a commit meanwhile wakes this fetch
@@ -176,11 +181,7 @@ class Consumers:
                     left_s = min(left_s, max(0.0, (next_due_ms - now_ms()) / 1000))
                 if self.storage.shared:
                     left_s = min(left_s, SHARED_POLL_S)
-                try:
-                    async with asyncio.timeout(left_s):
-                        await woken.wait()
-                except TimeoutError:
-                    pass
+                await _first_of(woken, abandoned, timeout_s=left_s)
             finally:
                 waiting.discard(woken)
                 if not waiting:
@@ -335,6 +336,18 @@ class Consumers:
                 "bus=%s consumer=%s event=%d dead letter after %d deliveries: %s",
                 self.bus_id, name, delivery.event_id, delivery.deliveries, delivery.reason,
             )
+
+
+async def _first_of(woken: asyncio.Event, abandoned: asyncio.Event | None, *, timeout_s: float) -> None:
+    """Return when `woken` or `abandoned` is set, or after `timeout_s`."""
+    waits = {asyncio.ensure_future(woken.wait())}
+    if abandoned is not None:
+        waits.add(asyncio.ensure_future(abandoned.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
 
 
 def _compile(config: ConsumerConfig) -> _Filter:

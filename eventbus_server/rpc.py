@@ -69,6 +69,9 @@ class Caller(Subscriber, Protocol):
     authenticated: bool
     wrong_tokens: int
     auth_lock: asyncio.Lock
+    #: Set once the client sends no more (half-close or gone): a call that would wait
+    #: for something to happen (a fetch) answers with what it has instead.
+    input_closed: asyncio.Event
 
     def close_after_reply(self) -> None: ...
 

@@ -11,6 +11,7 @@ import pytest
 from eventbus_client import EventBusClient, connect
 from eventbus_core.errors import AlreadyExists, InvalidParams, NotFound
 from eventbus_server.app import EventBusApp
+from tests.wire import RawPeer
 
 
 async def test_three_workers_share_ten_thousand_events_each_acked_once(work_app: EventBusApp, bus: EventBusClient) -> None:
@@ -168,3 +169,19 @@ async def test_async_for_consume(bus: EventBusClient) -> None:
         if len(seen) == 25:
             break
     assert seen == list(range(25))
+
+
+async def test_a_fetch_stops_waiting_once_its_client_half_closes(work_app: EventBusApp, bus: EventBusClient) -> None:
+    """A worker that went away must not lease what comes next: it would wait out its lease for nobody."""
+    await bus.create_consumer("w", topic="t")
+    peer = await RawPeer.open(work_app.address("work"))
+    await peer.send({"jsonrpc": "2.0", "method": "fetch", "params": {"consumer": "w", "wait_ms": 30_000}, "id": 1})
+    await bus.ping()  # the fetch is waiting by now
+    peer.writer.write_eof()
+    started = time.monotonic()
+    assert await peer.recv(10) == {"jsonrpc": "2.0", "id": 1, "result": {"messages": []}}
+    assert time.monotonic() - started < 10
+    await bus.emit("t", "after the worker left")
+    [message] = await bus.fetch("w")
+    assert message.deliveries == 1
+    await peer.close()
