@@ -38,6 +38,7 @@ from pydantic import (
 from eventbus_core.durations import parse_duration_s
 from eventbus_core.locations import format_loc, plain_message
 from eventbus_core.numbers import INT64_MAX
+from eventbus_core.rules import MAX_BACKOFF_MS, MAX_TIMEOUT_MS
 from eventbus_core.trn import validate_trn_pattern
 
 __all__ = [
@@ -93,8 +94,17 @@ def split_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+#: The longest duration a config takes: 100 years. Beyond it nothing changes but that
+#: milliseconds stop fitting where they go (a dedup_window of 1e300 s made every
+#: emit with an idempotency_key fail: SQLite cannot compare with such a timestamp).
+MAX_DURATION_S = 100 * 365.25 * 86_400
+
+
 def _duration_s(value: Any) -> float:
-    return parse_duration_s(value)
+    seconds = parse_duration_s(value)
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration must be at most 100 years ({MAX_DURATION_S:.0f} s), not {value!r}")
+    return seconds
 
 
 BusId = Annotated[str, AfterValidator(_bus_id)]
@@ -117,12 +127,12 @@ Lax = Field(strict=False)
 
 class RetentionConfig(_Strict):
     max_age: DurationS | None = None
-    max_events: int | None = Field(default=None, ge=1)
+    max_events: int | None = Field(default=None, ge=1, le=INT64_MAX)
 
 
 class RetryConfig(_Strict):
     attempts: int = Field(default=3, ge=1, le=100)
-    backoff_ms: int = Field(default=200, ge=0)
+    backoff_ms: int = Field(default=200, ge=0, le=MAX_BACKOFF_MS)
 
 
 class TlsConfig(_Strict):
@@ -144,7 +154,7 @@ class ToolRoute(_Strict):
     method: str | None = None
     argv: Annotated[tuple[str, ...], Lax] | None = None
     function: str | None = None
-    timeout_ms: int = Field(default=30_000, ge=1)
+    timeout_ms: int = Field(default=30_000, ge=1, le=MAX_TIMEOUT_MS)
     headers: dict[str, str] | None = None
     # `mcp` routes (DESIGN §12): a stdio server's argv, or `url` for Streamable HTTP.
     command: Annotated[tuple[str, ...], Lax] | None = None
@@ -190,11 +200,16 @@ class BusConfig(_Strict):
     max_concurrency: int = Field(default=8, ge=1, le=10_000)
     storage_path: Annotated[Path, Lax] | None = None
     storage_url: SecretStr | None = None
-    queue_size: int = Field(default=10_000, ge=1)
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
-    max_connections: int = Field(default=1024, ge=1)
-    subscriber_buffer: int = Field(default=10_000, ge=1)
-    memory_buffer: int = Field(default=10_000, ge=1)
+    # Every integer within int64 (DESIGN §3): 10**30 passed, and memory_buffer crashed the start.
+    queue_size: int = Field(default=10_000, ge=1, le=INT64_MAX)
+    #: The emit queue in bytes of the requests waiting in it (their JSON lines).
+    max_queue_bytes: int = Field(default=64 * 1_048_576, ge=1024, le=INT64_MAX)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024, le=INT64_MAX)
+    max_connections: int = Field(default=1024, ge=1, le=INT64_MAX)
+    subscriber_buffer: int = Field(default=10_000, ge=1, le=INT64_MAX)
+    memory_buffer: int = Field(default=10_000, ge=1, le=INT64_MAX)
+    #: The same ring in bytes (of its events as JSON): 10,000 events of 1 MB were 10 GB.
+    memory_buffer_bytes: int = Field(default=256 * 1_048_576, ge=1024, le=INT64_MAX)
     durability: Literal["normal", "full"] = "normal"
     retention: RetentionConfig | None = None
     dedup_window: DurationS = 600.0

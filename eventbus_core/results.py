@@ -125,6 +125,7 @@ class BusStats(TypedDict, total=False):
     lagged: int
     connections: int
     queue_depth: int
+    queue_bytes: int
     rules_enabled: int  # only with enable_rules
     firings: FiringStats  # only with enable_rules
 

@@ -19,7 +19,22 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from eventbus_core.envelope import Topic, TrnStr
 from eventbus_core.topics import validate_topic_pattern
 
-__all__ = ["ACTION_TYPES", "EmitEvent", "InvokeTool", "RetryPolicy", "Rule", "RuleAction", "validate_rule_id"]
+__all__ = [
+    "ACTION_TYPES",
+    "MAX_BACKOFF_MS",
+    "MAX_TIMEOUT_MS",
+    "EmitEvent",
+    "InvokeTool",
+    "RetryPolicy",
+    "Rule",
+    "RuleAction",
+    "validate_rule_id",
+]
+
+#: The longest wait before a retry, and the longest a tool call may take (one hour each);
+#: a rule and a bus's config (`retry`, a tool route's `timeout_ms`) share them.
+MAX_BACKOFF_MS = 3_600_000
+MAX_TIMEOUT_MS = 3_600_000
 
 _RULE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _BUS_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -49,7 +64,7 @@ class RetryPolicy(_Strict):
     """`attempts` counts every try, the first included; backoff doubles each retry."""
 
     attempts: int = Field(default=3, ge=1, le=100)
-    backoff_ms: int = Field(default=200, ge=0, le=3_600_000)
+    backoff_ms: int = Field(default=200, ge=0, le=MAX_BACKOFF_MS)
 
 
 class InvokeTool(_Strict):
@@ -57,7 +72,7 @@ class InvokeTool(_Strict):
     tool_id: TrnStr
     input: Any = None
     result_topic: Topic | None = None
-    timeout_ms: int | None = Field(default=None, ge=1, le=3_600_000)
+    timeout_ms: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_MS)
 
 
 class EmitEvent(_Strict):

@@ -101,7 +101,10 @@ class Bus:
         }
         self._rules = self._rule_engine() if config.enable_rules else None
         self._fanout = FanOut(
-            self.storage, subscriber_buffer=config.subscriber_buffer, max_subscriptions=config.max_subscriptions
+            self.storage,
+            subscriber_buffer=config.subscriber_buffer,
+            max_subscriptions=config.max_subscriptions,
+            max_held_bytes=config.max_output_bytes,
         )
         if self._rules is not None:
             self._rules.on_finished = self._fanout.publish_firing
@@ -112,6 +115,7 @@ class Bus:
             self._feed.committed_here,
             bus_id=config.id,
             queue_size=config.queue_size,
+            max_queue_bytes=config.max_queue_bytes,
             dedup_window_s=config.dedup_window,
             stats=self._stats,
         )
@@ -137,7 +141,12 @@ class Bus:
 
     def _rule_engine(self) -> RuleEngine:
         config = self.config
-        tools = ToolRouter(config.tools, max_reply_bytes=config.max_tool_reply_bytes, import_dir=config.config_dir)
+        tools = ToolRouter(
+            config.tools,
+            max_reply_bytes=config.max_tool_reply_bytes,
+            import_dir=config.config_dir,
+            max_threads=config.max_concurrency,
+        )
         return RuleEngine(
             self.storage,
             RuleBook(
@@ -152,6 +161,7 @@ class Bus:
             max_concurrency=config.max_concurrency,
             retry=RetryPolicy(attempts=config.retry.attempts, backoff_ms=config.retry.backoff_ms),
             max_hops=config.max_hops,
+            max_action_bytes=config.max_message_bytes,
         )
 
     def _accepted_by(self) -> dict[str, tuple[str, ...]]:
@@ -280,19 +290,20 @@ class Bus:
         return await self.submit(events, trusted=trusted, batch=True) if events else []
 
     def submit(
-        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False
+        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False, size: int = 0
     ) -> asyncio.Future[list[EmitResult]]:
         """Check and queue events; the future resolves once they are committed.
 
         Not a coroutine, so the RPC layer can answer an emit without a task per
         request. Raises at once for what can be refused before the queue:
-        reserved topics, sources outside the allow-list, a full queue.
+        reserved topics, sources outside the allow-list, a full queue (in
+        requests, or in bytes: `size` is what the request weighs).
         """
         if batch:
             accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
         else:
             accepted = [self._accept(params, trusted) for params in events]
-        return self._writer.enqueue(accepted)
+        return self._writer.enqueue(accepted, size)
 
     def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
         where = "" if index is None else f"events[{index}]: "
@@ -414,7 +425,9 @@ class Bus:
         self, event: dict[str, Any], *, rule: dict[str, Any] | None = None, rule_id: str | None = None
     ) -> dict[str, Any]:
         """Match a rule (given, or stored) against an event and render its action; nothing runs."""
-        return await test_rule(self._engine().rules, event, rule=rule, rule_id=rule_id)
+        return await test_rule(
+            self._engine().rules, event, rule=rule, rule_id=rule_id, max_action_bytes=self.config.max_message_bytes
+        )
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
         return await self._engine().list_firings(query)
@@ -488,6 +501,7 @@ class Bus:
                 "lagged": self._fanout.lagged_total,
                 "connections": len(self._connections),
                 "queue_depth": self._writer.depth,
+                "queue_bytes": self._writer.queued_bytes,
                 **({"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)} if rules else {}),
             },
         }

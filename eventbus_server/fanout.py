@@ -7,9 +7,13 @@ connection may hold at most `max_subscriptions` of them together.
 Each subscription has its own bounded buffer, so a slow subscriber never
 blocks the writer or other subscribers: when its connection stops draining
 (the transport asked us to pause writing), events wait in the buffer; once the
-buffer holds more than `subscriber_buffer` events, the subscriber gets a
-`lagged` notification with `resume_since` and is dropped. It resumes from
-storage, which is where the events are anyway.
+buffer holds more than `subscriber_buffer` events, or the notifications held
+for the connection (all its subscriptions together) pass `max_output_bytes`,
+the subscription that would hold more gets a `lagged` notification with
+`resume_since` and is dropped. It resumes from storage, which is where the
+events are anyway. What waits is the encoded item in a buffer of its own size,
+counted as the line it will become: a count alone let 10,000 firings of 4 KB
+each hold ~100 MB for one connection that never read.
 
 A firing subscription lags the same way; its `resume_since` is a firing_id
 cursor below every firing it missed (firings finish out of id order), for
@@ -18,7 +22,10 @@ cursor below every firing it missed (firings finish out of id order), for
 A subscription with `since` first replays stored events, then goes live. The
 seam is gapless: the subscription is registered (and buffers live events)
 *before* the stored events are read, and live events at or below the last
-replayed id are skipped.
+replayed id are skipped. A replay reads one page at a time under its
+connection's `heavy_read`, like a `poll_events` page: a connection holds one
+page in memory, whatever number of subscriptions replay on it (a thousand
+replays each holding an 8 MiB page took one non-reading connection to 1.2 GB).
 """
 
 from __future__ import annotations
@@ -28,22 +35,29 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
-from eventbus_core.codec import dumps, dumps_line
+from eventbus_core.codec import compact, dumps, dumps_line
 from eventbus_core.errors import Overloaded
 from eventbus_core.event import Event
 from eventbus_core.jsonrpc import notification, notification_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
-from eventbus_server.storage.base import EventQuery, Firing, Storage
+from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, Firing, Storage
 from eventbus_server.storage.reader import LogReader
 
 __all__ = ["FanOut", "FiringSubscription", "Subscriber", "Subscription"]
 
 log = logging.getLogger("eventbus.fanout")
 
-_, _FRAME_TAIL = notification_frame("event", {}, "event")
+#: A bus's default max_output_bytes, for a fan-out built without one.
+DEFAULT_MAX_HELD_BYTES = 16 * 1_048_576
+
+#: One held item: its id (event_id or firing_id) and its JSON, in a buffer of its own size.
+#: The same tuple is shared by every subscription that holds it.
+Held = tuple[int, bytes]
+
 
 class Subscriber(Protocol):
     """The connection side of a subscription: where notification lines go."""
@@ -55,6 +69,10 @@ class Subscriber(Protocol):
 
     async def wait_writable(self) -> None: ...
 
+    def heavy_read(self) -> AbstractAsyncContextManager[None]:
+        """Held around reading a page of stored events (one at a time per connection)."""
+        ...
+
 
 class Subscription:
     """One `subscribe_topic` of one connection."""
@@ -64,9 +82,11 @@ class Subscription:
         "_on_start",
         "_replay_overflowed",
         "_replaying",
+        "_tail",
         "buffer_limit",
         "dropped",
         "filter_key",
+        "held_bytes",
         "id",
         "last_sent_id",
         "matches",
@@ -93,30 +113,38 @@ class Subscription:
         self.buffer_limit = buffer_limit
         self.matches = _event_filter(query)
         self.filter_key = (query.topic, query.source_trn, query.target_trn)
-        self.pending: deque[Event] = deque()
+        self.pending: deque[Held] = deque()
+        #: The lines `pending` will become, in bytes (counted against the connection's output).
+        self.held_bytes = 0
         self.last_sent_id = query.since
         self.dropped = False
         self._replaying = True  # held until started, so nothing precedes the subscribe reply
         self._replay_overflowed = False
         self._on_start = on_start
-        self._head, _ = notification_frame("event", {"subscription": sub_id}, "event")
+        self._head, self._tail = self._frame(sub_id)
+
+    @staticmethod
+    def _frame(sub_id: str) -> tuple[bytes, bytes]:
+        return notification_frame("event", {"subscription": sub_id}, "event")
 
     def start(self) -> None:
         """Begin delivery; called once the subscribe reply has been written."""
         self._on_start(self)
 
-    def notification(self, encoded_event: bytes) -> bytes:
-        return self._head + encoded_event + _FRAME_TAIL
+    def line(self, data: bytes) -> bytes:
+        """The notification carrying one encoded item."""
+        return b"".join((self._head, data, self._tail))
 
-    def line_of(self, item: Event) -> bytes:
-        return self.notification(dumps(item))
+    def line_bytes(self, data_bytes: int, items: int = 1) -> int:
+        """How long the lines of `items` items of `data_bytes` bytes in all are."""
+        return data_bytes + items * (len(self._head) + len(self._tail))
 
-    def is_new(self, item: Event) -> bool:
-        """Whether `item` is past what was sent (the replay→live seam repeats some)."""
-        return item.event_id > self.last_sent_id
+    def is_new(self, item_id: int) -> bool:
+        """Whether the item is past what was sent (the replay→live seam repeats some)."""
+        return item_id > self.last_sent_id
 
-    def sent(self, item: Event) -> None:
-        self.last_sent_id = item.event_id
+    def sent(self, item_id: int) -> None:
+        self.last_sent_id = item_id
 
     def resume_since(self) -> int:
         return self.last_sent_id
@@ -143,18 +171,26 @@ class FiringSubscription(Subscription):
     def wants(self, firing: Firing) -> bool:
         return self.rule_id is None or self.rule_id == firing.rule_id
 
-    def line_of(self, item: Firing) -> bytes:  # type: ignore[override]
-        return dumps_line(notification("rule_fired", {"subscription": self.id, **item.wire()}))
+    @staticmethod
+    def _frame(sub_id: str) -> tuple[bytes, bytes]:
+        # The firing's own object is the params: its `{` is dropped, and the line closes both.
+        return b'{"jsonrpc":"2.0","method":"rule_fired","params":{"subscription":' + dumps(sub_id) + b",", b"}\n"
 
-    def is_new(self, item: Firing) -> bool:  # type: ignore[override]
+    def line(self, data: bytes) -> bytes:
+        return b"".join((self._head, memoryview(data)[1:], self._tail))
+
+    def line_bytes(self, data_bytes: int, items: int = 1) -> int:
+        return data_bytes + items * (len(self._head) + len(self._tail) - 1)
+
+    def is_new(self, item_id: int) -> bool:
         return True  # firings finish out of id order, and there is no replay to overlap
 
-    def sent(self, item: Firing) -> None:  # type: ignore[override]
-        self.last_sent_id = max(self.last_sent_id, item.firing_id)
+    def sent(self, item_id: int) -> None:
+        self.last_sent_id = max(self.last_sent_id, item_id)
 
     def resume_since(self) -> int:
         # Below every firing it missed, so list_firings {since} returns them all.
-        missed = [firing.firing_id for firing in self.pending]  # type: ignore[attr-defined]
+        missed = [firing_id for firing_id, _ in self.pending]
         return min(missed) - 1 if missed else self.last_sent_id
 
 
@@ -173,17 +209,78 @@ def _event_filter(query: EventQuery) -> Callable[[Event], bool]:
     return matches
 
 
-class FanOut:
-    """Delivers committed events and finished firings to every matching subscription of one bus."""
+class _Encoded:
+    """The events of one `publish`, each encoded once for every subscription that gets it."""
 
-    def __init__(self, storage: Storage, *, subscriber_buffer: int, max_subscriptions: int) -> None:
+    __slots__ = ("_held", "_sent")
+
+    def __init__(self) -> None:
+        self._sent: dict[int, bytes] = {}
+        self._held: dict[int, Held] = {}
+
+    def sent(self, event: Event) -> bytes:
+        data = self._sent.get(event.event_id)
+        if data is None:
+            data = self._sent[event.event_id] = dumps(event)
+        return data
+
+    def held(self, event: Event) -> Held:
+        item = self._held.get(event.event_id)
+        if item is None:
+            # Kept a while: not in orjson's buffer, which reserves several times its length.
+            item = self._held[event.event_id] = (event.event_id, compact(self.sent(event)))
+        return item
+
+
+class _Matching:
+    """What one filter matches in one `publish`, shared by the subscriptions with that filter."""
+
+    __slots__ = ("_encoded", "_held", "_held_bytes", "events")
+
+    def __init__(self, events: list[Event], encoded: _Encoded) -> None:
+        self.events = events
+        self._encoded = encoded
+        self._held: list[Held] | None = None
+        self._held_bytes = 0
+
+    def held(self) -> tuple[list[Held], int]:
+        """The events as held items, and their encoded bytes in all."""
+        if self._held is None:
+            self._held = [self._encoded.held(event) for event in self.events]
+            self._held_bytes = sum(len(data) for _, data in self._held)
+        return self._held, self._held_bytes
+
+
+class FanOut:
+    """Delivers committed events and finished firings to every matching subscription of one bus.
+
+    Args:
+        storage: where a replay reads stored events.
+        subscriber_buffer: items one subscription may hold while its connection does not drain.
+        max_subscriptions: subscriptions of both kinds one connection may hold.
+        max_held_bytes: notification bytes all the subscriptions of one connection may hold
+            (the bus's max_output_bytes); a replay page is at most a quarter of it.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        subscriber_buffer: int,
+        max_subscriptions: int,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+    ) -> None:
         self._reader = LogReader(storage)
         self._subscriber_buffer = subscriber_buffer
         self._max_subscriptions = max_subscriptions
+        self._max_held_bytes = max_held_bytes
+        self._page_bytes = min(READ_PAGE_BYTES, max_held_bytes // 4)
         self._subscriptions: dict[str, Subscription] = {}
         self._firing_subscriptions: dict[str, FiringSubscription] = {}
         #: Each connection's subscriptions of both kinds, for the cap and for cleanup.
         self._owned: dict[Subscriber, dict[str, Subscription]] = {}
+        #: The notification bytes each connection's subscriptions hold, together.
+        self._held: dict[Subscriber, int] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self.lagged_total = 0
@@ -238,7 +335,7 @@ class FanOut:
             if not owned:
                 del self._owned[sub.subscriber]
         sub.dropped = True
-        sub.pending.clear()
+        self._forget_held(sub)
         return True
 
     def unsubscribe_own(self, subscriber: Subscriber, sub_id: str) -> bool:
@@ -253,6 +350,7 @@ class FanOut:
         """The connection is gone: forget its subscriptions."""
         for sub_id in self.owned_by(subscriber):
             self.unsubscribe(sub_id)
+        self._held.pop(subscriber, None)
 
     def publish(self, events: Sequence[Event]) -> None:
         """Offer committed events to every subscription; never blocks."""
@@ -260,36 +358,41 @@ class FanOut:
             return
         # Subscriptions with the same filters see the same events: match once per filter,
         # so a connection with a thousand `>` subscriptions costs one match per event.
-        matching_by_filter: dict[tuple[str, str | None, str | None], list[Event]] = {}
-        encoded: dict[int, bytes] = {}
+        matching_by_filter: dict[tuple[str, str | None, str | None], _Matching] = {}
+        encoded = _Encoded()
         for sub in list(self._subscriptions.values()):
+            if sub.dropped:
+                continue  # lagged by this very publish
             matching = matching_by_filter.get(sub.filter_key)
             if matching is None:
-                matching = matching_by_filter[sub.filter_key] = [e for e in events if sub.matches(e)]
-            if not matching or matching[-1].event_id <= sub.last_sent_id:
+                matching = matching_by_filter[sub.filter_key] = _Matching([e for e in events if sub.matches(e)], encoded)
+            if not matching.events or matching.events[-1].event_id <= sub.last_sent_id:
                 continue
             if sub._replaying or sub.pending or not sub.subscriber.can_write:
-                self._hold_all(sub, matching)
+                self._hold_matching(sub, matching)
                 continue
-            for event in matching:
+            for event in matching.events:
                 if event.event_id <= sub.last_sent_id:
                     continue
-                data = encoded.get(event.event_id)
-                if data is None:
-                    data = encoded[event.event_id] = dumps(event)
-                sub.subscriber.write(sub.notification(data))
+                sub.subscriber.write(sub.line(encoded.sent(event)))
                 sub.last_sent_id = event.event_id
 
     def publish_firing(self, firing: Firing) -> None:
         """Offer a finished firing to every firing subscription that wants it; never blocks."""
+        data: bytes | None = None
+        held: Held | None = None
         for sub in list(self._firing_subscriptions.values()):
-            if not sub.wants(firing):
+            if sub.dropped or not sub.wants(firing):
                 continue
+            if data is None:
+                data = dumps(firing.wire())
             if sub._replaying or sub.pending or not sub.subscriber.can_write:
-                self._hold(sub, firing)
+                if held is None:
+                    held = (firing.firing_id, compact(data))
+                self._hold(sub, [held], len(held[1]))
                 continue
-            sub.subscriber.write(sub.line_of(firing))
-            sub.sent(firing)
+            sub.subscriber.write(sub.line(data))
+            sub.sent(firing.firing_id)
 
     def resume(self, subscriber: Subscriber) -> None:
         """The subscriber's connection drains again: flush what waited."""
@@ -304,24 +407,45 @@ class FanOut:
         self._subscriptions.clear()
         self._firing_subscriptions.clear()
         self._owned.clear()
+        self._held.clear()
 
-    def _hold_all(self, sub: Subscription, events: list[Event]) -> None:
+    def _hold_matching(self, sub: Subscription, matching: _Matching) -> None:
         """Hold a batch's events for a subscription that cannot take them now (one extend)."""
-        if events[0].event_id <= sub.last_sent_id:
-            events = [e for e in events if e.event_id > sub.last_sent_id]
-        sub.pending.extend(events)
-        self._check_held(sub)
+        items, data_bytes = matching.held()
+        if items[0][0] <= sub.last_sent_id:  # the replay→live seam: some were sent already
+            items = [item for item in items if item[0] > sub.last_sent_id]
+            data_bytes = sum(len(data) for _, data in items)
+        self._hold(sub, items, data_bytes)
 
-    def _hold(self, sub: Subscription, item: Any) -> None:
-        sub.pending.append(item)
-        self._check_held(sub)
+    def _hold(self, sub: Subscription, items: list[Held], data_bytes: int) -> None:
+        sub.pending.extend(items)
+        held = sub.line_bytes(data_bytes, len(items))
+        sub.held_bytes += held
+        self._held[sub.subscriber] = self._held.get(sub.subscriber, 0) + held
+        if len(sub.pending) > sub.buffer_limit or self._held[sub.subscriber] > self._max_held_bytes:
+            self._overflow(sub)
 
-    def _check_held(self, sub: Subscription) -> None:
-        if len(sub.pending) <= sub.buffer_limit:
+    def _forget_held(self, sub: Subscription) -> None:
+        """Drop what the subscription holds, and its count against its connection."""
+        self._release(sub, sub.held_bytes)
+        sub.pending.clear()
+
+    def _release(self, sub: Subscription, line_bytes: int) -> None:
+        """`line_bytes` of what the subscription held went out, or were dropped."""
+        if not line_bytes:
             return
+        sub.held_bytes -= line_bytes
+        left = self._held.get(sub.subscriber, 0) - line_bytes
+        if left > 0:
+            self._held[sub.subscriber] = left
+        else:
+            self._held.pop(sub.subscriber, None)
+
+    def _overflow(self, sub: Subscription) -> None:
+        """The subscription holds more than it may: it lags, or while replaying reads further instead."""
         if sub._replaying and not isinstance(sub, FiringSubscription):
             # Everything held is also in storage: forget it and replay further instead.
-            sub.pending.clear()
+            self._forget_held(sub)
             sub._replay_overflowed = True
             return
         self._lag(sub)
@@ -334,11 +458,14 @@ class FanOut:
         sub.subscriber.write(dumps_line(notification("lagged", {"subscription": sub.id, "resume_since": resume_since})))
 
     def _flush(self, sub: Subscription) -> None:
-        while sub.pending and sub.subscriber.can_write and not sub.dropped:
-            item = sub.pending.popleft()
-            if sub.is_new(item):
-                sub.subscriber.write(sub.line_of(item))
-                sub.sent(item)
+        released = 0
+        while sub.pending and sub.subscriber.can_write:
+            item_id, data = sub.pending.popleft()
+            released += sub.line_bytes(len(data))
+            if sub.is_new(item_id):
+                sub.subscriber.write(sub.line(data))
+                sub.sent(item_id)
+        self._release(sub, released)
 
     async def _replay(self, sub: Subscription) -> None:
         try:
@@ -357,12 +484,19 @@ class FanOut:
             self._lag(sub)
 
     async def _replay_stored(self, sub: Subscription) -> None:
-        async for page in self._reader.pages(sub.last_sent_id, match=sub.query):
-            for event in page:
-                if not sub.subscriber.can_write:
-                    await sub.subscriber.wait_writable()
+        while not sub.dropped:
+            # One page of the connection's in memory at a time, read only once its
+            # output has room: the rest of the log stays in storage until then.
+            async with sub.subscriber.heavy_read():
                 if sub.dropped:
-                    return  # unsubscribed (or the connection closed) while we read storage
-                sub.subscriber.write(sub.notification(dumps(event)))
-                sub.last_sent_id = event.event_id
-
+                    return  # unsubscribed (or the connection closed) while it waited its turn
+                page = await self._reader.page(sub.last_sent_id, match=sub.query, max_bytes=self._page_bytes)
+                for event in page:
+                    if not sub.subscriber.can_write:
+                        await sub.subscriber.wait_writable()
+                    if sub.dropped:
+                        return  # unsubscribed (or the connection closed) while we read storage
+                    sub.subscriber.write(sub.line(dumps(event)))
+                    sub.last_sent_id = event.event_id
+            if not page:  # a page may be short because of its byte bound: read on until empty
+                return

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from eventbus_core.codec import dumps
+from eventbus_core.codec import compact, dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -115,11 +115,24 @@ class ReplyBudget:
             data = dumps(item)
             if page and len(data) > self.left:
                 break
-            page.append(orjson.Fragment(data))
+            # The page's items live until the reply is encoded: each in a buffer of its own size.
+            page.append(orjson.Fragment(compact(data)))
             self.left -= len(data)
         if page and self.on_spend is not None:
             self.on_spend(self)
         return page
+
+    def whole(self, items: Iterable[Any]) -> list[orjson.Fragment]:
+        """Encode every item, spending what they take (past the budget if it must):
+        for a reply that has no cursor to page by (list_rules, list_topics)."""
+        encoded: list[orjson.Fragment] = []
+        for item in items:
+            data = compact(dumps(item))
+            encoded.append(orjson.Fragment(data))
+            self.left -= len(data)
+        if encoded and self.on_spend is not None:
+            self.on_spend(self)
+        return encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,9 @@ class CallContext:
     bus: Bus
     subscriber: Caller
     budget: ReplyBudget
+    #: Bytes of the request line this call came in (its share of a batch's line):
+    #: what an emit weighs in the bus's queue (max_queue_bytes).
+    size: int = 0
     #: Run after the reply is written (a subscription starts delivering only then).
     after_reply: list[Callable[[], None]] = field(default_factory=list)
 
@@ -146,7 +162,7 @@ def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
 
 
 def emit_event(ctx: CallContext, params: dict[str, Any]) -> Deferred:
-    committed = ctx.bus.submit([EmitParams.model_validate(params)])
+    committed = ctx.bus.submit([EmitParams.model_validate(params)], size=ctx.size)
     return Deferred(committed, _emit_event_result)
 
 
@@ -159,7 +175,7 @@ def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(EmitEventsParams, params)
     if not request.events:
         return {"event_ids": []}
-    committed = ctx.bus.submit(request.events, batch=True)
+    committed = ctx.bus.submit(request.events, batch=True, size=ctx.size)
     return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
 
 
@@ -175,7 +191,11 @@ async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def list_topics(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
-    return {"topics": await ctx.bus.list_topics()}
+    # Not paged (it has no cursor), but read like a page: one at a time per connection,
+    # once its output has room, so pipelined calls never hold a copy each.
+    async with ctx.subscriber.heavy_read():
+        ctx.budget.check("list_topics")
+        return {"topics": ctx.budget.whole(await ctx.bus.list_topics())}
 
 
 def subscribe_topic(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -211,7 +231,9 @@ async def register_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def list_rules(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
-    return {"rules": [stored.wire() for stored in await ctx.bus.list_rules()]}
+    async with ctx.subscriber.heavy_read():  # as list_topics: 200 unread calls held 2.5 GB
+        ctx.budget.check("list_rules")
+        return {"rules": ctx.budget.whole(stored.wire() for stored in await ctx.bus.list_rules())}
 
 
 async def get_rule(ctx: CallContext, params: dict[str, Any]) -> Any:

@@ -18,13 +18,22 @@ from eventbus_core.errors import InvalidParams
 from eventbus_core.locations import relocated
 from eventbus_server.rules.lang.limits import TooManyValues
 from eventbus_server.rules.lang.matcher import CompiledRule, envelope_from_wire, failure_wire
+from eventbus_server.rules.lang.templates import TemplateTooLarge
 from eventbus_server.rules.rulebook import RuleBook
 
 __all__ = ["test_rule"]
 
 
-async def test_rule(book: RuleBook, event: dict[str, Any], *, rule: dict[str, Any] | None, rule_id: str | None) -> dict[str, Any]:
-    """`{matched, failures, action}` for `rule` (a rule object) or the stored rule `rule_id`."""
+async def test_rule(
+    book: RuleBook,
+    event: dict[str, Any],
+    *,
+    rule: dict[str, Any] | None,
+    rule_id: str | None,
+    max_action_bytes: int | None = None,
+) -> dict[str, Any]:
+    """`{matched, failures, action}` for `rule` (a rule object) or the stored rule `rule_id`;
+    an action that renders to more than `max_action_bytes` is refused, as its firing would fail."""
     compiled = await _compiled(book, rule, rule_id)
     envelope = envelope_from_wire(event)
     try:
@@ -34,7 +43,15 @@ async def test_rule(book: RuleBook, event: dict[str, Any], *, rule: dict[str, An
             failures = compiled.explain(envelope)
     except TooManyValues as exc:
         raise InvalidParams(f"invalid params for test_rule: event: {exc}", [{"loc": "event", "msg": str(exc)}]) from None
-    action = compiled.render_action(envelope)
+    try:
+        if compiled.renders_whole_event:  # rendered off the event loop, as the engine does
+            action = await asyncio.to_thread(compiled.render_action, envelope, max_bytes=max_action_bytes)
+        else:
+            action = compiled.render_action(envelope, max_bytes=max_action_bytes)
+    except TemplateTooLarge as exc:
+        # The rule would fail its firings for this event the same way (max_message_bytes).
+        msg = f"the action rendered for this event is too large: {exc} (max_message_bytes)"
+        raise InvalidParams(f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}]) from None
     if deeper_than(action, MAX_NESTING):
         # Templates copy the event's values into the action: nested inside each other
         # they can pass what a reply can hold. The rule would fail its firings the same way.

@@ -44,4 +44,4 @@ def open_storage(config: BusConfig) -> Storage:
     if kind == "postgres":
         assert config.storage_url is not None
         return PostgresStorage(config.storage_url.get_secret_value(), bus_id=config.id)
-    return MemoryStorage(config.memory_buffer)
+    return MemoryStorage(config.memory_buffer, max_bytes=config.memory_buffer_bytes)

@@ -16,7 +16,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,10 @@ import pytest
 from eventbus_client import EventBusClient, connect
 from tests import postgres
 from tests.processes import ServerProcess
+
+#: The server's resident memory may grow this much during an attack. The attacks
+#: of the issue took it from ~55 MB to 0.6-7.9 GB.
+RSS_GROWTH_BOUND_MB = 120
 
 #: How long a ping on a connection the attack does not touch may take, at worst.
 #: The attacks of the issue stalled it for 10-48 s; a healthy bus answers in well
@@ -76,6 +80,20 @@ class HostileServer:
                 proc.kill()
                 await proc.wait()
         await asyncio.wait_for(self._drain, 5)
+
+
+async def sample_rss(server: HostileServer, seconds: float) -> float:
+    """The highest resident memory seen over `seconds`."""
+    worst = server.rss_mb()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        worst = max(worst, server.rss_mb())
+    return worst
+
+
+def assert_clean_log(server: HostileServer) -> None:
+    assert server.internal_errors() == []
 
 
 def victim_bus(kind: str, tmp_path: Path, **limits: Any) -> dict[str, Any]:
@@ -149,15 +167,37 @@ def assert_pings_answered(monitors: list[PingMonitor]) -> None:
 
 
 async def raw_connection(
-    address: tuple[str, int], *, receive_buffer: int = 4096
+    address: tuple[str, int], *, receive_buffer: int = 4096, line_limit: int = 4096
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection that holds at most a few KiB of what it does not read: its socket's
-    receive buffer is small and its reader stops at 4 KiB, like a client that never reads."""
+    receive buffer is small and its reader stops at 4 KiB, like a client that never reads.
+    `line_limit`: the longest line it can read later (its reader holds twice that)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, address)
-    return await asyncio.open_connection(sock=sock, limit=4096)
+    return await asyncio.open_connection(sock=sock, limit=line_limit)
+
+
+RawConnect = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawConnect]:
+    """`await raw(address, …)`: a `raw_connection` that is closed when the test ends,
+    also when it fails (a socket left for the garbage collector fails a later test)."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def connect_raw(address: tuple[str, int], **options: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await raw_connection(address, **options)
+        writers.append(writer)
+        return reader, writer
+
+    try:
+        yield connect_raw
+    finally:
+        for writer in writers:
+            writer.transport.abort()
 
 
 def line(method: str, params: Any = None, call_id: Any = 1) -> bytes:

@@ -336,6 +336,8 @@ rule_bodies = _params(
 )
 test_events = _params(optional={"topic": topics, **envelope_fields})
 
+consumer_names = st.sampled_from(["fz-c", "w"]) | strings
+
 METHOD_PARAMS: dict[str, st.SearchStrategy[Any]] = {
     "emit_event": emit_params,
     "emit_events": _params({"events": st.lists(emit_params, max_size=5)}),
@@ -368,6 +370,24 @@ METHOD_PARAMS: dict[str, st.SearchStrategy[Any]] = {
         "to_bus": st.sampled_from(BUS_IDS), "dry_run": st.booleans(), "after_id": good_ints, "until_id": good_ints,
         "limit": often(st.integers(1, 20), ints, 3),
     }),
+    # Durable consumers: a few names, so fetches find what creates made; short waits, so
+    # an example does not hold the fuzzer for a minute.
+    "create_consumer": _params({"name": consumer_names}, {
+        "topic": topic_patterns, "source_trn": trn_patterns, "target_trn": trn_patterns, "pattern": event_patterns,
+        "start": st.sampled_from(["new", "all", "old"]) | _params({"after_id": good_ints}) | _params({"from_ts": good_ints}),
+        "ack_wait_ms": good_ints, "max_deliver": good_ints, "backoff_ms": st.lists(good_ints, max_size=4),
+        "max_ack_pending": good_ints, "replace": st.booleans(),
+    }),
+    "list_consumers": _params(),
+    "get_consumer": _params({"name": consumer_names}),
+    "delete_consumer": _params({"name": consumer_names}),
+    "fetch": _params({"consumer": consumer_names}, {"max": good_ints, "wait_ms": often(st.integers(0, 50), ints, 3)}),
+    "ack": _params({"consumer": consumer_names, "event_ids": st.lists(good_ints, max_size=5)}),
+    "nack": _params({"consumer": consumer_names, "event_ids": st.lists(good_ints, max_size=5)}, {"delay_ms": good_ints}),
+    "extend": _params({"consumer": consumer_names, "event_ids": st.lists(good_ints, max_size=5)}),
+    "term": _params({"consumer": consumer_names, "event_ids": st.lists(good_ints, max_size=5)}, {"reason": strings}),
+    "list_dead_letters": _params({"consumer": consumer_names}, {"after_id": good_ints, "limit": good_ints}),
+    "redrive": _params({"consumer": consumer_names}, {"event_ids": st.lists(good_ints, max_size=5)}),
     "bus_info": _params(),
     "ping": _params(),
     "authenticate": _params({"token": st.sampled_from(["wrong", ""]) | strings}),

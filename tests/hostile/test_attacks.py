@@ -17,35 +17,20 @@ import pytest
 from eventbus_client import connect
 
 from .conftest import (
+    RSS_GROWTH_BOUND_MB,
     HostileServer,
+    assert_clean_log,
     assert_pings_answered,
     hostile_server,
     line,
     pinging,
     raw_connection,
     read_replies,
+    sample_rss,
     victim_bus,
 )
 
 pytestmark = pytest.mark.slow
-
-#: The server's resident memory may grow this much during an attack. The attacks
-#: of the issue took it from ~55 MB to 0.6-7.9 GB.
-RSS_GROWTH_BOUND_MB = 120
-
-
-async def sample_rss(server: HostileServer, seconds: float) -> float:
-    """The highest resident memory seen over `seconds`."""
-    worst = server.rss_mb()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        worst = max(worst, server.rss_mb())
-    return worst
-
-
-def assert_clean_log(server: HostileServer) -> None:
-    assert server.internal_errors() == []
 
 
 # -- integers beyond int64 -----------------------------------------------------------

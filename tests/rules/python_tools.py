@@ -7,6 +7,7 @@ process, so the module is the same object on both sides.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from typing import Any
 
@@ -15,10 +16,15 @@ STATE: dict[str, Any] = {"running": 0, "peak": 0, "fail_first": 0, "refuse": set
 PER_FIRING: Counter[int] = Counter()
 
 
+#: What `stuck` calls wait for: a tool that hangs until the test lets it go.
+RELEASE = threading.Event()
+
+
 def reset(*, fail_first: int = 0) -> None:
     CALLS.clear()
     PER_FIRING.clear()
     STATE.update(running=0, peak=0, fail_first=fail_first, refuse=set())
+    RELEASE.clear()
 
 
 def echo(request: dict[str, Any]) -> Any:
@@ -85,3 +91,9 @@ async def unencodable(request: dict[str, Any]) -> Any:
 def nul(request: dict[str, Any]) -> Any:
     """A result PostgreSQL cannot store: text with \\u0000 in it."""
     return {"text": "before\x00after"}
+
+
+def stuck(request: dict[str, Any]) -> Any:
+    """A sync tool that hangs (until RELEASE is set): its call times out, its thread stays."""
+    RELEASE.wait(60)
+    return {"released": True}

@@ -6,6 +6,7 @@ dead letters, and templates that reach only the call's JSON body."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import pytest
 from eventbus_client import connect
 from tests.conftest import start_buses
 from tests.memory import MB, peak_rss
+from tests.rules import python_tools
 from tests.rules.tools.tool_servers import (
     ECHO_SCRIPT,
     Handler,
@@ -199,6 +201,34 @@ async def test_a_tool_that_answers_invalid_json_fails_the_firing(kind: str, tmp_
             expected = "result is not JSON: Type is not JSON serializable: set" if kind == "python" else "not JSON: <html>hello</html>"
             assert expected in dead["error"] and "internal error" not in dead["error"]
             assert (await bus.poll("deploy.done")).events == []
+
+
+async def test_hanging_sync_python_tools_hold_only_threads_of_their_own(tmp_path: Path) -> None:
+    """A sync tool that hangs keeps its thread after its call timed out. Forty of them
+    (more than the loop's default executor has threads on any machine) must not take
+    the threads the rest of the process needs: a `test_rule` of a whole-event JSONPath
+    on another bus is matched in a worker thread, and answers. (In the default executor
+    they also held getaddrinfo, which every http and jsonrpc tool call and connect use.)"""
+    stuck = rules_bus("memory", tmp_path, tools=[python_route("stuck")], retry={"attempts": 1, "backoff_ms": 0})
+    other = {"id": "other", "enable_rules": True}
+    async with (
+        start_buses(tmp_path, stuck, other) as app,
+        await connect(app.url("rules")) as bus,
+        await connect(app.url("other")) as neighbour,
+    ):
+        try:
+            await bus.register_rule(invoke_rule(timeout_ms=100))
+            await bus.emit_many([{"topic": "deploy.requested", "payload": {"service": f"s{i}"}} for i in range(40)])
+            await settle(app)
+            firings = await bus.list_firings(limit=100)
+            assert len(firings) == 40 and {f["status"] for f in firings} == {"failed"}
+            assert all("timed out after 100 ms" in f["error"] for f in firings)
+            rule = {"id": "deep", "topic": ">", "match_fields": {"$..x": 1}, "action": {"type": "EmitEvent", "topic": "seen"}}
+            async with asyncio.timeout(10):
+                tested = await neighbour.test_rule({"topic": "a", "payload": {"deep": {"x": 1}}}, rule=rule)
+            assert tested["matched"] is True
+        finally:
+            python_tools.RELEASE.set()  # the hung threads end with the test
 
 
 #: The bus's max_tool_reply_bytes in the size tests.

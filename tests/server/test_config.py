@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from eventbus_client import connect
 from eventbus_core.config import BusConfig, Config, ConfigError, load_config, parse_config
+from tests.conftest import start_buses
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "event_buses.json"
@@ -678,11 +680,62 @@ def test_config_types_are_strict(fields: dict[str, Any], loc: str, message: str)
     assert message in found_message
 
 
+@pytest.mark.parametrize(
+    ("fields", "loc", "message"),
+    [
+        ({"memory_buffer": 10**30}, "[0].memory_buffer", "must be at most 2^63-1 (int64)"),
+        ({"queue_size": 2**63}, "[0].queue_size", "must be at most 2^63-1 (int64)"),
+        ({"subscriber_buffer": 2**63}, "[0].subscriber_buffer", "must be at most 2^63-1 (int64)"),
+        ({"max_connections": 2**63}, "[0].max_connections", "must be at most 2^63-1 (int64)"),
+        ({"max_message_bytes": 2**63}, "[0].max_message_bytes", "must be at most 2^63-1 (int64)"),
+        ({"retention": {"max_events": 2**63}}, "[0].retention.max_events", "must be at most 2^63-1 (int64)"),
+        ({"dedup_window": 1e300}, "[0].dedup_window", "a duration must be at most 100 years"),
+        ({"retention": {"max_age": "99999999999d"}}, "[0].retention.max_age", "a duration must be at most 100 years"),
+        ({"write_timeout_s": 4e9}, "[0].write_timeout_s", "a duration must be at most 100 years"),
+        ({"retry": {"backoff_ms": 3_600_001}}, "[0].retry.backoff_ms", "less than or equal to 3600000"),
+        ({"tools": [{"match": "trn:a:b", "kind": "command", "argv": ["x"], "timeout_ms": 10**10}]},
+         "[0].tools[0].timeout_ms", "less than or equal to 3600000"),
+    ],
+    ids=["memory-buffer", "queue", "subscriber-buffer", "connections", "message-bytes", "max-events",
+         "dedup-window", "max-age", "write-timeout", "config-backoff", "tool-timeout"],
+)
+def test_config_numbers_are_bounded(fields: dict[str, Any], loc: str, message: str) -> None:
+    """Every number is refused at validation if the bus could not run with it: a
+    memory_buffer of 10**30 crashed the start, a backoff_ms beyond a rule's own limit
+    crashed the rule engine's start, and a dedup_window of 1e300 s failed every emit
+    with an idempotency_key (as -32602, the client's fault)."""
+    found_loc, found_message = one_problem([bus(**fields)])
+    assert found_loc == loc
+    assert message in found_message
+
+
+async def test_a_bus_at_the_largest_values_its_config_takes_runs(tmp_path: Path) -> None:
+    largest = {
+        "dedup_window": "36500d", "retention": {"max_age": "36500d", "max_events": 2**63 - 1},
+        "queue_size": 2**63 - 1, "subscriber_buffer": 2**63 - 1, "max_connections": 2**63 - 1,
+        "write_timeout_s": "36500d", "read_timeout_s": "36500d", "auth_timeout_s": "36500d",
+        "enable_rules": True, "retry": {"attempts": 100, "backoff_ms": 3_600_000},
+    }
+    buses = [
+        {"id": "lite", "persist": True, "storage_path": str(tmp_path / "lite.db"), **largest},
+        {"id": "mem", "memory_buffer": 2**63 - 1, "max_message_bytes": 2**63 - 1, **largest},
+    ]
+    async with start_buses(tmp_path, *buses) as app:
+        for bus_id in ("lite", "mem"):
+            async with await connect(app.url(bus_id)) as client:
+                first = await client.emit("t", 1, idempotency_key="k")
+                again = await client.emit("t", 2, idempotency_key="k")
+                assert (again.event_id, again.duplicate) == (first.event_id, True)
+                assert [e.payload for e in (await client.poll("t")).events] == [1]
+
+
 def test_limits_have_design_defaults() -> None:
     [b] = parse_config([bus()], env=NO_ENV).buses
     assert (b.max_inflight, b.max_output_bytes, b.write_timeout_s, b.max_batch) == (256, 16 * 1024 * 1024, 30.0, 1000)
     assert (b.max_subscriptions, b.read_timeout_s, b.auth_timeout_s) == (1000, 30.0, 10.0)
     assert (b.accept_from_buses, b.max_tool_reply_bytes) == ((), 1024 * 1024)
+    assert (b.queue_size, b.max_queue_bytes) == (10_000, 64 * 1024 * 1024)
+    assert (b.memory_buffer, b.memory_buffer_bytes) == (10_000, 256 * 1024 * 1024)
 
 
 @pytest.mark.parametrize(

@@ -390,6 +390,23 @@ async def test_memory_ring_drops_the_oldest_but_ids_continue() -> None:
     }
 
 
+async def test_memory_ring_holds_at_most_max_bytes_of_events() -> None:
+    ring = MemoryStorage(1000, max_bytes=10_000)  # about three events of 3 KB
+    await ring.open()
+    stored = await ring.append([new("big", i, payload="x" * 3000) for i in range(10)])
+    assert await ids(ring) == [e.event_id for e in stored[-3:]]
+    assert {s.topic: s.count for s in await ring.list_topics()} == {"big": 3}
+    # One event larger than the bound alone is kept, as the newest always is.
+    [huge] = await ring.append([new("huge", 10, payload="y" * 50_000)])
+    assert await ids(ring) == [huge.event_id]
+    # Small events fill it again; pruning keeps the count of bytes right.
+    await ring.append([new("small", 20 + i) for i in range(20)])
+    assert await ring.count() == 20
+    assert await ring.prune(max_events=None, min_timestamp=T0 + 30) == 10
+    await ring.append([new("big", 40 + i, payload="x" * 3000) for i in range(2)])
+    assert [e.topic for e in await ring.query(EventQuery())] == ["small"] * 10 + ["big"] * 2
+
+
 async def test_memory_keys_outlive_the_ring() -> None:
     ring = MemoryStorage(1)
     await ring.open()

@@ -10,6 +10,7 @@ a rule that does as not matching).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from eventbus_core.errors import InvalidParams
@@ -21,20 +22,30 @@ from eventbus_server.rules.lang.limits import check_rule_cost
 from eventbus_server.rules.lang.operators import MISSING, PatternError
 from eventbus_server.rules.lang.paths import reads_whole_event
 from eventbus_server.rules.lang.pattern import EventPattern, Failure, compile_pattern
-from eventbus_server.rules.lang.templates import Template, compile_template
+from eventbus_server.rules.lang.templates import RenderBudget, compile_template
 
 __all__ = ["CompiledRule", "compile_rule", "envelope_from_wire", "envelope_of", "failure_wire"]
 
 
 class CompiledRule:
-    __slots__ = ("action_template", "conditions", "matches_topic", "pattern", "reads_whole_event", "rule")
+    __slots__ = (
+        "action_template",
+        "conditions",
+        "matches_topic",
+        "pattern",
+        "reads_whole_event",
+        "renders_whole_event",
+        "rule",
+    )
 
     def __init__(
         self,
         rule: Rule,
         conditions: list[Condition],
         pattern: EventPattern | None,
-        action_template: Template,
+        action_template: Callable[[dict[str, Any], RenderBudget | None], dict[str, Any]],
+        *,
+        renders_whole_event: bool = False,
     ) -> None:
         self.rule = rule
         self.matches_topic = compile_topic_pattern(rule.topic)
@@ -43,6 +54,8 @@ class CompiledRule:
         self.action_template = action_template
         #: A JSONPath condition may walk the whole event: matched off the event loop.
         self.reads_whole_event = any(reads_whole_event(c.select) for c in conditions)
+        #: So may a template path of its action: rendered off the event loop.
+        self.renders_whole_event = renders_whole_event
 
     @property
     def id(self) -> str:
@@ -77,9 +90,11 @@ class CompiledRule:
             failures.extend(Failure(f"pattern.{f.path}", f.expected, f.saw) for f in self.pattern.explain(envelope))
         return failures
 
-    def render_action(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        """The action with its templates applied to this event."""
-        rendered: dict[str, Any] = self.action_template(envelope)
+    def render_action(self, envelope: dict[str, Any], *, max_bytes: int | None = None) -> dict[str, Any]:
+        """The action with its templates applied to this event; `TemplateTooLarge` once
+        its templated part passes `max_bytes` (as JSON, about), before it is built."""
+        budget = RenderBudget(max_bytes) if max_bytes is not None else None
+        rendered: dict[str, Any] = self.action_template(envelope, budget)
         return rendered
 
 
@@ -97,10 +112,10 @@ def compile_rule(rule: Rule) -> CompiledRule:
             f"invalid rule {rule.id!r}: {exc}", [{"loc": exc.path, "msg": exc.reason}]
         ) from None
 
-    def render(envelope: dict[str, Any]) -> dict[str, Any]:
-        return {**action, templated: template(envelope)}
+    def render(envelope: dict[str, Any], budget: RenderBudget | None = None) -> dict[str, Any]:
+        return {**action, templated: template(envelope, budget)}
 
-    return CompiledRule(rule, conditions, pattern, render)
+    return CompiledRule(rule, conditions, pattern, render, renders_whole_event=template.reads_whole_event)
 
 
 def envelope_of(event: Event) -> dict[str, Any]:

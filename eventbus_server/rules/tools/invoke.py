@@ -7,8 +7,9 @@ body, `{tool_id, input, event, firing_id}`, and return the tool's JSON result:
 - `http`     POST the body as JSON to `url` (one pooled httpx client);
 - `jsonrpc`  one JSON-RPC 2.0 request line to `tcp://host:port`, one reply line;
 - `command`  run `argv` (never a shell), body on stdin, JSON result on stdout;
-- `python`   call `module:function` (sync ones in a worker thread); the module is
-             imported with the config file's folder (`import_dir`) on the import path.
+- `python`   call `module:function` (sync ones in a thread of the router's own
+             pool); the module is imported with the config file's folder
+             (`import_dir`) on the import path.
 
 The fifth, `mcp`, calls a tool of an MCP server with the input as its arguments
 (`mcp_tools`, DESIGN §12); its module, and the SDK, load only when a route needs it.
@@ -35,6 +36,7 @@ import inspect
 import itertools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,6 +156,11 @@ class ToolRouter:
         max_reply_bytes: the largest reply accepted from any tool (see the module docstring).
         import_dir: the config file's folder; a `python` tool's module is imported with it
             on the import path, so a module next to the config needs no PYTHONPATH.
+        max_threads: threads for sync `python` tools (the bus's max_concurrency). They are
+            the router's own: a sync tool that hangs keeps its thread after its call timed
+            out (a thread cannot be stopped), and in the loop's default executor six such
+            calls left no thread for rule matching, `test_rule` or closing SQLite, on any bus
+            of the process. Here they hold only this router's pool.
     """
 
     def __init__(
@@ -162,10 +169,13 @@ class ToolRouter:
         *,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         import_dir: Path | None = None,
+        max_threads: int = 8,
     ) -> None:
         self.routes = tuple(routes)
         self.max_reply_bytes = max_reply_bytes
         self.import_dir = import_dir
+        self.max_threads = max_threads
+        self._threads: ThreadPoolExecutor | None = None  # created on first use
         self._matchers = [(compile_trn_pattern(route.match), route) for route in self.routes]
         # Created on first use so a router can be built outside a running loop.
         self._http: httpx.AsyncClient | None = None
@@ -228,6 +238,9 @@ class ToolRouter:
         if self._mcp is not None:
             tools, self._mcp = self._mcp, None
             await tools.aclose()  # closes the sessions and stops the stdio servers
+        if self._threads is not None:
+            threads, self._threads = self._threads, None
+            threads.shutdown(wait=False, cancel_futures=True)  # a hung tool is not waited for
 
     async def __aenter__(self) -> ToolRouter:
         return self
@@ -374,8 +387,9 @@ class ToolRouter:
                 result = await function(body)
             else:
                 # A sync tool runs in a thread so it cannot stall the bus; on timeout
-                # the thread cannot be stopped and finishes in the background.
-                result = await asyncio.to_thread(function, body)
+                # the thread cannot be stopped and finishes in the background, in the
+                # router's own pool (see max_threads).
+                result = await asyncio.get_running_loop().run_in_executor(self._python_threads(), function, body)
         except Exception as exc:
             raise _Failed(f"raised {type(exc).__name__}: {exc}") from exc
         try:
@@ -386,6 +400,11 @@ class ToolRouter:
             raise _TooLarge(self.max_reply_bytes)
         # The decoded copy is what the other kinds return and what storage keeps.
         return loads(encoded)
+
+    def _python_threads(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.max_threads, thread_name_prefix="eventbus-tool")
+        return self._threads
 
     def _function(self, spec: str) -> Callable[[dict[str, Any]], Any]:
         if (cached := self._functions.get(spec)) is not None:

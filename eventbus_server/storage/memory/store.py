@@ -1,4 +1,5 @@
-"""The `persist: false` backend: the newest `capacity` events in a ring.
+"""The `persist: false` backend: the newest `capacity` events in a ring, and at
+most `max_bytes` of them as JSON (10,000 events of 1 MB would be 10 GB of memory).
 
 Event ids keep counting when old events fall out of the ring, so a cursor
 taken before a restart-free overflow still means the same thing. Idempotency
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 from operator import attrgetter
 
+from eventbus_core.codec import dumps
 from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from eventbus_server.storage.memory.consumers import MemoryConsumerStore
@@ -24,20 +26,26 @@ __all__ = ["MemoryStorage"]
 
 _event_id = attrgetter("event_id")
 
+#: What an event is counted beyond its payload and metadata: its ids, topic, timestamp.
+EVENT_OVERHEAD_BYTES = 128
+
 
 class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
     """A bounded in-memory event log; nothing survives the process."""
 
     kind = "memory"
 
-    def __init__(self, capacity: int, *, max_keys: int = 100_000) -> None:
+    def __init__(self, capacity: int, *, max_bytes: int | None = None, max_keys: int = 100_000) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
         MemoryConsumerStore.__init__(self)
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.max_keys = max_keys
         self._ring: deque[Event] = deque(maxlen=capacity)
+        self._sizes: deque[int] = deque()  # each ring event's size as JSON, in ring order
+        self._bytes = 0
         self._last_id = 0
         # topic -> [count, last_event_id, last_timestamp] of the events in the ring
         self._topics: dict[str, list[int]] = {}
@@ -55,9 +63,13 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
         for new in events:
             self._last_id += 1
             event = new.stored(self._last_id)
-            if len(self._ring) == self.capacity:
+            size = _size(new) if self.max_bytes is not None else 0
+            # The newest event always stays, however large.
+            while self._ring and (len(self._ring) == self.capacity or self._over(size)):
                 self._forget(self._ring.popleft())
             self._ring.append(event)
+            self._sizes.append(size)
+            self._bytes += size
             self._count(event)
             if new.idempotency_key is not None:
                 self._remember(new.idempotency_key, StoredKey(event.event_id, event.timestamp))
@@ -100,9 +112,10 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
         before = len(self._ring)
         if min_timestamp is not None and any(e.timestamp < min_timestamp for e in self._ring):
             # Client-set timestamps need not follow ids, so old ones can sit anywhere.
-            self._ring = deque(
-                (e for e in self._ring if e.timestamp >= min_timestamp), maxlen=self.capacity
-            )
+            kept = [(e, size) for e, size in zip(self._ring, self._sizes, strict=True) if e.timestamp >= min_timestamp]
+            self._ring = deque((e for e, _ in kept), maxlen=self.capacity)
+            self._sizes = deque(size for _, size in kept)
+            self._bytes = sum(self._sizes)
             self._recount()
         if max_events is not None:
             while len(self._ring) > max_events:
@@ -137,7 +150,12 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
             row[1] = event.event_id
             row[2] = event.timestamp
 
+    def _over(self, size: int) -> bool:
+        return self.max_bytes is not None and self._bytes + size > self.max_bytes
+
     def _forget(self, event: Event) -> None:
+        """The oldest event (just popped off the ring) leaves."""
+        self._bytes -= self._sizes.popleft()
         # The oldest event leaves, so the topic's last event (if any is left) stays put.
         row = self._topics[event.topic]
         row[0] -= 1
@@ -164,3 +182,8 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
             if keys[oldest].timestamp >= since_ts:
                 return
             del keys[oldest]
+
+
+def _size(new: NewEvent) -> int:
+    metadata = len(dumps(new.metadata)) if new.metadata is not None else 0
+    return len(dumps(new.payload)) + metadata + EVENT_OVERHEAD_BYTES
