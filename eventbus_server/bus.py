@@ -119,9 +119,7 @@ class Bus:
             dedup_window_s=config.dedup_window,
             stats=self._stats,
         )
-        self._consumers = Consumers(
-            self.storage, bus_id=config.id, max_consumers=config.max_consumers, last_event_id=lambda: self.last_event_id
-        )
+        self._consumers = Consumers(self.storage, bus_id=config.id, max_consumers=config.max_consumers)
         self._followers: list[asyncio.Task[None]] = []  # feed and watch, for shared storage
         self._connections: set[Client] = set()
         self._retention: asyncio.Task[None] | None = None

@@ -1,8 +1,8 @@
 """Durable consumers of one bus: work shared by a pool of workers (DESIGN.md §10).
 
-    fetch ─▶ take_due   (redeliveries first: expired leases and nacks that are due)
-          ─▶ the log after the consumer's cursor (storage.reader), its filter,
-             until `max` or `max_ack_pending` ─▶ lease_new (cursor moves, once)
+    fetch ─▶ storage.fetch_leases, one transaction: redeliveries first (expired
+             leases and nacks that are due), then the log after the consumer's
+             cursor through its filter, until `max` or `max_ack_pending`
           ─▶ messages {event, deliveries, lease_until}; none yet: wait for a
              matching commit, a redelivery falling due, or `wait_ms`
     ack / nack / extend / term ─▶ settle (leased rows only; any connection may)
@@ -23,7 +23,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from eventbus_core.codec import dumps
 from eventbus_core.errors import AlreadyExists, InvalidParams, NotFound, Overloaded
 from eventbus_core.event import Event, now_ms
 from eventbus_core.results import MAX_PENDING_COUNTED
@@ -31,7 +30,7 @@ from eventbus_server.rules.lang.limits import TooManyValues, check_rule_cost
 from eventbus_server.rules.lang.operators import PatternError
 from eventbus_server.rules.lang.pattern import EventPattern, compile_pattern
 from eventbus_server.storage.base import EventQuery, Storage
-from eventbus_server.storage.consumers import ConsumerConfig, Delivery, Settle, StoredConsumer
+from eventbus_server.storage.consumers import ConsumerConfig, Delivery, Scan, Settle, StoredConsumer
 from eventbus_server.storage.reader import LogReader
 
 __all__ = ["Consumers", "Message", "Start"]
@@ -45,8 +44,6 @@ SCAN_PAGES = 10
 #: On storage other nodes share, a waiting fetch looks again this often (their acks,
 #: nacks and redrives wake no one here).
 SHARED_POLL_S = 1.0
-#: A fetch retries this often when another fetch of the consumer moved its cursor first.
-LEASE_RETRIES = 20
 #: Dead letters redriven by one call without ids.
 REDRIVE_LIMIT = 10_000
 
@@ -80,14 +77,14 @@ class _Filter:
 
 
 class Consumers:
-    def __init__(self, storage: Storage, *, bus_id: str, max_consumers: int, last_event_id: Callable[[], int]) -> None:
+    def __init__(self, storage: Storage, *, bus_id: str, max_consumers: int) -> None:
         self.storage = storage
         self.reader = LogReader(storage)
         self.bus_id = bus_id
         self.max_consumers = max_consumers
-        self.last_event_id = last_event_id
         self._filters: dict[str, _Filter] = {}
         self._waiting: dict[str, set[asyncio.Event]] = {}
+
 
     # -- managing -------------------------------------------------------------
 
@@ -106,12 +103,14 @@ class Consumers:
 
     async def _start_cursor(self, start: Start) -> int:
         if isinstance(start, str):
-            return self.last_event_id() if start == "new" else 0  # "all"
+            # From storage, not the bus's counters: an emit is acknowledged before its
+            # events reach them, and "new" must not hand out what the caller emitted before.
+            return await self.storage.last_event_id() if start == "new" else 0  # or "all"
         kind, value = start
         if kind == "after_id":
             return int(value)
         first = await self.storage.query(EventQuery(from_ts=int(value), limit=1))
-        return first[0].event_id - 1 if first else self.last_event_id()
+        return first[0].event_id - 1 if first else await self.storage.last_event_id()
 
     async def get(self, name: str) -> dict[str, Any]:
         return await self._info(await self._load(name))
@@ -188,71 +187,18 @@ class Consumers:
                     self._waiting.pop(name, None)
 
     async def _take(self, name: str, max_messages: int, max_bytes: int) -> tuple[list[Message], int | None]:
-        """Lease what is due, then new events; the messages and when the next redelivery is due."""
-        consumer = await self._load(name)
-        taken = await self.storage.take_due(name, now_ms(), max_messages)
-        self._log_dead(name, taken.died)
-        messages, budget = await self._messages(name, taken.leased, max_bytes)
-        room = max_messages - len(messages)
-        if room > 0 and budget > 0:
-            messages += await self._lease_new(consumer, room, budget)
-        return messages, taken.next_due_ms
-
-    async def _messages(self, name: str, leased: list[Delivery], max_bytes: int) -> tuple[list[Message], int]:
-        messages: list[Message] = []
-        gone = []
-        for delivery in leased:
-            event = await self.reader.event(delivery.event_id)
-            if event is None:  # pruned by retention since it was first leased
-                gone.append(delivery.event_id)
-                continue
-            messages.append(Message(event, delivery.deliveries, delivery.due_at))
-            max_bytes -= len(dumps(event))
-        if gone:
-            await self.storage.settle(name, gone, "term", now_ms(), reason="the event is no longer stored")
-        return messages, max_bytes
-
-    async def _lease_new(self, consumer: StoredConsumer, room: int, max_bytes: int) -> list[Message]:
-        """Lease up to `room` events after the cursor (at least one if any, at most
-        `max_bytes` of them); retried from a fresh cursor if another fetch moved it."""
-        for _ in range(LEASE_RETRIES):
-            counts = await self.storage.delivery_counts(consumer.name)
-            room = min(room, consumer.config.max_ack_pending - counts["leased"])
-            if room <= 0:
-                return []
-            chosen, new_cursor = await self._scan(consumer, room, max_bytes)
-            if new_cursor == consumer.cursor:
-                return []
-            now = now_ms()
-            ids = [event.event_id for event in chosen]
-            if await self.storage.lease_new(consumer.name, consumer.cursor, new_cursor, ids, now):
-                lease_until = now + consumer.config.ack_wait_ms
-                return [Message(event, 1, lease_until) for event in chosen]
-            consumer = await self._load(consumer.name)
-        raise Overloaded(f"consumer {consumer.name!r} is busy: other fetches kept moving its cursor; retry")
-
-    async def _scan(self, consumer: StoredConsumer, room: int, max_bytes: int) -> tuple[list[Event], int]:
-        """Events after the cursor that the consumer's filter lets through, and where
-        the cursor goes: past every event read, up to the last one taken."""
-        matcher = self._filter(consumer)
-        chosen: list[Event] = []
-        cursor = consumer.cursor
-        pages = 0
-        async for page in self.reader.pages(consumer.cursor, match=matcher.query):
-            for event in page:
-                if matcher.pattern is None or matcher.matches(event):
-                    size = len(dumps(event))
-                    if chosen and size > max_bytes:
-                        return chosen, cursor
-                    chosen.append(event)
-                    max_bytes -= size
-                cursor = event.event_id
-                if len(chosen) == room:
-                    return chosen, cursor
-            pages += 1
-            if pages == SCAN_PAGES:
-                break
-        return chosen, cursor
+        """One fetch in one storage transaction; the messages and when the next
+        redelivery is due."""
+        matcher = self._filters.get(name)
+        if matcher is None:  # first use on this node (after a start, or made by another node)
+            matcher = self._filter(await self._load(name))
+        scan = Scan(matcher.query, matcher.matches if matcher.pattern is not None else None, max_bytes, SCAN_PAGES)
+        result = await self.storage.fetch_leases(name, now_ms(), max_messages, scan)
+        if result is None:
+            self._filters.pop(name, None)
+            raise self._not_found(name)
+        self._log_dead(name, result.died)
+        return [Message(event, lease.deliveries, lease.due_at) for event, lease in result.leased], result.next_due_ms
 
     # -- settling -------------------------------------------------------------
 
@@ -266,8 +212,10 @@ class Consumers:
         reason: str | None = None,
     ) -> int:
         """ack / nack / extend / term the leased ones of `event_ids`; how many changed."""
-        await self._load(name)
-        count, died = await self.storage.settle(name, event_ids, action, now_ms(), delay_ms=delay_ms, reason=reason)
+        settled = await self.storage.settle(name, event_ids, action, now_ms(), delay_ms=delay_ms, reason=reason)
+        if settled is None:
+            raise self._not_found(name)
+        count, died = settled
         self._log_dead(name, died)
         if action == "nack":
             self._wake(name)  # due again, perhaps at once

@@ -12,20 +12,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eventbus_core.event import Event, NewEvent
 from eventbus_core.params import FIRING_STATUSES
 from eventbus_core.results import FiringInfo, RuleInfo
 from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
-from eventbus_server.storage.consumers import (
-    ConsumerConfig,
-    Delivery,
-    Settle,
-    StoredConsumer,
-    TakeResult,
-)
+
+if TYPE_CHECKING:  # consumers.py reads EventQuery from here
+    from eventbus_server.storage.consumers import (
+        ConsumerConfig,
+        Delivery,
+        FetchResult,
+        Scan,
+        Settle,
+        StoredConsumer,
+    )
 
 __all__ = [
     "FIRING_STATUSES",
@@ -390,18 +393,12 @@ class Storage(ABC):
         """Forget the consumer and every delivery of it; False when there was none."""
 
     @abstractmethod
-    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
-        """In one transaction: expired leases become waiting or dead (`expire`), then up
-        to `limit` waiting rows due by `now_ms`, oldest event first, are leased again
-        (one more delivery), as far as `max_ack_pending` leaves room."""
-
-    @abstractmethod
-    async def lease_new(
-        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
-    ) -> bool:
-        """Lease `event_ids` (first delivery) and move the cursor to `new_cursor`, in one
-        transaction, only if the cursor is still `expect_cursor` and the leases fit
-        `max_ack_pending`; False (nothing changed) otherwise."""
+    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+        """One fetch, in one transaction (None: no such consumer): expired leases become
+        waiting or dead (`expire`); as far as `limit` and `max_ack_pending` leave room,
+        waiting rows due by `now_ms` are leased again, oldest event first
+        (`redeliver`), then events after the cursor that `scan` lets through are
+        leased (`pick`) and the cursor moves past what was read."""
 
     @abstractmethod
     async def settle(
@@ -413,9 +410,9 @@ class Storage(ABC):
         *,
         delay_ms: int | None = None,
         reason: str | None = None,
-    ) -> tuple[int, list[Delivery]]:
+    ) -> tuple[int, list[Delivery]] | None:
         """Apply `action` to those of `event_ids` that are leased; how many changed, and
-        those that became dead letters."""
+        those that became dead letters (None: no such consumer)."""
 
     @abstractmethod
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]: ...

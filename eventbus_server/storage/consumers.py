@@ -11,24 +11,35 @@ handed out and not yet seen acked. A row is in one of three states:
     dead     a dead letter since `due_at` (max_deliver reached, or `term`)
 
 An ack deletes the row and counts it. Events after the cursor have no row
-yet: `lease_new` hands them out and moves the cursor in one transaction, so
-an event is leased once, and acked events are never delivered again, also
-after a crash. The transitions are computed here, once, for every backend.
+yet. `fetch_leases` does a whole fetch in one transaction: expired leases
+move on, due rows are leased again, then events after the cursor that the
+consumer's filter lets through are leased and the cursor moves past what it
+read; so an event is leased once, and acked events are never delivered
+again, also after a crash. The transitions and the choice of events are
+computed here, once, for every backend.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from eventbus_core.codec import dumps
+from eventbus_core.event import Event
+from eventbus_server.storage.base import EventQuery
+
 __all__ = [
     "DEAD_MAX_DELIVER",
+    "GONE",
     "ConsumerConfig",
     "Delivery",
+    "FetchResult",
+    "Scan",
     "Settle",
     "StoredConsumer",
-    "TakeResult",
     "expire",
+    "pick",
     "settle",
 ]
 
@@ -37,6 +48,8 @@ Settle = Literal["ack", "nack", "extend", "term"]
 
 #: The reason of a dead letter that ran out of deliveries.
 DEAD_MAX_DELIVER = "max_deliver"
+#: The reason of a dead letter whose event retention removed before it was done.
+GONE = "the event is no longer stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +111,26 @@ class Delivery:
     reason: str | None = None
 
 
-@dataclass(slots=True)
-class TakeResult:
-    """What `take_due` did: deliveries leased again now, rows that became dead
-    letters on the way, and when the next row of the consumer falls due."""
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What a fetch takes of the log after the consumer's cursor."""
 
-    leased: list[Delivery] = field(default_factory=list)
+    #: The topic and TRN filters, which storage narrows in SQL.
+    query: EventQuery
+    #: The rest of the filter (an EventBridge pattern), run on each event read; None: all pass.
+    accept: Callable[[Event], bool] | None
+    #: The leased events, as JSON, hold at most this many bytes (at least one event).
+    max_bytes: int
+    #: Log pages read at most looking for matches, so a rare match cannot hold a fetch.
+    max_pages: int = 10
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """What `fetch_leases` did: the events leased now (redeliveries first), rows that
+    became dead letters on the way, and when the next row of the consumer falls due."""
+
+    leased: list[tuple[Event, Delivery]] = field(default_factory=list)
     died: list[Delivery] = field(default_factory=list)
     next_due_ms: int | None = None
 
@@ -143,3 +170,45 @@ def settle(
         return Delivery(row.event_id, "dead", row.deliveries, now_ms, DEAD_MAX_DELIVER)
     wait = delay_ms if delay_ms is not None else config.backoff_after(row.deliveries)
     return Delivery(row.event_id, "waiting", row.deliveries, now_ms + wait)
+
+
+def pick(
+    page: Iterable[Event], scan: Scan, room: int, budget: int, *, have_some: bool
+) -> tuple[list[Event], int | None, int, bool]:
+    """From a page of events after the cursor (in id order, the query's filter applied):
+    those `scan.accept` lets through, up to `room` and `budget` bytes; where the cursor
+    may go (past every event read, but not past one left for a later fetch); the
+    budget left; and whether the fetch is full."""
+    chosen: list[Event] = []
+    cursor: int | None = None
+    for event in page:
+        if scan.accept is None or scan.accept(event):
+            size = len(dumps(event))
+            if (chosen or have_some) and size > budget:
+                return chosen, cursor, budget, True
+            chosen.append(event)
+            budget -= size
+        cursor = event.event_id
+        if len(chosen) == room:
+            return chosen, cursor, budget, True
+    return chosen, cursor, budget, False
+
+
+def redeliver(
+    due: list[Delivery], events: dict[int, Event], config: ConsumerConfig, now_ms: int, budget: int
+) -> tuple[list[tuple[Event, Delivery]], list[Delivery], int]:
+    """Due rows leased again (one more delivery) while the budget lasts; rows whose event
+    is gone become dead letters. The leases, the dead, and the budget left."""
+    leased: list[tuple[Event, Delivery]] = []
+    dead: list[Delivery] = []
+    for row in due:
+        event = events.get(row.event_id)
+        if event is None:
+            dead.append(Delivery(row.event_id, "dead", row.deliveries, now_ms, GONE))
+            continue
+        size = len(dumps(event))
+        if leased and size > budget:
+            break
+        budget -= size
+        leased.append((event, Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + config.ack_wait_ms)))
+    return leased, dead, budget

@@ -7,18 +7,25 @@ the bus does. Each method runs without an await, so it is one transaction.
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import islice
 
+from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery
 from eventbus_server.storage.consumers import (
     ConsumerConfig,
     Delivery,
+    FetchResult,
+    Scan,
     Settle,
     StoredConsumer,
-    TakeResult,
     expire,
+    pick,
+    redeliver,
     settle,
 )
+from eventbus_server.storage.reader import READ_PAGE
 
 __all__ = ["MemoryConsumerStore"]
 
@@ -48,45 +55,44 @@ class MemoryConsumerStore:
         self._deliveries.pop(name, None)
         return self._consumers.pop(name, None) is not None
 
-    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
+    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
         consumer = self._consumers.get(name)
         if consumer is None:
-            return TakeResult()
-        rows = self._deliveries[name]
-        result = TakeResult()
-        for row in expire(list(rows.values()), consumer.config, now_ms):
+            return None
+        config, rows, result = consumer.config, self._deliveries[name], FetchResult()
+        for row in expire(list(rows.values()), config, now_ms):
             rows[row.event_id] = row
             if row.state == "dead":
                 result.died.append(row)
-        room = min(limit, consumer.config.max_ack_pending - sum(1 for r in rows.values() if r.state == "leased"))
-        due = sorted((r for r in rows.values() if r.state == "waiting" and r.due_at <= now_ms), key=_event_id)
-        for row in due[: max(room, 0)]:
-            leased = Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + consumer.config.ack_wait_ms)
-            rows[row.event_id] = leased
-            result.leased.append(leased)
-        consumer.redelivered += len(result.leased)
+        room = min(limit, config.max_ack_pending - sum(1 for r in rows.values() if r.state == "leased"))
+        budget = scan.max_bytes
+        if room > 0:
+            due = sorted((r for r in rows.values() if r.state == "waiting" and r.due_at <= now_ms), key=_event_id)[:room]
+            events = {e.event_id: e for e in (self._event(r.event_id) for r in due) if e is not None}
+            result.leased, dead, budget = redeliver(due, events, config, now_ms, budget)
+            consumer.redelivered += len(result.leased)
+            for row in [*dead, *(lease for _, lease in result.leased)]:
+                rows[row.event_id] = row
+            result.died += dead
+        room -= len(result.leased)
+        if room > 0 and budget > 0:
+            ahead = islice(self._newer_than(consumer.cursor), scan.max_pages * READ_PAGE)  # type: ignore[attr-defined]
+            page = (event for event in ahead if scan.query.matches(event))
+            chosen, cursor, _, _ = pick(page, scan, room, budget, have_some=bool(result.leased))
+            for event in chosen:
+                lease = rows[event.event_id] = Delivery(event.event_id, "leased", 1, now_ms + config.ack_wait_ms)
+                result.leased.append((event, lease))
+            if cursor is not None:
+                consumer.cursor = cursor
         if result.leased:
-            consumer.last_delivered_id = max(consumer.last_delivered_id, *(r.event_id for r in result.leased))
+            consumer.last_delivered_id = max(consumer.last_delivered_id, *(e.event_id for e, _ in result.leased))
         result.next_due_ms = min((r.due_at for r in rows.values() if r.state != "dead"), default=None)
         return result
 
-    async def lease_new(
-        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
-    ) -> bool:
-        consumer = self._consumers.get(name)
-        if consumer is None or consumer.cursor != expect_cursor:
-            return False
-        rows = self._deliveries[name]
-        leased = sum(1 for r in rows.values() if r.state == "leased")
-        if leased + len(event_ids) > consumer.config.max_ack_pending:
-            return False
-        lease_until = now_ms + consumer.config.ack_wait_ms
-        for event_id in event_ids:
-            rows[event_id] = Delivery(event_id, "leased", 1, lease_until)
-        consumer.cursor = new_cursor
-        if event_ids:
-            consumer.last_delivered_id = max(consumer.last_delivered_id, *event_ids)
-        return True
+    def _event(self, event_id: int) -> Event | None:
+        ring = self._ring  # type: ignore[attr-defined]  # MemoryStorage's
+        index = bisect_left(ring, event_id, key=_stored_id)
+        return ring[index] if index < len(ring) and ring[index].event_id == event_id else None
 
     async def settle(
         self,
@@ -97,10 +103,10 @@ class MemoryConsumerStore:
         *,
         delay_ms: int | None = None,
         reason: str | None = None,
-    ) -> tuple[int, list[Delivery]]:
+    ) -> tuple[int, list[Delivery]] | None:
         consumer = self._consumers.get(name)
         if consumer is None:
-            return 0, []
+            return None
         rows = self._deliveries[name]
         changed, died = 0, []
         for event_id in dict.fromkeys(event_ids):
@@ -151,3 +157,7 @@ class MemoryConsumerStore:
 
 def _event_id(row: Delivery) -> int:
     return row.event_id
+
+
+def _stored_id(event: Event) -> int:
+    return event.event_id

@@ -10,35 +10,46 @@ it, inside a transaction where it writes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import asyncpg
 
 from eventbus_core.codec import dumps, loads
-from eventbus_server.storage.base import EventQuery
+from eventbus_core.event import Event
+from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, row_bytes
 from eventbus_server.storage.consumers import (
     ConsumerConfig,
     Delivery,
+    FetchResult,
+    Scan,
     Settle,
     StoredConsumer,
-    TakeResult,
     expire,
+    pick,
+    redeliver,
     settle,
 )
-from eventbus_server.storage.sql import count_events, count_rows
+from eventbus_server.storage.reader import READ_PAGE
+from eventbus_server.storage.sql import (
+    EVENT_COLUMNS,
+    count_events,
+    count_rows,
+    event_from_row,
+    select_events,
+)
 
 __all__ = [
     "count_after",
     "dead_letters",
     "delete_consumer",
     "delivery_counts",
-    "lease_new",
+    "fetch_leases",
     "list_consumers",
     "load_consumer",
     "put_consumer",
     "redrive",
     "settle_leased",
-    "take_due",
 ]
 
 _CONSUMER_COLUMNS = "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
@@ -80,54 +91,75 @@ async def delete_consumer(conn: asyncpg.Connection, name: str) -> bool:
     return await conn.fetchval("DELETE FROM consumers WHERE name = $1 RETURNING true", name) is not None
 
 
-async def take_due(conn: asyncpg.Connection, name: str, now_ms: int, limit: int) -> TakeResult:
-    result = TakeResult()
+async def fetch_leases(conn: asyncpg.Connection, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
     consumer = await load_consumer(conn, name, lock=True)
     if consumer is None:
-        return result
-    config = consumer.config
+        return None
+    config, result = consumer.config, FetchResult()
     expired = await _deliveries(conn, "consumer = $1 AND state = 'leased' AND due_at <= $2", name, now_ms)
     changed = expire(expired, config, now_ms)
     await _store(conn, name, changed)
     result.died = [row for row in changed if row.state == "dead"]
     room = min(limit, config.max_ack_pending - await _count(conn, name, "leased"))
+    budget = scan.max_bytes
     if room > 0:
         due = await _deliveries(
             conn, "consumer = $1 AND state = 'waiting' AND due_at <= $2 ORDER BY event_id LIMIT $3", name, now_ms, room
         )
-        result.leased = [Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + config.ack_wait_ms) for row in due]
-        await _store(conn, name, result.leased)
-    if result.leased:
-        await conn.execute(
-            "UPDATE consumers SET redelivered = redelivered + $1,"
-            " last_delivered_id = GREATEST(last_delivered_id, $2) WHERE name = $3",
-            len(result.leased),
-            max(row.event_id for row in result.leased),
-            name,
-        )
+        events = await _events(conn, [row.event_id for row in due])
+        result.leased, dead, budget = redeliver(due, events, config, now_ms, budget)
+        await _store(conn, name, [*dead, *(lease for _, lease in result.leased)])
+        result.died += dead
+        if result.leased:
+            await conn.execute("UPDATE consumers SET redelivered = redelivered + $1 WHERE name = $2", len(result.leased), name)
+    room -= len(result.leased)
+    cursor = consumer.cursor
+    for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
+        page = await _page(conn, scan.query, cursor)
+        chosen, moved, budget, full = pick(page, scan, room, budget, have_some=bool(result.leased))
+        leases = [Delivery(e.event_id, "leased", 1, now_ms + config.ack_wait_ms) for e in chosen]
+        await _store(conn, name, leases)
+        result.leased += zip(chosen, leases, strict=True)
+        room -= len(chosen)
+        cursor = moved if moved is not None else cursor
+        if full or not page:
+            break
+    await conn.execute(
+        "UPDATE consumers SET cursor = $1, last_delivered_id = GREATEST(last_delivered_id, $2) WHERE name = $3",
+        cursor,
+        max((event.event_id for event, _ in result.leased), default=0),
+        name,
+    )
     result.next_due_ms = await conn.fetchval(
         "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = $1 AND state != 'dead'", name
     )
     return result
 
 
-async def lease_new(
-    conn: asyncpg.Connection, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
-) -> bool:
-    consumer = await load_consumer(conn, name, lock=True)
-    if consumer is None or consumer.cursor != expect_cursor:
-        return False
-    if await _count(conn, name, "leased") + len(event_ids) > consumer.config.max_ack_pending:
-        return False
-    lease_until = now_ms + consumer.config.ack_wait_ms
-    await _store(conn, name, [Delivery(event_id, "leased", 1, lease_until) for event_id in event_ids])
-    await conn.execute(
-        "UPDATE consumers SET cursor = $1, last_delivered_id = GREATEST(last_delivered_id, $2) WHERE name = $3",
-        new_cursor,
-        max(event_ids, default=0),
-        name,
-    )
-    return True
+async def _page(conn: asyncpg.Connection, query: EventQuery, since: int) -> list[Event]:
+    """The next page of the log after `since` that `query` lets through (bounded in count
+    and bytes, like every internal read; see storage/reader.py)."""
+    page_query = dataclasses.replace(query, since=since, limit=READ_PAGE, order="asc")
+    select = select_events(page_query, "numeric")
+    page: list[Event] = []
+    budget = READ_PAGE_BYTES
+    for row in await conn.fetch(select.sql if select.exact else f"{select.sql} LIMIT {10 * READ_PAGE}", *select.params):
+        if not select.exact and not query.matches(Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])):
+            continue
+        budget -= row_bytes(row[2], row[4])
+        if budget < 0 and page:
+            break
+        page.append(event_from_row(row))
+        if len(page) == READ_PAGE:
+            break
+    return page
+
+
+async def _events(conn: asyncpg.Connection, event_ids: list[int]) -> dict[int, Event]:
+    if not event_ids:
+        return {}
+    rows = await conn.fetch(f"SELECT {EVENT_COLUMNS} FROM event_log WHERE event_id = ANY($1::bigint[])", event_ids)
+    return {event.event_id: event for event in map(event_from_row, rows)}
 
 
 async def settle_leased(
@@ -138,9 +170,11 @@ async def settle_leased(
     now_ms: int,
     delay_ms: int | None,
     reason: str | None,
-) -> tuple[int, list[Delivery]]:
+) -> tuple[int, list[Delivery]] | None:
     consumer = await load_consumer(conn, name, lock=True)
-    if consumer is None or not event_ids:
+    if consumer is None:
+        return None
+    if not event_ids:
         return 0, []
     rows = await _deliveries(
         conn, "consumer = $1 AND state = 'leased' AND event_id = ANY($2::bigint[])", name, list(dict.fromkeys(event_ids))

@@ -51,9 +51,10 @@ from eventbus_server.storage.base import (
 from eventbus_server.storage.consumers import (
     ConsumerConfig,
     Delivery,
+    FetchResult,
+    Scan,
     Settle,
     StoredConsumer,
-    TakeResult,
 )
 from eventbus_server.storage.postgres import consumers, rules
 from eventbus_server.storage.postgres.rules import RULES_CHANGED, node_key
@@ -339,15 +340,9 @@ class PostgresStorage(Storage):
         async with self._connection() as conn, conn.transaction():
             return await consumers.delete_consumer(conn, name)
 
-    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
+    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
         async with self._connection() as conn, conn.transaction():
-            return await consumers.take_due(conn, name, now_ms, limit)
-
-    async def lease_new(
-        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
-    ) -> bool:
-        async with self._connection() as conn, conn.transaction():
-            return await consumers.lease_new(conn, name, expect_cursor, new_cursor, event_ids, now_ms)
+            return await consumers.fetch_leases(conn, name, now_ms, limit, scan)
 
     async def settle(
         self,
@@ -358,7 +353,7 @@ class PostgresStorage(Storage):
         *,
         delay_ms: int | None = None,
         reason: str | None = None,
-    ) -> tuple[int, list[Delivery]]:
+    ) -> tuple[int, list[Delivery]] | None:
         async with self._connection() as conn, conn.transaction():
             return await consumers.settle_leased(conn, name, event_ids, action, now_ms, delay_ms, reason)
 

@@ -8,21 +8,34 @@ caller read it, so two fetches of one consumer never lease an event twice.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Sequence
 
 from eventbus_core.codec import dumps, loads
-from eventbus_server.storage.base import EventQuery
+from eventbus_core.event import Event
+from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery
 from eventbus_server.storage.consumers import (
     ConsumerConfig,
     Delivery,
+    FetchResult,
+    Scan,
     Settle,
     StoredConsumer,
-    TakeResult,
     expire,
+    pick,
+    redeliver,
     settle,
 )
-from eventbus_server.storage.sql import count_events, count_rows
+from eventbus_server.storage.reader import READ_PAGE
+from eventbus_server.storage.sql import (
+    EVENT_COLUMNS,
+    count_events,
+    count_rows,
+    event_from_row,
+    select_events,
+)
+from eventbus_server.storage.sqlite.reading import collect
 from eventbus_server.storage.sqlite.schema import write_transaction
 
 __all__ = [
@@ -30,13 +43,12 @@ __all__ = [
     "dead_letters",
     "delete_consumer",
     "delivery_counts",
-    "lease_new",
+    "fetch_leases",
     "list_consumers",
     "load_consumer",
     "put_consumer",
     "redrive",
     "settle_leased",
-    "take_due",
 ]
 
 _CONSUMER_COLUMNS = "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
@@ -72,55 +84,49 @@ def delete_consumer(conn: sqlite3.Connection, name: str) -> bool:
         return conn.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount > 0
 
 
-def take_due(conn: sqlite3.Connection, name: str, now_ms: int, limit: int) -> TakeResult:
-    result = TakeResult()
+def fetch_leases(conn: sqlite3.Connection, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
     with write_transaction(conn):
         consumer = load_consumer(conn, name)
         if consumer is None:
-            return result
-        config = consumer.config
+            return None
+        config, result = consumer.config, FetchResult()
         expired = _deliveries(conn, "consumer = ? AND state = 'leased' AND due_at <= ?", (name, now_ms))
         changed = expire(expired, config, now_ms)
         _store(conn, name, changed)
         result.died = [row for row in changed if row.state == "dead"]
-        leased = _count(conn, name, "leased")
-        room = min(limit, config.max_ack_pending - leased)
+        room = min(limit, config.max_ack_pending - _count(conn, name, "leased"))
+        budget = scan.max_bytes
         if room > 0:
             due = _deliveries(
                 conn, "consumer = ? AND state = 'waiting' AND due_at <= ? ORDER BY event_id LIMIT ?", (name, now_ms, room)
             )
-            result.leased = [
-                Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + config.ack_wait_ms) for row in due
-            ]
-            _store(conn, name, result.leased)
-        if result.leased:
-            conn.execute(
-                "UPDATE consumers SET redelivered = redelivered + ?, last_delivered_id = MAX(last_delivered_id, ?)"
-                " WHERE name = ?",
-                (len(result.leased), max(row.event_id for row in result.leased), name),
-            )
+            result.leased, dead, budget = redeliver(due, _events(conn, [r.event_id for r in due]), config, now_ms, budget)
+            _store(conn, name, [*dead, *(lease for _, lease in result.leased)])
+            result.died += dead
+            if result.leased:
+                conn.execute("UPDATE consumers SET redelivered = redelivered + ? WHERE name = ?", (len(result.leased), name))
+        room -= len(result.leased)
+        cursor = consumer.cursor
+        for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
+            page_query = dataclasses.replace(scan.query, since=cursor, limit=READ_PAGE, order="asc", max_bytes=READ_PAGE_BYTES)
+            page = collect(conn, page_query, select_events(page_query, "qmark"))
+            chosen, moved, budget, full = pick(page, scan, room, budget, have_some=bool(result.leased))
+            leases = [Delivery(e.event_id, "leased", 1, now_ms + config.ack_wait_ms) for e in chosen]
+            _store(conn, name, leases)
+            result.leased += zip(chosen, leases, strict=True)
+            room -= len(chosen)
+            cursor = moved if moved is not None else cursor
+            if full or not page:
+                break
+        last = max((event.event_id for event, _ in result.leased), default=0)
+        conn.execute(
+            "UPDATE consumers SET cursor = ?, last_delivered_id = MAX(last_delivered_id, ?) WHERE name = ?",
+            (cursor, last, name),
+        )
         (result.next_due_ms,) = conn.execute(
             "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = ? AND state != 'dead'", (name,)
         ).fetchone()
     return result
-
-
-def lease_new(
-    conn: sqlite3.Connection, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
-) -> bool:
-    with write_transaction(conn):
-        consumer = load_consumer(conn, name)
-        if consumer is None or consumer.cursor != expect_cursor:
-            return False
-        if _count(conn, name, "leased") + len(event_ids) > consumer.config.max_ack_pending:
-            return False
-        lease_until = now_ms + consumer.config.ack_wait_ms
-        _store(conn, name, [Delivery(event_id, "leased", 1, lease_until) for event_id in event_ids])
-        conn.execute(
-            "UPDATE consumers SET cursor = ?, last_delivered_id = MAX(last_delivered_id, ?) WHERE name = ?",
-            (new_cursor, max(event_ids, default=0), name),
-        )
-        return True
 
 
 def settle_leased(
@@ -131,10 +137,12 @@ def settle_leased(
     now_ms: int,
     delay_ms: int | None,
     reason: str | None,
-) -> tuple[int, list[Delivery]]:
+) -> tuple[int, list[Delivery]] | None:
     with write_transaction(conn):
         consumer = load_consumer(conn, name)
-        if consumer is None or not event_ids:
+        if consumer is None:
+            return None
+        if not event_ids:
             return 0, []
         ids = list(dict.fromkeys(event_ids))
         marks = ", ".join("?" * len(ids))
@@ -196,6 +204,14 @@ def _consumer(row: Sequence[object]) -> StoredConsumer:
 
 def _deliveries(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[Delivery]:
     return [Delivery(*row) for row in conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM consumer_deliveries WHERE {where}", params)]
+
+
+def _events(conn: sqlite3.Connection, event_ids: list[int]) -> dict[int, Event]:
+    if not event_ids:
+        return {}
+    marks = ", ".join("?" * len(event_ids))
+    rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM event_log WHERE event_id IN ({marks})", event_ids)
+    return {event.event_id: event for event in map(event_from_row, rows)}
 
 
 def _count(conn: sqlite3.Connection, name: str, state: str) -> int:

@@ -40,25 +40,24 @@ from eventbus_server.storage.base import (
     StoredKey,
     StoredRule,
     TopicStats,
-    row_bytes,
 )
 from eventbus_server.storage.consumers import (
     ConsumerConfig,
     Delivery,
+    FetchResult,
+    Scan,
     Settle,
     StoredConsumer,
-    TakeResult,
 )
 from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
     NEW_EVENT_COLUMNS,
-    Select,
-    event_from_row,
     event_row,
     select_events,
 )
 from eventbus_server.storage.sqlite import consumers
 from eventbus_server.storage.sqlite import rules as sqlite_rules
+from eventbus_server.storage.sqlite.reading import collect
 from eventbus_server.storage.sqlite.schema import migrate, write_transaction
 
 __all__ = ["SqliteStorage"]
@@ -254,7 +253,7 @@ class SqliteStorage(Storage):
     async def query(self, query: EventQuery) -> list[Event]:
         if query.limit <= 0:
             return []
-        return await self._read(_collect, query, select_events(query, "qmark"))
+        return await self._read(collect, query, select_events(query, "qmark"))
 
     async def list_topics(self) -> list[TopicStats]:
         rows = await self._read(_fetch_all, _LIST_TOPICS, ())
@@ -288,13 +287,8 @@ class SqliteStorage(Storage):
     async def delete_consumer(self, name: str) -> bool:
         return await self._write(consumers.delete_consumer, name)
 
-    async def take_due(self, name: str, now_ms: int, limit: int) -> TakeResult:
-        return await self._write(consumers.take_due, name, now_ms, limit)
-
-    async def lease_new(
-        self, name: str, expect_cursor: int, new_cursor: int, event_ids: Sequence[int], now_ms: int
-    ) -> bool:
-        return await self._write(consumers.lease_new, name, expect_cursor, new_cursor, event_ids, now_ms)
+    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+        return await self._write(consumers.fetch_leases, name, now_ms, limit, scan)
 
     async def settle(
         self,
@@ -305,7 +299,7 @@ class SqliteStorage(Storage):
         *,
         delay_ms: int | None = None,
         reason: str | None = None,
-    ) -> tuple[int, list[Delivery]]:
+    ) -> tuple[int, list[Delivery]] | None:
         return await self._write(consumers.settle_leased, name, event_ids, action, now_ms, delay_ms, reason)
 
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
@@ -537,31 +531,3 @@ def _prune(conn: sqlite3.Connection, max_events: int | None, min_timestamp: int 
 
 def _fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
-
-
-def _collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> list[Event]:
-    """Walk the narrowed rows until `query.limit` of them pass the exact match.
-
-    SQLite steps the cursor lazily, so a filter that skips many rows reads on
-    without further round trips, and stops as soon as the page is full.
-    """
-    hits: list[Event] = []
-    budget = query.max_bytes
-    cursor = conn.execute(select.sql, select.params)
-    try:
-        for event_id, topic, payload, timestamp, metadata, source, target, correlation in cursor:
-            if not select.exact:
-                # Match on the plain columns first; decode JSON only for the hits.
-                probe = Event(event_id, topic, None, timestamp, None, source, target, correlation)
-                if not query.matches(probe):
-                    continue
-            if budget is not None:
-                budget -= row_bytes(payload, metadata)
-                if budget < 0 and hits:
-                    break
-            hits.append(event_from_row((event_id, topic, payload, timestamp, metadata, source, target, correlation)))
-            if len(hits) == query.limit:
-                break
-    finally:
-        cursor.close()
-    return hits
