@@ -1,5 +1,5 @@
-"""Tab completion of values (DESIGN §9): bus ids from the config, rule ids and
-dead-letter firing ids from the bus. (`--order` and `--log-level` are choices,
+"""Tab completion of values (DESIGN §9): bus ids from the config, rule ids,
+schedule ids and dead-letter firing ids from the bus. (`--order` and `--log-level` are choices,
 which complete by themselves.)
 
 Each completer reads the options typed so far (`--config`, `--url`, `--bus`,
@@ -20,7 +20,7 @@ from eventbus_cli.targets import bus_ids, default_config_path, resolve_target
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
-__all__ = ["complete_bus_id", "complete_failed_firing_id", "complete_rule_id"]
+__all__ = ["complete_bus_id", "complete_failed_firing_id", "complete_rule_id", "complete_schedule_id"]
 
 #: How long one Tab may wait for the bus.
 ASK_TIMEOUT_S = 2.0
@@ -71,6 +71,15 @@ def complete_rule_id(ctx: typer.Context, incomplete: str) -> list[tuple[str, str
         (rule["id"], rule.get("description") or f"on {rule.get('topic', '>')}")
         for rule in rules
         if rule["id"].startswith(incomplete)
+    ]
+
+
+def complete_schedule_id(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    schedules = _ask(ctx, lambda client: client.list_schedules())
+    return [
+        (s["id"], f"{s.get('cron') or str(s.get('every_ms')) + ' ms'} → {s['event'].get('topic')}")
+        for s in schedules
+        if s["id"].startswith(incomplete)
     ]
 
 

@@ -18,6 +18,7 @@ from eventbus_cli.commands.mcp import mcp
 from eventbus_cli.commands.poll import poll
 from eventbus_cli.commands.replay import replay
 from eventbus_cli.commands.rules import rules_app
+from eventbus_cli.commands.schedules import schedules_app
 from eventbus_cli.commands.serve import serve
 from eventbus_cli.commands.tail import tail
 from eventbus_cli.commands.ui import ui
@@ -38,7 +39,9 @@ app = typer.Typer(
         "  eventbus history --source-trn trn:user:alice: --since 2h\n\n"
         "  eventbus rules add rule.json\n\n"
         "  eventbus firings --failed\n\n"
-        "  eventbus firings retry --rule fetch-on-push\n\n" + EXIT_CODES_HELP
+        "  eventbus firings retry --rule fetch-on-push\n\n"
+        "  eventbus emit reminders.due --delay 10m\n\n"
+        "  eventbus schedules add heartbeat --every 30s --topic health.ping\n\n" + EXIT_CODES_HELP
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -58,6 +61,7 @@ for command in (serve, emit, poll, tail, history, replay, topics, info):
     app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(command)
 app.add_typer(rules_app, name="rules")
 app.add_typer(firings_app, name="firings")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(config_app, name="config")
 app.add_typer(consumers_app, name="consumers")
 app.command(cls=PlainCommand, epilog=EXIT_CODES_HELP)(consume)

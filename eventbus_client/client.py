@@ -8,7 +8,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from eventbus_client.connection import RpcConnection, open_connection
 from eventbus_client.consumer import ConsumerMessage, consume, messages_from_wire
@@ -24,6 +24,11 @@ from eventbus_core.results import (
     RegisterResult,
     RuleInfo,
     RuleTestResult,
+    ScheduleCreated,
+    ScheduledCursorInfo,
+    ScheduledPage,
+    ScheduledResult,
+    ScheduleInfo,
     TopicInfo,
 )
 
@@ -53,6 +58,10 @@ class ReplayResult:
     last_replayed_id: int
     until_id: int
     done: bool
+
+
+def _scheduled_result(result: Mapping[str, Any]) -> ScheduledResult:
+    return ScheduledResult(result["schedule_id"], result["deliver_at"], result.get("duplicate", False))
 
 
 def _without_none(**fields: Any) -> dict[str, Any]:
@@ -153,6 +162,7 @@ class EventBusClient:
 
     # -- events --------------------------------------------------------------
 
+    @overload
     async def emit(
         self,
         topic: str,
@@ -164,8 +174,57 @@ class EventBusClient:
         metadata: Mapping[str, Any] | None = None,
         timestamp: int | None = None,
         idempotency_key: str | None = None,
-    ) -> EmitResult:
-        """Emit one event; returns once the bus has committed it.
+        deliver_at: None = None,
+        delay_ms: None = None,
+    ) -> EmitResult: ...
+
+    @overload
+    async def emit(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+        correlation_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        idempotency_key: str | None = None,
+        deliver_at: int,
+        delay_ms: None = None,
+    ) -> ScheduledResult: ...
+
+    @overload
+    async def emit(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+        correlation_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        idempotency_key: str | None = None,
+        deliver_at: None = None,
+        delay_ms: int,
+    ) -> ScheduledResult: ...
+
+    async def emit(
+        self,
+        topic: str,
+        payload: Any = None,
+        *,
+        source_trn: str | None = None,
+        target_trn: str | None = None,
+        correlation_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+        idempotency_key: str | None = None,
+        deliver_at: int | None = None,
+        delay_ms: int | None = None,
+    ) -> EmitResult | ScheduledResult:
+        """Emit one event; returns once the bus has committed it (or, delayed, stored it).
 
         Args:
             topic: dot-separated topic, e.g. `repo.pushed`.
@@ -176,7 +235,12 @@ class EventBusClient:
             metadata: free-form JSON object.
             timestamp: epoch milliseconds; the bus fills it when omitted.
             idempotency_key: a repeat within the bus's dedup window stores nothing
-                and returns the first event's id with `duplicate=True`.
+                and returns the first event's id with `duplicate=True` (delayed: a
+                repeat while the first is pending answers with the first).
+            deliver_at: append the event at this epoch-ms time instead of now; the
+                result is then a `ScheduledResult` (schedule_id, deliver_at) and the
+                event gets its id when it is appended.
+            delay_ms: the same, this many milliseconds from now.
         """
         params = _without_none(
             topic=topic,
@@ -186,9 +250,13 @@ class EventBusClient:
             metadata=dict(metadata) if metadata is not None else None,
             timestamp=timestamp,
             idempotency_key=idempotency_key,
+            deliver_at=deliver_at,
+            delay_ms=delay_ms,
         )
         params["payload"] = payload
         result = await self.call("emit_event", params)
+        if "schedule_id" in result:
+            return _scheduled_result(result)
         return EmitResult(result["event_id"], result["timestamp"], result.get("duplicate", False))
 
     async def emit_many(self, events: Iterable[Mapping[str, Any] | EmitParams]) -> list[int]:
@@ -199,6 +267,28 @@ class EventBusClient:
         ]
         result = await self.call("emit_events", {"events": wire})
         return list(result["event_ids"])
+
+    async def schedule_many(self, events: Iterable[Mapping[str, Any] | EmitParams]) -> list[ScheduledResult]:
+        """Store several delayed events in one transaction (all or nothing); each needs
+        `deliver_at` or `delay_ms`. Each is appended to the log when it falls due."""
+        wire = [
+            e.model_dump(exclude_none=True, exclude={"event_id"}) if isinstance(e, EmitParams) else dict(e)
+            for e in events
+        ]
+        result = await self.call("emit_events", {"events": wire})
+        return [_scheduled_result(item) for item in result.get("scheduled", [])]
+
+    async def cancel_scheduled(self, schedule_id: str) -> None:
+        """Drop a delayed event before it is due; NotFound once it is appended (or cancelled)."""
+        await self.call("cancel_scheduled", {"schedule_id": schedule_id})
+
+    async def list_scheduled(self, *, limit: int = 100, after: ScheduledCursorInfo | None = None) -> ScheduledPage:
+        """Pending delayed events, due first; pass `after=page["next"]` for the next page."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = dict(after)
+        page: ScheduledPage = await self.call("list_scheduled", params)
+        return page
 
     async def poll(
         self,
@@ -476,6 +566,56 @@ class EventBusClient:
         """Dead letters (these, or up to 10,000 of them) back to the consumer; how many."""
         params = _without_none(consumer=consumer, event_ids=list(event_ids) if event_ids is not None else None)
         return int((await self.call("redrive", params))["redriven"])
+    # -- schedules -------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        event: Mapping[str, Any],
+        *,
+        cron: str | None = None,
+        every_ms: int | None = None,
+        timezone: str | None = None,
+        enabled: bool = True,
+        replace: bool = False,
+    ) -> ScheduleCreated:
+        """Create a recurring schedule (DESIGN §11): `{id, created, next_tick}`.
+
+        Args:
+            schedule_id: 1-128 characters of letters, digits, '.', '_', '-'.
+            event: what each tick appends: topic, payload, metadata, source_trn,
+                target_trn, correlation_id (the tick adds `metadata.schedule`).
+            cron: a 5-field cron expression (or @hourly, @daily, …) in `timezone`.
+            every_ms: or a fixed interval (≥ 1000), ticking at its multiples since the epoch.
+            timezone: an IANA name for `cron` (default UTC).
+            enabled: create it switched off with False.
+            replace: replace a schedule with the same id instead of AlreadyExists.
+        """
+        params = _without_none(id=schedule_id, event=dict(event), cron=cron, every_ms=every_ms, timezone=timezone)
+        result: ScheduleCreated = await self.call("create_schedule", {**params, "enabled": enabled, "replace": replace})
+        return result
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, in id order (as many calls as the bus's pages take)."""
+        schedules: list[ScheduleInfo] = []
+        after: str | None = None
+        while True:
+            page = await self.call("list_schedules", _without_none(after_id=after))
+            schedules += page["schedules"]
+            after = page["next_after_id"]
+            if after is None:
+                return schedules
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleInfo:
+        schedule: ScheduleInfo = await self.call("get_schedule", {"id": schedule_id})
+        return schedule
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self.call("delete_schedule", {"id": schedule_id})
+
+    async def set_schedule_enabled(self, schedule_id: str, enabled: bool) -> ScheduleInfo:
+        schedule: ScheduleInfo = await self.call("set_schedule_enabled", {"id": schedule_id, "enabled": enabled})
+        return schedule
 
     # -- replay --------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from eventbus_client.client import EventBusClient, PollResult, connect
 from eventbus_client.subscription import Subscription
 from eventbus_core.envelope import EventEnvelope
-from eventbus_core.results import BusInfo, EmitResult, TopicInfo
+from eventbus_core.results import BusInfo, EmitResult, ScheduledResult, TopicInfo
 
 __all__ = ["SyncClient", "SyncSubscription", "connect_sync"]
 
@@ -73,8 +73,10 @@ class SyncClient:
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         return self._runner.run(self._client.call(method, params))
 
-    def emit(self, topic: str, payload: Any = None, **options: Any) -> EmitResult:
-        return self._runner.run(self._client.emit(topic, payload, **options))
+    def emit(self, topic: str, payload: Any = None, **options: Any) -> EmitResult | ScheduledResult:
+        """`deliver_at=` or `delay_ms=` among the options: a `ScheduledResult`."""
+        result: EmitResult | ScheduledResult = self._runner.run(self._client.emit(topic, payload, **options))
+        return result
 
     def emit_many(self, events: list[dict[str, Any]]) -> list[int]:
         return self._runner.run(self._client.emit_many(events))

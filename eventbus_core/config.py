@@ -235,6 +235,13 @@ class BusConfig(_Strict):
     auth_timeout_s: TimeoutS = 10.0
     #: Buses of this process whose rules may emit here (an `EmitEvent` with `bus`).
     accept_from_buses: Annotated[tuple[BusId, ...], Lax] = ()
+    # Scheduled events and schedules (DESIGN §11, docs/schedules.md): past the caps -32005.
+    #: Delayed events stored and not yet due.
+    max_scheduled: int = Field(default=100_000, ge=1, le=100_000_000)
+    #: Recurring schedules.
+    max_schedules: int = Field(default=1000, ge=1, le=1_000_000)
+    #: How far ahead `deliver_at` / `delay_ms` may be (default a year).
+    max_schedule_delay_s: TimeoutS = 365 * 24 * 3600.0
 
     @model_validator(mode="after")
     def _storage_fits_persist(self) -> BusConfig:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from eventbus_core.numbers import UInt63
 from eventbus_core.topics import validate_topic
 from eventbus_core.trn import validate_trn
 
-__all__ = ["EmitParams", "EventEnvelope", "Topic", "TrnStr"]
+__all__ = ["DELIVERY_FIELDS", "EmitParams", "EventEnvelope", "Topic", "TrnStr"]
+
+#: What an emit may add to the event's fields to deliver it later (DESIGN §11).
+DELIVERY_FIELDS = ("deliver_at", "delay_ms")
 
 
 Topic = Annotated[str, AfterValidator(validate_topic)]
@@ -37,6 +40,21 @@ class EmitParams(BaseModel):
     correlation_id: str | None = Field(default=None, min_length=1, max_length=255)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     event_id: Any = Field(default=None, exclude=True)
+    #: Deliver later (DESIGN §11): at this epoch-ms time, or this long from now. The bus
+    #: checks how far ahead (its `max_schedule_delay_s`); the event gets its id when due.
+    deliver_at: UInt63 | None = None
+    delay_ms: UInt63 | None = None
+
+    @model_validator(mode="after")
+    def _one_delivery_time(self) -> EmitParams:
+        if self.deliver_at is not None and self.delay_ms is not None:
+            raise ValueError("give deliver_at or delay_ms, not both")
+        return self
+
+    @property
+    def delayed(self) -> bool:
+        """Whether the event is to be appended later rather than now."""
+        return self.deliver_at is not None or self.delay_ms is not None
 
 
 class EventEnvelope(BaseModel):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from eventbus_core.envelope import EmitParams, Topic
+from eventbus_core.cron import MAX_EVERY_MS, MIN_EVERY_MS, validate_cron, validate_timezone
+from eventbus_core.envelope import EmitParams, Topic, TrnStr
 from eventbus_core.numbers import UInt63
 from eventbus_core.topics import validate_topic_pattern
 from eventbus_core.trn import validate_trn_pattern
@@ -22,12 +23,16 @@ __all__ = [
     "MAX_CONSUMER_WAIT_MS",
     "AckParams",
     "AuthenticateParams",
+    "CancelScheduledParams",
     "ConsumerNameParams",
     "CreateConsumerParams",
+    "CreateScheduleParams",
     "DeadLettersParams",
     "EmitEventsParams",
     "FetchParams",
     "ListFiringsParams",
+    "ListScheduledParams",
+    "ListSchedulesParams",
     "MethodParams",
     "NackParams",
     "NoParams",
@@ -36,7 +41,11 @@ __all__ = [
     "ReplayParams",
     "RetryFiringsParams",
     "RuleIdParams",
+    "ScheduleEvent",
+    "ScheduleIdParams",
+    "ScheduledCursor",
     "SetRuleEnabledParams",
+    "SetScheduleEnabledParams",
     "StartAfter",
     "StartFrom",
     "SubscribeFiringsParams",
@@ -216,3 +225,68 @@ class DeadLettersParams(MethodParams):
 class RedriveParams(MethodParams):
     consumer: ConsumerName
     event_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
+# -- scheduled events and schedules (DESIGN §11) -----------------------------------
+
+#: Schedule ids are rule ids' alphabet (DESIGN §4): they go into TRNs and CLI arguments.
+ScheduleId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+Cron = Annotated[str, AfterValidator(validate_cron)]
+TimeZone = Annotated[str, AfterValidator(validate_timezone)]
+
+
+class CancelScheduledParams(MethodParams):
+    schedule_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ScheduledCursor(MethodParams):
+    """Where a page of `list_scheduled` ended: its last item's due time and id."""
+
+    deliver_at: UInt63
+    schedule_id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ListScheduledParams(MethodParams):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    after: ScheduledCursor | None = None
+
+
+class ScheduleEvent(MethodParams):
+    """The event each tick of a schedule appends (its topic and fields, no time)."""
+
+    topic: Topic
+    payload: Any = None
+    metadata: dict[str, Any] | None = None
+    source_trn: TrnStr | None = None
+    target_trn: TrnStr | None = None
+    correlation_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+
+
+class CreateScheduleParams(MethodParams):
+    id: ScheduleId
+    cron: Cron | None = None
+    every_ms: Annotated[int, Field(ge=MIN_EVERY_MS, le=MAX_EVERY_MS)] | None = None
+    timezone: TimeZone = "UTC"
+    event: ScheduleEvent
+    enabled: bool = True
+    replace: bool = False
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> CreateScheduleParams:
+        if (self.cron is None) == (self.every_ms is None):
+            raise ValueError("give either cron (a 5-field cron expression) or every_ms")
+        if self.every_ms is not None and self.timezone != "UTC":
+            raise ValueError("timezone goes with cron; every_ms counts from the epoch")
+        return self
+
+
+class ScheduleIdParams(MethodParams):
+    id: ScheduleId
+
+
+class SetScheduleEnabledParams(MethodParams):
+    id: ScheduleId
+    enabled: bool
+
+
+class ListSchedulesParams(MethodParams):
+    after_id: ScheduleId | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 1000

@@ -26,6 +26,12 @@ __all__ = [
     "RuleFailure",
     "RuleInfo",
     "RuleTestResult",
+    "ScheduleCreated",
+    "ScheduleInfo",
+    "ScheduledCursorInfo",
+    "ScheduledEventInfo",
+    "ScheduledPage",
+    "ScheduledResult",
     "TopicInfo",
 ]
 
@@ -36,6 +42,16 @@ class EmitResult:
 
     event_id: int
     timestamp: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledResult:
+    """A delayed emit (DESIGN §11): stored to be appended at `deliver_at`; `duplicate`
+    when its idempotency key names one still pending (that one is answered)."""
+
+    schedule_id: str
+    deliver_at: int
     duplicate: bool = False
 
 
@@ -126,6 +142,7 @@ class BusStats(TypedDict, total=False):
     connections: int
     queue_depth: int
     queue_bytes: int
+    scheduled_appended: int  # delayed events and schedule ticks this node appended when due
     rules_enabled: int  # only with enable_rules
     firings: FiringStats  # only with enable_rules
 
@@ -180,3 +197,46 @@ class DeadLetter(TypedDict):
     deliveries: int
     reason: str
     dead_at: int
+class ScheduledEventInfo(TypedDict):
+    """A delayed event still pending (`list_scheduled`); `event` holds its fields
+    (`timestamp` null unless the emitter set one: it is filled when appended)."""
+
+    schedule_id: str
+    deliver_at: int
+    created_at: int
+    event: dict[str, Any]
+
+
+class ScheduledCursorInfo(TypedDict):
+    deliver_at: int
+    schedule_id: str
+
+
+class ScheduledPage(TypedDict):
+    """One page of `list_scheduled`, due first; `next` is the `after` of the next page (None: done)."""
+
+    scheduled: list[ScheduledEventInfo]
+    next: ScheduledCursorInfo | None
+
+
+class ScheduleInfo(TypedDict):
+    """A recurring schedule: its definition, and when it ticked and ticks next
+    (`next_tick` None while disabled, or when it never ticks again)."""
+
+    id: str
+    cron: str | None
+    every_ms: int | None
+    timezone: str
+    event: dict[str, Any]
+    enabled: bool
+    next_tick: int | None
+    last_tick: int | None
+    ticks: int
+    created_at: int
+    updated_at: int
+
+
+class ScheduleCreated(TypedDict):
+    id: str
+    created: bool
+    next_tick: int | None

@@ -5,6 +5,9 @@ calls, over one storage (DESIGN.md §5, §6).
          → feed (feed.py: id order, also for other nodes' commits)
          → topic counters, fan-out (fanout.py), commit hooks (the rule engine)
 
+A delayed emit or a schedule (scheduler.py) is stored at once and appended
+when due, by the same writer, so it then takes the same path.
+
 Callers use these verbs, never the parts behind them: `connection` and
 `rpc` know the bus, not its fan-out, rule book or writer. The bus also owns
 the set of its open connections (`admit`, `release`), so `max_connections`,
@@ -32,7 +35,8 @@ from eventbus_core.errors import (
     SourceNotAllowed,
 )
 from eventbus_core.event import Event, now_ms
-from eventbus_core.results import BusInfo, EmitResult, TopicInfo
+from eventbus_core.params import CreateScheduleParams
+from eventbus_core.results import BusInfo, EmitResult, ScheduleCreated, ScheduledResult, TopicInfo
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
@@ -45,6 +49,7 @@ from eventbus_server.rules.engine import RuleEngine
 from eventbus_server.rules.explain import test_rule
 from eventbus_server.rules.rulebook import RuleBook
 from eventbus_server.rules.tools.invoke import ToolRouter
+from eventbus_server.scheduler import Scheduler, new_schedule_id
 from eventbus_server.storage import open_storage
 from eventbus_server.storage.base import (
     EventQuery,
@@ -52,8 +57,10 @@ from eventbus_server.storage.base import (
     FiringQuery,
     FiringSelection,
     NewEvent,
+    ScheduledEvent,
     Storage,
     StoredRule,
+    StoredSchedule,
 )
 from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
@@ -120,6 +127,13 @@ class Bus:
             stats=self._stats,
         )
         self._consumers = Consumers(self.storage, bus_id=config.id, max_consumers=config.max_consumers)
+        self._scheduler = Scheduler(
+            self.storage,
+            self._writer,
+            bus_id=config.id,
+            max_scheduled=config.max_scheduled,
+            max_schedules=config.max_schedules,
+        )
         self._followers: list[asyncio.Task[None]] = []  # feed and watch, for shared storage
         self._connections: set[Client] = set()
         self._retention: asyncio.Task[None] | None = None
@@ -215,6 +229,8 @@ class Bus:
             await self._rules.start(self._topics.last_event_id)
         if self.config.retention is not None:
             self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+        # Last: what fell due while the bus was down is appended now, and reaches the rules.
+        self._scheduler.start()
 
     async def stop_rules(self) -> None:
         """Stop matching and let running firings finish (or stay pending for the next start).
@@ -226,7 +242,9 @@ class Bus:
             await self._rules.stop()
 
     async def stop(self) -> None:
-        """Stop the rules, drain the queue (every queued emit is committed and acked), close storage."""
+        """Stop the scheduler and the rules, drain the queue (every queued emit is committed
+        and acked), close storage."""
+        await self._scheduler.stop()  # what falls due from now on stays stored for the next start
         await self.stop_rules()
         if self._retention is not None:
             self._retention.cancel()
@@ -319,6 +337,44 @@ class Bus:
             correlation_id=params.correlation_id,
             idempotency_key=params.idempotency_key,
         )
+
+    async def schedule(self, events: Sequence[EmitParams], *, batch: bool = False) -> list[ScheduledResult]:
+        """Delayed emits (DESIGN §11): checked now like any emit, stored at once (all of
+        them or none), appended to the log when due (scheduler.py)."""
+        now = now_ms()
+        max_delay_ms = int(self.config.max_schedule_delay_s * 1000)
+        items = []
+        method, days = ("emit_events" if batch else "emit_event"), self.config.max_schedule_delay_s / 86_400
+        for index, params in enumerate(events):
+            where = f"events.{index}." if batch else ""
+            self._accept(params, False, index if batch else None)
+            if params.deliver_at is not None:
+                deliver_at, field, ahead = params.deliver_at, "deliver_at", params.deliver_at - now
+            else:
+                assert params.delay_ms is not None
+                field, ahead = "delay_ms", params.delay_ms
+                deliver_at = now + ahead if ahead <= max_delay_ms else 0
+            if ahead > max_delay_ms:
+                msg = f"must be at most {max_delay_ms} ms ahead ({days:g} days, max_schedule_delay_s), not {ahead}"
+                loc = f"{where}{field}"
+                raise InvalidParams(f"invalid params for {method}: {loc}: {msg}", [{"loc": loc, "msg": msg}])
+            items.append(
+                ScheduledEvent(
+                    new_schedule_id(), deliver_at, now, params.topic, params.payload, params.timestamp,
+                    params.metadata, params.source_trn, params.target_trn, params.correlation_id, params.idempotency_key,
+                )
+            )
+        return await self._scheduler.add(items)
+
+    async def cancel_scheduled(self, schedule_id: str) -> None:
+        """Drop a pending delayed event; -32002 once it is appended (or was never there)."""
+        await self._scheduler.cancel(schedule_id)
+
+    async def list_scheduled(
+        self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None = None
+    ) -> list[ScheduledEvent]:
+        """Pending delayed events, due first."""
+        return await self._scheduler.pending(after=after, limit=limit, max_bytes=max_bytes)
 
     def _check_source(self, source_trn: str | None, where: str) -> None:
         if self._allowed is None:
@@ -476,6 +532,30 @@ class Bus:
 
     async def redrive(self, consumer: str, event_ids: Sequence[int] | None) -> int:
         return await self._consumers.redrive(consumer, event_ids)
+    # -- schedules -----------------------------------------------------------
+
+    async def create_schedule(self, params: CreateScheduleParams) -> ScheduleCreated:
+        """Store a recurring schedule. Its events are the bus's own (source
+        `trn:eventbus:<bus>:schedule:<id>`), but a source it names itself must be
+        one a client could emit with (allowed_sources)."""
+        topic = params.event.topic
+        if is_reserved_topic(topic):
+            raise ReservedTopic(f"event.topic {topic!r} is reserved: the _sys. prefix belongs to the bus")
+        if params.event.source_trn is not None:
+            self._check_source(params.event.source_trn, "event.")
+        return await self._scheduler.create(params)
+
+    async def list_schedules(self, *, after_id: str | None = None, limit: int = 1000) -> list[StoredSchedule]:
+        return await self._scheduler.list(after_id=after_id, limit=limit)
+
+    async def get_schedule(self, schedule_id: str) -> StoredSchedule:
+        return await self._scheduler.get(schedule_id)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._scheduler.delete(schedule_id)
+
+    async def set_schedule_enabled(self, schedule_id: str, enabled: bool) -> StoredSchedule:
+        return await self._scheduler.set_enabled(schedule_id, enabled)
 
     # -- info ----------------------------------------------------------------
 
@@ -500,6 +580,7 @@ class Bus:
                 "connections": len(self._connections),
                 "queue_depth": self._writer.depth,
                 "queue_bytes": self._writer.queued_bytes,
+                "scheduled_appended": self._scheduler.appended,
                 **({"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)} if rules else {}),
             },
         }

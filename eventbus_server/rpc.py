@@ -37,19 +37,26 @@ from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import invalid_params
 from eventbus_core.params import (
     AuthenticateParams,
+    CancelScheduledParams,
+    CreateScheduleParams,
     EmitEventsParams,
     ListFiringsParams,
+    ListScheduledParams,
+    ListSchedulesParams,
     NoParams,
     PollParams,
     ReplayParams,
     RetryFiringsParams,
     RuleIdParams,
+    ScheduleIdParams,
     SetRuleEnabledParams,
+    SetScheduleEnabledParams,
     SubscribeFiringsParams,
     SubscribeParams,
     TestRuleParams,
     UnsubscribeParams,
 )
+from eventbus_core.results import ScheduledResult
 from eventbus_core.topics import is_reserved_topic
 from eventbus_server.bus import Bus, EmitResult
 from eventbus_server.consumer_methods import CONSUMER_METHODS
@@ -161,9 +168,21 @@ def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
     return model.model_validate(params)
 
 
-def emit_event(ctx: CallContext, params: dict[str, Any]) -> Deferred:
-    committed = ctx.bus.submit([EmitParams.model_validate(params)], size=ctx.size)
+def emit_event(ctx: CallContext, params: dict[str, Any]) -> Any:
+    event = EmitParams.model_validate(params)
+    if event.delayed:
+        return _scheduled(ctx.bus.schedule([event]), lambda results: _scheduled_result(results[0]))
+    committed = ctx.bus.submit([event], size=ctx.size)
     return Deferred(committed, _emit_event_result)
+
+
+async def _scheduled(stored: Awaitable[list[ScheduledResult]], shape: Callable[[list[ScheduledResult]], Any]) -> Any:
+    return shape(await stored)
+
+
+def _scheduled_result(result: ScheduledResult) -> dict[str, Any]:
+    """A delayed emit's answer: where its event waits, not an event id (DESIGN §11)."""
+    return {"schedule_id": result.schedule_id, "deliver_at": result.deliver_at, "duplicate": result.duplicate}
 
 
 def _emit_event_result(results: list[EmitResult]) -> dict[str, Any]:
@@ -175,6 +194,14 @@ def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(EmitEventsParams, params)
     if not request.events:
         return {"event_ids": []}
+    delayed = [event.delayed for event in request.events]
+    if any(delayed):
+        if not all(delayed):
+            # All or nothing means one transaction: in the log now, or in the schedule.
+            at = delayed.index(not delayed[0])
+            msg = "a batch is delayed as a whole or not at all: every event needs deliver_at or delay_ms, or none does"
+            raise InvalidParams(f"invalid params for emit_events: events[{at}]: {msg}", [{"loc": f"events.{at}", "msg": msg}])
+        return _scheduled(ctx.bus.schedule(request.events, batch=True), lambda results: {"scheduled": [_scheduled_result(r) for r in results]})
     committed = ctx.bus.submit(request.events, batch=True, size=ctx.size)
     return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
 
@@ -299,6 +326,60 @@ async def replay_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     return result.wire()
 
 
+# -- scheduled events and schedules (DESIGN §11) -----------------------------------
+
+
+async def cancel_scheduled(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(CancelScheduledParams, params)
+    await ctx.bus.cancel_scheduled(request.schedule_id)
+    return {"ok": True}
+
+
+async def list_scheduled(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Pending delayed events, due first: at most `limit` (≤ 1,000) and the reply budget;
+    `next` is the `after` of the next page (null: no more)."""
+    request = _params(ListScheduledParams, params)
+    after = None if request.after is None else (request.after.deliver_at, request.after.schedule_id)
+    async with ctx.subscriber.heavy_read():
+        ctx.budget.check("list_scheduled")
+        items = await ctx.bus.list_scheduled(after=after, limit=request.limit, max_bytes=ctx.budget.left)
+        page = ctx.budget.page(item.wire() for item in items)
+    last = items[len(page) - 1] if page else None
+    more = last is not None and (len(page) < len(items) or len(items) == request.limit)
+    cursor = {"deliver_at": last.deliver_at, "schedule_id": last.schedule_id} if more and last is not None else None
+    return {"scheduled": page, "next": cursor}
+
+
+async def create_schedule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    return await ctx.bus.create_schedule(_params(CreateScheduleParams, params))
+
+
+async def list_schedules(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Schedules in id order, at most `limit` and the reply budget; call again with
+    `after_id` = `next_after_id` while it is not null."""
+    request = _params(ListSchedulesParams, params)
+    async with ctx.subscriber.heavy_read():
+        ctx.budget.check("list_schedules")
+        schedules = await ctx.bus.list_schedules(after_id=request.after_id, limit=request.limit)
+        page = ctx.budget.page(s.wire() for s in schedules)
+    more = len(page) < len(schedules) or len(schedules) == request.limit
+    return {"schedules": page, "next_after_id": schedules[len(page) - 1].id if page and more else None}
+
+
+async def get_schedule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    return (await ctx.bus.get_schedule(_params(ScheduleIdParams, params).id)).wire()
+
+
+async def delete_schedule(ctx: CallContext, params: dict[str, Any]) -> Any:
+    await ctx.bus.delete_schedule(_params(ScheduleIdParams, params).id)
+    return {"ok": True}
+
+
+async def set_schedule_enabled(ctx: CallContext, params: dict[str, Any]) -> Any:
+    request = _params(SetScheduleEnabledParams, params)
+    return (await ctx.bus.set_schedule_enabled(request.id, request.enabled)).wire()
+
+
 def bus_info(ctx: CallContext, params: dict[str, Any]) -> Any:
     _params(NoParams, params)
     return ctx.bus.info()
@@ -357,6 +438,13 @@ METHODS: dict[str, Handler] = {
     "subscribe_firings": subscribe_firings,
     "replay_events": replay_events,
     **CONSUMER_METHODS,
+    "cancel_scheduled": cancel_scheduled,
+    "list_scheduled": list_scheduled,
+    "create_schedule": create_schedule,
+    "list_schedules": list_schedules,
+    "get_schedule": get_schedule,
+    "delete_schedule": delete_schedule,
+    "set_schedule_enabled": set_schedule_enabled,
     "bus_info": bus_info,
     "ping": ping,
     "authenticate": authenticate,

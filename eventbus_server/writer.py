@@ -15,6 +15,12 @@ order, and so on down to single requests, so only the request at fault gets
 the error. Halving instead of committing each request alone keeps the cost
 of one poisoned request at about 2·log2(n) commits instead of n: 5,000
 one-event commits on PostgreSQL hold the writer for ~7 s.
+
+Besides emits, the queue carries operations: a storage call that appends
+events of its own in one transaction (the scheduler's "append what is due",
+scheduler.py). Each runs alone, in its place in the queue, and its events
+go to `on_commit` like any batch's, so what the log gets from either path
+reaches the feed in id order.
 """
 
 from __future__ import annotations
@@ -49,6 +55,14 @@ class _Request:
     size: int = 0
 
 
+@dataclass(slots=True)
+class _Operation:
+    """A storage call that appends events in one transaction, run in queue order."""
+
+    run: Callable[[], Awaitable[list[Event]]]
+    future: asyncio.Future[list[Event]]
+
+
 _STOP: Any = object()
 
 
@@ -73,11 +87,13 @@ class GroupCommitWriter:
         self.dedup_window_s = dedup_window_s
         self.stats = stats
         self.queue_size = queue_size
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[_Request | _Operation] = asyncio.Queue(maxsize=queue_size)
         self.max_queue_bytes = max_queue_bytes
         self._queued_bytes = 0  # of the requests in the queue and in the batch being committed
         self._task: asyncio.Task[None] | None = None
         self._committing = False  # holds a batch between the queue and its fan-out
+        #: An operation taken from the queue while gathering a batch: it runs after that batch.
+        self._held: _Operation | None = None
 
     @property
     def depth(self) -> int:
@@ -92,7 +108,7 @@ class GroupCommitWriter:
     @property
     def busy(self) -> bool:
         """Whether anything queued is not yet committed and handed to `on_commit`."""
-        return not self._queue.empty() or self._committing
+        return not self._queue.empty() or self._committing or self._held is not None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.bus_id}")
@@ -131,12 +147,28 @@ class GroupCommitWriter:
         self._queued_bytes += size
         return future
 
+    async def run_operation(self, run: Callable[[], Awaitable[list[Event]]]) -> list[Event]:
+        """Run `run` (a storage call that appends events) in the write loop's order;
+        its events are handed on like a batch's. Waits for room in the queue."""
+        if self._task is None or self._task.done():
+            raise Overloaded(f"bus {self.bus_id!r} is not accepting events (shutting down)")
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Operation(run, future))
+        return await future
+
     async def _write_loop(self) -> None:
         while True:
-            first = await self._queue.get()
+            if self._held is not None:
+                first: Any = self._held
+                self._held = None
+            else:
+                first = await self._queue.get()
             if first is _STOP:
                 self._queue.task_done()
                 return
+            if isinstance(first, _Operation):
+                await self._operate(first)
+                continue
             batch = [first]
             size, weight = len(first.events), first.size
             stop = False
@@ -145,6 +177,9 @@ class GroupCommitWriter:
                 if item is _STOP:
                     stop = True
                     self._queue.task_done()
+                    break
+                if isinstance(item, _Operation):
+                    self._held = item  # after this batch, in its turn
                     break
                 batch.append(item)
                 size += len(item.events)
@@ -159,6 +194,24 @@ class GroupCommitWriter:
                     self._queue.task_done()
             if stop:
                 return
+
+    async def _operate(self, operation: _Operation) -> None:
+        self._committing = True
+        try:
+            try:
+                stored = await operation.run()
+            except Exception as exc:
+                if not operation.future.done():
+                    operation.future.set_exception(self._error_for(exc))
+                return
+            if not operation.future.done():
+                operation.future.set_result(stored)
+            if stored:
+                self.stats["emitted"] += len(stored)
+                await self.on_commit(stored)
+        finally:
+            self._committing = False
+            self._queue.task_done()
 
     async def _commit(self, batch: list[_Request]) -> None:
         since_ts = now_ms() - int(self.dedup_window_s * 1000)

@@ -12,9 +12,10 @@ from rich.markup import escape
 
 from eventbus_cli.errors import UsageError
 from eventbus_cli.options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
-from eventbus_cli.output import Output
+from eventbus_cli.output import Output, format_ts
 from eventbus_cli.runner import run_client, usage
 from eventbus_cli.targets import Target, resolve_target
+from eventbus_cli.times import parse_at_ms, parse_delay_ms
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
@@ -62,6 +63,14 @@ def emit(
         str | None,
         typer.Option("--idempotency-key", metavar="KEY", help="Repeats within the dedup window store nothing."),
     ] = None,
+    delay: Annotated[
+        str | None,
+        typer.Option("--delay", metavar="DURATION", help="Deliver this long from now (10m, 2h): the event is stored and appended when due."),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", metavar="TIME", help="Deliver at this time (ISO-8601 like 2026-12-24T09:00Z, or epoch ms)."),
+    ] = None,
     ndjson: Annotated[
         bool, typer.Option("--ndjson", help="Emit one event per stdin line (each line a JSON payload), in batches.")
     ] = False,
@@ -86,10 +95,18 @@ def emit(
       echo '{"n": 1}' | eventbus emit jobs.queued --payload - --url tcp://127.0.0.1:4011
 
       eventbus history --topic 'jobs.>' --json | jq -c .payload | eventbus emit jobs.copied --ndjson
+
+      eventbus emit reminders.due --payload '{"to": "alice"}' --delay 10m
+
+      eventbus emit campaign.start --at 2026-12-24T09:00Z
     """
 
     def check() -> tuple[Target, Any, Any]:
         target = resolve_target(url, bus, config, token)
+        if delay is not None and at is not None:
+            raise UsageError("give --delay or --at, not both")
+        if ndjson and (delay is not None or at is not None):
+            raise UsageError("--delay and --at schedule one event; they cannot go with --ndjson")
         if ndjson and payload is not None:
             raise UsageError("--ndjson reads the payloads from stdin: leave out --payload")
         if ndjson and idempotency_key is not None:
@@ -107,16 +124,19 @@ def emit(
         emit_lines(target, topic, {k: v for k, v in common.items() if v is not None}, batch_size, out)
         return
 
+    fields: dict[str, Any] = {
+        "source_trn": source_trn,
+        "target_trn": target_trn,
+        "correlation_id": correlation_id,
+        "metadata": meta,
+        "idempotency_key": idempotency_key,
+    }
+    if delay is not None or at is not None:
+        emit_later(target, topic, body, fields, delay, at, out)
+        return
+
     async def main(client: EventBusClient) -> None:
-        result = await client.emit(
-            topic,
-            body,
-            source_trn=source_trn,
-            target_trn=target_trn,
-            correlation_id=correlation_id,
-            metadata=meta,
-            idempotency_key=idempotency_key,
-        )
+        result = await client.emit(topic, body, **fields)
         if out.json_mode:
             out.json_line({"event_id": result.event_id, "timestamp": result.timestamp, "duplicate": result.duplicate})
         else:
@@ -124,6 +144,31 @@ def emit(
             out.console.print(f"emitted [bold]{escape(topic)}[/] event_id=[bold cyan]{result.event_id}[/]{note}")
 
     run_client(target, main)
+
+
+def emit_later(
+    target: Target, topic: str, body: Any, fields: dict[str, Any], delay: str | None, at: str | None, out: Output
+) -> None:
+    """`--delay` / `--at`: the bus stores the event now and appends it when due."""
+    delay_ms = usage(lambda: parse_delay_ms(delay, "--delay")) if delay is not None else None
+    deliver_at = usage(lambda: parse_at_ms(at, "--at")) if at is not None else None
+
+    async def schedule(client: EventBusClient) -> None:
+        if deliver_at is not None:
+            result = await client.emit(topic, body, **fields, deliver_at=deliver_at)
+        else:
+            assert delay_ms is not None
+            result = await client.emit(topic, body, **fields, delay_ms=delay_ms)
+        if out.json_mode:
+            out.json_line({"schedule_id": result.schedule_id, "deliver_at": result.deliver_at, "duplicate": result.duplicate})
+        else:
+            note = " [yellow](duplicate: already pending, nothing new)[/]" if result.duplicate else ""
+            out.console.print(
+                f"scheduled [bold]{escape(topic)}[/] schedule_id=[bold cyan]{result.schedule_id}[/]"
+                f" deliver_at={format_ts(result.deliver_at)}{note}"
+            )
+
+    run_client(target, schedule)
 
 
 def emit_lines(target: Target, topic: str, common: dict[str, Any], batch_size: int, out: Output) -> None:

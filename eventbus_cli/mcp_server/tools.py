@@ -115,6 +115,9 @@ def _plural(count: int, noun: str) -> str:
 async def emit_event(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
     result = await client.call("emit_event", args)
     topic = args.get("topic")
+    if "schedule_id" in result:  # deliver_at / delay_ms: stored, appended when due
+        again = " (a pending duplicate: same idempotency_key)" if result.get("duplicate") else ""
+        return Reply(result, f"scheduled {result['schedule_id']} on {topic} for {result['deliver_at']} (epoch ms){again}")
     if result.get("duplicate"):
         return Reply(result, f"duplicate of event {result['event_id']} on {topic} (same idempotency_key); nothing stored")
     return Reply(result, f"stored event {result['event_id']} on {topic}")

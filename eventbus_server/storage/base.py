@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from eventbus_core.cron import Cadence
 from eventbus_core.event import Event, NewEvent
 from eventbus_core.params import FIRING_STATUSES
-from eventbus_core.results import FiringInfo, RuleInfo
+from eventbus_core.results import FiringInfo, RuleInfo, ScheduledEventInfo, ScheduleInfo
 from eventbus_core.topics import compile_topic_pattern, literal_prefix
 from eventbus_core.trn import compile_trn_pattern
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # consumers.py reads EventQuery from here
 __all__ = [
     "FIRING_STATUSES",
     "READ_PAGE_BYTES",
+    "SCHEDULE_PAGE_BYTES",
     "EventQuery",
     "Firing",
     "FiringQuery",
@@ -40,10 +42,12 @@ __all__ = [
     "KeysTaken",
     "Narrowing",
     "NewEvent",
+    "ScheduledEvent",
     "SchemaTooNew",
     "Storage",
     "StoredKey",
     "StoredRule",
+    "StoredSchedule",
     "TopicStats",
     "row_bytes",
     "topic_narrowing",
@@ -260,6 +264,118 @@ class FiringSelection:
         return self.rule_id is None or firing.rule_id == self.rule_id
 
 
+#: What one turn of the scheduler moves into the log at most, in bytes of JSON
+#: (at least one event), so a turn over 1 MiB events is not a GiB in memory.
+SCHEDULE_PAGE_BYTES = READ_PAGE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """A delayed event (DESIGN §11): stored at once, appended to the log at `deliver_at`.
+
+    `timestamp` is the emitter's, or None: the event then gets the time it is
+    appended, like any event the bus stamps.
+    """
+
+    schedule_id: str
+    deliver_at: int
+    created_at: int
+    topic: str
+    payload: Any = None
+    timestamp: int | None = None
+    metadata: dict[str, Any] | None = None
+    source_trn: str | None = None
+    target_trn: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+
+    def due(self, now_ms: int) -> NewEvent:
+        """The event to append now."""
+        return NewEvent(
+            topic=self.topic,
+            payload=self.payload,
+            timestamp=self.timestamp if self.timestamp is not None else now_ms,
+            metadata=self.metadata,
+            source_trn=self.source_trn,
+            target_trn=self.target_trn,
+            correlation_id=self.correlation_id,
+            idempotency_key=self.idempotency_key,
+        )
+
+    def wire(self) -> ScheduledEventInfo:
+        event = {
+            "topic": self.topic,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+            "metadata": self.metadata,
+            "source_trn": self.source_trn,
+            "target_trn": self.target_trn,
+            "correlation_id": self.correlation_id,
+        }
+        return {"schedule_id": self.schedule_id, "deliver_at": self.deliver_at, "created_at": self.created_at, "event": event}
+
+
+@dataclass(slots=True)
+class StoredSchedule:
+    """A recurring schedule as stored: its definition (`body`: `cron` or `every_ms`,
+    `timezone`, `event`) and its state. `next_tick` is None while disabled, or
+    when the cadence never ticks again."""
+
+    id: str
+    body: dict[str, Any]
+    enabled: bool
+    next_tick: int | None
+    last_tick: int | None = None
+    ticks: int = 0
+    created_at: int = 0
+    updated_at: int = 0
+
+    def cadence(self) -> Cadence:
+        body = self.body
+        return Cadence(cron=body.get("cron"), every_ms=body.get("every_ms"), timezone=body.get("timezone", "UTC"))
+
+    def first_tick(self, now_ms: int) -> int | None:
+        """`next_tick` for a schedule (re)defined or enabled at `now_ms`."""
+        return self.cadence().after(now_ms) if self.enabled else None
+
+    def tick(self, bus_id: str, now_ms: int) -> NewEvent:
+        """Fire the tick due now: the latest one (missed ones are not caught up).
+
+        Moves `next_tick` on, sets `last_tick`, counts it, and returns the event
+        to append with it, in the same transaction.
+        """
+        assert self.next_tick is not None
+        tick, self.next_tick = self.cadence().due(self.next_tick, now_ms)
+        self.last_tick = tick
+        self.ticks += 1
+        event = self.body["event"]
+        return NewEvent(
+            topic=event["topic"],
+            payload=event.get("payload"),
+            timestamp=now_ms,
+            metadata={**(event.get("metadata") or {}), "schedule": {"id": self.id, "tick": tick}},
+            source_trn=event.get("source_trn") or f"trn:eventbus:{bus_id}:schedule:{self.id}",
+            target_trn=event.get("target_trn"),
+            correlation_id=event.get("correlation_id"),
+        )
+
+    def wire(self) -> ScheduleInfo:
+        body = self.body
+        return {
+            "id": self.id,
+            "cron": body.get("cron"),
+            "every_ms": body.get("every_ms"),
+            "timezone": body.get("timezone", "UTC"),
+            "event": body["event"],
+            "enabled": self.enabled,
+            "next_tick": self.next_tick,
+            "last_tick": self.last_tick,
+            "ticks": self.ticks,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
 class Storage(ABC):
     """One bus's event log, with its rules, rule firings and cursors."""
 
@@ -430,6 +546,67 @@ class Storage(ABC):
     async def count_after(self, query: EventQuery, since: int, cap: int) -> int:
         """How many stored events after `since` match `query`'s topic and TRN filters,
         counting at most `cap`."""
+    # -- scheduled events and schedules (DESIGN §11; storage/*/schedules.py) ----
+
+    @abstractmethod
+    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+        """Store delayed events in one transaction, all or none; return what each
+        item is now (itself, or the pending one its idempotency key names, which is
+        answered as a duplicate and stores nothing). `Overloaded` when more than
+        `max_pending` would then be pending.
+        """
+
+    @abstractmethod
+    async def cancel_scheduled(self, schedule_id: str) -> bool:
+        """Drop a pending delayed event; False when none is pending by that id
+        (never was, cancelled, or appended already)."""
+
+    @abstractmethod
+    async def list_scheduled(
+        self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None = None
+    ) -> list[ScheduledEvent]:
+        """Pending delayed events by (deliver_at, schedule_id), after `after`; about
+        `max_bytes` of payload and metadata at most (at least one event)."""
+
+    @abstractmethod
+    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+        """Store a schedule; True when new. A replaced one keeps its `last_tick`,
+        `ticks` and `created_at`. `AlreadyExists` without `replace`; `Overloaded`
+        when it would be one more than `max_schedules`."""
+
+    @abstractmethod
+    async def get_schedule(self, schedule_id: str) -> StoredSchedule | None: ...
+
+    @abstractmethod
+    async def list_schedules(self, *, after_id: str | None, limit: int) -> list[StoredSchedule]:
+        """Schedules in id order, after `after_id`."""
+
+    @abstractmethod
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """False when there is no such schedule."""
+
+    @abstractmethod
+    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
+        """Switch a schedule; one switched on ticks next after `now_ms` (ticks it
+        missed while off are not caught up), one switched off has no `next_tick`.
+        None when there is no such schedule."""
+
+    @abstractmethod
+    async def next_due(self) -> int | None:
+        """The earliest `deliver_at` or enabled `next_tick`; None when nothing is scheduled."""
+
+    @abstractmethod
+    async def append_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[Event]:
+        """In one transaction: append to the log what is due at `now_ms` (delayed
+        events, oldest first, and one tick of each due schedule), take those events
+        off the pending set and move those schedules on; return the stored events.
+
+        At most `limit` delayed events and `limit` schedules, and about
+        SCHEDULE_PAGE_BYTES: call again while it returns any. Run by the bus's
+        writer, in its order with every other commit. On `shared` storage each
+        item is claimed inside the transaction, so two nodes never append one
+        twice.
+        """
 
     # -- other nodes -----------------------------------------------------------
 

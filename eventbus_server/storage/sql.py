@@ -20,7 +20,9 @@ from eventbus_server.storage.base import (
     FiringSelection,
     Narrowing,
     NewEvent,
+    ScheduledEvent,
     StoredRule,
+    StoredSchedule,
     topic_narrowing,
     trn_narrowing,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
     "RULE_COLUMNS",
+    "SCHEDULED_COLUMNS",
+    "SCHEDULE_COLUMNS",
     "Select",
     "count_events",
     "count_rows",
@@ -38,6 +42,10 @@ __all__ = [
     "firing_from_row",
     "rule_counts",
     "rule_from_row",
+    "schedule_from_row",
+    "schedule_row",
+    "scheduled_from_row",
+    "scheduled_row",
     "select_events",
     "select_firings",
     "select_rearmable",
@@ -250,3 +258,47 @@ def select_firings(query: FiringQuery, style: Style) -> Select:
         f" ORDER BY firing_id {direction} LIMIT {where.param(query.limit)}"
     )
     return Select(sql, where.params, exact=True)
+
+
+# -- scheduled events and schedules (DESIGN §11) ---------------------------------------
+
+SCHEDULED_COLUMNS = (
+    "schedule_id, deliver_at, created_at, topic, payload, timestamp, metadata,"
+    " source_trn, target_trn, correlation_id, idempotency_key"
+)
+SCHEDULE_COLUMNS = "id, body, enabled, next_tick, last_tick, ticks, created_at, updated_at"
+
+
+def scheduled_row(item: ScheduledEvent) -> tuple[Any, ...]:
+    """A delayed event as the `SCHEDULED_COLUMNS` of both databases (JSON as text)."""
+    try:
+        payload = dumps(item.payload).decode()
+        metadata = None if item.metadata is None else dumps(item.metadata).decode()
+    except TypeError as exc:  # orjson's JSONEncodeError
+        raise InvalidParams(f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})") from exc
+    return (
+        item.schedule_id, item.deliver_at, item.created_at, item.topic, payload, item.timestamp, metadata,
+        item.source_trn, item.target_trn, item.correlation_id, item.idempotency_key,
+    )
+
+
+def scheduled_from_row(row: Sequence[Any]) -> ScheduledEvent:
+    schedule_id, deliver_at, created_at, topic, payload, timestamp, metadata, *rest = row
+    return ScheduledEvent(
+        schedule_id, deliver_at, created_at, topic,
+        None if payload is None else loads(payload), timestamp,
+        None if metadata is None else loads(metadata), *rest,
+    )
+
+
+def schedule_row(schedule: StoredSchedule) -> tuple[Any, ...]:
+    """A schedule as the `SCHEDULE_COLUMNS` (its body as JSON text)."""
+    return (
+        schedule.id, dumps(schedule.body).decode(), schedule.enabled, schedule.next_tick, schedule.last_tick,
+        schedule.ticks, schedule.created_at, schedule.updated_at,
+    )
+
+
+def schedule_from_row(row: Sequence[Any]) -> StoredSchedule:
+    schedule_id, body, enabled, *rest = row
+    return StoredSchedule(schedule_id, loads(body), bool(enabled), *rest)

@@ -21,6 +21,7 @@ from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from eventbus_server.storage.memory.consumers import MemoryConsumerStore
 from eventbus_server.storage.memory.rules import MemoryRuleStore
+from eventbus_server.storage.memory.schedules import MemoryScheduleStore
 
 __all__ = ["MemoryStorage"]
 
@@ -30,7 +31,7 @@ _event_id = attrgetter("event_id")
 EVENT_OVERHEAD_BYTES = 128
 
 
-class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
+class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, Storage):
     """A bounded in-memory event log; nothing survives the process."""
 
     kind = "memory"
@@ -40,6 +41,7 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
             raise ValueError("capacity must be at least 1")
         MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
         MemoryConsumerStore.__init__(self)
+        MemoryScheduleStore.__init__(self)
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.max_keys = max_keys
@@ -75,6 +77,9 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, Storage):
                 self._remember(new.idempotency_key, StoredKey(event.event_id, event.timestamp))
             stored.append(event)
         return stored
+
+    async def append_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[Event]:
+        return await self.append(self.take_due_scheduled(now_ms, bus_id=bus_id, limit=limit))
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         self._expire_keys(since_ts)

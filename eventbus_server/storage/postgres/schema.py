@@ -9,7 +9,10 @@ order whatever the database's locale.
 
 Migrations run under a transaction-level advisory lock, so two nodes
 starting together cannot both apply one. Append to `MIGRATIONS`; never edit
-one that has shipped.
+one that has shipped. As on SQLite (sqlite/schema.py), a version may be
+reserved (None) for a branch that lands later: it is neither applied nor
+recorded, and every version a database has not recorded is applied at the
+next start, in order.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from eventbus_server.storage.base import SchemaTooNew
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "quote_ident", "rowcount", "schema_for_bus"]
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     (
         """
         CREATE TABLE event_log (
@@ -104,6 +107,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX idx_consumer_deliveries_due ON consumer_deliveries (consumer, state, due_at)",
     ),
+    # 4: scheduled events (pending delayed emits) and recurring schedules (DESIGN §11).
+    (
+        """
+        CREATE TABLE scheduled_events (
+            schedule_id TEXT COLLATE "C" PRIMARY KEY,
+            deliver_at BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            topic TEXT COLLATE "C" NOT NULL,
+            payload JSONB,
+            timestamp BIGINT,
+            metadata JSONB,
+            source_trn TEXT COLLATE "C",
+            target_trn TEXT COLLATE "C",
+            correlation_id TEXT COLLATE "C",
+            idempotency_key TEXT COLLATE "C"
+        )
+        """,
+        "CREATE INDEX idx_scheduled_events_due ON scheduled_events (deliver_at, schedule_id)",
+        """
+        CREATE UNIQUE INDEX idx_scheduled_events_idempotency_key ON scheduled_events (idempotency_key)
+        WHERE idempotency_key IS NOT NULL
+        """,
+        """
+        CREATE TABLE schedules (
+            id TEXT COLLATE "C" PRIMARY KEY,
+            body JSONB NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            next_tick BIGINT,
+            last_tick BIGINT,
+            ticks BIGINT NOT NULL DEFAULT 0,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL
+        )
+        """,
+        "CREATE INDEX idx_schedules_next_tick ON schedules (next_tick) WHERE next_tick IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -135,7 +174,8 @@ async def migrate(conn: asyncpg.Connection, schema: str, where: str) -> int:
             f"CREATE TABLE IF NOT EXISTS {quote_ident(schema)}.schema_version"
             " (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
         )
-        current = await conn.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {quote_ident(schema)}.schema_version")
+        recorded = {row[0] for row in await conn.fetch(f"SELECT version FROM {quote_ident(schema)}.schema_version")}
+        current = max(recorded, default=0)
         if current > SCHEMA_VERSION:
             raise SchemaTooNew(
                 f"{where} has schema version {current}, but this eventbus only knows versions up to "
@@ -143,7 +183,7 @@ async def migrate(conn: asyncpg.Connection, schema: str, where: str) -> int:
             )
         await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
         for version, statements in enumerate(MIGRATIONS, start=1):
-            if version <= current:
+            if statements is None or version in recorded:
                 continue
             for statement in statements:
                 await conn.execute(statement)

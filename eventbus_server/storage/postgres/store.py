@@ -36,15 +36,18 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from eventbus_core.errors import StorageUnavailable
 from eventbus_core.event import NEW_EVENT_FIELDS, Event
 from eventbus_server.storage.base import (
+    SCHEDULE_PAGE_BYTES,
     EventQuery,
     Firing,
     FiringQuery,
     FiringSelection,
     KeysTaken,
     NewEvent,
+    ScheduledEvent,
     Storage,
     StoredKey,
     StoredRule,
+    StoredSchedule,
     TopicStats,
     row_bytes,
 )
@@ -57,6 +60,7 @@ from eventbus_server.storage.consumers import (
     StoredConsumer,
 )
 from eventbus_server.storage.postgres import consumers, rules
+from eventbus_server.storage.postgres import schedules as pg_schedules
 from eventbus_server.storage.postgres.rules import RULES_CHANGED, node_key
 from eventbus_server.storage.postgres.schema import migrate, quote_ident, rowcount, schema_for_bus
 from eventbus_server.storage.refusals import refusal
@@ -421,6 +425,69 @@ class PostgresStorage(Storage):
     async def save_cursor(self, event_id: int) -> None:
         async with self._connection() as conn:
             await rules.save_cursor(conn, event_id)
+
+    # -- scheduled events and schedules (schedules.py) ---------------------------------
+
+    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+        for attempt in range(2):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    return await pg_schedules.add_scheduled(conn, items, max_pending)
+            except asyncpg.UniqueViolationError:
+                # Another node stored one of these idempotency keys since we looked:
+                # the second try finds it and answers with that one.
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def cancel_scheduled(self, schedule_id: str) -> bool:
+        async with self._connection() as conn:
+            return await pg_schedules.cancel_scheduled(conn, schedule_id)
+
+    async def list_scheduled(
+        self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None = None
+    ) -> list[ScheduledEvent]:
+        async def read() -> list[ScheduledEvent]:
+            async with self._connection() as conn, conn.transaction(readonly=True):
+                return await pg_schedules.list_scheduled(conn, after, limit, max_bytes)
+
+        return await _to_the_end(read())
+
+    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            return await pg_schedules.put_schedule(conn, schedule, replace, max_schedules)
+
+    async def get_schedule(self, schedule_id: str) -> StoredSchedule | None:
+        async with self._connection() as conn:
+            return await pg_schedules.get_schedule(conn, schedule_id)
+
+    async def list_schedules(self, *, after_id: str | None, limit: int) -> list[StoredSchedule]:
+        async with self._connection() as conn:
+            return await pg_schedules.list_schedules(conn, after_id, limit)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        async with self._connection() as conn:
+            return await pg_schedules.delete_schedule(conn, schedule_id)
+
+    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
+        async with self._connection() as conn, conn.transaction():
+            return await pg_schedules.set_schedule_enabled(conn, schedule_id, enabled, now_ms)
+
+    async def next_due(self) -> int | None:
+        async with self._connection() as conn:
+            return await pg_schedules.next_due(conn)
+
+    async def append_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[Event]:
+        async with self._connection() as conn, conn.transaction():
+            # The append lock first, as every append takes it: ids follow commit order
+            # across nodes, and a second node's turn waits here, then finds the rows gone.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+            events = await pg_schedules.take_due(conn, now_ms, bus_id, limit, SCHEDULE_PAGE_BYTES)
+            if not events:
+                return []
+            rows = [event_row(e) for e in events]
+            first_id = await conn.fetchval(_INSERT, *zip(*rows, strict=True), self.channel)
+        return [new.stored(first_id + offset) for offset, new in enumerate(events)]
 
     # -- other nodes ------------------------------------------------------------------
 

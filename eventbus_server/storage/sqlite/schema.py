@@ -1,9 +1,15 @@
 """The SQLite schema and its migrations, applied in order when storage opens.
 
-`MIGRATIONS[n - 1]` takes a database from version n-1 to n. Each runs in its
-own transaction together with its `schema_version` row, so a crash leaves the
-database at the previous version and the next start simply retries. Append
-to the list; never edit a migration that has shipped.
+`MIGRATIONS[n - 1]` is version n. Each runs in its own transaction together
+with its `schema_version` row, so a crash leaves the database without it and
+the next start simply retries. Append to the list; never edit a migration
+that has shipped.
+
+A version may be reserved (None) for a branch that lands later: it is not
+applied and not recorded, and every version a database has not recorded is
+applied at the next start, in order, so a database that has 1 and 3 gets 2
+once its migration lands. The versions are independent of each other (each
+adds its own tables).
 
 These functions are plain sqlite3: the storage runs them on its connection's
 own thread.
@@ -26,7 +32,7 @@ __all__ = [
     "write_transaction",
 ]
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     # 1: the seed's event_log (plus idempotency_key), and the rule engine's tables.
     (
         """
@@ -106,6 +112,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX idx_consumer_deliveries_due ON consumer_deliveries (consumer, state, due_at)",
     ),
+    # 3: scheduled events (pending delayed emits) and recurring schedules (DESIGN §11).
+    (
+        """
+        CREATE TABLE scheduled_events (
+            schedule_id TEXT PRIMARY KEY,
+            deliver_at INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            payload TEXT,
+            timestamp INTEGER,
+            metadata TEXT,
+            source_trn TEXT,
+            target_trn TEXT,
+            correlation_id TEXT,
+            idempotency_key TEXT
+        )
+        """,
+        "CREATE INDEX idx_scheduled_events_due ON scheduled_events (deliver_at, schedule_id)",
+        """
+        CREATE UNIQUE INDEX idx_scheduled_events_idempotency_key ON scheduled_events (idempotency_key)
+        WHERE idempotency_key IS NOT NULL
+        """,
+        """
+        CREATE TABLE schedules (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            enabled INTEGER NOT NULL,
+            next_tick INTEGER,
+            last_tick INTEGER,
+            ticks INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX idx_schedules_next_tick ON schedules (next_tick) WHERE next_tick IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -146,18 +188,18 @@ def migrate(conn: sqlite3.Connection, where: str) -> int:
         "CREATE TABLE IF NOT EXISTS schema_version "
         "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
     )
-    current = schema_version(conn)
-    _refuse_newer(current, where)
-    if current == SCHEMA_VERSION:
+    _refuse_newer(schema_version(conn), where)
+    if _recorded(conn) >= _DEFINED:
         return 0
     applied = 0
     for version, statements in enumerate(MIGRATIONS, start=1):
-        # The version is re-read under the write lock, so two processes opening
+        if statements is None:
+            continue
+        # The versions are re-read under the write lock, so two processes opening
         # the same new file cannot both run a migration.
         with write_transaction(conn):
-            current = schema_version(conn)
-            _refuse_newer(current, where)
-            if current >= version:
+            _refuse_newer(schema_version(conn), where)
+            if version in _recorded(conn):
                 continue
             for statement in statements:
                 conn.execute(statement)
@@ -167,6 +209,14 @@ def migrate(conn: sqlite3.Connection, where: str) -> int:
             )
             applied += 1
     return applied
+
+
+#: The versions this eventbus has migrations for (reserved ones left out).
+_DEFINED = frozenset(version for version, statements in enumerate(MIGRATIONS, start=1) if statements is not None)
+
+
+def _recorded(conn: sqlite3.Connection) -> set[int]:
+    return {row[0] for row in conn.execute("SELECT version FROM schema_version")}
 
 
 def _refuse_newer(version: int, where: str) -> None:

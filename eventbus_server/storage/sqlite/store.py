@@ -31,14 +31,17 @@ from eventbus_core.codec import dumps
 from eventbus_core.errors import StorageUnavailable
 from eventbus_core.event import NEW_EVENT_FIELDS, Event
 from eventbus_server.storage.base import (
+    SCHEDULE_PAGE_BYTES,
     EventQuery,
     Firing,
     FiringQuery,
     FiringSelection,
     NewEvent,
+    ScheduledEvent,
     Storage,
     StoredKey,
     StoredRule,
+    StoredSchedule,
     TopicStats,
 )
 from eventbus_server.storage.consumers import (
@@ -57,6 +60,7 @@ from eventbus_server.storage.sql import (
 )
 from eventbus_server.storage.sqlite import consumers
 from eventbus_server.storage.sqlite import rules as sqlite_rules
+from eventbus_server.storage.sqlite import schedules as sqlite_schedules
 from eventbus_server.storage.sqlite.reading import collect
 from eventbus_server.storage.sqlite.schema import migrate, write_transaction
 
@@ -348,6 +352,43 @@ class SqliteStorage(Storage):
 
     async def save_cursor(self, event_id: int) -> None:
         await self._write(sqlite_rules.save_cursor, event_id)
+
+    # -- scheduled events and schedules (the SQL lives in sqlite_schedules) ----
+
+    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+        return await self._write(sqlite_schedules.add_scheduled, items, max_pending)
+
+    async def cancel_scheduled(self, schedule_id: str) -> bool:
+        return await self._write(sqlite_schedules.cancel_scheduled, schedule_id)
+
+    async def list_scheduled(
+        self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None = None
+    ) -> list[ScheduledEvent]:
+        return await self._read(sqlite_schedules.list_scheduled, after, limit, max_bytes)
+
+    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+        return await self._write(sqlite_schedules.put_schedule, schedule, replace, max_schedules)
+
+    async def get_schedule(self, schedule_id: str) -> StoredSchedule | None:
+        return await self._read(sqlite_schedules.get_schedule, schedule_id)
+
+    async def list_schedules(self, *, after_id: str | None, limit: int) -> list[StoredSchedule]:
+        return await self._read(sqlite_schedules.list_schedules, after_id, limit)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return await self._write(sqlite_schedules.delete_schedule, schedule_id)
+
+    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
+        return await self._write(sqlite_schedules.set_schedule_enabled, schedule_id, enabled, now_ms)
+
+    async def next_due(self) -> int | None:
+        return await self._read(sqlite_schedules.next_due)
+
+    async def append_due(self, now_ms: int, *, bus_id: str, limit: int) -> list[Event]:
+        first_id, events = await self._write(
+            sqlite_schedules.append_due, now_ms, bus_id, limit, SCHEDULE_PAGE_BYTES
+        )
+        return [new.stored(first_id + offset) for offset, new in enumerate(events)]
 
     # -- connections ---------------------------------------------------------
 
