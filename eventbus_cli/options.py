@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,21 @@ TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token", envvar="EVENTBUS_TOKEN", metavar="TOKEN", help="Token for buses with auth.", show_default=False
+    ),
+]
+class EventFormat(StrEnum):
+    table = "table"
+    json = "json"
+    cloudevents = "cloudevents"
+
+
+EventFormatOption = Annotated[
+    EventFormat | None,
+    typer.Option(
+        "--format",
+        help="table, json (NDJSON), or cloudevents (one structured CloudEvent 1.0 per line).",
+        case_sensitive=False,
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[

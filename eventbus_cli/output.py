@@ -88,6 +88,13 @@ class Output:
             )
         self.console.print(table)
 
+    def cloudevents(self, events: Iterable[dict[str, Any]], *, bus_id: str) -> None:
+        """Events as structured CloudEvents, one JSON object per line (DESIGN §14's reverse mapping)."""
+        from eventbus_core.cloudevents import to_cloudevent
+
+        for event in events:
+            self.json_line(to_cloudevent(event, default_source=f"trn:eventbus:{bus_id}"))
+
     def event_line(self, event: dict[str, Any]) -> None:
         """One live event: a JSON line when piped, one readable line on a terminal."""
         if self.json_mode:

@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -45,6 +45,7 @@ __all__ = [
     "BusConfig",
     "Config",
     "ConfigError",
+    "HttpConfig",
     "RetentionConfig",
     "RetryConfig",
     "TlsConfig",
@@ -162,6 +163,9 @@ class ToolRoute(_Strict):
     tool: str | None = Field(default=None, min_length=1)
     #: Extra environment of a stdio MCP server (`${ENV}` is expanded, like headers).
     env: dict[str, str] | None = None
+    #: What an `http` route posts: `{tool_id, input, event, firing_id}` (json) or the
+    #: event as a structured CloudEvent (DESIGN §14).
+    format: Literal["json", "cloudevents"] = "json"
 
     @model_validator(mode="after")
     def _kind_has_its_target(self) -> ToolRoute:
@@ -173,6 +177,8 @@ class ToolRoute(_Strict):
         extra = [key for key in ("command", "tool", "env") if getattr(self, key) is not None]
         if extra:
             raise ValueError(f"'{extra[0]}' is only for 'mcp' tool routes")
+        if self.format != "json" and self.kind != "http":
+            raise ValueError("'format' is only for 'http' tool routes")
         return self
 
     def _mcp_target(self) -> ToolRoute:
@@ -191,7 +197,36 @@ class ToolRoute(_Strict):
         return self
 
 
-class BusConfig(_Strict):
+class _Listens:
+    """`host` and `port` of a model's `listen` (the bus's, its HTTP side's)."""
+
+    if TYPE_CHECKING:  # a field of the model; declared here it would move ahead of `id`
+        listen: str
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+class HttpConfig(_Strict, _Listens):
+    """The bus's HTTP side (DESIGN §14): metrics, health, CloudEvents in, Server-Sent Events out."""
+
+    listen: Listen
+    #: /metrics without the bus's token (a token bus guards every other path).
+    metrics_public: bool = False
+    #: The largest request body (POST /events); none: the bus's max_message_bytes.
+    max_body_bytes: int | None = Field(default=None, ge=1024, le=INT64_MAX)
+    #: Open `GET /events` streams at once; past it 429.
+    max_streams: int = Field(default=256, ge=1, le=100_000)
+    #: Seconds between keep-alive comments on an idle event stream.
+    heartbeat_s: TimeoutS = 15.0
+
+
+class BusConfig(_Strict, _Listens):
     id: BusId
     listen: Listen
     persist: bool = False
@@ -242,6 +277,14 @@ class BusConfig(_Strict):
     max_schedules: int = Field(default=1000, ge=1, le=1_000_000)
     #: How far ahead `deliver_at` / `delay_ms` may be (default a year).
     max_schedule_delay_s: TimeoutS = 365 * 24 * 3600.0
+    #: The HTTP side door (DESIGN §14); none: no HTTP.
+    http: HttpConfig | None = None
+
+    @property
+    def http_body_limit(self) -> int:
+        """The largest HTTP request body: `http.max_body_bytes`, else `max_message_bytes`."""
+        limit = self.http.max_body_bytes if self.http is not None else None
+        return limit if limit is not None else self.max_message_bytes
 
     @model_validator(mode="after")
     def _storage_fits_persist(self) -> BusConfig:
@@ -257,14 +300,6 @@ class BusConfig(_Strict):
         if url is not None and not _ENV_RE.search(url) and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("storage_url must start with postgresql://")
         return self
-
-    @property
-    def host(self) -> str:
-        return split_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return split_listen(self.listen)[1]
 
     @property
     def storage_kind(self) -> str:
@@ -287,6 +322,7 @@ _NESTED: dict[str, type[BaseModel]] = {
     "retry": RetryConfig,
     "tls": TlsConfig,
     "tools": ToolRoute,
+    "http": HttpConfig,
 }
 
 
@@ -400,28 +436,34 @@ def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
     """
     problems: list[tuple[str, str]] = []
     seen_ids: dict[str, int] = {}
-    seen_listen: list[tuple[int, Any, int, set[tuple[int, str]]]] = []
+    seen_listen: list[tuple[str, Any, int, set[tuple[int, str]]]] = []
     for index, bus in enumerate(raw_buses):
         if not isinstance(bus, dict):
             continue
-        bus_id, listen = bus.get("id"), bus.get("listen")
+        bus_id = bus.get("id")
         if isinstance(bus_id, str):
             if bus_id in seen_ids:
                 problems.append((f"[{index}].id", f"duplicate bus id {bus_id!r} (also [{seen_ids[bus_id]}])"))
             seen_ids.setdefault(bus_id, index)
-        address = _listen_address(listen)
-        if address is None or address[1] == 0:
-            continue
-        binds = _binds(address[0])
-        for other, other_listen, port, other_binds in seen_listen:
-            if port == address[1] and _collide(binds, other_binds):
-                if binds == other_binds:
-                    message = f"duplicate listen address {listen!r} (also [{other}])"
-                else:
-                    message = f"{listen!r} collides with {other_listen!r} of [{other}]: both take port {port}"
-                problems.append((f"[{index}].listen", message))
-                break
-        seen_listen.append((index, listen, address[1], binds))
+        http = bus.get("http")
+        listens = [("listen", bus.get("listen"))]
+        if isinstance(http, dict):
+            listens.append(("http.listen", http.get("listen")))
+        for key, listen in listens:
+            address = _listen_address(listen)
+            if address is None or address[1] == 0:
+                continue
+            where = f"[{index}].{key}"
+            binds = _binds(address[0])
+            for other, other_listen, port, other_binds in seen_listen:
+                if port == address[1] and _collide(binds, other_binds):
+                    if binds == other_binds:
+                        message = f"duplicate listen address {listen!r} (also {other})"
+                    else:
+                        message = f"{listen!r} collides with {other_listen!r} of {other}: both take port {port}"
+                    problems.append((where, message))
+                    break
+            seen_listen.append((where if key != "listen" else f"[{index}]", listen, address[1], binds))
     return problems
 
 

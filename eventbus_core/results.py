@@ -130,6 +130,7 @@ class BusStats(TypedDict, total=False):
     batches: int
     batches_split: int
     rejected_overloaded: int
+    storage_errors: int  # group commits failed for a storage outage
     refused_connections: int
     closed_partial_line: int
     closed_unauthenticated: int

@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="event_buses.json")
     parser.add_argument("--bus", action="append", default=None)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run(config, bus_ids=args.bus, log_level=args.log_level)
+    return run(config, bus_ids=args.bus, log_level=args.log_level, log_format=args.log_format)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Runs every configured bus in one process, and stops them cleanly.
 
 `startup()` opens each bus's storage (migrations run there) and binds its
-port; `shutdown()` stops accepting, drains every emit queue (so every queued
-emit is committed and acknowledged), answers what is pending, and closes
-storage. SIGINT/SIGTERM trigger shutdown; a second signal forces exit.
+port (and its HTTP port, DESIGN §14); `shutdown()` stops accepting, drains
+every emit queue (so every queued emit is committed and acknowledged),
+answers what is pending, and closes storage. SIGINT/SIGTERM trigger
+shutdown; a second signal forces exit.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import os
 import signal
 import ssl
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from eventbus_core.config import BusConfig, Config
 from eventbus_core.errors import EventBusError
+from eventbus_server import tracing
 from eventbus_server.bus import Bus
 from eventbus_server.connection import Connection
+from eventbus_server.logs import configure_logging
+
+if TYPE_CHECKING:
+    from eventbus_server.http import HttpServer
 
 __all__ = ["EventBusApp", "run", "serve"]
 
@@ -32,6 +39,12 @@ class _Running:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.server: asyncio.base_events.Server | None = None
+        self.http: HttpServer | None = None
+        if bus.config.http is not None:
+            # uvicorn and Starlette load only for a bus with http.
+            from eventbus_server.http import HttpServer
+
+            self.http = HttpServer(bus)
 
 
 def _ssl_context(config: BusConfig) -> ssl.SSLContext | None:
@@ -71,6 +84,13 @@ class EventBusApp:
         host, port = self.address(bus_id)
         return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
+    def http_url(self, bus_id: str) -> str:
+        """`http://host:port` of a bus's HTTP side (KeyError when it has none)."""
+        for running in self._running:
+            if running.bus.id == bus_id and running.http is not None:
+                return running.http.url
+        raise KeyError(bus_id)
+
     async def startup(self) -> None:
         """Open every bus's storage, then bind its port; a failure closes what was opened."""
         loop = asyncio.get_running_loop()
@@ -86,6 +106,8 @@ class EventBusApp:
                     reuse_address=True,
                     backlog=1024,
                 )
+                if running.http is not None:
+                    await running.http.start()
                 host, port = self.address(bus.id)
                 log.info(
                     "bus=%s listen=%s:%d storage=%s rules=%s allowed_sources=%s",
@@ -106,6 +128,8 @@ class EventBusApp:
             # Stop accepting first: no new connections while we drain.
             if running.server is not None:
                 running.server.close()
+            if running.http is not None:
+                running.http.begin_stop()  # event streams end; POSTs in flight get their commits
             for connection in running.bus.connections():
                 connection.stop_reading()
         for running in self._running:
@@ -115,6 +139,8 @@ class EventBusApp:
             # Every emit already queued is committed and acknowledged before storage closes.
             await running.bus.stop()
             await asyncio.gather(*(c.finish() for c in running.bus.connections()), return_exceptions=True)
+            if running.http is not None:
+                await running.http.stop()
             if running.server is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
@@ -158,22 +184,19 @@ async def serve(
     await EventBusApp(config, bus_ids=bus_ids).serve(handle_signals=handle_signals, ready=ready)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-
-
 def run(
     config: Config,
     *,
     bus_ids: Sequence[str] | None = None,
     log_level: str = "INFO",
+    log_format: str = "text",
     ready: Callable[[EventBusApp], None] | None = None,
 ) -> int:
-    """Serve until a signal; the process's exit status. `ready(app)` once every bus listens."""
-    configure_logging(log_level)
+    """Serve until a signal; the process's exit status. `ready(app)` once every bus listens.
+
+    Spans are recorded when the OTEL_* variables configure OpenTelemetry (tracing.py)."""
+    configure_logging(log_level, log_format)
+    tracing.configure_from_env()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -40,9 +40,17 @@ from eventbus_core.results import BusInfo, EmitResult, ScheduleCreated, Schedule
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
+from eventbus_server import tracing
 from eventbus_server.consumers import Consumers, Message, Start
-from eventbus_server.fanout import FanOut, FiringSubscription, Subscriber, Subscription
+from eventbus_server.fanout import (
+    FanOut,
+    FiringSubscription,
+    SseSubscription,
+    Subscriber,
+    Subscription,
+)
 from eventbus_server.feed import CommitFeed
+from eventbus_server.histogram import Histogram
 from eventbus_server.replay import ReplayRequest, ReplayResult, replay
 from eventbus_server.rules.actions import ActionRunner
 from eventbus_server.rules.engine import RuleEngine
@@ -66,7 +74,7 @@ from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
 from eventbus_server.writer import GroupCommitWriter
 
-__all__ = ["Bus", "Client", "EmitResult"]
+__all__ = ["REJECTION_REASONS", "Bus", "Client", "EmitResult", "MetricsSnapshot"]
 
 log = logging.getLogger("eventbus.bus")
 
@@ -78,6 +86,35 @@ CONNECTION_EVENTS = (
     "closed_wrong_tokens",  # the 5th wrong token
     "closed_not_reading",  # over max_output_bytes for write_timeout_s
 )
+
+#: Why events are refused, as `eventbus_events_rejected_total{reason}` counts them.
+REJECTION_REASONS = ("overloaded", "source_not_allowed", "reserved_topic", "invalid", "unauthorized", "too_large")
+#: How long /readyz waits for storage to answer.
+READY_TIMEOUT_S = 2.0
+
+
+class MetricsSnapshot:
+    """What /metrics reads from a bus at scrape time (nothing is computed per event)."""
+
+    __slots__ = ("batch_size", "emit_duration", "firing_durations", "firings", "info", "rejected", "tool_calls")
+
+    def __init__(
+        self,
+        info: BusInfo,
+        rejected: dict[str, int],
+        emit_duration: Histogram,
+        batch_size: Histogram,
+        firings: dict[tuple[str, str], int],
+        firing_durations: dict[str, Histogram],
+        tool_calls: dict[tuple[str, str], int],
+    ) -> None:
+        self.info = info
+        self.rejected = rejected
+        self.emit_duration = emit_duration
+        self.batch_size = batch_size
+        self.firings = firings
+        self.firing_durations = firing_durations
+        self.tool_calls = tool_calls
 
 
 class Client(Subscriber, Protocol):
@@ -104,8 +141,11 @@ class Bus:
             "batches": 0,
             "batches_split": 0,
             "rejected_overloaded": 0,
+            "storage_errors": 0,
             **dict.fromkeys(CONNECTION_EVENTS, 0),
         }
+        #: Refusals other than a full queue (the writer counts those as rejected_overloaded).
+        self._rejected = dict.fromkeys(REJECTION_REASONS, 0)
         self._rules = self._rule_engine() if config.enable_rules else None
         self._fanout = FanOut(
             self.storage,
@@ -158,6 +198,7 @@ class Bus:
             max_reply_bytes=config.max_tool_reply_bytes,
             import_dir=config.config_dir,
             max_threads=config.max_concurrency,
+            bus_id=config.id,
         )
         return RuleEngine(
             self.storage,
@@ -295,6 +336,11 @@ class Bus:
         """Count a connection event (one of CONNECTION_EVENTS) for `bus_info`."""
         self._stats[what] += 1
 
+    def note_rejected(self, reason: str) -> None:
+        """Count an event refused before the bus saw it (one of REJECTION_REASONS): an
+        adapter's invalid, unauthorized or too large request."""
+        self._rejected[reason] += 1
+
     # -- emitting ------------------------------------------------------------
 
     async def emit(self, params: EmitParams, *, trusted: bool = False) -> EmitResult:
@@ -319,11 +365,34 @@ class Bus:
             accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
         else:
             accepted = [self._accept(params, trusted) for params in events]
-        return self._writer.enqueue(accepted, size)
+        committed = self._writer.enqueue(accepted, size)
+        if tracing.enabled():
+            self._trace_emit(accepted, committed)
+        return committed
+
+    def _trace_emit(self, accepted: list[NewEvent], committed: asyncio.Future[list[EmitResult]]) -> None:
+        """An `emit` span per event, from now to its commit (DESIGN §13)."""
+        spans = [
+            tracing.start_span("emit", new.metadata, {"eventbus.bus": self.id, "eventbus.topic": new.topic})
+            for new in accepted
+        ]
+
+        def end(done: asyncio.Future[list[EmitResult]]) -> None:
+            results = done.result() if not done.cancelled() and done.exception() is None else None
+            for index, span in enumerate(spans):
+                if results is not None:
+                    span.set_attribute("eventbus.event_id", results[index].event_id)
+                    span.set_attribute("eventbus.duplicate", results[index].duplicate)
+                else:
+                    span.set_attribute("error", True)
+                span.end()
+
+        committed.add_done_callback(end)
 
     def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
         where = "" if index is None else f"events[{index}]: "
         if is_reserved_topic(params.topic):
+            self._rejected["reserved_topic"] += 1
             raise ReservedTopic(f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus")
         if not trusted:
             self._check_source(params.source_trn, where)
@@ -381,8 +450,10 @@ class Bus:
             return
         allowed = ", ".join(self.config.allowed_sources or ())
         if source_trn is None:
+            self._rejected["source_not_allowed"] += 1
             raise SourceNotAllowed(f"{where}source_trn is required on bus {self.id!r} (allowed: {allowed})")
         if not any(match(source_trn) for match in self._allowed):
+            self._rejected["source_not_allowed"] += 1
             raise SourceNotAllowed(f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})")
 
     def _deliver(self, events: list[Event]) -> None:
@@ -436,6 +507,11 @@ class Bus:
         -32005 once the connection holds `max_subscriptions` (both kinds together)."""
         return self._fanout.subscribe(query, subscriber, replay=replay)
 
+    def subscribe_sse(self, query: EventQuery, subscriber: Subscriber, *, replay: bool) -> Subscription:
+        """`subscribe` framed as Server-Sent Events (`GET /events`), under the same buffer
+        and `lagged` policy."""
+        return self._fanout.subscribe(query, subscriber, replay=replay, kind=SseSubscription)
+
     def subscribe_firings(self, rule_id: str | None, subscriber: Subscriber) -> FiringSubscription:
         """Finished firings (of one rule, or all) from now on, once `start()`ed."""
         self._engine()
@@ -445,6 +521,10 @@ class Bus:
         """End a subscription the connection holds; -32002 when it holds none by that id."""
         if not self._fanout.unsubscribe_own(subscriber, sub_id):
             raise NotFound(f"no subscription {sub_id!r} on this connection")
+
+    def drop_streams(self, subscriber: Subscriber) -> None:
+        """A subscriber that holds no connection slot (an SSE stream) is gone: its subscriptions end."""
+        self._fanout.drop_all(subscriber)
 
     def resume_streams(self, subscriber: Subscriber) -> None:
         """The subscriber drains again: its subscriptions send what they held."""
@@ -584,6 +664,34 @@ class Bus:
                 **({"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)} if rules else {}),
             },
         }
+
+    def metrics(self) -> MetricsSnapshot:
+        """The counters /metrics turns into series, read at scrape time."""
+        rejected = dict(self._rejected)
+        rejected["overloaded"] += self._stats["rejected_overloaded"]
+        rules = self._rules
+        return MetricsSnapshot(
+            self.info(),
+            rejected,
+            self._writer.emit_duration,
+            self._writer.batch_size,
+            dict(rules.firings_by_rule) if rules else {},
+            dict(rules.firing_durations) if rules else {},
+            dict(rules.actions.tools.calls) if rules else {},
+        )
+
+    async def readiness(self) -> str | None:
+        """None when the bus can take events (the writer runs, storage answers); else why not."""
+        if not self._writer.running:
+            return "the writer is not running (starting or shutting down)"
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await self.storage.last_event_id()
+        except TimeoutError:
+            return f"storage did not answer within {READY_TIMEOUT_S:g} s"
+        except EventBusError as exc:
+            return f"storage unavailable: {exc}"
+        return None
 
     async def _retention_loop(self) -> None:
         retention = self.config.retention

@@ -42,12 +42,13 @@ from eventbus_core.codec import compact, dumps, dumps_line
 from eventbus_core.errors import Overloaded
 from eventbus_core.event import Event
 from eventbus_core.jsonrpc import notification, notification_frame
+from eventbus_core.sse import event_frame, lagged_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 from eventbus_server.storage.base import READ_PAGE_BYTES, EventQuery, Firing, Storage
 from eventbus_server.storage.reader import LogReader
 
-__all__ = ["FanOut", "FiringSubscription", "Subscriber", "Subscription"]
+__all__ = ["FanOut", "FiringSubscription", "SseSubscription", "Subscriber", "Subscription"]
 
 log = logging.getLogger("eventbus.fanout")
 
@@ -131,9 +132,13 @@ class Subscription:
         """Begin delivery; called once the subscribe reply has been written."""
         self._on_start(self)
 
-    def line(self, data: bytes) -> bytes:
+    def line(self, item_id: int, data: bytes) -> bytes:
         """The notification carrying one encoded item."""
         return b"".join((self._head, data, self._tail))
+
+    def lagged(self, resume_since: int) -> bytes:
+        """The last thing a subscription that fell behind is sent."""
+        return dumps_line(notification("lagged", {"subscription": self.id, "resume_since": resume_since}))
 
     def line_bytes(self, data_bytes: int, items: int = 1) -> int:
         """How long the lines of `items` items of `data_bytes` bytes in all are."""
@@ -176,7 +181,7 @@ class FiringSubscription(Subscription):
         # The firing's own object is the params: its `{` is dropped, and the line closes both.
         return b'{"jsonrpc":"2.0","method":"rule_fired","params":{"subscription":' + dumps(sub_id) + b",", b"}\n"
 
-    def line(self, data: bytes) -> bytes:
+    def line(self, item_id: int, data: bytes) -> bytes:
         return b"".join((self._head, memoryview(data)[1:], self._tail))
 
     def line_bytes(self, data_bytes: int, items: int = 1) -> int:
@@ -192,6 +197,29 @@ class FiringSubscription(Subscription):
         # Below every firing it missed, so list_firings {since} returns them all.
         missed = [firing_id for firing_id, _ in self.pending]
         return min(missed) - 1 if missed else self.last_sent_id
+
+
+class SseSubscription(Subscription):
+    """`GET /events` (DESIGN §14): the same stream as `subscribe_topic`, under the same
+    buffers and `lagged` policy, framed as Server-Sent Events instead of notifications."""
+
+    __slots__ = ()
+
+    #: What `id: <event_id>\n` takes at most: held bytes are counted before the id is known.
+    _ID_LINE_BYTES = 24
+
+    @staticmethod
+    def _frame(sub_id: str) -> tuple[bytes, bytes]:
+        return b"", b""
+
+    def line(self, item_id: int, data: bytes) -> bytes:
+        return event_frame(item_id, data)
+
+    def line_bytes(self, data_bytes: int, items: int = 1) -> int:
+        return data_bytes + items * (len(event_frame(0, b"")) - 1 + self._ID_LINE_BYTES)
+
+    def lagged(self, resume_since: int) -> bytes:
+        return lagged_frame(resume_since)
 
 
 def _event_filter(query: EventQuery) -> Callable[[Event], bool]:
@@ -288,10 +316,12 @@ class FanOut:
     def __len__(self) -> int:
         return len(self._subscriptions) + len(self._firing_subscriptions)
 
-    def subscribe(self, query: EventQuery, subscriber: Subscriber, *, replay: bool) -> Subscription:
-        """Register a subscription; it buffers live events until its `start()`."""
+    def subscribe(
+        self, query: EventQuery, subscriber: Subscriber, *, replay: bool, kind: type[Subscription] = Subscription
+    ) -> Subscription:
+        """Register a subscription (`kind`: its framing); it buffers live events until its `start()`."""
         self._check_room(subscriber)
-        sub = Subscription(
+        sub = kind(
             f"sub-{next(self._ids)}", query, subscriber, self._subscriber_buffer, replay=replay, on_start=self._start
         )
         self._subscriptions[sub.id] = sub
@@ -374,7 +404,7 @@ class FanOut:
             for event in matching.events:
                 if event.event_id <= sub.last_sent_id:
                     continue
-                sub.subscriber.write(sub.line(encoded.sent(event)))
+                sub.subscriber.write(sub.line(event.event_id, encoded.sent(event)))
                 sub.last_sent_id = event.event_id
 
     def publish_firing(self, firing: Firing) -> None:
@@ -391,7 +421,7 @@ class FanOut:
                     held = (firing.firing_id, compact(data))
                 self._hold(sub, [held], len(held[1]))
                 continue
-            sub.subscriber.write(sub.line(data))
+            sub.subscriber.write(sub.line(firing.firing_id, data))
             sub.sent(firing.firing_id)
 
     def resume(self, subscriber: Subscriber) -> None:
@@ -455,7 +485,7 @@ class FanOut:
         resume_since = sub.resume_since()
         log.info("subscription=%s lagged resume_since=%d", sub.id, resume_since)
         self.unsubscribe(sub.id)
-        sub.subscriber.write(dumps_line(notification("lagged", {"subscription": sub.id, "resume_since": resume_since})))
+        sub.subscriber.write(sub.lagged(resume_since))
 
     def _flush(self, sub: Subscription) -> None:
         released = 0
@@ -463,7 +493,7 @@ class FanOut:
             item_id, data = sub.pending.popleft()
             released += sub.line_bytes(len(data))
             if sub.is_new(item_id):
-                sub.subscriber.write(sub.line(data))
+                sub.subscriber.write(sub.line(item_id, data))
                 sub.sent(item_id)
         self._release(sub, released)
 
@@ -496,7 +526,7 @@ class FanOut:
                         await sub.subscriber.wait_writable()
                     if sub.dropped:
                         return  # unsubscribed (or the connection closed) while we read storage
-                    sub.subscriber.write(sub.line(dumps(event)))
+                    sub.subscriber.write(sub.line(event.event_id, dumps(event)))
                     sub.last_sent_id = event.event_id
             if not page:  # a page may be short because of its byte bound: read on until empty
                 return

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
 from eventbus_core.event import Event, now_ms
 from eventbus_core.results import EmitResult
+from eventbus_server.histogram import BATCH_SIZE_BUCKETS, DURATION_BUCKETS_S, Histogram
 from eventbus_server.storage.base import KeysTaken, NewEvent, Storage, StoredKey
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "EmitResult", "GroupCommitWriter"]
@@ -53,6 +55,7 @@ class _Request:
     future: asyncio.Future[list[EmitResult]]
     #: What the request weighs in the queue (its line's bytes; 0 for the bus's own emits).
     size: int = 0
+    received: float = 0.0  # time.monotonic() when queued, for the emit duration
 
 
 @dataclass(slots=True)
@@ -94,6 +97,14 @@ class GroupCommitWriter:
         self._committing = False  # holds a batch between the queue and its fan-out
         #: An operation taken from the queue while gathering a batch: it runs after that batch.
         self._held: _Operation | None = None
+        #: Queued → acknowledged, per request; events per group commit (read by /metrics).
+        self.emit_duration = Histogram(DURATION_BUCKETS_S)
+        self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer task runs (for /readyz)."""
+        return self._task is not None and not self._task.done()
 
     @property
     def depth(self) -> int:
@@ -138,7 +149,7 @@ class GroupCommitWriter:
             )
         future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Request(events, future, size))
+            self._queue.put_nowait(_Request(events, future, size, time.monotonic()))
         except asyncio.QueueFull:
             self.stats["rejected_overloaded"] += 1
             raise Overloaded(
@@ -219,6 +230,7 @@ class GroupCommitWriter:
             await self._commit_isolated(batch, since_ts, {})
         except StorageUnavailable as exc:
             # An outage fails everyone not answered yet; retrying the parts would only fail them again, slower.
+            self.stats["storage_errors"] += 1
             _fail(batch, exc)
 
     async def _commit_isolated(self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]) -> None:
@@ -271,9 +283,14 @@ class GroupCommitWriter:
 
     async def _committed(self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]) -> None:
         """Acknowledge the batch's emitters, then hand its events on."""
+        acked_at = time.monotonic()
+        observe = self.emit_duration.observe
         for request, slots in zip(batch, plan.slots, strict=True):
             if not request.future.done():
                 request.future.set_result([plan.result(slot, stored) for slot in slots])
+                observe(acked_at - request.received)
+        if stored:
+            self.batch_size.observe(len(stored))
         self.stats["emitted"] += len(stored)
         self.stats["duplicates"] += plan.duplicates
         self.stats["batches"] += 1

@@ -12,6 +12,8 @@ from eventbus_cli.options import (
     BusOption,
     ConfigOption,
     CorrelationIdFilter,
+    EventFormat,
+    EventFormatOption,
     JsonOption,
     SourceTrnFilter,
     TargetTrnFilter,
@@ -53,6 +55,7 @@ def history(
     config: ConfigOption = None,
     token: TokenOption = None,
     json_out: JsonOption = False,
+    format_: EventFormatOption = None,
 ) -> None:
     """Query stored events: who sent what, to whom, when.
 
@@ -83,7 +86,7 @@ def history(
 
     from_ts, to_ts = usage(check)
     target = usage(lambda: resolve_target(url, bus, config, token))
-    out = Output(json_mode=json_out or None)
+    out = Output(json_mode=True if json_out or format_ is EventFormat.json else False if format_ is EventFormat.table else None)
 
     async def query(client: EventBusClient) -> None:
         # One event past --limit tells whether more match, without counting them all.
@@ -102,12 +105,15 @@ def history(
             cursor = page.next_since
         more = len(events) > limit
         events = events[:limit]
-        out.events(events, title=f"{target.name}: {topic}")
+        if format_ is EventFormat.cloudevents:
+            out.cloudevents(events, bus_id=target.bus_id or str((await client.bus_info())["id"]))
+        else:
+            out.events(events, title=f"{target.name}: {topic}")
         summary = f"{len(events):,} event{'' if len(events) == 1 else 's'}"
         if more:
             which = "oldest" if order is Order.asc else "newest"
             summary = f"the {which} {summary}; more match: raise --limit (e.g. --limit {limit * 10}) or narrow --since/--until"
-        if not out.json_mode:
+        if not out.json_mode and format_ is not EventFormat.cloudevents:
             out.console.print(f"[dim]{summary}[/]")
         elif more:
             err_console.print(f"[dim]{summary}[/]")

@@ -10,6 +10,8 @@ from eventbus_cli.options import (
     BusOption,
     ConfigOption,
     CorrelationIdFilter,
+    EventFormat,
+    EventFormatOption,
     JsonOption,
     SourceTrnFilter,
     TargetTrnFilter,
@@ -39,6 +41,7 @@ def poll(
     config: ConfigOption = None,
     token: TokenOption = None,
     json_out: JsonOption = False,
+    format_: EventFormatOption = None,
 ) -> None:
     """Print stored events after --since (a table on a terminal, NDJSON when piped).
 
@@ -49,9 +52,11 @@ def poll(
       eventbus poll 'repo.>' --since 120 --limit 50
 
       eventbus poll --source-trn trn:user: --json | jq .payload
+
+      eventbus poll 'orders.>' --format cloudevents
     """
     target = usage(lambda: resolve_target(url, bus, config, token))
-    out = Output(json_mode=json_out or None)
+    out = Output(json_mode=True if json_out or format_ is EventFormat.json else False if format_ is EventFormat.table else None)
 
     async def main(client: EventBusClient) -> None:
         params = {
@@ -63,6 +68,9 @@ def poll(
             "correlation_id": correlation_id,
         }
         result = await client.call("poll_events", {k: v for k, v in params.items() if v is not None})
+        if format_ is EventFormat.cloudevents:
+            out.cloudevents(result["events"], bus_id=target.bus_id or str((await client.bus_info())["id"]))
+            return
         out.events(result["events"], title=f"{target.name}: {pattern} after {since}")
         if not out.json_mode:
             out.console.print(f"[dim]{len(result['events'])} events · next --since {result['next_since']}[/]")

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from eventbus_server.app import EventBusApp
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 class LogLevel(StrEnum):
     debug = "debug"
     info = "info"
@@ -41,6 +46,10 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", help="How much the log says.", case_sensitive=False)
     ] = LogLevel.info,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="text (key=value lines) or json (one object per line).", case_sensitive=False),
+    ] = LogFormat.text,
 ) -> None:
     """Run every bus of the config (or just --bus ones), each on its own port.
 
@@ -52,6 +61,8 @@ def serve(
       eventbus serve
 
       eventbus serve --config /etc/eventbus/event_buses.json --bus global
+
+      OTEL_TRACES_EXPORTER=console eventbus serve --log-format json
     """
     # Imported here so `eventbus --help` and client commands never load the server.
     from eventbus_core.config import ConfigError, load_config
@@ -68,7 +79,16 @@ def serve(
     except KeyError as exc:
         err_console.print(f"[bold red]error:[/] {exc.args[0]}")
         raise typer.Exit(EXIT_USAGE) from None
-    raise typer.Exit(run(loaded, bus_ids=bus, log_level=log_level.value, ready=print_banner))
+    raise typer.Exit(
+        # With JSON logs stderr is for machines: the log's own lines say where each bus listens.
+        run(
+            loaded,
+            bus_ids=bus,
+            log_level=log_level.value,
+            log_format=log_format.value,
+            ready=print_banner if log_format is LogFormat.text else None,
+        )
+    )
 
 
 def print_banner(app: EventBusApp) -> None:
@@ -76,13 +96,14 @@ def print_banner(app: EventBusApp) -> None:
     from rich.table import Table
 
     table = Table(title=f"eventbus serving {len(app.buses)} bus{'es' if len(app.buses) != 1 else ''}", header_style="bold")
-    for column in ("bus", "address", "storage", "rules", "auth", "sources"):
+    for column in ("bus", "address", "http", "storage", "rules", "auth", "sources"):
         table.add_column(column, overflow="fold")
     for bus_id, bus in app.buses.items():
         config = bus.config
         table.add_row(
             bus_id,
             app.url(bus_id),
+            app.http_url(bus_id) if config.http is not None else "-",
             config.storage_description(),
             "on" if config.enable_rules else "off",
             "token" if config.auth_token_env else "-",

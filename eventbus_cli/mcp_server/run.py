@@ -43,6 +43,10 @@ async def serve_http(adapter: McpAdapter, host: str, port: int, *, on_ready: Cal
         port=port,
         log_level="warning",
         lifespan="on",
+        # The bus's HTTP side's choices (eventbus_server/http/server.py): h11, whose
+        # request heads are bounded, whatever else is installed.
+        http="h11",
+        h11_max_incomplete_event_size=65_536,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # open SSE streams would hold it forever
     )

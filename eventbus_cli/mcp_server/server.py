@@ -15,7 +15,9 @@ era; requests of the 2026 era carry no session, so they share one):
 `max_subscriptions` watched resources, each wait at most `MAX_WAIT_MS` (a
 fetch: the bus's 60 s), each result at most `max_reply_bytes` (lists are cut
 to fit). Over HTTP, at most `max_sessions` sessions at once. Trace context
-(`_meta.traceparent`, §13) joins once the bus propagates it.
+(§13): an `emit_event` call whose `_meta` carries a W3C `traceparent` emits
+the event with it in `metadata.traceparent` (unless the arguments set one),
+so the agent's trace goes on through the rules and tools the event wakes.
 """
 
 from __future__ import annotations
@@ -151,8 +153,11 @@ class McpAdapter:
                 "wait for one to end"
             )
         state.waits += waits
+        arguments = dict(params.arguments or {})
+        if tool.name == "emit_event":
+            arguments = _with_trace_context(arguments, params.meta)
         try:
-            reply = await tool.run(self.client, dict(params.arguments or {}), self.limits.max_reply_bytes)
+            reply = await tool.run(self.client, arguments, self.limits.max_reply_bytes)
         except EventBusError as exc:
             return _error(f"{exc.message} (code {exc.code})" if exc.code else exc.message)
         except ValidationError as exc:
@@ -234,6 +239,15 @@ class McpAdapter:
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _with_trace_context(arguments: dict[str, Any], meta: Any) -> dict[str, Any]:
+    """`_meta.traceparent` of the call into the event's metadata, where the bus propagates it."""
+    traceparent = meta.get("traceparent") if isinstance(meta, dict) else None
+    metadata = arguments.get("metadata")
+    if not isinstance(traceparent, str) or (metadata is not None and not isinstance(metadata, dict)):
+        return arguments
+    return {**arguments, "metadata": {"traceparent": traceparent, **(metadata or {})}}
 
 
 def _publisher(updates: InMemorySubscriptionBus, uri: str) -> Any:

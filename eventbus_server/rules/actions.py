@@ -2,7 +2,9 @@
 
 Events a rule emits (and tool results) are the bus's own: they skip the
 allow-list, carry `metadata.caused_by = {event_id, rule_id, hops}` and the
-cause's correlation id (or `"evt-<id>"`). Their idempotency key is the
+cause's correlation id (or `"evt-<id>"`), and a child of its `traceparent`
+(DESIGN §13: same trace, a new span id; with spans on, the span of the
+firing or the tool call). Their idempotency key is the
 firing's, so a firing re-run after a crash does not emit twice within the
 dedup window.
 """
@@ -17,6 +19,7 @@ from eventbus_core.codec import MAX_NESTING, deeper_than
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import InvalidParams
 from eventbus_core.event import Event
+from eventbus_server import tracing
 from eventbus_server.rules.tools.invoke import ToolCall, ToolRouter
 
 __all__ = ["ActionRunner", "Emit", "hops_of"]
@@ -92,6 +95,14 @@ class ActionRunner:
             source_trn=source_trn,
             target_trn=target_trn,
             correlation_id=cause.correlation_id or f"evt-{cause.event_id}",
-            metadata={"caused_by": {"event_id": cause.event_id, "rule_id": rule_id, "hops": hops_of(cause) + 1}},
+            metadata=self._metadata(cause, rule_id),
             idempotency_key=f"firing:{self.bus_id}:{firing_id}",
         )
+
+    @staticmethod
+    def _metadata(cause: Event, rule_id: str) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"caused_by": {"event_id": cause.event_id, "rule_id": rule_id, "hops": hops_of(cause) + 1}}
+        traceparent = tracing.outgoing_traceparent(cause.metadata)
+        if traceparent is not None:
+            metadata["traceparent"] = traceparent
+        return metadata

@@ -44,6 +44,8 @@ from tenacity import (
 from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
 from eventbus_core.event import Event, now_ms
 from eventbus_core.rules import RetryPolicy
+from eventbus_server import tracing
+from eventbus_server.histogram import DURATION_BUCKETS_S, Histogram
 from eventbus_server.rules.actions import ActionRunner, hops_of
 from eventbus_server.rules.lang.limits import TooManyValues
 from eventbus_server.rules.lang.matcher import CompiledRule, envelope_of
@@ -105,6 +107,9 @@ class RuleEngine:
         #: Told of every firing once it is recorded final (the bus fans it out to `rule_fired`).
         self.on_finished: Callable[[Firing], None] | None = None
         self.stats = {"matched": 0, "ok": 0, "failed": 0, "skipped": 0, "running": 0, "match_errors": 0, "match_too_large": 0}
+        #: Finished firings by (rule, status) and their durations by rule, for /metrics.
+        self.firings_by_rule: dict[tuple[str, str], int] = {}
+        self.firing_durations: dict[str, Histogram] = {}
         self._raised: dict[str, CompiledRule] = {}  # rules whose matching raised, each logged once
         self._inbox: deque[Event] = deque()
         self._wake = asyncio.Event()
@@ -388,6 +393,23 @@ class RuleEngine:
         self._update_idle()
 
     async def _fire(self, job: _Job) -> None:
+        attributes = {
+            "eventbus.bus": self.bus_id,
+            "eventbus.rule_id": job.rule.id,
+            "eventbus.event_id": job.event.event_id,
+            "eventbus.firing_id": job.firing.firing_id,
+        }
+        with tracing.span("rule.fire", attributes, metadata=job.event.metadata) as span:
+            await self._fire_traced(job)
+            if span is not None:
+                span.set_attribute("eventbus.attempts", job.firing.attempts)
+                span.set_attribute("eventbus.status", job.firing.status)
+                if job.firing.status == "failed":
+                    from opentelemetry.trace import Status, StatusCode
+
+                    span.set_status(Status(StatusCode.ERROR, job.firing.error))
+
+    async def _fire_traced(self, job: _Job) -> None:
         firing, event = job.firing, job.event
         firing.started_at = now_ms()
         started = time.monotonic()
@@ -464,13 +486,29 @@ class RuleEngine:
                     return
                 await asyncio.sleep(delay_s)
         self.stats[firing.status] = self.stats.get(firing.status, 0) + 1
+        self._count(firing)
         if firing.status == "failed":  # a dead letter: once, with what an operator needs (DESIGN §6)
             log.warning(
                 "bus=%s rule=%s event=%d firing=%d failed after %d attempts: %s",
                 self.bus_id, firing.rule_id, firing.event_id, firing.firing_id, firing.attempts, firing.error,
+                extra={"bus": self.bus_id, "rule_id": firing.rule_id, "event_id": firing.event_id, "firing_id": firing.firing_id},
             )
         if self.on_finished is not None:
             self.on_finished(firing)
+
+    def _count(self, firing: Firing) -> None:
+        """Per-rule counters for /metrics; a deleted rule's go once there are too many."""
+        key = (firing.rule_id, firing.status)
+        self.firings_by_rule[key] = self.firings_by_rule.get(key, 0) + 1
+        if firing.duration_ms is not None:
+            histogram = self.firing_durations.get(firing.rule_id)
+            if histogram is None:
+                histogram = self.firing_durations[firing.rule_id] = Histogram(DURATION_BUCKETS_S)
+            histogram.observe(firing.duration_ms / 1000)
+        if len(self.firing_durations) > 2 * self.rules.max_rules:
+            known = self.rules.compiled
+            self.firing_durations = {rule: h for rule, h in self.firing_durations.items() if known(rule) is not None}
+            self.firings_by_rule = {k: n for k, n in self.firings_by_rule.items() if known(k[0]) is not None}
 
     def _update_idle(self) -> None:
         busy = self._matching or self._inbox or self._cursor < self._read_until or self._jobs or self._wake.is_set()

@@ -92,6 +92,12 @@ async def test_tools_emit_and_a_bus_error_is_an_error_result(transport: str, app
         polled = await client.call_tool("poll_events", {"topic": "repo.>"})
         assert [e["event_id"] for e in polled.structured_content["events"]] == [stored[0].event_id]  # type: ignore[index]
 
+        # The agent's trace context (_meta.traceparent) goes on with the event (DESIGN §13).
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        await client.call_tool("emit_event", {"topic": "agent.traced", "metadata": {"k": 1}}, meta={"traceparent": traceparent})
+        (traced,) = (await bus.poll("agent.traced")).events
+        assert traced.metadata == {"traceparent": traceparent, "k": 1}
+
 
 async def test_wait_for_event_gets_what_another_client_emits_or_times_out(app: EventBusApp, bus: EventBusClient) -> None:
     async with mcp_client("stdio", app.url("agents")) as client:

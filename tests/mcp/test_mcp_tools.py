@@ -84,6 +84,18 @@ async def test_a_rule_calls_the_tool_with_the_rendered_input_and_meta(transport:
             assert echoed.source_trn == "trn:org:acme:mcp:tools:echo:v1"
 
 
+async def test_the_call_carries_a_child_of_the_events_traceparent(tmp_path: Path) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with route_for("http") as route, start_buses(tmp_path, mcp_bus(route)) as app:
+        async with await connect(app.url("rules")) as bus:
+            await bus.register_rule(echo_rule())
+            await bus.emit("repo.pushed", {"repo": "acme/api"}, metadata={"traceparent": traceparent})
+            await settle(app)
+            (firing,) = await bus.list_firings()
+    sent = firing["result"]["meta"]["traceparent"]
+    assert sent.split("-")[1] == traceparent.split("-")[1] and sent != traceparent
+
+
 async def test_is_error_is_retried_then_the_firing_fails(tmp_path: Path) -> None:
     async with http_server() as url, start_buses(tmp_path, mcp_bus({"url": url})) as app:
         async with await connect(app.url("rules")) as bus:

@@ -80,7 +80,9 @@ async def test_unsubscribe_stops_delivery(app: EventBusApp, client: EventBusClie
 
 
 async def test_slow_subscriber_lags_and_does_not_slow_others(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "lag", "subscriber_buffer": 100}) as app:
+    # 20 MB flow past the stuck peer: with the default 16 MiB of output allowed per
+    # connection, plus up to 4 MiB the kernel buffers, it lagged only some of the time.
+    async with start_buses(tmp_path, {"id": "lag", "subscriber_buffer": 100, "max_output_bytes": 1_048_576}) as app:
         bus = app.buses["lag"]
         stuck = await RawPeer.open(app.address("lag"), limit=16 * 1024)
         sub_id = (await stuck.call("subscribe_topic", {"topic": "flood"}))["result"]["subscription"]

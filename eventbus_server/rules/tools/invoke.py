@@ -11,6 +11,15 @@ body, `{tool_id, input, event, firing_id}`, and return the tool's JSON result:
              pool); the module is imported with the config file's folder
              (`import_dir`) on the import path.
 
+An `http` route with `"format": "cloudevents"` posts the event as a structured
+CloudEvent instead (DESIGN §14; the extensions `firingid` and `ruleid` say
+which firing, stable across retries).
+
+Trace context (DESIGN §13): when the event carries a `traceparent` (or spans
+are on), the call carries a child of it: the `traceparent` header (http),
+`_meta.traceparent` in the body (jsonrpc, python) or the MCP call's `_meta`
+(mcp), the `TRACEPARENT` environment variable (command).
+
 The fifth, `mcp`, calls a tool of an MCP server with the input as its arguments
 (`mcp_tools`, DESIGN §12); its module, and the SDK, load only when a route needs it.
 
@@ -34,6 +43,7 @@ import asyncio
 import importlib
 import inspect
 import itertools
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from eventbus_core import jsonrpc
+from eventbus_core.cloudevents import STRUCTURED_CONTENT_TYPE, to_cloudevent
 from eventbus_core.codec import (
     MAX_NESTING,
     DecodeError,
@@ -55,6 +66,7 @@ from eventbus_core.codec import (
 )
 from eventbus_core.config import ToolRoute, split_listen
 from eventbus_core.trn import compile_trn_pattern
+from eventbus_server import tracing
 
 if TYPE_CHECKING:
     from eventbus_core.rules import InvokeTool
@@ -127,13 +139,16 @@ class ToolCall:
     #: Not in the body; an `mcp` call carries it in `_meta`.
     rule_id: str = ""
 
-    def body(self) -> dict[str, Any]:
-        return {
+    def body(self, traceparent: str | None = None) -> dict[str, Any]:
+        body = {
             "tool_id": self.tool_id,
             "input": self.input,
             "event": self.event,
             "firing_id": self.firing_id,
         }
+        if traceparent is not None:
+            body["_meta"] = {"traceparent": traceparent}
+        return body
 
 
 def describe(route: ToolRoute) -> str:
@@ -156,6 +171,7 @@ class ToolRouter:
         max_reply_bytes: the largest reply accepted from any tool (see the module docstring).
         import_dir: the config file's folder; a `python` tool's module is imported with it
             on the import path, so a module next to the config needs no PYTHONPATH.
+        bus_id: the bus the events are from (a CloudEvent's source when the event has none).
         max_threads: threads for sync `python` tools (the bus's max_concurrency). They are
             the router's own: a sync tool that hangs keeps its thread after its call timed
             out (a thread cannot be stopped), and in the loop's default executor six such
@@ -169,9 +185,13 @@ class ToolRouter:
         *,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         import_dir: Path | None = None,
+        bus_id: str = "eventbus",
         max_threads: int = 8,
     ) -> None:
         self.routes = tuple(routes)
+        self.bus_id = bus_id
+        #: Calls by (route kind, outcome), for /metrics: ok, error, timeout, too_large, no_route.
+        self.calls: dict[tuple[str, str], int] = {}
         self.max_reply_bytes = max_reply_bytes
         self.import_dir = import_dir
         self.max_threads = max_threads
@@ -182,7 +202,7 @@ class ToolRouter:
         self._functions: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self._rpc_ids = itertools.count(1)
         self._mcp: McpTools | None = None
-        self._invokers: dict[str, Callable[[ToolRoute, dict[str, Any]], Awaitable[Any]]] = {
+        self._invokers: dict[str, Callable[[ToolRoute, ToolCall, str | None], Awaitable[Any]]] = {
             "http": self._http_call,
             "jsonrpc": self._jsonrpc_call,
             "command": self._command_call,
@@ -199,16 +219,37 @@ class ToolRouter:
         """Call the tool; its JSON result. `timeout_ms` (the action's) overrides the route's."""
         route = self.route_for(call.tool_id)
         if route is None:
+            self._count("none", "no_route")
             patterns = ", ".join(r.match for r in self.routes) or "none configured"
             raise NoToolRoute(f"no tool route matches {call.tool_id} (routes: {patterns})")
+        attributes = {"eventbus.tool_id": call.tool_id, "eventbus.tool_kind": route.kind, "eventbus.firing_id": call.firing_id}
+        with tracing.span("tool.call", attributes) as span:
+            try:
+                result = await self._invoke(route, call, timeout_ms)
+            except BaseException as exc:
+                outcome = _outcome(exc)
+                self._count(route.kind, outcome)
+                if span is not None and outcome != "cancelled":
+                    span.set_attribute("error", True)
+                    span.set_attribute("eventbus.outcome", outcome)
+                raise
+            self._count(route.kind, "ok")
+            return result
+
+    def _count(self, kind: str, outcome: str) -> None:
+        key = (kind, outcome)
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    async def _invoke(self, route: ToolRoute, call: ToolCall, timeout_ms: int | None) -> Any:
         timeout_ms = route.timeout_ms if timeout_ms is None else timeout_ms
         where, tool = describe(route), {"tool_id": call.tool_id, "kind": route.kind}
+        traceparent = tracing.outgoing_traceparent(call.event.get("metadata"))
         try:
             async with asyncio.timeout(timeout_ms / 1000) as deadline:
                 if route.kind == "mcp":
-                    result = await self._mcp_call(route, call)
+                    result = await self._mcp_call(route, call, traceparent)
                 else:
-                    result = await self._invokers[route.kind](route, call.body())
+                    result = await self._invokers[route.kind](route, call, traceparent)
             if deeper_than(result, MAX_NESTING):
                 # Stored and sent on, it could not be encoded again: refuse it here, named.
                 raise _Failed(f"reply nested deeper than {MAX_NESTING} levels")
@@ -257,14 +298,22 @@ class ToolRouter:
             self._http = httpx.AsyncClient(timeout=None, trust_env=False, follow_redirects=False)
         return self._http
 
-    async def _http_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+    async def _http_call(self, route: ToolRoute, call: ToolCall, traceparent: str | None) -> Any:
         assert route.url is not None
+        if route.format == "cloudevents":
+            extensions = {"firingid": call.firing_id, "ruleid": call.rule_id}
+            body: Any = to_cloudevent(call.event, default_source=f"trn:eventbus:{self.bus_id}", extensions=extensions)
+            content_type = STRUCTURED_CONTENT_TYPE
+        else:
+            body, content_type = call.body(), "application/json"
         # identity: a compressed body is counted as it arrives, never inflated past the limit.
         headers = {
-            "content-type": "application/json",
+            "content-type": content_type,
             "accept-encoding": "identity",
             **(route.headers or {}),
         }
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         client = self._http_client()
         try:
             # Streamed, so a reply is refused before it is all in memory.
@@ -294,12 +343,12 @@ class ToolRouter:
 
     # -- jsonrpc ---------------------------------------------------------------
 
-    async def _jsonrpc_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+    async def _jsonrpc_call(self, route: ToolRoute, tool_call: ToolCall, traceparent: str | None) -> Any:
         assert route.url is not None
         host, port = _tcp_address(route.url)
         request_id = next(self._rpc_ids)
         method = route.method or DEFAULT_RPC_METHOD
-        call = jsonrpc.request(method, body, request_id)
+        call = jsonrpc.request(method, tool_call.body(traceparent), request_id)
         try:
             reader, writer = await asyncio.open_connection(host, port)
         except OSError as exc:
@@ -323,14 +372,18 @@ class ToolRouter:
 
     # -- command ---------------------------------------------------------------
 
-    async def _command_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+    async def _command_call(self, route: ToolRoute, call: ToolCall, traceparent: str | None) -> Any:
         assert route.argv
+        body = call.body()
+        # The process's own environment, plus the trace context (None: inherited as it is).
+        env = {**os.environ, "TRACEPARENT": traceparent} if traceparent is not None else None
         try:
             process = await asyncio.create_subprocess_exec(
                 *route.argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=env,
             )
         except OSError as exc:
             raise _Failed(f"cannot run {route.argv[0]!r}: {exc.strerror or exc}") from exc
@@ -366,10 +419,12 @@ class ToolRouter:
             self._mcp = McpTools(max_reply_bytes=self.max_reply_bytes)
         return self._mcp
 
-    async def _mcp_call(self, route: ToolRoute, call: ToolCall) -> Any:
+    async def _mcp_call(self, route: ToolRoute, call: ToolCall, traceparent: str | None) -> Any:
         from eventbus_server.rules.tools.mcp import McpReplyTooLarge, McpToolFailed
 
         meta = {"firing_id": call.firing_id, "event_id": call.event.get("event_id"), "rule_id": call.rule_id}
+        if traceparent is not None:
+            meta["traceparent"] = traceparent
         try:
             return await self._mcp_tools().call(route, tool_id=call.tool_id, arguments=call.input, meta=meta)
         except McpReplyTooLarge:
@@ -379,9 +434,10 @@ class ToolRouter:
 
     # -- python ----------------------------------------------------------------
 
-    async def _python_call(self, route: ToolRoute, body: dict[str, Any]) -> Any:
+    async def _python_call(self, route: ToolRoute, call: ToolCall, traceparent: str | None) -> Any:
         assert route.function is not None
         function = self._function(route.function)
+        body = call.body(traceparent)
         try:
             if inspect.iscoroutinefunction(function):
                 result = await function(body)
@@ -426,6 +482,17 @@ class ToolRouter:
             raise _Failed(f"module {module_name!r} has no function {name!r}")
         self._functions[spec] = function
         return function
+
+
+def _outcome(exc: BaseException) -> str:
+    """How a failed call is counted in eventbus_tool_calls_total{outcome}."""
+    if isinstance(exc, ToolTimeout):
+        return "timeout"
+    if isinstance(exc, ToolReplyTooLarge):
+        return "too_large"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
 
 
 def _snippet(data: bytes) -> str:
