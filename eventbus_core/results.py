@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 __all__ = [
+    "MAX_PENDING_COUNTED",
     "BusInfo",
     "BusStats",
     "ConsumerInfo",
@@ -159,8 +160,12 @@ class BusInfo(TypedDict):
     stats: BusStats
 
 
+#: A consumer's `pending` count stops here: a lag to watch, not an exact figure past it.
+MAX_PENDING_COUNTED = 100_000
+
+
 class ConsumerStats(TypedDict):
-    pending: int  # matching events after the cursor (at most 100,000 are counted)
+    pending: int  # matching events after the cursor (at most MAX_PENDING_COUNTED are counted)
     ack_pending: int  # leased now
     waiting: int  # due again later (nacked, or a lease that ran out)
     acked: int

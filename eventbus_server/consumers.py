@@ -25,6 +25,7 @@ from typing import Any
 
 from eventbus_core.errors import AlreadyExists, InvalidParams, NotFound, Overloaded
 from eventbus_core.event import Event, now_ms
+from eventbus_core.results import MAX_PENDING_COUNTED
 from eventbus_server.rules.lang.limits import TooManyValues, check_rule_cost
 from eventbus_server.rules.lang.operators import PatternError
 from eventbus_server.rules.lang.pattern import EventPattern, compile_pattern
@@ -38,8 +39,6 @@ log = logging.getLogger("eventbus.consumers")
 
 #: `start` of a consumer: "new", "all", ("after_id", n) or ("from_ts", ms).
 Start = str | tuple[str, int]
-#: A `pending` count stops here (it is a lag to watch, not an exact figure past it).
-PENDING_CAP = 100_000
 #: Log pages one fetch reads at most looking for matches before it answers.
 SCAN_PAGES = 10
 #: On storage other nodes share, a waiting fetch looks again this often (their acks,
@@ -127,7 +126,7 @@ class Consumers:
 
     async def _info(self, consumer: StoredConsumer) -> dict[str, Any]:
         counts = await self.storage.delivery_counts(consumer.name)
-        pending = await self.storage.count_after(self._filter(consumer).query, consumer.cursor, PENDING_CAP)
+        pending = await self.storage.count_after(self._filter(consumer).query, consumer.cursor, MAX_PENDING_COUNTED)
         return {
             "name": consumer.name,
             **consumer.config.wire(),

@@ -11,14 +11,13 @@ error is an `isError` result carrying the bus's message; the server stays up.
 
 Limits (hostile by default), per session (an MCP connection of the handshake
 era; requests of the 2026 era carry no session, so they share one):
-`max_waits` concurrent `wait_for_event` calls, `max_subscriptions` watched
-resources, each wait at most `MAX_WAIT_MS`, each result at most
-`max_reply_bytes` (lists are cut to fit). Over HTTP, at most `max_sessions`
-sessions at once. Durable-consumer tools (`consumer_fetch/ack/nack`, §10)
-join `TOOLS` once the bus has consumers. Trace context (§13): an
-`emit_event` call whose `_meta` carries a W3C `traceparent` emits the event
-with it in `metadata.traceparent` (unless the arguments set one), so the
-agent's trace goes on through the rules and tools the event wakes.
+`max_waits` concurrent calls that wait (`wait_for_event`, `consumer_fetch`),
+`max_subscriptions` watched resources, each wait at most `MAX_WAIT_MS` (a
+fetch: the bus's 60 s), each result at most `max_reply_bytes` (lists are cut
+to fit). Over HTTP, at most `max_sessions` sessions at once. Trace context
+(§13): an `emit_event` call whose `_meta` carries a W3C `traceparent` emits
+the event with it in `metadata.traceparent` (unless the arguments set one),
+so the agent's trace goes on through the rules and tools the event wakes.
 """
 
 from __future__ import annotations
@@ -102,6 +101,7 @@ class McpAdapter:
             title=f"eventbus bus {bus_id}",
             instructions=(
                 f"Bus {bus_id}: emit events, read them, wait for one with wait_for_event (instead of polling), "
+                "take work from a durable consumer (consumer_fetch, then consumer_ack or consumer_nack each message), "
                 "and register rules that call tools when events match. Topics are resources you can subscribe to."
             ),
             on_list_tools=self._list_tools,
@@ -146,9 +146,12 @@ class McpAdapter:
         if tool is None:
             raise MCPError(mcp_types.INVALID_PARAMS, f"unknown tool {params.name!r} (tools: {', '.join(TOOLS)})")
         state = self._state(ctx)
-        waits = tool.name == "wait_for_event"
+        waits = tool.waits
         if waits and state.waits >= self.limits.max_waits:
-            return _error(f"this session already waits in {state.waits} wait_for_event calls (the limit); wait for one to end")
+            return _error(
+                f"this session already waits in {state.waits} calls of wait_for_event and consumer_fetch (the limit); "
+                "wait for one to end"
+            )
         state.waits += waits
         arguments = dict(params.arguments or {})
         if tool.name == "emit_event":

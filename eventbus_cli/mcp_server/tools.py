@@ -9,25 +9,33 @@ one event), so it validates its arguments here.
 
 A result is the bus's result as `structuredContent` plus a one-line summary;
 lists that would pass `max_reply_bytes` are cut to what fits, with the cursor
-moved to match, like the bus's own pages.
+moved to match, like the bus's own pages. `consumer_fetch` has no cursor to
+move: the messages it cannot pass on are handed back to the consumer at once
+(nacked without delay), as the bus does with what passes its own reply budget.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from eventbus_cli.output import format_ts
 from eventbus_client import EventBusClient
 from eventbus_core.codec import dumps
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import EventBusError
 from eventbus_core.params import (
+    AckParams,
+    FetchParams,
     ListFiringsParams,
     MethodParams,
+    NackParams,
     PollParams,
     SubscribeParams,
     TestRuleParams,
@@ -70,6 +78,8 @@ class Tool:
     description: str
     params: type[BaseModel]
     run: Run
+    #: It may wait (for an event, for a message): counted in the session's concurrent waits.
+    waits: bool = False
 
     def input_schema(self) -> dict[str, Any]:
         return self.params.model_json_schema()
@@ -80,6 +90,14 @@ def fit(result: dict[str, Any], key: str, cursor: str, cursor_of: str, max_bytes
     items = result.get(key)
     if not isinstance(items, list) or len(dumps(result)) <= max_bytes:
         return result
+    kept = _fitting(items, max_bytes)
+    last = kept[-1] if kept else None
+    moved = last.get(cursor_of) if isinstance(last, dict) else None
+    return {**result, key: kept, cursor: moved if moved is not None else result.get(cursor), "truncated": True}
+
+
+def _fitting(items: list[Any], max_bytes: int) -> list[Any]:
+    """The first items whose JSON fits `max_bytes` (at least one)."""
     kept: list[Any] = []
     size = 200  # room for the rest of the result
     for item in items:
@@ -87,9 +105,7 @@ def fit(result: dict[str, Any], key: str, cursor: str, cursor_of: str, max_bytes
         if kept and size > max_bytes:
             break
         kept.append(item)
-    last = kept[-1] if kept else None
-    moved = last.get(cursor_of) if isinstance(last, dict) else None
-    return {**result, key: kept, cursor: moved if moved is not None else result.get(cursor), "truncated": True}
+    return kept
 
 
 def _plural(count: int, noun: str) -> str:
@@ -172,6 +188,75 @@ async def list_firings(client: EventBusClient, args: dict[str, Any], max_bytes: 
     return Reply(result, f"{_plural(len(result['firings']), 'firing')} ({tally}); next since {result['next_since']}")
 
 
+async def consumer_fetch(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
+    call = asyncio.ensure_future(client.call("fetch", args))
+    try:
+        result = await asyncio.shield(call)
+    except asyncio.CancelledError:
+        # The agent gave up (notifications/cancelled) while the bus's fetch waits on:
+        # what it leases after all goes back at once rather than when its lease runs out.
+        call.add_done_callback(partial(_hand_back, client, str(args.get("consumer"))))
+        raise
+    consumer, messages = args["consumer"], result["messages"]
+    cut = ""
+    kept = _fitting(messages, max_bytes) if len(dumps(result)) > max_bytes else messages
+    if len(kept) < len(messages):
+        rest = [message["event"]["event_id"] for message in messages[len(kept) :]]
+        await client.call("nack", {"consumer": consumer, "event_ids": rest, "delay_ms": 0})  # due again at once
+        result, messages = {"messages": kept, "truncated": True}, kept
+        cut = f" ({len(rest)} more handed back: past the reply limit)"
+    if not messages:
+        return Reply(result, f"no message for consumer {consumer} within {args.get('wait_ms', 0)} ms")
+    ids = [message["event"]["event_id"] for message in messages]
+    shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
+    until = format_ts(min(message["lease_until"] for message in messages))
+    return Reply(
+        result,
+        f"leased {_plural(len(ids), 'message')} of consumer {consumer} (event id{'s' if len(ids) > 1 else ''} {shown}) "
+        f"until {until}{cut}; consumer_ack each when done, consumer_nack to hand it back",
+    )
+
+
+#: Hand-backs under way (held so that they run to their end).
+_handing_back: set[asyncio.Task[None]] = set()
+
+
+def _hand_back(client: EventBusClient, consumer: str, call: asyncio.Future[Any]) -> None:
+    if call.cancelled() or call.exception() is not None:
+        return
+    ids = [message["event"]["event_id"] for message in call.result()["messages"]]
+    if ids:
+        task = asyncio.ensure_future(_nack_at_once(client, consumer, ids))
+        _handing_back.add(task)
+        task.add_done_callback(_handing_back.discard)
+
+
+async def _nack_at_once(client: EventBusClient, consumer: str, event_ids: list[int]) -> None:
+    with contextlib.suppress(EventBusError):  # the bus may be gone: then the leases run out there
+        await client.call("nack", {"consumer": consumer, "event_ids": event_ids, "delay_ms": 0})
+
+
+async def consumer_ack(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
+    result = await client.call("ack", args)
+    return Reply(result, _settled("acked", result["count"], args) + ": never delivered again")
+
+
+async def consumer_nack(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
+    result = await client.call("nack", args)
+    delay_ms = args.get("delay_ms")
+    when = f"due again in {delay_ms} ms" if delay_ms is not None else "due again after the consumer's backoff"
+    return Reply(result, _settled("nacked", result["count"], args) + f": {when}")
+
+
+def _settled(done: str, count: int, args: dict[str, Any]) -> str:
+    """`acked 2 of 3 events of consumer jobs (the others were not leased: …)`."""
+    asked = len(args["event_ids"])
+    summary = f"{done} {count} of {_plural(asked, 'event')} of consumer {args['consumer']}"
+    if count < asked:
+        summary += " (the others were not leased: acked already, or their lease ran out)"
+    return summary
+
+
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
@@ -189,6 +274,7 @@ TOOLS: dict[str, Tool] = {
             f"up to timeout_ms (at most {MAX_WAIT_MS}); answers {{event}} or {{timed_out: true}}. Use it instead of polling.",
             WaitForEventParams,
             wait_for_event,
+            waits=True,
         ),
         Tool("list_rules", "Every rule with its counters (fired, failed, last_fired_at).", NoParams, list_rules),
         Tool(
@@ -209,6 +295,30 @@ TOOLS: dict[str, Tool] = {
             "Rule firings (status pending/ok/failed/skipped, attempts, result or error) after the cursor `since` (a firing_id).",
             ListFiringsParams,
             list_firings,
+        ),
+        Tool(
+            "consumer_fetch",
+            "Take work from a durable consumer (a named queue over the bus's events that a pool of workers shares): "
+            "lease up to `max` events, waiting up to wait_ms (at most 60000) for one. Each message {event, deliveries, "
+            "lease_until} is yours alone until lease_until: consumer_ack it when done, consumer_nack it to hand it back; "
+            "one neither acked nor nacked is delivered again when its lease runs out.",
+            FetchParams,
+            consumer_fetch,
+            waits=True,
+        ),
+        Tool(
+            "consumer_ack",
+            "Done with these leased events (by event_id) of the consumer: they are never delivered again. "
+            "Answers {count}: how many were leased and are now acked.",
+            AckParams,
+            consumer_ack,
+        ),
+        Tool(
+            "consumer_nack",
+            "Not done: hand these leased events (by event_id) back to the consumer, due again after delay_ms "
+            "(without it, the consumer's backoff). Answers {count}: how many were leased and are now handed back.",
+            NackParams,
+            consumer_nack,
         ),
     )
 }

@@ -20,9 +20,11 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from eventbus_cli.output import format_ts
+from eventbus_cli.ui.consumers import ADD_HINT, ConsumerTable
 from eventbus_cli.ui.filter_box import FilterBox
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
@@ -57,7 +59,7 @@ class DashboardApp(App[None]):
     #filter { height: 1; border: none; padding: 0 1; background: $boost; }
     #tabs { height: 1fr; }
     TabPane { height: 1fr; padding: 0; }
-    #stream, #firing-table, #rule-table { height: 1fr; }
+    #stream, #firing-table, #rule-table, #consumer-table { height: 1fr; }
     #help, #detail { width: 90%; height: 85%; border: thick $accent; background: $surface; padding: 1 2; }
     HelpScreen, EventScreen { align: center middle; }
     .heading { margin-top: 1; }
@@ -70,6 +72,7 @@ class DashboardApp(App[None]):
         Binding("1", "tab('events')", "Events", show=False),
         Binding("2", "tab('firings')", "Firings", show=False),
         Binding("3", "tab('rules')", "Rules", show=False),
+        Binding("4", "tab('consumers')", "Consumers", show=False),
         Binding("space", "toggle_rule", "On/off", show=False),
     ]
 
@@ -96,6 +99,8 @@ class DashboardApp(App[None]):
         self.recent_firings = RecentFirings(id="recent")
         self.filter_box = FilterBox(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
         self.rule_table: DataTable[Any] = DataTable(id="rule-table", cursor_type="row", zebra_stripes=True)
+        self.consumer_table = ConsumerTable(id="consumer-table")
+        self.tabs = TabbedContent(initial="events", id="tabs")
 
     @property
     def bus(self) -> BusView:
@@ -111,13 +116,15 @@ class DashboardApp(App[None]):
                 yield self.recent_firings
             yield self.topic_table
         yield self.filter_box
-        with TabbedContent(initial="events", id="tabs"):
+        with self.tabs:
             with TabPane("Events", id="events"):
                 yield self.stream
             with TabPane("Firings", id="firings"):
                 yield self.firing_table
             with TabPane("Rules", id="rules"):
                 yield self.rule_table
+            with TabPane("Consumers", id="consumers"):
+                yield self.consumer_table
         yield Footer()
 
     def on_mount(self) -> None:
@@ -178,6 +185,7 @@ class DashboardApp(App[None]):
                 if firing["firing_id"] not in bus.firings or firing["status"] != "pending":
                     bus.add_firing(firing)
             pumps.append(self._pump_firings(bus, firings))
+        await self._load_consumers(bus, client)
         bus.state = "connected"
         await asyncio.gather(*pumps)
 
@@ -200,9 +208,23 @@ class DashboardApp(App[None]):
                 bus.load_topics(await client.list_topics())
                 if bus.rules_on:
                     bus.rules = await client.list_rules()
+                if self._consumers_shown(bus):
+                    await self._load_consumers(bus, client)
                 bus.state = "connected"
             except ConnectionLost:
                 bus.state = "reconnecting"  # the subscriptions resume by themselves
+
+    async def _load_consumers(self, bus: BusView, client: EventBusClient) -> None:
+        from eventbus_core.errors import MethodNotFound
+
+        try:
+            bus.load_consumers(await client.list_consumers())
+        except MethodNotFound:
+            bus.consumers, bus.consumers_note = [], "this bus has no durable consumers (its server predates them)"
+
+    def _consumers_shown(self, bus: BusView) -> bool:
+        """Whether the Consumers tab shows this bus now: only then are its stats read again."""
+        return bus is self.bus and self.tabs.active == "consumers" and not bus.consumers_note
 
     def tick(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -226,6 +248,7 @@ class DashboardApp(App[None]):
         self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
+        self._draw_consumers()
         self.sub_title = self._header()
 
     def _header(self) -> str:
@@ -299,6 +322,14 @@ class DashboardApp(App[None]):
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
 
+    def _draw_consumers(self) -> None:
+        bus = self.bus
+        if bus.consumers is not None:
+            empty = bus.consumers_note or ADD_HINT
+        else:
+            empty = "reading the consumers…" if bus.state == "connected" else f"{bus.name} is {bus.state}"
+        self.consumer_table.show(bus.consumers, empty)
+
     # -- interaction ---------------------------------------------------------------------------
 
     @on(LineTable.Highlighted, "#buses")
@@ -308,6 +339,8 @@ class DashboardApp(App[None]):
             self.selected = index
             self._shown_firings, self._shown_rules, self._topics_due = -1, (), True
             self.firing_table.clear()
+            if self.tabs.active == "consumers":
+                self.show_consumers()
             self._draw_stream(rebuild=True)
             self.redraw()
 
@@ -341,7 +374,6 @@ class DashboardApp(App[None]):
     @on(FilterBox.Left)
     def leave_filter(self) -> None:
         self.action_tab("events")
-        self.stream.focus()
 
     @on(FiringTable.Selected, "#firing-table")
     def open_firing_event(self, message: FiringTable.Selected) -> None:
@@ -386,7 +418,52 @@ class DashboardApp(App[None]):
             self.notify(f"firing {firing_id} is no longer failed", severity="warning")
 
     def action_tab(self, tab: str) -> None:
-        self.query_one("#tabs", TabbedContent).active = tab
+        """Show a tab and give its table the keys (`4` then `r` redrives, `2` then `r` retries)."""
+        self.tabs.active = tab
+        tables: dict[str, Widget] = {
+            "events": self.stream, "firings": self.firing_table, "rules": self.rule_table, "consumers": self.consumer_table,
+        }
+        tables[tab].focus()
+
+    @on(TabbedContent.TabActivated, pane="#consumers")
+    def show_consumers(self) -> None:
+        """Polled only while shown: read them now rather than at the next poll."""
+        client = self.clients.get(self.bus.name)
+        if client is not None and not self.bus.consumers_note:
+            self.refresh_consumers(client, self.bus)
+
+    @work(group="actions")
+    async def refresh_consumers(self, client: EventBusClient, bus: BusView) -> None:
+        from eventbus_core.errors import EventBusError
+
+        try:
+            await self._load_consumers(bus, client)
+        except EventBusError:
+            pass  # the poll says what is wrong with the bus
+
+    @on(ConsumerTable.RedriveAsked, "#consumer-table")
+    def ask_redrive(self, message: ConsumerTable.RedriveAsked) -> None:
+        consumer = message.consumer
+        client = self.clients.get(self.bus.name)
+        if consumer["stats"]["dead"] == 0:
+            self.notify(f"consumer {consumer['name']} has no dead letters to redrive", severity="warning")
+        elif client is None:
+            self.notify(f"{self.bus.name} is not connected", severity="error")
+        else:
+            self.redrive(client, self.bus, consumer["name"])
+
+    @work(group="actions")
+    async def redrive(self, client: EventBusClient, bus: BusView, name: str) -> None:
+        try:
+            redriven = await client.redrive(name)
+            await self._load_consumers(bus, client)
+        except Exception as exc:
+            self.notify(f"could not redrive the dead letters of {name}: {exc}", severity="error")
+            return
+        if redriven:
+            self.notify(f"redrove {redriven} dead {'letter' if redriven == 1 else 'letters'} of {name}: due again, deliveries reset")
+        else:
+            self.notify(f"consumer {name} has no dead letters any more", severity="warning")
 
     def action_toggle_rule(self) -> None:
         table = self.rule_table

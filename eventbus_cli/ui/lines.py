@@ -91,6 +91,8 @@ class LineTable(ScrollView, can_focus=True):
         self._version = 0  # bumped when the rows change, so widths are measured again
         self._layout: tuple[int, int, list[int]] = (-1, -1, [])  # (width, version, widths)
         self._styles: dict[str, Style] = {}  # parsed once each
+        #: Said on the first line while there are no rows ("" says nothing).
+        self.empty_text = ""
 
     # -- what subclasses may change -------------------------------------------------------
 
@@ -222,6 +224,8 @@ class LineTable(ScrollView, can_focus=True):
             return self._strip(header, widths, width, self.get_component_rich_style("line-table--header"), None)
         row = round(self.scroll_y) + y - 1
         if row >= self.row_count:
+            if row == 0 and self.empty_text:
+                return self._strip((self.empty_text,), [width - GAP], width, self.rich_style + Style(dim=True), None)
             return Strip.blank(width, self.rich_style)
         style = self.rich_style
         if self.SHOW_CURSOR and row == self.cursor:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventbus_core.results import BusInfo, RuleInfo, TopicInfo
+from eventbus_core.results import BusInfo, ConsumerInfo, RuleInfo, TopicInfo
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
@@ -94,6 +94,10 @@ class BusView:
     firings_version: int = 0
     topics: dict[str, TopicView] = field(default_factory=dict)
     rules: list[RuleInfo] = field(default_factory=list)
+    #: The bus's durable consumers by name; None until read (or on a bus that predates them).
+    consumers: list[ConsumerInfo] | None = None
+    #: Why there are no consumers to read ("" while they can be read).
+    consumers_note: str = ""
     _since_tick: int = 0
     _firings_floor: int = 0  # ids below it were trimmed: older than every firing kept
     _firings_sorted: list[dict[str, Any]] | None = None
@@ -140,6 +144,10 @@ class BusView:
         if not self.rules_on:
             return None
         return sum(int(rule.get("failed", 0)) for rule in self.rules)
+
+    def load_consumers(self, consumers: list[ConsumerInfo]) -> None:
+        """What `list_consumers` answered, by name."""
+        self.consumers = sorted(consumers, key=lambda consumer: consumer["name"])
 
     def load_topics(self, stats: list[TopicInfo]) -> None:
         """Stored counts from `list_topics`; live events keep them current in between."""

@@ -21,7 +21,10 @@ from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
 
 EVENTBUS = str(Path(sys.executable).parent / "eventbus")
-TOOLS = {"emit_event", "poll_events", "list_topics", "wait_for_event", "list_rules", "register_rule", "test_rule", "list_firings"}
+TOOLS = {
+    "emit_event", "poll_events", "list_topics", "wait_for_event", "list_rules", "register_rule", "test_rule", "list_firings",
+    "consumer_fetch", "consumer_ack", "consumer_nack",
+}
 
 
 @pytest.fixture
@@ -148,3 +151,61 @@ async def test_a_listen_stream_gets_updated_when_the_topic_gets_an_event(app: Ev
         async with asyncio.timeout(30):
             event = await anext(aiter(updates))
         assert event.uri == uri  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_consumer_tools_fetch_leases_ack_makes_it_gone_nack_brings_it_back(
+    transport: str, app: EventBusApp, bus: EventBusClient
+) -> None:
+    await bus.create_consumer("agents-work", topic="tasks.>")
+    first = (await bus.emit("tasks.review", {"pr": 1})).event_id
+    second = (await bus.emit("tasks.review", {"pr": 2})).event_id
+    async with mcp_client(transport, app.url("agents")) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        fetch_schema = tools["consumer_fetch"].input_schema
+        assert fetch_schema["required"] == ["consumer"] and fetch_schema["properties"]["wait_ms"]["maximum"] == 60_000
+        assert tools["consumer_nack"].input_schema["required"] == ["consumer", "event_ids"]
+
+        fetched = await client.call_tool("consumer_fetch", {"consumer": "agents-work", "max": 1})
+        assert not fetched.is_error and fetched.structured_content is not None
+        [message] = fetched.structured_content["messages"]
+        assert (message["event"]["event_id"], message["event"]["payload"], message["deliveries"]) == (first, {"pr": 1}, 1)
+        assert fetched.content[0].text.startswith(f"leased 1 message of consumer agents-work (event id {first}) until ")  # type: ignore[union-attr]
+        assert (await bus.get_consumer("agents-work"))["stats"]["ack_pending"] == 1  # leased, to this agent alone
+
+        acked = await client.call_tool("consumer_ack", {"consumer": "agents-work", "event_ids": [first]})
+        assert acked.structured_content == {"count": 1}
+        assert acked.content[0].text == "acked 1 of 1 event of consumer agents-work: never delivered again"  # type: ignore[union-attr]
+        again = await client.call_tool("consumer_ack", {"consumer": "agents-work", "event_ids": [first]})
+        assert again.structured_content == {"count": 0} and "not leased" in again.content[0].text  # type: ignore[union-attr]
+
+        # Gone: the next fetch is the second event, never the first again.
+        fetched = await client.call_tool("consumer_fetch", {"consumer": "agents-work", "max": 10})
+        assert [m["event"]["event_id"] for m in fetched.structured_content["messages"]] == [second]  # type: ignore[index]
+
+        nacked = await client.call_tool("consumer_nack", {"consumer": "agents-work", "event_ids": [second], "delay_ms": 0})
+        assert nacked.structured_content == {"count": 1} and "due again in 0 ms" in nacked.content[0].text  # type: ignore[union-attr]
+        back = await client.call_tool("consumer_fetch", {"consumer": "agents-work", "max": 10, "wait_ms": 5_000})
+        [message] = back.structured_content["messages"]  # type: ignore[index]
+        assert (message["event"]["event_id"], message["deliveries"]) == (second, 2)  # brought back, a second delivery
+        await client.call_tool("consumer_ack", {"consumer": "agents-work", "event_ids": [second]})
+
+        quiet = await client.call_tool("consumer_fetch", {"consumer": "agents-work", "wait_ms": 100})
+        assert quiet.structured_content == {"messages": []}
+        assert quiet.content[0].text == "no message for consumer agents-work within 100 ms"  # type: ignore[union-attr]
+        stats = (await bus.get_consumer("agents-work"))["stats"]
+        assert (stats["acked"], stats["ack_pending"], stats["redelivered"]) == (2, 0, 1)
+
+        unknown = await client.call_tool("consumer_fetch", {"consumer": "nobody"})
+        assert unknown.is_error and "-32002" in unknown.content[0].text  # type: ignore[union-attr]
+        too_long = await client.call_tool("consumer_fetch", {"consumer": "agents-work", "wait_ms": 60_001})
+        assert too_long.is_error and "wait_ms" in too_long.content[0].text  # type: ignore[union-attr]
+
+
+async def test_consumer_fetch_waits_for_an_event_another_client_emits(app: EventBusApp, bus: EventBusClient) -> None:
+    await bus.create_consumer("agents-work", topic="tasks.>")
+    async with mcp_client("stdio", app.url("agents")) as client:
+        waiting = asyncio.create_task(client.call_tool("consumer_fetch", {"consumer": "agents-work", "wait_ms": 30_000}))
+        emitted = await bus.emit("tasks.deploy", {"env": "prod"})
+        fetched = await waiting
+        assert [m["event"]["event_id"] for m in fetched.structured_content["messages"]] == [emitted.event_id]  # type: ignore[index]

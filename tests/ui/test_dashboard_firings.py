@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from eventbus_cli.ui.app import DashboardApp
+from eventbus_cli.ui.consumers import ConsumerTable
 from eventbus_cli.ui.filter_box import FilterBox
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView
@@ -160,7 +161,7 @@ def test_the_help_lists_every_key() -> None:
     """Every binding of the dashboard, its tables and screens, and Textual's own, is in the help."""
     said = {word for keys, _ in HELP_KEYS for word in keys.split()}
     names = {"question_mark": "?", "slash": "/", "up": "↑", "down": "↓", "pageup": "pgup", "pagedown": "pgdn"}
-    holders: list[Any] = [DashboardApp, EventStream, FiringTable, LineTable, FilterBox, HelpScreen, EventScreen, App, Screen]
+    holders: list[Any] = [DashboardApp, EventStream, FiringTable, ConsumerTable, LineTable, FilterBox, HelpScreen, EventScreen, App, Screen]
     missing = [
         key
         for holder in holders

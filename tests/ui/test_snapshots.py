@@ -10,6 +10,7 @@ from textual.pilot import Pilot
 
 from eventbus_cli.ui.app import DashboardApp
 from eventbus_cli.ui.model import BusView
+from eventbus_core.results import ConsumerInfo
 
 T0 = 1_795_900_000_000
 
@@ -47,12 +48,31 @@ def fixed_buses() -> list[BusView]:
          "action": {"type": "InvokeTool", "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1"},
          "fired": 3, "failed": 1, "last_fired_at": T0 + 2},
     ]
+    main.load_consumers([
+        consumer("resizers", "jobs.resize.>", pending=1_204, ack_pending=16, acked=48_210, redelivered=37, last=1040),
+        consumer("auditors", ">", source_trn="trn:user:*", pending=0, acked=1_042, last=1042),
+        consumer("deployers", "deploy.*", pattern={"payload": {"env": ["prod"]}}, pending=3, ack_pending=1, waiting=2,
+                 acked=310, redelivered=12, dead=4, last=1037),
+        consumer("backfill", "orders.>", pending=100_000),
+    ])
     workflow = BusView("workflow", "tcp://127.0.0.1:4011")
     workflow.state = "connected"
     workflow.info = {"storage": "memory", "enable_rules": False, "stats": {"last_event_id": 7}}
     gone = BusView("audit", "tcp://10.0.0.9:4012")
     gone.state = "unreachable: cannot connect to tcp://10.0.0.9:4012: Connect call failed"
     return [main, workflow, gone]
+
+
+def consumer(name: str, topic: str, *, source_trn: str | None = None, pattern: dict[str, Any] | None = None,
+             pending: int = 0, ack_pending: int = 0, waiting: int = 0, acked: int = 0, redelivered: int = 0,
+             dead: int = 0, last: int = 0) -> ConsumerInfo:
+    return {
+        "name": name, "topic": topic, "source_trn": source_trn, "target_trn": None, "pattern": pattern,
+        "ack_wait_ms": 30_000, "max_deliver": 5, "backoff_ms": [], "max_ack_pending": 1000,
+        "created_at": T0, "updated_at": T0,
+        "stats": {"pending": pending, "ack_pending": ack_pending, "waiting": waiting, "acked": acked,
+                  "redelivered": redelivered, "dead": dead, "last_delivered_id": last, "cursor": last},
+    }
 
 
 def dashboard() -> DashboardApp:
@@ -73,6 +93,11 @@ def test_main_screen_at_160x48(snap_compare: Any) -> None:
 
 def test_firings_tab(snap_compare: Any) -> None:
     assert snap_compare(dashboard(), terminal_size=(160, 48), press=["2"], run_before=settle)
+
+
+def test_consumers_tab(snap_compare: Any) -> None:
+    """The bus's consumers by name; the one with dead letters in red, a lag past the bus's count as 100000+."""
+    assert snap_compare(dashboard(), terminal_size=(160, 48), press=["4"], run_before=settle)
 
 
 def test_event_detail(snap_compare: Any) -> None:
