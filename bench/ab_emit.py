@@ -31,7 +31,9 @@ async def one_round(tree: str, storage: str) -> tuple[float, float]:
             pipelined = await pipelined_rate(bus, "pipe", count=40_000, depth=100)
             started = time.perf_counter()
             for _ in range(20):
-                await bus.emit_many([{"topic": "batch", "payload": make_payload(i)} for i in range(1000)])
+                await bus.emit_many(
+                    [{"topic": "batch", "payload": make_payload(i)} for i in range(1000)]
+                )
             batch = 20_000 / (time.perf_counter() - started)
         finally:
             await bus.close()

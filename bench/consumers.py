@@ -63,9 +63,16 @@ async def eventbus_rate(workers: int, batch: int, *, ack_each: bool) -> float:
     total = events_for(batch)
     async with bus_process("sqlite", "normal") as (url, _pid):
         async with await connect(url) as bus:
-            await bus.create_consumer("bench", topic="jobs", start="all", max_ack_pending=10_000, ack_wait_ms=60_000)
+            await bus.create_consumer(
+                "bench", topic="jobs", start="all", max_ack_pending=10_000, ack_wait_ms=60_000
+            )
             for start in range(0, total, 1000):
-                await bus.emit_many([{"topic": "jobs", "payload": PAYLOAD.decode()} for _ in range(min(1000, total - start))])
+                await bus.emit_many(
+                    [
+                        {"topic": "jobs", "payload": PAYLOAD.decode()}
+                        for _ in range(min(1000, total - start))
+                    ]
+                )
         left = [total]
 
         async def work() -> int:
@@ -98,7 +105,13 @@ async def jetstream_rate(workers: int, batch: int) -> float:
             await js.publish_async(subject, PAYLOAD)
         await js.publish_async_completed()
         await js.add_consumer(
-            stream, ConsumerConfig(durable_name="bench", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=10_000, ack_wait=60)
+            stream,
+            ConsumerConfig(
+                durable_name="bench",
+                ack_policy=AckPolicy.EXPLICIT,
+                max_ack_pending=10_000,
+                ack_wait=60,
+            ),
         )
         left = [total]
 
@@ -106,7 +119,9 @@ async def jetstream_rate(workers: int, batch: int) -> float:
             acked = 0
             worker = await nats.connect(NATS_URL, allow_reconnect=False)
             try:
-                sub = await worker.jetstream().pull_subscribe(subject, durable="bench", stream=stream)
+                sub = await worker.jetstream().pull_subscribe(
+                    subject, durable="bench", stream=stream
+                )
                 while left[0] > 0:
                     try:
                         messages = await sub.fetch(batch, timeout=0.2)
@@ -148,7 +163,9 @@ async def redis_rate(workers: int, batch: int) -> float:
             name = uuid.uuid4().hex[:8]
             try:
                 while left[0] > 0:
-                    answer = await client.xreadgroup("bench", name, {key: ">"}, count=batch, block=200)
+                    answer = await client.xreadgroup(
+                        "bench", name, {key: ">"}, count=batch, block=200
+                    )
                     if not answer:
                         continue
                     ids = [message_id for message_id, _ in answer[0][1]]
@@ -192,11 +209,14 @@ async def main(record: bool) -> None:
             "bench.consumers: fetch + ack against JetStream pull consumers and Redis groups",
             "`.venv/bin/python -m bench.consumers --record`. eventbus on SQLite (durability normal), "
             "JetStream file storage, Redis in memory; each worker its own connection; events acked per second "
-            "from the first fetch to the last ack (20,000 events at batch 100, 3,000 at batch 1).\n\n" + table,
+            "from the first fetch to the last ack (20,000 events at batch 100, 3,000 at batch 1).\n\n"
+            + table,
         )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to bench/RESULTS.md"
+    )
     run(main(parser.parse_args().record))

@@ -53,7 +53,9 @@ from .peers import measure_peers
 BATCH_COUNT = 100_000
 RSS_EVENTS = 1_000_000
 LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
-POSTGRES_URL = os.environ.get("EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _bench_schema() -> str:
@@ -75,7 +77,12 @@ async def bus_process(
     """A fresh server process with one bus (its config plus `extra`); yields (url, pid)
     and stops it with SIGTERM."""
     with tempfile.TemporaryDirectory(prefix="eventbus-bench-") as folder:
-        bus: dict[str, Any] = {"id": "bench", "listen": "127.0.0.1:0", "durability": durability, **(extra or {})}
+        bus: dict[str, Any] = {
+            "id": "bench",
+            "listen": "127.0.0.1:0",
+            "durability": durability,
+            **(extra or {}),
+        }
         if storage == "sqlite":
             bus |= {"persist": True, "storage_path": "bench.db"}
         elif storage == "postgres":

@@ -43,12 +43,18 @@ class _PausedConnection:
 async def publish_once(subscriptions: int, events: int) -> float:
     # Room for everything held, in count and bytes: this times holding, not lagging.
     fanout = FanOut(
-        MemoryStorage(10_000), subscriber_buffer=10 * events, max_subscriptions=subscriptions, max_held_bytes=2**62
+        MemoryStorage(10_000),
+        subscriber_buffer=10 * events,
+        max_subscriptions=subscriptions,
+        max_held_bytes=2**62,
     )
     connection = _PausedConnection()
     for _ in range(subscriptions):
         fanout.subscribe(EventQuery(topic=">"), connection, replay=False).start()
-    batch = [Event(i, "orders.created", {"i": i}, 0, None, None, None, None) for i in range(1, events + 1)]
+    batch = [
+        Event(i, "orders.created", {"i": i}, 0, None, None, None, None)
+        for i in range(1, events + 1)
+    ]
     started = time.perf_counter()
     fanout.publish(batch)
     return time.perf_counter() - started
@@ -77,7 +83,8 @@ def main() -> None:
     if not args.no_record:
         record_results(
             "bench.fanout: one batch to paused '>' subscriptions",
-            "publish of one batch to subscriptions whose connection is paused, median of 5\n\n" + text,
+            "publish of one batch to subscriptions whose connection is paused, median of 5\n\n"
+            + text,
         )
 
 

@@ -53,7 +53,9 @@ from eventbus_client import EventBusClient, EventBusError, connect
 
 from ._common import format_table, record_results, run
 
-POSTGRES_URL = os.environ.get("EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 LISTEN_RE = re.compile(r"bus=(\S+) listen=(\S+):(\d+)")
 TOKEN_ENV = "HOSTILE_BENCH_TOKEN"
 TOKEN = "the-right-token"
@@ -81,7 +83,9 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
     def cells(self, tree: str) -> dict[str, str]:
-        outcome = "; ".join([self.attacker, *self.notes]) if self.attacker != "—" or self.notes else "—"
+        outcome = (
+            "; ".join([self.attacker, *self.notes]) if self.attacker != "—" or self.notes else "—"
+        )
         return {
             "attack": self.attack,
             "storage": self.storage,
@@ -131,7 +135,11 @@ class Server:
     @classmethod
     async def start(cls, tree: Path, config: Path, env: dict[str, str] | None = None) -> Server:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventbus_server", "--config", str(config),
+            sys.executable,
+            "-m",
+            "eventbus_server",
+            "--config",
+            str(config),
             cwd=config.parent,  # not a source tree: `-m` puts the cwd first on sys.path
             env={**os.environ, "PYTHONPATH": str(tree), **(env or {})},
             stdin=asyncio.subprocess.DEVNULL,
@@ -146,7 +154,9 @@ class Server:
             while len(ports) < expected:
                 line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode(errors="replace")
                 if not line:
-                    raise RuntimeError("the server exited before listening: " + "".join(startup[-5:]).strip())
+                    raise RuntimeError(
+                        "the server exited before listening: " + "".join(startup[-5:]).strip()
+                    )
                 startup.append(line)
                 if match := LISTEN_RE.search(line):
                     ports[match.group(1)] = int(match.group(3))
@@ -227,7 +237,9 @@ class Bench:
         path.mkdir()
         return path
 
-    def bus(self, storage: str, folder: Path, bus_id: str = "victim", **keys: Any) -> dict[str, Any]:
+    def bus(
+        self, storage: str, folder: Path, bus_id: str = "victim", **keys: Any
+    ) -> dict[str, Any]:
         bus: dict[str, Any] = {"id": bus_id, "listen": "127.0.0.1:0", **keys}
         if storage == "sqlite":
             bus.update(persist=True, storage_path=str(folder / f"{bus_id}.db"))
@@ -244,7 +256,9 @@ class Bench:
         """A server with `buses` (and a memory bus `other` unless told not), stopped at the end."""
         folder = folder or self.scratch()
         config = folder / "event_buses.json"
-        config.write_text(json.dumps(buses + ([self.bus("memory", folder, "other")] if other_bus else [])))
+        config.write_text(
+            json.dumps(buses + ([self.bus("memory", folder, "other")] if other_bus else []))
+        )
         server = await Server.start(self.tree, config, env={TOKEN_ENV: TOKEN})
         try:
             yield server
@@ -268,14 +282,20 @@ def imported_from(tree: Path) -> str:
     with tempfile.TemporaryDirectory() as folder:
         out = subprocess.run(
             [sys.executable, "-c", "import eventbus_server; print(eventbus_server.__file__)"],
-            cwd=folder, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True, check=True,
+            cwd=folder,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return out.stdout.strip()
 
 
 def tree_commit(tree: Path) -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(tree), *args], capture_output=True, text=True
+        ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no")
@@ -334,8 +354,15 @@ class Watch:
     On exit it writes its figures into the row. Past the RSS cap it kills the server.
     """
 
-    def __init__(self, server: Server, row: Row, cap_mb: float, *, victim: str | None = "victim",
-                 token: str | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        row: Row,
+        cap_mb: float,
+        *,
+        victim: str | None = "victim",
+        token: str | None = None,
+    ) -> None:
         self.server = server
         self.row = row
         self.cap_mb = cap_mb
@@ -350,7 +377,9 @@ class Watch:
     async def __aenter__(self) -> Watch:
         self.before_mb = self.peak_mb = self.server.rss_mb()
         if self.victim is not None:
-            self._pingers["victim"] = PingMonitor(await connect(self.server.url(self.victim), token=self.token))
+            self._pingers["victim"] = PingMonitor(
+                await connect(self.server.url(self.victim), token=self.token)
+            )
         self._pingers["other"] = PingMonitor(await connect(self.server.url("other")))
         self._sampler = asyncio.get_running_loop().create_task(self._sample())
         return self
@@ -410,7 +439,9 @@ def rpc_line(method: str, params: Any = None, call_id: Any = 1) -> bytes:
     return json.dumps(message).encode() + b"\n"  # json, not orjson: it writes ints past int64
 
 
-async def read_replies(reader: asyncio.StreamReader, count: int, timeout_s: float) -> list[dict[str, Any]]:
+async def read_replies(
+    reader: asyncio.StreamReader, count: int, timeout_s: float
+) -> list[dict[str, Any]]:
     """Up to `count` replies (lines with an id; notifications skipped), whatever came within `timeout_s`."""
     replies: list[dict[str, Any]] = []
     with contextlib.suppress(TimeoutError, ConnectionError, ValueError):
@@ -427,7 +458,9 @@ def reply_code(reply: dict[str, Any]) -> Any:
     return reply["error"]["code"] if "error" in reply else "ok"
 
 
-async def first_line(reader: asyncio.StreamReader, timeout_s: float, cap: int = 65_536) -> tuple[bytes, str]:
+async def first_line(
+    reader: asyncio.StreamReader, timeout_s: float, cap: int = 65_536
+) -> tuple[bytes, str]:
     """What the server wrote first: (up to `cap` bytes of its first line, how the read ended)."""
     data = b""
     try:
@@ -454,7 +487,9 @@ def describe_first_line(data: bytes, ended: str) -> str:
     if ended == "long":
         codes = Counter(re.findall(rb'"code":\s*(-?\d+)', data))
         return f"a reply line over {len(data):,} bytes ({codes_text(Counter({int(k): v for k, v in codes.items()}))} in its first 64 KiB)"
-    return {"eof": "EOF without a reply", "reset": "reset without a reply", "timeout": "no reply"}[ended]
+    return {"eof": "EOF without a reply", "reset": "reset without a reply", "timeout": "no reply"}[
+        ended
+    ]
 
 
 async def bounded(awaitable: Awaitable[T], seconds: float) -> T | None:
@@ -465,7 +500,9 @@ async def bounded(awaitable: Awaitable[T], seconds: float) -> T | None:
         return None
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float, every_s: float = 0.2) -> bool:
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], seconds: float, every_s: float = 0.2
+) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with contextlib.suppress(TimeoutError):
@@ -490,7 +527,10 @@ async def attack_big_integers(bench: Bench, row: Row, storage: str) -> None:
         async with Watch(server, row, bench.rss_cap_mb):
             reader, writer = await raw_connection(server.address("victim"))
             chunk = b"".join(
-                rpc_line("emit_event", {"topic": "t", "payload": 1, "timestamp": BIG_INTS[i % 3]}, i) for i in range(500)
+                rpc_line(
+                    "emit_event", {"topic": "t", "payload": 1, "timestamp": BIG_INTS[i % 3]}, i
+                )
+                for i in range(500)
             )
 
             async def attack() -> None:
@@ -509,7 +549,9 @@ async def attack_big_integers(bench: Bench, row: Row, storage: str) -> None:
                 task.cancel()
             failed = Counter(error_code(t.exception()) for t in done if t.exception() is not None)  # type: ignore[arg-type]
             acked = len(done) - sum(failed.values())
-            row.victim = f"{sum(failed.values()):,}/5,000 emits failed" + (f" ({codes_text(failed)})" if failed else "")
+            row.victim = f"{sum(failed.values()):,}/5,000 emits failed" + (
+                f" ({codes_text(failed)})" if failed else ""
+            )
             row.victim += f", {acked:,} acked, {acked / elapsed:,.0f} ev/s"
             if pending:
                 row.victim += f", {len(pending):,} unanswered after 30 s"
@@ -517,12 +559,19 @@ async def attack_big_integers(bench: Bench, row: Row, storage: str) -> None:
             await close_quietly(victim)
         replies = await read_replies(reader, 5000, 10)
         writer.transport.abort()
-        locs = Counter(str(r["error"].get("data", [{}])[0].get("loc", "?")) for r in replies
-                       if "error" in r and isinstance(r["error"].get("data"), list) and r["error"]["data"])
-        row.attacker = f"{len(replies):,} replies: {codes_text(Counter(reply_code(r) for r in replies))}"
+        locs = Counter(
+            str(r["error"].get("data", [{}])[0].get("loc", "?"))
+            for r in replies
+            if "error" in r and isinstance(r["error"].get("data"), list) and r["error"]["data"]
+        )
+        row.attacker = (
+            f"{len(replies):,} replies: {codes_text(Counter(reply_code(r) for r in replies))}"
+        )
         if locs:
             row.attacker += f" (loc {', '.join(locs)})"
-        row.attacker += f"; {'?' if stored is None else f'{len(stored.events):,}'} attack events stored"
+        row.attacker += (
+            f"; {'?' if stored is None else f'{len(stored.events):,}'} attack events stored"
+        )
         row.attacker += f"; poll since 2^63 → {await poll_past_int64(server)}"
 
 
@@ -537,7 +586,11 @@ async def poll_past_int64(server: Server) -> str:
     if error is None:
         return "a page of events"
     data = error.get("data")
-    loc = f" (loc {data[0].get('loc')})" if isinstance(data, list) and data and isinstance(data[0], dict) else ""
+    loc = (
+        f" (loc {data[0].get('loc')})"
+        if isinstance(data, list) and data and isinstance(data[0], dict)
+        else ""
+    )
     return f"{error['code']}{loc} '{str(error.get('message'))[:40]}'"
 
 
@@ -547,13 +600,20 @@ async def attack_unread_polls(bench: Bench, row: Row) -> None:
     async with bench.server([bench.bus("sqlite", folder)], folder=folder) as server:
         async with await connect(server.url("victim")) as client:
             for start in range(0, 10_000, 1000):
-                await client.emit_many([{"topic": "fill", "payload": {"i": i, "s": "x" * 1000}} for i in range(start, start + 1000)])
+                await client.emit_many(
+                    [
+                        {"topic": "fill", "payload": {"i": i, "s": "x" * 1000}}
+                        for i in range(start, start + 1000)
+                    ]
+                )
         polls = b"".join(rpc_line("poll_events", {"limit": 10_000}, i) for i in range(5000))
         async with Watch(server, row, bench.rss_cap_mb) as watch:
             reader, writer = await raw_connection(server.address("victim"), receive_buffer=4096)
             writer.write(polls)  # never drained, never read
             await watch.wait(10)
-            row.attacker = "never reads; " + ("closed by the server" if reader.at_eof() else "still connected after 10 s")
+            row.attacker = "never reads; " + (
+                "closed by the server" if reader.at_eof() else "still connected after 10 s"
+            )
         writer.transport.abort()
 
 
@@ -562,7 +622,10 @@ async def attack_junk_arrays(bench: Bench, row: Row) -> None:
     junk = b"[" + b",".join([b"1"] * 524_000) + b"]\n"
     async with bench.server([bench.bus("memory", bench.folder)]) as server:
         async with Watch(server, row, bench.rss_cap_mb) as watch:
-            attackers = [await raw_connection(server.address("victim"), receive_buffer=4096) for _ in range(10)]
+            attackers = [
+                await raw_connection(server.address("victim"), receive_buffer=4096)
+                for _ in range(10)
+            ]
             for _, writer in attackers:
                 writer.write(junk)
             await watch.wait(10)
@@ -578,7 +641,9 @@ async def attack_unread_subscriptions(bench: Bench, row: Row) -> None:
     async with bench.server([bench.bus("sqlite", folder)], folder=folder) as server:
         async with Watch(server, row, bench.rss_cap_mb) as watch:
             _reader, writer = await raw_connection(server.address("victim"), receive_buffer=4096)
-            writer.write(b"".join(rpc_line("subscribe_topic", {"topic": ">"}, i) for i in range(10_000)))
+            writer.write(
+                b"".join(rpc_line("subscribe_topic", {"topic": ">"}, i) for i in range(10_000))
+            )
             await bounded(writer.drain(), 10)
             victim = await connect(server.url("victim"))
             worst_ack, sent, started = 0.0, 0, time.monotonic()
@@ -608,7 +673,9 @@ SLOW_LINE = b'{"jsonrpc": "2.0", "method": "ping", "params": {"pad": "' + b"x" *
 async def attack_slowloris(bench: Bench, row: Row) -> None:
     """5. 50 connections each send 1 byte/s of a line they never finish; max_connections 52 (full with the victim pinger and one idle client); a new client after 35 s."""
     async with bench.server([bench.bus("memory", bench.folder, max_connections=52)]) as server:
-        async with Watch(server, row, bench.rss_cap_mb) as watch:  # its victim pinger holds one slot
+        async with Watch(
+            server, row, bench.rss_cap_mb
+        ) as watch:  # its victim pinger holds one slot
             idle = await connect(server.url("victim"))  # and an idle client the other: 50 are left
             slow = [await raw_connection(server.address("victim")) for _ in range(50)]
             started = time.monotonic()
@@ -676,8 +743,12 @@ async def attack_refusals(bench: Bench, row: Row) -> None:
             writer.transport.abort()
             if ended == "line":
                 reply = json.loads(data)
-                return f"read {reply['error']['code']}" if "error" in reply else "served (not refused)"
-            return {"eof": "EOF without a line", "reset": "reset without a line"}.get(ended, "no answer in 5 s")
+                return (
+                    f"read {reply['error']['code']}" if "error" in reply else "served (not refused)"
+                )
+            return {"eof": "EOF without a line", "reset": "reset without a line"}.get(
+                ended, "no answer in 5 s"
+            )
 
         async def client_newcomer() -> str:
             try:
@@ -685,7 +756,11 @@ async def attack_refusals(bench: Bench, row: Row) -> None:
                 await asyncio.wait_for(client.ping(), 5)
                 return "served (not refused)"
             except EventBusError as exc:
-                return "read -32005" if "too many connections" in exc.message else f"'{exc.message[:45]}'"
+                return (
+                    "read -32005"
+                    if "too many connections" in exc.message
+                    else f"'{exc.message[:45]}'"
+                )
             except TimeoutError:
                 return "no answer in 5 s"
 
@@ -696,7 +771,9 @@ async def attack_refusals(bench: Bench, row: Row) -> None:
             ("eventbus_client", [client_newcomer() for _ in range(20)]),
         ):
             outcomes = Counter(await asyncio.gather(*calls))
-            parts.append(f"{kind}: " + ", ".join(f"{n}/20 {text}" for text, n in outcomes.most_common()))
+            parts.append(
+                f"{kind}: " + ", ".join(f"{n}/20 {text}" for text, n in outcomes.most_common())
+            )
         row.attacker = "; ".join(parts)
         for _, writer in held:
             writer.transport.abort()
@@ -704,11 +781,15 @@ async def attack_refusals(bench: Bench, row: Row) -> None:
 
 async def attack_token_guessing(bench: Bench, row: Row) -> None:
     """7. A token bus; one connection pipelines 3,000 wrong `authenticate`."""
-    async with bench.server([bench.bus("memory", bench.folder, auth_token_env=TOKEN_ENV)]) as server:
+    async with bench.server(
+        [bench.bus("memory", bench.folder, auth_token_env=TOKEN_ENV)]
+    ) as server:
         async with Watch(server, row, bench.rss_cap_mb, token=TOKEN):
             reader, writer = await raw_connection(server.address("victim"))
             started = time.monotonic()
-            writer.write(b"".join(rpc_line("authenticate", {"token": f"guess-{i}"}, i) for i in range(3000)))
+            writer.write(
+                b"".join(rpc_line("authenticate", {"token": f"guess-{i}"}, i) for i in range(3000))
+            )
             replies = await read_replies(reader, 3000, 30)
             elapsed = time.monotonic() - started
             closed = reader.at_eof() or await bounded(reader.read(), 1) == b""
@@ -724,13 +805,20 @@ async def attack_cross_bus_rule(bench: Bench, row: Row) -> None:
     """8. A rule on open bus A emits to token bus B (allowed_sources trn:org:) as `_sys.injected` and `injected`."""
     buses = [
         bench.bus("memory", bench.folder, "A", enable_rules=True),
-        bench.bus("memory", bench.folder, "B", auth_token_env=TOKEN_ENV, allowed_sources=["trn:org:"]),
+        bench.bus(
+            "memory", bench.folder, "B", auth_token_env=TOKEN_ENV, allowed_sources=["trn:org:"]
+        ),
     ]
     async with bench.server(buses, other_bus=False) as server:
         registered: dict[str, str] = {}
         async with await connect(server.url("A")) as a:
             for rule_id, topic in (("x", "_sys.injected"), ("x2", "injected")):
-                action = {"type": "EmitEvent", "topic": topic, "payload": "{{ $.payload }}", "bus": "B"}
+                action = {
+                    "type": "EmitEvent",
+                    "topic": topic,
+                    "payload": "{{ $.payload }}",
+                    "bus": "B",
+                }
                 try:
                     await a.register_rule({"id": rule_id, "topic": "a", "action": action})
                     registered[topic] = "registered"
@@ -741,7 +829,11 @@ async def attack_cross_bus_rule(bench: Bench, row: Row) -> None:
             await wait_until(lambda: _at_least(firings_done(a), expected), 10)
             statuses = Counter(f["status"] for f in await a.list_firings(limit=10))
         async with await connect(server.url("B"), token=TOKEN) as b:
-            landed = [e.topic for pattern in (">", "_sys.>") for e in (await b.poll(pattern, limit=100)).events]
+            landed = [
+                e.topic
+                for pattern in (">", "_sys.>")
+                for e in (await b.poll(pattern, limit=100)).events
+            ]
         row.attacker = "; ".join(f"rule → {topic}: {text}" for topic, text in registered.items())
         if statuses:
             row.attacker += f"; firings {dict(statuses)}"
@@ -767,32 +859,56 @@ async def attack_unread_firings(bench: Bench, row: Row, subscriber: bool) -> Non
     bus = bench.bus("sqlite", folder, enable_rules=True, tools=[tool])
     async with bench.server([bus], folder=folder) as server:
         async with await connect(server.url("victim")) as victim:
-            action = {"type": "InvokeTool", "tool_id": "trn:user:bench:python:copy:v1", "input": "{{ $.payload }}"}
+            action = {
+                "type": "InvokeTool",
+                "tool_id": "trn:user:bench:python:copy:v1",
+                "input": "{{ $.payload }}",
+            }
             await victim.register_rule({"id": "copy", "topic": "in", "action": action})
             async with Watch(server, row, bench.rss_cap_mb) as watch:
-                _reader, writer = await raw_connection(server.address("victim"), receive_buffer=4096)
+                _reader, writer = await raw_connection(
+                    server.address("victim"), receive_buffer=4096
+                )
                 if subscriber:
                     writer.write(rpc_line("subscribe_firings", {}, 1))
                 await asyncio.sleep(0.5)
                 started = time.monotonic()
                 for start in range(0, 20_000, 250):  # 250 x 2 KB: a line well under 1 MiB
-                    await victim.emit_many([{"topic": "in", "payload": {"i": i, "pad": "x" * 2000}} for i in range(start, start + 250)])
-                finished = await wait_until(lambda: _at_least(firings_done(victim), 20_000), 120, every_s=0.5)
+                    await victim.emit_many(
+                        [
+                            {"topic": "in", "payload": {"i": i, "pad": "x" * 2000}}
+                            for i in range(start, start + 250)
+                        ]
+                    )
+                finished = await wait_until(
+                    lambda: _at_least(firings_done(victim), 20_000), 120, every_s=0.5
+                )
                 elapsed = time.monotonic() - started
                 done = await bounded(firings_done(victim), 10)
-                row.victim = f"{done or 0:,} firings in {elapsed:.1f} s" + ("" if finished else " (120 s bound)")
+                row.victim = f"{done or 0:,} firings in {elapsed:.1f} s" + (
+                    "" if finished else " (120 s bound)"
+                )
                 await watch.wait(2)
             writer.transport.abort()
-        row.attacker = "never reads (4 KiB receive buffer)" if subscriber else "(control: no firing subscription)"
+        row.attacker = (
+            "never reads (4 KiB receive buffer)"
+            if subscriber
+            else "(control: no firing subscription)"
+        )
 
 
 async def attack_wildcard(bench: Bench, rows: list[Row]) -> None:
     """10. A rule with pattern wildcard `*a*a*a*a*b`; emit {"s": "a"*N} for N = 100, 200, 400."""
     async with bench.server([bench.bus("memory", bench.folder, enable_rules=True)]) as server:
-        async with await connect(server.url("victim")) as victim, await connect(server.url("other")) as other:
+        async with (
+            await connect(server.url("victim")) as victim,
+            await connect(server.url("other")) as other,
+        ):
             pattern = {"payload": {"s": [{"wildcard": "*a*a*a*a*b"}]}}
             action = {"type": "EmitEvent", "topic": "w.matched", "payload": "{{ $.payload }}"}
-            await victim.register_rule({"id": "glob", "topic": "w", "pattern": pattern, "action": action})
+            await victim.register_rule(
+                {"id": "glob", "topic": "w", "pattern": pattern, "action": action}
+            )
             for row in rows:
                 n = int(row.storage.removeprefix("N="))
                 async with Watch(server, row, bench.rss_cap_mb):
@@ -801,23 +917,34 @@ async def attack_wildcard(bench: Bench, rows: list[Row]) -> None:
                     acked = await bounded(victim.emit("w", {"s": "a" * n}), 60)
                     ack_s = time.monotonic() - started
                     stall = await watching
-                row.victim = f"emit acked in {seconds_text(ack_s)}" if acked else "emit not acked in 60 s"
+                row.victim = (
+                    f"emit acked in {seconds_text(ack_s)}" if acked else "emit not acked in 60 s"
+                )
                 row.attacker = "other bus slow (pings >= 50 ms) until " + (
-                    f"{seconds_text(stall)} after the emit" if stall is not None else "> 60 s after the emit"
+                    f"{seconds_text(stall)} after the emit"
+                    if stall is not None
+                    else "> 60 s after the emit"
                 )
                 if stall is None:
-                    for later in rows[rows.index(row) + 1:]:
-                        later.notes.append("not run: a shorter string already stalled the bus > 60 s")
+                    for later in rows[rows.index(row) + 1 :]:
+                        later.notes.append(
+                            "not run: a shorter string already stalled the bus > 60 s"
+                        )
                     return
 
 
-async def stalled_for(client: EventBusClient, started: float, bound_s: float, quiet_s: float = 2.0) -> float | None:
+async def stalled_for(
+    client: EventBusClient, started: float, bound_s: float, quiet_s: float = 2.0
+) -> float | None:
     """Seconds from `started` until the last ping slower than 50 ms came back, once `quiet_s`
     of fast pings follow it (None: still slow at `bound_s`)."""
     last_slow = started
     while time.monotonic() - last_slow < quiet_s:
         sent = time.monotonic()
-        if sent - started > bound_s or await bounded(client.ping(), started + bound_s + quiet_s - sent) is None:
+        if (
+            sent - started > bound_s
+            or await bounded(client.ping(), started + bound_s + quiet_s - sent) is None
+        ):
             return None
         if time.monotonic() - sent >= 0.05:
             last_slow = time.monotonic()
@@ -830,23 +957,37 @@ BIG_OUTPUT = "import sys; sys.stdin.read(); sys.stdout.write('\"' + 'x'*100_000_
 
 async def attack_huge_tool_output(bench: Bench, row: Row) -> None:
     """11. A `command` tool that prints a 100 MB JSON string, behind an InvokeTool rule with result_topic."""
-    tool = {"match": "trn:user:bench:command:big:*", "kind": "command", "argv": ["python3", "-c", BIG_OUTPUT]}
+    tool = {
+        "match": "trn:user:bench:command:big:*",
+        "kind": "command",
+        "argv": ["python3", "-c", BIG_OUTPUT],
+    }
     folder = bench.scratch()
     bus = bench.bus("sqlite", folder, enable_rules=True, tools=[tool])
     async with bench.server([bus], folder=folder) as server:
         async with await connect(server.url("victim")) as victim:
-            action = {"type": "InvokeTool", "tool_id": "trn:user:bench:command:big:v1", "input": "{{ $.payload }}",
-                      "result_topic": "big.result"}
+            action = {
+                "type": "InvokeTool",
+                "tool_id": "trn:user:bench:command:big:v1",
+                "input": "{{ $.payload }}",
+                "result_topic": "big.result",
+            }
             await victim.register_rule({"id": "big", "topic": "go", "action": action})
             async with Watch(server, row, bench.rss_cap_mb) as watch:
                 started = time.monotonic()
                 await victim.emit("go", {"x": 1})
-                finished = await wait_until(lambda: _at_least(firings_done(victim), 1), 60, every_s=0.5)
+                finished = await wait_until(
+                    lambda: _at_least(firings_done(victim), 1), 60, every_s=0.5
+                )
                 elapsed = time.monotonic() - started
                 await watch.wait(2)
             stats = (await victim.bus_info())["stats"]["firings"]
             status = "ok" if stats.get("ok") else "failed" if stats.get("failed") else "pending"
-            row.victim = f"firing {status} after {seconds_text(elapsed)}" if finished else "firing not finished in 60 s"
+            row.victim = (
+                f"firing {status} after {seconds_text(elapsed)}"
+                if finished
+                else "firing not finished in 60 s"
+            )
             if status == "failed":
                 [firing] = await victim.list_firings(status="failed", limit=1)
                 row.victim += f": '{str(firing.get('error'))[:100]}'"
@@ -874,16 +1015,31 @@ async def attack_deleted_database(bench: Bench, row: Row) -> None:
             for n in range(100):
                 acked[(await client.emit("n", {"n": n})).event_id] = n
             db.unlink()  # only the .db: its -wal and -shm stay where they are
-            results = await asyncio.gather(*(client.emit("n", {"n": n}) for n in range(100, 210)), return_exceptions=True)
+            results = await asyncio.gather(
+                *(client.emit("n", {"n": n}) for n in range(100, 210)), return_exceptions=True
+            )
     after = [r for r in results if not isinstance(r, BaseException)]
     failed = Counter(error_code(r) for r in results if isinstance(r, BaseException))
-    acked.update({r.event_id: n for r, n in zip(results, range(100, 210), strict=True) if not isinstance(r, BaseException)})
-    row.victim = f"{len(after)}/110 emits after the delete acknowledged" + (f" ({codes_text(failed)} failed)" if failed else "")
-    left = ", ".join(p.name.removeprefix(db.name) or ".db" for p in sorted(folder.glob(db.name + "*"))) or "nothing"
+    acked.update(
+        {
+            r.event_id: n
+            for r, n in zip(results, range(100, 210), strict=True)
+            if not isinstance(r, BaseException)
+        }
+    )
+    row.victim = f"{len(after)}/110 emits after the delete acknowledged" + (
+        f" ({codes_text(failed)} failed)" if failed else ""
+    )
+    left = (
+        ", ".join(p.name.removeprefix(db.name) or ".db" for p in sorted(folder.glob(db.name + "*")))
+        or "nothing"
+    )
     async with bench.server([bus], folder=folder, other_bus=False) as server:
         async with await connect(server.url("victim")) as client:
             page = await client.poll("n", limit=10_000)
-            present = {e.event_id: e.payload.get("n") for e in page.events if isinstance(e.payload, dict)}
+            present = {
+                e.event_id: e.payload.get("n") for e in page.events if isinstance(e.payload, dict)
+            }
             next_id = (await client.emit("n", {"n": "next"})).event_id
     kept = sum(present.get(event_id) == n for event_id, n in acked.items())
     row.attacker = (
@@ -897,7 +1053,9 @@ async def attack_deleted_database(bench: Bench, row: Row) -> None:
 Attack = Callable[[Bench], Awaitable[list[Row]]]
 
 
-def single(name: str, function: Callable[..., Awaitable[None]], *args: Any, storage: str = "") -> Attack:
+def single(
+    name: str, function: Callable[..., Awaitable[None]], *args: Any, storage: str = ""
+) -> Attack:
     async def attack(bench: Bench) -> list[Row]:
         row = Row(name, storage)
         await guarded(bench, row, function(bench, row, *args))
@@ -930,7 +1088,10 @@ async def guarded(bench: Bench, row: Row, attack: Awaitable[None]) -> None:
 
 
 ATTACKS: dict[int, list[Attack]] = {
-    1: [single("1 timestamps past int64", attack_big_integers, s, storage=s) for s in ("memory", "sqlite", "postgres")],
+    1: [
+        single("1 timestamps past int64", attack_big_integers, s, storage=s)
+        for s in ("memory", "sqlite", "postgres")
+    ],
     2: [single("2 unread polls of 10 MB", attack_unread_polls, storage="sqlite")],
     3: [single("3 ten 1 MiB junk batches", attack_junk_arrays, storage="memory")],
     4: [single("4 10,000 unread subscriptions", attack_unread_subscriptions, storage="sqlite")],
@@ -940,7 +1101,9 @@ ATTACKS: dict[int, list[Attack]] = {
     8: [single("8 cross-bus rule", attack_cross_bus_rule, storage="memory")],
     9: [
         single("9 unread firing subscription", attack_unread_firings, True, storage="sqlite"),
-        single("9 control: same firings, no subscriber", attack_unread_firings, False, storage="sqlite"),
+        single(
+            "9 control: same firings, no subscriber", attack_unread_firings, False, storage="sqlite"
+        ),
     ],
     10: [wildcard_rows],
     11: [single("11 100 MB tool output", attack_huge_tool_output, storage="sqlite")],
@@ -951,9 +1114,18 @@ ATTACKS: dict[int, list[Attack]] = {
 def attack_list() -> str:
     """The attacks as a markdown list, from the first line of each attack's docstring."""
     functions = [
-        attack_big_integers, attack_unread_polls, attack_junk_arrays, attack_unread_subscriptions,
-        attack_slowloris, attack_refusals, attack_token_guessing, attack_cross_bus_rule,
-        attack_unread_firings, attack_wildcard, attack_huge_tool_output, attack_deleted_database,
+        attack_big_integers,
+        attack_unread_polls,
+        attack_junk_arrays,
+        attack_unread_subscriptions,
+        attack_slowloris,
+        attack_refusals,
+        attack_token_guessing,
+        attack_cross_bus_rule,
+        attack_unread_firings,
+        attack_wildcard,
+        attack_huge_tool_output,
+        attack_deleted_database,
     ]
     return "\n".join(f"{(function.__doc__ or '').splitlines()[0]}" for function in functions)
 
@@ -968,7 +1140,10 @@ async def run_tree(tree: Path, only: Iterable[int], rss_cap_mb: float) -> list[R
                     started = time.monotonic()
                     new_rows = await attack(bench)
                     for row in new_rows:
-                        print(f"  {row.attack} {row.storage}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+                        print(
+                            f"  {row.attack} {row.storage}: {time.monotonic() - started:.0f} s",
+                            file=sys.stderr,
+                        )
                     rows += new_rows
         finally:
             with contextlib.suppress(Exception):
@@ -988,7 +1163,9 @@ def combined_table(runs: list[tuple[str, list[Row]]]) -> str:
 def record(trees: list[tuple[Path, str]], table: str, rss_cap_mb: float) -> None:
     measured = ", ".join(f"`{commit}` ({path})" for path, commit in trees)
     checkouts = [f"/tmp/hostile-{commit.removesuffix('+dirty')}" for _, commit in trees]
-    worktrees = "\n".join(f"    git worktree add {path} {path.rsplit('-', 1)[1]}" for path in checkouts)
+    worktrees = "\n".join(
+        f"    git worktree add {path} {path.rsplit('-', 1)[1]}" for path in checkouts
+    )
     text = f"""2 cores shared with other work. Trees measured, in this order: {measured}.
 To reproduce, from a checkout with the bench's venv (`pip install -e '.[dev,bench]'`):
 
@@ -1020,12 +1197,25 @@ def parse_only(text: str) -> list[int]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", type=Path, action="append", required=True,
-                        help="a source checkout to run the server from (give two for before/after)")
-    parser.add_argument("--only", type=parse_only, default=list(ATTACKS), help="attack numbers, e.g. 1,5,12")
-    parser.add_argument("--rss-cap-mb", type=float, default=4096, help="kill a server past this RSS (default 4096)")
-    parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hostile", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        required=True,
+        help="a source checkout to run the server from (give two for before/after)",
+    )
+    parser.add_argument(
+        "--only", type=parse_only, default=list(ATTACKS), help="attack numbers, e.g. 1,5,12"
+    )
+    parser.add_argument(
+        "--rss-cap-mb", type=float, default=4096, help="kill a server past this RSS (default 4096)"
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to bench/RESULTS.md"
+    )
     args = parser.parse_args()
 
     trees: list[tuple[Path, str]] = []

@@ -57,13 +57,24 @@ METRICS_COUNT = 20_000
 async def bus_process(python: str, *, http: bool = True) -> AsyncIterator[tuple[str, str | None]]:
     """A memory bus in its own process (`python -m eventbus_server`); yields (tcp url, http url)."""
     with tempfile.TemporaryDirectory(prefix="eventbus-bench-http-") as folder:
-        bus: dict[str, Any] = {"id": "bench", "listen": "127.0.0.1:0", "memory_buffer": 100_000, "queue_size": 100_000}
+        bus: dict[str, Any] = {
+            "id": "bench",
+            "listen": "127.0.0.1:0",
+            "memory_buffer": 100_000,
+            "queue_size": 100_000,
+        }
         if http:
             bus["http"] = {"listen": "127.0.0.1:0"}
         config = Path(folder) / "event_buses.json"
         config.write_text(json.dumps([bus]))
         proc = await asyncio.create_subprocess_exec(
-            python, "-m", "eventbus_server", "--config", str(config), stderr=asyncio.subprocess.PIPE, cwd=folder
+            python,
+            "-m",
+            "eventbus_server",
+            "--config",
+            str(config),
+            stderr=asyncio.subprocess.PIPE,
+            cwd=folder,
         )
         assert proc.stderr is not None
         drainer: asyncio.Task[bytes] | None = None
@@ -104,7 +115,10 @@ class RawHttp:
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self.writer.write(f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-length: {len(body)}\r\n{head}\r\n".encode() + body)
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-length: {len(body)}\r\n{head}\r\n".encode()
+            + body
+        )
         status = int((await self.reader.readline()).split()[1])
         length = 0
         while (line := await self.reader.readline()) != b"\r\n":
@@ -117,8 +131,13 @@ class RawHttp:
 
 
 def cloudevent(n: int) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": f"bench-{n}", "source": "trn:user:bench:http", "type": "bench.http",
-            "data": {"repo": "acme/api", "branch": "main", "n": n}}
+    return {
+        "specversion": "1.0",
+        "id": f"bench-{n}",
+        "source": "trn:user:bench:http",
+        "type": "bench.http",
+        "data": {"repo": "acme/api", "branch": "main", "n": n},
+    }
 
 
 async def ingest_rates(tcp: str, http_url: str) -> list[dict[str, Any]]:
@@ -129,21 +148,33 @@ async def ingest_rates(tcp: str, http_url: str) -> list[dict[str, Any]]:
 
         async def post_one(payloads: list[dict[str, Any]]) -> None:
             n = next(counter)
-            headers = {"ce-specversion": "1.0", "ce-id": f"one-{n}", "ce-source": "trn:user:bench:http",
-                       "ce-type": "bench.http", "content-type": "application/json"}
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": f"one-{n}",
+                "ce-source": "trn:user:bench:http",
+                "ce-type": "bench.http",
+                "content-type": "application/json",
+            }
             status, answer = await http.post("/events", orjson.dumps(payloads[0]), headers)
             assert status == 202, answer
 
         async def post_batch(payloads: list[dict[str, Any]]) -> None:
             body = orjson.dumps([cloudevent(next(counter)) for _ in payloads])
-            status, answer = await http.post("/events", body, {"content-type": "application/cloudevents-batch+json"})
+            status, answer = await http.post(
+                "/events", body, {"content-type": "application/cloudevents-batch+json"}
+            )
             assert status == 202, answer
 
         async def emit_one(payloads: list[dict[str, Any]]) -> None:
             await bus.emit("bench.tcp", payloads[0], source_trn="trn:user:bench:tcp")
 
         async def emit_batch(payloads: list[dict[str, Any]]) -> None:
-            await bus.emit_many([{"topic": "bench.tcp", "payload": p, "source_trn": "trn:user:bench:tcp"} for p in payloads])
+            await bus.emit_many(
+                [
+                    {"topic": "bench.tcp", "payload": p, "source_trn": "trn:user:bench:tcp"}
+                    for p in payloads
+                ]
+            )
 
         for name, publish, count, batch in (
             ("TCP emit, one at a time", emit_one, 5_000, 1),
@@ -152,7 +183,14 @@ async def ingest_rates(tcp: str, http_url: str) -> list[dict[str, Any]]:
             (f"HTTP CloudEvents batch of {BATCH}", post_batch, 100_000, BATCH),
         ):
             sent, rate = await measure_rate(publish, count=count, batch=batch)
-            rows.append({"path": name, "events": sent, "events_s": round(rate), "requests_s": round(rate / batch)})
+            rows.append(
+                {
+                    "path": name,
+                    "events": sent,
+                    "events_s": round(rate),
+                    "requests_s": round(rate / batch),
+                }
+            )
     http.close()
     return rows
 
@@ -167,8 +205,11 @@ async def _sse_payloads(http: httpx.AsyncClient) -> AsyncIterator[dict[str, Any]
 async def latencies(tcp: str, http_url: str) -> list[dict[str, Any]]:
     target = int(LATENCY_RATE * LATENCY_SECONDS)
     got: dict[str, list[int]] = {"SSE (GET /events)": [], "TCP subscribe_topic": []}
-    async with httpx.AsyncClient(base_url=http_url, trust_env=False, timeout=None) as http, \
-            await connect(tcp) as producer, await connect(tcp) as reader:
+    async with (
+        httpx.AsyncClient(base_url=http_url, trust_env=False, timeout=None) as http,
+        await connect(tcp) as producer,
+        await connect(tcp) as reader,
+    ):
         subscription = await reader.subscribe("bench.lat")
         sse = _sse_payloads(http)
 
@@ -180,7 +221,9 @@ async def latencies(tcp: str, http_url: str) -> list[dict[str, Any]]:
 
         tasks = [
             asyncio.create_task(consume("SSE (GET /events)", sse)),
-            asyncio.create_task(consume("TCP subscribe_topic", (e.payload async for e in subscription))),
+            asyncio.create_task(
+                consume("TCP subscribe_topic", (e.payload async for e in subscription))
+            ),
         ]
         await asyncio.sleep(0.5)  # the stream is open before the first event
         start = time.perf_counter()
@@ -193,7 +236,10 @@ async def latencies(tcp: str, http_url: str) -> list[dict[str, Any]]:
             await asyncio.wait_for(asyncio.gather(*tasks), 5)
         for task in tasks:
             task.cancel()
-    return [{"reader": name, "received": len(samples), **percentiles_ms(samples)} for name, samples in got.items()]
+    return [
+        {"reader": name, "received": len(samples), **percentiles_ms(samples)}
+        for name, samples in got.items()
+    ]
 
 
 async def pipelined(bus: EventBusClient, count: int) -> float:
@@ -219,13 +265,19 @@ async def metrics_cost(rounds: int, baseline: str | None) -> tuple[list[dict[str
         assert http_url is not None
         clients["http on, not scraped"] = await stack.enter_async_context(await connect(tcp))
         scraped_tcp, scraped_http = await stack.enter_async_context(bus_process(sys.executable))
-        clients["http on, scraped every 1 s"] = await stack.enter_async_context(await connect(scraped_tcp))
+        clients["http on, scraped every 1 s"] = await stack.enter_async_context(
+            await connect(scraped_tcp)
+        )
         plain_tcp, _ = await stack.enter_async_context(bus_process(sys.executable, http=False))
         clients["no http"] = await stack.enter_async_context(await connect(plain_tcp))
         if baseline:
             base_tcp, _ = await stack.enter_async_context(bus_process(baseline, http=False))
-            clients["main (no metrics code)"] = await stack.enter_async_context(await connect(base_tcp))
-        http = await stack.enter_async_context(httpx.AsyncClient(base_url=scraped_http, trust_env=False))
+            clients["main (no metrics code)"] = await stack.enter_async_context(
+                await connect(base_tcp)
+            )
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=scraped_http, trust_env=False)
+        )
 
         async def scrape_every_second() -> None:
             nonlocal scrapes
@@ -250,11 +302,16 @@ async def metrics_cost(rounds: int, baseline: str | None) -> tuple[list[dict[str
     rows = []
     for name, rates in arms.items():
         paired = [rate / ref for rate, ref in zip(rates, reference, strict=True)]
-        rows.append({
-            "arm": name, "rounds": len(rates), "median_ev_s": round(statistics.median(rates)),
-            "min_ev_s": round(min(rates)), "max_ev_s": round(max(rates)),
-            "paired_ratio_median": round(statistics.median(paired), 3),
-        })
+        rows.append(
+            {
+                "arm": name,
+                "rounds": len(rates),
+                "median_ev_s": round(statistics.median(rates)),
+                "min_ev_s": round(min(rates)),
+                "max_ev_s": round(max(rates)),
+                "paired_ratio_median": round(statistics.median(paired), 3),
+            }
+        )
     note = f"paired_ratio: the arm's rate over the `http on, not scraped` arm's in the same round; {scrapes} scrapes."
     return rows, note
 
@@ -265,18 +322,20 @@ async def main(args: argparse.Namespace) -> None:
         ingest = await ingest_rates(tcp, http_url)
         delivery = await latencies(tcp, http_url)
     cost, note = await metrics_cost(args.rounds, args.baseline_python)
-    text = "\n\n".join([
-        "`.venv/bin/python -m bench.http"
-        + (f" --baseline-python {args.baseline_python}" if args.baseline_python else "")
-        + f" --rounds {args.rounds}`: one memory bus in its own process with `http.listen`; clients in this process (a minimal keep-alive HTTP/1.1 client for POSTs, httpx streaming for SSE).",
-        "Ingest: sequential requests (one at a time) and batches of 100; HTTP through a minimal keep-alive client (httpx costs more than the server).",
-        format_table(ingest),
-        f"Delivery latency at {LATENCY_RATE} events/s for {LATENCY_SECONDS:g} s, both readers on the same events (emit sent → event read):",
-        format_table(delivery),
-        f"/metrics cost: {METRICS_COUNT:,} pipelined emits ({PIPELINE_DEPTH} in flight) per arm and round, arms interleaved:",
-        format_table(cost),
-        note,
-    ])
+    text = "\n\n".join(
+        [
+            "`.venv/bin/python -m bench.http"
+            + (f" --baseline-python {args.baseline_python}" if args.baseline_python else "")
+            + f" --rounds {args.rounds}`: one memory bus in its own process with `http.listen`; clients in this process (a minimal keep-alive HTTP/1.1 client for POSTs, httpx streaming for SSE).",
+            "Ingest: sequential requests (one at a time) and batches of 100; HTTP through a minimal keep-alive client (httpx costs more than the server).",
+            format_table(ingest),
+            f"Delivery latency at {LATENCY_RATE} events/s for {LATENCY_SECONDS:g} s, both readers on the same events (emit sent → event read):",
+            format_table(delivery),
+            f"/metrics cost: {METRICS_COUNT:,} pipelined emits ({PIPELINE_DEPTH} in flight) per arm and round, arms interleaved:",
+            format_table(cost),
+            note,
+        ]
+    )
     print(text)
     if not args.no_record:
         record_results("bench.http: CloudEvents in, SSE out, the cost of /metrics", text)
@@ -284,7 +343,11 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.http")
-    parser.add_argument("--baseline-python", default=None, help="A python whose eventbus is the baseline (main's venv).")
+    parser.add_argument(
+        "--baseline-python",
+        default=None,
+        help="A python whose eventbus is the baseline (main's venv).",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-record", action="store_true")
     run(main(parser.parse_args()))

@@ -57,7 +57,11 @@ async def http_tool_server() -> AsyncIterator[str]:
 def routes(http_url: str) -> list[dict[str, Any]]:
     return [
         {"match": "trn:org:bench:python:*", "kind": "python", "function": "bench.mcp_tool:called"},
-        {"match": "trn:org:bench:stdio:*", "kind": "mcp", "command": [sys.executable, "-m", "bench.mcp_tool"]},
+        {
+            "match": "trn:org:bench:stdio:*",
+            "kind": "mcp",
+            "command": [sys.executable, "-m", "bench.mcp_tool"],
+        },
         {"match": "trn:org:bench:http:*", "kind": "mcp", "url": http_url},
     ]
 
@@ -67,7 +71,11 @@ def rule(kind: str) -> dict[str, Any]:
     return {
         "id": f"bench-{kind}",
         "topic": f"bench.mcp.{kind}",
-        "action": {"type": "InvokeTool", "tool_id": f"trn:org:bench:{segment}:called:v1", "input": {"n": 1}},
+        "action": {
+            "type": "InvokeTool",
+            "tool_id": f"trn:org:bench:{segment}:called:v1",
+            "input": {"n": 1},
+        },
     }
 
 
@@ -89,7 +97,9 @@ async def measure(count: int) -> list[dict[str, Any]]:
         extra = {"enable_rules": True, "tools": routes(http_url)}
         async with bus_process("memory", "normal", extra) as (url, _), await connect(url) as bus:
             for kind in KINDS:
-                await bus.register_rule(rule(kind))  # starts the MCP sessions (register_rule checks the tool)
+                await bus.register_rule(
+                    rule(kind)
+                )  # starts the MCP sessions (register_rule checks the tool)
             for kind in KINDS:
                 firings = await bus.subscribe_firings(rule_id=f"bench-{kind}")
                 first, _ = await fire_once(bus, firings, kind)
@@ -128,7 +138,9 @@ def main() -> None:
             "is often called before the ack arrives, hence ≤ 0); p50_vs_python: what the MCP transport "
             "adds; first_ms: the first firing after register_rule (which started the session)."
         )
-        record_results("bench.mcp: one MCP tool firing, event committed → tool called", f"{note}\n\n{table}")
+        record_results(
+            "bench.mcp: one MCP tool firing, event committed → tool called", f"{note}\n\n{table}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,13 +31,19 @@ def serve_http() -> None:
     import uvicorn
 
     async def main() -> None:
-        config = uvicorn.Config(server.streamable_http_app(), host="127.0.0.1", port=0, log_level="warning")
+        config = uvicorn.Config(
+            server.streamable_http_app(), host="127.0.0.1", port=0, log_level="warning"
+        )
         running = uvicorn.Server(config)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(running.serve)
             while not running.started:
                 await anyio.sleep(0.01)
-            print(f"port={running.servers[0].sockets[0].getsockname()[1]}", file=sys.stderr, flush=True)
+            print(
+                f"port={running.servers[0].sockets[0].getsockname()[1]}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     anyio.run(main)
 

@@ -79,7 +79,10 @@ def same_topic_operator_misses(count: int = 10) -> list[dict[str, Any]]:
         {
             "id": f"op-miss-{i}",
             "topic": TOPIC,
-            "match_fields": {"branch": {"prefix": "release/"}, "$.payload.n": {"numeric": ["<", 0]}},
+            "match_fields": {
+                "branch": {"prefix": "release/"},
+                "$.payload.n": {"numeric": ["<", 0]},
+            },
             "action": {"type": "EmitEvent", "topic": "never"},
         }
         for i in range(count)
@@ -99,13 +102,17 @@ def same_topic_per_repo(count: int = 100) -> list[dict[str, Any]]:
     ]
 
 
-async def emit_figures(storage: str, *, enable_rules: bool, rules: list[dict[str, Any]]) -> dict[str, float]:
+async def emit_figures(
+    storage: str, *, enable_rules: bool, rules: list[dict[str, Any]]
+) -> dict[str, float]:
     async with bus_process(storage, "normal", {"enable_rules": enable_rules}) as (url, _pid):
         async with await connect(url) as bus:
             for rule in rules:
                 await bus.register_rule(rule)
             await _warm_up(bus)
-            pipelined = await pipelined_rate(bus, TOPIC, count=PIPELINED_COUNT, depth=PIPELINE_DEPTH)
+            pipelined = await pipelined_rate(
+                bus, TOPIC, count=PIPELINED_COUNT, depth=PIPELINE_DEPTH
+            )
             _, batch = await measure_rate(
                 lambda b: bus.emit_many([{"topic": TOPIC, "payload": p} for p in b]),
                 count=BATCH_COUNT,
@@ -122,11 +129,21 @@ async def firing_rate(storage: str) -> dict[str, Any]:
     async with bus_process(storage, "normal", {"enable_rules": True}) as (url, _pid):
         async with await connect(url) as bus:
             await bus.register_rule(
-                {"id": "relay", "topic": "fire.in", "action": {"type": "EmitEvent", "topic": "fire.out", "payload": "{{ $.payload }}"}}
+                {
+                    "id": "relay",
+                    "topic": "fire.in",
+                    "action": {
+                        "type": "EmitEvent",
+                        "topic": "fire.out",
+                        "payload": "{{ $.payload }}",
+                    },
+                }
             )
             start = time.perf_counter()
             for offset in range(0, FIRING_EVENTS, 500):
-                await bus.emit_many([{"topic": "fire.in", "payload": offset + i} for i in range(500)])
+                await bus.emit_many(
+                    [{"topic": "fire.in", "payload": offset + i} for i in range(500)]
+                )
             while (await bus.get_rule("relay"))["fired"] < FIRING_EVENTS:
                 await asyncio.sleep(0.02)
             elapsed = time.perf_counter() - start
@@ -139,7 +156,11 @@ async def main(args: argparse.Namespace) -> None:
         ("rules on, no rules", True, []),
         ("1,000 rules on other topics", True, other_rules()),
         ("1,000 other + 10 failing on this topic", True, other_rules() + same_topic_misses()),
-        ("1,000 other + 10 failing, operators only", True, other_rules() + same_topic_operator_misses()),
+        (
+            "1,000 other + 10 failing, operators only",
+            True,
+            other_rules() + same_topic_operator_misses(),
+        ),
         ("1,000 other + 100 per-repo on this topic", True, other_rules() + same_topic_per_repo()),
     ]
     rows: list[dict[str, Any]] = []
@@ -163,9 +184,13 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    parser.add_argument(
+        "--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md"
+    )
     return parser.parse_args()
 
 

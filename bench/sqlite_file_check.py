@@ -28,7 +28,15 @@ STATS_PER_ROUND = 200_000
 
 
 def _event() -> list[NewEvent]:
-    return [NewEvent("bench.check", {"repo": "acme/api", "n": 1}, 1, source_trn="trn:user:bench:x", correlation_id="c")]
+    return [
+        NewEvent(
+            "bench.check",
+            {"repo": "acme/api", "n": 1},
+            1,
+            source_trn="trn:user:bench:x",
+            correlation_id="c",
+        )
+    ]
 
 
 async def _commit_us(store: SqliteStorage) -> float:
@@ -96,8 +104,12 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md"
+    )
     return parser.parse_args()
 
 

@@ -44,7 +44,9 @@ async def produce(url: str, rate: int) -> None:
         next_at = time.perf_counter()
         n = 0
         while True:
-            await bus.emit_many([{"topic": f"load.t{(n + i) % 20}", "payload": {"n": n + i}} for i in range(BATCH)])
+            await bus.emit_many(
+                [{"topic": f"load.t{(n + i) % 20}", "payload": {"n": n + i}} for i in range(BATCH)]
+            )
             n += BATCH
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -106,7 +108,9 @@ async def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=60)
     parser.add_argument("--rate", type=int, default=5000)
     parser.add_argument("--no-record", action="store_true")

@@ -35,17 +35,25 @@ def seconds_to_connected(url: str) -> float:
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [EVENTBUS, "ui", "--url", url], stdin=terminal, stdout=terminal, stderr=terminal,
-        env={**os.environ, "TERM": "xterm-256color"}, start_new_session=True,
+        [EVENTBUS, "ui", "--url", url],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "TERM": "xterm-256color"},
+        start_new_session=True,
     )
     os.close(terminal)
     try:
         screen = b""
         deadline = start + 20
         while b"connected" not in screen:
-            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.perf_counter()))
+            ready, _, _ = select.select(
+                [controller], [], [], max(0.0, deadline - time.perf_counter())
+            )
             if not ready:
-                raise RuntimeError(f"eventbus ui never showed the bus as connected:\n{screen[-2000:]!r}")
+                raise RuntimeError(
+                    f"eventbus ui never showed the bus as connected:\n{screen[-2000:]!r}"
+                )
             screen += os.read(controller, 65536)
         elapsed = time.perf_counter() - start
         os.write(controller, b"q")
@@ -72,7 +80,9 @@ async def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-record", action="store_true")
     run(measure(parser.parse_args()))

@@ -20,7 +20,12 @@ from eventbus_cli.targets import bus_ids, default_config_path, resolve_target
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
-__all__ = ["complete_bus_id", "complete_failed_firing_id", "complete_rule_id", "complete_schedule_id"]
+__all__ = [
+    "complete_bus_id",
+    "complete_failed_firing_id",
+    "complete_rule_id",
+    "complete_schedule_id",
+]
 
 #: How long one Tab may wait for the bus.
 ASK_TIMEOUT_S = 2.0
@@ -44,19 +49,26 @@ def complete_bus_id(ctx: typer.Context, incomplete: str) -> list[str]:
     return [bus_id for bus_id in bus_ids(config) if bus_id.startswith(incomplete)]
 
 
-def _ask(ctx: typer.Context, question: Callable[[EventBusClient], Awaitable[list[Any]]]) -> list[Any]:
+def _ask(
+    ctx: typer.Context, question: Callable[[EventBusClient], Awaitable[list[Any]]]
+) -> list[Any]:
     import asyncio
 
     bus = _typed(ctx, "bus")
     try:
         target = resolve_target(
-            _typed(ctx, "url"), bus[0] if isinstance(bus, list) else bus, _typed(ctx, "config"), _typed(ctx, "token")
+            _typed(ctx, "url"),
+            bus[0] if isinstance(bus, list) else bus,
+            _typed(ctx, "config"),
+            _typed(ctx, "token"),
         )
 
         async def asked() -> list[Any]:
             from eventbus_client import connect
 
-            async with await connect(target.url, token=target.token, timeout_s=ASK_TIMEOUT_S) as client:
+            async with await connect(
+                target.url, token=target.token, timeout_s=ASK_TIMEOUT_S
+            ) as client:
                 async with asyncio.timeout(ASK_TIMEOUT_S):
                     return await question(client)
 
@@ -87,7 +99,9 @@ def complete_failed_firing_id(ctx: typer.Context, incomplete: str) -> list[tuple
     rule = _typed(ctx, "rule")
     firings = _ask(
         ctx,
-        lambda client: client.list_firings(rule_id=rule, status="failed", limit=FIRINGS_OFFERED, order="desc"),
+        lambda client: client.list_firings(
+            rule_id=rule, status="failed", limit=FIRINGS_OFFERED, order="desc"
+        ),
     )
     return [
         (str(f["firing_id"]), f"{f['rule_id']}: {f.get('error') or 'failed'}"[:80])

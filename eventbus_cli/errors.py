@@ -17,7 +17,9 @@ EXIT_UNREACHABLE = 3
 #: `rules test`: the event does not match (as grep exits 1 when nothing matches).
 EXIT_NO_MATCH = 1
 
-EXIT_CODES_HELP = "Exit codes: 0 ok, 1 the bus answered with an error, 2 usage/config error, 3 cannot connect."
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 the bus answered with an error, 2 usage/config error, 3 cannot connect."
+)
 
 #: Wire words in a bus's messages → what a CLI user types instead.
 WIRE_TO_FLAG = {
@@ -48,5 +50,7 @@ def in_flags(message: str, *, token_env: str | None = None) -> str:
         # `source_trn is required`, `source_trn 'x' is not allowed`; not inside `$.source_trn`.
         message = re.sub(rf"(?<![\w.$-]){field}(?=: | is | ')", flag, message)
     if token_env:
-        message = message.replace("$EVENTBUS_TOKEN", f"$EVENTBUS_TOKEN (or ${token_env}, the bus's auth_token_env)")
+        message = message.replace(
+            "$EVENTBUS_TOKEN", f"$EVENTBUS_TOKEN (or ${token_env}, the bus's auth_token_env)"
+        )
     return message

@@ -34,7 +34,7 @@ app = typer.Typer(
         "($EVENTBUS_URL).\n\n"
         "Examples:\n\n"
         "  eventbus serve\n\n"
-        "  eventbus emit repo.pushed --payload '{\"repo\": \"acme/api\"}' --source-trn trn:user:alice:cli:v1\n\n"
+        '  eventbus emit repo.pushed --payload \'{"repo": "acme/api"}\' --source-trn trn:user:alice:cli:v1\n\n'
         "  eventbus tail 'repo.>' --source-trn trn:user:\n\n"
         "  eventbus history --source-trn trn:user:alice: --since 2h\n\n"
         "  eventbus rules add rule.json\n\n"

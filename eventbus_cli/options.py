@@ -45,9 +45,15 @@ ConfigOption = Annotated[
 TokenOption = Annotated[
     str | None,
     typer.Option(
-        "--token", envvar="EVENTBUS_TOKEN", metavar="TOKEN", help="Token for buses with auth.", show_default=False
+        "--token",
+        envvar="EVENTBUS_TOKEN",
+        metavar="TOKEN",
+        help="Token for buses with auth.",
+        show_default=False,
     ),
 ]
+
+
 class EventFormat(StrEnum):
     table = "table"
     json = "json"
@@ -69,14 +75,23 @@ JsonOption = Annotated[
 ]
 SourceTrnFilter = Annotated[
     str | None,
-    typer.Option("--source-trn", metavar="TRN", help="Only events whose source matches this TRN pattern/prefix."),
+    typer.Option(
+        "--source-trn",
+        metavar="TRN",
+        help="Only events whose source matches this TRN pattern/prefix.",
+    ),
 ]
 TargetTrnFilter = Annotated[
     str | None,
-    typer.Option("--target-trn", metavar="TRN", help="Only events whose target matches this TRN pattern/prefix."),
+    typer.Option(
+        "--target-trn",
+        metavar="TRN",
+        help="Only events whose target matches this TRN pattern/prefix.",
+    ),
 ]
 CorrelationIdFilter = Annotated[
-    str | None, typer.Option("--correlation-id", metavar="ID", help="Only events with this correlation id.")
+    str | None,
+    typer.Option("--correlation-id", metavar="ID", help="Only events with this correlation id."),
 ]
 TopicArgument = Annotated[
     str, typer.Argument(metavar="PATTERN", help="Topic pattern: * one token, > the rest.")
@@ -86,5 +101,11 @@ RuleIdArgument = Annotated[
 ]
 RuleIdOption = Annotated[
     str | None,
-    typer.Option("--rule", "-r", metavar="RULE_ID", help="Only this rule's firings.", autocompletion=complete_rule_id),
+    typer.Option(
+        "--rule",
+        "-r",
+        metavar="RULE_ID",
+        help="Only this rule's firings.",
+        autocompletion=complete_rule_id,
+    ),
 ]

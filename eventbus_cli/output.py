@@ -108,7 +108,11 @@ class Output:
         )
 
     def table(
-        self, rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, title: str | None = None
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        columns: Sequence[tuple[str, str]],
+        *,
+        title: str | None = None,
     ) -> None:
         """`rows` as a table of `columns` ((key, header) pairs); NDJSON of whole rows when piped."""
         rows = list(rows)

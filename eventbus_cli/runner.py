@@ -64,13 +64,20 @@ def unreachable(exc: ConnectionLost, target: Target | None) -> tuple[str, str | 
     """What went wrong reaching `target`, and what to check (None when the reason says it)."""
     url = target.url if target is not None else ""
     reason = exc.message.removeprefix(f"cannot connect to {url}: ")
-    where = f"bus {target.bus_id} at {url}" if target is not None and target.bus_id else url or "the bus"
+    where = (
+        f"bus {target.bus_id} at {url}"
+        if target is not None and target.bus_id
+        else url or "the bus"
+    )
     if "TLS" in reason:
         return f"cannot reach {where}: {reason}", None
     if reason == "connection closed" and url.startswith("tcp://"):
         # A TLS bus hangs up on a client that does not start with a TLS handshake.
         plain = url.removeprefix("tcp://")
-        return f"{where} closed the connection without answering; if it is a TLS bus, use tls://{plain}", None
+        return (
+            f"{where} closed the connection without answering; if it is a TLS bus, use tls://{plain}",
+            None,
+        )
     return f"cannot reach {where}: {reason}", UNREACHABLE_HINT
 
 

@@ -46,13 +46,17 @@ def _read_buses(path: Path) -> tuple[BusConfig, ...]:
     from eventbus_core.config import ConfigError, load_config
 
     if not path.is_file():
-        raise UsageError(f"config file {path} not found: pass --config PATH or --url tcp://host:port")
+        raise UsageError(
+            f"config file {path} not found: pass --config PATH or --url tcp://host:port"
+        )
     try:
         return load_config(path, secrets=False).buses
     except ConfigError as exc:
         first = next((f"{loc}: {msg}" if loc else msg for loc, msg in exc.problems), "invalid")
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        raise UsageError(f"config {path}: {first}{more} (run `eventbus config validate {path}`)") from None
+        raise UsageError(
+            f"config {path}: {first}{more} (run `eventbus config validate {path}`)"
+        ) from None
 
 
 def _connect_host(host: str) -> str:
@@ -91,18 +95,24 @@ def check_url(url: str) -> str:
     full = url if "://" in url else f"tcp://{url}"
     scheme = full.partition("://")[0]
     if scheme not in ("tcp", "tls"):
-        raise UsageError(f"--url {url}: the scheme must be tcp:// or tls://, not {scheme}:// (e.g. --url tcp://127.0.0.1:4010)")
+        raise UsageError(
+            f"--url {url}: the scheme must be tcp:// or tls://, not {scheme}:// (e.g. --url tcp://127.0.0.1:4010)"
+        )
     parts = urlsplit(full)
     try:
         port = parts.port
     except ValueError:
         port = None
     if not parts.hostname or port is None:
-        raise UsageError(f"--url {url}: expected {scheme}://host:port (e.g. --url tcp://127.0.0.1:4010)")
+        raise UsageError(
+            f"--url {url}: expected {scheme}://host:port (e.g. --url tcp://127.0.0.1:4010)"
+        )
     return full
 
 
-def resolve_target(url: str | None, bus_id: str | None, config: Path | None, token: str | None) -> Target:
+def resolve_target(
+    url: str | None, bus_id: str | None, config: Path | None, token: str | None
+) -> Target:
     """--url wins; then --bus (or the config's first bus) from --config."""
     if url:
         if bus_id:

@@ -33,7 +33,9 @@ def parse_at_ms(value: str, option: str) -> int:
     (which would mean "ago" elsewhere: `--delay` says "from now")."""
     moment = _moment_ms(value.strip())
     if moment is None:
-        raise UsageError(f"{option} {value!r} is not a time: use ISO-8601 like 2026-12-24T09:00Z or epoch ms (for 'in 10m', use --delay 10m)")
+        raise UsageError(
+            f"{option} {value!r} is not a time: use ISO-8601 like 2026-12-24T09:00Z or epoch ms (for 'in 10m', use --delay 10m)"
+        )
     return moment
 
 
@@ -44,7 +46,9 @@ def parse_delay_ms(value: str, option: str) -> int:
     try:
         return int(parse_duration_s(value) * 1000)
     except ValueError:
-        raise UsageError(f"{option} {value!r} is not a duration: use '30s', '10m', '2h', '7d' or seconds") from None
+        raise UsageError(
+            f"{option} {value!r} is not a duration: use '30s', '10m', '2h', '7d' or seconds"
+        ) from None
 
 
 def parse_time_ms(value: str, option: str, *, now_ms: int | None = None) -> int:

@@ -1,9 +1,9 @@
 """eventbus_client: talk to an eventbus from Python.
 
-    from eventbus_client import connect
+from eventbus_client import connect
 
-    async with await connect("tcp://127.0.0.1:4010") as bus:
-        await bus.emit("repo.pushed", {"repo": "acme/api"}, source_trn="trn:user:alice:cli:v1")
+async with await connect("tcp://127.0.0.1:4010") as bus:
+    await bus.emit("repo.pushed", {"repo": "acme/api"}, source_trn="trn:user:alice:cli:v1")
 """
 
 from eventbus_client.client import EventBusClient, PollResult, ReplayResult, connect

@@ -61,7 +61,9 @@ class ReplayResult:
 
 
 def _scheduled_result(result: Mapping[str, Any]) -> ScheduledResult:
-    return ScheduledResult(result["schedule_id"], result["deliver_at"], result.get("duplicate", False))
+    return ScheduledResult(
+        result["schedule_id"], result["deliver_at"], result.get("duplicate", False)
+    )
 
 
 def _without_none(**fields: Any) -> dict[str, Any]:
@@ -109,7 +111,10 @@ class EventBusClient:
             if self._closing:
                 raise ConnectionLost("the client is closed")
             conn = await open_connection(
-                self.url, on_notification=self._on_notification, timeout_s=self._timeout_s, ssl_context=self._ssl_context
+                self.url,
+                on_notification=self._on_notification,
+                timeout_s=self._timeout_s,
+                ssl_context=self._ssl_context,
             )
             conn.on_close = self._on_connection_closed
             if self._token is not None:
@@ -121,7 +126,11 @@ class EventBusClient:
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Call any bus method by name (connecting again first if the connection dropped)."""
-        conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+        conn = (
+            self._conn
+            if self._conn is not None and not self._conn.is_closed
+            else await self._connect()
+        )
         return await conn.call(method, dict(params) if params else None)
 
     def _on_connection_closed(self) -> None:
@@ -137,7 +146,9 @@ class EventBusClient:
                 await self._connect()
                 return
             except ConnectionLost as exc:
-                log.info("reconnect to %s failed (%s); retrying in %.2fs", self.url, exc.message, delay)
+                log.info(
+                    "reconnect to %s failed (%s); retrying in %.2fs", self.url, exc.message, delay
+                )
             except EventBusError as exc:
                 for sub in list(self._subscriptions.values()):
                     sub.fail(exc)
@@ -262,17 +273,23 @@ class EventBusClient:
     async def emit_many(self, events: Iterable[Mapping[str, Any] | EmitParams]) -> list[int]:
         """Emit several events in one transaction (all or nothing); their ids in order."""
         wire = [
-            e.model_dump(exclude_none=True, exclude={"event_id"}) if isinstance(e, EmitParams) else dict(e)
+            e.model_dump(exclude_none=True, exclude={"event_id"})
+            if isinstance(e, EmitParams)
+            else dict(e)
             for e in events
         ]
         result = await self.call("emit_events", {"events": wire})
         return list(result["event_ids"])
 
-    async def schedule_many(self, events: Iterable[Mapping[str, Any] | EmitParams]) -> list[ScheduledResult]:
+    async def schedule_many(
+        self, events: Iterable[Mapping[str, Any] | EmitParams]
+    ) -> list[ScheduledResult]:
         """Store several delayed events in one transaction (all or nothing); each needs
         `deliver_at` or `delay_ms`. Each is appended to the log when it falls due."""
         wire = [
-            e.model_dump(exclude_none=True, exclude={"event_id"}) if isinstance(e, EmitParams) else dict(e)
+            e.model_dump(exclude_none=True, exclude={"event_id"})
+            if isinstance(e, EmitParams)
+            else dict(e)
             for e in events
         ]
         result = await self.call("emit_events", {"events": wire})
@@ -282,7 +299,9 @@ class EventBusClient:
         """Drop a delayed event before it is due; NotFound once it is appended (or cancelled)."""
         await self.call("cancel_scheduled", {"schedule_id": schedule_id})
 
-    async def list_scheduled(self, *, limit: int = 100, after: ScheduledCursorInfo | None = None) -> ScheduledPage:
+    async def list_scheduled(
+        self, *, limit: int = 100, after: ScheduledCursorInfo | None = None
+    ) -> ScheduledPage:
         """Pending delayed events, due first; pass `after=page["next"]` for the next page."""
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
@@ -355,7 +374,11 @@ class EventBusClient:
             unsubscribe=self._unsubscribe,
             set_reading=self._set_reading,
         )
-        conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+        conn = (
+            self._conn
+            if self._conn is not None and not self._conn.is_closed
+            else await self._connect()
+        )
         await self._resubscribe(conn, sub)
         return sub
 
@@ -395,7 +418,11 @@ class EventBusClient:
 
     async def _resume_after_lag(self, sub: _AnySubscription) -> None:
         try:
-            conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+            conn = (
+                self._conn
+                if self._conn is not None and not self._conn.is_closed
+                else await self._connect()
+            )
             await self._resubscribe(conn, sub)
         except ConnectionLost:
             self._subscriptions[sub.id] = sub  # type: ignore[index]  # the reconnect loop picks it up
@@ -404,7 +431,9 @@ class EventBusClient:
 
     # -- rules ---------------------------------------------------------------
 
-    async def register_rule(self, rule: Mapping[str, Any], *, replace: bool = False) -> RegisterResult:
+    async def register_rule(
+        self, rule: Mapping[str, Any], *, replace: bool = False
+    ) -> RegisterResult:
         """Register a rule (DESIGN.md §4); `{id, created}`.
 
         Args:
@@ -431,7 +460,11 @@ class EventBusClient:
         return rule
 
     async def test_rule(
-        self, event: Mapping[str, Any], *, rule: Mapping[str, Any] | None = None, rule_id: str | None = None
+        self,
+        event: Mapping[str, Any],
+        *,
+        rule: Mapping[str, Any] | None = None,
+        rule_id: str | None = None,
     ) -> RuleTestResult:
         """Dry-run a rule (given, or stored under `rule_id`) against `event`: `{matched, failures, action}`."""
         params = _without_none(rule=dict(rule) if rule is not None else None, rule_id=rule_id)
@@ -448,12 +481,18 @@ class EventBusClient:
         order: str = "asc",
     ) -> list[FiringInfo]:
         """Recorded firings; `status="failed"` lists the dead letters."""
-        params = _without_none(rule_id=rule_id, status=status, since=since, limit=limit, order=order)
+        params = _without_none(
+            rule_id=rule_id, status=status, since=since, limit=limit, order=order
+        )
         firings: list[FiringInfo] = (await self.call("list_firings", params))["firings"]
         return firings
 
     async def retry_firings(
-        self, firing_ids: Sequence[int] | None = None, *, rule_id: str | None = None, status: str = "failed"
+        self,
+        firing_ids: Sequence[int] | None = None,
+        *,
+        rule_id: str | None = None,
+        status: str = "failed",
     ) -> int:
         """Run dead letters again (same firing_id, attempts continue); how many run.
 
@@ -466,14 +505,20 @@ class EventBusClient:
         At most 10,000 a call: call again while it returns 10,000.
         """
         params = _without_none(
-            firing_ids=list(firing_ids) if firing_ids is not None else None, rule_id=rule_id, status=status
+            firing_ids=list(firing_ids) if firing_ids is not None else None,
+            rule_id=rule_id,
+            status=status,
         )
         return int((await self.call("retry_firings", params))["retried"])
 
     async def subscribe_firings(self, *, rule_id: str | None = None) -> FiringSubscription:
         """Finished firings as they happen (all rules, or one)."""
         sub = FiringSubscription(rule_id=rule_id, unsubscribe=self._unsubscribe)
-        conn = self._conn if self._conn is not None and not self._conn.is_closed else await self._connect()
+        conn = (
+            self._conn
+            if self._conn is not None and not self._conn.is_closed
+            else await self._connect()
+        )
         await self._resubscribe(conn, sub)
         return sub
 
@@ -509,10 +554,16 @@ class EventBusClient:
             max_ack_pending: events leased at once across all workers (default 1000).
         """
         params = _without_none(
-            name=name, topic=topic, source_trn=source_trn, target_trn=target_trn,
+            name=name,
+            topic=topic,
+            source_trn=source_trn,
+            target_trn=target_trn,
             pattern=dict(pattern) if pattern is not None else None,
-            start=start if isinstance(start, str) else dict(start), ack_wait_ms=ack_wait_ms, max_deliver=max_deliver,
-            backoff_ms=list(backoff_ms) if backoff_ms is not None else None, max_ack_pending=max_ack_pending,
+            start=start if isinstance(start, str) else dict(start),
+            ack_wait_ms=ack_wait_ms,
+            max_deliver=max_deliver,
+            backoff_ms=list(backoff_ms) if backoff_ms is not None else None,
+            max_ack_pending=max_ack_pending,
         )
         if replace:
             params["replace"] = True
@@ -529,12 +580,16 @@ class EventBusClient:
     async def delete_consumer(self, name: str) -> None:
         await self.call("delete_consumer", {"name": name})
 
-    async def fetch(self, consumer: str, *, max: int = 10, wait_ms: int = 0) -> list[ConsumerMessage]:
+    async def fetch(
+        self, consumer: str, *, max: int = 10, wait_ms: int = 0
+    ) -> list[ConsumerMessage]:
         """Lease up to `max` messages (≤ 1000), waiting up to `wait_ms` (≤ 60000) for one."""
         result = await self.call("fetch", {"consumer": consumer, "max": max, "wait_ms": wait_ms})
         return messages_from_wire(consumer, result, self._settle)
 
-    async def consume(self, consumer: str, *, batch: int = 10, wait_ms: int = 30_000) -> AsyncIterator[ConsumerMessage]:
+    async def consume(
+        self, consumer: str, *, batch: int = 10, wait_ms: int = 30_000
+    ) -> AsyncIterator[ConsumerMessage]:
         """Every message of `consumer` this worker leases, `batch` at a time, for as long
         as the caller iterates; ack, nack, extend or term each (see ConsumerMessage)."""
         async for message in consume(lambda: self.fetch(consumer, max=batch, wait_ms=wait_ms)):
@@ -544,28 +599,47 @@ class EventBusClient:
         """Done with these leased events; how many were leased (and are now acked)."""
         return await self._settle("ack", consumer, event_ids)
 
-    async def nack(self, consumer: str, event_ids: Sequence[int], *, delay_ms: int | None = None) -> int:
+    async def nack(
+        self, consumer: str, event_ids: Sequence[int], *, delay_ms: int | None = None
+    ) -> int:
         return await self._settle("nack", consumer, event_ids, **_without_none(delay_ms=delay_ms))
 
     async def extend(self, consumer: str, event_ids: Sequence[int]) -> int:
         return await self._settle("extend", consumer, event_ids)
 
-    async def term(self, consumer: str, event_ids: Sequence[int], *, reason: str | None = None) -> int:
+    async def term(
+        self, consumer: str, event_ids: Sequence[int], *, reason: str | None = None
+    ) -> int:
         return await self._settle("term", consumer, event_ids, **_without_none(reason=reason))
 
-    async def _settle(self, method: str, consumer: str, event_ids: Sequence[int], **params: Any) -> int:
-        return int((await self.call(method, {"consumer": consumer, "event_ids": list(event_ids), **params}))["count"])
+    async def _settle(
+        self, method: str, consumer: str, event_ids: Sequence[int], **params: Any
+    ) -> int:
+        return int(
+            (
+                await self.call(
+                    method, {"consumer": consumer, "event_ids": list(event_ids), **params}
+                )
+            )["count"]
+        )
 
-    async def list_dead_letters(self, consumer: str, *, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
+    async def list_dead_letters(
+        self, consumer: str, *, after_id: int = 0, limit: int = 100
+    ) -> list[DeadLetter]:
         dead: list[DeadLetter] = (
-            await self.call("list_dead_letters", {"consumer": consumer, "after_id": after_id, "limit": limit})
+            await self.call(
+                "list_dead_letters", {"consumer": consumer, "after_id": after_id, "limit": limit}
+            )
         )["dead"]
         return dead
 
     async def redrive(self, consumer: str, event_ids: Sequence[int] | None = None) -> int:
         """Dead letters (these, or up to 10,000 of them) back to the consumer; how many."""
-        params = _without_none(consumer=consumer, event_ids=list(event_ids) if event_ids is not None else None)
+        params = _without_none(
+            consumer=consumer, event_ids=list(event_ids) if event_ids is not None else None
+        )
         return int((await self.call("redrive", params))["redriven"])
+
     # -- schedules -------------------------------------------------------------
 
     async def create_schedule(
@@ -591,8 +665,12 @@ class EventBusClient:
             enabled: create it switched off with False.
             replace: replace a schedule with the same id instead of AlreadyExists.
         """
-        params = _without_none(id=schedule_id, event=dict(event), cron=cron, every_ms=every_ms, timezone=timezone)
-        result: ScheduleCreated = await self.call("create_schedule", {**params, "enabled": enabled, "replace": replace})
+        params = _without_none(
+            id=schedule_id, event=dict(event), cron=cron, every_ms=every_ms, timezone=timezone
+        )
+        result: ScheduleCreated = await self.call(
+            "create_schedule", {**params, "enabled": enabled, "replace": replace}
+        )
         return result
 
     async def list_schedules(self) -> list[ScheduleInfo]:
@@ -614,7 +692,9 @@ class EventBusClient:
         await self.call("delete_schedule", {"id": schedule_id})
 
     async def set_schedule_enabled(self, schedule_id: str, enabled: bool) -> ScheduleInfo:
-        schedule: ScheduleInfo = await self.call("set_schedule_enabled", {"id": schedule_id, "enabled": enabled})
+        schedule: ScheduleInfo = await self.call(
+            "set_schedule_enabled", {"id": schedule_id, "enabled": enabled}
+        )
         return schedule
 
     # -- replay --------------------------------------------------------------
@@ -654,11 +734,22 @@ class EventBusClient:
                 sooner (after about two seconds of work).
         """
         params = _without_none(
-            since_ts=since_ts, until_ts=until_ts, topic=topic, source_trn=source_trn, target_trn=target_trn,
-            to_topic=to_topic, to_bus=to_bus, dry_run=dry_run, after_id=after_id, until_id=until_id, limit=limit,
+            since_ts=since_ts,
+            until_ts=until_ts,
+            topic=topic,
+            source_trn=source_trn,
+            target_trn=target_trn,
+            to_topic=to_topic,
+            to_bus=to_bus,
+            dry_run=dry_run,
+            after_id=after_id,
+            until_id=until_id,
+            limit=limit,
         )
         result = await self.call("replay_events", params)
-        return ReplayResult(result["replayed"], result["last_replayed_id"], result["until_id"], result["done"])
+        return ReplayResult(
+            result["replayed"], result["last_replayed_id"], result["until_id"], result["done"]
+        )
 
     # -- bus -----------------------------------------------------------------
 

@@ -185,7 +185,9 @@ async def open_connection(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancel
-            _, protocol = await loop.create_connection(lambda: RpcConnection(on_notification), host, port, ssl=ssl_context)
+            _, protocol = await loop.create_connection(
+                lambda: RpcConnection(on_notification), host, port, ssl=ssl_context
+            )
     except ssl.SSLError as exc:
         raise ConnectionLost(f"cannot connect to {url}: {_tls_problem(exc, host, port)}") from None
     except (OSError, TimeoutError) as exc:

@@ -59,9 +59,17 @@ class ConsumerMessage:
         return await self._settle("term", self.consumer, [self.event_id], **params) == 1
 
 
-def messages_from_wire(consumer: str, result: dict[str, Any], settle: Settler) -> list[ConsumerMessage]:
+def messages_from_wire(
+    consumer: str, result: dict[str, Any], settle: Settler
+) -> list[ConsumerMessage]:
     return [
-        ConsumerMessage(consumer, EventEnvelope.model_validate(m["event"]), m["deliveries"], m["lease_until"], settle)
+        ConsumerMessage(
+            consumer,
+            EventEnvelope.model_validate(m["event"]),
+            m["deliveries"],
+            m["lease_until"],
+            settle,
+        )
         for m in result["messages"]
     ]
 

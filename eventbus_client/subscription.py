@@ -146,7 +146,9 @@ class FiringSubscription(_Stream):
 
     method = "subscribe_firings"
 
-    def __init__(self, *, rule_id: str | None, unsubscribe: Callable[[Any], Awaitable[None]]) -> None:
+    def __init__(
+        self, *, rule_id: str | None, unsubscribe: Callable[[Any], Awaitable[None]]
+    ) -> None:
         super().__init__(unsubscribe)
         self.rule_id = rule_id
 

@@ -24,7 +24,9 @@ T = TypeVar("T")
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="eventbus-client", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="eventbus-client", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
@@ -75,7 +77,9 @@ class SyncClient:
 
     def emit(self, topic: str, payload: Any = None, **options: Any) -> EmitResult | ScheduledResult:
         """`deliver_at=` or `delay_ms=` among the options: a `ScheduledResult`."""
-        result: EmitResult | ScheduledResult = self._runner.run(self._client.emit(topic, payload, **options))
+        result: EmitResult | ScheduledResult = self._runner.run(
+            self._client.emit(topic, payload, **options)
+        )
         return result
 
     def emit_many(self, events: list[dict[str, Any]]) -> list[int]:
@@ -85,7 +89,9 @@ class SyncClient:
         return self._runner.run(self._client.poll(topic, **options))
 
     def subscribe(self, topic: str = ">", **options: Any) -> SyncSubscription:
-        return SyncSubscription(self._runner, self._runner.run(self._client.subscribe(topic, **options)))
+        return SyncSubscription(
+            self._runner, self._runner.run(self._client.subscribe(topic, **options))
+        )
 
     def list_topics(self) -> list[TopicInfo]:
         return self._runner.run(self._client.list_topics())

@@ -47,7 +47,20 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 
 #: Attributes with a place of their own in an event; the rest go to metadata.cloudevents.
-_MAPPED = frozenset({"specversion", "id", "source", "type", "subject", "time", "correlationid", "traceparent", "data", "data_base64"})
+_MAPPED = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "correlationid",
+        "traceparent",
+        "data",
+        "data_base64",
+    }
+)
 _REQUIRED = ("specversion", "id", "source", "type")
 #: CloudEvents 1.0: attribute names are lower-case ASCII letters and digits.
 _NAME_RE = re.compile(r"[a-z0-9]{1,64}")
@@ -106,7 +119,11 @@ def from_cloudevent(event: Any, *, where: str = "") -> dict[str, Any]:
     prefixes attribute names in errors (`[3].` in a batch)."""
     source, ce_id, topic = _required(event, where)
     extra: dict[str, Any] = {"id": ce_id}
-    params: dict[str, Any] = {"topic": topic, "source_trn": source, "idempotency_key": idempotency_key(source, ce_id)}
+    params: dict[str, Any] = {
+        "topic": topic,
+        "source_trn": source,
+        "idempotency_key": idempotency_key(source, ce_id),
+    }
     metadata: dict[str, Any] = {}
     if event.get("subject") is not None:
         subject = _string(event, "subject", where)
@@ -141,13 +158,17 @@ def _required(event: Any, where: str) -> tuple[str, str, str]:
         if name not in event:
             raise _invalid(where, name, "required attribute is missing")
     if event["specversion"] != "1.0":
-        raise _invalid(where, "specversion", f"must be \"1.0\", not {str(event['specversion'])[:16]!r}")
+        raise _invalid(
+            where, "specversion", f'must be "1.0", not {str(event["specversion"])[:16]!r}'
+        )
     ce_id = _string(event, "id", where)
     if len(ce_id) > MAX_ID_CHARS:
         raise _invalid(where, "id", f"longer than {MAX_ID_CHARS} characters")
     source = _string(event, "source", where)
     if not is_valid_trn(source):
-        raise _invalid(where, "source", f"must be a TRN (trn:<platform>:<scope>:…), not {source[:80]!r}")
+        raise _invalid(
+            where, "source", f"must be a TRN (trn:<platform>:<scope>:…), not {source[:80]!r}"
+        )
     try:
         topic = validate_topic(event["type"])
     except ValueError as exc:
@@ -164,9 +185,13 @@ def _other_attributes(event: dict[str, Any], where: str) -> dict[str, Any]:
         if name in _MAPPED or value is None:
             continue
         if not _NAME_RE.fullmatch(name):
-            raise _invalid(where, name, "attribute names are lower-case letters and digits (CloudEvents 1.0)")
+            raise _invalid(
+                where, name, "attribute names are lower-case letters and digits (CloudEvents 1.0)"
+            )
         if isinstance(value, dict | list):
-            raise _invalid(where, name, "an attribute is a string, number or boolean, not an object or array")
+            raise _invalid(
+                where, name, "an attribute is a string, number or boolean, not an object or array"
+            )
         other[name] = value
     return other
 
@@ -176,7 +201,9 @@ def _rfc3339(timestamp_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_cloudevent(event: dict[str, Any], *, default_source: str, extensions: dict[str, Any] | None = None) -> dict[str, Any]:
+def to_cloudevent(
+    event: dict[str, Any], *, default_source: str, extensions: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A stored event (its wire form) as a structured-mode CloudEvent (the reverse mapping).
 
     `extensions` are added as they are (a tool call's `firingid`, `ruleid`).
@@ -202,7 +229,11 @@ def to_cloudevent(event: dict[str, Any], *, default_source: str, extensions: dic
     if isinstance(metadata.get("traceparent"), str):
         out["traceparent"] = metadata["traceparent"]
     for name, value in extra.items():
-        if isinstance(name, str) and _NAME_RE.fullmatch(name) and isinstance(value, str | int | float | bool):
+        if (
+            isinstance(name, str)
+            and _NAME_RE.fullmatch(name)
+            and isinstance(value, str | int | float | bool)
+        ):
             out[name] = value
     out["eventid"] = event["event_id"]
     if extensions:

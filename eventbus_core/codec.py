@@ -11,7 +11,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_NESTING", "DecodeError", "LineFramer", "compact", "deeper_than", "dumps", "dumps_line", "loads"]
+__all__ = [
+    "MAX_NESTING",
+    "DecodeError",
+    "LineFramer",
+    "compact",
+    "deeper_than",
+    "dumps",
+    "dumps_line",
+    "loads",
+]
 
 DecodeError = orjson.JSONDecodeError
 

@@ -104,7 +104,9 @@ MAX_DURATION_S = 100 * 365.25 * 86_400
 def _duration_s(value: Any) -> float:
     seconds = parse_duration_s(value)
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"a duration must be at most 100 years ({MAX_DURATION_S:.0f} s), not {value!r}")
+        raise ValueError(
+            f"a duration must be at most 100 years ({MAX_DURATION_S:.0f} s), not {value!r}"
+        )
     return seconds
 
 
@@ -171,7 +173,9 @@ class ToolRoute(_Strict):
     def _kind_has_its_target(self) -> ToolRoute:
         if self.kind == "mcp":
             return self._mcp_target()
-        needed = {"http": "url", "jsonrpc": "url", "command": "argv", "python": "function"}[self.kind]
+        needed = {"http": "url", "jsonrpc": "url", "command": "argv", "python": "function"}[
+            self.kind
+        ]
         if getattr(self, needed) in (None, ()):
             raise ValueError(f"a '{self.kind}' tool route needs '{needed}'")
         extra = [key for key in ("command", "tool", "env") if getattr(self, key) is not None]
@@ -183,17 +187,23 @@ class ToolRoute(_Strict):
 
     def _mcp_target(self) -> ToolRoute:
         if (self.command is None) == (self.url is None):
-            raise ValueError("an 'mcp' tool route needs either 'command' (stdio) or 'url' (Streamable HTTP)")
+            raise ValueError(
+                "an 'mcp' tool route needs either 'command' (stdio) or 'url' (Streamable HTTP)"
+            )
         if self.command is not None and (not self.command or not self.command[0]):
-            raise ValueError("'command' must name a program: [\"program\", \"arg\", …]")
+            raise ValueError('\'command\' must name a program: ["program", "arg", …]')
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("an 'mcp' route's 'url' must start with http:// or https://")
         if self.headers is not None and self.url is None:
-            raise ValueError("'headers' are for an 'mcp' route with 'url'; a stdio server takes 'env'")
+            raise ValueError(
+                "'headers' are for an 'mcp' route with 'url'; a stdio server takes 'env'"
+            )
         if self.env is not None and self.command is None:
             raise ValueError("'env' is for an 'mcp' route with 'command'")
         if self.method is not None or self.argv is not None or self.function is not None:
-            raise ValueError("an 'mcp' route takes 'command' or 'url' (not 'argv', 'method' or 'function')")
+            raise ValueError(
+                "an 'mcp' route takes 'command' or 'url' (not 'argv', 'method' or 'function')"
+            )
         return self
 
 
@@ -289,15 +299,23 @@ class BusConfig(_Strict, _Listens):
     @model_validator(mode="after")
     def _storage_fits_persist(self) -> BusConfig:
         if self.storage_path is not None and self.storage_url is not None:
-            raise ValueError("set either storage_path (SQLite) or storage_url (PostgreSQL), not both")
+            raise ValueError(
+                "set either storage_path (SQLite) or storage_url (PostgreSQL), not both"
+            )
         has_storage = self.storage_path is not None or self.storage_url is not None
         if self.persist and not has_storage:
             raise ValueError("persist is true but neither storage_path nor storage_url is set")
         if has_storage and not self.persist:
-            raise ValueError("storage is set but persist is false; set persist: true or remove the storage")
+            raise ValueError(
+                "storage is set but persist is false; set persist: true or remove the storage"
+            )
         url = self.storage_url.get_secret_value() if self.storage_url is not None else None
         # A URL still holding a ${NAME} was loaded without secrets (a client's view).
-        if url is not None and not _ENV_RE.search(url) and not url.startswith(("postgresql://", "postgres://")):
+        if (
+            url is not None
+            and not _ENV_RE.search(url)
+            and not url.startswith(("postgresql://", "postgres://"))
+        ):
             raise ValueError("storage_url must start with postgresql://")
         return self
 
@@ -359,25 +377,43 @@ def _prepare_bus(
     if isinstance(tools, list):
         # Tool credentials stay out of the file too: `"Authorization": "Bearer ${TOKEN}"`.
         bus["tools"] = [
-            _expand_headers(route, f"[{index}].tools[{i}]", env, problems, secrets) for i, route in enumerate(tools)
+            _expand_headers(route, f"[{index}].tools[{i}]", env, problems, secrets)
+            for i, route in enumerate(tools)
         ]
     if "config_dir" in bus:
-        problems.append((f"[{index}].config_dir", "not allowed in the file; it is the folder of the config file"))
+        problems.append(
+            (
+                f"[{index}].config_dir",
+                "not allowed in the file; it is the folder of the config file",
+            )
+        )
     bus["config_dir"] = base_dir.resolve()
     if "auth_token" in bus:
-        problems.append((f"[{index}].auth_token", "not allowed in the file; name an env variable with auth_token_env"))
+        problems.append(
+            (
+                f"[{index}].auth_token",
+                "not allowed in the file; name an env variable with auth_token_env",
+            )
+        )
         bus.pop("auth_token")
     token_env = bus.get("auth_token_env")
     if isinstance(token_env, str):
         token = env.get(token_env)
         if not token and secrets:
-            problems.append((f"[{index}].auth_token_env", f"environment variable {token_env} is not set or empty"))
+            problems.append(
+                (
+                    f"[{index}].auth_token_env",
+                    f"environment variable {token_env} is not set or empty",
+                )
+            )
         elif token:
             bus["auth_token"] = token
     return bus, problems
 
 
-def _expand(text: str, where: str, env: Mapping[str, str], problems: list[tuple[str, str]], secrets: bool) -> str:
+def _expand(
+    text: str, where: str, env: Mapping[str, str], problems: list[tuple[str, str]], secrets: bool
+) -> str:
     """`${NAME}` → the variable's value; an unset one is a problem at `where` (without
     `secrets`, it stays as it is written)."""
     if not secrets:
@@ -399,7 +435,9 @@ def _expand_headers(
         values = route.get(key)
         if isinstance(values, dict):
             expanded_route[key] = {
-                name: _expand(value, f"{where}.{key}.{name}", env, problems, secrets) if isinstance(value, str) else value
+                name: _expand(value, f"{where}.{key}.{name}", env, problems, secrets)
+                if isinstance(value, str)
+                else value
                 for name, value in values.items()
             }
     return expanded_route
@@ -424,7 +462,9 @@ def _binds(host: str) -> set[tuple[int, str]]:
 
 
 def _collide(a: set[tuple[int, str]], b: set[tuple[int, str]]) -> bool:
-    return any((va == vb and "*" in (ha, hb)) or (va, ha) == (vb, hb) for va, ha in a for vb, hb in b)
+    return any(
+        (va == vb and "*" in (ha, hb)) or (va, ha) == (vb, hb) for va, ha in a for vb, hb in b
+    )
 
 
 def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
@@ -443,7 +483,9 @@ def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
         bus_id = bus.get("id")
         if isinstance(bus_id, str):
             if bus_id in seen_ids:
-                problems.append((f"[{index}].id", f"duplicate bus id {bus_id!r} (also [{seen_ids[bus_id]}])"))
+                problems.append(
+                    (f"[{index}].id", f"duplicate bus id {bus_id!r} (also [{seen_ids[bus_id]}])")
+                )
             seen_ids.setdefault(bus_id, index)
         http = bus.get("http")
         listens = [("listen", bus.get("listen"))]
@@ -463,7 +505,9 @@ def _duplicates(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
                         message = f"{listen!r} collides with {other_listen!r} of {other}: both take port {port}"
                     problems.append((where, message))
                     break
-            seen_listen.append((where if key != "listen" else f"[{index}]", listen, address[1], binds))
+            seen_listen.append(
+                (where if key != "listen" else f"[{index}]", listen, address[1], binds)
+            )
     return problems
 
 
@@ -471,7 +515,11 @@ def _problems(exc: ValidationError, index: int) -> list[tuple[str, str]]:
     problems = []
     for error in exc.errors(include_url=False):
         loc = format_loc([index, *error["loc"]])
-        message = _unknown_key(error["loc"]) if error["type"] == "extra_forbidden" else plain_message(error)
+        message = (
+            _unknown_key(error["loc"])
+            if error["type"] == "extra_forbidden"
+            else plain_message(error)
+        )
         problems.append((loc, message))
     return problems
 
@@ -486,7 +534,9 @@ def _unknown_key(loc: Sequence[Any]) -> str:
             if nested is None:
                 break
             model = nested
-    known = [name for name, info in model.model_fields.items() if not info.exclude and name != "path"]
+    known = [
+        name for name, info in model.model_fields.items() if not info.exclude and name != "path"
+    ]
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
@@ -505,7 +555,9 @@ def _unknown_senders(raw_buses: Sequence[Any]) -> list[tuple[str, str]]:
                 continue
             where = f"[{index}].accept_from_buses[{position}]"
             if sender == bus.get("id"):
-                problems.append((where, "a bus's own rules may always emit on it; list other buses only"))
+                problems.append(
+                    (where, "a bus's own rules may always emit on it; list other buses only")
+                )
                 continue
             close = difflib.get_close_matches(sender, sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -544,7 +596,9 @@ def parse_config(
     return Config(buses=tuple(buses))
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None, secrets: bool = True) -> Config:
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, secrets: bool = True
+) -> Config:
     """Read and validate `event_buses.json`; raises ConfigError with every problem.
 
     `secrets=False`: a client's view (see the module's docstring)."""
@@ -552,10 +606,14 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None, secre
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(str(path), [("", f"cannot read the config file: {exc.strerror}")]) from None
+        raise ConfigError(
+            str(path), [("", f"cannot read the config file: {exc.strerror}")]
+        ) from None
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(str(path), [("", f"not valid JSON: {exc}")]) from None
-    config = parse_config(data, source=str(path), base_dir=path.resolve().parent, env=env, secrets=secrets)
+    config = parse_config(
+        data, source=str(path), base_dir=path.resolve().parent, env=env, secrets=secrets
+    )
     return config.model_copy(update={"path": path.resolve()})

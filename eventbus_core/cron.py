@@ -59,7 +59,9 @@ def validate_cron(expr: str) -> str:
         raise ValueError(f"cron expression is longer than {_MAX_CRON_CHARS} characters")
     fields = NICKNAMES.get(text.lower(), text).split()
     if len(fields) != 5:
-        raise ValueError(f"cron expression {expr!r} has {len(fields)} fields; it takes 5 ({FIELDS})")
+        raise ValueError(
+            f"cron expression {expr!r} has {len(fields)} fields; it takes 5 ({FIELDS})"
+        )
     try:
         CronSim(" ".join(fields), _EPOCH)
     except (CronSimError, ValueError, IndexError) as exc:
@@ -75,7 +77,9 @@ def validate_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'UTC' or 'Europe/Berlin')") from None
+        raise ValueError(
+            f"unknown time zone {name!r} (an IANA name such as 'UTC' or 'Europe/Berlin')"
+        ) from None
     return name
 
 
@@ -83,7 +87,9 @@ class Cadence:
     """The ticks of one schedule: `after(ms)` is the first one later than `ms`,
     `latest(ms)` the last one at or before it (None: there is none)."""
 
-    def __init__(self, *, cron: str | None = None, every_ms: int | None = None, timezone: str = "UTC") -> None:
+    def __init__(
+        self, *, cron: str | None = None, every_ms: int | None = None, timezone: str = "UTC"
+    ) -> None:
         if (cron is None) == (every_ms is None):
             raise ValueError("a schedule takes either cron or every_ms")
         self.every_ms = every_ms
@@ -112,7 +118,9 @@ class Cadence:
     def _cron_tick(self, ms: int, *, reverse: bool) -> int | None:
         assert self.cron is not None
         try:
-            moment = datetime.fromtimestamp(ms // 1000, self.zone).replace(microsecond=ms % 1000 * 1000)
+            moment = datetime.fromtimestamp(ms // 1000, self.zone).replace(
+                microsecond=ms % 1000 * 1000
+            )
             tick = next(CronSim(self.cron, moment, reverse=reverse))
         except (OverflowError, ValueError, OSError, StopIteration):
             return None  # beyond the calendar (year 9999): never again

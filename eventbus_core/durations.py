@@ -19,7 +19,9 @@ def parse_duration_s(value: object) -> float:
     elif isinstance(value, str):
         parsed = _parse_timespan(value.strip())
         if parsed is None:
-            raise ValueError(f"invalid duration {value!r}: use a number of seconds or '30s', '15m', '2h', '7d'")
+            raise ValueError(
+                f"invalid duration {value!r}: use a number of seconds or '30s', '15m', '2h', '7d'"
+            )
         seconds = float(parsed)
     else:
         raise ValueError("a duration must be a number of seconds or a string like '10m'")

@@ -49,7 +49,12 @@ class Event:
         Optional fields the event does not have are left out rather than null,
         so `{"exists": false}` on `source_trn` means "emitted without a source".
         """
-        view = {"event_id": self.event_id, "topic": self.topic, "payload": self.payload, "timestamp": self.timestamp}
+        view = {
+            "event_id": self.event_id,
+            "topic": self.topic,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+        }
         for name in OPTIONAL_FIELDS:
             value = getattr(self, name)
             if value is not None:
@@ -100,4 +105,6 @@ class NewEvent:
 NEW_EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(NewEvent))
 
 if NEW_EVENT_FIELDS[:-1] != EVENT_FIELDS[1:]:  # pragma: no cover - a field added to one shape only
-    raise TypeError(f"NewEvent's fields {NEW_EVENT_FIELDS} must be Event's {EVENT_FIELDS} without event_id, plus idempotency_key")
+    raise TypeError(
+        f"NewEvent's fields {NEW_EVENT_FIELDS} must be Event's {EVENT_FIELDS} without event_id, plus idempotency_key"
+    )

@@ -140,7 +140,9 @@ def parse_incoming(message: Any) -> Iterator[Reply | Notification]:
             yield Notification(method, item.get("params"))
         elif "error" in item:
             error = item["error"]
-            yield Reply(item.get("id"), error=error if isinstance(error, dict) else {"message": str(error)})
+            yield Reply(
+                item.get("id"), error=error if isinstance(error, dict) else {"message": str(error)}
+            )
         elif "id" in item:  # a result, even when a lax peer leaves the member out
             yield Reply(item["id"], result=item.get("result"))
 
@@ -151,7 +153,9 @@ def _valid_id(value: Any) -> bool:
     return value is None or isinstance(value, str | float)
 
 
-def _parse_call(item: Any, exact: Any = None, *, may_hold_nul: bool = False) -> Call | dict[str, Any]:
+def _parse_call(
+    item: Any, exact: Any = None, *, may_hold_nul: bool = False
+) -> Call | dict[str, Any]:
     """A Call, or the error reply for an invalid request object.
 
     `exact` is the same item decoded with exact integers, when the line holds
@@ -162,24 +166,34 @@ def _parse_call(item: Any, exact: Any = None, *, may_hold_nul: bool = False) -> 
         return error_reply(None, InvalidRequest("invalid request: expected a JSON object"))
     call_id = item.get("id", NO_ID)
     if isinstance(exact, dict) and _inexact(exact.get("id")):
-        return error_reply(None, InvalidRequest('invalid request: an integer "id" must be within int64'))
+        return error_reply(
+            None, InvalidRequest('invalid request: an integer "id" must be within int64')
+        )
     reply_id = call_id if call_id is not NO_ID and _valid_id(call_id) else None
     if item.get("jsonrpc") != VERSION:
         return error_reply(reply_id, InvalidRequest('invalid request: "jsonrpc" must be "2.0"'))
     if call_id is not NO_ID and not _valid_id(call_id):
         if isinstance(call_id, int) and not isinstance(call_id, bool):
-            return error_reply(None, InvalidRequest('invalid request: an integer "id" must be within int64'))
-        return error_reply(None, InvalidRequest('invalid request: "id" must be a string, number or null'))
+            return error_reply(
+                None, InvalidRequest('invalid request: an integer "id" must be within int64')
+            )
+        return error_reply(
+            None, InvalidRequest('invalid request: "id" must be a string, number or null')
+        )
     method = item.get("method")
     if not isinstance(method, str):
         return error_reply(reply_id, InvalidRequest('invalid request: "method" must be a string'))
     params = item.get("params")
     if "params" in item and not isinstance(params, dict | list):
-        return error_reply(reply_id, InvalidRequest('invalid request: "params" must be an object or array'))
+        return error_reply(
+            reply_id, InvalidRequest('invalid request: "params" must be an object or array')
+        )
     if isinstance(exact, dict):
         inexact = next(_inexact_paths(exact.get("params"), []), None)
         if inexact is not None:
-            msg = f"integer {inexact[1]} is outside the range the bus keeps exactly (-2^63 to 2^64-1)"
+            msg = (
+                f"integer {inexact[1]} is outside the range the bus keeps exactly (-2^63 to 2^64-1)"
+            )
             error = _invalid_param(method, inexact[0], msg)
             return error_reply(reply_id, error) if call_id is not NO_ID else _DROPPED
     if may_hold_nul:
@@ -192,7 +206,9 @@ def _parse_call(item: Any, exact: Any = None, *, may_hold_nul: bool = False) -> 
 
 def _invalid_param(method: str, path: list[str | int], msg: str) -> InvalidParams:
     loc = format_loc(path)
-    return InvalidParams(f"invalid params for {method}: {f'{loc}: ' if loc else ''}{msg}", [{"loc": loc, "msg": msg}])
+    return InvalidParams(
+        f"invalid params for {method}: {f'{loc}: ' if loc else ''}{msg}", [{"loc": loc, "msg": msg}]
+    )
 
 
 #: The reply of a notification that cannot run: nothing is sent.
@@ -212,19 +228,27 @@ def parse_message(line: bytes, *, max_batch: int | None = None) -> Message:
     try:
         exact = _exact_items(line, data)
     except RecursionError:  # pragma: no cover - _too_deep refuses such lines first
-        return Message(replies=[error_reply(None, InvalidRequest("invalid request: nested too deeply"))])
+        return Message(
+            replies=[error_reply(None, InvalidRequest("invalid request: nested too deeply"))]
+        )
     # JSON can only carry U+0000 as this escape: lines without it cost one scan.
     may_hold_nul = b"\\u0000" in line
     if isinstance(data, list):
         if not data:
-            return Message(replies=[error_reply(None, InvalidRequest("invalid request: empty batch"))])
+            return Message(
+                replies=[error_reply(None, InvalidRequest("invalid request: empty batch"))]
+            )
         if max_batch is not None and len(data) > max_batch:
             # Checked before any item is looked at: one error, not one per item.
-            refusal = InvalidRequest(f"invalid request: a batch of {len(data)} items is over the limit of {max_batch}")
+            refusal = InvalidRequest(
+                f"invalid request: a batch of {len(data)} items is over the limit of {max_batch}"
+            )
             return Message(replies=[error_reply(None, refusal)])
         message = Message(is_batch=True)
         for index, item in enumerate(data):
-            parsed = _parse_call(item, exact[index] if exact is not None else None, may_hold_nul=may_hold_nul)
+            parsed = _parse_call(
+                item, exact[index] if exact is not None else None, may_hold_nul=may_hold_nul
+            )
             if isinstance(parsed, Call):
                 message.calls.append(parsed)
             elif parsed is not _DROPPED:
@@ -275,7 +299,11 @@ def _exact_items(line: bytes, data: Any) -> Any:
 def _inexact(value: Any) -> bool:
     if isinstance(value, _Huge):
         return True
-    return isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not INT64_MIN <= value <= INT64_MAX
+    )
 
 
 def _inexact_paths(value: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], Any]]:
@@ -286,10 +314,16 @@ def _inexact_paths(value: Any, path: list[str | int]) -> Iterator[tuple[list[str
         if isinstance(current, dict):
             stack.extend((item, [*where, key]) for key, item in reversed(current.items()))
         elif isinstance(current, list):
-            stack.extend((item, [*where, index]) for index, item in reversed(list(enumerate(current))))
+            stack.extend(
+                (item, [*where, index]) for index, item in reversed(list(enumerate(current)))
+            )
         elif isinstance(current, _Huge):
             yield where, "with more than 40 digits"
-        elif isinstance(current, int) and not isinstance(current, bool) and not EXACT_MIN <= current <= EXACT_MAX:
+        elif (
+            isinstance(current, int)
+            and not isinstance(current, bool)
+            and not EXACT_MIN <= current <= EXACT_MAX
+        ):
             yield where, current
 
 
@@ -312,8 +346,13 @@ def _nul_paths(value: Any) -> Iterator[tuple[list[str | int], str]]:
                 yield where, f"U+0000 (NUL) is not allowed in strings: {_WHY_NO_NUL}"
         elif isinstance(current, dict):
             if any("\x00" in key for key in current):
-                yield where, f"an object key holds U+0000 (NUL), which is not allowed: {_WHY_NO_NUL}"
+                yield (
+                    where,
+                    f"an object key holds U+0000 (NUL), which is not allowed: {_WHY_NO_NUL}",
+                )
                 continue
             stack.extend((item, [*where, key]) for key, item in reversed(current.items()))
         elif isinstance(current, list):
-            stack.extend((item, [*where, index]) for index, item in reversed(list(enumerate(current))))
+            stack.extend(
+                (item, [*where, index]) for index, item in reversed(list(enumerate(current)))
+            )

@@ -59,12 +59,17 @@ def format_loc(parts: Sequence[int | str]) -> str:
 
 def validation_data(exc: ValidationError) -> list[dict[str, str]]:
     """pydantic errors as DESIGN's `[{loc, msg}]`, locations like `events[3].topic`."""
-    return [{"loc": format_loc(error["loc"]), "msg": plain_message(error)} for error in exc.errors(include_url=False)]
+    return [
+        {"loc": format_loc(error["loc"]), "msg": plain_message(error)}
+        for error in exc.errors(include_url=False)
+    ]
 
 
 def invalid_params(method: str, exc: ValidationError) -> InvalidParams:
     """A validation failure of `method`'s params as the -32602 error a client reads."""
-    return InvalidParams(f"invalid params for {method}: {_summary(validation_data(exc))}", validation_data(exc))
+    return InvalidParams(
+        f"invalid params for {method}: {_summary(validation_data(exc))}", validation_data(exc)
+    )
 
 
 def relocated(field: str, method: str, exc: ValidationError | InvalidParams) -> InvalidParams:

@@ -188,7 +188,9 @@ class CreateConsumerParams(MethodParams):
     start: Literal["new", "all"] | StartAfter | StartFrom = "new"
     ack_wait_ms: int = Field(default=30_000, ge=100, le=MAX_CONSUMER_WAIT_MS)
     max_deliver: int = Field(default=5, ge=1, le=1000)
-    backoff_ms: Annotated[list[Annotated[int, Field(ge=0, le=MAX_CONSUMER_WAIT_MS)]], Field(max_length=50)] = []
+    backoff_ms: Annotated[
+        list[Annotated[int, Field(ge=0, le=MAX_CONSUMER_WAIT_MS)]], Field(max_length=50)
+    ] = []
     max_ack_pending: int = Field(default=1000, ge=1, le=10_000)
     replace: bool = False
 
@@ -225,6 +227,8 @@ class DeadLettersParams(MethodParams):
 class RedriveParams(MethodParams):
     consumer: ConsumerName
     event_ids: Annotated[list[UInt63], Field(min_length=1, max_length=10_000)] | None = None
+
+
 # -- scheduled events and schedules (DESIGN §11) -----------------------------------
 
 #: Schedule ids are rule ids' alphabet (DESIGN §4): they go into TRNs and CLI arguments.

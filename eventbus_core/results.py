@@ -198,6 +198,8 @@ class DeadLetter(TypedDict):
     deliveries: int
     reason: str
     dead_at: int
+
+
 class ScheduledEventInfo(TypedDict):
     """A delayed event still pending (`list_scheduled`); `event` holds its fields
     (`timestamp` null unless the emitter set one: it is filled when appended)."""

@@ -50,7 +50,12 @@ def parse_traceparent(value: Any) -> TraceParent | None:
     if match is None:
         return None
     version, trace_id, span_id, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+    if (
+        version == "ff"
+        or (version == "00" and rest)
+        or trace_id == _ZERO_TRACE
+        or span_id == _ZERO_SPAN
+    ):
         return None
     return TraceParent(trace_id, span_id, flags)
 

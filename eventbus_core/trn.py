@@ -81,7 +81,9 @@ def _explain_invalid_trn(value: str) -> str:
         if not segment:
             return f"segment {index} is empty"
         if not re.fullmatch(_SEGMENT, segment):
-            return f"segment {index} ({segment!r}) may only contain letters, digits, '.', '_' and '-'"
+            return (
+                f"segment {index} ({segment!r}) may only contain letters, digits, '.', '_' and '-'"
+            )
     return "has a malformed '@algo:hex' suffix"
 
 
@@ -95,7 +97,9 @@ def validate_trn(value: object) -> str:
 
 
 def is_valid_trn(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_TRN_LENGTH and bool(_TRN_RE.fullmatch(value))
+    return (
+        isinstance(value, str) and len(value) <= MAX_TRN_LENGTH and bool(_TRN_RE.fullmatch(value))
+    )
 
 
 def parse_trn(value: str) -> Trn:
@@ -132,7 +136,9 @@ def validate_trn_pattern(pattern: object) -> str:
                 "or letters, digits, '.', '_', '-'"
             )
     if len(segments) < 2 and segments != ["*"]:
-        raise ValueError(f"invalid TRN pattern {pattern!r}: needs at least two segments after 'trn:'")
+        raise ValueError(
+            f"invalid TRN pattern {pattern!r}: needs at least two segments after 'trn:'"
+        )
     if at and not re.fullmatch(r"[A-Za-z0-9]+:[0-9A-Fa-f]+", digest):
         raise ValueError(f"invalid TRN pattern {pattern!r}: malformed '@algo:hex' suffix")
     return pattern

@@ -116,7 +116,9 @@ class EventBusApp:
                     port,
                     bus.config.storage_description(),
                     "on" if bus.config.enable_rules else "off",
-                    ",".join(bus.config.allowed_sources) if bus.config.allowed_sources is not None else "*",
+                    ",".join(bus.config.allowed_sources)
+                    if bus.config.allowed_sources is not None
+                    else "*",
                 )
         except BaseException:
             await self.shutdown()
@@ -138,7 +140,9 @@ class EventBusApp:
         for running in self._running:
             # Every emit already queued is committed and acknowledged before storage closes.
             await running.bus.stop()
-            await asyncio.gather(*(c.finish() for c in running.bus.connections()), return_exceptions=True)
+            await asyncio.gather(
+                *(c.finish() for c in running.bus.connections()), return_exceptions=True
+            )
             if running.http is not None:
                 await running.http.stop()
             if running.server is not None:
@@ -147,7 +151,9 @@ class EventBusApp:
                         await running.server.wait_closed()
         log.info("stopped buses=%s", ",".join(r.bus.id for r in self._running))
 
-    async def serve(self, *, handle_signals: bool = True, ready: Callable[[EventBusApp], None] | None = None) -> None:
+    async def serve(
+        self, *, handle_signals: bool = True, ready: Callable[[EventBusApp], None] | None = None
+    ) -> None:
         """Start, run until `should_exit` is set (by a signal or a test), then shut down."""
         if handle_signals:
             # Before startup: a signal during it (after the first bus listens) still shuts down cleanly.

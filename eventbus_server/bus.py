@@ -88,7 +88,14 @@ CONNECTION_EVENTS = (
 )
 
 #: Why events are refused, as `eventbus_events_rejected_total{reason}` counts them.
-REJECTION_REASONS = ("overloaded", "source_not_allowed", "reserved_topic", "invalid", "unauthorized", "too_large")
+REJECTION_REASONS = (
+    "overloaded",
+    "source_not_allowed",
+    "reserved_topic",
+    "invalid",
+    "unauthorized",
+    "too_large",
+)
 #: How long /readyz waits for storage to answer.
 READY_TIMEOUT_S = 2.0
 
@@ -96,7 +103,15 @@ READY_TIMEOUT_S = 2.0
 class MetricsSnapshot:
     """What /metrics reads from a bus at scrape time (nothing is computed per event)."""
 
-    __slots__ = ("batch_size", "emit_duration", "firing_durations", "firings", "info", "rejected", "tool_calls")
+    __slots__ = (
+        "batch_size",
+        "emit_duration",
+        "firing_durations",
+        "firings",
+        "info",
+        "rejected",
+        "tool_calls",
+    )
 
     def __init__(
         self,
@@ -129,7 +144,11 @@ class Bus:
     """A bus as its config describes it; `start()` before use, `stop()` after."""
 
     def __init__(
-        self, config: BusConfig, storage: Storage | None = None, *, peers: Mapping[str, Bus] | None = None
+        self,
+        config: BusConfig,
+        storage: Storage | None = None,
+        *,
+        peers: Mapping[str, Bus] | None = None,
     ) -> None:
         """`peers`: the buses of the same process (this one included), for rules that emit there."""
         self.config = config
@@ -166,7 +185,9 @@ class Bus:
             dedup_window_s=config.dedup_window,
             stats=self._stats,
         )
-        self._consumers = Consumers(self.storage, bus_id=config.id, max_consumers=config.max_consumers)
+        self._consumers = Consumers(
+            self.storage, bus_id=config.id, max_consumers=config.max_consumers
+        )
         self._scheduler = Scheduler(
             self.storage,
             self._writer,
@@ -178,7 +199,9 @@ class Bus:
         self._connections: set[Client] = set()
         self._retention: asyncio.Task[None] | None = None
         self._allowed = (
-            [compile_trn_pattern(p) for p in config.allowed_sources] if config.allowed_sources is not None else None
+            [compile_trn_pattern(p) for p in config.allowed_sources]
+            if config.allowed_sources is not None
+            else None
         )
         self._started_at = time.monotonic()
 
@@ -260,7 +283,9 @@ class Bus:
             self._followers = [
                 loop.create_task(self._feed.run(), name=f"feed:{self.id}"),
                 loop.create_task(
-                    self.storage.watch(self._feed.committed_elsewhere, self._rules_changed_elsewhere),
+                    self.storage.watch(
+                        self._feed.committed_elsewhere, self._rules_changed_elsewhere
+                    ),
                     name=f"watch:{self.id}",
                 ),
             ]
@@ -347,12 +372,19 @@ class Bus:
         """Store one event; returns after the commit."""
         return (await self.submit([params], trusted=trusted))[0]
 
-    async def emit_many(self, events: Sequence[EmitParams], *, trusted: bool = False) -> list[EmitResult]:
+    async def emit_many(
+        self, events: Sequence[EmitParams], *, trusted: bool = False
+    ) -> list[EmitResult]:
         """Store several events in one transaction: all of them or none."""
         return await self.submit(events, trusted=trusted, batch=True) if events else []
 
     def submit(
-        self, events: Sequence[EmitParams], *, trusted: bool = False, batch: bool = False, size: int = 0
+        self,
+        events: Sequence[EmitParams],
+        *,
+        trusted: bool = False,
+        batch: bool = False,
+        size: int = 0,
     ) -> asyncio.Future[list[EmitResult]]:
         """Check and queue events; the future resolves once they are committed.
 
@@ -370,10 +402,14 @@ class Bus:
             self._trace_emit(accepted, committed)
         return committed
 
-    def _trace_emit(self, accepted: list[NewEvent], committed: asyncio.Future[list[EmitResult]]) -> None:
+    def _trace_emit(
+        self, accepted: list[NewEvent], committed: asyncio.Future[list[EmitResult]]
+    ) -> None:
         """An `emit` span per event, from now to its commit (DESIGN §13)."""
         spans = [
-            tracing.start_span("emit", new.metadata, {"eventbus.bus": self.id, "eventbus.topic": new.topic})
+            tracing.start_span(
+                "emit", new.metadata, {"eventbus.bus": self.id, "eventbus.topic": new.topic}
+            )
             for new in accepted
         ]
 
@@ -393,7 +429,9 @@ class Bus:
         where = "" if index is None else f"events[{index}]: "
         if is_reserved_topic(params.topic):
             self._rejected["reserved_topic"] += 1
-            raise ReservedTopic(f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus")
+            raise ReservedTopic(
+                f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus"
+            )
         if not trusted:
             self._check_source(params.source_trn, where)
         return NewEvent(
@@ -407,13 +445,18 @@ class Bus:
             idempotency_key=params.idempotency_key,
         )
 
-    async def schedule(self, events: Sequence[EmitParams], *, batch: bool = False) -> list[ScheduledResult]:
+    async def schedule(
+        self, events: Sequence[EmitParams], *, batch: bool = False
+    ) -> list[ScheduledResult]:
         """Delayed emits (DESIGN §11): checked now like any emit, stored at once (all of
         them or none), appended to the log when due (scheduler.py)."""
         now = now_ms()
         max_delay_ms = int(self.config.max_schedule_delay_s * 1000)
         items = []
-        method, days = ("emit_events" if batch else "emit_event"), self.config.max_schedule_delay_s / 86_400
+        method, days = (
+            ("emit_events" if batch else "emit_event"),
+            self.config.max_schedule_delay_s / 86_400,
+        )
         for index, params in enumerate(events):
             where = f"events.{index}." if batch else ""
             self._accept(params, False, index if batch else None)
@@ -426,11 +469,22 @@ class Bus:
             if ahead > max_delay_ms:
                 msg = f"must be at most {max_delay_ms} ms ahead ({days:g} days, max_schedule_delay_s), not {ahead}"
                 loc = f"{where}{field}"
-                raise InvalidParams(f"invalid params for {method}: {loc}: {msg}", [{"loc": loc, "msg": msg}])
+                raise InvalidParams(
+                    f"invalid params for {method}: {loc}: {msg}", [{"loc": loc, "msg": msg}]
+                )
             items.append(
                 ScheduledEvent(
-                    new_schedule_id(), deliver_at, now, params.topic, params.payload, params.timestamp,
-                    params.metadata, params.source_trn, params.target_trn, params.correlation_id, params.idempotency_key,
+                    new_schedule_id(),
+                    deliver_at,
+                    now,
+                    params.topic,
+                    params.payload,
+                    params.timestamp,
+                    params.metadata,
+                    params.source_trn,
+                    params.target_trn,
+                    params.correlation_id,
+                    params.idempotency_key,
                 )
             )
         return await self._scheduler.add(items)
@@ -451,10 +505,14 @@ class Bus:
         allowed = ", ".join(self.config.allowed_sources or ())
         if source_trn is None:
             self._rejected["source_not_allowed"] += 1
-            raise SourceNotAllowed(f"{where}source_trn is required on bus {self.id!r} (allowed: {allowed})")
+            raise SourceNotAllowed(
+                f"{where}source_trn is required on bus {self.id!r} (allowed: {allowed})"
+            )
         if not any(match(source_trn) for match in self._allowed):
             self._rejected["source_not_allowed"] += 1
-            raise SourceNotAllowed(f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})")
+            raise SourceNotAllowed(
+                f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})"
+            )
 
     def _deliver(self, events: list[Event]) -> None:
         """Committed events, in id order, from this node or another (see feed.py)."""
@@ -478,10 +536,14 @@ class Bus:
         or on a sibling bus that accepts this one's events."""
         if request.to_bus is not None and request.to_bus not in self.peers:
             msg = f"no bus {request.to_bus!r} runs in this process (buses: {', '.join(sorted(self.peers))})"
-            raise InvalidParams(f"invalid params for replay_events: to_bus: {msg}", [{"loc": "to_bus", "msg": msg}])
+            raise InvalidParams(
+                f"invalid params for replay_events: to_bus: {msg}", [{"loc": "to_bus", "msg": msg}]
+            )
         target = self._peer(request.to_bus, "events replayed from")
         # From storage, not the topic table: an emit is acknowledged before its fan-out.
-        until_id = request.until_id if request.until_id is not None else await self.storage.last_event_id()
+        until_id = (
+            request.until_id if request.until_id is not None else await self.storage.last_event_id()
+        )
         return await replay(
             self.storage,
             lambda copies: target.emit_many(copies, trusted=True),
@@ -494,7 +556,12 @@ class Bus:
         if self.storage.kind == "memory":
             # The ring forgets its oldest events; it counts what it still holds, cheaply.
             return [
-                {"topic": s.topic, "count": s.count, "last_event_id": s.last_event_id, "last_timestamp": s.last_timestamp}
+                {
+                    "topic": s.topic,
+                    "count": s.count,
+                    "last_event_id": s.last_event_id,
+                    "last_timestamp": s.last_timestamp,
+                }
                 for s in await self.storage.list_topics()
             ]
         return self._topics.snapshot()
@@ -507,7 +574,9 @@ class Bus:
         -32005 once the connection holds `max_subscriptions` (both kinds together)."""
         return self._fanout.subscribe(query, subscriber, replay=replay)
 
-    def subscribe_sse(self, query: EventQuery, subscriber: Subscriber, *, replay: bool) -> Subscription:
+    def subscribe_sse(
+        self, query: EventQuery, subscriber: Subscriber, *, replay: bool
+    ) -> Subscription:
         """`subscribe` framed as Server-Sent Events (`GET /events`), under the same buffer
         and `lagged` policy."""
         return self._fanout.subscribe(query, subscriber, replay=replay, kind=SseSubscription)
@@ -534,7 +603,9 @@ class Bus:
 
     def _engine(self) -> RuleEngine:
         if self._rules is None:
-            raise RulesDisabled(f"rules are disabled on bus {self.id!r} (its config has enable_rules: false)")
+            raise RulesDisabled(
+                f"rules are disabled on bus {self.id!r} (its config has enable_rules: false)"
+            )
         return self._rules
 
     async def register_rule(self, body: dict[str, Any], *, replace: bool) -> bool:
@@ -556,11 +627,19 @@ class Bus:
         return await book.get(rule_id)
 
     async def test_rule(
-        self, event: dict[str, Any], *, rule: dict[str, Any] | None = None, rule_id: str | None = None
+        self,
+        event: dict[str, Any],
+        *,
+        rule: dict[str, Any] | None = None,
+        rule_id: str | None = None,
     ) -> dict[str, Any]:
         """Match a rule (given, or stored) against an event and render its action; nothing runs."""
         return await test_rule(
-            self._engine().rules, event, rule=rule, rule_id=rule_id, max_action_bytes=self.config.max_message_bytes
+            self._engine().rules,
+            event,
+            rule=rule,
+            rule_id=rule_id,
+            max_action_bytes=self.config.max_message_bytes,
         )
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
@@ -572,7 +651,9 @@ class Bus:
 
     # -- durable consumers (consumers.py) -------------------------------------
 
-    async def create_consumer(self, name: str, config: ConsumerConfig, start: Start, *, replace: bool) -> bool:
+    async def create_consumer(
+        self, name: str, config: ConsumerConfig, start: Start, *, replace: bool
+    ) -> bool:
         """A named durable consumer; True when it is new (DESIGN §10)."""
         return await self._consumers.create(name, config, start, replace=replace)
 
@@ -598,20 +679,36 @@ class Bus:
         """Lease up to `max_messages` events of the consumer, waiting up to `wait_ms` for one
         (not once `abandoned` is set: the caller went away)."""
         return await self._consumers.fetch(
-            consumer, max_messages=max_messages, wait_ms=wait_ms, max_bytes=max_bytes, hold=hold, abandoned=abandoned
+            consumer,
+            max_messages=max_messages,
+            wait_ms=wait_ms,
+            max_bytes=max_bytes,
+            hold=hold,
+            abandoned=abandoned,
         )
 
     async def settle(
-        self, consumer: str, event_ids: Sequence[int], action: Settle, *, delay_ms: int | None = None, reason: str | None = None
+        self,
+        consumer: str,
+        event_ids: Sequence[int],
+        action: Settle,
+        *,
+        delay_ms: int | None = None,
+        reason: str | None = None,
     ) -> int:
         """ack / nack / extend / term leased events; how many changed."""
-        return await self._consumers.settle(consumer, event_ids, action, delay_ms=delay_ms, reason=reason)
+        return await self._consumers.settle(
+            consumer, event_ids, action, delay_ms=delay_ms, reason=reason
+        )
 
-    async def dead_letters(self, consumer: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+    async def dead_letters(
+        self, consumer: str, *, after_id: int, limit: int
+    ) -> list[dict[str, Any]]:
         return await self._consumers.dead_letters(consumer, after_id=after_id, limit=limit)
 
     async def redrive(self, consumer: str, event_ids: Sequence[int] | None) -> int:
         return await self._consumers.redrive(consumer, event_ids)
+
     # -- schedules -----------------------------------------------------------
 
     async def create_schedule(self, params: CreateScheduleParams) -> ScheduleCreated:
@@ -620,12 +717,16 @@ class Bus:
         one a client could emit with (allowed_sources)."""
         topic = params.event.topic
         if is_reserved_topic(topic):
-            raise ReservedTopic(f"event.topic {topic!r} is reserved: the _sys. prefix belongs to the bus")
+            raise ReservedTopic(
+                f"event.topic {topic!r} is reserved: the _sys. prefix belongs to the bus"
+            )
         if params.event.source_trn is not None:
             self._check_source(params.event.source_trn, "event.")
         return await self._scheduler.create(params)
 
-    async def list_schedules(self, *, after_id: str | None = None, limit: int = 1000) -> list[StoredSchedule]:
+    async def list_schedules(
+        self, *, after_id: str | None = None, limit: int = 1000
+    ) -> list[StoredSchedule]:
         return await self._scheduler.list(after_id=after_id, limit=limit)
 
     async def get_schedule(self, schedule_id: str) -> StoredSchedule:
@@ -648,7 +749,9 @@ class Bus:
             "persist": config.persist,
             "storage": config.storage_description(),
             "enable_rules": config.enable_rules,
-            "allowed_sources": list(config.allowed_sources) if config.allowed_sources is not None else None,
+            "allowed_sources": list(config.allowed_sources)
+            if config.allowed_sources is not None
+            else None,
             "max_concurrency": config.max_concurrency,
             "uptime_s": round(time.monotonic() - self._started_at, 3),
             "stats": {
@@ -661,7 +764,11 @@ class Bus:
                 "queue_depth": self._writer.depth,
                 "queue_bytes": self._writer.queued_bytes,
                 "scheduled_appended": self._scheduler.appended,
-                **({"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)} if rules else {}),
+                **(
+                    {"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)}
+                    if rules
+                    else {}
+                ),
             },
         }
 
@@ -701,7 +808,9 @@ class Bus:
             await asyncio.sleep(interval_s)
             try:
                 min_ts = now_ms() - int(retention.max_age * 1000) if retention.max_age else None
-                pruned = await self.storage.prune(max_events=retention.max_events, min_timestamp=min_ts)
+                pruned = await self.storage.prune(
+                    max_events=retention.max_events, min_timestamp=min_ts
+                )
                 if pruned:
                     self._topics.load(await self.storage.list_topics(), keep_last_id=True)
                     log.info("bus=%s retention pruned=%d", self.id, pruned)

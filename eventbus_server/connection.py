@@ -131,7 +131,9 @@ class Connection(asyncio.Protocol):
         self._peer = _address(transport.get_extra_info("peername"))
         config = self.config
         if not self.bus.admit(self):
-            self._refuse(Overloaded(f"too many connections (limit {config.max_connections}); retry later"))
+            self._refuse(
+                Overloaded(f"too many connections (limit {config.max_connections}); retry later")
+            )
             return
         # Flow control at the output budget: pause_writing() fires once replies and
         # notifications waiting for this client pass max_output_bytes.
@@ -144,7 +146,9 @@ class Connection(asyncio.Protocol):
             return  # draining what the refused client still sends
         lines = self._framer.feed(data)
         if lines:
-            self._disarm("partial")  # a line was completed: the next one gets its own read_timeout_s
+            self._disarm(
+                "partial"
+            )  # a line was completed: the next one gets its own read_timeout_s
         self._lines.extend(lines)
         if self._framer.overflowed:
             limit = self.config.max_message_bytes
@@ -243,12 +247,17 @@ class Connection(asyncio.Protocol):
             return
         if message.is_batch:
             size = len(line) // len(message.calls) + 1  # each call's share of the line
-            self._track(asyncio.get_running_loop().create_task(self._run_batch(message, size)), len(message.calls))
+            self._track(
+                asyncio.get_running_loop().create_task(self._run_batch(message, size)),
+                len(message.calls),
+            )
             return
         ctx = CallContext(self.bus, self, self._budget(), size=len(line))
         outcome = start(ctx, message.calls[0])
         if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(lambda done: self._answer(ctx, done.result()) if not done.cancelled() else None)
+            outcome.add_done_callback(
+                lambda done: self._answer(ctx, done.result()) if not done.cancelled() else None
+            )
             self._track(outcome, 1)
         else:
             self._answer(ctx, outcome)
@@ -277,7 +286,9 @@ class Connection(asyncio.Protocol):
     async def _run_batch(self, message: Message, size: int) -> None:
         budget = self._budget()  # shared: one batch's reply is bounded as a whole
         contexts = [CallContext(self.bus, self, budget, size=size) for _ in message.calls]
-        results = await asyncio.gather(*(dispatch(c, call) for c, call in zip(contexts, message.calls, strict=True)))
+        results = await asyncio.gather(
+            *(dispatch(c, call) for c, call in zip(contexts, message.calls, strict=True))
+        )
         replies = message.replies + [r for r in results if r is not None]
         if replies:
             self._send(replies)
@@ -342,8 +353,17 @@ class Connection(asyncio.Protocol):
         self._timers.pop("partial", None)
         timeout = self.config.read_timeout_s
         self.bus.note("closed_partial_line")
-        log.info("bus=%s peer=%s closed: a request line was not completed within %g s", self.bus.id, self._peer, timeout)
-        self._refuse(InvalidRequest(f"invalid request: a request line was not completed within {timeout:g} s (read_timeout_s)"))
+        log.info(
+            "bus=%s peer=%s closed: a request line was not completed within %g s",
+            self.bus.id,
+            self._peer,
+            timeout,
+        )
+        self._refuse(
+            InvalidRequest(
+                f"invalid request: a request line was not completed within {timeout:g} s (read_timeout_s)"
+            )
+        )
 
     def _auth_timed_out(self) -> None:
         self._timers.pop("auth", None)
@@ -351,8 +371,14 @@ class Connection(asyncio.Protocol):
             return
         timeout = self.config.auth_timeout_s
         self.bus.note("closed_unauthenticated")
-        log.info("bus=%s peer=%s closed: not authenticated within %g s", self.bus.id, self._peer, timeout)
-        self._refuse(Unauthorized(f"bus {self.bus.id!r} requires a token: not authenticated within {timeout:g} s (auth_timeout_s)"))
+        log.info(
+            "bus=%s peer=%s closed: not authenticated within %g s", self.bus.id, self._peer, timeout
+        )
+        self._refuse(
+            Unauthorized(
+                f"bus {self.bus.id!r} requires a token: not authenticated within {timeout:g} s (auth_timeout_s)"
+            )
+        )
 
     def _write_timed_out(self) -> None:
         self._timers.pop("write", None)
@@ -361,7 +387,10 @@ class Connection(asyncio.Protocol):
         self.bus.note("closed_not_reading")
         log.info(
             "bus=%s peer=%s closed: over %d bytes of unread replies for %g s",
-            self.bus.id, self._peer, self.config.max_output_bytes, self.config.write_timeout_s,
+            self.bus.id,
+            self._peer,
+            self.config.max_output_bytes,
+            self.config.write_timeout_s,
         )
         self._transport.abort()  # it does not read: there is no one to tell
 

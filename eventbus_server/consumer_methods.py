@@ -94,7 +94,11 @@ async def ack(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def nack(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = NackParams.model_validate(params)
-    return {"count": await ctx.bus.settle(request.consumer, request.event_ids, "nack", delay_ms=request.delay_ms)}
+    return {
+        "count": await ctx.bus.settle(
+            request.consumer, request.event_ids, "nack", delay_ms=request.delay_ms
+        )
+    }
 
 
 async def extend(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -104,14 +108,20 @@ async def extend(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 async def term(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = TermParams.model_validate(params)
-    return {"count": await ctx.bus.settle(request.consumer, request.event_ids, "term", reason=request.reason)}
+    return {
+        "count": await ctx.bus.settle(
+            request.consumer, request.event_ids, "term", reason=request.reason
+        )
+    }
 
 
 async def list_dead_letters(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = DeadLettersParams.model_validate(params)
     async with ctx.subscriber.heavy_read():
         ctx.budget.check("list_dead_letters")
-        dead = await ctx.bus.dead_letters(request.consumer, after_id=request.after_id, limit=request.limit)
+        dead = await ctx.bus.dead_letters(
+            request.consumer, after_id=request.after_id, limit=request.limit
+        )
         page = ctx.budget.page(dead)
     next_after = dead[len(page) - 1]["event_id"] if page else request.after_id
     return {"dead": page, "next_after_id": next_after}
@@ -120,7 +130,9 @@ async def list_dead_letters(ctx: CallContext, params: dict[str, Any]) -> Any:
 async def redrive(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = RedriveParams.model_validate(params)
     if request.event_ids is not None and not request.event_ids:
-        raise InvalidParams("invalid params for redrive: event_ids: give some ids, or leave it out for all")
+        raise InvalidParams(
+            "invalid params for redrive: event_ids: give some ids, or leave it out for all"
+        )
     return {"redriven": await ctx.bus.redrive(request.consumer, request.event_ids)}
 
 

@@ -85,18 +85,25 @@ class Consumers:
         self._filters: dict[str, _Filter] = {}
         self._waiting: dict[str, set[asyncio.Event]] = {}
 
-
     # -- managing -------------------------------------------------------------
 
-    async def create(self, name: str, config: ConsumerConfig, start: Start, *, replace: bool) -> bool:
+    async def create(
+        self, name: str, config: ConsumerConfig, start: Start, *, replace: bool
+    ) -> bool:
         """Create a consumer (or change one, with `replace`); True when it is new."""
         compiled = _compile(config)
         existing = await self.storage.load_consumer(name)
         if existing is not None and not replace:
-            raise AlreadyExists(f"consumer {name!r} already exists on bus {self.bus_id!r} (pass replace: true to change it)")
+            raise AlreadyExists(
+                f"consumer {name!r} already exists on bus {self.bus_id!r} (pass replace: true to change it)"
+            )
         if existing is None and len(await self.storage.list_consumers()) >= self.max_consumers:
-            raise Overloaded(f"bus {self.bus_id!r} holds {self.max_consumers} consumers, its max_consumers; delete one first")
-        created = await self.storage.put_consumer(name, config, await self._start_cursor(start), now_ms())
+            raise Overloaded(
+                f"bus {self.bus_id!r} holds {self.max_consumers} consumers, its max_consumers; delete one first"
+            )
+        created = await self.storage.put_consumer(
+            name, config, await self._start_cursor(start), now_ms()
+        )
         self._filters[name] = compiled
         self._wake(name)  # a changed filter may match what fetches wait for
         return created
@@ -126,7 +133,9 @@ class Consumers:
 
     async def _info(self, consumer: StoredConsumer) -> dict[str, Any]:
         counts = await self.storage.delivery_counts(consumer.name)
-        pending = await self.storage.count_after(self._filter(consumer).query, consumer.cursor, MAX_PENDING_COUNTED)
+        pending = await self.storage.count_after(
+            self._filter(consumer).query, consumer.cursor, MAX_PENDING_COUNTED
+        )
         return {
             "name": consumer.name,
             **consumer.config.wire(),
@@ -186,19 +195,28 @@ class Consumers:
                 if not waiting:
                     self._waiting.pop(name, None)
 
-    async def _take(self, name: str, max_messages: int, max_bytes: int) -> tuple[list[Message], int | None]:
+    async def _take(
+        self, name: str, max_messages: int, max_bytes: int
+    ) -> tuple[list[Message], int | None]:
         """One fetch in one storage transaction; the messages and when the next
         redelivery is due."""
         matcher = self._filters.get(name)
         if matcher is None:  # first use on this node (after a start, or made by another node)
             matcher = self._filter(await self._load(name))
-        scan = Scan(matcher.query, matcher.matches if matcher.pattern is not None else None, max_bytes, SCAN_PAGES)
+        scan = Scan(
+            matcher.query,
+            matcher.matches if matcher.pattern is not None else None,
+            max_bytes,
+            SCAN_PAGES,
+        )
         result = await self.storage.fetch_leases(name, now_ms(), max_messages, scan)
         if result is None:
             self._filters.pop(name, None)
             raise self._not_found(name)
         self._log_dead(name, result.died)
-        return [Message(event, lease.deliveries, lease.due_at) for event, lease in result.leased], result.next_due_ms
+        return [
+            Message(event, lease.deliveries, lease.due_at) for event, lease in result.leased
+        ], result.next_due_ms
 
     # -- settling -------------------------------------------------------------
 
@@ -212,7 +230,9 @@ class Consumers:
         reason: str | None = None,
     ) -> int:
         """ack / nack / extend / term the leased ones of `event_ids`; how many changed."""
-        settled = await self.storage.settle(name, event_ids, action, now_ms(), delay_ms=delay_ms, reason=reason)
+        settled = await self.storage.settle(
+            name, event_ids, action, now_ms(), delay_ms=delay_ms, reason=reason
+        )
         if settled is None:
             raise self._not_found(name)
         count, died = settled
@@ -271,7 +291,12 @@ class Consumers:
     def _filter(self, consumer: StoredConsumer) -> _Filter:
         """The compiled filter of the consumer as stored (another node may have changed it)."""
         cached = self._filters.get(consumer.name)
-        if cached is None or _config_of(cached) != (consumer.config.topic, consumer.config.source_trn, consumer.config.target_trn, consumer.config.pattern):
+        if cached is None or _config_of(cached) != (
+            consumer.config.topic,
+            consumer.config.source_trn,
+            consumer.config.target_trn,
+            consumer.config.pattern,
+        ):
             cached = self._filters[consumer.name] = _compile(consumer.config)
         return cached
 
@@ -282,11 +307,17 @@ class Consumers:
         for delivery in died:
             log.warning(
                 "bus=%s consumer=%s event=%d dead letter after %d deliveries: %s",
-                self.bus_id, name, delivery.event_id, delivery.deliveries, delivery.reason,
+                self.bus_id,
+                name,
+                delivery.event_id,
+                delivery.deliveries,
+                delivery.reason,
             )
 
 
-async def _first_of(woken: asyncio.Event, abandoned: asyncio.Event | None, *, timeout_s: float) -> None:
+async def _first_of(
+    woken: asyncio.Event, abandoned: asyncio.Event | None, *, timeout_s: float
+) -> None:
     """Return when `woken` or `abandoned` is set, or after `timeout_s`."""
     waits = {asyncio.ensure_future(woken.wait())}
     if abandoned is not None:
@@ -299,17 +330,26 @@ async def _first_of(woken: asyncio.Event, abandoned: asyncio.Event | None, *, ti
 
 
 def _compile(config: ConsumerConfig) -> _Filter:
-    query = EventQuery(topic=config.topic, source_trn=config.source_trn, target_trn=config.target_trn)
+    query = EventQuery(
+        topic=config.topic, source_trn=config.source_trn, target_trn=config.target_trn
+    )
     pattern = None
     if config.pattern is not None:
         try:
             check_rule_cost(config.pattern, {}, None, "pattern")  # the caps a rule's pattern has
             pattern = compile_pattern(config.pattern)
         except PatternError as exc:
-            raise InvalidParams(f"invalid consumer pattern: {exc}", [{"loc": exc.path, "msg": exc.reason}]) from None
+            raise InvalidParams(
+                f"invalid consumer pattern: {exc}", [{"loc": exc.path, "msg": exc.reason}]
+            ) from None
     return _Filter(query, pattern)
 
 
 def _config_of(matcher: _Filter) -> tuple[str, str | None, str | None, dict[str, Any] | None]:
     query = matcher.query
-    return (query.topic, query.source_trn, query.target_trn, matcher.pattern.source if matcher.pattern else None)
+    return (
+        query.topic,
+        query.source_trn,
+        query.target_trn,
+        matcher.pattern.source if matcher.pattern else None,
+    )

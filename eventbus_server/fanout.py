@@ -140,7 +140,9 @@ class Subscription:
 
     def lagged(self, resume_since: int) -> bytes:
         """The last thing a subscription that fell behind is sent."""
-        return dumps_line(notification("lagged", {"subscription": self.id, "resume_since": resume_since}))
+        return dumps_line(
+            notification("lagged", {"subscription": self.id, "resume_since": resume_since})
+        )
 
     def line_bytes(self, data_bytes: int, items: int = 1) -> int:
         """How long the lines of `items` items of `data_bytes` bytes in all are."""
@@ -170,7 +172,9 @@ class FiringSubscription(Subscription):
         buffer_limit: int,
         on_start: Callable[[Subscription], None],
     ) -> None:
-        super().__init__(sub_id, EventQuery(), subscriber, buffer_limit, replay=False, on_start=on_start)
+        super().__init__(
+            sub_id, EventQuery(), subscriber, buffer_limit, replay=False, on_start=on_start
+        )
         self.rule_id = rule_id
         # Nothing to replay, but held until started all the same: in a batch the reply
         # naming the subscription waits for every call, and a rule_fired may not precede it.
@@ -181,7 +185,9 @@ class FiringSubscription(Subscription):
     @staticmethod
     def _frame(sub_id: str) -> tuple[bytes, bytes]:
         # The firing's own object is the params: its `{` is dropped, and the line closes both.
-        return b'{"jsonrpc":"2.0","method":"rule_fired","params":{"subscription":' + dumps(sub_id) + b",", b"}\n"
+        return b'{"jsonrpc":"2.0","method":"rule_fired","params":{"subscription":' + dumps(
+            sub_id
+        ) + b",", b"}\n"
 
     def line(self, item_id: int, data: bytes) -> bytes:
         return b"".join((self._head, memoryview(data)[1:], self._tail))
@@ -319,12 +325,22 @@ class FanOut:
         return len(self._subscriptions) + len(self._firing_subscriptions)
 
     def subscribe(
-        self, query: EventQuery, subscriber: Subscriber, *, replay: bool, kind: type[Subscription] = Subscription
+        self,
+        query: EventQuery,
+        subscriber: Subscriber,
+        *,
+        replay: bool,
+        kind: type[Subscription] = Subscription,
     ) -> Subscription:
         """Register a subscription (`kind`: its framing); it buffers live events until its `start()`."""
         self._check_room(subscriber)
         sub = kind(
-            f"sub-{next(self._ids)}", query, subscriber, self._subscriber_buffer, replay=replay, on_start=self._start
+            f"sub-{next(self._ids)}",
+            query,
+            subscriber,
+            self._subscriber_buffer,
+            replay=replay,
+            on_start=self._start,
         )
         self._subscriptions[sub.id] = sub
         self._owned.setdefault(subscriber, {})[sub.id] = sub
@@ -333,7 +349,9 @@ class FanOut:
     def subscribe_firings(self, rule_id: str | None, subscriber: Subscriber) -> FiringSubscription:
         """Register a firing subscription; it delivers from the next finished firing on."""
         self._check_room(subscriber)
-        sub = FiringSubscription(f"firings-{next(self._ids)}", rule_id, subscriber, self._subscriber_buffer, self._start)
+        sub = FiringSubscription(
+            f"firings-{next(self._ids)}", rule_id, subscriber, self._subscriber_buffer, self._start
+        )
         self._firing_subscriptions[sub.id] = sub
         self._owned.setdefault(subscriber, {})[sub.id] = sub
         return sub
@@ -397,7 +415,9 @@ class FanOut:
                 continue  # lagged by this very publish
             matching = matching_by_filter.get(sub.filter_key)
             if matching is None:
-                matching = matching_by_filter[sub.filter_key] = _Matching([e for e in events if sub.matches(e)], encoded)
+                matching = matching_by_filter[sub.filter_key] = _Matching(
+                    [e for e in events if sub.matches(e)], encoded
+                )
             if not matching.events or matching.events[-1].event_id <= sub.last_sent_id:
                 continue
             if sub._replaying or sub.pending or not sub.subscriber.can_write:
@@ -522,7 +542,9 @@ class FanOut:
                 # Held events forgotten before this read are in what it reads; not so
                 # those forgotten from here on, which may be newer than what it sees.
                 sub._replay_overflowed = False
-                page = await self._reader.page(sub.last_sent_id, match=sub.query, max_bytes=self._page_bytes)
+                page = await self._reader.page(
+                    sub.last_sent_id, match=sub.query, max_bytes=self._page_bytes
+                )
                 for event in page:
                     if not sub.subscriber.can_write:
                         await sub.subscriber.wait_writable()

@@ -29,7 +29,9 @@ RETRY_S = 0.5
 
 
 class CommitFeed:
-    def __init__(self, storage: Storage, deliver: Callable[[list[Event]], None], *, bus_id: str) -> None:
+    def __init__(
+        self, storage: Storage, deliver: Callable[[list[Event]], None], *, bus_id: str
+    ) -> None:
         self.reader = LogReader(storage)
         self.deliver = deliver
         self.bus_id = bus_id
@@ -50,7 +52,9 @@ class CommitFeed:
                     await self._read_up_to(events[0].event_id - 1)
             except EventBusError as exc:
                 # Leave the batch to the catch-up loop, which retries until storage answers.
-                log.warning("bus=%s cannot read events committed elsewhere yet: %s", self.bus_id, exc)
+                log.warning(
+                    "bus=%s cannot read events committed elsewhere yet: %s", self.bus_id, exc
+                )
                 self.committed_elsewhere(events[-1].event_id)
                 return
             fresh = [event for event in events if event.event_id > self.cursor]

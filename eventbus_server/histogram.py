@@ -14,7 +14,23 @@ from collections.abc import Sequence
 __all__ = ["BATCH_SIZE_BUCKETS", "DURATION_BUCKETS_S", "Histogram"]
 
 #: Seconds: from a fast in-memory emit (~50 µs) to a slow tool call.
-DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DURATION_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 #: Events per group commit, up to the writer's MAX_BATCH_EVENTS.
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 

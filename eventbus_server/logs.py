@@ -27,7 +27,13 @@ __all__ = ["JsonFormatter", "configure_logging"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 #: Words of a message that become fields: `bus=global` → "bus": "global".
-_WORDS = {"bus": "bus", "rule": "rule_id", "event": "event_id", "firing": "firing_id", "consumer": "consumer"}
+_WORDS = {
+    "bus": "bus",
+    "rule": "rule_id",
+    "event": "event_id",
+    "firing": "firing_id",
+    "consumer": "consumer",
+}
 _WORD_RE = re.compile(r"(?<![\w.])(bus|rule|event|firing|consumer)=([^\s,;]+)")
 _INTEGER_FIELDS = frozenset({"event_id", "firing_id"})
 
@@ -36,7 +42,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": datetime.fromtimestamp(record.created, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": message,
@@ -59,7 +67,9 @@ def _typed(field: str, value: str) -> Any:
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """The root logger on stderr, as text or JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -72,7 +72,9 @@ class ReplayResult:
         }
 
 
-async def replay(storage: Storage, emit: Emit, request: ReplayRequest, *, until_id: int) -> ReplayResult:
+async def replay(
+    storage: Storage, emit: Emit, request: ReplayRequest, *, until_id: int
+) -> ReplayResult:
     """Replay one call's share of the window (see the module docstring).
 
     Pages come from the log reader (storage/reader.py), bounded in count and

@@ -69,7 +69,6 @@ __all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispa
 log = logging.getLogger("eventbus.rpc")
 
 
-
 class Caller(Subscriber, Protocol):
     """The connection a call came in on."""
 
@@ -176,13 +175,19 @@ def emit_event(ctx: CallContext, params: dict[str, Any]) -> Any:
     return Deferred(committed, _emit_event_result)
 
 
-async def _scheduled(stored: Awaitable[list[ScheduledResult]], shape: Callable[[list[ScheduledResult]], Any]) -> Any:
+async def _scheduled(
+    stored: Awaitable[list[ScheduledResult]], shape: Callable[[list[ScheduledResult]], Any]
+) -> Any:
     return shape(await stored)
 
 
 def _scheduled_result(result: ScheduledResult) -> dict[str, Any]:
     """A delayed emit's answer: where its event waits, not an event id (DESIGN §11)."""
-    return {"schedule_id": result.schedule_id, "deliver_at": result.deliver_at, "duplicate": result.duplicate}
+    return {
+        "schedule_id": result.schedule_id,
+        "deliver_at": result.deliver_at,
+        "duplicate": result.duplicate,
+    }
 
 
 def _emit_event_result(results: list[EmitResult]) -> dict[str, Any]:
@@ -200,8 +205,14 @@ def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
             # All or nothing means one transaction: in the log now, or in the schedule.
             at = delayed.index(not delayed[0])
             msg = "a batch is delayed as a whole or not at all: every event needs deliver_at or delay_ms, or none does"
-            raise InvalidParams(f"invalid params for emit_events: events[{at}]: {msg}", [{"loc": f"events.{at}", "msg": msg}])
-        return _scheduled(ctx.bus.schedule(request.events, batch=True), lambda results: {"scheduled": [_scheduled_result(r) for r in results]})
+            raise InvalidParams(
+                f"invalid params for emit_events: events[{at}]: {msg}",
+                [{"loc": f"events.{at}", "msg": msg}],
+            )
+        return _scheduled(
+            ctx.bus.schedule(request.events, batch=True),
+            lambda results: {"scheduled": [_scheduled_result(r) for r in results]},
+        )
     committed = ctx.bus.submit(request.events, batch=True, size=ctx.size)
     return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
 
@@ -251,7 +262,10 @@ async def register_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
     body = dict(params)
     replace = body.pop("replace", False)
     if not isinstance(replace, bool):
-        raise InvalidParams("invalid params for register_rule: replace must be true or false", [{"loc": "replace", "msg": "must be a boolean"}])
+        raise InvalidParams(
+            "invalid params for register_rule: replace must be true or false",
+            [{"loc": "replace", "msg": "must be a boolean"}],
+        )
     created = await ctx.bus.register_rule(body, replace=replace)
     return {"id": body["id"], "created": created}
 
@@ -282,7 +296,10 @@ async def set_rule_enabled(ctx: CallContext, params: dict[str, Any]) -> Any:
 async def test_rule(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(TestRuleParams, params)
     if (request.rule is None) == (request.rule_id is None):
-        raise InvalidParams("invalid params for test_rule: give either rule (a rule object) or rule_id", [{"loc": "rule", "msg": "give rule or rule_id"}])
+        raise InvalidParams(
+            "invalid params for test_rule: give either rule (a rule object) or rule_id",
+            [{"loc": "rule", "msg": "give rule or rule_id"}],
+        )
     return await ctx.bus.test_rule(request.event, rule=request.rule, rule_id=request.rule_id)
 
 
@@ -317,9 +334,13 @@ async def replay_events(ctx: CallContext, params: dict[str, Any]) -> Any:
     request = _params(ReplayParams, params)
     if request.until_ts < request.since_ts:
         msg = f"must not be before since_ts ({request.until_ts} < {request.since_ts})"
-        raise InvalidParams(f"invalid params for replay_events: until_ts: {msg}", [{"loc": "until_ts", "msg": msg}])
+        raise InvalidParams(
+            f"invalid params for replay_events: until_ts: {msg}", [{"loc": "until_ts", "msg": msg}]
+        )
     if request.to_topic is not None and is_reserved_topic(request.to_topic):
-        raise ReservedTopic(f"to_topic {request.to_topic!r} is reserved: the _sys. prefix belongs to the bus")
+        raise ReservedTopic(
+            f"to_topic {request.to_topic!r} is reserved: the _sys. prefix belongs to the bus"
+        )
     # One heavy call at a time per connection: each holds a page of events and its copies.
     async with ctx.subscriber.heavy_read():
         result = await ctx.bus.replay(ReplayRequest(**request.model_dump()))
@@ -342,11 +363,17 @@ async def list_scheduled(ctx: CallContext, params: dict[str, Any]) -> Any:
     after = None if request.after is None else (request.after.deliver_at, request.after.schedule_id)
     async with ctx.subscriber.heavy_read():
         ctx.budget.check("list_scheduled")
-        items = await ctx.bus.list_scheduled(after=after, limit=request.limit, max_bytes=ctx.budget.left)
+        items = await ctx.bus.list_scheduled(
+            after=after, limit=request.limit, max_bytes=ctx.budget.left
+        )
         page = ctx.budget.page(item.wire() for item in items)
     last = items[len(page) - 1] if page else None
     more = last is not None and (len(page) < len(items) or len(items) == request.limit)
-    cursor = {"deliver_at": last.deliver_at, "schedule_id": last.schedule_id} if more and last is not None else None
+    cursor = (
+        {"deliver_at": last.deliver_at, "schedule_id": last.schedule_id}
+        if more and last is not None
+        else None
+    )
     return {"scheduled": page, "next": cursor}
 
 
@@ -363,7 +390,10 @@ async def list_schedules(ctx: CallContext, params: dict[str, Any]) -> Any:
         schedules = await ctx.bus.list_schedules(after_id=request.after_id, limit=request.limit)
         page = ctx.budget.page(s.wire() for s in schedules)
     more = len(page) < len(schedules) or len(schedules) == request.limit
-    return {"schedules": page, "next_after_id": schedules[len(page) - 1].id if page and more else None}
+    return {
+        "schedules": page,
+        "next_after_id": schedules[len(page) - 1].id if page and more else None,
+    }
 
 
 async def get_schedule(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -411,10 +441,14 @@ async def authenticate(ctx: CallContext, params: dict[str, Any]) -> Any:
         caller.wrong_tokens += 1
         left = MAX_WRONG_TOKENS - caller.wrong_tokens
         if left > 0:
-            raise Unauthorized(f"wrong token for bus {ctx.bus.id!r} ({left} more {'try' if left == 1 else 'tries'} on this connection)")
+            raise Unauthorized(
+                f"wrong token for bus {ctx.bus.id!r} ({left} more {'try' if left == 1 else 'tries'} on this connection)"
+            )
         ctx.bus.note("closed_wrong_tokens")
         ctx.after_reply.append(caller.close_after_reply)
-        raise Unauthorized(f"wrong token for bus {ctx.bus.id!r}: {MAX_WRONG_TOKENS} wrong tokens, closing the connection")
+        raise Unauthorized(
+            f"wrong token for bus {ctx.bus.id!r}: {MAX_WRONG_TOKENS} wrong tokens, closing the connection"
+        )
 
 
 #: A handler returns its result, a coroutine (run as a task), or a Deferred.
@@ -471,7 +505,9 @@ def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply]:
             raise Unauthorized(f"bus {ctx.bus.id!r} requires a token: call authenticate first")
         params = call.params if call.params is not None else {}
         if not isinstance(params, dict):
-            raise InvalidParams(f"invalid params for {call.method}: params must be an object (by name), not an array")
+            raise InvalidParams(
+                f"invalid params for {call.method}: params must be an object (by name), not an array"
+            )
         result = handler(ctx, params)
     except Exception as exc:
         return _reply(ctx, call, error=exc)
@@ -527,7 +563,9 @@ def _when_done(ctx: CallContext, call: Call, deferred: Deferred) -> asyncio.Futu
     return reply
 
 
-def _reply(ctx: CallContext, call: Call, *, result: Any = None, error: BaseException | None = None) -> Reply:
+def _reply(
+    ctx: CallContext, call: Call, *, result: Any = None, error: BaseException | None = None
+) -> Reply:
     """The one place an outcome becomes a JSON-RPC reply."""
     if error is None:
         reply = result_reply(call.id, result)
@@ -537,5 +575,7 @@ def _reply(ctx: CallContext, call: Call, *, result: Any = None, error: BaseExcep
         reply = error_reply(call.id, invalid_params(call.method, error))
     else:
         log.error("bus=%s method=%s failed", ctx.bus.id, call.method, exc_info=error)
-        reply = error_reply(call.id, InternalError(f"internal error in {call.method}; see the server log"))
+        reply = error_reply(
+            call.id, InternalError(f"internal error in {call.method}; see the server log")
+        )
     return None if call.is_notification else reply

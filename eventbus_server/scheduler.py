@@ -76,7 +76,9 @@ class Scheduler:
         self._wake_at = math.inf
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"scheduler:{self.bus_id}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"scheduler:{self.bus_id}"
+        )
 
     async def stop(self) -> None:
         """Stop appending; what is due from now on waits, stored, for the next start."""
@@ -97,15 +99,23 @@ class Scheduler:
         answers = await self.storage.add_scheduled(items, max_pending=self.max_scheduled)
         self.due_at(min(item.deliver_at for item in answers))
         return [
-            ScheduledResult(answer.schedule_id, answer.deliver_at, duplicate=answer.schedule_id != item.schedule_id)
+            ScheduledResult(
+                answer.schedule_id,
+                answer.deliver_at,
+                duplicate=answer.schedule_id != item.schedule_id,
+            )
             for item, answer in zip(items, answers, strict=True)
         ]
 
     async def cancel(self, schedule_id: str) -> None:
         if not await self.storage.cancel_scheduled(schedule_id):
-            raise NotFound(f"no pending scheduled event {schedule_id!r} on bus {self.bus_id!r} (delivered or cancelled already?)")
+            raise NotFound(
+                f"no pending scheduled event {schedule_id!r} on bus {self.bus_id!r} (delivered or cancelled already?)"
+            )
 
-    async def pending(self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None) -> list[ScheduledEvent]:
+    async def pending(
+        self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None
+    ) -> list[ScheduledEvent]:
         return await self.storage.list_scheduled(after=after, limit=limit, max_bytes=max_bytes)
 
     # -- schedules -----------------------------------------------------------------
@@ -114,9 +124,13 @@ class Scheduler:
         now = now_ms()
         body = params.model_dump(include={"cron", "every_ms", "timezone"}, exclude_none=True)
         body["event"] = params.event.model_dump(exclude_none=True)
-        schedule = StoredSchedule(params.id, body, params.enabled, None, created_at=now, updated_at=now)
+        schedule = StoredSchedule(
+            params.id, body, params.enabled, None, created_at=now, updated_at=now
+        )
         schedule.next_tick = schedule.first_tick(now)
-        created = await self.storage.put_schedule(schedule, replace=params.replace, max_schedules=self.max_schedules)
+        created = await self.storage.put_schedule(
+            schedule, replace=params.replace, max_schedules=self.max_schedules
+        )
         self.due_at(schedule.next_tick)
         return {"id": params.id, "created": created, "next_tick": schedule.next_tick}
 
@@ -153,7 +167,12 @@ class Scheduler:
                 await self._append_due()
                 due = await self.storage.next_due()
             except StorageUnavailable as exc:
-                log.warning("bus=%s scheduler cannot reach storage: %s; retrying in %.0fs", self.bus_id, exc, RETRY_S)
+                log.warning(
+                    "bus=%s scheduler cannot reach storage: %s; retrying in %.0fs",
+                    self.bus_id,
+                    exc,
+                    RETRY_S,
+                )
                 due = now_ms() + int(RETRY_S * 1000)
             except EventBusError as exc:
                 log.error("bus=%s scheduler turn failed: %s", self.bus_id, exc)
@@ -164,12 +183,19 @@ class Scheduler:
     async def _append_due(self) -> None:
         """Append what is due now, a bounded commit at a time, until nothing is."""
         while True:
-            append = functools.partial(self.storage.append_due, now_ms(), bus_id=self.bus_id, limit=DUE_PER_TURN)
+            append = functools.partial(
+                self.storage.append_due, now_ms(), bus_id=self.bus_id, limit=DUE_PER_TURN
+            )
             stored = await self.writer.run_operation(append)
             if not stored:
                 return
             self.appended += len(stored)
-            log.debug("bus=%s scheduler appended=%d last_event_id=%d", self.bus_id, len(stored), stored[-1].event_id)
+            log.debug(
+                "bus=%s scheduler appended=%d last_event_id=%d",
+                self.bus_id,
+                len(stored),
+                stored[-1].event_id,
+            )
 
     async def _sleep_until(self, due: int | None) -> None:
         wait_s = math.inf if due is None else max(0.0, (due - now_ms()) / 1000)

@@ -28,7 +28,15 @@ from typing import Any
 
 from eventbus_core.tracecontext import child_of, traceparent_of
 
-__all__ = ["configure_from_env", "disable", "enabled", "outgoing_traceparent", "span", "start_span", "use"]
+__all__ = [
+    "configure_from_env",
+    "disable",
+    "enabled",
+    "outgoing_traceparent",
+    "span",
+    "start_span",
+    "use",
+]
 
 log = logging.getLogger("eventbus.tracing")
 
@@ -65,7 +73,9 @@ def configure_from_env(env: Mapping[str, str] | None = None) -> bool:
         return False
     provider = trace.get_tracer_provider()
     if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
-        exporters = [name.strip() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()]
+        exporters = [
+            name.strip() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",") if name.strip()
+        ]
         if not exporters or exporters == ["none"]:
             return False
         provider = _sdk_provider(exporters)
@@ -86,7 +96,9 @@ def _sdk_provider(exporters: list[str]) -> Any:
         log.warning("OTEL_TRACES_EXPORTER is set but opentelemetry-sdk is not installed: no spans")
         return None
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "eventbus")}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "eventbus")})
+    )
     for name in exporters:
         found = entry_points(group="opentelemetry_traces_exporter", name=name)
         if not found:
@@ -112,13 +124,17 @@ def start_span(name: str, metadata: dict[str, Any] | None, attributes: dict[str,
 
 
 @contextlib.contextmanager
-def span(name: str, attributes: dict[str, Any], metadata: dict[str, Any] | None = None) -> Iterator[Any]:
+def span(
+    name: str, attributes: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> Iterator[Any]:
     """A span around a block, current inside it; parented on `metadata`'s traceparent when
     given, else on the current span. Yields None when tracing is off."""
     if _tracer is None:
         yield None
         return
-    with _tracer.start_as_current_span(name, context=_parent(metadata), attributes=attributes) as current:
+    with _tracer.start_as_current_span(
+        name, context=_parent(metadata), attributes=attributes
+    ) as current:
         yield current
 
 
@@ -130,5 +146,7 @@ def outgoing_traceparent(metadata: dict[str, Any] | None) -> str | None:
 
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
-            return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+            return (
+                f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+            )
     return child_of(metadata)

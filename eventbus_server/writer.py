@@ -122,7 +122,9 @@ class GroupCommitWriter:
         return not self._queue.empty() or self._committing or self._held is not None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._write_loop(), name=f"writer:{self.bus_id}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._write_loop(), name=f"writer:{self.bus_id}"
+        )
 
     async def stop(self) -> None:
         """Commit and answer everything queued so far, then end."""
@@ -233,7 +235,9 @@ class GroupCommitWriter:
             self.stats["storage_errors"] += 1
             _fail(batch, exc)
 
-    async def _commit_isolated(self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]) -> None:
+    async def _commit_isolated(
+        self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]
+    ) -> None:
         """Commit `batch` in one transaction, or else its halves, in order, down to
         the single request at fault, which alone gets the error.
 
@@ -252,7 +256,12 @@ class GroupCommitWriter:
             if len(batch) == 1:
                 _fail(batch, self._error_for(exc))
                 return
-            log.debug("bus=%s group commit of %d requests failed (%r); splitting it", self.bus_id, len(batch), exc)
+            log.debug(
+                "bus=%s group commit of %d requests failed (%r); splitting it",
+                self.bus_id,
+                len(batch),
+                exc,
+            )
             self.stats["batches_split"] += 1
             middle = len(batch) // 2
             await self._commit_isolated(batch[:middle], since_ts, stored_here)
@@ -281,7 +290,9 @@ class GroupCommitWriter:
         log.error("bus=%s commit failed", self.bus_id, exc_info=exc)
         return InternalError("the bus could not store the events; see the server log")
 
-    async def _committed(self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]) -> None:
+    async def _committed(
+        self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]
+    ) -> None:
         """Acknowledge the batch's emitters, then hand its events on."""
         acked_at = time.monotonic()
         observe = self.emit_duration.observe
@@ -334,7 +345,10 @@ class _DedupPlan:
 
     def keys_stored(self, stored: list[Event]) -> dict[str, StoredKey]:
         """The idempotency keys this plan stored, with the events that now hold them."""
-        return {key: StoredKey(stored[index].event_id, stored[index].timestamp) for key, index in self.first_index.items()}
+        return {
+            key: StoredKey(stored[index].event_id, stored[index].timestamp)
+            for key, index in self.first_index.items()
+        }
 
     def result(self, slot: int | str, stored: list[Event]) -> EmitResult:
         if isinstance(slot, int):

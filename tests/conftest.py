@@ -31,7 +31,9 @@ def _drop_postgres_schemas() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def start_buses(base_dir: Path, *buses: dict[str, Any], env: dict[str, str] | None = None) -> AsyncIterator[EventBusApp]:
+async def start_buses(
+    base_dir: Path, *buses: dict[str, Any], env: dict[str, str] | None = None
+) -> AsyncIterator[EventBusApp]:
     """Run these buses (listen defaults to 127.0.0.1:0) until the block ends."""
     raw = [{"listen": "127.0.0.1:0", **bus} for bus in buses]
     config = parse_config(raw, base_dir=base_dir, env=env if env is not None else dict(os.environ))

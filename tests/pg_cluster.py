@@ -25,7 +25,9 @@ from tests.ports import closed_port
 
 
 def _bindir() -> Path | None:
-    initdb = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None)
+    initdb = shutil.which("initdb") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None
+    )
     return Path(initdb).parent if initdb else None
 
 
@@ -56,20 +58,38 @@ class TempCluster:
             user = pwd.getpwnam("postgres")
             os.chown(self.root, user.pw_uid, user.pw_gid)
         await asyncio.to_thread(
-            self._run, str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"
+            self._run,
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
         )
         await self.start()
 
     async def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         await asyncio.to_thread(
-            self._run, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
-            "-l", str(self.root / "server.log"), "-w", "start",
+            self._run,
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "start",
         )
 
     async def stop(self, mode: str = "immediate") -> None:
         """`immediate` is a crash: no checkpoint, every connection cut."""
-        await asyncio.to_thread(self._run, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        await asyncio.to_thread(
+            self._run, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"
+        )
 
     async def destroy(self) -> None:
         if (self.data / "postmaster.pid").exists():

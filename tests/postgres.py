@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-ADMIN_URL = os.environ.get("EVENTBUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "EVENTBUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REQUIRED = os.environ.get("EVENTBUS_REQUIRE_POSTGRES") == "1"
 #: Every schema this run makes starts with this; `drop_schemas` removes them.
 PREFIX = f"eventbus_test_{os.getpid()}_"
@@ -86,11 +88,18 @@ def _stale_pids() -> list[int]:
     async def names() -> list[str]:
         conn = await asyncpg.connect(ADMIN_URL, timeout=3)
         try:
-            return [r[0] for r in await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'eventbus\\_test\\_%'")]
+            return [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'eventbus\\_test\\_%'"
+                )
+            ]
         finally:
             await conn.close()
 
-    pids = {int(name.split("_")[2]) for name in asyncio.run(names()) if name.split("_")[2].isdigit()}
+    pids = {
+        int(name.split("_")[2]) for name in asyncio.run(names()) if name.split("_")[2].isdigit()
+    }
     return [pid for pid in pids if not _alive(pid)]
 
 

@@ -15,7 +15,9 @@ LISTEN_RE = re.compile(r"bus=(\S+) listen=(\S+):(\d+)")
 class ServerProcess:
     """`python -m eventbus_server` in a subprocess; knows each bus's bound port."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, ports: dict[str, int], startup_log: list[str]) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, ports: dict[str, int], startup_log: list[str]
+    ) -> None:
         self.proc = proc
         self.ports = ports
         self.startup_log = startup_log
@@ -25,7 +27,11 @@ class ServerProcess:
         cls, config_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> ServerProcess:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventbus_server", "--config", str(config_path),
+            sys.executable,
+            "-m",
+            "eventbus_server",
+            "--config",
+            str(config_path),
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **(env or {})},
             cwd=cwd,

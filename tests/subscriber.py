@@ -89,14 +89,17 @@ class RecordingSubscriber:
         return [
             line["params"]["firing_id"]
             for line in self.lines
-            if line["method"] == "rule_fired" and subscription in (None, line["params"]["subscription"])
+            if line["method"] == "rule_fired"
+            and subscription in (None, line["params"]["subscription"])
         ]
 
     def lagged(self) -> list[dict[str, Any]]:
         """The params of every `lagged` line."""
         return [line["params"] for line in self.lines if line["method"] == "lagged"]
 
-    async def wait_until(self, check: Callable[[RecordingSubscriber], bool], timeout_s: float = 10.0) -> None:
+    async def wait_until(
+        self, check: Callable[[RecordingSubscriber], bool], timeout_s: float = 10.0
+    ) -> None:
         """Return once `check(self)` holds, re-checked after every line written."""
         async with asyncio.timeout(timeout_s):
             while not check(self):

@@ -92,7 +92,9 @@ def test_the_client_never_loads_the_server_cli_or_textual() -> None:
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}"
         " & {'textual', 'typer', 'eventbus_server', 'eventbus_cli', 'aiosqlite', 'asyncpg'})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == []
 
 
@@ -103,5 +105,7 @@ def test_the_mcp_sdk_loads_only_where_mcp_is_used() -> None:
         "import eventbus_server.app, eventbus_server.rules.tools.invoke, eventbus_cli.main\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'mcp', 'mcp_types', 'uvicorn', 'starlette'})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     assert json.loads(out) == []

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from eventbus_core.config import BusConfig, Config
 
 config_app = typer.Typer(
-    cls=PlainGroup, help="Check and show event_buses.json.", no_args_is_help=True, epilog=EXIT_CODES_HELP
+    cls=PlainGroup,
+    help="Check and show event_buses.json.",
+    no_args_is_help=True,
+    epilog=EXIT_CODES_HELP,
 )
 
 PathArgument = Annotated[

@@ -39,8 +39,14 @@ command = partial(consumers_app.command, cls=PlainCommand, epilog=EXIT_CODES_HEL
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The consumer's name.")]
 
 COLUMNS = [
-    ("name", "name"), ("topic", "topic"), ("pending", "pending"), ("ack_pending", "ack pending"),
-    ("waiting", "waiting"), ("acked", "acked"), ("redelivered", "redelivered"), ("dead", "dead"),
+    ("name", "name"),
+    ("topic", "topic"),
+    ("pending", "pending"),
+    ("ack_pending", "ack pending"),
+    ("waiting", "waiting"),
+    ("acked", "acked"),
+    ("redelivered", "redelivered"),
+    ("dead", "dead"),
 ]
 
 
@@ -59,32 +65,56 @@ def _start(value: str) -> str | dict[str, int]:
         from eventbus_cli.times import parse_time_ms
 
         return {"from_ts": parse_time_ms(rest, "--start from:")}
-    raise UsageError(f"--start {value}: expected new, all, after:EVENT_ID or from:TIME (e.g. from:1h)")
+    raise UsageError(
+        f"--start {value}: expected new, all, after:EVENT_ID or from:TIME (e.g. from:1h)"
+    )
 
 
 @command("add")
 def add(
     name: NameArgument,
-    topic: Annotated[str, typer.Option("--topic", "-t", help="Topic pattern: * one token, > the rest.")] = ">",
+    topic: Annotated[
+        str, typer.Option("--topic", "-t", help="Topic pattern: * one token, > the rest.")
+    ] = ">",
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
     pattern: Annotated[
-        str | None, typer.Option("--pattern", metavar="JSON", help="An EventBridge pattern the events must match too.")
+        str | None,
+        typer.Option(
+            "--pattern", metavar="JSON", help="An EventBridge pattern the events must match too."
+        ),
     ] = None,
     start: Annotated[
-        str, typer.Option("--start", metavar="WHERE", help="new (from now on), all, after:EVENT_ID or from:TIME.")
+        str,
+        typer.Option(
+            "--start", metavar="WHERE", help="new (from now on), all, after:EVENT_ID or from:TIME."
+        ),
     ] = "new",
-    ack_wait: Annotated[int, typer.Option("--ack-wait-ms", metavar="MS", help="How long a lease lasts.", min=100)] = 30_000,
+    ack_wait: Annotated[
+        int, typer.Option("--ack-wait-ms", metavar="MS", help="How long a lease lasts.", min=100)
+    ] = 30_000,
     max_deliver: Annotated[
-        int, typer.Option("--max-deliver", metavar="N", help="Deliveries before a dead letter.", min=1)
+        int,
+        typer.Option("--max-deliver", metavar="N", help="Deliveries before a dead letter.", min=1),
     ] = 5,
     backoff: Annotated[
-        str | None, typer.Option("--backoff-ms", metavar="MS,…", help="Waits before redeliveries, e.g. 1000,5000,30000.")
+        str | None,
+        typer.Option(
+            "--backoff-ms", metavar="MS,…", help="Waits before redeliveries, e.g. 1000,5000,30000."
+        ),
     ] = None,
     max_ack_pending: Annotated[
-        int, typer.Option("--max-ack-pending", metavar="N", help="Events leased at once, all workers together.", min=1)
+        int,
+        typer.Option(
+            "--max-ack-pending",
+            metavar="N",
+            help="Events leased at once, all workers together.",
+            min=1,
+        ),
     ] = 1000,
-    replace: Annotated[bool, typer.Option("--replace", help="Change the consumer if it exists.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Change the consumer if it exists.")
+    ] = False,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -105,17 +135,25 @@ def add(
     def options() -> dict[str, Any]:
         backoff_ms = [int(part) for part in backoff.split(",")] if backoff else None
         return {
-            "topic": topic, "source_trn": source_trn, "target_trn": target_trn,
+            "topic": topic,
+            "source_trn": source_trn,
+            "target_trn": target_trn,
             "pattern": parse_json_arg(pattern, "--pattern") if pattern is not None else None,
-            "start": _start(start), "ack_wait_ms": ack_wait, "max_deliver": max_deliver,
-            "backoff_ms": backoff_ms, "max_ack_pending": max_ack_pending, "replace": replace,
+            "start": _start(start),
+            "ack_wait_ms": ack_wait,
+            "max_deliver": max_deliver,
+            "backoff_ms": backoff_ms,
+            "max_ack_pending": max_ack_pending,
+            "replace": replace,
         }
 
     def checked() -> dict[str, Any]:
         try:
             return options()
         except ValueError:
-            raise UsageError(f"--backoff-ms {backoff}: expected milliseconds separated by commas") from None
+            raise UsageError(
+                f"--backoff-ms {backoff}: expected milliseconds separated by commas"
+            ) from None
 
     given = usage(checked)
 
@@ -124,7 +162,9 @@ def add(
         if out.json_mode:
             out.json_line({"name": name, "created": created})
         else:
-            out.console.print(f"{'created' if created else 'changed'} consumer [bold]{escape(name)}[/] on {escape(target.name)}")
+            out.console.print(
+                f"{'created' if created else 'changed'} consumer [bold]{escape(name)}[/] on {escape(target.name)}"
+            )
 
     run_client(target, create)
 
@@ -211,12 +251,19 @@ def remove(
 def consume(
     name: NameArgument,
     max_messages: Annotated[
-        int | None, typer.Option("--max", "-n", metavar="N", help="Stop after N messages (default: until Ctrl+C).", min=1)
+        int | None,
+        typer.Option(
+            "--max", "-n", metavar="N", help="Stop after N messages (default: until Ctrl+C).", min=1
+        ),
     ] = None,
     ack: Annotated[bool, typer.Option("--ack", help="Ack each message once printed.")] = False,
     exec_: Annotated[
         str | None,
-        typer.Option("--exec", metavar="CMD", help="Run CMD per message, the event's JSON on stdin: exit 0 acks, else nack."),
+        typer.Option(
+            "--exec",
+            metavar="CMD",
+            help="Run CMD per message, the event's JSON on stdin: exit 0 acks, else nack.",
+        ),
     ] = None,
     url: UrlOption = None,
     bus: BusOption = None,
@@ -247,7 +294,9 @@ def consume(
 
     async def work(client: EventBusClient) -> None:
         ack_wait_ms = (await client.get_consumer(name))["ack_wait_ms"]
-        err_console.print(f"[dim]consuming {escape(name)} on {escape(target.name)} (Ctrl+C to stop)[/]")
+        err_console.print(
+            f"[dim]consuming {escape(name)} on {escape(target.name)} (Ctrl+C to stop)[/]"
+        )
         while max_messages is None or sum(done.values()) < max_messages:
             left = 100 if max_messages is None else max_messages - sum(done.values())
             batch = await client.fetch(name, max=1 if argv else min(left, 100), wait_ms=5000)
@@ -284,7 +333,9 @@ def _argv(command: str, ack: bool) -> list[str]:
 def _print(out: Output, message: ConsumerMessage) -> None:
     event = message.event.model_dump(mode="json")
     if out.json_mode:
-        out.json_line({"event": event, "deliveries": message.deliveries, "lease_until": message.lease_until})
+        out.json_line(
+            {"event": event, "deliveries": message.deliveries, "lease_until": message.lease_until}
+        )
     else:
         out.event_line(event)
 
@@ -309,11 +360,20 @@ async def _run(argv: list[str], message: ConsumerMessage, ack_wait_ms: int) -> b
 
 def dead_letters(
     name: NameArgument,
-    redrive: Annotated[bool, typer.Option("--redrive", help="Send them back to the consumer (deliveries start over).")] = False,
+    redrive: Annotated[
+        bool,
+        typer.Option("--redrive", help="Send them back to the consumer (deliveries start over)."),
+    ] = False,
     event_ids: Annotated[
-        list[int] | None, typer.Option("--event-id", metavar="EVENT_ID", help="Only these (repeat it); default all.")
+        list[int] | None,
+        typer.Option("--event-id", metavar="EVENT_ID", help="Only these (repeat it); default all."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="At most this many listed.", min=1, max=1000)] = 100,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", metavar="N", help="At most this many listed.", min=1, max=1000
+        ),
+    ] = 100,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -339,17 +399,30 @@ def dead_letters(
             if out.json_mode:
                 out.json_line({"consumer": name, "redriven": count})
             else:
-                out.console.print(f"redrove {count:,} dead letter{'s' if count != 1 else ''} of [bold]{escape(name)}[/]")
+                out.console.print(
+                    f"redrove {count:,} dead letter{'s' if count != 1 else ''} of [bold]{escape(name)}[/]"
+                )
             return
         dead = await client.list_dead_letters(name, limit=limit)
         if event_ids:
             dead = [d for d in dead if d["event_id"] in event_ids]
         rows = [
-            {**d, "topic": (d["event"] or {}).get("topic", "(pruned)"), "died": format_ts(d["dead_at"])} for d in dead
+            {
+                **d,
+                "topic": (d["event"] or {}).get("topic", "(pruned)"),
+                "died": format_ts(d["dead_at"]),
+            }
+            for d in dead
         ]
         out.table(
             dead if out.json_mode else rows,
-            [("event_id", "event"), ("topic", "topic"), ("deliveries", "deliveries"), ("reason", "reason"), ("died", "died (UTC)")],
+            [
+                ("event_id", "event"),
+                ("topic", "topic"),
+                ("deliveries", "deliveries"),
+                ("reason", "reason"),
+                ("died", "died (UTC)"),
+            ],
             title=f"{target.name}: dead letters of {name}",
         )
 

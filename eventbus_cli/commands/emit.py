@@ -38,7 +38,9 @@ def parse_json_arg(value: str, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise UsageError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
 
 
 def emit(
@@ -46,10 +48,15 @@ def emit(
     payload: Annotated[
         str | None,
         typer.Option(
-            "--payload", "-p", metavar="JSON", help="JSON payload, @file.json, or - for stdin (default: null)."
+            "--payload",
+            "-p",
+            metavar="JSON",
+            help="JSON payload, @file.json, or - for stdin (default: null).",
         ),
     ] = None,
-    source_trn: Annotated[str | None, typer.Option("--source-trn", metavar="TRN", help="Who emits (a TRN).")] = None,
+    source_trn: Annotated[
+        str | None, typer.Option("--source-trn", metavar="TRN", help="Who emits (a TRN).")
+    ] = None,
     target_trn: Annotated[
         str | None, typer.Option("--target-trn", metavar="TRN", help="Who it is for (a TRN).")
     ] = None,
@@ -61,22 +68,39 @@ def emit(
     ] = None,
     idempotency_key: Annotated[
         str | None,
-        typer.Option("--idempotency-key", metavar="KEY", help="Repeats within the dedup window store nothing."),
+        typer.Option(
+            "--idempotency-key",
+            metavar="KEY",
+            help="Repeats within the dedup window store nothing.",
+        ),
     ] = None,
     delay: Annotated[
         str | None,
-        typer.Option("--delay", metavar="DURATION", help="Deliver this long from now (10m, 2h): the event is stored and appended when due."),
+        typer.Option(
+            "--delay",
+            metavar="DURATION",
+            help="Deliver this long from now (10m, 2h): the event is stored and appended when due.",
+        ),
     ] = None,
     at: Annotated[
         str | None,
-        typer.Option("--at", metavar="TIME", help="Deliver at this time (ISO-8601 like 2026-12-24T09:00Z, or epoch ms)."),
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="Deliver at this time (ISO-8601 like 2026-12-24T09:00Z, or epoch ms).",
+        ),
     ] = None,
     ndjson: Annotated[
-        bool, typer.Option("--ndjson", help="Emit one event per stdin line (each line a JSON payload), in batches.")
+        bool,
+        typer.Option(
+            "--ndjson", help="Emit one event per stdin line (each line a JSON payload), in batches."
+        ),
     ] = False,
     batch_size: Annotated[
         int,
-        typer.Option("--batch-size", metavar="N", help="Events per batch with --ndjson.", min=1, max=10_000),
+        typer.Option(
+            "--batch-size", metavar="N", help="Events per batch with --ndjson.", min=1, max=10_000
+        ),
     ] = 500,
     url: UrlOption = None,
     bus: BusOption = None,
@@ -120,8 +144,15 @@ def emit(
     target, body, meta = usage(check)
     out = Output(json_mode=json_out or None)
     if ndjson:
-        common = {"source_trn": source_trn, "target_trn": target_trn, "correlation_id": correlation_id, "metadata": meta}
-        emit_lines(target, topic, {k: v for k, v in common.items() if v is not None}, batch_size, out)
+        common = {
+            "source_trn": source_trn,
+            "target_trn": target_trn,
+            "correlation_id": correlation_id,
+            "metadata": meta,
+        }
+        emit_lines(
+            target, topic, {k: v for k, v in common.items() if v is not None}, batch_size, out
+        )
         return
 
     fields: dict[str, Any] = {
@@ -138,16 +169,32 @@ def emit(
     async def main(client: EventBusClient) -> None:
         result = await client.emit(topic, body, **fields)
         if out.json_mode:
-            out.json_line({"event_id": result.event_id, "timestamp": result.timestamp, "duplicate": result.duplicate})
+            out.json_line(
+                {
+                    "event_id": result.event_id,
+                    "timestamp": result.timestamp,
+                    "duplicate": result.duplicate,
+                }
+            )
         else:
-            note = " [yellow](duplicate: stored earlier, nothing new)[/]" if result.duplicate else ""
-            out.console.print(f"emitted [bold]{escape(topic)}[/] event_id=[bold cyan]{result.event_id}[/]{note}")
+            note = (
+                " [yellow](duplicate: stored earlier, nothing new)[/]" if result.duplicate else ""
+            )
+            out.console.print(
+                f"emitted [bold]{escape(topic)}[/] event_id=[bold cyan]{result.event_id}[/]{note}"
+            )
 
     run_client(target, main)
 
 
 def emit_later(
-    target: Target, topic: str, body: Any, fields: dict[str, Any], delay: str | None, at: str | None, out: Output
+    target: Target,
+    topic: str,
+    body: Any,
+    fields: dict[str, Any],
+    delay: str | None,
+    at: str | None,
+    out: Output,
 ) -> None:
     """`--delay` / `--at`: the bus stores the event now and appends it when due."""
     delay_ms = usage(lambda: parse_delay_ms(delay, "--delay")) if delay is not None else None
@@ -160,9 +207,17 @@ def emit_later(
             assert delay_ms is not None
             result = await client.emit(topic, body, **fields, delay_ms=delay_ms)
         if out.json_mode:
-            out.json_line({"schedule_id": result.schedule_id, "deliver_at": result.deliver_at, "duplicate": result.duplicate})
+            out.json_line(
+                {
+                    "schedule_id": result.schedule_id,
+                    "deliver_at": result.deliver_at,
+                    "duplicate": result.duplicate,
+                }
+            )
         else:
-            note = " [yellow](duplicate: already pending, nothing new)[/]" if result.duplicate else ""
+            note = (
+                " [yellow](duplicate: already pending, nothing new)[/]" if result.duplicate else ""
+            )
             out.console.print(
                 f"scheduled [bold]{escape(topic)}[/] schedule_id=[bold cyan]{result.schedule_id}[/]"
                 f" deliver_at={format_ts(result.deliver_at)}{note}"
@@ -171,7 +226,9 @@ def emit_later(
     run_client(target, schedule)
 
 
-def emit_lines(target: Target, topic: str, common: dict[str, Any], batch_size: int, out: Output) -> None:
+def emit_lines(
+    target: Target, topic: str, common: dict[str, Any], batch_size: int, out: Output
+) -> None:
     """`--ndjson`: every stdin line is a payload; batches of `batch_size`, one transaction each."""
     sent: list[int] = []
 
@@ -184,7 +241,9 @@ def emit_lines(target: Target, topic: str, common: dict[str, Any], batch_size: i
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 done = f"; the {len(sent)} events before it were emitted" if sent else ""
-                raise UsageError(f"stdin line {number} is not valid JSON: {exc.msg} at column {exc.colno}{done}") from None
+                raise UsageError(
+                    f"stdin line {number} is not valid JSON: {exc.msg} at column {exc.colno}{done}"
+                ) from None
             batch.append({"topic": topic, "payload": value, **common})
             if len(batch) == batch_size:
                 sent.extend(await client.emit_many(batch))
@@ -195,6 +254,12 @@ def emit_lines(target: Target, topic: str, common: dict[str, Any], batch_size: i
     run_client(target, main)
     span = f" (event_id {sent[0]}…{sent[-1]})" if sent else ""
     if out.json_mode:
-        out.json_line({"emitted": len(sent), "first_event_id": sent[0] if sent else None, "last_event_id": sent[-1] if sent else None})
+        out.json_line(
+            {
+                "emitted": len(sent),
+                "first_event_id": sent[0] if sent else None,
+                "last_event_id": sent[-1] if sent else None,
+            }
+        )
     else:
         out.console.print(f"emitted [bold]{len(sent):,}[/] events on [bold]{topic}[/]{span}")

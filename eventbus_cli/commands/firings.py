@@ -37,8 +37,14 @@ firings_app = typer.Typer(
 )
 
 COLUMNS = [
-    ("firing_id", "firing"), ("rule_id", "rule"), ("event_id", "event"), ("status_text", "status"),
-    ("attempts", "tries"), ("duration", "took"), ("started", "started (UTC)"), ("outcome", "result / error"),
+    ("firing_id", "firing"),
+    ("rule_id", "rule"),
+    ("event_id", "event"),
+    ("status_text", "status"),
+    ("attempts", "tries"),
+    ("duration", "took"),
+    ("started", "started (UTC)"),
+    ("outcome", "result / error"),
 ]
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "pending": "cyan"}
 #: The most firings `retry_firings` runs again per call; the bus says so by answering it.
@@ -80,12 +86,18 @@ def firings(
     ctx: typer.Context,
     rule: RuleIdOption = None,
     failed: FailedOption = False,
-    since: Annotated[int, typer.Option("--since", metavar="FIRING_ID", help="Exclusive firing_id cursor.", min=0)] = 0,
+    since: Annotated[
+        int, typer.Option("--since", metavar="FIRING_ID", help="Exclusive firing_id cursor.", min=0)
+    ] = 0,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", metavar="N", help="At most this many.", min=1, max=10_000)
+        int,
+        typer.Option("--limit", "-n", metavar="N", help="At most this many.", min=1, max=10_000),
     ] = 100,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Then print firings as they finish, one line each, until Ctrl+C.")
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Then print firings as they finish, one line each, until Ctrl+C."
+        ),
     ] = False,
     url: UrlOption = None,
     bus: BusOption = None,
@@ -146,11 +158,16 @@ def firings(
         err_console.print(f"[dim]stopped: {tally}[/]")
 
 
-def _group_target(ctx: typer.Context, url: str | None, bus: str | None, config: Any, token: str | None) -> Target:
+def _group_target(
+    ctx: typer.Context, url: str | None, bus: str | None, config: Any, token: str | None
+) -> Target:
     """The target from retry's own options, else from those given to `firings` before it."""
     given = ctx.parent.params if ctx.parent is not None else {}
     return resolve_target(
-        url or given.get("url"), bus or given.get("bus"), config or given.get("config"), token or given.get("token")
+        url or given.get("url"),
+        bus or given.get("bus"),
+        config or given.get("config"),
+        token or given.get("token"),
     )
 
 
@@ -169,11 +186,16 @@ def retry(
     rule: Annotated[
         str | None,
         typer.Option(
-            "--rule", "-r", metavar="RULE_ID", help="Every dead letter of this rule.", autocompletion=complete_rule_id
+            "--rule",
+            "-r",
+            metavar="RULE_ID",
+            help="Every dead letter of this rule.",
+            autocompletion=complete_rule_id,
         ),
     ] = None,
     failed: Annotated[
-        bool, typer.Option("--failed", help="Firings that ended failed, the dead letters (the default).")
+        bool,
+        typer.Option("--failed", help="Firings that ended failed, the dead letters (the default)."),
     ] = True,
     url: UrlOption = None,
     bus: BusOption = None,

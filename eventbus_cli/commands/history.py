@@ -39,17 +39,26 @@ class Order(StrEnum):
 
 def history(
     topic: Annotated[
-        str, typer.Option("--topic", "-t", metavar="PATTERN", help="Topic pattern: * one token, > the rest.")
+        str,
+        typer.Option(
+            "--topic", "-t", metavar="PATTERN", help="Topic pattern: * one token, > the rest."
+        ),
     ] = ">",
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
     correlation_id: CorrelationIdFilter = None,
-    since: Annotated[str | None, typer.Option("--since", metavar="TIME", help=f"From this time: {TIME_FORMS}.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help=f"From this time: {TIME_FORMS}.")
+    ] = None,
     until: Annotated[
         str | None, typer.Option("--until", metavar="TIME", help="Up to this time (same forms).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="At most this many events.", min=1)] = 100,
-    order: Annotated[Order, typer.Option("--order", help="asc (oldest first) or desc (newest first).")] = Order.asc,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", help="At most this many events.", min=1)
+    ] = 100,
+    order: Annotated[
+        Order, typer.Option("--order", help="asc (oldest first) or desc (newest first).")
+    ] = Order.asc,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -86,7 +95,13 @@ def history(
 
     from_ts, to_ts = usage(check)
     target = usage(lambda: resolve_target(url, bus, config, token))
-    out = Output(json_mode=True if json_out or format_ is EventFormat.json else False if format_ is EventFormat.table else None)
+    out = Output(
+        json_mode=True
+        if json_out or format_ is EventFormat.json
+        else False
+        if format_ is EventFormat.table
+        else None
+    )
 
     async def query(client: EventBusClient) -> None:
         # One event past --limit tells whether more match, without counting them all.
@@ -95,8 +110,14 @@ def history(
         cursor = 0
         while len(events) < wanted:
             page = await client.poll(
-                topic, since=cursor, limit=min(PAGE, wanted - len(events)), source_trn=source_trn,
-                target_trn=target_trn, correlation_id=correlation_id, from_ts=from_ts, to_ts=to_ts,
+                topic,
+                since=cursor,
+                limit=min(PAGE, wanted - len(events)),
+                source_trn=source_trn,
+                target_trn=target_trn,
+                correlation_id=correlation_id,
+                from_ts=from_ts,
+                to_ts=to_ts,
                 order=order.value,
             )
             events += [event.model_dump(mode="json") for event in page.events]

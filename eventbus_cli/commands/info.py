@@ -39,7 +39,12 @@ def topics(
         rows = [{**topic, "last_time": format_ts(topic["last_timestamp"])} for topic in topics]
         out.table(
             rows,
-            [("topic", "topic"), ("count", "events"), ("last_event_id", "last id"), ("last_time", "last event (UTC)")],
+            [
+                ("topic", "topic"),
+                ("count", "events"),
+                ("last_event_id", "last id"),
+                ("last_time", "last event (UTC)"),
+            ],
             title=f"{target.name}: {len(rows)} topics",
         )
 
@@ -87,8 +92,15 @@ def info(
 
 
 SUMMARY_COLUMNS = [
-    ("id", "bus"), ("url", "address"), ("state", "state"), ("storage", "storage"), ("rules", "rules"),
-    ("last_event_id", "last id"), ("topics", "topics"), ("subscriptions", "subs"), ("connections", "conns"),
+    ("id", "bus"),
+    ("url", "address"),
+    ("state", "state"),
+    ("storage", "storage"),
+    ("rules", "rules"),
+    ("last_event_id", "last id"),
+    ("topics", "topics"),
+    ("subscriptions", "subs"),
+    ("connections", "conns"),
     ("uptime", "uptime"),
 ]
 
@@ -103,7 +115,12 @@ async def _ask(target: Target) -> dict[str, Any]:
     except ConnectionLost as exc:
         return {"id": target.bus_id, "url": target.url, "reachable": False, "error": exc.message}
     except EventBusError as exc:
-        return {"id": target.bus_id, "url": target.url, "reachable": True, "error": f"{exc.message} ({exc.code})"}
+        return {
+            "id": target.bus_id,
+            "url": target.url,
+            "reachable": True,
+            "error": f"{exc.message} ({exc.code})",
+        }
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -61,7 +61,9 @@ def mcp(
         from eventbus_client import connect
 
         # The log goes to stderr: stdout is the MCP channel when serving stdio.
-        logging.basicConfig(level=logging.WARNING, format="eventbus mcp: %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING, format="eventbus mcp: %(levelname)s %(name)s: %(message)s"
+        )
         async with await connect(target.url, token=target.token) as client:
             bus_id = target.bus_id or str((await client.bus_info())["id"])
             adapter = McpAdapter(client, bus_id)
@@ -83,5 +85,3 @@ def _ready(bus_id: str, where: str) -> None:
 
 
 __all__ = ["mcp"]
-
-

@@ -29,9 +29,14 @@ if TYPE_CHECKING:
 
 def poll(
     pattern: TopicArgument = ">",
-    since: Annotated[int, typer.Option("--since", metavar="EVENT_ID", help="Exclusive event_id cursor.", min=0)] = 0,
+    since: Annotated[
+        int, typer.Option("--since", metavar="EVENT_ID", help="Exclusive event_id cursor.", min=0)
+    ] = 0,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", metavar="N", help="At most this many events.", min=1, max=10_000)
+        int,
+        typer.Option(
+            "--limit", "-n", metavar="N", help="At most this many events.", min=1, max=10_000
+        ),
     ] = 100,
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
@@ -56,7 +61,13 @@ def poll(
       eventbus poll 'orders.>' --format cloudevents
     """
     target = usage(lambda: resolve_target(url, bus, config, token))
-    out = Output(json_mode=True if json_out or format_ is EventFormat.json else False if format_ is EventFormat.table else None)
+    out = Output(
+        json_mode=True
+        if json_out or format_ is EventFormat.json
+        else False
+        if format_ is EventFormat.table
+        else None
+    )
 
     async def main(client: EventBusClient) -> None:
         params = {
@@ -67,12 +78,18 @@ def poll(
             "target_trn": target_trn,
             "correlation_id": correlation_id,
         }
-        result = await client.call("poll_events", {k: v for k, v in params.items() if v is not None})
+        result = await client.call(
+            "poll_events", {k: v for k, v in params.items() if v is not None}
+        )
         if format_ is EventFormat.cloudevents:
-            out.cloudevents(result["events"], bus_id=target.bus_id or str((await client.bus_info())["id"]))
+            out.cloudevents(
+                result["events"], bus_id=target.bus_id or str((await client.bus_info())["id"])
+            )
             return
         out.events(result["events"], title=f"{target.name}: {pattern} after {since}")
         if not out.json_mode:
-            out.console.print(f"[dim]{len(result['events'])} events · next --since {result['next_since']}[/]")
+            out.console.print(
+                f"[dim]{len(result['events'])} events · next --since {result['next_since']}[/]"
+            )
 
     run_client(target, main)

@@ -66,8 +66,13 @@ class Window:
 
     def params(self) -> dict[str, Any]:
         return {
-            "since_ts": self.since_ts, "until_ts": self.until_ts, "topic": self.topic, "source_trn": self.source_trn,
-            "target_trn": self.target_trn, "to_topic": self.to_topic, "to_bus": self.to_bus,
+            "since_ts": self.since_ts,
+            "until_ts": self.until_ts,
+            "topic": self.topic,
+            "source_trn": self.source_trn,
+            "target_trn": self.target_trn,
+            "to_topic": self.to_topic,
+            "to_bus": self.to_bus,
         }
 
 
@@ -80,32 +85,56 @@ class _Progress:
 
 
 def replay(
-    since: Annotated[str, typer.Option("--since", metavar="TIME", help=f"Replay events from this time: {TIME_FORMS}.")],
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since", metavar="TIME", help=f"Replay events from this time: {TIME_FORMS}."
+        ),
+    ],
     until: Annotated[
-        str | None, typer.Option("--until", metavar="TIME", help="Up to this time (same forms; default: now).")
+        str | None,
+        typer.Option("--until", metavar="TIME", help="Up to this time (same forms; default: now)."),
     ] = None,
-    topic: Annotated[str, typer.Option("--topic", "-t", metavar="PATTERN", help="Only topics matching this pattern.")] = ">",
+    topic: Annotated[
+        str,
+        typer.Option("--topic", "-t", metavar="PATTERN", help="Only topics matching this pattern."),
+    ] = ">",
     source_trn: SourceTrnFilter = None,
     target_trn: TargetTrnFilter = None,
     to_topic: Annotated[
-        str | None, typer.Option("--to-topic", metavar="TOPIC", help="Emit the copies on this topic instead.")
+        str | None,
+        typer.Option("--to-topic", metavar="TOPIC", help="Emit the copies on this topic instead."),
     ] = None,
     to_bus: Annotated[
         str | None,
         typer.Option(
-            "--to-bus", metavar="ID", autocompletion=complete_bus_id,
+            "--to-bus",
+            metavar="ID",
+            autocompletion=complete_bus_id,
             help="Emit the copies on this bus of the same server (it must list the source bus in accept_from_buses).",
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed; emit nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Do not ask above {CONFIRM_ABOVE:,} events.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be replayed; emit nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help=f"Do not ask above {CONFIRM_ABOVE:,} events.")
+    ] = False,
     after_id: Annotated[
-        int, typer.Option("--after-id", metavar="ID", help="Only events after this id (a resume line sets it).", min=0)
+        int,
+        typer.Option(
+            "--after-id",
+            metavar="ID",
+            help="Only events after this id (a resume line sets it).",
+            min=0,
+        ),
     ] = 0,
     until_id: Annotated[
         int | None,
         typer.Option(
-            "--until-id", metavar="ID", min=0,
+            "--until-id",
+            metavar="ID",
+            min=0,
             help="Only events up to this id (a resume line sets it: the newest event when the replay began).",
         ),
     ] = None,
@@ -140,7 +169,9 @@ def replay(
                 f"--until {until} ({format_ts(until_ts)}) is before --since {since} ({format_ts(since_ts)}): "
                 "nothing can match; swap them"
             )
-        return Window(since_ts, until_ts, topic, source_trn, target_trn, to_topic, to_bus, after_id, until_id)
+        return Window(
+            since_ts, until_ts, topic, source_trn, target_trn, to_topic, to_bus, after_id, until_id
+        )
 
     window = usage(check)
     source = usage(lambda: resolve_target(url, bus, config, token))
@@ -178,7 +209,11 @@ async def _count(client: EventBusClient, window: Window) -> int:
     count, cursor = 0, window.after_id
     while True:
         result = await client.replay_events(
-            **window.params(), dry_run=True, after_id=cursor, until_id=window.until_id, limit=COUNT_PER_CALL
+            **window.params(),
+            dry_run=True,
+            after_id=cursor,
+            until_id=window.until_id,
+            limit=COUNT_PER_CALL,
         )
         window.until_id = result.until_id
         count, cursor = count + result.replayed, result.last_replayed_id
@@ -189,21 +224,32 @@ async def _count(client: EventBusClient, window: Window) -> int:
 async def _show_dry_run(client: EventBusClient, window: Window, count: int, out: Output) -> None:
     assert window.until_id is not None
     page = await client.poll(
-        window.topic, since=window.after_id, limit=DRY_RUN_SHOWN, source_trn=window.source_trn,
-        target_trn=window.target_trn, from_ts=window.since_ts, to_ts=window.until_ts,
+        window.topic,
+        since=window.after_id,
+        limit=DRY_RUN_SHOWN,
+        source_trn=window.source_trn,
+        target_trn=window.target_trn,
+        from_ts=window.since_ts,
+        to_ts=window.until_ts,
     )
     shown = [e.model_dump(mode="json") for e in page.events if e.event_id <= window.until_id]
     if out.json_mode:
         out.json_line({"would_replay": count, "first": shown})
         return
-    out.events(shown, title=f"would replay {count:,} events" + (f" (first {len(shown)})" if count > len(shown) else ""))
+    out.events(
+        shown,
+        title=f"would replay {count:,} events"
+        + (f" (first {len(shown)})" if count > len(shown) else ""),
+    )
 
 
 def _confirm(count: int, yes: bool) -> None:
     if yes or count <= CONFIRM_ABOVE:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"{count:,} events to replay: pass --yes to confirm (no terminal to ask on)")
+        raise UsageError(
+            f"{count:,} events to replay: pass --yes to confirm (no terminal to ask on)"
+        )
     if not typer.confirm(f"Replay {count:,} events?"):
         raise typer.Exit(1)
 
@@ -222,8 +268,11 @@ async def _replay(client: EventBusClient, window: Window, out: Output, progress:
     from eventbus_core.errors import ConnectionLost
 
     columns = (
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>8} ev/s"), TimeRemainingColumn(),
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8} ev/s"),
+        TimeRemainingColumn(),
     )
     on_terminal = err_console.is_terminal and not out.json_mode
     with Progress(*columns, console=err_console, disable=not on_terminal) as bar:
@@ -231,7 +280,12 @@ async def _replay(client: EventBusClient, window: Window, out: Output, progress:
         done = False
         while not done:
             call = asyncio.ensure_future(
-                client.replay_events(**window.params(), after_id=window.after_id, until_id=window.until_id, limit=PER_CALL)
+                client.replay_events(
+                    **window.params(),
+                    after_id=window.after_id,
+                    until_id=window.until_id,
+                    limit=PER_CALL,
+                )
             )
             try:
                 result = await asyncio.shield(call)
@@ -248,9 +302,15 @@ async def _replay(client: EventBusClient, window: Window, out: Output, progress:
             _advance(window, progress, result)
             done = result.done
             elapsed = bar.tasks[task].elapsed or 0
-            bar.update(task, completed=progress.done, rate=f"{progress.done / elapsed:,.0f}" if elapsed else "-")
+            bar.update(
+                task,
+                completed=progress.done,
+                rate=f"{progress.done / elapsed:,.0f}" if elapsed else "-",
+            )
             if not on_terminal and result.replayed:
-                err_console.print(f"replayed {progress.done:,} of {progress.total:,} events (up to #{window.after_id})")
+                err_console.print(
+                    f"replayed {progress.done:,} of {progress.total:,} events (up to #{window.after_id})"
+                )
     if out.json_mode:
         out.json_line({"replayed": progress.done, "last_replayed_id": window.after_id})
     else:
@@ -268,7 +328,9 @@ def _stopped(window: Window, progress: _Progress, why: str) -> None:
         if why == "stopped":
             err_console.print("[yellow]stopped[/] before replaying anything.")
         return
-    err_console.print(f"[yellow]{why}[/] after replaying {progress.done:,} of {progress.total:,} events.")
+    err_console.print(
+        f"[yellow]{why}[/] after replaying {progress.done:,} of {progress.total:,} events."
+    )
     if progress.abandoned:
         err_console.print(
             f"[yellow]warning:[/] the call in flight was abandoned: up to {PER_CALL:,} events after "
@@ -281,7 +343,7 @@ def resume_command(window: Window, argv: list[str] | None = None) -> str:
     """This command line again, with the window in absolute terms and moved past what is done."""
     args: list[str] = []
     skip_next = False
-    for arg in (sys.argv[1:] if argv is None else argv):
+    for arg in sys.argv[1:] if argv is None else argv:
         if skip_next:
             skip_next = False
         elif arg in WINDOW_FLAGS:
@@ -290,7 +352,14 @@ def resume_command(window: Window, argv: list[str] | None = None) -> str:
             args.append(arg)
     if "--yes" not in args and "-y" not in args:
         args.append("--yes")  # the whole was confirmed already; the rest is smaller
-    args += ["--since", _iso(window.since_ts), "--until", _iso(window.until_ts), "--after-id", str(window.after_id)]
+    args += [
+        "--since",
+        _iso(window.since_ts),
+        "--until",
+        _iso(window.until_ts),
+        "--after-id",
+        str(window.after_id),
+    ]
     if window.until_id is not None:
         args += ["--until-id", str(window.until_id)]
     return shlex.join(["eventbus", *args])

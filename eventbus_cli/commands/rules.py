@@ -39,19 +39,30 @@ rules_app = typer.Typer(
 command = partial(rules_app.command, cls=PlainCommand, epilog=EXIT_CODES_HELP)
 
 RULE_COLUMNS = [
-    ("id", "id"), ("enabled", "on"), ("topic", "topic"), ("action_text", "action"),
-    ("fired", "fired"), ("failed", "failed"), ("last_fired", "last fired (UTC)"),
+    ("id", "id"),
+    ("enabled", "on"),
+    ("topic", "topic"),
+    ("action_text", "action"),
+    ("fired", "fired"),
+    ("failed", "failed"),
+    ("last_fired", "last fired (UTC)"),
 ]
 
 
 def _action_text(action: dict[str, Any]) -> str:
     if action.get("type") == "InvokeTool":
-        return f"invoke {action.get('tool_id')}" + (f" → {action['result_topic']}" if action.get("result_topic") else "")
+        return f"invoke {action.get('tool_id')}" + (
+            f" → {action['result_topic']}" if action.get("result_topic") else ""
+        )
     return f"emit {action.get('topic')}" + (f" on {action['bus']}" if action.get("bus") else "")
 
 
 def _row(rule: Mapping[str, Any]) -> dict[str, Any]:
-    return {**rule, "action_text": _action_text(rule["action"]), "last_fired": format_ts(rule.get("last_fired_at"))}
+    return {
+        **rule,
+        "action_text": _action_text(rule["action"]),
+        "last_fired": format_ts(rule.get("last_fired_at")),
+    }
 
 
 def _match_value(text: str) -> Any:
@@ -122,31 +133,49 @@ def _rule_from_file(source: str) -> dict[str, Any]:
 @command("add")
 def add(
     file: Annotated[
-        str | None, typer.Argument(metavar="FILE", help="A rule as JSON: a file, or - for stdin.", show_default=False)
+        str | None,
+        typer.Argument(
+            metavar="FILE", help="A rule as JSON: a file, or - for stdin.", show_default=False
+        ),
     ] = None,
-    rule_id: Annotated[str | None, typer.Option("--id", metavar="RULE_ID", help="Rule id (flag form).")] = None,
-    topic: Annotated[str | None, typer.Option("--topic", metavar="PATTERN", help="Topic pattern (default >).")] = None,
+    rule_id: Annotated[
+        str | None, typer.Option("--id", metavar="RULE_ID", help="Rule id (flag form).")
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", metavar="PATTERN", help="Topic pattern (default >).")
+    ] = None,
     match: Annotated[
         list[str] | None,
         typer.Option(
-            "--match", metavar="PATH=VALUE", help="A condition (repeatable; VALUE is JSON if it parses, else a string)."
+            "--match",
+            metavar="PATH=VALUE",
+            help="A condition (repeatable; VALUE is JSON if it parses, else a string).",
         ),
     ] = None,
     pattern: Annotated[
-        str | None, typer.Option("--pattern", metavar="JSON", help="EventBridge pattern: JSON or @file.")
+        str | None,
+        typer.Option("--pattern", metavar="JSON", help="EventBridge pattern: JSON or @file."),
     ] = None,
-    invoke: Annotated[str | None, typer.Option("--invoke", metavar="TRN", help="Action: invoke this tool TRN.")] = None,
+    invoke: Annotated[
+        str | None, typer.Option("--invoke", metavar="TRN", help="Action: invoke this tool TRN.")
+    ] = None,
     tool_input: Annotated[
         str | None, typer.Option("--input", metavar="JSON", help="Tool input template (JSON).")
     ] = None,
     emit_topic: Annotated[
-        str | None, typer.Option("--emit", metavar="TOPIC", help="Action: emit an event on this topic.")
+        str | None,
+        typer.Option("--emit", metavar="TOPIC", help="Action: emit an event on this topic."),
     ] = None,
     payload: Annotated[
-        str | None, typer.Option("--payload", metavar="JSON", help="Payload template of --emit (JSON).")
+        str | None,
+        typer.Option("--payload", metavar="JSON", help="Payload template of --emit (JSON)."),
     ] = None,
-    description: Annotated[str | None, typer.Option("--description", metavar="TEXT", help="Free text.")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Replace a rule with the same id.")] = False,
+    description: Annotated[
+        str | None, typer.Option("--description", metavar="TEXT", help="Free text.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a rule with the same id.")
+    ] = False,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -169,13 +198,27 @@ def add(
     """
 
     def build() -> dict[str, Any]:
-        flags = (rule_id, topic, match, pattern, invoke, tool_input, emit_topic, payload, description)
+        flags = (
+            rule_id,
+            topic,
+            match,
+            pattern,
+            invoke,
+            tool_input,
+            emit_topic,
+            payload,
+            description,
+        )
         if file is not None:
             if any(flag for flag in flags):
-                raise UsageError("give either a rule FILE or the flags (--id, --topic, …), not both")
+                raise UsageError(
+                    "give either a rule FILE or the flags (--id, --topic, …), not both"
+                )
             return _rule_from_file(file)
         if not rule_id:
-            raise UsageError("give a rule FILE (or - for stdin), or --id with --invoke TRN or --emit TOPIC")
+            raise UsageError(
+                "give a rule FILE (or - for stdin), or --id with --invoke TRN or --emit TOPIC"
+            )
         action = _action_from_flags(invoke, tool_input, emit_topic, payload)
         return _rule_from_flags(rule_id, topic, match or [], pattern, action, description)
 
@@ -215,7 +258,11 @@ def list_(
 
     async def show(client: EventBusClient) -> None:
         rules = await client.list_rules()
-        out.table([_row(r) for r in rules] if not out.json_mode else rules, RULE_COLUMNS, title=f"{target.name}: rules")
+        out.table(
+            [_row(r) for r in rules] if not out.json_mode else rules,
+            RULE_COLUMNS,
+            title=f"{target.name}: rules",
+        )
 
     run_client(target, show)
 
@@ -335,7 +382,10 @@ def test(
             autocompletion=complete_rule_id,
         ),
     ],
-    event: Annotated[str, typer.Option("--event", "-e", metavar="JSON", help="The event to try: JSON, @file or -.")],
+    event: Annotated[
+        str,
+        typer.Option("--event", "-e", metavar="JSON", help="The event to try: JSON, @file or -."),
+    ],
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,

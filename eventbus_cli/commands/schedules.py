@@ -36,12 +36,20 @@ schedules_app = typer.Typer(
 command = partial(schedules_app.command, cls=PlainCommand, epilog=EXIT_CODES_HELP)
 
 ScheduleIdArgument = Annotated[
-    str, typer.Argument(metavar="SCHEDULE_ID", help="The schedule's id.", autocompletion=complete_schedule_id)
+    str,
+    typer.Argument(
+        metavar="SCHEDULE_ID", help="The schedule's id.", autocompletion=complete_schedule_id
+    ),
 ]
 
 SCHEDULE_COLUMNS = [
-    ("id", "id"), ("enabled", "on"), ("cadence", "cadence"), ("topic", "topic"),
-    ("next", "next tick (UTC)"), ("last", "last tick (UTC)"), ("ticks", "ticks"),
+    ("id", "id"),
+    ("enabled", "on"),
+    ("cadence", "cadence"),
+    ("topic", "topic"),
+    ("next", "next tick (UTC)"),
+    ("last", "last tick (UTC)"),
+    ("ticks", "ticks"),
 ]
 
 
@@ -64,7 +72,11 @@ def _row(schedule: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _event_from_flags(
-    topic: str, payload: str | None, metadata: str | None, source_trn: str | None, target_trn: str | None,
+    topic: str,
+    payload: str | None,
+    metadata: str | None,
+    source_trn: str | None,
+    target_trn: str | None,
     correlation_id: str | None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {"topic": topic}
@@ -75,7 +87,11 @@ def _event_from_flags(
         if not isinstance(meta, dict):
             raise UsageError("--metadata must be a JSON object")
         event["metadata"] = meta
-    for key, value in (("source_trn", source_trn), ("target_trn", target_trn), ("correlation_id", correlation_id)):
+    for key, value in (
+        ("source_trn", source_trn),
+        ("target_trn", target_trn),
+        ("correlation_id", correlation_id),
+    ):
         if value is not None:
             event[key] = value
     return event
@@ -83,26 +99,56 @@ def _event_from_flags(
 
 @command("add")
 def add(
-    schedule_id: Annotated[str, typer.Argument(metavar="SCHEDULE_ID", help="Its id: letters, digits, '.', '_', '-'.")],
-    topic: Annotated[str, typer.Option("--topic", "-t", metavar="TOPIC", help="Topic of the event each tick appends.")],
+    schedule_id: Annotated[
+        str, typer.Argument(metavar="SCHEDULE_ID", help="Its id: letters, digits, '.', '_', '-'.")
+    ],
+    topic: Annotated[
+        str,
+        typer.Option(
+            "--topic", "-t", metavar="TOPIC", help="Topic of the event each tick appends."
+        ),
+    ],
     cron: Annotated[
-        str | None, typer.Option("--cron", metavar="EXPR", help="5-field cron expression (or @hourly, @daily, …).")
+        str | None,
+        typer.Option(
+            "--cron", metavar="EXPR", help="5-field cron expression (or @hourly, @daily, …)."
+        ),
     ] = None,
     every: Annotated[
-        str | None, typer.Option("--every", metavar="DURATION", help="Or a fixed interval: 30s, 5m, 1h (at least 1s).")
+        str | None,
+        typer.Option(
+            "--every", metavar="DURATION", help="Or a fixed interval: 30s, 5m, 1h (at least 1s)."
+        ),
     ] = None,
     timezone: Annotated[
-        str | None, typer.Option("--timezone", "--tz", metavar="ZONE", help="IANA time zone of --cron (default UTC).")
+        str | None,
+        typer.Option(
+            "--timezone", "--tz", metavar="ZONE", help="IANA time zone of --cron (default UTC)."
+        ),
     ] = None,
-    payload: Annotated[str | None, typer.Option("--payload", "-p", metavar="JSON", help="Payload: JSON, @file or -.")] = None,
-    metadata: Annotated[str | None, typer.Option("--metadata", metavar="JSON", help="JSON object of metadata.")] = None,
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", "-p", metavar="JSON", help="Payload: JSON, @file or -."),
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="JSON object of metadata.")
+    ] = None,
     source_trn: Annotated[
-        str | None, typer.Option("--source-trn", metavar="TRN", help="Source (default trn:eventbus:BUS:schedule:ID).")
+        str | None,
+        typer.Option(
+            "--source-trn", metavar="TRN", help="Source (default trn:eventbus:BUS:schedule:ID)."
+        ),
     ] = None,
-    target_trn: Annotated[str | None, typer.Option("--target-trn", metavar="TRN", help="Who it is for.")] = None,
-    correlation_id: Annotated[str | None, typer.Option("--correlation-id", metavar="ID", help="Correlation id.")] = None,
+    target_trn: Annotated[
+        str | None, typer.Option("--target-trn", metavar="TRN", help="Who it is for.")
+    ] = None,
+    correlation_id: Annotated[
+        str | None, typer.Option("--correlation-id", metavar="ID", help="Correlation id.")
+    ] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create it switched off.")] = False,
-    replace: Annotated[bool, typer.Option("--replace", help="Replace a schedule with the same id.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a schedule with the same id.")
+    ] = False,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -126,23 +172,37 @@ def add(
             raise UsageError("give exactly one of --cron EXPR or --every DURATION")
         if every is not None and timezone is not None:
             raise UsageError("--timezone goes with --cron; --every counts from the epoch")
-        cadence: dict[str, Any] = {"cron": cron} if cron is not None else {"every_ms": parse_delay_ms(every or "", "--every")}
+        cadence: dict[str, Any] = (
+            {"cron": cron}
+            if cron is not None
+            else {"every_ms": parse_delay_ms(every or "", "--every")}
+        )
         if timezone is not None:
             cadence["timezone"] = timezone
-        return cadence, _event_from_flags(topic, payload, metadata, source_trn, target_trn, correlation_id)
+        return cadence, _event_from_flags(
+            topic, payload, metadata, source_trn, target_trn, correlation_id
+        )
 
     cadence, event = usage(build)
     target = usage(lambda: resolve_target(url, bus, config, token))
     out = Output(json_mode=json_out or None)
 
     async def create(client: EventBusClient) -> None:
-        result = await client.create_schedule(schedule_id, event, enabled=not disabled, replace=replace, **cadence)
+        result = await client.create_schedule(
+            schedule_id, event, enabled=not disabled, replace=replace, **cadence
+        )
         if out.json_mode:
             out.json_line(result)
             return
         verb = "created" if result["created"] else "replaced"
-        when = f"next tick {format_ts(result['next_tick'])}" if result["next_tick"] is not None else "switched off"
-        out.console.print(f"{verb} schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}: {when}")
+        when = (
+            f"next tick {format_ts(result['next_tick'])}"
+            if result["next_tick"] is not None
+            else "switched off"
+        )
+        out.console.print(
+            f"{verb} schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}: {when}"
+        )
 
     run_client(target, create)
 
@@ -221,26 +281,34 @@ def rm(
         if out.json_mode:
             out.json_line({"id": schedule_id, "deleted": True})
         else:
-            out.console.print(f"deleted schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}")
+            out.console.print(
+                f"deleted schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}"
+            )
 
     run_client(target, delete)
 
 
-def _set_enabled(schedule_id: str, enabled: bool, target_args: tuple[Any, ...], json_out: bool) -> None:
+def _set_enabled(
+    schedule_id: str, enabled: bool, target_args: tuple[Any, ...], json_out: bool
+) -> None:
     target = usage(lambda: resolve_target(*target_args))
     out = Output(json_mode=json_out or None)
 
     async def switch(client: EventBusClient) -> None:
         schedule = await client.set_schedule_enabled(schedule_id, enabled)
         if out.json_mode:
-            out.json_line({"id": schedule_id, "enabled": enabled, "next_tick": schedule["next_tick"]})
+            out.json_line(
+                {"id": schedule_id, "enabled": enabled, "next_tick": schedule["next_tick"]}
+            )
         elif enabled:
             out.console.print(
                 f"enabled schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}:"
                 f" next tick {format_ts(schedule['next_tick'])}"
             )
         else:
-            out.console.print(f"disabled schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}")
+            out.console.print(
+                f"disabled schedule [bold]{escape(schedule_id)}[/] on {escape(target.name)}"
+            )
 
     run_client(target, switch)
 

@@ -48,7 +48,11 @@ def serve(
     ] = LogLevel.info,
     log_format: Annotated[
         LogFormat,
-        typer.Option("--log-format", help="text (key=value lines) or json (one object per line).", case_sensitive=False),
+        typer.Option(
+            "--log-format",
+            help="text (key=value lines) or json (one object per line).",
+            case_sensitive=False,
+        ),
     ] = LogFormat.text,
 ) -> None:
     """Run every bus of the config (or just --bus ones), each on its own port.
@@ -95,7 +99,10 @@ def print_banner(app: EventBusApp) -> None:
     """Which buses run where, once all of them listen (stderr, like the log)."""
     from rich.table import Table
 
-    table = Table(title=f"eventbus serving {len(app.buses)} bus{'es' if len(app.buses) != 1 else ''}", header_style="bold")
+    table = Table(
+        title=f"eventbus serving {len(app.buses)} bus{'es' if len(app.buses) != 1 else ''}",
+        header_style="bold",
+    )
     for column in ("bus", "address", "http", "storage", "rules", "auth", "sources"):
         table.add_column(column, overflow="fold")
     for bus_id, bus in app.buses.items():

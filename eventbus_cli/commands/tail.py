@@ -38,9 +38,16 @@ def tail(
     correlation_id: CorrelationIdFilter = None,
     since: Annotated[
         int | None,
-        typer.Option("--since", metavar="EVENT_ID", help="Start after this event_id (stored events first).", min=0),
+        typer.Option(
+            "--since",
+            metavar="EVENT_ID",
+            help="Start after this event_id (stored events first).",
+            min=0,
+        ),
     ] = None,
-    from_start: Annotated[bool, typer.Option("--from-start", help="Start with the oldest stored event.")] = False,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Start with the oldest stored event.")
+    ] = False,
     url: UrlOption = None,
     bus: BusOption = None,
     config: ConfigOption = None,
@@ -76,7 +83,9 @@ def tail(
     tally = Tally()
 
     async def follow(client: EventBusClient) -> None:
-        sub = await client.subscribe(pattern, since=start, source_trn=source_trn, target_trn=target_trn)
+        sub = await client.subscribe(
+            pattern, since=start, source_trn=source_trn, target_trn=target_trn
+        )
         # On stderr even with --json (stdout stays NDJSON): a script can wait for it.
         err_console.print(f"[dim]following {escape(pattern)} on {target.name} (Ctrl+C to stop)[/]")
         import asyncio

@@ -13,10 +13,12 @@ from eventbus_cli.targets import Target, bus_urls, default_config_path, resolve_
 
 def ui(
     bus: Annotated[
-        list[str] | None, typer.Option("--bus", "-b", help="Show only this bus of --config (repeatable).")
+        list[str] | None,
+        typer.Option("--bus", "-b", help="Show only this bus of --config (repeatable)."),
     ] = None,
     url: Annotated[
-        list[str] | None, typer.Option("--url", help="Show the bus at tcp://host:port (repeatable).")
+        list[str] | None,
+        typer.Option("--url", help="Show the bus at tcp://host:port (repeatable)."),
     ] = None,
     config: ConfigOption = None,
     token: TokenOption = None,

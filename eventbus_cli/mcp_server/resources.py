@@ -44,7 +44,9 @@ class TopicResources:
         max_reply_bytes: a read's contents are cut to this.
     """
 
-    def __init__(self, client: EventBusClient, bus_id: str, *, latest_events: int, max_reply_bytes: int) -> None:
+    def __init__(
+        self, client: EventBusClient, bus_id: str, *, latest_events: int, max_reply_bytes: int
+    ) -> None:
         self.client = client
         self.bus_id = bus_id
         self.latest_events = latest_events
@@ -64,7 +66,8 @@ class TopicResources:
             validate_topic_pattern(topic)
         except ValueError:
             raise MCPError(
-                mcp_types.INVALID_PARAMS, f"unknown resource {uri!r}: expected {self.topics_uri} or {prefix}<topic>"
+                mcp_types.INVALID_PARAMS,
+                f"unknown resource {uri!r}: expected {self.topics_uri} or {prefix}<topic>",
             ) from None
         return topic
 
@@ -102,15 +105,27 @@ class TopicResources:
         topic = self.topic_of(uri)
         content: dict[str, Any]
         if topic is None:
-            content = fit({"topics": await self.client.list_topics()}, "topics", "cursor", "topic", self.max_reply_bytes)
+            content = fit(
+                {"topics": await self.client.list_topics()},
+                "topics",
+                "cursor",
+                "topic",
+                self.max_reply_bytes,
+            )
             content.pop("cursor", None)
         else:
-            page = await self.client.call("poll_events", {"topic": topic, "order": "desc", "limit": self.latest_events})
-            newest_first = fit({"events": page["events"]}, "events", "cursor", "event_id", self.max_reply_bytes)
+            page = await self.client.call(
+                "poll_events", {"topic": topic, "order": "desc", "limit": self.latest_events}
+            )
+            newest_first = fit(
+                {"events": page["events"]}, "events", "cursor", "event_id", self.max_reply_bytes
+            )
             content = {"topic": topic, "events": newest_first["events"][::-1]}
         text = dumps(content).decode()
         return mcp_types.ReadResourceResult(
-            contents=[mcp_types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
+            contents=[
+                mcp_types.TextResourceContents(uri=uri, mime_type="application/json", text=text)
+            ]
         )
 
     async def subscribe(self, uri: str) -> Subscription:

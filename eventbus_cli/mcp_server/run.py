@@ -32,7 +32,9 @@ async def serve_stdio(adapter: McpAdapter) -> None:
         await adapter.aclose()
 
 
-async def serve_http(adapter: McpAdapter, host: str, port: int, *, on_ready: Callable[[str], None]) -> None:
+async def serve_http(
+    adapter: McpAdapter, host: str, port: int, *, on_ready: Callable[[str], None]
+) -> None:
     """Serve MCP over Streamable HTTP at http://host:port/mcp until SIGINT/SIGTERM; `on_ready(url)` once bound."""
     app = adapter.server.streamable_http_app(
         streamable_http_path=MCP_PATH, host=host, max_sessions=adapter.limits.max_sessions

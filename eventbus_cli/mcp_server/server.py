@@ -86,12 +86,17 @@ class SessionState:
 class McpAdapter:
     """The MCP server of one bus; `server` is the SDK's, ready to run on any transport."""
 
-    def __init__(self, client: EventBusClient, bus_id: str, *, limits: McpLimits | None = None) -> None:
+    def __init__(
+        self, client: EventBusClient, bus_id: str, *, limits: McpLimits | None = None
+    ) -> None:
         self.client = client
         self.bus_id = bus_id
         self.limits = limits or McpLimits()
         self.resources = TopicResources(
-            client, bus_id, latest_events=self.limits.latest_events, max_reply_bytes=self.limits.max_reply_bytes
+            client,
+            bus_id,
+            latest_events=self.limits.latest_events,
+            max_reply_bytes=self.limits.max_reply_bytes,
         )
         #: The one state of requests that belong to no session (the 2026 era's).
         self.sessionless = SessionState()
@@ -128,7 +133,9 @@ class McpAdapter:
         state = connection.state.get(STATE_KEY)
         if not isinstance(state, SessionState):
             state = connection.state[STATE_KEY] = SessionState()
-            connection.exit_stack.push_async_callback(state.aclose)  # the session ends: its watches end
+            connection.exit_stack.push_async_callback(
+                state.aclose
+            )  # the session ends: its watches end
         return state
 
     # -- tools -----------------------------------------------------------------
@@ -136,7 +143,10 @@ class McpAdapter:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
-        tools = [mcp_types.Tool(name=t.name, description=t.description, input_schema=t.input_schema()) for t in TOOLS.values()]
+        tools = [
+            mcp_types.Tool(name=t.name, description=t.description, input_schema=t.input_schema())
+            for t in TOOLS.values()
+        ]
         return mcp_types.ListToolsResult(tools=tools)
 
     async def _call_tool(
@@ -144,7 +154,10 @@ class McpAdapter:
     ) -> mcp_types.CallToolResult:
         tool = TOOLS.get(params.name)
         if tool is None:
-            raise MCPError(mcp_types.INVALID_PARAMS, f"unknown tool {params.name!r} (tools: {', '.join(TOOLS)})")
+            raise MCPError(
+                mcp_types.INVALID_PARAMS,
+                f"unknown tool {params.name!r} (tools: {', '.join(TOOLS)})",
+            )
         state = self._state(ctx)
         waits = tool.waits
         if waits and state.waits >= self.limits.max_waits:
@@ -161,7 +174,9 @@ class McpAdapter:
         except EventBusError as exc:
             return _error(f"{exc.message} (code {exc.code})" if exc.code else exc.message)
         except ValidationError as exc:
-            problems = "; ".join(f"{format_loc(e['loc'])}: {plain_message(e)}" for e in exc.errors(include_url=False))
+            problems = "; ".join(
+                f"{format_loc(e['loc'])}: {plain_message(e)}" for e in exc.errors(include_url=False)
+            )
             return _error(f"invalid arguments for {tool.name}: {problems}")
         finally:
             state.waits -= waits
@@ -202,7 +217,9 @@ class McpAdapter:
             return mcp_types.EmptyResult()
         self._room_for(state, 1)
         subscription = await _bus_call(self.resources.subscribe(uri))
-        state.watches[uri] = asyncio.create_task(pump(subscription, lambda: session.send_resource_updated(uri)))
+        state.watches[uri] = asyncio.create_task(
+            pump(subscription, lambda: session.send_resource_updated(uri))
+        )
         return mcp_types.EmptyResult()
 
     async def _unsubscribe(
@@ -215,7 +232,9 @@ class McpAdapter:
         return mcp_types.EmptyResult()
 
     async def _listen(
-        self, ctx: ServerRequestContext[Any, Any], params: mcp_types.SubscriptionsListenRequestParams
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        params: mcp_types.SubscriptionsListenRequestParams,
     ) -> mcp_types.SubscriptionsListenResult:
         """subscriptions/listen (2026 era): this stream's resources, watched while it is open.
 
@@ -245,7 +264,9 @@ def _with_trace_context(arguments: dict[str, Any], meta: Any) -> dict[str, Any]:
     """`_meta.traceparent` of the call into the event's metadata, where the bus propagates it."""
     traceparent = meta.get("traceparent") if isinstance(meta, dict) else None
     metadata = arguments.get("metadata")
-    if not isinstance(traceparent, str) or (metadata is not None and not isinstance(metadata, dict)):
+    if not isinstance(traceparent, str) or (
+        metadata is not None and not isinstance(metadata, dict)
+    ):
         return arguments
     return {**arguments, "metadata": {"traceparent": traceparent, **(metadata or {})}}
 
@@ -273,4 +294,6 @@ async def _bus_call(call: Awaitable[T]) -> T:
 
 
 def _error(message: str) -> mcp_types.CallToolResult:
-    return mcp_types.CallToolResult(content=[mcp_types.TextContent(type="text", text=message)], is_error=True)
+    return mcp_types.CallToolResult(
+        content=[mcp_types.TextContent(type="text", text=message)], is_error=True
+    )

@@ -85,7 +85,9 @@ class Tool:
         return self.params.model_json_schema()
 
 
-def fit(result: dict[str, Any], key: str, cursor: str, cursor_of: str, max_bytes: int) -> dict[str, Any]:
+def fit(
+    result: dict[str, Any], key: str, cursor: str, cursor_of: str, max_bytes: int
+) -> dict[str, Any]:
     """`result` with its list `key` cut to fit `max_bytes` (at least one item), `cursor` moved to match."""
     items = result.get(key)
     if not isinstance(items, list) or len(dumps(result)) <= max_bytes:
@@ -93,7 +95,12 @@ def fit(result: dict[str, Any], key: str, cursor: str, cursor_of: str, max_bytes
     kept = _fitting(items, max_bytes)
     last = kept[-1] if kept else None
     moved = last.get(cursor_of) if isinstance(last, dict) else None
-    return {**result, key: kept, cursor: moved if moved is not None else result.get(cursor), "truncated": True}
+    return {
+        **result,
+        key: kept,
+        cursor: moved if moved is not None else result.get(cursor),
+        "truncated": True,
+    }
 
 
 def _fitting(items: list[Any], max_bytes: int) -> list[Any]:
@@ -117,23 +124,38 @@ async def emit_event(client: EventBusClient, args: dict[str, Any], max_bytes: in
     topic = args.get("topic")
     if "schedule_id" in result:  # deliver_at / delay_ms: stored, appended when due
         again = " (a pending duplicate: same idempotency_key)" if result.get("duplicate") else ""
-        return Reply(result, f"scheduled {result['schedule_id']} on {topic} for {result['deliver_at']} (epoch ms){again}")
+        return Reply(
+            result,
+            f"scheduled {result['schedule_id']} on {topic} for {result['deliver_at']} (epoch ms){again}",
+        )
     if result.get("duplicate"):
-        return Reply(result, f"duplicate of event {result['event_id']} on {topic} (same idempotency_key); nothing stored")
+        return Reply(
+            result,
+            f"duplicate of event {result['event_id']} on {topic} (same idempotency_key); nothing stored",
+        )
     return Reply(result, f"stored event {result['event_id']} on {topic}")
 
 
 async def poll_events(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
-    result = fit(await client.call("poll_events", args), "events", "next_since", "event_id", max_bytes)
+    result = fit(
+        await client.call("poll_events", args), "events", "next_since", "event_id", max_bytes
+    )
     cut = " (cut to fit the reply limit)" if result.get("truncated") else ""
     topic = args.get("topic", ">")
-    return Reply(result, f"{_plural(len(result['events']), 'event')} on {topic}{cut}; next since {result['next_since']}")
+    return Reply(
+        result,
+        f"{_plural(len(result['events']), 'event')} on {topic}{cut}; next since {result['next_since']}",
+    )
 
 
 async def list_topics(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
     result = fit(await client.call("list_topics", args), "topics", "cursor", "topic", max_bytes)
     result.pop("cursor", None)
-    return Reply(result, _plural(len(result["topics"]), "topic") + (" (cut to fit the reply limit)" if result.get("truncated") else ""))
+    return Reply(
+        result,
+        _plural(len(result["topics"]), "topic")
+        + (" (cut to fit the reply limit)" if result.get("truncated") else ""),
+    )
 
 
 async def wait_for_event(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
@@ -142,7 +164,12 @@ async def wait_for_event(client: EventBusClient, args: dict[str, Any], max_bytes
     since = request.since
     if since is not None:
         # Already stored? Then no subscription is needed (and none replays a long history).
-        query = {"topic": request.topic, "since": since, "limit": 1, **{k: v for k, v in filters.items() if v}}
+        query = {
+            "topic": request.topic,
+            "since": since,
+            "limit": 1,
+            **{k: v for k, v in filters.items() if v},
+        }
         found = (await client.call("poll_events", query))["events"]
         if found:
             return _event_reply(found[0])
@@ -150,42 +177,62 @@ async def wait_for_event(client: EventBusClient, args: dict[str, Any], max_bytes
     try:
         event = await subscription.next(timeout_s=request.timeout_ms / 1000)
     except TimeoutError:
-        return Reply({"timed_out": True}, f"no event on {request.topic} within {request.timeout_ms} ms")
+        return Reply(
+            {"timed_out": True}, f"no event on {request.topic} within {request.timeout_ms} ms"
+        )
     finally:
-        with contextlib.suppress(EventBusError):  # the bus may be gone; the answer stands either way
+        with contextlib.suppress(
+            EventBusError
+        ):  # the bus may be gone; the answer stands either way
             await subscription.unsubscribe()
     return _event_reply(event.model_dump(mode="json"))
 
 
 def _event_reply(event: dict[str, Any]) -> Reply:
-    return Reply({"timed_out": False, "event": event}, f"event {event['event_id']} on {event['topic']}")
+    return Reply(
+        {"timed_out": False, "event": event}, f"event {event['event_id']} on {event['topic']}"
+    )
 
 
 async def list_rules(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
     result = fit(await client.call("list_rules", args), "rules", "cursor", "id", max_bytes)
     result.pop("cursor", None)
-    return Reply(result, _plural(len(result["rules"]), "rule") + (" (cut to fit the reply limit)" if result.get("truncated") else ""))
+    return Reply(
+        result,
+        _plural(len(result["rules"]), "rule")
+        + (" (cut to fit the reply limit)" if result.get("truncated") else ""),
+    )
 
 
 async def register_rule(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
     result = await client.call("register_rule", args)
-    return Reply(result, f"rule {result['id']} {'registered' if result.get('created') else 'replaced'}")
+    return Reply(
+        result, f"rule {result['id']} {'registered' if result.get('created') else 'replaced'}"
+    )
 
 
 async def test_rule(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
     result = await client.call("test_rule", args)
     if result.get("matched"):
         return Reply(result, "the rule matches the event")
-    return Reply(result, f"the rule does not match: {_plural(len(result.get('failures') or []), 'condition')} failed")
+    return Reply(
+        result,
+        f"the rule does not match: {_plural(len(result.get('failures') or []), 'condition')} failed",
+    )
 
 
 async def list_firings(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
-    result = fit(await client.call("list_firings", args), "firings", "next_since", "firing_id", max_bytes)
+    result = fit(
+        await client.call("list_firings", args), "firings", "next_since", "firing_id", max_bytes
+    )
     counts: dict[str, int] = {}
     for firing in result["firings"]:
         counts[str(firing.get("status"))] = counts.get(str(firing.get("status")), 0) + 1
     tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
-    return Reply(result, f"{_plural(len(result['firings']), 'firing')} ({tally}); next since {result['next_since']}")
+    return Reply(
+        result,
+        f"{_plural(len(result['firings']), 'firing')} ({tally}); next since {result['next_since']}",
+    )
 
 
 async def consumer_fetch(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
@@ -202,11 +249,15 @@ async def consumer_fetch(client: EventBusClient, args: dict[str, Any], max_bytes
     kept = _fitting(messages, max_bytes) if len(dumps(result)) > max_bytes else messages
     if len(kept) < len(messages):
         rest = [message["event"]["event_id"] for message in messages[len(kept) :]]
-        await client.call("nack", {"consumer": consumer, "event_ids": rest, "delay_ms": 0})  # due again at once
+        await client.call(
+            "nack", {"consumer": consumer, "event_ids": rest, "delay_ms": 0}
+        )  # due again at once
         result, messages = {"messages": kept, "truncated": True}, kept
         cut = f" ({len(rest)} more handed back: past the reply limit)"
     if not messages:
-        return Reply(result, f"no message for consumer {consumer} within {args.get('wait_ms', 0)} ms")
+        return Reply(
+            result, f"no message for consumer {consumer} within {args.get('wait_ms', 0)} ms"
+        )
     ids = [message["event"]["event_id"] for message in messages]
     shown = ", ".join(map(str, ids[:10])) + (", …" if len(ids) > 10 else "")
     until = format_ts(min(message["lease_until"] for message in messages))
@@ -244,7 +295,11 @@ async def consumer_ack(client: EventBusClient, args: dict[str, Any], max_bytes: 
 async def consumer_nack(client: EventBusClient, args: dict[str, Any], max_bytes: int) -> Reply:
     result = await client.call("nack", args)
     delay_ms = args.get("delay_ms")
-    when = f"due again in {delay_ms} ms" if delay_ms is not None else "due again after the consumer's backoff"
+    when = (
+        f"due again in {delay_ms} ms"
+        if delay_ms is not None
+        else "due again after the consumer's backoff"
+    )
     return Reply(result, _settled("nacked", result["count"], args) + f": {when}")
 
 
@@ -260,14 +315,21 @@ def _settled(done: str, count: int, args: dict[str, Any]) -> str:
 TOOLS: dict[str, Tool] = {
     tool.name: tool
     for tool in (
-        Tool("emit_event", "Emit one event on the bus; answers once it is stored ({event_id, timestamp, duplicate}).", EmitParams, emit_event),
+        Tool(
+            "emit_event",
+            "Emit one event on the bus; answers once it is stored ({event_id, timestamp, duplicate}).",
+            EmitParams,
+            emit_event,
+        ),
         Tool(
             "poll_events",
             "Stored events after the cursor `since` (an event_id), oldest first; filter by topic pattern, TRN patterns, correlation id, time.",
             PollParams,
             poll_events,
         ),
-        Tool("list_topics", "Every topic with its event count and last event.", NoParams, list_topics),
+        Tool(
+            "list_topics", "Every topic with its event count and last event.", NoParams, list_topics
+        ),
         Tool(
             "wait_for_event",
             "Wait for the first event matching `topic` (and the TRN filters) stored after `since` (default: after now), "
@@ -276,7 +338,12 @@ TOOLS: dict[str, Tool] = {
             wait_for_event,
             waits=True,
         ),
-        Tool("list_rules", "Every rule with its counters (fired, failed, last_fired_at).", NoParams, list_rules),
+        Tool(
+            "list_rules",
+            "Every rule with its counters (fired, failed, last_fired_at).",
+            NoParams,
+            list_rules,
+        ),
         Tool(
             "register_rule",
             "Register a rule: when an event matches its topic, match_fields and pattern, the bus invokes a tool (by TRN) "

@@ -76,7 +76,9 @@ class DashboardApp(App[None]):
         Binding("space", "toggle_rule", "On/off", show=False),
     ]
 
-    def __init__(self, buses: list[BusView], *, live: bool = True, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, buses: list[BusView], *, live: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__()
         self.buses = buses
         self.live = live
@@ -97,8 +99,13 @@ class DashboardApp(App[None]):
         self.stream = EventStream(id="stream")
         self.firing_table = FiringTable(id="firing-table")
         self.recent_firings = RecentFirings(id="recent")
-        self.filter_box = FilterBox(placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)", id="filter")
-        self.rule_table: DataTable[Any] = DataTable(id="rule-table", cursor_type="row", zebra_stripes=True)
+        self.filter_box = FilterBox(
+            placeholder="filter: topic pattern, source:trn:user:*, target:trn:org:  (/ to focus)",
+            id="filter",
+        )
+        self.rule_table: DataTable[Any] = DataTable(
+            id="rule-table", cursor_type="row", zebra_stripes=True
+        )
         self.consumer_table = ConsumerTable(id="consumer-table")
         self.tabs = TabbedContent(initial="events", id="tabs")
 
@@ -220,7 +227,10 @@ class DashboardApp(App[None]):
         try:
             bus.load_consumers(await client.list_consumers())
         except MethodNotFound:
-            bus.consumers, bus.consumers_note = [], "this bus has no durable consumers (its server predates them)"
+            bus.consumers, bus.consumers_note = (
+                [],
+                "this bus has no durable consumers (its server predates them)",
+            )
 
     def _consumers_shown(self, bus: BusView) -> bool:
         """Whether the Consumers tab shows this bus now: only then are its stats read again."""
@@ -255,7 +265,11 @@ class DashboardApp(App[None]):
         """Buses, events/s and failed firings: the buses' own counters, not what the screen holds."""
         total = sum(b.rate for b in self.buses)
         counts = [b.failed_firings for b in self.buses if b.failed_firings is not None]
-        failed = f" · {sum(counts):,} failed {'firing' if sum(counts) == 1 else 'firings'}" if counts else ""
+        failed = (
+            f" · {sum(counts):,} failed {'firing' if sum(counts) == 1 else 'firings'}"
+            if counts
+            else ""
+        )
         paused = " · [PAUSED]" if self.paused else ""
         trouble = f" · {self.bus.name}: {self.bus.state}" if self.bus.state != "connected" else ""
         return f"{len(self.buses)} buses · {total:,.0f} events/s{failed}{paused}{trouble}"
@@ -273,10 +287,18 @@ class DashboardApp(App[None]):
 
     def _draw_topics(self) -> None:
         now_ms = self.clock() * 1000
-        self.topic_table.show([
-            (topic.topic, str(topic.count), ago(topic.last_timestamp, now_ms), f"{topic.rate:,.0f}", sparkline(topic.history))
-            for topic in self.bus.topics_by_activity()[:100]
-        ])
+        self.topic_table.show(
+            [
+                (
+                    topic.topic,
+                    str(topic.count),
+                    ago(topic.last_timestamp, now_ms),
+                    f"{topic.rate:,.0f}",
+                    sparkline(topic.history),
+                )
+                for topic in self.bus.topics_by_activity()[:100]
+            ]
+        )
 
     def _draw_stream(self, rebuild: bool = False) -> None:
         stream = self.stream
@@ -304,7 +326,10 @@ class DashboardApp(App[None]):
         self.recent_firings.show(firings)
 
     def _draw_rules(self) -> None:
-        shape = tuple((r["id"], r["enabled"], r["fired"], r["failed"], r.get("last_fired_at")) for r in self.bus.rules)
+        shape = tuple(
+            (r["id"], r["enabled"], r["fired"], r["failed"], r.get("last_fired_at"))
+            for r in self.bus.rules
+        )
         if shape == self._shown_rules:
             return
         self._shown_rules = shape
@@ -313,10 +338,21 @@ class DashboardApp(App[None]):
         table.clear()
         for rule in self.bus.rules:
             action = rule["action"]
-            what = f"invoke {action.get('tool_id')}" if action["type"] == "InvokeTool" else f"emit {action.get('topic')}"
+            what = (
+                f"invoke {action.get('tool_id')}"
+                if action["type"] == "InvokeTool"
+                else f"emit {action.get('topic')}"
+            )
             table.add_row(
-                rule["id"], Text("on" if rule["enabled"] else "off", style="green" if rule["enabled"] else "dim"),
-                rule["topic"], what, str(rule["fired"]), str(rule["failed"]), format_ts(rule.get("last_fired_at")),
+                rule["id"],
+                Text(
+                    "on" if rule["enabled"] else "off", style="green" if rule["enabled"] else "dim"
+                ),
+                rule["topic"],
+                what,
+                str(rule["fired"]),
+                str(rule["failed"]),
+                format_ts(rule.get("last_fired_at")),
                 key=rule["id"],
             )
         if table.row_count:
@@ -327,7 +363,11 @@ class DashboardApp(App[None]):
         if bus.consumers is not None:
             empty = bus.consumers_note or ADD_HINT
         else:
-            empty = "reading the consumers…" if bus.state == "connected" else f"{bus.name} is {bus.state}"
+            empty = (
+                "reading the consumers…"
+                if bus.state == "connected"
+                else f"{bus.name} is {bus.state}"
+            )
         self.consumer_table.show(bus.consumers, empty)
 
     # -- interaction ---------------------------------------------------------------------------
@@ -398,7 +438,10 @@ class DashboardApp(App[None]):
         firing = message.firing
         client = self.clients.get(self.bus.name)
         if firing["status"] != "failed":
-            self.notify(f"firing {firing['firing_id']} is {firing['status']}: only a failed firing is retried", severity="warning")
+            self.notify(
+                f"firing {firing['firing_id']} is {firing['status']}: only a failed firing is retried",
+                severity="warning",
+            )
         elif client is None:
             self.notify(f"{self.bus.name} is not connected", severity="error")
         else:
@@ -421,7 +464,10 @@ class DashboardApp(App[None]):
         """Show a tab and give its table the keys (`4` then `r` redrives, `2` then `r` retries)."""
         self.tabs.active = tab
         tables: dict[str, Widget] = {
-            "events": self.stream, "firings": self.firing_table, "rules": self.rule_table, "consumers": self.consumer_table,
+            "events": self.stream,
+            "firings": self.firing_table,
+            "rules": self.rule_table,
+            "consumers": self.consumer_table,
         }
         tables[tab].focus()
 
@@ -446,7 +492,9 @@ class DashboardApp(App[None]):
         consumer = message.consumer
         client = self.clients.get(self.bus.name)
         if consumer["stats"]["dead"] == 0:
-            self.notify(f"consumer {consumer['name']} has no dead letters to redrive", severity="warning")
+            self.notify(
+                f"consumer {consumer['name']} has no dead letters to redrive", severity="warning"
+            )
         elif client is None:
             self.notify(f"{self.bus.name} is not connected", severity="error")
         else:
@@ -461,7 +509,9 @@ class DashboardApp(App[None]):
             self.notify(f"could not redrive the dead letters of {name}: {exc}", severity="error")
             return
         if redriven:
-            self.notify(f"redrove {redriven} dead {'letter' if redriven == 1 else 'letters'} of {name}: due again, deliveries reset")
+            self.notify(
+                f"redrove {redriven} dead {'letter' if redriven == 1 else 'letters'} of {name}: due again, deliveries reset"
+            )
         else:
             self.notify(f"consumer {name} has no dead letters any more", severity="warning")
 
@@ -476,7 +526,9 @@ class DashboardApp(App[None]):
             self.switch_rule(client, self.bus, rule_id, not rule["enabled"])
 
     @work(group="actions")
-    async def switch_rule(self, client: EventBusClient, bus: BusView, rule_id: str, enabled: bool) -> None:
+    async def switch_rule(
+        self, client: EventBusClient, bus: BusView, rule_id: str, enabled: bool
+    ) -> None:
         try:
             await client.set_rule_enabled(rule_id, enabled)
             bus.rules = await client.list_rules()

@@ -37,7 +37,9 @@ def consumer_filter(consumer: ConsumerInfo) -> str:
 
 
 def _pending(count: int) -> str:
-    return f"{count}+" if count >= MAX_PENDING_COUNTED else str(count)  # the bus stops counting there
+    return (
+        f"{count}+" if count >= MAX_PENDING_COUNTED else str(count)
+    )  # the bus stops counting there
 
 
 class ConsumerTable(LineTable):

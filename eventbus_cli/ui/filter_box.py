@@ -16,7 +16,9 @@ class FilterBox(Input):
     keys meant for the stream (digits, space, p) cannot end up in it by accident;
     escape or enter hands them back to the stream, keeping the filter."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave", "Back to the stream", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "leave", "Back to the stream", show=False)
+    ]
 
     class Left(Message):
         """The keys go back to the stream."""

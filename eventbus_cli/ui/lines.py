@@ -55,7 +55,11 @@ class LineTable(ScrollView, can_focus=True):
     #: What the filling column keeps at least before capped columns shrink.
     MIN_FILL: ClassVar[int] = 16
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"line-table--header", "line-table--even-row", "line-table--cursor"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "line-table--header",
+        "line-table--even-row",
+        "line-table--cursor",
+    }
     DEFAULT_CSS = """
     LineTable {
         background: $surface;
@@ -194,14 +198,23 @@ class LineTable(ScrollView, can_focus=True):
         """Natural widths, capped; capped columns shrink until the filling one has room."""
         rows = [self.cells(row) for row in range(self.row_count)]
         widths = [
-            min(max([cell_len(column.header), *(cell_len(r[i]) for r in rows)]), column.cap or width)
+            min(
+                max([cell_len(column.header), *(cell_len(r[i]) for r in rows)]), column.cap or width
+            )
             for i, column in enumerate(self.COLUMNS)
         ]
         filling = [i for i, column in enumerate(self.COLUMNS) if column.fill]
-        shrinkable = [i for i, column in enumerate(self.COLUMNS) if column.cap is not None and not column.fill]
+        shrinkable = [
+            i for i, column in enumerate(self.COLUMNS) if column.cap is not None and not column.fill
+        ]
         fixed = sum(w for i, w in enumerate(widths) if i not in filling)
         room = width - fixed - GAP * len(widths)
-        while filling and room < self.MIN_FILL and shrinkable and max(widths[i] for i in shrinkable) > MIN_WIDTH:
+        while (
+            filling
+            and room < self.MIN_FILL
+            and shrinkable
+            and max(widths[i] for i in shrinkable) > MIN_WIDTH
+        ):
             widest = max(shrinkable, key=lambda i: widths[i])
             widths[widest] -= 1
             room += 1
@@ -221,11 +234,19 @@ class LineTable(ScrollView, can_focus=True):
         widths = self._widths(width)
         if y == 0:
             header = tuple(column.header for column in self.COLUMNS)
-            return self._strip(header, widths, width, self.get_component_rich_style("line-table--header"), None)
+            return self._strip(
+                header, widths, width, self.get_component_rich_style("line-table--header"), None
+            )
         row = round(self.scroll_y) + y - 1
         if row >= self.row_count:
             if row == 0 and self.empty_text:
-                return self._strip((self.empty_text,), [width - GAP], width, self.rich_style + Style(dim=True), None)
+                return self._strip(
+                    (self.empty_text,),
+                    [width - GAP],
+                    width,
+                    self.rich_style + Style(dim=True),
+                    None,
+                )
             return Strip.blank(width, self.rich_style)
         style = self.rich_style
         if self.SHOW_CURSOR and row == self.cursor:
@@ -235,16 +256,22 @@ class LineTable(ScrollView, can_focus=True):
             style += self.get_component_rich_style("line-table--even-row")
         return self._strip(self.cells(row), widths, width, style, row)
 
-    def _strip(self, cells: tuple[str, ...], widths: list[int], width: int, style: Style, row: int | None) -> Strip:
+    def _strip(
+        self, cells: tuple[str, ...], widths: list[int], width: int, style: Style, row: int | None
+    ) -> Strip:
         """One line; `row` None: the header or the cursor row, drawn without cell styles."""
         segments: list[Segment] = []
         used = 0
         for column, (cell, cell_width) in enumerate(zip(cells, widths, strict=True)):
             if cell_width <= 0:
                 continue
-            text = cell if cell_len(cell) <= cell_width else set_cell_size(cell, cell_width - 1) + "…"
+            text = (
+                cell if cell_len(cell) <= cell_width else set_cell_size(cell, cell_width - 1) + "…"
+            )
             text = " " + set_cell_size(text, cell_width) + " " * (GAP - 1)
-            segments.append(Segment(text, style + self._style_of(row, column) if row is not None else style))
+            segments.append(
+                Segment(text, style + self._style_of(row, column) if row is not None else style)
+            )
             used += cell_width + GAP
         if used < width:
             segments.append(Segment(" " * (width - used), style))

@@ -36,7 +36,9 @@ def sparkline(values: Any) -> str:
     top = max(values, default=0)
     if top <= 0:
         return _BARS[0] * len(values)
-    return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in values)
+    return "".join(
+        _BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in values
+    )
 
 
 def ago(timestamp_ms: int | None, now_ms: float) -> str:
@@ -60,7 +62,9 @@ class TopicView:
     last_event_id: int = 0
     last_timestamp: int | None = None
     rate: float = 0.0
-    history: deque[float] = field(default_factory=lambda: deque([0.0] * RATE_HISTORY, maxlen=RATE_HISTORY))
+    history: deque[float] = field(
+        default_factory=lambda: deque([0.0] * RATE_HISTORY, maxlen=RATE_HISTORY)
+    )
     _since_tick: int = 0
 
     def saw(self, event_id: int, timestamp: int | None) -> None:
@@ -135,7 +139,9 @@ class BusView:
     def firings_by_id(self) -> list[dict[str, Any]]:
         """The firings kept, oldest first by firing id (the order they were claimed in)."""
         if self._firings_sorted is None:
-            self._firings_sorted = [self.firings[key] for key in sorted(self.firings)][-MAX_FIRINGS:]
+            self._firings_sorted = [self.firings[key] for key in sorted(self.firings)][
+                -MAX_FIRINGS:
+            ]
         return self._firings_sorted
 
     @property

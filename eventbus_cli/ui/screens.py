@@ -30,7 +30,10 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         keys = "\n".join(f"  {key:<16} {what}" for key, what in HELP_KEYS)
-        yield Static(f"[b]eventbus ui[/b]: keys\n\n{keys}\n\nThe mouse works too: click a bus, a tab, a row.", id="help")
+        yield Static(
+            f"[b]eventbus ui[/b]: keys\n\n{keys}\n\nThe mouse works too: click a bus, a tab, a row.",
+            id="help",
+        )
 
 
 #: Every key the dashboard answers, as the help shows it (a test checks that each binding is here).
@@ -43,7 +46,10 @@ HELP_KEYS = [
     ("escape enter", "in the filter: back to the stream (the filter stays)"),
     ("p", "pause / resume the stream (events keep arriving in the buffer)"),
     ("enter", "details of the selected event, or of a firing's event"),
-    ("r", "in Firings: retry the selected failed firing; in Consumers: redrive the selected consumer's dead letters"),
+    (
+        "r",
+        "in Firings: retry the selected failed firing; in Consumers: redrive the selected consumer's dead letters",
+    ),
     ("space", "in Rules: enable / disable the selected rule"),
     ("1 2 3 4", "Events, Firings, Rules, Consumers"),
     ("?", "this help"),
@@ -66,9 +72,15 @@ class EventScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
             when = format_ts(self.event.get("timestamp"))
-            yield Static(f"[b]event #{self.event['event_id']}[/b] on {self.bus.name} at {when}  [dim](escape to close)[/]")
-            yield Static(Syntax(json.dumps(self.event, indent=2, ensure_ascii=False), "json", word_wrap=True))
-            yield Static("[b]causal chain[/b]: what caused it, and what it caused", classes="heading")
+            yield Static(
+                f"[b]event #{self.event['event_id']}[/b] on {self.bus.name} at {when}  [dim](escape to close)[/]"
+            )
+            yield Static(
+                Syntax(json.dumps(self.event, indent=2, ensure_ascii=False), "json", word_wrap=True)
+            )
+            yield Static(
+                "[b]causal chain[/b]: what caused it, and what it caused", classes="heading"
+            )
             yield Static(self._chain_text(*self._local_chain()), id="chain")
             yield Static("[b]rule firings[/b] for this event", classes="heading")
             yield Static(self._firings_text(), id="event-firings")
@@ -102,21 +114,38 @@ class EventScreen(ModalScreen[None]):
         except Exception as exc:  # the detail stays useful without the chain
             self.query_one("#chain", Static).update(f"[red]could not read the chain: {exc}[/]")
             return
-        self.query_one("#chain", Static).update(self._chain_text(ancestors, [*self.bus.events, *related]))
+        self.query_one("#chain", Static).update(
+            self._chain_text(ancestors, [*self.bus.events, *related])
+        )
 
-    def _chain_text(self, ancestors: dict[int, dict[str, Any]], candidates: list[dict[str, Any]]) -> Text:
+    def _chain_text(
+        self, ancestors: dict[int, dict[str, Any]], candidates: list[dict[str, Any]]
+    ) -> Text:
         up = [ancestors[key] for key in sorted(ancestors)]
         down = _descendants(self.event, candidates)
         if not up and not down:
-            return Text("nothing caused it (no caused_by) and nothing it caused is stored yet", style="dim")
+            return Text(
+                "nothing caused it (no caused_by) and nothing it caused is stored yet", style="dim"
+            )
         text = Text()
         rows = [(depth, e) for depth, e in enumerate(up)] + [(len(up), self.event)]
         rows += [(len(up) + depth, e) for depth, e in down]
         for depth, event in rows:
             mine = event["event_id"] == self.event["event_id"]
-            by = (event.get("metadata") or {}).get("caused_by") if isinstance(event.get("metadata"), dict) else None
-            rule = f"  ← rule {by.get('rule_id')} (#{by.get('event_id')})" if isinstance(by, dict) else ""
-            text.append(("▶ " if mine else "  ") + "  " * depth + f"#{event['event_id']} {event['topic']}", style="bold" if mine else "")
+            by = (
+                (event.get("metadata") or {}).get("caused_by")
+                if isinstance(event.get("metadata"), dict)
+                else None
+            )
+            rule = (
+                f"  ← rule {by.get('rule_id')} (#{by.get('event_id')})"
+                if isinstance(by, dict)
+                else ""
+            )
+            text.append(
+                ("▶ " if mine else "  ") + "  " * depth + f"#{event['event_id']} {event['topic']}",
+                style="bold" if mine else "",
+            )
             text.append(f"  {event.get('source_trn') or '-'}{rule}\n", style="dim")
         return text
 
@@ -129,7 +158,10 @@ class EventScreen(ModalScreen[None]):
             tries = firing.get("attempts") or 0
             text.append(f"  firing {firing['firing_id']} rule {firing['rule_id']}: ")
             text.append(firing["status"], style=STATUS_STYLE.get(firing["status"], ""))
-            text.append(f" ({tries} {'try' if tries == 1 else 'tries'}, {took(firing)})  {outcome(firing)}\n", style="dim")
+            text.append(
+                f" ({tries} {'try' if tries == 1 else 'tries'}, {took(firing)})  {outcome(firing)}\n",
+                style="dim",
+            )
         return text
 
 
@@ -157,7 +189,9 @@ def _ancestors(event: dict[str, Any], lookup: Any) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _descendants(event: dict[str, Any], candidates: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def _descendants(
+    event: dict[str, Any], candidates: list[dict[str, Any]]
+) -> list[tuple[int, dict[str, Any]]]:
     """The events `event` caused, and those caused, as a tree walked depth first: (depth, event)."""
     children: dict[int, dict[int, dict[str, Any]]] = {}
     for other in candidates:

@@ -20,7 +20,15 @@ from textual.message import Message
 from eventbus_cli.output import compact, format_ts
 from eventbus_cli.ui.lines import Column, LineTable
 
-__all__ = ["MAX_ROWS", "STATUS_STYLE", "BusTable", "EventStream", "FiringTable", "RecentFirings", "TopicTable"]
+__all__ = [
+    "MAX_ROWS",
+    "STATUS_STYLE",
+    "BusTable",
+    "EventStream",
+    "FiringTable",
+    "RecentFirings",
+    "TopicTable",
+]
 
 #: Newest rows the stream and the firings hold (the bus view keeps more, for the detail screen).
 MAX_ROWS = 300
@@ -81,7 +89,9 @@ class EventStream(LineTable):
         return cells
 
     def striped(self, row: int) -> bool:
-        return bool(self.events[row]["event_id"] % 2 == 1)  # by id: stripes stay put while rows scroll
+        return bool(
+            self.events[row]["event_id"] % 2 == 1
+        )  # by id: stripes stay put while rows scroll
 
     def add(self, new: Iterable[dict[str, Any]]) -> None:
         """Append newer events; keep the newest `MAX_ROWS`; the cursor follows or stays."""
@@ -227,10 +237,16 @@ class FiringTable(LineTable):
         self.firings: list[dict[str, Any]] = []
 
     def cell_style(self, row: int, column: int) -> str:
-        return STATUS_STYLE.get(self.firings[row]["status"], "") if column == self.STATUS_COLUMN else ""
+        return (
+            STATUS_STYLE.get(self.firings[row]["status"], "")
+            if column == self.STATUS_COLUMN
+            else ""
+        )
 
     def striped(self, row: int) -> bool:
-        return int(self.firings[row]["firing_id"]) % 2 == 1  # by id: stripes stay put while rows scroll
+        return (
+            int(self.firings[row]["firing_id"]) % 2 == 1
+        )  # by id: stripes stay put while rows scroll
 
     @property
     def selected(self) -> dict[str, Any] | None:
@@ -242,8 +258,16 @@ class FiringTable(LineTable):
         held = self.selected["firing_id"] if not following and self.selected is not None else None
         self.firings = firings[-MAX_ROWS:]
         self.rows = [
-            (str(f["firing_id"]), clock(f.get("started_at")), f["rule_id"], str(f["event_id"]), f["status"],
-             str(f.get("attempts", "-")), took(f), outcome(f))
+            (
+                str(f["firing_id"]),
+                clock(f.get("started_at")),
+                f["rule_id"],
+                str(f["event_id"]),
+                f["status"],
+                str(f.get("attempts", "-")),
+                took(f),
+                outcome(f),
+            )
             for f in self.firings
         ]
         if held is None:
@@ -295,7 +319,14 @@ class RecentFirings(LineTable):
     def show(self, firings: list[dict[str, Any]]) -> None:
         newest = firings[::-1][: self.SHOWN]
         self.rows = [
-            (clock(f.get("started_at"))[:8], f["status"], f["rule_id"], str(f["firing_id"]), outcome(f)) for f in newest
+            (
+                clock(f.get("started_at"))[:8],
+                f["status"],
+                f["rule_id"],
+                str(f["firing_id"]),
+                outcome(f),
+            )
+            for f in newest
         ]
         self._statuses = [f["status"] for f in newest]
         self.rows_changed()

@@ -54,7 +54,9 @@ def build_app(bus: Bus, streams: EventStreams) -> Starlette:
             if scheme.lower() != "bearer" or not given:
                 if request.method == "POST":
                     bus.note_rejected("unauthorized")
-                return error_response(Unauthorized(f"bus {bus.id!r} requires Authorization: Bearer <token>"))
+                return error_response(
+                    Unauthorized(f"bus {bus.id!r} requires Authorization: Bearer <token>")
+                )
             if not hmac.compare_digest(given.strip().encode(), token):
                 await asyncio.sleep(WRONG_TOKEN_DELAY_S)
                 if request.method == "POST":
@@ -83,7 +85,9 @@ def build_app(bus: Bus, streams: EventStreams) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        Route("/metrics", guarded(metrics.handle, public=config.http.metrics_public), methods=["GET"]),
+        Route(
+            "/metrics", guarded(metrics.handle, public=config.http.metrics_public), methods=["GET"]
+        ),
         Route("/events", guarded(ingest), methods=["POST"]),
         Route("/events", guarded(streams.handle), methods=["GET"]),
     ]

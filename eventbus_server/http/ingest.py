@@ -77,10 +77,17 @@ async def _cloudevents(bus: Bus, request: Request) -> tuple[list[dict[str, Any]]
     if media == BATCH_CONTENT_TYPE:
         items = _json(body, "the body")
         if not isinstance(items, list):
-            raise InvalidParams("invalid CloudEvents batch: the body must be a JSON array of CloudEvents")
+            raise InvalidParams(
+                "invalid CloudEvents batch: the body must be a JSON array of CloudEvents"
+            )
         if len(items) > MAX_BATCH:
-            raise MessageTooLarge(f"a batch holds at most {MAX_BATCH} CloudEvents, not {len(items)}")
-        events, batch = [from_cloudevent(item, where=f"[{index}].") for index, item in enumerate(items)], True
+            raise MessageTooLarge(
+                f"a batch holds at most {MAX_BATCH} CloudEvents, not {len(items)}"
+            )
+        events, batch = (
+            [from_cloudevent(item, where=f"[{index}].") for index, item in enumerate(items)],
+            True,
+        )
     elif media == STRUCTURED_CONTENT_TYPE:
         events, batch = [from_cloudevent(_json(body, "the body"))], False
     elif _CE_PREFIX + "specversion" in request.headers:
@@ -124,7 +131,9 @@ def _json(body: bytes, what: str) -> Any:
     try:
         return loads(body)
     except DecodeError as exc:
-        raise InvalidParams(f"invalid CloudEvent: {what} is not JSON ({exc})", [{"loc": what, "msg": "not JSON"}]) from None
+        raise InvalidParams(
+            f"invalid CloudEvent: {what} is not JSON ({exc})", [{"loc": what, "msg": "not JSON"}]
+        ) from None
 
 
 async def _body(bus: Bus, request: Request) -> bytes:
@@ -133,7 +142,9 @@ async def _body(bus: Bus, request: Request) -> bytes:
     limit = bus.config.http_body_limit
     length = request.headers.get("content-length", "")
     if length.strip().isdigit() and int(length) > limit:
-        raise MessageTooLarge(f"request body of {int(length)} bytes is larger than the limit ({limit} bytes)")
+        raise MessageTooLarge(
+            f"request body of {int(length)} bytes is larger than the limit ({limit} bytes)"
+        )
     data = bytearray()
     try:
         async with asyncio.timeout(bus.config.read_timeout_s):
@@ -142,7 +153,9 @@ async def _body(bus: Bus, request: Request) -> bytes:
                 if len(data) > limit:
                     raise MessageTooLarge(f"request body larger than the limit ({limit} bytes)")
     except TimeoutError:
-        raise InvalidRequest(f"the request body did not arrive within {bus.config.read_timeout_s:g} s (read_timeout_s)") from None
+        raise InvalidRequest(
+            f"the request body did not arrive within {bus.config.read_timeout_s:g} s (read_timeout_s)"
+        ) from None
     except ClientDisconnect:
         raise InvalidRequest("the client went away before its body arrived") from None
     return bytes(data)

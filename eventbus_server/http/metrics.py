@@ -51,7 +51,9 @@ def _histogram(name: str, documentation: str, labels: list[str]) -> HistogramMet
 
 
 def _add(family: HistogramMetricFamily, values: list[str], histogram: Histogram) -> None:
-    family.add_metric(values, [(le, float(count)) for le, count in histogram.cumulative()], histogram.sum)
+    family.add_metric(
+        values, [(le, float(count)) for le, count in histogram.cumulative()], histogram.sum
+    )
 
 
 class BusCollector(Collector):
@@ -77,58 +79,95 @@ class BusCollector(Collector):
             family.add_metric([bus_id], value)
             return family
 
-        yield counter("eventbus_events_emitted", "Events stored (duplicates not counted).", stats["emitted"])
+        yield counter(
+            "eventbus_events_emitted", "Events stored (duplicates not counted).", stats["emitted"]
+        )
         rejected = CounterMetricFamily(
             "eventbus_events_rejected", "Events refused, by reason.", labels=["bus", "reason"]
         )
         for reason, count in snapshot.rejected.items():
             rejected.add_metric([bus_id, reason], count)
         yield rejected
-        emit = _histogram("eventbus_emit_duration_seconds", "Emit requests from queued to acknowledged (committed).", ["bus"])
+        emit = _histogram(
+            "eventbus_emit_duration_seconds",
+            "Emit requests from queued to acknowledged (committed).",
+            ["bus"],
+        )
         _add(emit, [bus_id], snapshot.emit_duration)
         yield emit
         batch = _histogram("eventbus_commit_batch_size", "Events per group commit.", ["bus"])
         _add(batch, [bus_id], snapshot.batch_size)
         yield batch
-        yield gauge("eventbus_queue_depth", "Emit requests waiting for the writer.", stats["queue_depth"])
-        yield gauge("eventbus_connections", "Open JSON-RPC connections.", stats["connections"])
-        yield gauge("eventbus_subscriptions", "Open subscriptions (events, firings, SSE streams).", stats["subscriptions"])
-        yield counter(
-            "eventbus_subscriber_lagged", "Subscriptions dropped for lagging (told to resume from storage).", stats["lagged"]
+        yield gauge(
+            "eventbus_queue_depth", "Emit requests waiting for the writer.", stats["queue_depth"]
         )
-        yield gauge("eventbus_last_event_id", "The newest event id delivered.", stats["last_event_id"])
+        yield gauge("eventbus_connections", "Open JSON-RPC connections.", stats["connections"])
+        yield gauge(
+            "eventbus_subscriptions",
+            "Open subscriptions (events, firings, SSE streams).",
+            stats["subscriptions"],
+        )
+        yield counter(
+            "eventbus_subscriber_lagged",
+            "Subscriptions dropped for lagging (told to resume from storage).",
+            stats["lagged"],
+        )
+        yield gauge(
+            "eventbus_last_event_id", "The newest event id delivered.", stats["last_event_id"]
+        )
         firings = CounterMetricFamily(
-            "eventbus_rule_firings", "Finished rule firings, by rule and status.", labels=["bus", "rule", "status"]
+            "eventbus_rule_firings",
+            "Finished rule firings, by rule and status.",
+            labels=["bus", "rule", "status"],
         )
         for (rule, status), count in sorted(snapshot.firings.items()):
             firings.add_metric([bus_id, rule, status], count)
         yield firings
         durations = _histogram(
-            "eventbus_rule_firing_duration_seconds", "A finished firing's duration_ms (its tool calls, retries and backoff), in seconds.", ["bus", "rule"]
+            "eventbus_rule_firing_duration_seconds",
+            "A finished firing's duration_ms (its tool calls, retries and backoff), in seconds.",
+            ["bus", "rule"],
         )
         for rule, histogram in sorted(snapshot.firing_durations.items()):
             _add(durations, [bus_id, rule], histogram)
         yield durations
-        calls = CounterMetricFamily("eventbus_tool_calls", "Tool calls, by route kind and outcome.", labels=["bus", "kind", "outcome"])
+        calls = CounterMetricFamily(
+            "eventbus_tool_calls",
+            "Tool calls, by route kind and outcome.",
+            labels=["bus", "kind", "outcome"],
+        )
         for (kind, outcome), count in sorted(snapshot.tool_calls.items()):
             calls.add_metric([bus_id, kind, outcome], count)
         yield calls
         yield from self._consumer_families(bus_id)
-        yield counter("eventbus_storage_errors", "Group commits failed because storage was unavailable.", stats["storage_errors"])
-
+        yield counter(
+            "eventbus_storage_errors",
+            "Group commits failed because storage was unavailable.",
+            stats["storage_errors"],
+        )
 
     def _consumer_families(self, bus_id: str) -> Iterator[Metric]:
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
             "pending": GaugeMetricFamily(
-                "eventbus_consumer_pending", "Events matching a consumer after its cursor: its lag.", labels=["bus", "consumer"]
+                "eventbus_consumer_pending",
+                "Events matching a consumer after its cursor: its lag.",
+                labels=["bus", "consumer"],
             ),
             "ack_pending": GaugeMetricFamily(
-                "eventbus_consumer_ack_pending", "Events leased and not yet acked.", labels=["bus", "consumer"]
+                "eventbus_consumer_ack_pending",
+                "Events leased and not yet acked.",
+                labels=["bus", "consumer"],
             ),
             "redelivered": CounterMetricFamily(
-                "eventbus_consumer_redelivered", "Deliveries after the first.", labels=["bus", "consumer"]
+                "eventbus_consumer_redelivered",
+                "Deliveries after the first.",
+                labels=["bus", "consumer"],
             ),
-            "dead": GaugeMetricFamily("eventbus_consumer_dead", "Dead letters of a consumer now.", labels=["bus", "consumer"]),
+            "dead": GaugeMetricFamily(
+                "eventbus_consumer_dead",
+                "Dead letters of a consumer now.",
+                labels=["bus", "consumer"],
+            ),
         }
         for consumer in self.consumers:
             for stat, family in families.items():
@@ -152,6 +191,8 @@ class MetricsEndpoint:
                 async with asyncio.timeout(CONSUMERS_TIMEOUT_S):
                     self.collector.consumers = await self.bus.list_consumers()
             except (TimeoutError, EventBusError) as exc:
-                log.warning("bus=%s /metrics without consumer series: %s", self.bus.id, exc or "timed out")
+                log.warning(
+                    "bus=%s /metrics without consumer series: %s", self.bus.id, exc or "timed out"
+                )
                 self.collector.consumers = []
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)

@@ -104,11 +104,15 @@ class HttpServer:
             http="h11",  # see the module docstring
         )
         self._server = _Embedded(config)
-        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._socket]), name=f"http:{self.bus.id}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[self._socket]), name=f"http:{self.bus.id}"
+        )
         while not self._server.started:
             if self._task.done():
                 self._task.result()
-                raise OSError(f"bus {self.bus.id}: the HTTP server on {self.config.listen} did not start")
+                raise OSError(
+                    f"bus {self.bus.id}: the HTTP server on {self.config.listen} did not start"
+                )
             await asyncio.sleep(0.005)
         log.info("bus=%s http=%s", self.bus.id, self.url)
 
@@ -140,5 +144,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
+        raise OSError(
+            exc.errno, f"cannot listen for HTTP on {host}:{port}: {exc.strerror}"
+        ) from None
     return sock

@@ -52,7 +52,9 @@ _HEADERS = [
 class EventStream:
     """One open `GET /events`: the subscriber fan-out writes to."""
 
-    def __init__(self, bus: Bus, *, limit_bytes: int, heartbeat_s: float, write_timeout_s: float) -> None:
+    def __init__(
+        self, bus: Bus, *, limit_bytes: int, heartbeat_s: float, write_timeout_s: float
+    ) -> None:
         self.bus = bus
         self.limit_bytes = limit_bytes
         self.heartbeat_s = heartbeat_s
@@ -156,8 +158,16 @@ class _StreamResponse(Response):
                 for task in (pumping, watching):
                     task.cancel()
                 await asyncio.gather(pumping, watching, return_exceptions=True)
-            if pumping.done() and not pumping.cancelled() and isinstance(pumping.exception(), TimeoutError):
-                log.info("bus=%s event stream dropped: its last frames were not read within %g s", stream.bus.id, stream.write_timeout_s)
+            if (
+                pumping.done()
+                and not pumping.cancelled()
+                and isinstance(pumping.exception(), TimeoutError)
+            ):
+                log.info(
+                    "bus=%s event stream dropped: its last frames were not read within %g s",
+                    stream.bus.id,
+                    stream.write_timeout_s,
+                )
         finally:
             stream.close()
             self.streams.open.discard(stream)
@@ -174,21 +184,30 @@ class EventStreams:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.open: set[EventStream] = set()
-        self.closing = False  # the server stops: no new stream (a kept-alive connection may still ask)
+        self.closing = (
+            False  # the server stops: no new stream (a kept-alive connection may still ask)
+        )
 
     async def handle(self, request: Request) -> Response:
         try:
             query, replay = _query(request)
             if self.closing:
-                raise Overloaded(f"bus {self.bus.id!r} is shutting down; reconnect with Last-Event-ID")
+                raise Overloaded(
+                    f"bus {self.bus.id!r} is shutting down; reconnect with Last-Event-ID"
+                )
             if len(self.open) >= self.bus.config.http.max_streams:  # type: ignore[union-attr]
-                raise Overloaded(f"{len(self.open)} event streams are open on bus {self.bus.id!r}, the limit (http.max_streams)")
+                raise Overloaded(
+                    f"{len(self.open)} event streams are open on bus {self.bus.id!r}, the limit (http.max_streams)"
+                )
         except EventBusError as exc:
             return error_response(exc)
         config = self.bus.config
         assert config.http is not None
         stream = EventStream(
-            self.bus, limit_bytes=config.max_output_bytes, heartbeat_s=config.http.heartbeat_s, write_timeout_s=config.write_timeout_s
+            self.bus,
+            limit_bytes=config.max_output_bytes,
+            heartbeat_s=config.http.heartbeat_s,
+            write_timeout_s=config.write_timeout_s,
         )
         subscription = self.bus.subscribe_sse(query, stream, replay=replay)
         self.open.add(stream)
@@ -211,13 +230,18 @@ def _query(request: Request) -> tuple[EventQuery, bool]:
     if since is not None:
         if not since.strip().isdigit():
             msg = f"must be an event id (an integer ≥ 0), not {since[:40]!r}"
-            raise InvalidParams(f"invalid params for GET /events: {where}: {msg}", [{"loc": where, "msg": msg}])
+            raise InvalidParams(
+                f"invalid params for GET /events: {where}: {msg}", [{"loc": where, "msg": msg}]
+            )
         args["since"] = int(since)
     try:
         params = SubscribeParams.model_validate(args)
     except ValidationError as exc:
         raise invalid_params("GET /events", exc) from None
-    query = EventQuery(topic=params.topic, since=params.since or 0, source_trn=params.source_trn, target_trn=params.target_trn)
+    query = EventQuery(
+        topic=params.topic,
+        since=params.since or 0,
+        source_trn=params.source_trn,
+        target_trn=params.target_trn,
+    )
     return query, params.since is not None
-
-

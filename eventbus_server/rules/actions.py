@@ -41,12 +41,16 @@ class ActionRunner:
     tools: ToolRouter
     emit: Emit
 
-    async def run(self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int) -> Any:
+    async def run(
+        self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int
+    ) -> Any:
         """Carry out a rendered action; the firing's result. Tool and emit errors propagate."""
         if deeper_than(action, MAX_NESTING):
             # Templates nest the event's values inside the rule's: an event or tool input
             # that deep could not be stored or sent (and failed the commit it shared).
-            raise InvalidParams(f"the action rendered for event {event.event_id} nests deeper than {MAX_NESTING} levels")
+            raise InvalidParams(
+                f"the action rendered for event {event.event_id} nests deeper than {MAX_NESTING} levels"
+            )
         if action["type"] == "InvokeTool":
             return await self._invoke(action, rule_id=rule_id, event=event, firing_id=firing_id)
         params = self._derived(
@@ -62,7 +66,9 @@ class ActionRunner:
         event_id = await self.emit(bus, params)
         return {"event_id": event_id, "bus": bus or self.bus_id, "topic": params.topic}
 
-    async def _invoke(self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int) -> Any:
+    async def _invoke(
+        self, action: dict[str, Any], *, rule_id: str, event: Event, firing_id: int
+    ) -> Any:
         call = ToolCall(action["tool_id"], action.get("input"), event.as_dict(), firing_id, rule_id)
         result = await self.tools.invoke(call, timeout_ms=action.get("timeout_ms"))
         if action.get("result_topic"):
@@ -101,7 +107,13 @@ class ActionRunner:
 
     @staticmethod
     def _metadata(cause: Event, rule_id: str) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"caused_by": {"event_id": cause.event_id, "rule_id": rule_id, "hops": hops_of(cause) + 1}}
+        metadata: dict[str, Any] = {
+            "caused_by": {
+                "event_id": cause.event_id,
+                "rule_id": rule_id,
+                "hops": hops_of(cause) + 1,
+            }
+        }
         traceparent = tracing.outgoing_traceparent(cause.metadata)
         if traceparent is not None:
             metadata["traceparent"] = traceparent

@@ -106,7 +106,15 @@ class RuleEngine:
         self.semaphore = asyncio.Semaphore(max_concurrency)
         #: Told of every firing once it is recorded final (the bus fans it out to `rule_fired`).
         self.on_finished: Callable[[Firing], None] | None = None
-        self.stats = {"matched": 0, "ok": 0, "failed": 0, "skipped": 0, "running": 0, "match_errors": 0, "match_too_large": 0}
+        self.stats = {
+            "matched": 0,
+            "ok": 0,
+            "failed": 0,
+            "skipped": 0,
+            "running": 0,
+            "match_errors": 0,
+            "match_too_large": 0,
+        }
         #: Finished firings by (rule, status) and their durations by rule, for /metrics.
         self.firings_by_rule: dict[tuple[str, str], int] = {}
         self.firing_durations: dict[str, Histogram] = {}
@@ -150,7 +158,9 @@ class RuleEngine:
             # a quiet bus may be hours away (and wait_idle waited for it).
             self._wake.set()
         if self.storage.shared:
-            self._adopt_task = loop.create_task(self._adopt_loop(), name=f"rules-adopt:{self.bus_id}")
+            self._adopt_task = loop.create_task(
+                self._adopt_loop(), name=f"rules-adopt:{self.bus_id}"
+            )
         self._update_idle()
 
     async def _adopt_loop(self) -> None:
@@ -163,7 +173,11 @@ class RuleEngine:
                 log.warning("bus=%s cannot look for orphaned firings: %s", self.bus_id, exc)
                 continue
             for firing in orphans:
-                log.info("bus=%s adopting firing=%d of a node that is gone", self.bus_id, firing.firing_id)
+                log.info(
+                    "bus=%s adopting firing=%d of a node that is gone",
+                    self.bus_id,
+                    firing.firing_id,
+                )
                 await self._resume(firing)
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
@@ -231,7 +245,9 @@ class RuleEngine:
                     log.warning("bus=%s rule matching paused: %s", self.bus_id, exc)
                     await self._rewind()
                 except Exception:
-                    log.exception("bus=%s rule matching failed; retrying from the cursor", self.bus_id)
+                    log.exception(
+                        "bus=%s rule matching failed; retrying from the cursor", self.bus_id
+                    )
                     await self._rewind()
             self._matching = False
             await self._maybe_save_cursor()
@@ -262,7 +278,9 @@ class RuleEngine:
             self._cursor = last
             return
         # One claim for exactly the pairs matched in this batch, moving the cursor past it.
-        claimed = await self.storage.claim_firings([(rule.id, event.event_id) for rule, event in matched], last)
+        claimed = await self.storage.claim_firings(
+            [(rule.id, event.event_id) for rule, event in matched], last
+        )
         self._cursor = self._saved_cursor = last
         self._saved_at = time.monotonic()
         by_pair = {(rule.id, event.event_id): (rule, event) for rule, event in matched}
@@ -304,14 +322,22 @@ class RuleEngine:
             # The rules and events are only read there. Order within the batch does
             # not matter: the batch is claimed as a whole.
             matched += await asyncio.to_thread(
-                lambda: [pair for plan, event, envelope in heavy for pair in self._event_matches(plan, event, envelope)]
+                lambda: [
+                    pair
+                    for plan, event, envelope in heavy
+                    for pair in self._event_matches(plan, event, envelope)
+                ]
             )
         return matched
 
     def _event_matches(
         self, plan: TopicPlan, event: Event, envelope: dict[str, Any]
     ) -> list[tuple[CompiledRule, Event]]:
-        return [(rule, event) for rule in plan.candidates(envelope) if self._matches(rule, event, envelope)]
+        return [
+            (rule, event)
+            for rule in plan.candidates(envelope)
+            if self._matches(rule, event, envelope)
+        ]
 
     def _matches(self, rule: CompiledRule, event: Event, envelope: dict[str, Any]) -> bool:
         """Whether `rule` matches `event`; a rule that raises on it does not.
@@ -329,7 +355,10 @@ class RuleEngine:
                 self._raised[rule.id] = rule
                 log.warning(
                     "bus=%s rule=%s does not match event=%d: %s (logged once per rule)",
-                    self.bus_id, rule.id, event.event_id, exc,
+                    self.bus_id,
+                    rule.id,
+                    event.event_id,
+                    exc,
                 )
             return False
         except Exception:
@@ -346,7 +375,10 @@ class RuleEngine:
             return False
 
     async def _maybe_save_cursor(self) -> None:
-        if self._cursor > self._saved_cursor and time.monotonic() - self._saved_at >= CURSOR_SAVE_INTERVAL_S:
+        if (
+            self._cursor > self._saved_cursor
+            and time.monotonic() - self._saved_at >= CURSOR_SAVE_INTERVAL_S
+        ):
             try:
                 await self._save_cursor()
             except EventBusError as exc:
@@ -374,11 +406,20 @@ class RuleEngine:
         if rule is None or event is None:
             firing.status = "skipped"
             firing.error = (
-                f"rule {firing.rule_id!r} was deleted" if rule is None else f"event {firing.event_id} is no longer stored"
+                f"rule {firing.rule_id!r} was deleted"
+                if rule is None
+                else f"event {firing.event_id} is no longer stored"
             )
             await self._finish(firing)
             return
-        log.info("bus=%s %s firing=%d rule=%s event=%d", self.bus_id, why, firing.firing_id, rule.id, event.event_id)
+        log.info(
+            "bus=%s %s firing=%d rule=%s event=%d",
+            self.bus_id,
+            why,
+            firing.firing_id,
+            rule.id,
+            event.event_id,
+        )
         self._schedule(_Job(firing, rule, event))
 
     # -- firing --------------------------------------------------------------
@@ -428,7 +469,9 @@ class RuleEngine:
                 firing.status = "failed"
                 firing.error = f"the action rendered for event {event.event_id} is too large: {exc} (max_message_bytes)"
             except Exception as exc:  # a template the compiler let through; never leave it pending
-                log.exception("bus=%s rule=%s could not render its action", self.bus_id, job.rule.id)
+                log.exception(
+                    "bus=%s rule=%s could not render its action", self.bus_id, job.rule.id
+                )
                 firing.status, firing.error = "failed", f"could not render the action: {exc}"
             else:
                 await self._attempt(job, action, job.rule.rule.retry or self.retry)
@@ -441,7 +484,9 @@ class RuleEngine:
         if rule.renders_whole_event:
             # A `..` or filter path walks every node of the event (0.4 s over 100,000 of them):
             # not on the loop every connection and bus shares, as for matching.
-            return await asyncio.to_thread(rule.render_action, envelope, max_bytes=self.max_action_bytes)
+            return await asyncio.to_thread(
+                rule.render_action, envelope, max_bytes=self.max_action_bytes
+            )
         return rule.render_action(envelope, max_bytes=self.max_action_bytes)
 
     async def _attempt(self, job: _Job, action: dict[str, Any], retry: RetryPolicy) -> None:
@@ -450,7 +495,8 @@ class RuleEngine:
         backoff_s = retry.backoff_ms / 1000
         retrying = AsyncRetrying(
             stop=stop_after_attempt(retry.attempts),
-            wait=wait_exponential(multiplier=backoff_s, max=max(backoff_s, 60.0)) + wait_random(0, backoff_s),
+            wait=wait_exponential(multiplier=backoff_s, max=max(backoff_s, 60.0))
+            + wait_random(0, backoff_s),
             retry=retry_if_exception_type(RETRYABLE),
             reraise=True,
         )
@@ -462,7 +508,10 @@ class RuleEngine:
                         self.stats["running"] += 1
                         try:
                             firing.result = await self.actions.run(
-                                action, rule_id=job.rule.id, event=job.event, firing_id=firing.firing_id
+                                action,
+                                rule_id=job.rule.id,
+                                event=job.event,
+                                firing_id=firing.firing_id,
                             )
                         finally:
                             self.stats["running"] -= 1
@@ -470,7 +519,12 @@ class RuleEngine:
         except (*RETRYABLE, NoToolRoute, EventBusError) as exc:
             firing.status, firing.error = "failed", str(exc)
         except Exception as exc:
-            log.exception("bus=%s firing=%d rule=%s failed unexpectedly", self.bus_id, firing.firing_id, job.rule.id)
+            log.exception(
+                "bus=%s firing=%d rule=%s failed unexpectedly",
+                self.bus_id,
+                firing.firing_id,
+                job.rule.id,
+            )
             firing.status, firing.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
 
     async def _finish(self, firing: Firing) -> None:
@@ -483,20 +537,41 @@ class RuleEngine:
                     raise  # not even the error can be stored: a bug, not the tool's doing
                 # The storage cannot hold what the tool answered (PostgreSQL and \u0000, say):
                 # record the firing as failed with the reason, or it would stay pending forever.
-                firing.status, firing.result, firing.error = "failed", None, f"the result cannot be stored: {exc}"
+                firing.status, firing.result, firing.error = (
+                    "failed",
+                    None,
+                    f"the result cannot be stored: {exc}",
+                )
             except StorageUnavailable as exc:
                 if delay_s is None:
                     # It stays pending and runs again at the next start.
-                    log.error("bus=%s firing=%d could not be recorded: %s", self.bus_id, firing.firing_id, exc)
+                    log.error(
+                        "bus=%s firing=%d could not be recorded: %s",
+                        self.bus_id,
+                        firing.firing_id,
+                        exc,
+                    )
                     return
                 await asyncio.sleep(delay_s)
         self.stats[firing.status] = self.stats.get(firing.status, 0) + 1
         self._count(firing)
-        if firing.status == "failed":  # a dead letter: once, with what an operator needs (DESIGN §6)
+        if (
+            firing.status == "failed"
+        ):  # a dead letter: once, with what an operator needs (DESIGN §6)
             log.warning(
                 "bus=%s rule=%s event=%d firing=%d failed after %d attempts: %s",
-                self.bus_id, firing.rule_id, firing.event_id, firing.firing_id, firing.attempts, firing.error,
-                extra={"bus": self.bus_id, "rule_id": firing.rule_id, "event_id": firing.event_id, "firing_id": firing.firing_id},
+                self.bus_id,
+                firing.rule_id,
+                firing.event_id,
+                firing.firing_id,
+                firing.attempts,
+                firing.error,
+                extra={
+                    "bus": self.bus_id,
+                    "rule_id": firing.rule_id,
+                    "event_id": firing.event_id,
+                    "firing_id": firing.firing_id,
+                },
             )
         if self.on_finished is not None:
             self.on_finished(firing)
@@ -512,11 +587,21 @@ class RuleEngine:
             histogram.observe(firing.duration_ms / 1000)
         if len(self.firing_durations) > 2 * self.rules.max_rules:
             known = self.rules.compiled
-            self.firing_durations = {rule: h for rule, h in self.firing_durations.items() if known(rule) is not None}
-            self.firings_by_rule = {k: n for k, n in self.firings_by_rule.items() if known(k[0]) is not None}
+            self.firing_durations = {
+                rule: h for rule, h in self.firing_durations.items() if known(rule) is not None
+            }
+            self.firings_by_rule = {
+                k: n for k, n in self.firings_by_rule.items() if known(k[0]) is not None
+            }
 
     def _update_idle(self) -> None:
-        busy = self._matching or self._inbox or self._cursor < self._read_until or self._jobs or self._wake.is_set()
+        busy = (
+            self._matching
+            or self._inbox
+            or self._cursor < self._read_until
+            or self._jobs
+            or self._wake.is_set()
+        )
         if busy:
             self._idle.clear()
         else:
@@ -524,4 +609,3 @@ class RuleEngine:
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
         return await self.storage.list_firings(query)
-

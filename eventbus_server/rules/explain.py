@@ -42,29 +42,43 @@ async def test_rule(
         else:
             failures = compiled.explain(envelope)
     except TooManyValues as exc:
-        raise InvalidParams(f"invalid params for test_rule: event: {exc}", [{"loc": "event", "msg": str(exc)}]) from None
+        raise InvalidParams(
+            f"invalid params for test_rule: event: {exc}", [{"loc": "event", "msg": str(exc)}]
+        ) from None
     try:
         if compiled.renders_whole_event:  # rendered off the event loop, as the engine does
-            action = await asyncio.to_thread(compiled.render_action, envelope, max_bytes=max_action_bytes)
+            action = await asyncio.to_thread(
+                compiled.render_action, envelope, max_bytes=max_action_bytes
+            )
         else:
             action = compiled.render_action(envelope, max_bytes=max_action_bytes)
     except TemplateTooLarge as exc:
         # The rule would fail its firings for this event the same way (max_message_bytes).
         msg = f"the action rendered for this event is too large: {exc} (max_message_bytes)"
-        raise InvalidParams(f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}]) from None
+        raise InvalidParams(
+            f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}]
+        ) from None
     if deeper_than(action, MAX_NESTING):
         # Templates copy the event's values into the action: nested inside each other
         # they can pass what a reply can hold. The rule would fail its firings the same way.
         msg = f"the action rendered for this event nests deeper than {MAX_NESTING} levels"
-        raise InvalidParams(f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}])
-    return {"matched": not failures, "failures": [failure_wire(f) for f in failures], "action": action}
+        raise InvalidParams(
+            f"invalid params for test_rule: event: {msg}", [{"loc": "event", "msg": msg}]
+        )
+    return {
+        "matched": not failures,
+        "failures": [failure_wire(f) for f in failures],
+        "action": action,
+    }
 
 
 # Not a test for pytest to collect, though its name starts like one.
 test_rule.__test__ = False  # type: ignore[attr-defined]
 
 
-async def _compiled(book: RuleBook, rule: dict[str, Any] | None, rule_id: str | None) -> CompiledRule:
+async def _compiled(
+    book: RuleBook, rule: dict[str, Any] | None, rule_id: str | None
+) -> CompiledRule:
     if rule is not None:
         try:
             return book.compile(rule)

@@ -72,7 +72,12 @@ class RuleBook:
                     try:
                         compiled[stored.id] = compile_rule(Rule.model_validate(stored.body))
                     except (ValidationError, InvalidParams) as exc:
-                        log.error("bus=%s rule=%s cannot be loaded and stays inactive: %s", self.bus_id, stored.id, exc)
+                        log.error(
+                            "bus=%s rule=%s cannot be loaded and stays inactive: %s",
+                            self.bus_id,
+                            stored.id,
+                            exc,
+                        )
                         continue
                 enabled[stored.id] = stored.enabled
             self._compiled, self._enabled = compiled, enabled
@@ -130,7 +135,9 @@ class RuleBook:
             await self.check_tool(rule.id, rule.action)  # before the lock: it may ask a tool server
         async with self._lock:
             if rule.id in self._compiled and not replace:
-                raise AlreadyExists(f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it")
+                raise AlreadyExists(
+                    f"rule {rule.id!r} already exists on bus {self.bus_id!r}; pass replace: true to replace it"
+                )
             if rule.id not in self._compiled and len(self._compiled) >= self.max_rules:
                 # Every rule is compiled in memory and listed whole by list_rules: bounded.
                 raise Overloaded(
@@ -167,7 +174,9 @@ class RuleBook:
         return await self.storage.load_rules()
 
     def _reindex(self) -> None:
-        self.index = RuleIndex(c for rule_id, c in self._compiled.items() if self._enabled.get(rule_id))
+        self.index = RuleIndex(
+            c for rule_id, c in self._compiled.items() if self._enabled.get(rule_id)
+        )
 
     def _not_found(self, rule_id: str) -> NotFound:
         return NotFound(f"no rule {rule_id!r} on bus {self.bus_id!r}")

@@ -312,7 +312,12 @@ class ScheduledEvent:
             "target_trn": self.target_trn,
             "correlation_id": self.correlation_id,
         }
-        return {"schedule_id": self.schedule_id, "deliver_at": self.deliver_at, "created_at": self.created_at, "event": event}
+        return {
+            "schedule_id": self.schedule_id,
+            "deliver_at": self.deliver_at,
+            "created_at": self.created_at,
+            "event": event,
+        }
 
 
 @dataclass(slots=True)
@@ -332,7 +337,11 @@ class StoredSchedule:
 
     def cadence(self) -> Cadence:
         body = self.body
-        return Cadence(cron=body.get("cron"), every_ms=body.get("every_ms"), timezone=body.get("timezone", "UTC"))
+        return Cadence(
+            cron=body.get("cron"),
+            every_ms=body.get("every_ms"),
+            timezone=body.get("timezone", "UTC"),
+        )
 
     def first_tick(self, now_ms: int) -> int | None:
         """`next_tick` for a schedule (re)defined or enabled at `now_ms`."""
@@ -394,7 +403,9 @@ class Storage(ABC):
         """Flush and release everything. Safe to call twice."""
 
     @abstractmethod
-    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None
+    ) -> list[Event]:
         """Store `events` in one transaction, in order; return them with their ids.
 
         `keys_since_ts`: the caller checked the idempotency keys of `events`
@@ -435,7 +446,9 @@ class Storage(ABC):
         """Every stored rule, in id order."""
 
     @abstractmethod
-    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+    async def put_rule(
+        self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+    ) -> bool:
         """Insert or replace a rule (a replaced rule keeps its counters); True if new."""
 
     @abstractmethod
@@ -494,7 +507,9 @@ class Storage(ABC):
     # -- durable consumers (consumers.py has the states and transitions) --------
 
     @abstractmethod
-    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+    async def put_consumer(
+        self, name: str, config: ConsumerConfig, cursor: int, now_ms: int
+    ) -> bool:
         """Create a consumer at `cursor`, or change the config of one that exists (its
         cursor and deliveries stay); True when it was created."""
 
@@ -509,7 +524,9 @@ class Storage(ABC):
         """Forget the consumer and every delivery of it; False when there was none."""
 
     @abstractmethod
-    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+    async def fetch_leases(
+        self, name: str, now_ms: int, limit: int, scan: Scan
+    ) -> FetchResult | None:
         """One fetch, in one transaction (None: no such consumer): expired leases become
         waiting or dead (`expire`); as far as `limit` and `max_ack_pending` leave room,
         waiting rows due by `now_ms` are leased again, oldest event first
@@ -534,7 +551,9 @@ class Storage(ABC):
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]: ...
 
     @abstractmethod
-    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+    async def redrive(
+        self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int
+    ) -> int:
         """Dead letters (these, or the oldest `limit`) due again now with their deliveries
         reset; how many."""
 
@@ -546,10 +565,13 @@ class Storage(ABC):
     async def count_after(self, query: EventQuery, since: int, cap: int) -> int:
         """How many stored events after `since` match `query`'s topic and TRN filters,
         counting at most `cap`."""
+
     # -- scheduled events and schedules (DESIGN §11; storage/*/schedules.py) ----
 
     @abstractmethod
-    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+    async def add_scheduled(
+        self, items: Sequence[ScheduledEvent], *, max_pending: int
+    ) -> list[ScheduledEvent]:
         """Store delayed events in one transaction, all or none; return what each
         item is now (itself, or the pending one its idempotency key names, which is
         answered as a duplicate and stores nothing). `Overloaded` when more than
@@ -569,7 +591,9 @@ class Storage(ABC):
         `max_bytes` of payload and metadata at most (at least one event)."""
 
     @abstractmethod
-    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+    async def put_schedule(
+        self, schedule: StoredSchedule, *, replace: bool, max_schedules: int
+    ) -> bool:
         """Store a schedule; True when new. A replaced one keeps its `last_tick`,
         `ticks` and `created_at`. `AlreadyExists` without `replace`; `Overloaded`
         when it would be one more than `max_schedules`."""
@@ -586,7 +610,9 @@ class Storage(ABC):
         """False when there is no such schedule."""
 
     @abstractmethod
-    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, now_ms: int
+    ) -> StoredSchedule | None:
         """Switch a schedule; one switched on ticks next after `now_ms` (ticks it
         missed while off are not caught up), one switched off has no `next_tick`.
         None when there is no such schedule."""
@@ -610,7 +636,9 @@ class Storage(ABC):
 
     # -- other nodes -----------------------------------------------------------
 
-    async def watch(self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]) -> None:
+    async def watch(
+        self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]
+    ) -> None:
         """For `shared` storage: report commits (their last event_id) and rule changes
         made by any process, until cancelled. Unshared storage has nothing to report."""
         return

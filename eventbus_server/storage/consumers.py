@@ -145,7 +145,14 @@ def expire(rows: list[Delivery], config: ConsumerConfig, now_ms: int) -> list[De
         if row.deliveries >= config.max_deliver:
             changed.append(Delivery(row.event_id, "dead", row.deliveries, now_ms, DEAD_MAX_DELIVER))
         else:
-            changed.append(Delivery(row.event_id, "waiting", row.deliveries, row.due_at + config.backoff_after(row.deliveries)))
+            changed.append(
+                Delivery(
+                    row.event_id,
+                    "waiting",
+                    row.deliveries,
+                    row.due_at + config.backoff_after(row.deliveries),
+                )
+            )
     return changed
 
 
@@ -210,5 +217,10 @@ def redeliver(
         if leased and size > budget:
             break
         budget -= size
-        leased.append((event, Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + config.ack_wait_ms)))
+        leased.append(
+            (
+                event,
+                Delivery(row.event_id, "leased", row.deliveries + 1, now_ms + config.ack_wait_ms),
+            )
+        )
     return leased, dead, budget

@@ -34,11 +34,18 @@ class LogReader:
         self.storage = storage
 
     async def page(
-        self, since: int, *, up_to: int | None = None, match: EventQuery = ALL_EVENTS, max_bytes: int = READ_PAGE_BYTES
+        self,
+        since: int,
+        *,
+        up_to: int | None = None,
+        match: EventQuery = ALL_EVENTS,
+        max_bytes: int = READ_PAGE_BYTES,
     ) -> list[Event]:
         """The next page of events with `since < event_id (<= up_to)` that `match` lets through;
         `max_bytes` bounds it tighter (a replay's page goes to one client's output)."""
-        query = dataclasses.replace(match, since=since, limit=READ_PAGE, order="asc", max_bytes=max_bytes)
+        query = dataclasses.replace(
+            match, since=since, limit=READ_PAGE, order="asc", max_bytes=max_bytes
+        )
         page = await self.storage.query(query)
         if up_to is not None and page and page[-1].event_id > up_to:
             page = [event for event in page if event.event_id <= up_to]

@@ -27,7 +27,11 @@ _STRING_FIELDS = ("topic", "source_trn", "target_trn", "correlation_id", "idempo
 
 
 def refusal(
-    database: str, error: BaseException, events: Sequence[NewEvent] = (), *, refuses_nul: bool = False
+    database: str,
+    error: BaseException,
+    events: Sequence[NewEvent] = (),
+    *,
+    refuses_nul: bool = False,
 ) -> InvalidParams:
     """The client's error for data `database` would not store.
 
@@ -76,5 +80,7 @@ def _nul_in(value: Any, path: str) -> str | None:
                     return f"a key in {path}"
             stack.extend((item, f"{path}.{key}") for key, item in reversed(value.items()))
         elif isinstance(value, list):
-            stack.extend((item, f"{path}[{index}]") for index, item in reversed(list(enumerate(value))))
+            stack.extend(
+                (item, f"{path}[{index}]") for index, item in reversed(list(enumerate(value)))
+            )
     return None

@@ -56,7 +56,9 @@ Style = Literal["qmark", "numeric"]
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 #: The columns of an INSERT of new events, in `event_row`'s order.
 NEW_EVENT_COLUMNS = ", ".join(NEW_EVENT_FIELDS)
-FIRING_COLUMNS = "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
+FIRING_COLUMNS = (
+    "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
+)
 RULE_COLUMNS = "id, body, enabled, created_at, updated_at, fired, failed, last_fired_at"
 
 
@@ -70,7 +72,9 @@ def event_row(event: NewEvent) -> tuple[Any, ...]:
         payload = dumps(event.payload).decode()
         metadata = None if event.metadata is None else dumps(event.metadata).decode()
     except TypeError as exc:  # orjson's JSONEncodeError
-        raise InvalidParams(f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})") from exc
+        raise InvalidParams(
+            f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})"
+        ) from exc
     # NEW_EVENT_FIELDS' order; the module asserts it below.
     return (
         event.topic,
@@ -98,7 +102,14 @@ def event_from_row(row: Sequence[Any]) -> Event:
 
 
 if NEW_EVENT_FIELDS != (
-    "topic", "payload", "timestamp", "metadata", "source_trn", "target_trn", "correlation_id", "idempotency_key"
+    "topic",
+    "payload",
+    "timestamp",
+    "metadata",
+    "source_trn",
+    "target_trn",
+    "correlation_id",
+    "idempotency_key",
 ):  # pragma: no cover - event_row spells its tuple out (the hot path): change both together
     raise TypeError(f"event_row does not know the fields {NEW_EVENT_FIELDS}")
 
@@ -106,15 +117,24 @@ if NEW_EVENT_FIELDS != (
 def rule_from_row(row: Sequence[Any]) -> StoredRule:
     """A `RULE_COLUMNS` row; `body` is JSON text in both databases."""
     rule_id, body, enabled, created_at, updated_at, fired, failed, last_fired_at = row
-    return StoredRule(rule_id, loads(body), bool(enabled), created_at, updated_at, fired, failed, last_fired_at)
+    return StoredRule(
+        rule_id, loads(body), bool(enabled), created_at, updated_at, fired, failed, last_fired_at
+    )
 
 
 def firing_from_row(row: Sequence[Any]) -> Firing:
     """A `FIRING_COLUMNS` row; `result` is JSON text or NULL."""
     firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error = row
     return Firing(
-        firing_id, rule_id, event_id, status, attempts, started_at, duration_ms,
-        None if result is None else loads(result), error,
+        firing_id,
+        rule_id,
+        event_id,
+        status,
+        attempts,
+        started_at,
+        duration_ms,
+        None if result is None else loads(result),
+        error,
     )
 
 
@@ -147,7 +167,9 @@ class _Where:
         if narrowing.exact:
             self.add(f"{column} = {{}}", narrowing.value)
         else:
-            self.add(f"{column} >= {{}} AND {column} < {{}}", narrowing.value, narrowing.upper_bound)
+            self.add(
+                f"{column} >= {{}} AND {column} < {{}}", narrowing.value, narrowing.upper_bound
+            )
 
     def after(self, column: str, since: int, order: Literal["asc", "desc"]) -> None:
         """The exclusive id cursor: ids above `since` ascending, below it descending."""
@@ -175,7 +197,11 @@ def select_events(query: EventQuery, style: Style) -> Select:
     where.narrow("topic", topic_narrowing(query.topic))
     if query.topic.split(".", 1)[0] in ("*", ">"):
         # A leading wildcard never matches the bus's own topics.
-        where.add("(topic < {} OR topic >= {})", RESERVED_PREFIX, Narrowing(RESERVED_PREFIX, exact=False).upper_bound)
+        where.add(
+            "(topic < {} OR topic >= {})",
+            RESERVED_PREFIX,
+            Narrowing(RESERVED_PREFIX, exact=False).upper_bound,
+        )
     if query.source_trn is not None:
         where.narrow("source_trn", trn_narrowing(query.source_trn))
     if query.target_trn is not None:
@@ -189,7 +215,9 @@ def select_events(query: EventQuery, style: Style) -> Select:
     patterns = (query.topic, query.source_trn or "", query.target_trn or "")
     exact = not any("*" in pattern for pattern in patterns)
     direction = "ASC" if query.order == "asc" else "DESC"
-    sql = f"SELECT {EVENT_COLUMNS} FROM event_log WHERE {where.clause} ORDER BY event_id {direction}"
+    sql = (
+        f"SELECT {EVENT_COLUMNS} FROM event_log WHERE {where.clause} ORDER BY event_id {direction}"
+    )
     if exact:
         sql += f" LIMIT {where.param(query.limit)}"
     return Select(sql, where.params, exact)
@@ -214,7 +242,9 @@ def count_rows(query: EventQuery, rows: Iterable[Sequence[Any]], cap: int) -> in
     """How many `COUNT_COLUMNS` rows match `query`, at most `cap`."""
     counted = 0
     for event_id, topic, timestamp, source, target, correlation in rows:
-        if query.matches(Event(event_id, topic, None, timestamp, None, source, target, correlation)):
+        if query.matches(
+            Event(event_id, topic, None, timestamp, None, source, target, correlation)
+        ):
             counted += 1
             if counted >= cap:
                 break
@@ -229,7 +259,10 @@ def select_rearmable(selection: FiringSelection, style: Style) -> Select:
         where.add("rule_id = {}", selection.rule_id)
     if selection.firing_ids is not None:
         if style == "qmark":
-            where.add("firing_id IN (SELECT value FROM json_each({}))", dumps(list(selection.firing_ids)).decode())
+            where.add(
+                "firing_id IN (SELECT value FROM json_each({}))",
+                dumps(list(selection.firing_ids)).decode(),
+            )
         else:
             where.add("firing_id = ANY({})", list(selection.firing_ids))
     sql = f"SELECT {FIRING_COLUMNS} FROM rule_firings WHERE {where.clause} ORDER BY firing_id LIMIT {where.param(selection.limit)}"
@@ -275,27 +308,49 @@ def scheduled_row(item: ScheduledEvent) -> tuple[Any, ...]:
         payload = dumps(item.payload).decode()
         metadata = None if item.metadata is None else dumps(item.metadata).decode()
     except TypeError as exc:  # orjson's JSONEncodeError
-        raise InvalidParams(f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})") from exc
+        raise InvalidParams(
+            f"cannot store this event: its payload or metadata cannot be encoded as JSON ({exc})"
+        ) from exc
     return (
-        item.schedule_id, item.deliver_at, item.created_at, item.topic, payload, item.timestamp, metadata,
-        item.source_trn, item.target_trn, item.correlation_id, item.idempotency_key,
+        item.schedule_id,
+        item.deliver_at,
+        item.created_at,
+        item.topic,
+        payload,
+        item.timestamp,
+        metadata,
+        item.source_trn,
+        item.target_trn,
+        item.correlation_id,
+        item.idempotency_key,
     )
 
 
 def scheduled_from_row(row: Sequence[Any]) -> ScheduledEvent:
     schedule_id, deliver_at, created_at, topic, payload, timestamp, metadata, *rest = row
     return ScheduledEvent(
-        schedule_id, deliver_at, created_at, topic,
-        None if payload is None else loads(payload), timestamp,
-        None if metadata is None else loads(metadata), *rest,
+        schedule_id,
+        deliver_at,
+        created_at,
+        topic,
+        None if payload is None else loads(payload),
+        timestamp,
+        None if metadata is None else loads(metadata),
+        *rest,
     )
 
 
 def schedule_row(schedule: StoredSchedule) -> tuple[Any, ...]:
     """A schedule as the `SCHEDULE_COLUMNS` (its body as JSON text)."""
     return (
-        schedule.id, dumps(schedule.body).decode(), schedule.enabled, schedule.next_tick, schedule.last_tick,
-        schedule.ticks, schedule.created_at, schedule.updated_at,
+        schedule.id,
+        dumps(schedule.body).decode(),
+        schedule.enabled,
+        schedule.next_tick,
+        schedule.last_tick,
+        schedule.ticks,
+        schedule.created_at,
+        schedule.updated_at,
     )
 
 

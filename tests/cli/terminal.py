@@ -30,8 +30,12 @@ class Terminal:
     async def start(self, *args: str) -> asyncio.subprocess.Process:
         env = {**os.environ, "COLUMNS": str(self.columns), "NO_COLOR": "1", "TERM": "xterm"}
         self.proc = await asyncio.create_subprocess_exec(
-            *EVENTBUS, *args, stdin=asyncio.subprocess.DEVNULL, stdout=self.slave,
-            stderr=asyncio.subprocess.PIPE, env=env,
+            *EVENTBUS,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self.slave,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
         os.close(self.slave)
         return self.proc
@@ -51,7 +55,9 @@ class Terminal:
                     except BlockingIOError:
                         continue
                     except OSError:  # EIO: the command ended and everything was read
-                        raise AssertionError(f"the command ended without printing {pattern!r}:\n{self.text}") from None
+                        raise AssertionError(
+                            f"the command ended without printing {pattern!r}:\n{self.text}"
+                        ) from None
                     self.text += ANSI.sub("", chunk.decode(errors="replace")).replace("\r", "")
         finally:
             loop.remove_reader(self.master)

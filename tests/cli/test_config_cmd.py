@@ -108,7 +108,13 @@ async def test_show_fills_defaults_and_never_prints_secrets(tmp_path: Path) -> N
                 "storage_path": "data/lite.db",
                 "retention": {"max_age": "7d"},
                 "enable_rules": True,
-                "tools": [{"match": "trn:user:alice:", "kind": "http", "url": "https://bot:route-pw-4@tools.example/run"}],
+                "tools": [
+                    {
+                        "match": "trn:user:alice:",
+                        "kind": "http",
+                        "url": "https://bot:route-pw-4@tools.example/run",
+                    }
+                ],
             },
         ],
     )
@@ -174,10 +180,24 @@ def test_a_client_reads_the_config_without_the_servers_secrets(tmp_path: Path) -
     from eventbus_cli.targets import bus_urls, resolve_target
 
     config = tmp_path / "event_buses.json"
-    config.write_text(json.dumps([
-        {"id": "a", "listen": "0.0.0.0:4010", "persist": True, "storage_url": "${EVENTBUS_TEST_UNSET_URL}"},
-        {"id": "b", "listen": "[::1]:4011", "auth_token_env": "EVENTBUS_TEST_UNSET_TOKEN", "tls": {"cert": "c.pem", "key": "k.pem"}},
-    ]))
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "a",
+                    "listen": "0.0.0.0:4010",
+                    "persist": True,
+                    "storage_url": "${EVENTBUS_TEST_UNSET_URL}",
+                },
+                {
+                    "id": "b",
+                    "listen": "[::1]:4011",
+                    "auth_token_env": "EVENTBUS_TEST_UNSET_TOKEN",
+                    "tls": {"cert": "c.pem", "key": "k.pem"},
+                },
+            ]
+        )
+    )
     assert [(t.url, t.bus_id, t.token, t.token_env) for t in bus_urls(config)] == [
         ("tcp://127.0.0.1:4010", "a", None, None),
         ("tls://[::1]:4011", "b", None, "EVENTBUS_TEST_UNSET_TOKEN"),

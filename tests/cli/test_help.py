@@ -18,7 +18,9 @@ def commands(group: Any = None, path: tuple[str, ...] = ()) -> list[tuple[str, .
     group = group or typer.main.get_command(app)
     found = [path] if path else []
     for name, command in getattr(group, "commands", {}).items():
-        found += commands(command, (*path, name)) if hasattr(command, "commands") else [(*path, name)]
+        found += (
+            commands(command, (*path, name)) if hasattr(command, "commands") else [(*path, name)]
+        )
     return found
 
 
@@ -32,7 +34,13 @@ ALL = commands()
 
 
 def test_every_command_is_walked() -> None:
-    assert {("firings",), ("firings", "retry"), ("rules", "add"), ("config", "show"), ("ui",)} <= set(ALL)
+    assert {
+        ("firings",),
+        ("firings", "retry"),
+        ("rules", "add"),
+        ("config", "show"),
+        ("ui",),
+    } <= set(ALL)
 
 
 @pytest.mark.parametrize("command", ALL, ids=" ".join)
@@ -47,11 +55,18 @@ def test_every_option_and_argument_is_explained(command: tuple[str, ...]) -> Non
     click_command: Any = typer.main.get_command(app)
     for name in command:
         click_command = click_command.commands[name]
-    unexplained = [p.name for p in click_command.params if not getattr(p, "help", None) and p.name != "help"]
+    unexplained = [
+        p.name for p in click_command.params if not getattr(p, "help", None) and p.name != "help"
+    ]
     assert not unexplained, f"no help text: {unexplained}"
 
 
-GROUPS = {("config",), ("rules",), ("consumers",), ("schedules",)}  # their commands have the examples
+GROUPS = {
+    ("config",),
+    ("rules",),
+    ("consumers",),
+    ("schedules",),
+}  # their commands have the examples
 
 
 @pytest.mark.parametrize("columns", [60, 80, 200])
@@ -64,16 +79,22 @@ def test_examples_paste_into_a_shell(command: tuple[str, ...], columns: int) -> 
     for block in pasted:
         lines = block.strip().splitlines()
         for line in lines[:-1]:
-            assert line.endswith(" \\"), f"an example broken across lines at {columns} columns:\n{block}"
+            assert line.endswith(" \\"), (
+                f"an example broken across lines at {columns} columns:\n{block}"
+            )
         assert "\\" not in lines[-1], f"a stray backslash:\n{block}"
         joined = " ".join(line.strip().removesuffix("\\") for line in lines)
         assert "eventbus" in shlex.split(joined), joined  # and its quotes balance
 
 
 def test_poll_correlation_id_has_help() -> None:
-    assert re.search(r"--correlation-id ID\s+Only events with this correlation id", help_text("poll"))
+    assert re.search(
+        r"--correlation-id ID\s+Only events with this correlation id", help_text("poll")
+    )
 
 
-@pytest.mark.parametrize("command", [c for c in ALL if c not in {("serve",), ("ui",), ("mcp",), *GROUPS}], ids=" ".join)
+@pytest.mark.parametrize(
+    "command", [c for c in ALL if c not in {("serve",), ("ui",), ("mcp",), *GROUPS}], ids=" ".join
+)
 def test_every_command_that_prints_takes_json(command: tuple[str, ...]) -> None:
     assert re.search(r"^\s+--json\s", help_text(*command), re.MULTILINE), command

@@ -17,17 +17,24 @@ async def test_emit_with_delay_or_at_schedules_the_event(tmp_path: Path) -> None
     async with start_buses(tmp_path, {"id": "t"}) as app:
         url = app.url("t")
         before = now_ms()
-        code, out, err = await run_cli("emit", "later", "--payload", '{"n": 1}', "--delay", "10m", "--url", url)
+        code, out, err = await run_cli(
+            "emit", "later", "--payload", '{"n": 1}', "--delay", "10m", "--url", url
+        )
         assert code == 0, err
         scheduled = json.loads(out)
         assert 600_000 <= scheduled["deliver_at"] - before < 660_000 and not scheduled["duplicate"]
         at = datetime.fromtimestamp(before / 1000 + 30 * 86_400, UTC).replace(microsecond=0)
-        code, out, err = await run_cli("emit", "later", "--at", at.isoformat().replace("+00:00", "Z"), "--url", url, "--json")
+        code, out, err = await run_cli(
+            "emit", "later", "--at", at.isoformat().replace("+00:00", "Z"), "--url", url, "--json"
+        )
         assert code == 0, err
         assert json.loads(out)["deliver_at"] == int(at.timestamp()) * 1000
         async with await connect(url) as bus:
             pending = (await bus.list_scheduled())["scheduled"]
-            assert [p["schedule_id"] for p in pending] == [scheduled["schedule_id"], json.loads(out)["schedule_id"]]
+            assert [p["schedule_id"] for p in pending] == [
+                scheduled["schedule_id"],
+                json.loads(out)["schedule_id"],
+            ]
             assert (await bus.poll("later")).events == []
 
         for args, says in [
@@ -45,13 +52,27 @@ async def test_schedules_add_ls_show_disable_enable_rm(tmp_path: Path) -> None:
     async with start_buses(tmp_path, {"id": "t", "persist": True, "storage_path": "t.db"}) as app:
         url = app.url("t")
         code, out, err = await run_cli(
-            "schedules", "add", "nightly", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--topic", "reports.nightly",
-            "--payload", '{"kind": "daily"}', "--url", url, "--json",
+            "schedules",
+            "add",
+            "nightly",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--topic",
+            "reports.nightly",
+            "--payload",
+            '{"kind": "daily"}',
+            "--url",
+            url,
+            "--json",
         )
         assert code == 0, err
         created = json.loads(out)
         assert created["created"] is True and created["next_tick"] > now_ms()
-        code, out, err = await run_cli("schedules", "add", "beat", "--every", "30s", "--topic", "health.ping", "--url", url)
+        code, out, err = await run_cli(
+            "schedules", "add", "beat", "--every", "30s", "--topic", "health.ping", "--url", url
+        )
         assert code == 0 and json.loads(out)["next_tick"] % 30_000 == 0, err
 
         code, out, err = await run_cli("schedules", "ls", "--url", url)
@@ -63,16 +84,24 @@ async def test_schedules_add_ls_show_disable_enable_rm(tmp_path: Path) -> None:
         assert shown["event"] == {"topic": "reports.nightly", "payload": {"kind": "daily"}}
 
         code, out, err = await run_cli("schedules", "disable", "nightly", "--url", url, "--json")
-        assert code == 0 and json.loads(out) == {"id": "nightly", "enabled": False, "next_tick": None}, err
+        assert code == 0 and json.loads(out) == {
+            "id": "nightly",
+            "enabled": False,
+            "next_tick": None,
+        }, err
         code, out, err = await run_cli("schedules", "enable", "nightly", "--url", url, "--json")
         assert json.loads(out)["next_tick"] == created["next_tick"]
         code, out, err = await run_cli("schedules", "rm", "beat", "--url", url, "--json")
         assert code == 0 and json.loads(out) == {"id": "beat", "deleted": True}
 
         # Errors: one line each, in CLI words.
-        code, out, err = await run_cli("schedules", "add", "nightly", "--cron", "@daily", "--topic", "x", "--url", url)
+        code, out, err = await run_cli(
+            "schedules", "add", "nightly", "--cron", "@daily", "--topic", "x", "--url", url
+        )
         assert code == 1 and "pass --replace" in err and err.count("\n") == 1, err
-        code, out, err = await run_cli("schedules", "add", "bad", "--cron", "61 * * * *", "--topic", "x", "--url", url)
+        code, out, err = await run_cli(
+            "schedules", "add", "bad", "--cron", "61 * * * *", "--topic", "x", "--url", url
+        )
         assert code == 1 and "'61 * * * *'" in err and "-32602" in err, err
         code, out, err = await run_cli("schedules", "add", "bad", "--topic", "x", "--url", url)
         assert code == 2 and "--cron EXPR or --every DURATION" in err, err

@@ -26,9 +26,26 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed: cannot make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -50,19 +67,31 @@ async def test_a_tls_bus_serves_tls_clients_and_the_cli_finds_it_by_bus_id(
         config.write_text(json.dumps([{"id": "secure", "listen": f"0.0.0.0:{port}", "tls": tls}]))
         assert [t.url for t in bus_urls(config)] == [f"tls://127.0.0.1:{port}"]
         code, out, err = await run_cli(
-            "poll", "secure.>", "--bus", "secure", "--config", str(config), env={"SSL_CERT_FILE": str(cert)}
+            "poll",
+            "secure.>",
+            "--bus",
+            "secure",
+            "--config",
+            str(config),
+            env={"SSL_CERT_FILE": str(cert)},
         )
         assert code == 0, err
         assert json.loads(out)["payload"] == {"over": "tls"}
 
 
-async def test_plain_tcp_to_a_tls_bus_says_to_use_tls(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+async def test_plain_tcp_to_a_tls_bus_says_to_use_tls(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
     cert, key = certificate
-    async with start_buses(tmp_path, {"id": "secure", "tls": {"cert": str(cert), "key": str(key)}}) as server:
+    async with start_buses(
+        tmp_path, {"id": "secure", "tls": {"cert": str(cert), "key": str(key)}}
+    ) as server:
         port = server.url("secure").rsplit(":", 1)[1]
         code, _, err = await run_cli("topics", "--url", f"tcp://127.0.0.1:{port}")
         assert code == 3
         (line,) = err.splitlines()
         assert f"use tls://127.0.0.1:{port}" in line and "eventbus serve" not in line
-        code, _, err = await run_cli("topics", "--url", f"tls://127.0.0.1:{port}")  # its certificate is not trusted
+        code, _, err = await run_cli(
+            "topics", "--url", f"tls://127.0.0.1:{port}"
+        )  # its certificate is not trusted
         assert code == 3 and "certificate is not trusted" in err and "SSL_CERT_FILE" in err

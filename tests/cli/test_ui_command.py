@@ -47,15 +47,27 @@ async def test_eventbus_ui_draws_the_config_buses_on_a_terminal_and_q_quits(tmp_
         async with await connect(server.url("main")) as bus:
             await bus.emit("smoke.checked", {"ok": True})
         config = tmp_path / "event_buses.json"
-        config.write_text(json.dumps([{"id": "main", "listen": f"127.0.0.1:{server.url('main').rsplit(':', 1)[1]}"}]))
+        config.write_text(
+            json.dumps(
+                [{"id": "main", "listen": f"127.0.0.1:{server.url('main').rsplit(':', 1)[1]}"}]
+            )
+        )
 
         controller, terminal = pty.openpty()
         fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
         os.set_blocking(controller, False)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventbus_cli", "ui", "--config", str(config),
-            stdin=terminal, stdout=terminal, stderr=terminal,
-            env={**os.environ, "TERM": "xterm-256color"}, start_new_session=True,
+            sys.executable,
+            "-m",
+            "eventbus_cli",
+            "ui",
+            "--config",
+            str(config),
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env={**os.environ, "TERM": "xterm-256color"},
+            start_new_session=True,
         )
         os.close(terminal)
         try:

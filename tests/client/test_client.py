@@ -72,7 +72,9 @@ async def test_pending_calls_fail_when_the_server_goes_away(tmp_path: Path) -> N
 
 async def test_auth_token(tmp_path: Path) -> None:
     env = {"BUS_TOKEN": "s3cret"}
-    async with start_buses(tmp_path, {"id": "locked", "auth_token_env": "BUS_TOKEN"}, env=env) as app:
+    async with start_buses(
+        tmp_path, {"id": "locked", "auth_token_env": "BUS_TOKEN"}, env=env
+    ) as app:
         anonymous = await connect(app.url("locked"))
         assert await anonymous.ping() == "pong"  # health checks need no token
         with pytest.raises(Unauthorized, match="authenticate"):

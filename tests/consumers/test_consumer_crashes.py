@@ -78,7 +78,9 @@ async def test_kill_9_of_the_server_loses_no_ack_and_no_lease(tmp_path: Path, ki
         async with await connect(server.url("work")) as bus:
             await bus.create_consumer("w", topic="jobs", ack_wait_ms=1000, start="all")
             for start in range(0, 2000, 500):
-                await bus.emit_many([{"topic": "jobs", "payload": i} for i in range(start, start + 500)])
+                await bus.emit_many(
+                    [{"topic": "jobs", "payload": i} for i in range(start, start + 500)]
+                )
             leased = await bus.fetch("w", max=1000)
             assert len(leased) == 1000
             # Acks on the way when the server dies: those answered count as acked.
@@ -113,9 +115,13 @@ async def test_kill_9_of_the_server_loses_no_ack_and_no_lease(tmp_path: Path, ki
 async def test_workers_on_two_nodes_lease_each_event_once(tmp_path: Path) -> None:
     async with two_nodes(tmp_path) as (a, b):
         async with await connect(a.url(BUS)) as on_a, await connect(b.url(BUS)) as on_b:
-            await on_a.create_consumer("shared-pool", topic="jobs.>", start="all", max_ack_pending=500)
+            await on_a.create_consumer(
+                "shared-pool", topic="jobs.>", start="all", max_ack_pending=500
+            )
             for start in range(0, 3000, 500):
-                await on_b.emit_many([{"topic": "jobs.x", "payload": i} for i in range(start, start + 500)])
+                await on_b.emit_many(
+                    [{"topic": "jobs.x", "payload": i} for i in range(start, start + 500)]
+                )
             got: Counter[int] = Counter()
 
             async def worker(bus: EventBusClient) -> None:
@@ -126,7 +132,9 @@ async def test_workers_on_two_nodes_lease_each_event_once(tmp_path: Path) -> Non
                     if batch:
                         await bus.ack("shared-pool", [m.event_id for m in batch])
 
-            await asyncio.wait_for(asyncio.gather(worker(on_a), worker(on_a), worker(on_b), worker(on_b)), 120)
+            await asyncio.wait_for(
+                asyncio.gather(worker(on_a), worker(on_a), worker(on_b), worker(on_b)), 120
+            )
             assert len(got) == 3000 and set(got.values()) == {1}
             stats = (await on_b.get_consumer("shared-pool"))["stats"]
             assert (stats["acked"], stats["ack_pending"]) == (3000, 0)

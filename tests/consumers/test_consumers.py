@@ -14,10 +14,14 @@ from eventbus_server.app import EventBusApp
 from tests.wire import RawPeer
 
 
-async def test_three_workers_share_ten_thousand_events_each_acked_once(work_app: EventBusApp, bus: EventBusClient) -> None:
+async def test_three_workers_share_ten_thousand_events_each_acked_once(
+    work_app: EventBusApp, bus: EventBusClient
+) -> None:
     await bus.create_consumer("pool", topic="jobs.>", start="all", max_ack_pending=1000)
     for start in range(0, 10_000, 1000):
-        await bus.emit_many([{"topic": "jobs.resize", "payload": i} for i in range(start, start + 1000)])
+        await bus.emit_many(
+            [{"topic": "jobs.resize", "payload": i} for i in range(start, start + 1000)]
+        )
     await bus.emit("other.topic", "not for the pool")
     held: set[int] = set()  # leased and not yet acked, across the three workers
     acked: Counter[int] = Counter()
@@ -42,11 +46,19 @@ async def test_three_workers_share_ten_thousand_events_each_acked_once(work_app:
     assert overlaps == []
     assert len(acked) == 10_000 and set(acked.values()) == {1}
     stats = (await bus.get_consumer("pool"))["stats"]
-    assert (stats["acked"], stats["ack_pending"], stats["pending"], stats["redelivered"], stats["dead"]) == (10_000, 0, 0, 0, 0)
+    assert (
+        stats["acked"],
+        stats["ack_pending"],
+        stats["pending"],
+        stats["redelivered"],
+        stats["dead"],
+    ) == (10_000, 0, 0, 0, 0)
     assert await bus.fetch("pool") == []
 
 
-async def test_a_lease_that_runs_out_goes_to_another_worker_with_deliveries_2(bus: EventBusClient) -> None:
+async def test_a_lease_that_runs_out_goes_to_another_worker_with_deliveries_2(
+    bus: EventBusClient,
+) -> None:
     await bus.create_consumer("w", topic="t", ack_wait_ms=300)
     await bus.emit("t", "job")
     [first] = await bus.fetch("w", max=5)
@@ -74,7 +86,9 @@ async def test_nack_with_a_delay_and_the_backoff_list(bus: EventBusClient) -> No
     assert time.monotonic() - started >= 0.75 and third.deliveries == 3
 
 
-async def test_max_deliver_makes_a_dead_letter_and_redrive_delivers_it_again(bus: EventBusClient) -> None:
+async def test_max_deliver_makes_a_dead_letter_and_redrive_delivers_it_again(
+    bus: EventBusClient,
+) -> None:
     await bus.create_consumer("w", topic="t", max_deliver=2)
     event_id = (await bus.emit("t", {"bad": True})).event_id
     for deliveries in (1, 2):
@@ -90,10 +104,14 @@ async def test_max_deliver_makes_a_dead_letter_and_redrive_delivers_it_again(bus
     [back] = await bus.fetch("w")
     assert (back.event_id, back.deliveries) == (event_id, 1)
     assert await back.term(reason="still bad")
-    assert [(d["event_id"], d["reason"]) for d in await bus.list_dead_letters("w")] == [(event_id, "still bad")]
+    assert [(d["event_id"], d["reason"]) for d in await bus.list_dead_letters("w")] == [
+        (event_id, "still bad")
+    ]
 
 
-async def test_max_ack_pending_caps_leases_across_workers(work_app: EventBusApp, bus: EventBusClient) -> None:
+async def test_max_ack_pending_caps_leases_across_workers(
+    work_app: EventBusApp, bus: EventBusClient
+) -> None:
     await bus.create_consumer("w", topic="t", max_ack_pending=3)
     await bus.emit_many([{"topic": "t", "payload": i} for i in range(10)])
     async with await connect(work_app.url("work")) as other:
@@ -114,8 +132,12 @@ async def test_extend_keeps_the_lease(bus: EventBusClient) -> None:
     assert await message.ack()
 
 
-async def test_a_waiting_fetch_wakes_for_a_new_matching_event(bus: EventBusClient, work_app: EventBusApp) -> None:
-    await bus.create_consumer("w", topic="jobs.>", pattern={"payload": {"size": [{"numeric": [">", 10]}]}})
+async def test_a_waiting_fetch_wakes_for_a_new_matching_event(
+    bus: EventBusClient, work_app: EventBusApp
+) -> None:
+    await bus.create_consumer(
+        "w", topic="jobs.>", pattern={"payload": {"size": [{"numeric": [">", 10]}]}}
+    )
     waiting = asyncio.ensure_future(bus.fetch("w", wait_ms=10_000))
     async with await connect(work_app.url("work")) as emitter:
         await emitter.emit("jobs.x", {"size": 1})  # the pattern lets it pass by
@@ -147,7 +169,9 @@ async def test_managing_consumers_and_their_errors(bus: EventBusClient) -> None:
     with pytest.raises(NotFound, match="no consumer 'nope'"):
         await bus.fetch("nope")
     with pytest.raises(InvalidParams) as bad:
-        await bus.call("create_consumer", {"name": "bad name", "max_ack_pending": 0, "start": {"after_id": -1}})
+        await bus.call(
+            "create_consumer", {"name": "bad name", "max_ack_pending": 0, "start": {"after_id": -1}}
+        )
     assert {d["loc"] for d in bad.value.data or []} >= {"name", "max_ack_pending"}
     with pytest.raises(InvalidParams) as bad:
         await bus.create_consumer("p", pattern={"payload": {"x": [{"wrong": 1}]}})
@@ -171,11 +195,20 @@ async def test_async_for_consume(bus: EventBusClient) -> None:
     assert seen == list(range(25))
 
 
-async def test_a_fetch_stops_waiting_once_its_client_half_closes(work_app: EventBusApp, bus: EventBusClient) -> None:
+async def test_a_fetch_stops_waiting_once_its_client_half_closes(
+    work_app: EventBusApp, bus: EventBusClient
+) -> None:
     """A worker that went away must not lease what comes next: it would wait out its lease for nobody."""
     await bus.create_consumer("w", topic="t")
     peer = await RawPeer.open(work_app.address("work"))
-    await peer.send({"jsonrpc": "2.0", "method": "fetch", "params": {"consumer": "w", "wait_ms": 30_000}, "id": 1})
+    await peer.send(
+        {
+            "jsonrpc": "2.0",
+            "method": "fetch",
+            "params": {"consumer": "w", "wait_ms": 30_000},
+            "id": 1,
+        }
+    )
     await bus.ping()  # the fetch is waiting by now
     peer.writer.write_eof()
     started = time.monotonic()

@@ -222,8 +222,20 @@ def test_every_shape_of_an_event_has_the_one_field_list() -> None:
     from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, NewEvent
 
     assert tuple(EventEnvelope.model_fields) == EVENT_FIELDS  # what the client reads
-    assert set(EmitParams.model_fields) == {*NEW_EVENT_FIELDS, "event_id", *DELIVERY_FIELDS}  # what a client emits
-    event = NewEvent(topic="t", payload={"a": 1}, timestamp=5, source_trn="trn:user:a:b:c").stored(9)
+    assert set(EmitParams.model_fields) == {
+        *NEW_EVENT_FIELDS,
+        "event_id",
+        *DELIVERY_FIELDS,
+    }  # what a client emits
+    event = NewEvent(topic="t", payload={"a": 1}, timestamp=5, source_trn="trn:user:a:b:c").stored(
+        9
+    )
     assert tuple(event.as_dict()) == EVENT_FIELDS
     assert EventEnvelope.model_validate(event.as_dict()).model_dump() == event.as_dict()
-    assert event.rule_view() == {"event_id": 9, "topic": "t", "payload": {"a": 1}, "timestamp": 5, "source_trn": "trn:user:a:b:c"}
+    assert event.rule_view() == {
+        "event_id": 9,
+        "topic": "t",
+        "payload": {"a": 1},
+        "timestamp": 5,
+        "source_trn": "trn:user:a:b:c",
+    }

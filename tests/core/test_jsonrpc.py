@@ -392,7 +392,14 @@ def test_a_batch_at_max_batch_runs() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw_id", [b"9223372036854775808", b"18446744073709551615", b"18446744073709551616", b"-9223372036854775809", b"1" * 60]
+    "raw_id",
+    [
+        b"9223372036854775808",
+        b"18446744073709551615",
+        b"18446744073709551616",
+        b"-9223372036854775809",
+        b"1" * 60,
+    ],
 )
 def test_an_integer_id_outside_int64_is_invalid_request(raw_id: bytes) -> None:
     message = parse_message(b'{"jsonrpc": "2.0", "method": "ping", "id": ' + raw_id + b"}")
@@ -431,7 +438,9 @@ def test_integers_up_to_u64_and_long_digit_strings_are_kept() -> None:
 
 
 def test_a_notification_with_an_inexact_integer_gets_no_reply_and_does_not_run() -> None:
-    message = parse_message(b'{"jsonrpc": "2.0", "method": "e", "params": {"a": 18446744073709551616}}')
+    message = parse_message(
+        b'{"jsonrpc": "2.0", "method": "e", "params": {"a": 18446744073709551616}}'
+    )
     assert message.calls == [] and message.replies == []
 
 
@@ -457,7 +466,12 @@ def test_a_request_nested_deeper_than_the_limit_is_refused() -> None:
 
     ok = {"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"payload": nested(MAX_NESTING - 2)}}
     assert len(parse(ok).calls) == 1
-    deep = b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"payload": ' + b"[" * 1000 + b"]" * 1000 + b"}}"
+    deep = (
+        b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"payload": '
+        + b"[" * 1000
+        + b"]" * 1000
+        + b"}}"
+    )
     [reply] = parse_message(deep).replies
     assert reply["id"] == 1 and reply["error"]["code"] == -32600
     assert f"nested deeper than {MAX_NESTING} levels" in reply["error"]["message"]
@@ -487,7 +501,9 @@ def test_strings_with_nul_are_refused_by_path(params: bytes, loc: str, what: str
 
 
 def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:
-    [call] = parse_message(b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"s": "\\\\u0000"}}').calls
+    [call] = parse_message(
+        b'{"jsonrpc": "2.0", "method": "e", "id": 1, "params": {"s": "\\\\u0000"}}'
+    ).calls
     assert call.params == {"s": "\\u0000"}
 
 
@@ -511,7 +527,9 @@ def test_a_notification_frame_around_a_pre_encoded_value_is_the_notification() -
     head, tail = notification_frame("event", {"subscription": "sub-1"}, "event")
     line = head + b'{"event_id":7}' + tail
     assert line.endswith(b"\n") and line.count(b"\n") == 1
-    assert json.loads(line) == notification("event", {"subscription": "sub-1", "event": {"event_id": 7}})
+    assert json.loads(line) == notification(
+        "event", {"subscription": "sub-1", "event": {"event_id": 7}}
+    )
     head, tail = notification_frame("tick", {}, "at")
     assert json.loads(head + b"5" + tail) == notification("tick", {"at": 5})
 
@@ -520,15 +538,19 @@ def test_parse_incoming_sorts_replies_and_notifications() -> None:
     from eventbus_core.jsonrpc import Notification, Reply, parse_incoming, request
 
     assert request("ping", None, 3) == {"jsonrpc": "2.0", "method": "ping", "id": 3}
-    items = list(parse_incoming([
-        {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}},
-        {"jsonrpc": "2.0", "method": "event", "params": {"x": 1}},
-        {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}},
-        {"jsonrpc": "2.0", "id": 2, "error": "a peer that sends a string"},
-        {"jsonrpc": "2.0", "id": 4},
-        5,
-        {"neither": True},
-    ]))
+    items = list(
+        parse_incoming(
+            [
+                {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}},
+                {"jsonrpc": "2.0", "method": "event", "params": {"x": 1}},
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}},
+                {"jsonrpc": "2.0", "id": 2, "error": "a peer that sends a string"},
+                {"jsonrpc": "2.0", "id": 4},
+                5,
+                {"neither": True},
+            ]
+        )
+    )
     assert items == [
         Reply(1, result={"ok": True}),
         Notification("event", {"x": 1}),

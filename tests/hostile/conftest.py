@@ -68,7 +68,11 @@ class HostileServer:
 
     def internal_errors(self) -> list[str]:
         """Log lines that mean a bug: -32603 answers and tracebacks."""
-        return [line for line in self.log if "internal error" in line or "Traceback" in line or "ERROR" in line]
+        return [
+            line
+            for line in self.log
+            if "internal error" in line or "Traceback" in line or "ERROR" in line
+        ]
 
     async def stop(self) -> None:
         proc = self.process.proc
@@ -151,7 +155,10 @@ class PingMonitor:
 @contextlib.asynccontextmanager
 async def pinging(server: HostileServer) -> AsyncIterator[list[PingMonitor]]:
     """Ping the victim bus (on a connection of its own) and the other bus during the block."""
-    async with await connect(server.url("victim")) as victim, await connect(server.url("other")) as other:
+    async with (
+        await connect(server.url("victim")) as victim,
+        await connect(server.url("other")) as other,
+    ):
         monitors = [PingMonitor(victim), PingMonitor(other)]
         try:
             yield monitors
@@ -163,7 +170,9 @@ async def pinging(server: HostileServer) -> AsyncIterator[list[PingMonitor]]:
 def assert_pings_answered(monitors: list[PingMonitor]) -> None:
     for name, monitor in zip(("victim", "other"), monitors, strict=True):
         assert monitor.pings > 0, f"no ping on the {name} bus was answered"
-        assert monitor.worst_s < PING_BOUND_S, f"a ping on the {name} bus took {monitor.worst_s:.2f} s"
+        assert monitor.worst_s < PING_BOUND_S, (
+            f"a ping on the {name} bus took {monitor.worst_s:.2f} s"
+        )
 
 
 async def raw_connection(
@@ -188,7 +197,9 @@ async def raw() -> AsyncIterator[RawConnect]:
     also when it fails (a socket left for the garbage collector fails a later test)."""
     writers: list[asyncio.StreamWriter] = []
 
-    async def connect_raw(address: tuple[str, int], **options: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def connect_raw(
+        address: tuple[str, int], **options: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await raw_connection(address, **options)
         writers.append(writer)
         return reader, writer
@@ -207,7 +218,9 @@ def line(method: str, params: Any = None, call_id: Any = 1) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-async def read_replies(reader: asyncio.StreamReader, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+async def read_replies(
+    reader: asyncio.StreamReader, count: int, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
     """The next `count` replies (lines with an id), skipping notifications."""
     replies: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout_s):

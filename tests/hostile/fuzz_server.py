@@ -53,19 +53,25 @@ class ServerLog:
 class FuzzServer:
     """`python -m eventbus_server --config FILE` with stderr in a file, ports parsed from it."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], ports: dict[str, int], log: ServerLog) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], ports: dict[str, int], log: ServerLog
+    ) -> None:
         self.proc = proc
         self.ports = ports
         self.log = log
 
     @classmethod
-    def start(cls, config_path: Path, *, env: dict[str, str], timeout_s: float = 30.0) -> FuzzServer:
+    def start(
+        cls, config_path: Path, *, env: dict[str, str], timeout_s: float = 30.0
+    ) -> FuzzServer:
         buses = json.loads(config_path.read_text())
         log_path = config_path.with_name("server.stderr")
         with log_path.open("wb") as stderr:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "eventbus_server", "--config", str(config_path)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
                 env={**os.environ, **env},
             )
         log = ServerLog(log_path)
@@ -86,7 +92,9 @@ class FuzzServer:
 
     def assert_healthy(self, *, ping_within_s: float = 2.0) -> None:
         """Alive, answering `ping` on a fresh connection to every bus, and nothing bad in its log."""
-        assert self.proc.poll() is None, f"server exited with {self.proc.returncode}:\n{self.log.all()[-5000:]}"
+        assert self.proc.poll() is None, (
+            f"server exited with {self.proc.returncode}:\n{self.log.all()[-5000:]}"
+        )
         for bus_id in self.ports:
             reply = call(self.address(bus_id), "ping", timeout_s=ping_within_s)
             assert reply == {"jsonrpc": "2.0", "id": "health", "result": "pong"}, (bus_id, reply)
@@ -101,7 +109,9 @@ class FuzzServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError("server did not stop within {timeout_s} s of SIGTERM") from None
+                raise AssertionError(
+                    "server did not stop within {timeout_s} s of SIGTERM"
+                ) from None
         return self.proc.returncode
 
 
@@ -110,7 +120,9 @@ def assert_clean_log(text: str) -> None:
         assert marker not in text, f"server log holds {marker!r}:\n{text[-8000:]}"
 
 
-def call(address: tuple[str, int], method: str, params: Any = None, *, timeout_s: float = 5.0) -> Any:
+def call(
+    address: tuple[str, int], method: str, params: Any = None, *, timeout_s: float = 5.0
+) -> Any:
     """One well-formed request on a fresh connection; its reply."""
     request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": "health"}
     if params is not None:
@@ -123,13 +135,20 @@ def call(address: tuple[str, int], method: str, params: Any = None, *, timeout_s
     return json.loads(line)
 
 
-def calls(address: tuple[str, int], requests: list[tuple[str, dict[str, Any]]], *, timeout_s: float = 10.0) -> list[Any]:
+def calls(
+    address: tuple[str, int], requests: list[tuple[str, dict[str, Any]]], *, timeout_s: float = 10.0
+) -> list[Any]:
     """Several requests on one fresh connection, each sent once the one before is answered."""
     replies = []
     with socket.create_connection(address, timeout=timeout_s) as sock:
         reader = sock.makefile("rb")
         for index, (method, params) in enumerate(requests):
-            sock.sendall(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": index}).encode() + b"\n")
+            sock.sendall(
+                json.dumps(
+                    {"jsonrpc": "2.0", "method": method, "params": params, "id": index}
+                ).encode()
+                + b"\n"
+            )
             line = reader.readline()
             replies.append(json.loads(line) if line else None)
     return replies
@@ -164,11 +183,23 @@ class _Sender(threading.Thread):
     """Writes `first`, waits for its reply, then the chunks with their pauses, then half-closes."""
 
     def __init__(
-        self, sock: socket.socket, first: bytes, chunks: list[bytes], pauses: list[float], *,
-        half_close: bool, then: Callable[[bytes], bytes] | None,
+        self,
+        sock: socket.socket,
+        first: bytes,
+        chunks: list[bytes],
+        pauses: list[float],
+        *,
+        half_close: bool,
+        then: Callable[[bytes], bytes] | None,
     ) -> None:
         super().__init__(daemon=True)
-        self.sock, self.first, self.chunks, self.pauses, self.half_close = sock, first, chunks, pauses, half_close
+        self.sock, self.first, self.chunks, self.pauses, self.half_close = (
+            sock,
+            first,
+            chunks,
+            pauses,
+            half_close,
+        )
         self.then = then
         self.first_answered = threading.Event()
         self.first_reply = b""
@@ -224,17 +255,23 @@ def exchange(
             sender.join(timeout_s)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             return Exchange(sent, b"", finished=True, aborted=True)
-        received, finished, reset = _read_to_eof(sock, sender.answered, time.monotonic() + timeout_s)
+        received, finished, reset = _read_to_eof(
+            sock, sender.answered, time.monotonic() + timeout_s
+        )
         sender.first_answered.set()
         sender.join(timeout_s)
-        return Exchange(first + sender.sent_after_first + b"".join(chunks), received, finished, reset=reset)
+        return Exchange(
+            first + sender.sent_after_first + b"".join(chunks), received, finished, reset=reset
+        )
     finally:
         sender.first_answered.set()
         sender.join(timeout_s)
         sock.close()
 
 
-def _read_to_eof(sock: socket.socket, got_a_line: Callable[[bytes], None], deadline: float) -> tuple[bytes, bool, bool]:
+def _read_to_eof(
+    sock: socket.socket, got_a_line: Callable[[bytes], None], deadline: float
+) -> tuple[bytes, bool, bool]:
     """(bytes read, EOF seen, reset seen) by `deadline`; `got_a_line(first line)` once one is in."""
     received = bytearray()
     while time.monotonic() < deadline:
@@ -352,16 +389,22 @@ def _check_notification(message: dict[str, Any], checked: Checked) -> None:
     assert isinstance(params, dict), message
     # Pushed only after the reply that named the subscription, and only on its own connection.
     if not checked.silent_subscribes:
-        assert params.get("subscription") in checked.subscriptions, f"a push for a subscription not made here: {message!r:.500}"
+        assert params.get("subscription") in checked.subscriptions, (
+            f"a push for a subscription not made here: {message!r:.500}"
+        )
     if message["method"] == "event":
-        assert isinstance(params.get("event"), dict) and isinstance(params["event"].get("event_id"), int), message
+        assert isinstance(params.get("event"), dict) and isinstance(
+            params["event"].get("event_id"), int
+        ), message
 
 
 def _check_response(reply: Any, ids: set[Any], checked: Checked) -> None:
     assert isinstance(reply, dict), f"a reply is not an object: {reply!r:.300}"
     assert reply.get("jsonrpc") == "2.0", reply
     assert "id" in reply, reply
-    assert set(reply) in ({"jsonrpc", "id", "result"}, {"jsonrpc", "id", "error"}), f"{reply!r:.500}"
+    assert set(reply) in ({"jsonrpc", "id", "result"}, {"jsonrpc", "id", "error"}), (
+        f"{reply!r:.500}"
+    )
     call_id = reply["id"]
     assert call_id is None or id_key(call_id) in ids, f"reply id {call_id!r} was never sent"
     error = reply.get("error")

@@ -38,11 +38,14 @@ pytestmark = pytest.mark.slow
 BIG = [2**63, 2**63 + 1, 2**64 - 1]
 
 
-async def test_out_of_range_timestamps_never_fail_another_clients_emits(storage_kind: str, tmp_path: Path) -> None:
+async def test_out_of_range_timestamps_never_fail_another_clients_emits(
+    storage_kind: str, tmp_path: Path
+) -> None:
     async with hostile_server(tmp_path, victim_bus(storage_kind, tmp_path)) as server:
         reader, writer = await raw_connection(server.address("victim"))
         attacks = b"".join(
-            line("emit_event", {"topic": "t", "payload": 1, "timestamp": BIG[i % 3]}, call_id=i) for i in range(500)
+            line("emit_event", {"topic": "t", "payload": 1, "timestamp": BIG[i % 3]}, call_id=i)
+            for i in range(500)
         )
         async with await connect(server.url("victim")) as victim:
 
@@ -99,17 +102,26 @@ async def fill(server: HostileServer, events: int, payload_bytes: int) -> None:
     async with await connect(server.url("victim")) as client:
         payload = "x" * payload_bytes
         for start in range(0, events, 1000):
-            await client.emit_many([{"topic": "fill", "payload": {"i": i, "s": payload}} for i in range(start, start + 1000)])
+            await client.emit_many(
+                [
+                    {"topic": "fill", "payload": {"i": i, "s": payload}}
+                    for i in range(start, start + 1000)
+                ]
+            )
 
 
-async def test_pipelined_polls_that_are_never_read_stay_bounded(storage_kind: str, tmp_path: Path) -> None:
+async def test_pipelined_polls_that_are_never_read_stay_bounded(
+    storage_kind: str, tmp_path: Path
+) -> None:
     async with hostile_server(tmp_path, victim_bus(storage_kind, tmp_path)) as server:
         await fill(server, 10_000, 1000)
         before = server.rss_mb()
         _reader, writer = await raw_connection(server.address("victim"))
         polls = b"".join(line("poll_events", {"limit": 10_000}, call_id=i) for i in range(5000))
         async with pinging(server) as monitors:
-            writer.write(polls)  # the server stops reading once its budget is full; the rest waits in the socket
+            writer.write(
+                polls
+            )  # the server stops reading once its budget is full; the rest waits in the socket
             worst = await sample_rss(server, 4.0)
         assert_pings_answered(monitors)
         assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
@@ -145,13 +157,17 @@ async def test_ten_thousand_subscriptions_that_are_never_read(tmp_path: Path) ->
     async with hostile_server(tmp_path, bus) as server:
         before = server.rss_mb()
         reader, writer = await raw_connection(server.address("victim"))
-        writer.write(b"".join(line("subscribe_topic", {"topic": ">"}, call_id=i) for i in range(10_000)))
+        writer.write(
+            b"".join(line("subscribe_topic", {"topic": ">"}, call_id=i) for i in range(10_000))
+        )
         await writer.drain()
         async with pinging(server) as monitors, await connect(server.url("victim")) as victim:
             worst_ack = 0.0
             for batch in range(50):
                 started = time.monotonic()
-                await victim.emit_many([{"topic": "v", "payload": {"batch": batch, "i": i}} for i in range(100)])
+                await victim.emit_many(
+                    [{"topic": "v", "payload": {"batch": batch, "i": i}} for i in range(100)]
+                )
                 worst_ack = max(worst_ack, time.monotonic() - started)
             worst = server.rss_mb()
         assert_pings_answered(monitors)
@@ -168,19 +184,36 @@ async def test_ten_thousand_subscriptions_that_are_never_read(tmp_path: Path) ->
         refused = [r for r in replies if "error" in r]
         # At most max_subscriptions at a time: a subscription that lagged (and was dropped) frees its slot.
         assert 1000 <= len(accepted) <= 1000 + lagged
-        assert len(refused) == 10_000 - len(accepted) and {r["error"]["code"] for r in refused} == {-32005}
+        assert len(refused) == 10_000 - len(accepted) and {r["error"]["code"] for r in refused} == {
+            -32005
+        }
         assert "max_subscriptions" in refused[0]["error"]["message"]
         writer.close()
     assert_clean_log(server)
 
 
 async def test_firing_subscriptions_that_are_never_read_lag(tmp_path: Path) -> None:
-    echo = {"match": "trn:user:test:python:echo:*", "kind": "python", "function": "tests.rules.python_tools:echo"}
-    bus = victim_bus("memory", tmp_path, enable_rules=True, subscriber_buffer=50, max_output_bytes=65_536, tools=[echo])
+    echo = {
+        "match": "trn:user:test:python:echo:*",
+        "kind": "python",
+        "function": "tests.rules.python_tools:echo",
+    }
+    bus = victim_bus(
+        "memory",
+        tmp_path,
+        enable_rules=True,
+        subscriber_buffer=50,
+        max_output_bytes=65_536,
+        tools=[echo],
+    )
     async with hostile_server(tmp_path, bus) as server:
         async with await connect(server.url("victim")) as victim:
             # Each firing's result is the event's 2 KB payload, and so is each rule_fired notification.
-            action = {"type": "InvokeTool", "tool_id": "trn:user:test:python:echo:v1", "input": "{{ $.payload }}"}
+            action = {
+                "type": "InvokeTool",
+                "tool_id": "trn:user:test:python:echo:v1",
+                "input": "{{ $.payload }}",
+            }
             await victim.register_rule({"id": "echo", "topic": "in", "action": action})
             # A window of 64 KiB, not 4: reading the backlog at the end must not take minutes.
             reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
@@ -190,7 +223,12 @@ async def test_firing_subscriptions_that_are_never_read_lag(tmp_path: Path) -> N
             before = server.rss_mb()
             async with pinging(server) as monitors:
                 for start in range(0, 4000, 500):
-                    await victim.emit_many([{"topic": "in", "payload": {"i": i, "pad": "x" * 2000}} for i in range(start, start + 500)])
+                    await victim.emit_many(
+                        [
+                            {"topic": "in", "payload": {"i": i, "pad": "x" * 2000}}
+                            for i in range(start, start + 500)
+                        ]
+                    )
                 worst = server.rss_mb()
             assert_pings_answered(monitors)
             assert worst - before < RSS_GROWTH_BOUND_MB
@@ -299,7 +337,9 @@ async def test_wrong_tokens_are_slow_and_the_fifth_closes(tmp_path: Path) -> Non
     async with hostile_server(tmp_path, bus, env={"VICTIM_TOKEN": "right"}) as server:
         reader, writer = await raw_connection(server.address("victim"))
         started = time.monotonic()
-        writer.write(b"".join(line("authenticate", {"token": f"guess-{i}"}, call_id=i) for i in range(3000)))
+        writer.write(
+            b"".join(line("authenticate", {"token": f"guess-{i}"}, call_id=i) for i in range(3000))
+        )
         replies = []
         async with asyncio.timeout(10):
             while raw := await reader.readline():
@@ -313,8 +353,12 @@ async def test_wrong_tokens_are_slow_and_the_fifth_closes(tmp_path: Path) -> Non
     assert_clean_log(server)
 
 
-async def test_a_connection_that_never_authenticates_is_closed_and_frees_its_slot(tmp_path: Path) -> None:
-    bus = victim_bus("memory", tmp_path, auth_token_env="VICTIM_TOKEN", auth_timeout_s=0.5, max_connections=1)
+async def test_a_connection_that_never_authenticates_is_closed_and_frees_its_slot(
+    tmp_path: Path,
+) -> None:
+    bus = victim_bus(
+        "memory", tmp_path, auth_token_env="VICTIM_TOKEN", auth_timeout_s=0.5, max_connections=1
+    )
     async with hostile_server(tmp_path, bus, env={"VICTIM_TOKEN": "right"}) as server:
         reader, writer = await raw_connection(server.address("victim"))
         reply = json.loads(await asyncio.wait_for(reader.readline(), 5))

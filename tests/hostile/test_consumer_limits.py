@@ -24,16 +24,31 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
-async def test_pipelined_fetches_that_are_never_read_stay_bounded(kind: str, tmp_path: Path) -> None:
+async def test_pipelined_fetches_that_are_never_read_stay_bounded(
+    kind: str, tmp_path: Path
+) -> None:
     bus = victim_bus(kind, tmp_path, memory_buffer=20_000)
     async with hostile_server(tmp_path, bus) as server:
         async with await connect(server.url("victim")) as client:
-            for start in range(0, 6000, 50):  # 60 MB of events: more than a connection's output may hold
-                await client.emit_many([{"topic": "fill", "payload": {"i": i, "s": "x" * 10_000}} for i in range(start, start + 50)])
-            await client.create_consumer("greedy", start="all", max_ack_pending=10_000, ack_wait_ms=600_000)
+            for start in range(
+                0, 6000, 50
+            ):  # 60 MB of events: more than a connection's output may hold
+                await client.emit_many(
+                    [
+                        {"topic": "fill", "payload": {"i": i, "s": "x" * 10_000}}
+                        for i in range(start, start + 50)
+                    ]
+                )
+            await client.create_consumer(
+                "greedy", start="all", max_ack_pending=10_000, ack_wait_ms=600_000
+            )
         before = server.rss_mb()
         _reader, writer = await raw_connection(server.address("victim"))
-        writer.write(b"".join(line("fetch", {"consumer": "greedy", "max": 1000}, call_id=i) for i in range(2000)))
+        writer.write(
+            b"".join(
+                line("fetch", {"consumer": "greedy", "max": 1000}, call_id=i) for i in range(2000)
+            )
+        )
         async with pinging(server) as monitors:
             worst = await sample_rss(server, 4.0)
         assert_pings_answered(monitors)
@@ -61,7 +76,9 @@ async def test_out_of_range_consumer_params_are_refused_naming_the_field(tmp_pat
             ("term", {"consumer": "ok", "event_ids": [1], "reason": "r" * 1001}, "reason"),
             ("redrive", {"consumer": "ok", "event_ids": list(range(10_001))}, "event_ids"),
         ]
-        writer.write(b"".join(line(method, params, call_id=i) for i, (method, params, _) in enumerate(calls)))
+        writer.write(
+            b"".join(line(method, params, call_id=i) for i, (method, params, _) in enumerate(calls))
+        )
         replies = {r["id"]: r for r in await read_replies(reader, len(calls))}
         for i, (method, _, field) in enumerate(calls):
             error = replies[i]["error"]

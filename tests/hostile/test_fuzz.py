@@ -80,13 +80,17 @@ FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 
-TOOL_MODULE = '''
+TOOL_MODULE = """
 def echo(request):
     return {"echo": request["input"], "event_id": request["event"].get("event_id")}
-'''
+"""
 
 #: What every example tried, by test, for the report.
 COUNTS: Counter[str] = Counter()
@@ -116,20 +120,35 @@ def _config(tmp: Path) -> list[dict[str, Any]]:
     buses = [
         {"id": "mem", **_limits()},
         {
-            "id": "lite", **_limits(), "persist": True, "storage_path": str(tmp / "lite.db"),
-            "enable_rules": True, "tools": tools, "accept_from_buses": ["rules"],
+            "id": "lite",
+            **_limits(),
+            "persist": True,
+            "storage_path": str(tmp / "lite.db"),
+            "enable_rules": True,
+            "tools": tools,
+            "accept_from_buses": ["rules"],
         },
         {
-            "id": "rules", **_limits(), "enable_rules": True, "tools": tools,
-            "allowed_sources": ["trn:user:", "trn:fuzz:"], "accept_from_buses": ["lite"],
+            "id": "rules",
+            **_limits(),
+            "enable_rules": True,
+            "tools": tools,
+            "allowed_sources": ["trn:user:", "trn:fuzz:"],
+            "accept_from_buses": ["lite"],
         },
         {"id": "auth", **_limits(), "enable_rules": True, "auth_token_env": TOKEN_ENV},
     ]
     if postgres.reachable() or postgres.REQUIRED:
-        buses.append({
-            "id": "pg", **_limits(), "persist": True, "storage_url": postgres.storage_url(tmp / "pg"),
-            "enable_rules": True, "tools": tools,
-        })
+        buses.append(
+            {
+                "id": "pg",
+                **_limits(),
+                "persist": True,
+                "storage_url": postgres.storage_url(tmp / "pg"),
+                "enable_rules": True,
+                "tools": tools,
+            }
+        )
     return buses
 
 
@@ -153,7 +172,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzServer]:
         log = running.log.all()
         report = {**COUNTS, "seconds": round(time.monotonic() - started, 1)}
         (tmp / "fuzz-counts.json").write_text(json.dumps(report))
-        (tmp / "fuzz-outcomes.json").write_text(json.dumps({"outcomes": dict(sorted(OUTCOMES.items())), "samples": SAMPLES}, indent=1))
+        (tmp / "fuzz-outcomes.json").write_text(
+            json.dumps({"outcomes": dict(sorted(OUTCOMES.items())), "samples": SAMPLES}, indent=1)
+        )
         print(f"\nfuzz: {json.dumps(report)} (log: {running.log.path})")
         print("fuzz outcomes:", ", ".join(f"{k}={v}" for k, v in sorted(OUTCOMES.items())))
     assert status == 0, f"server exited with {status} after SIGTERM:\n{log[-5000:]}"
@@ -210,21 +231,40 @@ writes = st.tuples(
 )
 
 
-def run(server: FuzzServer, bus: str, script: Script, how: tuple[list[float], list[float], bool], name: str) -> None:
+def run(
+    server: FuzzServer,
+    bus: str,
+    script: Script,
+    how: tuple[list[float], list[float], bool],
+    name: str,
+) -> None:
     """Send the script on a fresh connection to `bus`, check every reply, then the server's health."""
     cuts, pauses, abort = how
     stream = script.stream()
     COUNTS[name] += 1
     COUNTS["bytes_sent"] += len(script.first) + len(stream)
-    result = exchange(server.address(bus), _cut(stream, cuts), pauses_s=pauses, abort=abort, first=script.first, then=script.then)
+    result = exchange(
+        server.address(bus),
+        _cut(stream, cuts),
+        pauses_s=pauses,
+        abort=abort,
+        first=script.first,
+        then=script.then,
+    )
     if not abort:
-        assert result.finished, f"no EOF within the deadline (a hang?) on {bus}; got {result.received[-2000:]!r}"
-        assert not result.reset, f"the bus reset the connection instead of closing it; got {result.received[-2000:]!r}"
+        assert result.finished, (
+            f"no EOF within the deadline (a hang?) on {bus}; got {result.received[-2000:]!r}"
+        )
+        assert not result.reset, (
+            f"the bus reset the connection instead of closing it; got {result.received[-2000:]!r}"
+        )
         checked = check_exchange(result)
         _tally(script, checked.outcomes)
         owed = expect(result.sent, max_line=MAX_LINE, max_batch=MAX_BATCH)
         if owed.overflowed:
-            assert -32007 in checked.codes, "a line over max_message_bytes was not refused with -32007"
+            assert -32007 in checked.codes, (
+                "a line over max_message_bytes was not refused with -32007"
+            )
         elif not checked.closed_by_refusal:
             got = Counter(id_key(i) for i in checked.answered)
             assert got == owed.replies, f"replies owed {dict(owed.replies)}, got {dict(got)}"
@@ -269,7 +309,14 @@ def _bus(server: FuzzServer, bus: str) -> str:
     batched=st.sampled_from(["lines", "lines", "batch", "both"]),
     how=writes,
 )
-def test_valid_shaped_calls(server: FuzzServer, bus: str, auth: str, session: list[tuple[Call, bytes]], batched: str, how: Any) -> None:
+def test_valid_shaped_calls(
+    server: FuzzServer,
+    bus: str,
+    auth: str,
+    session: list[tuple[Call, bytes]],
+    batched: str,
+    how: Any,
+) -> None:
     script = Script()
     bus = _bus(server, bus)
     _authenticate(script, bus, auth)
@@ -287,7 +334,12 @@ def test_valid_shaped_calls(server: FuzzServer, bus: str, auth: str, session: li
 arbitrary_lines = st.one_of(
     request_objects,
     st.lists(request_objects, min_size=1, max_size=MAX_BATCH + 2),
-    st.builds(lambda m, p, i: {"jsonrpc": "2.0", "method": m, "params": p, "id": i}, st.sampled_from(METHODS), any_json | deep, hostile),
+    st.builds(
+        lambda m, p, i: {"jsonrpc": "2.0", "method": m, "params": p, "id": i},
+        st.sampled_from(METHODS),
+        any_json | deep,
+        hostile,
+    ),
     any_json,
 )
 
@@ -299,7 +351,9 @@ arbitrary_lines = st.one_of(
     lines=st.lists(st.tuples(arbitrary_lines, st.booleans()), min_size=1, max_size=5),
     how=writes,
 )
-def test_arbitrary_json(server: FuzzServer, bus: str, auth: str, lines: list[tuple[Any, bool]], how: Any) -> None:
+def test_arbitrary_json(
+    server: FuzzServer, bus: str, auth: str, lines: list[tuple[Any, bool]], how: Any
+) -> None:
     script = Script()
     bus = _bus(server, bus)
     _authenticate(script, bus, auth)
@@ -310,14 +364,40 @@ def test_arbitrary_json(server: FuzzServer, bus: str, auth: str, lines: list[tup
 
 # -- (c) malformed framing ---------------------------------------------------------
 
-BAD_UTF8 = [b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82", b"\xf4\x90\x80\x80", b"\x80"]
+BAD_UTF8 = [
+    b"\xff",
+    b"\xfe\xff",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\xe2\x82",
+    b"\xf4\x90\x80\x80",
+    b"\x80",
+]
 FRAMING_LITERALS = [
-    b"[]", b"[ ]", b"[[]]", b"[1,2,3]", b"[{}]", b"{}", b"null", b"\"ping\"", b"1", b"\xef\xbb\xbf{}",
-    b"\x00", b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}\x00", b"\x0b", b"\x0c", b"   ", b"\t",
+    b"[]",
+    b"[ ]",
+    b"[[]]",
+    b"[1,2,3]",
+    b"[{}]",
+    b"{}",
+    b"null",
+    b'"ping"',
+    b"1",
+    b"\xef\xbb\xbf{}",
+    b"\x00",
+    b'{"jsonrpc":"2.0","method":"ping","id":1}\x00',
+    b"\x0b",
+    b"\x0c",
+    b"   ",
+    b"\t",
     b'{"jsonrpc":"2.0","method":"ping","id":"a"}{"jsonrpc":"2.0","method":"ping","id":"b"}',
-    b'{"jsonrpc":"2.0","method":"ping","id":1,"id":2}', b'{"jsonrpc":"2.0","method":"ping","id":18446744073709551616}',
-    b'{"jsonrpc":"2.0","method":"ping","id":9223372036854775808}', b'{"jsonrpc":"2.0","method":"ping","id":1e400}',
-    b'{"jsonrpc":"2.0","method":"ping","id":-9223372036854775809}', b'{"jsonrpc":"2.0","method":"ping","id":' + b"9" * 5000 + b"}",
+    b'{"jsonrpc":"2.0","method":"ping","id":1,"id":2}',
+    b'{"jsonrpc":"2.0","method":"ping","id":18446744073709551616}',
+    b'{"jsonrpc":"2.0","method":"ping","id":9223372036854775808}',
+    b'{"jsonrpc":"2.0","method":"ping","id":1e400}',
+    b'{"jsonrpc":"2.0","method":"ping","id":-9223372036854775809}',
+    b'{"jsonrpc":"2.0","method":"ping","id":' + b"9" * 5000 + b"}",
 ]
 ENDINGS = [b"\n", b"\r\n", b"\r", b"", b"\n\n", b"\r\r\n", b" \n", b"\t\n", b"\n\r\n\n"]
 
@@ -336,16 +416,45 @@ def _padded(method: str, target: int, call_id: str | None) -> bytes:
 piece = st.one_of(
     st.tuples(st.just("call"), call_specs, st.sampled_from(ENDINGS)),
     st.tuples(st.just("bytes"), st.binary(max_size=64), st.sampled_from(ENDINGS)),
-    st.tuples(st.just("bytes"), st.sampled_from(BAD_UTF8 + FRAMING_LITERALS), st.sampled_from(ENDINGS)),
+    st.tuples(
+        st.just("bytes"), st.sampled_from(BAD_UTF8 + FRAMING_LITERALS), st.sampled_from(ENDINGS)
+    ),
     st.tuples(st.just("bad_utf8_string"), st.sampled_from(BAD_UTF8), st.sampled_from(ENDINGS)),
-    st.tuples(st.just("batch"), st.lists(call_specs | request_objects | hostile, min_size=0, max_size=MAX_BATCH + 2), st.sampled_from(ENDINGS)),
+    st.tuples(
+        st.just("batch"),
+        st.lists(call_specs | request_objects | hostile, min_size=0, max_size=MAX_BATCH + 2),
+        st.sampled_from(ENDINGS),
+    ),
     st.tuples(st.just("notifications"), st.integers(1, MAX_BATCH + 1), st.sampled_from(ENDINGS)),
-    st.tuples(st.just("pings"), st.sampled_from([MAX_BATCH - 1, MAX_BATCH, MAX_BATCH + 1, 100]), st.sampled_from(ENDINGS)),
-    st.tuples(st.just("big"), st.sampled_from([-2, -1, 0, 1, 2, 1000]), st.sampled_from([b"\n", b"\r\n", b""])),
+    st.tuples(
+        st.just("pings"),
+        st.sampled_from([MAX_BATCH - 1, MAX_BATCH, MAX_BATCH + 1, 100]),
+        st.sampled_from(ENDINGS),
+    ),
+    st.tuples(
+        st.just("big"),
+        st.sampled_from([-2, -1, 0, 1, 2, 1000]),
+        st.sampled_from([b"\n", b"\r\n", b""]),
+    ),
     # Past max_subscriptions (16), and pages past a batch's reply budget (half of max_output_bytes).
     st.tuples(st.just("subscribes"), st.integers(1, 20), st.sampled_from(ENDINGS)),
     st.tuples(st.just("polls"), st.integers(1, MAX_BATCH), st.sampled_from(ENDINGS)),
-    st.tuples(st.just("mutated"), st.tuples(call_specs, st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["flip", "drop", "dup", "insert", "cut"]), st.integers(0, 255)), min_size=1, max_size=4)), st.sampled_from(ENDINGS)),
+    st.tuples(
+        st.just("mutated"),
+        st.tuples(
+            call_specs,
+            st.lists(
+                st.tuples(
+                    st.floats(0, 1),
+                    st.sampled_from(["flip", "drop", "dup", "insert", "cut"]),
+                    st.integers(0, 255),
+                ),
+                min_size=1,
+                max_size=4,
+            ),
+        ),
+        st.sampled_from(ENDINGS),
+    ),
 )
 
 
@@ -374,7 +483,12 @@ def _add_piece(script: Script, kind: str, value: Any, ending: bytes) -> None:
     elif kind == "bytes":
         script.raw(value + ending)
     elif kind == "bad_utf8_string":
-        script.raw(b'{"jsonrpc":"2.0","method":"emit_event","params":{"topic":"fz.a","payload":"' + value + b'"},"id":"fz-u"}' + ending)
+        script.raw(
+            b'{"jsonrpc":"2.0","method":"emit_event","params":{"topic":"fz.a","payload":"'
+            + value
+            + b'"},"id":"fz-u"}'
+            + ending
+        )
     elif kind == "batch":
         script.line([script.request(v) if isinstance(v, Call) else v for v in value], ending=ending)
     elif kind == "notifications":
@@ -382,14 +496,26 @@ def _add_piece(script: Script, kind: str, value: Any, ending: bytes) -> None:
     elif kind == "pings":
         script.line([script.request(Call("ping")) for _ in range(value)], ending=ending)
     elif kind == "big":
-        script.raw(_padded("emit_event", MAX_LINE + value, script.request(Call("emit_event"))["id"]) + ending)
+        script.raw(
+            _padded("emit_event", MAX_LINE + value, script.request(Call("emit_event"))["id"])
+            + ending
+        )
     elif kind == "subscribes":
         # A quiet topic: sixteen replays of the whole log in every such example would make
         # a long run quadratic (test_subscriptions replays, once per example).
         for _ in range(value):
-            script.line(script.request(Call("subscribe_topic", {"topic": "fz.quiet.>", "since": 0})), ending=ending)
+            script.line(
+                script.request(Call("subscribe_topic", {"topic": "fz.quiet.>", "since": 0})),
+                ending=ending,
+            )
     elif kind == "polls":
-        script.line([script.request(Call("poll_events", {"topic": "fz.big", "limit": 10_000})) for _ in range(value)], ending=ending)
+        script.line(
+            [
+                script.request(Call("poll_events", {"topic": "fz.big", "limit": 10_000}))
+                for _ in range(value)
+            ],
+            ending=ending,
+        )
     elif kind == "mutated":
         call, edits = value
         script.raw(_mutate(encode(script.request(call)), edits) + ending)
@@ -397,7 +523,9 @@ def _add_piece(script: Script, kind: str, value: Any, ending: bytes) -> None:
 
 @FUZZ
 @given(bus=buses, auth=auth_modes, pieces=st.lists(piece, min_size=1, max_size=8), how=writes)
-def test_malformed_framing(server: FuzzServer, bus: str, auth: str, pieces: list[tuple[str, Any, bytes]], how: Any) -> None:
+def test_malformed_framing(
+    server: FuzzServer, bus: str, auth: str, pieces: list[tuple[str, Any, bytes]], how: Any
+) -> None:
     script = Script()
     bus = _bus(server, bus)
     _authenticate(script, bus, auth)
@@ -416,13 +544,25 @@ def _registration(body: Any, replace: bool) -> Call:
 
 
 registrations = st.builds(_registration, rule_bodies, st.sampled_from([True, True, False]))
-rule_probes = st.sampled_from(["test_rule", "get_rule", "list_rules", "list_firings", "set_rule_enabled", "delete_rule", "subscribe_firings"]).flatmap(
-    lambda method: st.builds(Call, st.just(method), METHOD_PARAMS[method])
+rule_probes = st.sampled_from(
+    [
+        "test_rule",
+        "get_rule",
+        "list_rules",
+        "list_firings",
+        "set_rule_enabled",
+        "delete_rule",
+        "subscribe_firings",
+    ]
+).flatmap(lambda method: st.builds(Call, st.just(method), METHOD_PARAMS[method]))
+emits = st.builds(Call, st.just("emit_event"), emit_params) | st.builds(
+    Call, st.just("emit_events"), METHOD_PARAMS["emit_events"]
 )
-emits = st.builds(Call, st.just("emit_event"), emit_params) | st.builds(Call, st.just("emit_events"), METHOD_PARAMS["emit_events"])
 
 
-tests_of_rules = st.builds(Call, st.just("test_rule"), st.fixed_dictionaries({"rule": rule_bodies, "event": test_events}))
+tests_of_rules = st.builds(
+    Call, st.just("test_rule"), st.fixed_dictionaries({"rule": rule_bodies, "event": test_events})
+)
 
 
 @FUZZ
@@ -433,7 +573,14 @@ tests_of_rules = st.builds(Call, st.just("test_rule"), st.fixed_dictionaries({"r
     probes=st.lists(tests_of_rules | rule_probes, max_size=3),
     how=writes,
 )
-def test_rules(server: FuzzServer, bus: str, rules: list[Call], events: list[Call], probes: list[Call], how: Any) -> None:
+def test_rules(
+    server: FuzzServer,
+    bus: str,
+    rules: list[Call],
+    events: list[Call],
+    probes: list[Call],
+    how: Any,
+) -> None:
     """Rules registered, then events that may fire them, then dry runs and reads."""
     script = Script()
     bus = _bus(server, bus)
@@ -448,11 +595,21 @@ def test_rules(server: FuzzServer, bus: str, rules: list[Call], events: list[Cal
 
 subscribes = st.one_of(
     st.builds(Call, st.just("subscribe_topic"), METHOD_PARAMS["subscribe_topic"]),
-    st.builds(Call, st.just("subscribe_topic"), st.fixed_dictionaries({"topic": st.sampled_from(["fz.>", ">", "fz.a"]), "since": st.sampled_from([0, 1, 2**63 - 1])})),
+    st.builds(
+        Call,
+        st.just("subscribe_topic"),
+        st.fixed_dictionaries(
+            {
+                "topic": st.sampled_from(["fz.>", ">", "fz.a"]),
+                "since": st.sampled_from([0, 1, 2**63 - 1]),
+            }
+        ),
+    ),
     st.builds(Call, st.just("subscribe_firings"), METHOD_PARAMS["subscribe_firings"]),
 )
 followers = st.lists(
-    st.sampled_from(["unsubscribe", "unsubscribe_other", "emit", "emit", "subscribe_again"]), max_size=6
+    st.sampled_from(["unsubscribe", "unsubscribe_other", "emit", "emit", "subscribe_again"]),
+    max_size=6,
 )
 
 
@@ -472,7 +629,14 @@ def _subscription_of(reply: bytes) -> Any:
     calls_after=st.lists(call_specs, max_size=3),
     how=writes,
 )
-def test_subscriptions(server: FuzzServer, bus: str, subscribe: Call, then: list[str], calls_after: list[Call], how: Any) -> None:
+def test_subscriptions(
+    server: FuzzServer,
+    bus: str,
+    subscribe: Call,
+    then: list[str],
+    calls_after: list[Call],
+    how: Any,
+) -> None:
     """A subscription, then (knowing its id) unsubscribes, emits it should see and more."""
     script = Script()
     bus = _bus(server, bus)
@@ -488,7 +652,10 @@ def test_subscriptions(server: FuzzServer, bus: str, subscribe: Call, then: list
             elif step == "unsubscribe_other":
                 call = Call("unsubscribe", {"subscription": f"{subscription}0"})
             elif step == "emit":
-                call = Call("emit_event", {"topic": "fz.a", "payload": {"a": 1}, "source_trn": "trn:fuzz:echo:v1"})
+                call = Call(
+                    "emit_event",
+                    {"topic": "fz.a", "payload": {"a": 1}, "source_trn": "trn:fuzz:echo:v1"},
+                )
             else:
                 call = subscribe
             lines.append(encode(script.request(call)) + b"\n")
@@ -511,11 +678,17 @@ def test_rules_the_fuzz_left_still_list_and_delete(server: FuzzServer) -> None:
         (listed,) = calls(server.address(bus), [("list_rules", {})])
         assert listed is not None and "result" in listed, listed
         for rule in listed["result"]["rules"]:
-            got, tested, deleted = calls(server.address(bus), [
-                ("get_rule", {"id": rule["id"]}),
-                ("test_rule", {"rule_id": rule["id"], "event": {"topic": "fz.a", "payload": {"a": 1}}}),
-                ("delete_rule", {"id": rule["id"]}),
-            ])
+            got, tested, deleted = calls(
+                server.address(bus),
+                [
+                    ("get_rule", {"id": rule["id"]}),
+                    (
+                        "test_rule",
+                        {"rule_id": rule["id"], "event": {"topic": "fz.a", "payload": {"a": 1}}},
+                    ),
+                    ("delete_rule", {"id": rule["id"]}),
+                ],
+            )
             for reply in (got, tested, deleted):
                 assert reply is not None and "result" in reply, (rule, reply)
     server.assert_healthy()
@@ -524,7 +697,10 @@ def test_rules_the_fuzz_left_still_list_and_delete(server: FuzzServer) -> None:
 def test_the_fuzzed_data_still_reads_back(server: FuzzServer) -> None:
     """Every stored event and firing pages out whole, with valid JSON."""
     for bus in server.ports:
-        requests: list[tuple[str, dict[str, Any]]] = [("poll_events", {"limit": 10_000}), ("poll_events", {"order": "desc"})]
+        requests: list[tuple[str, dict[str, Any]]] = [
+            ("poll_events", {"limit": 10_000}),
+            ("poll_events", {"order": "desc"}),
+        ]
         if bus != "auth" and bus != "mem":
             requests.append(("list_firings", {"limit": 10_000}))
         if bus == "auth":
@@ -532,4 +708,3 @@ def test_the_fuzzed_data_still_reads_back(server: FuzzServer) -> None:
         for reply in calls(server.address(bus), requests):
             assert reply is not None and "result" in reply, (bus, reply)
     server.assert_healthy()
-

@@ -31,8 +31,16 @@ def http_address(server: HostileServer) -> tuple[str, int]:
     raise AssertionError("no http line in the log")
 
 
-async def test_event_streams_that_are_never_read_lag_and_memory_stays_bounded(tmp_path: Path) -> None:
-    bus = victim_bus("sqlite", tmp_path, subscriber_buffer=200, max_output_bytes=65_536, http={"listen": "127.0.0.1:0"})
+async def test_event_streams_that_are_never_read_lag_and_memory_stays_bounded(
+    tmp_path: Path,
+) -> None:
+    bus = victim_bus(
+        "sqlite",
+        tmp_path,
+        subscriber_buffer=200,
+        max_output_bytes=65_536,
+        http={"listen": "127.0.0.1:0"},
+    )
     async with hostile_server(tmp_path, bus) as server:
         address = http_address(server)
         before = server.rss_mb()
@@ -47,7 +55,12 @@ async def test_event_streams_that_are_never_read_lag_and_memory_stays_bounded(tm
                     await asyncio.sleep(0.02)
             worst = before
             for batch in range(60):
-                await victim.emit_many([{"topic": "v", "payload": {"batch": batch, "blob": "x" * 4000}} for _ in range(100)])
+                await victim.emit_many(
+                    [
+                        {"topic": "v", "payload": {"batch": batch, "blob": "x" * 4000}}
+                        for _ in range(100)
+                    ]
+                )
                 worst = max(worst, server.rss_mb())
                 if (await victim.bus_info())["stats"]["lagged"] == 20:
                     break
@@ -61,7 +74,12 @@ async def test_event_streams_that_are_never_read_lag_and_memory_stays_bounded(tm
 
 
 async def test_bodies_too_large_or_never_sent_are_refused(tmp_path: Path) -> None:
-    bus = victim_bus("memory", tmp_path, read_timeout_s=1, http={"listen": "127.0.0.1:0", "max_body_bytes": 65_536})
+    bus = victim_bus(
+        "memory",
+        tmp_path,
+        read_timeout_s=1,
+        http={"listen": "127.0.0.1:0", "max_body_bytes": 65_536},
+    )
     async with hostile_server(tmp_path, bus) as server:
         host, port = http_address(server)
         before = server.rss_mb()
@@ -70,7 +88,9 @@ async def test_bodies_too_large_or_never_sent_are_refused(tmp_path: Path) -> Non
             for _ in range(50 * 16):  # 50 MiB, never all read
                 yield b"x" * 65_536
 
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", trust_env=False, timeout=10) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://{host}:{port}", trust_env=False, timeout=10
+        ) as http:
             headers = {"content-type": "application/cloudevents+json"}
             try:
                 answer = await http.post("/events", content=endless(), headers=headers)  # type: ignore[arg-type]
@@ -79,9 +99,13 @@ async def test_bodies_too_large_or_never_sent_are_refused(tmp_path: Path) -> Non
                 status = 413  # the server answered and closed before the body was sent
             told = await http.post("/events", content=b"x" * 70_000, headers=headers)
         assert status == 413
-        assert told.status_code == 413 and "larger than the limit" in told.json()["error"]["message"]
+        assert (
+            told.status_code == 413 and "larger than the limit" in told.json()["error"]["message"]
+        )
         reader, writer = await raw_connection((host, port))
-        writer.write(b"POST /events HTTP/1.1\r\nhost: v\r\ncontent-type: application/cloudevents+json\r\ncontent-length: 100\r\n\r\n{")
+        writer.write(
+            b"POST /events HTTP/1.1\r\nhost: v\r\ncontent-type: application/cloudevents+json\r\ncontent-length: 100\r\n\r\n{"
+        )
         async with asyncio.timeout(5):
             head = await reader.readline()
         assert b" 400 " in head  # read_timeout_s, like a partial line on the TCP side

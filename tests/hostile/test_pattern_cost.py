@@ -38,7 +38,12 @@ OTHER_BUS = {"id": "other", "persist": False}
 
 
 def emit_rule(rule_id: str, **fields: Any) -> dict[str, Any]:
-    return {"id": rule_id, "topic": "t", **fields, "action": {"type": "EmitEvent", "topic": "t.out", "payload": 1}}
+    return {
+        "id": rule_id,
+        "topic": "t",
+        **fields,
+        "action": {"type": "EmitEvent", "topic": "t.out", "payload": 1},
+    }
 
 
 class PingWatch:
@@ -103,9 +108,13 @@ async def fired(client: EventBusClient) -> dict[str, int]:
 
 
 @pytest.mark.timeout(30)
-async def test_a_backtracking_wildcard_against_a_long_string_does_not_stall_the_process(app: EventBusApp) -> None:
+async def test_a_backtracking_wildcard_against_a_long_string_does_not_stall_the_process(
+    app: EventBusApp,
+) -> None:
     async with await connect(app.url("rules")) as bus:
-        await bus.register_rule(emit_rule("r", pattern={"payload": {"s": [{"wildcard": "*a*a*a*a*b"}]}}))
+        await bus.register_rule(
+            emit_rule("r", pattern={"payload": {"s": [{"wildcard": "*a*a*a*a*b"}]}})
+        )
         async with pinging(app) as watch:
             await bus.emit("t", {"s": "a" * 100_000})
             await app.buses["rules"].wait_idle()
@@ -122,12 +131,18 @@ async def test_a_heavy_batch_gives_other_connections_their_turn(app: EventBusApp
     rules, events = 300, 1000
     async with await connect(app.url("rules")) as bus:
         for index in range(rules):
-            await bus.register_rule(emit_rule(f"r{index}", match_fields={"$.payload['s']": {"wildcard": f"*x{index}*"}}))
+            await bus.register_rule(
+                emit_rule(f"r{index}", match_fields={"$.payload['s']": {"wildcard": f"*x{index}*"}})
+            )
         async with pinging(app) as watch:
-            await bus.emit_many([{"topic": "t", "payload": {"s": "a" * 200}} for _ in range(events)])
+            await bus.emit_many(
+                [{"topic": "t", "payload": {"s": "a" * 200}} for _ in range(events)]
+            )
             await app.buses["rules"].wait_idle()
         assert set((await fired(bus)).values()) == {0}
-    assert watch.worst_s < PING_BOUND_S, f"ping took {watch.worst_s:.2f}s during the batch ({watch.pings} pings)"
+    assert watch.worst_s < PING_BOUND_S, (
+        f"ping took {watch.worst_s:.2f}s during the batch ({watch.pings} pings)"
+    )
 
 
 def deep(depth: int, inner: str, *, opening: str, closing: str) -> str:
@@ -152,13 +167,19 @@ async def test_deeply_nested_events_do_not_stop_later_events_from_firing(app: Ev
                     '{"a":' + deep(depth, "1", opening="[", closing="]") + "}",
                     deep(depth + 1, "7", opening='{"x":', closing="}"),
                 ):
-                    line = '{"jsonrpc":"2.0","id":1,"method":"emit_event","params":{"topic":"t","payload":' + payload + "}}\n"
+                    line = (
+                        '{"jsonrpc":"2.0","id":1,"method":"emit_event","params":{"topic":"t","payload":'
+                        + payload
+                        + "}}\n"
+                    )
                     reply = await peer.call_line(line)
                     if accepted:
                         assert "result" in reply, reply
                     else:
                         assert reply["error"]["code"] == -32600, reply
-                        assert f"nested deeper than {MAX_NESTING} levels" in reply["error"]["message"]
+                        assert (
+                            f"nested deeper than {MAX_NESTING} levels" in reply["error"]["message"]
+                        )
         finally:
             await peer.close()
         await bus.emit("t", {"n": 2})
@@ -169,13 +190,26 @@ async def test_deeply_nested_events_do_not_stop_later_events_from_firing(app: Ev
 @pytest.mark.parametrize(
     ("rule", "loc"),
     [
-        (emit_rule("re", match_fields={"$.payload.items[?(@.name =~ '(a+)+$')]": {"exists": True}}), "match_fields.$.payload.items[?(@.name =~ '(a+)+$')]"),
-        (emit_rule("many", pattern={"payload": {"s": [{"prefix": f"p{i}"} for i in range(65)]}}), "pattern"),
-        (emit_rule("wide", match_fields={"s": [f"value-{i:06}" for i in range(2000)]}), "match_fields"),
+        (
+            emit_rule(
+                "re", match_fields={"$.payload.items[?(@.name =~ '(a+)+$')]": {"exists": True}}
+            ),
+            "match_fields.$.payload.items[?(@.name =~ '(a+)+$')]",
+        ),
+        (
+            emit_rule("many", pattern={"payload": {"s": [{"prefix": f"p{i}"} for i in range(65)]}}),
+            "pattern",
+        ),
+        (
+            emit_rule("wide", match_fields={"s": [f"value-{i:06}" for i in range(2000)]}),
+            "match_fields",
+        ),
     ],
     ids=["jsonpath regex", "too many tests", "too large"],
 )
-async def test_rules_that_cannot_be_matched_cheaply_are_refused(app: EventBusApp, rule: dict[str, Any], loc: str) -> None:
+async def test_rules_that_cannot_be_matched_cheaply_are_refused(
+    app: EventBusApp, rule: dict[str, Any], loc: str
+) -> None:
     async with await connect(app.url("rules")) as bus:
         with pytest.raises(InvalidParams) as raised:
             await bus.register_rule(rule)
@@ -185,14 +219,18 @@ async def test_rules_that_cannot_be_matched_cheaply_are_refused(app: EventBusApp
 
 
 @pytest.mark.timeout(30)
-async def test_a_jsonpath_that_walks_the_whole_event_is_matched_off_the_event_loop(app: EventBusApp) -> None:
+async def test_a_jsonpath_that_walks_the_whole_event_is_matched_off_the_event_loop(
+    app: EventBusApp,
+) -> None:
     # `$..needle` visits every node, ~1 µs each, in one call that cannot be cut:
     # ten rules over this event hold a loop for seconds. Matched in a worker
     # thread, the loop keeps answering meanwhile.
     async with await connect(app.url("rules")) as bus:
         for index in range(10):
             # Ten paths, ten walks (one path is walked once for all the rules that share it).
-            await bus.register_rule(emit_rule(f"walk{index}", match_fields={f"$..needle{index}": 1}))
+            await bus.register_rule(
+                emit_rule(f"walk{index}", match_fields={f"$..needle{index}": 1})
+            )
         big = {"items": [{"k": i, "v": [i, i]} for i in range(30_000)]}  # just under 1 MiB
         async with pinging(app) as watch:
             await bus.emit("t", big)
@@ -201,14 +239,20 @@ async def test_a_jsonpath_that_walks_the_whole_event_is_matched_off_the_event_lo
         await bus.emit("t", {"deep": {"er": [{f"needle{index}": 1 for index in range(10)}]}})
         await app.buses["rules"].wait_idle()
         assert set((await fired(bus)).values()) == {1}
-    assert watch.worst_s < PING_BOUND_S, f"ping took {watch.worst_s:.2f}s while JSONPaths walked the event"
+    assert watch.worst_s < PING_BOUND_S, (
+        f"ping took {watch.worst_s:.2f}s while JSONPaths walked the event"
+    )
 
 
-async def test_a_field_with_more_values_than_a_rule_may_test_does_not_match(app: EventBusApp) -> None:
+async def test_a_field_with_more_values_than_a_rule_may_test_does_not_match(
+    app: EventBusApp,
+) -> None:
     from eventbus_server.rules.lang.limits import MAX_FIELD_VALUES
 
     async with await connect(app.url("rules")) as bus:
-        await bus.register_rule(emit_rule("positive", pattern={"payload": {"a": [{"numeric": [">", 0]}]}}))
+        await bus.register_rule(
+            emit_rule("positive", pattern={"payload": {"a": [{"numeric": [">", 0]}]}})
+        )
         await bus.register_rule(emit_rule("listed", match_fields={"a": {"numeric": [">", 0]}}))
         await bus.emit("t", {"a": list(range(1, MAX_FIELD_VALUES + 2))})  # one value too many
         await bus.emit("t", {"a": list(range(1, MAX_FIELD_VALUES + 1))})  # at the cap

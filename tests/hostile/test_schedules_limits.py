@@ -42,11 +42,23 @@ async def test_delivery_times_beyond_int64_or_the_bound_are_refused_naming_the_f
             ("emit_event", {"topic": "t", "deliver_at": 2**64 - 1}, "deliver_at"),
             ("emit_event", {"topic": "t", "delay_ms": 2**63 - 1}, "delay_ms"),
             ("emit_event", {"topic": "t", "delay_ms": 10**30}, "delay_ms"),
-            ("emit_events", {"events": [{"topic": "t", "delay_ms": 1}, {"topic": "t", "deliver_at": -1}]}, "deliver_at"),
+            (
+                "emit_events",
+                {"events": [{"topic": "t", "delay_ms": 1}, {"topic": "t", "deliver_at": -1}]},
+                "deliver_at",
+            ),
             ("list_scheduled", {"after": {"deliver_at": 2**63, "schedule_id": "x"}}, "deliver_at"),
-            ("create_schedule", {"id": "s", "every_ms": 2**63, "event": {"topic": "t"}}, "every_ms"),
+            (
+                "create_schedule",
+                {"id": "s", "every_ms": 2**63, "event": {"topic": "t"}},
+                "every_ms",
+            ),
         ]
-        writer.write(b"".join(line(method, params, call_id=i) for i, (method, params, _) in enumerate(attacks)))
+        writer.write(
+            b"".join(
+                line(method, params, call_id=i) for i, (method, params, _) in enumerate(attacks)
+            )
+        )
         replies = {r["id"]: r for r in await read_replies(reader, len(attacks))}
         for i, (_, _, field) in enumerate(attacks):
             error = _error(replies[i])
@@ -59,7 +71,9 @@ async def test_delivery_times_beyond_int64_or_the_bound_are_refused_naming_the_f
 
 
 @pytest.mark.parametrize("storage_kind", ["memory", "sqlite"])
-async def test_a_flood_of_schedules_stops_at_max_schedules(storage_kind: str, tmp_path: Path) -> None:
+async def test_a_flood_of_schedules_stops_at_max_schedules(
+    storage_kind: str, tmp_path: Path
+) -> None:
     """20,000 create_schedule calls in batches of 1,000 (10^6 would take the suite's
     minutes; past the cap each is the same refusal): 100 are stored, the rest -32005."""
     limits = {"max_schedules": 100}
@@ -69,8 +83,16 @@ async def test_a_flood_of_schedules_stops_at_max_schedules(storage_kind: str, tm
         async with pinging(server) as monitors:
             for batch in range(20):
                 calls = [
-                    {"jsonrpc": "2.0", "id": batch * 1000 + i, "method": "create_schedule",
-                     "params": {"id": f"s{batch}-{i}", "every_ms": 60_000, "event": {"topic": "flood"}}}
+                    {
+                        "jsonrpc": "2.0",
+                        "id": batch * 1000 + i,
+                        "method": "create_schedule",
+                        "params": {
+                            "id": f"s{batch}-{i}",
+                            "every_ms": 60_000,
+                            "event": {"topic": "flood"},
+                        },
+                    }
                     for i in range(1000)
                 ]
                 writer.write(json.dumps(calls).encode() + b"\n")
@@ -87,15 +109,23 @@ async def test_a_flood_of_schedules_stops_at_max_schedules(storage_kind: str, tm
 
 
 @pytest.mark.parametrize("storage_kind", ["memory", "sqlite"])
-async def test_delayed_events_stop_at_max_scheduled_all_or_nothing(storage_kind: str, tmp_path: Path) -> None:
-    async with hostile_server(tmp_path, victim_bus(storage_kind, tmp_path, max_scheduled=5000)) as server:
+async def test_delayed_events_stop_at_max_scheduled_all_or_nothing(
+    storage_kind: str, tmp_path: Path
+) -> None:
+    async with hostile_server(
+        tmp_path, victim_bus(storage_kind, tmp_path, max_scheduled=5000)
+    ) as server:
         async with await connect(server.url("victim")) as bus:
-            events = [{"topic": "later", "payload": i, "delay_ms": 3_600_000} for i in range(10_000)]
+            events = [
+                {"topic": "later", "payload": i, "delay_ms": 3_600_000} for i in range(10_000)
+            ]
             reply = await bus.call("emit_events", {"events": []})
             assert reply == {"event_ids": []}
             with pytest.raises(Exception) as info:
                 await bus.schedule_many(events)
-            assert getattr(info.value, "code", None) == -32005 and "max_scheduled" in str(info.value)
+            assert getattr(info.value, "code", None) == -32005 and "max_scheduled" in str(
+                info.value
+            )
             assert (await bus.list_scheduled())["scheduled"] == []  # all or nothing
             assert len(await bus.schedule_many(events[:5000])) == 5000
             with pytest.raises(Exception) as again:

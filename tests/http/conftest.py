@@ -22,14 +22,20 @@ def http_bus(bus_id: str = "web", **settings: Any) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def http_app(tmp_path: Path, *buses: dict[str, Any], env: dict[str, str] | None = None) -> AsyncIterator[EventBusApp]:
+async def http_app(
+    tmp_path: Path, *buses: dict[str, Any], env: dict[str, str] | None = None
+) -> AsyncIterator[EventBusApp]:
     async with start_buses(tmp_path, *buses, env=env) as app:
         yield app
 
 
 @contextlib.asynccontextmanager
-async def http_client(app: EventBusApp, bus_id: str = "web", **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=app.http_url(bus_id), trust_env=False, timeout=10, **kwargs) as client:
+async def http_client(
+    app: EventBusApp, bus_id: str = "web", **kwargs: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=app.http_url(bus_id), trust_env=False, timeout=10, **kwargs
+    ) as client:
         yield client
 
 

@@ -64,9 +64,22 @@ async def test_every_series_is_there_and_moves(tmp_path: Path) -> None:
             assert types == FAMILIES
             assert before[("eventbus_events_emitted_total", ())] == 0
             async with await connect(app.url("web")) as bus:
-                rule = {"id": "hook", "topic": "deploy.*", "action": {"type": "InvokeTool", "tool_id": "trn:org:acme:tool:ci:v1", "input": {}}}
+                rule = {
+                    "id": "hook",
+                    "topic": "deploy.*",
+                    "action": {
+                        "type": "InvokeTool",
+                        "tool_id": "trn:org:acme:tool:ci:v1",
+                        "input": {},
+                    },
+                }
                 await bus.register_rule(rule)
-                await bus.emit_many([{"topic": "logs.line", "payload": n, "source_trn": "trn:user:a:cli"} for n in range(10)])
+                await bus.emit_many(
+                    [
+                        {"topic": "logs.line", "payload": n, "source_trn": "trn:user:a:cli"}
+                        for n in range(10)
+                    ]
+                )
                 await bus.emit("deploy.started", {}, source_trn="trn:user:a:cli")
                 try:
                     await bus.emit("logs.line", 1, source_trn="trn:org:acme:bot")
@@ -86,14 +99,19 @@ async def test_every_series_is_there_and_moves(tmp_path: Path) -> None:
     assert after[("eventbus_queue_depth", ())] == 0
     assert after[("eventbus_rule_firings_total", (("rule", "hook"), ("status", "failed")))] == 1
     assert after[("eventbus_rule_firing_duration_seconds_count", (("rule", "hook"),))] == 1
-    assert after[("eventbus_tool_calls_total", (("kind", "http"), ("outcome", "error")))] == 2  # two attempts
+    assert (
+        after[("eventbus_tool_calls_total", (("kind", "http"), ("outcome", "error")))] == 2
+    )  # two attempts
     assert after[("eventbus_storage_errors_total", ())] == 0
 
 
 async def test_a_subscriber_that_lags_is_counted(tmp_path: Path) -> None:
     bus_config = http_bus(subscriber_buffer=20, max_output_bytes=65_536)
     async with http_app(tmp_path, bus_config) as app:
-        stuck = stuck_reader(app.address("web"), b'{"jsonrpc":"2.0","id":1,"method":"subscribe_topic","params":{"topic":">"}}\n')
+        stuck = stuck_reader(
+            app.address("web"),
+            b'{"jsonrpc":"2.0","id":1,"method":"subscribe_topic","params":{"topic":">"}}\n',
+        )
         web = app.buses["web"]
         await subscribed(app)
         async with await connect(app.url("web")) as bus:
@@ -108,7 +126,9 @@ async def test_a_subscriber_that_lags_is_counted(tmp_path: Path) -> None:
 
 
 async def test_consumers_lag_is_scraped(tmp_path: Path) -> None:
-    async with http_app(tmp_path, http_bus(persist=True, storage_path=str(tmp_path / "c.db"))) as app:
+    async with http_app(
+        tmp_path, http_bus(persist=True, storage_path=str(tmp_path / "c.db"))
+    ) as app:
         async with await connect(app.url("web")) as bus:
             await bus.create_consumer("workers", topic="job.>", start="all")
             await bus.emit_many([{"topic": "job.queued", "payload": n} for n in range(5)])

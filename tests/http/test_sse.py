@@ -53,12 +53,17 @@ async def test_events_arrive_as_sse_frames_with_their_ids(tmp_path: Path) -> Non
     assert got[0]["data"]["source_trn"] == "trn:user:alice:cli"
 
 
-async def test_last_event_id_resumes_across_a_restart_with_no_gap_or_duplicate(tmp_path: Path) -> None:
+async def test_last_event_id_resumes_across_a_restart_with_no_gap_or_duplicate(
+    tmp_path: Path,
+) -> None:
     bus_config = http_bus(persist=True, storage_path=str(tmp_path / "web.db"))
     async with http_app(tmp_path, bus_config) as app:
         async with await connect(app.url("web")) as bus:
             await bus.emit_many([{"topic": "t.a", "payload": n} for n in range(5)])
-        async with http_client(app) as http, http.stream("GET", "/events", params={"since": "0"}) as response:
+        async with (
+            http_client(app) as http,
+            http.stream("GET", "/events", params={"since": "0"}) as response,
+        ):
             first = await read_events(response, 3)
     last_seen = first[-1]["id"]
     async with http_app(tmp_path, bus_config) as app:  # a new process's worth: new ports, same log
@@ -66,7 +71,9 @@ async def test_last_event_id_resumes_across_a_restart_with_no_gap_or_duplicate(t
             await bus.emit_many([{"topic": "t.a", "payload": n} for n in range(5, 8)])
         async with http_client(app) as http:
             headers = {"last-event-id": last_seen}
-            async with http.stream("GET", "/events", params={"since": "0"}, headers=headers) as response:
+            async with http.stream(
+                "GET", "/events", params={"since": "0"}, headers=headers
+            ) as response:
                 rest = await read_events(response, 5)
     ids = [int(f["id"]) for f in first + rest]
     assert ids == list(range(1, 9))
@@ -79,7 +86,10 @@ async def test_a_bad_query_is_a_400_naming_the_parameter(tmp_path: Path) -> None
         bad_since = await http.get("/events", headers={"last-event-id": "x1"})
         huge = await http.get("/events", params={"since": str(2**64)})
     assert bad_topic.status_code == 400 and bad_topic.json()["error"]["data"][0]["loc"] == "topic"
-    assert bad_since.status_code == 400 and bad_since.json()["error"]["data"][0]["loc"] == "Last-Event-ID"
+    assert (
+        bad_since.status_code == 400
+        and bad_since.json()["error"]["data"][0]["loc"] == "Last-Event-ID"
+    )
     assert huge.status_code == 400 and huge.json()["error"]["data"][0]["loc"] == "since"
 
 
@@ -121,7 +131,10 @@ async def test_a_reader_that_never_reads_gets_lagged_and_the_stream_ends(tmp_pat
 
 
 async def test_health_and_readiness(tmp_path: Path) -> None:
-    async with http_app(tmp_path, http_bus(persist=True, storage_path=str(tmp_path / "w.db"))) as app, http_client(app) as http:
+    async with (
+        http_app(tmp_path, http_bus(persist=True, storage_path=str(tmp_path / "w.db"))) as app,
+        http_client(app) as http,
+    ):
         health = await http.get("/healthz")
         ready = await http.get("/readyz")
         await app.buses["web"].storage.close()  # storage gone under a running bus

@@ -30,7 +30,12 @@ def _child_of_original(value: Any) -> bool:
 
 
 def _rule(rule_id: str, tool: str, result_topic: str) -> dict[str, Any]:
-    action = {"type": "InvokeTool", "tool_id": f"trn:org:acme:tool:{tool}:v1", "input": {}, "result_topic": result_topic}
+    action = {
+        "type": "InvokeTool",
+        "tool_id": f"trn:org:acme:tool:{tool}:v1",
+        "input": {},
+        "result_topic": result_topic,
+    }
     return {"id": rule_id, "topic": "job.started", "action": action}
 
 
@@ -42,7 +47,11 @@ async def test_traceparent_reaches_every_tool_kind_and_the_results(tmp_path: Pat
             "tools": [
                 {"match": "trn:org:acme:tool:web:*", "kind": "http", "url": http_tool.url},
                 {"match": "trn:org:acme:tool:rpc:*", "kind": "jsonrpc", "url": rpc_tool.url},
-                {"match": "trn:org:acme:tool:cmd:*", "kind": "command", "argv": list(python_argv(ENV_SCRIPT))},
+                {
+                    "match": "trn:org:acme:tool:cmd:*",
+                    "kind": "command",
+                    "argv": list(python_argv(ENV_SCRIPT)),
+                },
             ],
         }
         async with start_buses(tmp_path, bus) as app, await connect(app.url("tr")) as client:
@@ -51,27 +60,41 @@ async def test_traceparent_reaches_every_tool_kind_and_the_results(tmp_path: Pat
             await client.register_rule(_rule("via-cmd", "cmd", "done.cmd"))
             emit = {"type": "EmitEvent", "topic": "job.echoed", "payload": {}}
             await client.register_rule({"id": "echo", "topic": "job.started", "action": emit})
-            traced = await client.emit("job.started", {"n": 1}, metadata={"traceparent": TRACEPARENT})
+            traced = await client.emit(
+                "job.started", {"n": 1}, metadata={"traceparent": TRACEPARENT}
+            )
             plain = await client.emit("job.started", {"n": 2})  # no trace context: none is made up
             await app.buses["tr"].wait_idle()
-            made = [*(await client.poll("done.>")).events, *(await client.poll("job.echoed")).events]
+            made = [
+                *(await client.poll("done.>")).events,
+                *(await client.poll("job.echoed")).events,
+            ]
     by_cause: dict[int, list[Any]] = {traced.event_id: [], plain.event_id: []}
     for event in made:
         assert event.metadata is not None
         by_cause[event.metadata["caused_by"]["event_id"]].append(event)
     # Tools: the http header, the jsonrpc body's _meta, the command's TRACEPARENT.
 
-
-    headers = {body["event"]["event_id"]: headers for body, headers in zip(http_tool.calls, http_tool.headers, strict=True)}
+    headers = {
+        body["event"]["event_id"]: headers
+        for body, headers in zip(http_tool.calls, http_tool.headers, strict=True)
+    }
     assert _child_of_original(headers[traced.event_id]["traceparent"])
     assert "traceparent" not in headers[plain.event_id]
     meta = {body["event"]["event_id"]: body.get("_meta") for body in rpc_tool.calls}
     assert _child_of_original(meta[traced.event_id]["traceparent"]) and meta[plain.event_id] is None
-    commands = {e.metadata["caused_by"]["event_id"]: e.payload for e in made if e.topic == "done.cmd"}
+    commands = {
+        e.metadata["caused_by"]["event_id"]: e.payload for e in made if e.topic == "done.cmd"
+    }
     assert _child_of_original(commands[traced.event_id]["traceparent"])
     assert commands[plain.event_id] == {"traceparent": None}
     # Results and rule-made events: children of the original, one for each kind.
-    assert sorted(e.topic for e in by_cause[traced.event_id]) == ["done.cmd", "done.http", "done.rpc", "job.echoed"]
+    assert sorted(e.topic for e in by_cause[traced.event_id]) == [
+        "done.cmd",
+        "done.http",
+        "done.rpc",
+        "job.echoed",
+    ]
     assert all(_child_of_original(e.metadata["traceparent"]) for e in by_cause[traced.event_id])
     assert not any("traceparent" in e.metadata for e in by_cause[plain.event_id])
 
@@ -83,7 +106,11 @@ async def test_spans_are_recorded_parented_on_the_event(tmp_path: Path) -> None:
     tracing.use(provider)
     try:
         async with HttpTool(echo()) as http_tool:
-            bus = {"id": "sp", "enable_rules": True, "tools": [{"match": "trn:org:acme:tool:*", "kind": "http", "url": http_tool.url}]}
+            bus = {
+                "id": "sp",
+                "enable_rules": True,
+                "tools": [{"match": "trn:org:acme:tool:*", "kind": "http", "url": http_tool.url}],
+            }
             async with start_buses(tmp_path, bus) as app, await connect(app.url("sp")) as client:
                 await client.register_rule(_rule("traced", "web", "done.web"))
                 await client.emit("job.started", {}, metadata={"traceparent": TRACEPARENT})
@@ -111,12 +138,31 @@ async def test_spans_are_recorded_parented_on_the_event(tmp_path: Path) -> None:
 
 async def test_serve_log_format_json_writes_one_object_per_line(tmp_path: Path) -> None:
     config = tmp_path / "event_buses.json"
-    route = {"match": "trn:org:acme:tool:*", "kind": "command", "argv": list(python_argv("import sys; sys.exit(3)"))}
-    bus = {"id": "js", "listen": "127.0.0.1:0", "enable_rules": True, "retry": {"attempts": 1, "backoff_ms": 0}, "tools": [route]}
+    route = {
+        "match": "trn:org:acme:tool:*",
+        "kind": "command",
+        "argv": list(python_argv("import sys; sys.exit(3)")),
+    }
+    bus = {
+        "id": "js",
+        "listen": "127.0.0.1:0",
+        "enable_rules": True,
+        "retry": {"attempts": 1, "backoff_ms": 0},
+        "tools": [route],
+    }
     config.write_text(json.dumps([bus]))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "eventbus_cli", "serve", "--config", str(config), "--log-format", "json",
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, env={**os.environ, "COLUMNS": "200"},
+        sys.executable,
+        "-m",
+        "eventbus_cli",
+        "serve",
+        "--config",
+        str(config),
+        "--log-format",
+        "json",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert proc.stderr is not None
     lines: list[dict[str, Any]] = []
@@ -127,7 +173,9 @@ async def test_serve_log_format_json_writes_one_object_per_line(tmp_path: Path) 
                 assert raw, "the server exited"
                 lines.append(json.loads(raw))
                 if "listen=" in lines[-1]["message"]:
-                    port = int(lines[-1]["message"].split("listen=")[1].split()[0].rsplit(":", 1)[1])
+                    port = int(
+                        lines[-1]["message"].split("listen=")[1].split()[0].rsplit(":", 1)[1]
+                    )
                     async with await connect(f"tcp://127.0.0.1:{port}") as client:
                         await client.register_rule(_rule("broken", "cmd", "never"))
                         await client.emit("job.started", {})
@@ -148,9 +196,19 @@ def test_the_json_formatter_finds_the_fields_in_every_log_line() -> None:
 
     from eventbus_server.logs import JsonFormatter
 
-    dead = LogRecord("eventbus.consumers", WARNING, __file__, 1, "bus=%s consumer=%s event=%d dead letter after %d deliveries: %s",
-                     ("global", "workers", 42, 5, "max_deliver"), None)
+    dead = LogRecord(
+        "eventbus.consumers",
+        WARNING,
+        __file__,
+        1,
+        "bus=%s consumer=%s event=%d dead letter after %d deliveries: %s",
+        ("global", "workers", 42, 5, "max_deliver"),
+        None,
+    )
     line = json.loads(JsonFormatter().format(dead))
     assert line["level"] == "WARNING" and line["logger"] == "eventbus.consumers"
     assert (line["bus"], line["consumer"], line["event_id"]) == ("global", "workers", 42)
-    assert line["message"] == "bus=global consumer=workers event=42 dead letter after 5 deliveries: max_deliver"
+    assert (
+        line["message"]
+        == "bus=global consumer=workers event=42 dead letter after 5 deliveries: max_deliver"
+    )

@@ -27,9 +27,15 @@ server = MCPServer("eventbus-test-tools", log_level="WARNING")
 def echo(ctx: Context, repo: str = "", note: str = "", count: int = 0) -> dict[str, Any]:
     """What the tool got: its arguments and the request's _meta."""
     meta = dict(ctx.request_context.meta or {})
-    meta = {key: value for key, value in meta.items() if not key.startswith("io.modelcontextprotocol/")}
+    meta = {
+        key: value for key, value in meta.items() if not key.startswith("io.modelcontextprotocol/")
+    }
     print(f"echo called with repo={repo!r}", file=sys.stderr, flush=True)  # reaches the bus log
-    return {"arguments": {"repo": repo, "note": note, "count": count}, "meta": meta, "pid": os.getpid()}
+    return {
+        "arguments": {"repo": repo, "note": note, "count": count},
+        "meta": meta,
+        "pid": os.getpid(),
+    }
 
 
 @server.tool(structured_output=True)
@@ -63,7 +69,6 @@ async def http_server() -> AsyncIterator[str]:
     finally:
         running.should_exit = True
         await task
-
 
 
 if __name__ == "__main__":

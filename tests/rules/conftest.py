@@ -17,10 +17,26 @@ from tests.conftest import start_buses
 from . import python_tools
 
 TOOL_ROUTES = [
-    {"match": "trn:user:test:python:echo:*", "kind": "python", "function": "tests.rules.python_tools:echo"},
-    {"match": "trn:user:test:python:slow:*", "kind": "python", "function": "tests.rules.python_tools:slow"},
-    {"match": "trn:user:test:python:flaky:*", "kind": "python", "function": "tests.rules.python_tools:flaky"},
-    {"match": "trn:user:test:python:nul:*", "kind": "python", "function": "tests.rules.python_tools:nul"},
+    {
+        "match": "trn:user:test:python:echo:*",
+        "kind": "python",
+        "function": "tests.rules.python_tools:echo",
+    },
+    {
+        "match": "trn:user:test:python:slow:*",
+        "kind": "python",
+        "function": "tests.rules.python_tools:slow",
+    },
+    {
+        "match": "trn:user:test:python:flaky:*",
+        "kind": "python",
+        "function": "tests.rules.python_tools:flaky",
+    },
+    {
+        "match": "trn:user:test:python:nul:*",
+        "kind": "python",
+        "function": "tests.rules.python_tools:nul",
+    },
 ]
 
 

@@ -19,8 +19,16 @@ from eventbus_server.rules.lang.templates import compile_template
 EVENT = Event(
     42,
     "repo.pushed",
-    {"repo": "acme/api", "branch": "main", "size": 120, "tags": ["a", "b"], "files": [{"n": "x.py"}, {"n": "y.md"}],
-     "ip": "10.0.0.7", "draft": False, "owner": {"login": "alice"}},
+    {
+        "repo": "acme/api",
+        "branch": "main",
+        "size": 120,
+        "tags": ["a", "b"],
+        "files": [{"n": "x.py"}, {"n": "y.md"}],
+        "ip": "10.0.0.7",
+        "draft": False,
+        "owner": {"login": "alice"},
+    },
     1_764_300_000_123,
     {"trace": "t1"},
     "trn:user:alice:tool:openapi:github-api:v1.0",
@@ -81,7 +89,9 @@ def test_condition_holds(key: str, condition: Any) -> None:
     assert compiled.explain(ENVELOPE) is None
 
 
-@pytest.mark.parametrize(("key", "condition", "saw"), FAILS, ids=[f"{k}={c!r}" for k, c, _ in FAILS])
+@pytest.mark.parametrize(
+    ("key", "condition", "saw"), FAILS, ids=[f"{k}={c!r}" for k, c, _ in FAILS]
+)
 def test_condition_fails_and_says_what_it_saw(key: str, condition: Any, saw: Any) -> None:
     (compiled,) = compile_conditions({key: condition})
     assert not compiled.holds(ENVELOPE)
@@ -95,9 +105,24 @@ def test_condition_fails_and_says_what_it_saw(key: str, condition: Any, saw: Any
 
 def test_only_the_five_envelope_fields_are_bare_keys() -> None:
     """DESIGN §4: `event_id`, `metadata` and `payload` bare are payload keys like any other."""
-    event = Event(7, "t", {"event_id": 99, "metadata": "m", "payload": "p"}, 0, {"trace": "t1"}, None, None, None)
+    event = Event(
+        7,
+        "t",
+        {"event_id": 99, "metadata": "m", "payload": "p"},
+        0,
+        {"trace": "t1"},
+        None,
+        None,
+        None,
+    )
     envelope = envelope_of(event)
-    for key, value in {"event_id": 99, "metadata": "m", "payload": "p", "$.event_id": 7, "$.metadata.trace": "t1"}.items():
+    for key, value in {
+        "event_id": 99,
+        "metadata": "m",
+        "payload": "p",
+        "$.event_id": 7,
+        "$.metadata.trace": "t1",
+    }.items():
         (condition,) = compile_conditions({key: value})
         assert condition.holds(envelope), key
 
@@ -121,8 +146,12 @@ BAD_CONDITIONS: list[tuple[dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("fields", "path", "reason"), BAD_CONDITIONS, ids=[p for _, p, _ in BAD_CONDITIONS])
-def test_bad_conditions_are_rejected_with_their_path(fields: dict[str, Any], path: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "path", "reason"), BAD_CONDITIONS, ids=[p for _, p, _ in BAD_CONDITIONS]
+)
+def test_bad_conditions_are_rejected_with_their_path(
+    fields: dict[str, Any], path: str, reason: str
+) -> None:
     with pytest.raises(PatternError) as caught:
         compile_conditions(fields)
     assert caught.value.path.startswith(path)
@@ -147,7 +176,10 @@ TEMPLATES: list[tuple[Any, Any]] = [
     ("pushed by {{ $.source_trn }}", "pushed by trn:user:alice:tool:openapi:github-api:v1.0"),
     ("{{ $.payload.repo }}@{{ $.payload.size }} {{ $.payload.tags }}", 'acme/api@120 ["a","b"]'),
     ("missing: [{{ $.target_trn }}]", "missing: []"),
-    ({"repo": "{{ $.payload.repo }}", "n": [1, "{{ $.event_id }}"], "k": True}, {"repo": "acme/api", "n": [1, 42], "k": True}),
+    (
+        {"repo": "{{ $.payload.repo }}", "n": [1, "{{ $.event_id }}"], "k": True},
+        {"repo": "acme/api", "n": [1, 42], "k": True},
+    ),
     ("plain text", "plain text"),
     (7, 7),
     ("{{ branch }}", "main"),
@@ -166,7 +198,11 @@ def test_a_bad_template_path_is_named() -> None:
 
 
 def _compiled(rule_id: str, topic: str, **fields: Any) -> Any:
-    return compile_rule(Rule.model_validate({"id": rule_id, "topic": topic, "action": {"type": "EmitEvent", "topic": "x"}, **fields}))
+    return compile_rule(
+        Rule.model_validate(
+            {"id": rule_id, "topic": topic, "action": {"type": "EmitEvent", "topic": "x"}, **fields}
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -179,7 +215,9 @@ def _compiled(rule_id: str, topic: str, **fields: Any) -> Any:
         ("_sys.health", []),
     ],
 )
-def test_the_index_finds_exactly_the_rules_whose_topic_matches(topic: str, expected: list[str]) -> None:
+def test_the_index_finds_exactly_the_rules_whose_topic_matches(
+    topic: str, expected: list[str]
+) -> None:
     rules = [
         _compiled("exact", "repo.pushed"),
         _compiled("star", "repo.*"),
@@ -195,13 +233,17 @@ def test_the_index_finds_exactly_the_rules_whose_topic_matches(topic: str, expec
 
 
 def test_the_index_skips_unrelated_rules() -> None:
-    index = RuleIndex([_compiled(f"r{i}", f"other{i}.>") for i in range(1000)] + [_compiled("mine", "repo.*")])
+    index = RuleIndex(
+        [_compiled(f"r{i}", f"other{i}.>") for i in range(1000)] + [_compiled("mine", "repo.*")]
+    )
     assert [r.id for r in index.candidates("repo.pushed")] == ["mine"]
 
 
 PLAN_RULES = [
     _compiled("api", "repo.*", match_fields={"repo": "acme/api"}),
-    _compiled("web-or-docs", "repo.*", match_fields={"repo": ["acme/web", "acme/docs"], "branch": "main"}),
+    _compiled(
+        "web-or-docs", "repo.*", match_fields={"repo": ["acme/web", "acme/docs"], "branch": "main"}
+    ),
     _compiled("one", "repo.pushed", match_fields={"n": 1}),
     _compiled("true", "repo.pushed", match_fields={"n": True}),
     _compiled("null", "repo.pushed", match_fields={"n": None}),
@@ -209,7 +251,11 @@ PLAN_RULES = [
     _compiled("operator", "repo.pushed", match_fields={"repo": {"prefix": "acme/"}}),
     _compiled("object", "repo.pushed", match_fields={"owner": {"equals": {"login": "alice"}}}),
     _compiled("no-fields", "repo.>"),
-    _compiled("by-source", "repo.pushed", match_fields={"source_trn": "trn:user:alice:cli:v1", "repo": "acme/api"}),
+    _compiled(
+        "by-source",
+        "repo.pushed",
+        match_fields={"source_trn": "trn:user:alice:cli:v1", "repo": "acme/api"},
+    ),
     _compiled("system", ">", match_fields={"repo": "acme/api"}),
 ]
 PLAN_EVENTS = [
@@ -227,7 +273,9 @@ PLAN_EVENTS = [
 @pytest.mark.parametrize("topic", ["repo.pushed", "repo.created", "_sys.repo"])
 @pytest.mark.parametrize("payload", PLAN_EVENTS, ids=[str(i) for i in range(len(PLAN_EVENTS))])
 @pytest.mark.parametrize("source", [None, "trn:user:alice:cli:v1"])
-def test_the_topic_plan_skips_only_rules_that_cannot_match(topic: str, payload: Any, source: str | None) -> None:
+def test_the_topic_plan_skips_only_rules_that_cannot_match(
+    topic: str, payload: Any, source: str | None
+) -> None:
     """Looking literals up gives exactly what checking every candidate gives, in the same order."""
     index = RuleIndex(PLAN_RULES)
     event = Event(1, topic, payload, 0, None, source, None, None)
@@ -239,10 +287,16 @@ def test_the_topic_plan_skips_only_rules_that_cannot_match(topic: str, payload: 
 
 
 def test_the_topic_plan_checks_only_the_rules_listing_the_value() -> None:
-    rules = [_compiled(f"repo-{i}", "repo.pushed", match_fields={"repo": f"acme/r{i}"}) for i in range(100)]
+    rules = [
+        _compiled(f"repo-{i}", "repo.pushed", match_fields={"repo": f"acme/r{i}"})
+        for i in range(100)
+    ]
     index = RuleIndex([*rules, _compiled("any", "repo.pushed")])
     event = Event(1, "repo.pushed", {"repo": "acme/r42"}, 0, None, None, None, None)
-    assert [r.id for r in index.plan("repo.pushed").candidates(envelope_of(event))] == ["repo-42", "any"]
+    assert [r.id for r in index.plan("repo.pushed").candidates(envelope_of(event))] == [
+        "repo-42",
+        "any",
+    ]
 
 
 def test_a_compiled_rule_explains_topic_conditions_and_pattern() -> None:
@@ -254,7 +308,11 @@ def test_a_compiled_rule_explains_topic_conditions_and_pattern() -> None:
     )
     failures = [failure_wire(f) for f in rule.explain(ENVELOPE)]
     assert [f["path"] for f in failures] == ["topic", "branch", "pattern.payload.size"]
-    assert failures[0]["saw"] == "repo.pushed" and failures[1]["saw"] == "main" and failures[2]["saw"] == 120
+    assert (
+        failures[0]["saw"] == "repo.pushed"
+        and failures[1]["saw"] == "main"
+        and failures[2]["saw"] == 120
+    )
 
 
 def test_compile_rule_turns_pattern_errors_into_invalid_params() -> None:
@@ -265,11 +323,24 @@ def test_compile_rule_turns_pattern_errors_into_invalid_params() -> None:
 
 
 def test_render_action_fills_the_templated_part_only() -> None:
-    rule = compile_rule(Rule.model_validate({
-        "id": "r", "action": {"InvokeTool": {"tool_id": "trn:user:alice:openapi:github-api:get-repo:v1",
-                                             "input": {"repo": "{{ $.payload.repo }}"}, "timeout_ms": 500}},
-    }))
+    rule = compile_rule(
+        Rule.model_validate(
+            {
+                "id": "r",
+                "action": {
+                    "InvokeTool": {
+                        "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1",
+                        "input": {"repo": "{{ $.payload.repo }}"},
+                        "timeout_ms": 500,
+                    }
+                },
+            }
+        )
+    )
     assert rule.render_action(ENVELOPE) == {
-        "type": "InvokeTool", "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1",
-        "input": {"repo": "acme/api"}, "result_topic": None, "timeout_ms": 500,
+        "type": "InvokeTool",
+        "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1",
+        "input": {"repo": "acme/api"},
+        "result_topic": None,
+        "timeout_ms": 500,
     }

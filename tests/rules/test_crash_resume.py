@@ -26,24 +26,57 @@ MAX_CONCURRENCY = 4
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "postgres"])
-async def test_kill_9_mid_firing_then_restart_fires_each_pair_exactly_once(storage: str, tmp_path: Path) -> None:
+async def test_kill_9_mid_firing_then_restart_fires_each_pair_exactly_once(
+    storage: str, tmp_path: Path
+) -> None:
     tool_log = tmp_path / "tool-calls.log"
     tool_log.touch()
     config = tmp_path / "event_buses.json"
-    where = {"storage_path": "crash.db"} if storage == "sqlite" else {"storage_url": postgres.storage_url(tmp_path)}
-    config.write_text(json.dumps([{
-        "id": "crash", "listen": "127.0.0.1:0", "persist": True, **where,
-        "enable_rules": True, "max_concurrency": MAX_CONCURRENCY,
-        "retry": {"attempts": 3, "backoff_ms": 1},
-        "tools": [{"match": "trn:user:test:python:*", "kind": "python", "function": "tests.rules.python_tools:record"}],
-    }]))
-    env = {"EVENTBUS_TOOL_LOG": str(tool_log), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    where = (
+        {"storage_path": "crash.db"}
+        if storage == "sqlite"
+        else {"storage_url": postgres.storage_url(tmp_path)}
+    )
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "crash",
+                    "listen": "127.0.0.1:0",
+                    "persist": True,
+                    **where,
+                    "enable_rules": True,
+                    "max_concurrency": MAX_CONCURRENCY,
+                    "retry": {"attempts": 3, "backoff_ms": 1},
+                    "tools": [
+                        {
+                            "match": "trn:user:test:python:*",
+                            "kind": "python",
+                            "function": "tests.rules.python_tools:record",
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    env = {
+        "EVENTBUS_TOOL_LOG": str(tool_log),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
 
     server = await ServerProcess.start(config, env=env)
     async with await connect(server.url("crash")) as bus:
-        await bus.register_rule({"id": "count", "topic": "work", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:record:v1"}})
+        await bus.register_rule(
+            {
+                "id": "count",
+                "topic": "work",
+                "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:record:v1"},
+            }
+        )
         for start in range(0, EVENTS, 100):
-            await bus.emit_many([{"topic": "work", "payload": i} for i in range(start, start + 100)])
+            await bus.emit_many(
+                [{"topic": "work", "payload": i} for i in range(start, start + 100)]
+            )
     # Let some firings finish (20 ms each, 4 at a time), then kill in the middle of the rest.
     while len(tool_log.read_text().splitlines()) < 40:
         await asyncio.sleep(0.01)

@@ -51,7 +51,12 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def rule(rule_id: str, topic: str, tool: str = ECHO, **fields: Any) -> dict[str, Any]:
-    return {"id": rule_id, "topic": topic, **fields, "action": {"type": "InvokeTool", "tool_id": tool, "input": "{{ $.payload }}"}}
+    return {
+        "id": rule_id,
+        "topic": topic,
+        **fields,
+        "action": {"type": "InvokeTool", "tool_id": tool, "input": "{{ $.payload }}"},
+    }
 
 
 async def settle(bus: Bus) -> None:
@@ -68,11 +73,15 @@ def engine_stats(bus: Bus) -> dict[str, int]:
     return bus.info()["stats"]["firings"]  # type: ignore[typeddict-item]
 
 
-async def test_a_matching_event_is_claimed_once_and_finishes_ok_with_its_result(tmp_path: Path, kind: str) -> None:
+async def test_a_matching_event_is_claimed_once_and_finishes_ok_with_its_result(
+    tmp_path: Path, kind: str
+) -> None:
     async with rules_on(tmp_path, kind) as bus:
         peer = RecordingSubscriber()
         bus.subscribe_firings(None, peer).start()
-        await bus.register_rule(rule("big", "orders.*", match_fields={"total": {"numeric": [">=", 100]}}), replace=False)
+        await bus.register_rule(
+            rule("big", "orders.*", match_fields={"total": {"numeric": [">=", 100]}}), replace=False
+        )
         hit = await bus.emit(EmitParams(topic="orders.new", payload={"id": "o-1", "total": 250}))
         await bus.emit(EmitParams(topic="orders.new", payload={"id": "o-2", "total": 5}))
         await bus.emit(EmitParams(topic="users.new", payload={"total": 900}))
@@ -80,7 +89,11 @@ async def test_a_matching_event_is_claimed_once_and_finishes_ok_with_its_result(
 
         (firing,) = await firings(bus)
         (call,) = python_tools.CALLS
-        assert (firing.rule_id, firing.event_id, firing.firing_id) == ("big", hit.event_id, call["firing_id"])
+        assert (firing.rule_id, firing.event_id, firing.firing_id) == (
+            "big",
+            hit.event_id,
+            call["firing_id"],
+        )
         assert (firing.status, firing.attempts, firing.error) == ("ok", 1, None)
         assert firing.result == {"echo": {"id": "o-1", "total": 250}, "tool": ECHO}
         assert call["event"]["event_id"] == hit.event_id
@@ -92,7 +105,9 @@ async def test_a_matching_event_is_claimed_once_and_finishes_ok_with_its_result(
         assert peer.lines[0]["params"]["status"] == "ok"
 
 
-async def test_a_restart_reruns_a_pending_firing_under_its_id_and_refires_nothing_finished(tmp_path: Path) -> None:
+async def test_a_restart_reruns_a_pending_firing_under_its_id_and_refires_nothing_finished(
+    tmp_path: Path,
+) -> None:
     async with rules_on(tmp_path, "sqlite") as bus:
         await bus.register_rule(rule("echo", "t"), replace=False)
         done = await bus.emit(EmitParams(topic="t", payload="done"))
@@ -113,9 +128,14 @@ async def test_a_restart_reruns_a_pending_firing_under_its_id_and_refires_nothin
     async with rules_on(tmp_path, "sqlite") as bus:
         await settle(bus)
         after = {firing.event_id: firing for firing in await firings(bus)}
-        assert [call["firing_id"] for call in python_tools.CALLS] == [pending.firing_id]  # only the pending one ran
+        assert [call["firing_id"] for call in python_tools.CALLS] == [
+            pending.firing_id
+        ]  # only the pending one ran
         assert after[cut_off.event_id].firing_id == pending.firing_id
-        assert after[cut_off.event_id].status == "ok" and after[cut_off.event_id].result == {"echo": "cut off", "tool": ECHO}
+        assert after[cut_off.event_id].status == "ok" and after[cut_off.event_id].result == {
+            "echo": "cut off",
+            "tool": ECHO,
+        }
         assert after[done.event_id] == finished  # untouched
         assert len(after) == 2 and (await bus.get_rule("echo")).fired == 2
 
@@ -138,7 +158,11 @@ async def test_a_rule_that_raises_while_matching_counts_match_errors_and_the_eng
             await settle(bus)
         fired = sorted((f.rule_id, f.event_id) for f in await firings(bus))
 
-    assert fired == [("reads-n", poison.event_id), ("reads-n", fine.event_id), ("reads-o", fine.event_id)]
+    assert fired == [
+        ("reads-n", poison.event_id),
+        ("reads-n", fine.event_id),
+        ("reads-o", fine.event_id),
+    ]
     assert engine_stats(bus)["match_errors"] == 1
     (logged,) = [r for r in caplog.records if "raised while matching" in r.getMessage()]
     assert f"rule=reads-o raised while matching event={poison.event_id}" in logged.getMessage()
@@ -151,32 +175,56 @@ async def test_a_failing_tool_is_retried_per_its_policy_then_dead_lettered_logge
     python_tools.reset(fail_first=99)
     async with rules_on(tmp_path, kind, retry={"attempts": 4, "backoff_ms": 1}) as bus:
         await bus.register_rule(rule("bus-policy", "t", FLAKY), replace=False)
-        await bus.register_rule(rule("own-policy", "t", FLAKY, retry={"attempts": 2, "backoff_ms": 1}), replace=False)
+        await bus.register_rule(
+            rule("own-policy", "t", FLAKY, retry={"attempts": 2, "backoff_ms": 1}), replace=False
+        )
         event = await bus.emit(EmitParams(topic="t", payload=1))
         await settle(bus)
 
         dead = {f.rule_id: f for f in await firings(bus)}
-        assert {r: (f.status, f.attempts) for r, f in dead.items()} == {"bus-policy": ("failed", 4), "own-policy": ("failed", 2)}
-        assert dict(python_tools.PER_FIRING) == {dead["bus-policy"].firing_id: 4, dead["own-policy"].firing_id: 2}
+        assert {r: (f.status, f.attempts) for r, f in dead.items()} == {
+            "bus-policy": ("failed", 4),
+            "own-policy": ("failed", 2),
+        }
+        assert dict(python_tools.PER_FIRING) == {
+            dead["bus-policy"].firing_id: 4,
+            dead["own-policy"].firing_id: 2,
+        }
         assert dead["bus-policy"].error.endswith("raised RuntimeError: try 4 failed on purpose")
         assert engine_stats(bus)["failed"] == 2
         assert (await bus.get_rule("bus-policy")).failed == 1
         # A dead letter is logged once, at WARNING, with what an operator needs to find it.
-        (line,) = [r for r in caplog.records if "rule=bus-policy" in r.getMessage() and "failed after" in r.getMessage()]
+        (line,) = [
+            r
+            for r in caplog.records
+            if "rule=bus-policy" in r.getMessage() and "failed after" in r.getMessage()
+        ]
         assert line.levelno == logging.WARNING
-        assert f"event={event.event_id} firing={dead['bus-policy'].firing_id} failed after 4 attempts" in line.getMessage()
+        assert (
+            f"event={event.event_id} firing={dead['bus-policy'].firing_id} failed after 4 attempts"
+            in line.getMessage()
+        )
 
         python_tools.STATE["fail_first"] = 0  # the tool is fixed
-        assert await bus.retry_firings(FiringSelection(firing_ids=(dead["bus-policy"].firing_id,))) == 1
+        assert (
+            await bus.retry_firings(FiringSelection(firing_ids=(dead["bus-policy"].firing_id,)))
+            == 1
+        )
         await settle(bus)
         again = {f.rule_id: f for f in await firings(bus)}
         redriven = again["bus-policy"]
-        assert (redriven.firing_id, redriven.status, redriven.attempts) == (dead["bus-policy"].firing_id, "ok", 5)
+        assert (redriven.firing_id, redriven.status, redriven.attempts) == (
+            dead["bus-policy"].firing_id,
+            "ok",
+            5,
+        )
         assert redriven.result == {"tries": 5}
         assert again["own-policy"] == dead["own-policy"]  # not selected: still a dead letter
         rule_now = await bus.get_rule("bus-policy")
         assert (rule_now.fired, rule_now.failed) == (1, 0)
-        assert await bus.retry_firings(FiringSelection(firing_ids=(redriven.firing_id,))) == 0  # ok now: nothing to redrive
+        assert (
+            await bus.retry_firings(FiringSelection(firing_ids=(redriven.firing_id,))) == 0
+        )  # ok now: nothing to redrive
 
 
 async def test_events_after_the_saved_cursor_are_matched_at_start(tmp_path: Path) -> None:

@@ -56,13 +56,20 @@ def invoke_rule(retry: dict[str, int] | None = None, **action: Any) -> dict[str,
     rule = {
         "id": "deploy",
         "topic": "deploy.requested",
-        "action": {"type": "InvokeTool", "tool_id": TOOL, "input": {"service": "{{ $.payload.service }}"}, **action},
+        "action": {
+            "type": "InvokeTool",
+            "tool_id": TOOL,
+            "input": {"service": "{{ $.payload.service }}"},
+            **action,
+        },
     }
     return rule if retry is None else {**rule, "retry": retry}
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
-async def test_a_tool_server_gets_the_call_and_its_reply_becomes_the_result_event(kind: str, tmp_path: Path) -> None:
+async def test_a_tool_server_gets_the_call_and_its_reply_becomes_the_result_event(
+    kind: str, tmp_path: Path
+) -> None:
     async with tool_server(kind, echo()) as server:
         config = rules_bus("sqlite", tmp_path, tools=[route_config(server)])
         async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
@@ -83,7 +90,9 @@ async def test_a_tool_server_gets_the_call_and_its_reply_becomes_the_result_even
 @pytest.mark.parametrize("kind", SERVER_KINDS)
 async def test_tool_errors_are_retried_and_then_succeed(kind: str, tmp_path: Path) -> None:
     async with tool_server(kind, fail_first(2, per_firing=True)) as server:
-        config = rules_bus("memory", tmp_path, tools=[route_config(server)], retry={"attempts": 3, "backoff_ms": 5})
+        config = rules_bus(
+            "memory", tmp_path, tools=[route_config(server)], retry={"attempts": 3, "backoff_ms": 5}
+        )
         async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
             await bus.register_rule(invoke_rule())
             await bus.emit("deploy.requested", {"service": "api"})
@@ -112,7 +121,9 @@ async def test_a_slow_tool_times_out_per_attempt(kind: str, tmp_path: Path) -> N
     async with tool_server(kind, slow(2.0)) as server:
         config = rules_bus("memory", tmp_path, tools=[route_config(server)])
         async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
-            await bus.register_rule(invoke_rule(timeout_ms=100, retry={"attempts": 2, "backoff_ms": 1}))
+            await bus.register_rule(
+                invoke_rule(timeout_ms=100, retry={"attempts": 2, "backoff_ms": 1})
+            )
             await bus.emit("deploy.requested", {"service": "api"})
             await settle(app)
             (dead,) = await bus.list_firings(status="failed")
@@ -121,8 +132,17 @@ async def test_a_slow_tool_times_out_per_attempt(kind: str, tmp_path: Path) -> N
 
 
 async def test_a_command_tool_reads_the_call_on_stdin(tmp_path: Path) -> None:
-    tools = [{"match": "trn:user:alice:tool:*", "kind": "command", "argv": list(python_argv(ECHO_SCRIPT))}]
-    async with start_buses(tmp_path, rules_bus("sqlite", tmp_path, tools=tools)) as app, await connect(app.url("rules")) as bus:
+    tools = [
+        {
+            "match": "trn:user:alice:tool:*",
+            "kind": "command",
+            "argv": list(python_argv(ECHO_SCRIPT)),
+        }
+    ]
+    async with (
+        start_buses(tmp_path, rules_bus("sqlite", tmp_path, tools=tools)) as app,
+        await connect(app.url("rules")) as bus,
+    ):
         await bus.register_rule(invoke_rule(result_topic="deploy.done"))
         await bus.emit("deploy.requested", {"service": "web"})
         await settle(app)
@@ -132,8 +152,18 @@ async def test_a_command_tool_reads_the_call_on_stdin(tmp_path: Path) -> None:
 
 async def test_a_failing_command_tool_reports_its_exit_code_and_stderr(tmp_path: Path) -> None:
     script = "import sys; sys.stderr.write('no such service'); sys.exit(4)"
-    tools = [{"match": "trn:user:alice:tool:*", "kind": "command", "argv": list(python_argv(script)), "timeout_ms": 5000}]
-    async with start_buses(tmp_path, rules_bus("memory", tmp_path, tools=tools)) as app, await connect(app.url("rules")) as bus:
+    tools = [
+        {
+            "match": "trn:user:alice:tool:*",
+            "kind": "command",
+            "argv": list(python_argv(script)),
+            "timeout_ms": 5000,
+        }
+    ]
+    async with (
+        start_buses(tmp_path, rules_bus("memory", tmp_path, tools=tools)) as app,
+        await connect(app.url("rules")) as bus,
+    ):
         await bus.register_rule(invoke_rule(retry={"attempts": 1, "backoff_ms": 1}))
         await bus.emit("deploy.requested", {"service": "web"})
         await settle(app)
@@ -142,15 +172,27 @@ async def test_a_failing_command_tool_reports_its_exit_code_and_stderr(tmp_path:
 
 
 def command_route(script: str, **extra: Any) -> dict[str, Any]:
-    return {"match": "trn:user:alice:tool:*", "kind": "command", "argv": list(python_argv(script)), **extra}
+    return {
+        "match": "trn:user:alice:tool:*",
+        "kind": "command",
+        "argv": list(python_argv(script)),
+        **extra,
+    }
 
 
 def python_route(function: str, **extra: Any) -> dict[str, Any]:
-    return {"match": "trn:user:alice:tool:*", "kind": "python", "function": f"tests.rules.python_tools:{function}", **extra}
+    return {
+        "match": "trn:user:alice:tool:*",
+        "kind": "python",
+        "function": f"tests.rules.python_tools:{function}",
+        **extra,
+    }
 
 
 @contextlib.asynccontextmanager
-async def tool_route(kind: str, *, handler: Handler, script: str, function: str) -> AsyncIterator[dict[str, Any]]:
+async def tool_route(
+    kind: str, *, handler: Handler, script: str, function: str
+) -> AsyncIterator[dict[str, Any]]:
     """The route of a tool of this kind: a server running `handler`, `script`, or `function`."""
     if kind in SERVER_KINDS:
         async with tool_server(kind, handler) as server:
@@ -161,7 +203,9 @@ async def tool_route(kind: str, *, handler: Handler, script: str, function: str)
 
 async def test_a_hanging_command_tool_times_out_and_is_killed(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    script = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(30)"
+    script = (
+        f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(30)"
+    )
     config = rules_bus("memory", tmp_path, tools=[command_route(script)])
     async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
         await bus.register_rule(invoke_rule(timeout_ms=300, retry={"attempts": 2, "backoff_ms": 1}))
@@ -178,27 +222,42 @@ async def test_a_hanging_command_tool_times_out_and_is_killed(tmp_path: Path) ->
 async def test_a_hanging_python_tool_times_out(tmp_path: Path) -> None:
     config = rules_bus("memory", tmp_path, tools=[python_route("slow")])
     async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
-        await bus.register_rule(invoke_rule(input={"sleep_s": 30}, timeout_ms=100, retry={"attempts": 2, "backoff_ms": 1}))
+        await bus.register_rule(
+            invoke_rule(
+                input={"sleep_s": 30}, timeout_ms=100, retry={"attempts": 2, "backoff_ms": 1}
+            )
+        )
         await bus.emit("deploy.requested", {"service": "api"})
         await settle(app)
         (dead,) = await bus.list_firings(status="failed")
-        assert dead["attempts"] == 2 and f"tool {TOOL} timed out after 100 ms (python " in dead["error"]
+        assert (
+            dead["attempts"] == 2
+            and f"tool {TOOL} timed out after 100 ms (python " in dead["error"]
+        )
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
 async def test_a_tool_that_answers_invalid_json_fails_the_firing(kind: str, tmp_path: Path) -> None:
     html = HttpReply(200, b"<html>hello</html>", "text/html")
     handler = reply(html if kind == "http" else RawReply(b"<html>hello</html>\n"))
-    async with tool_route(kind, handler=handler, script="print('<html>hello</html>')", function="unencodable") as route:
+    async with tool_route(
+        kind, handler=handler, script="print('<html>hello</html>')", function="unencodable"
+    ) as route:
         config = rules_bus("sqlite", tmp_path, tools=[route])
         async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
-            await bus.register_rule(invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1}))
+            await bus.register_rule(
+                invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1})
+            )
             await bus.emit("deploy.requested", {"service": "api"})
             await settle(app)
             (dead,) = await bus.list_firings(status="failed")
             assert dead["attempts"] == 2 and dead["result"] is None
             assert dead["error"].startswith(f"tool {TOOL} ({kind} ")
-            expected = "result is not JSON: Type is not JSON serializable: set" if kind == "python" else "not JSON: <html>hello</html>"
+            expected = (
+                "result is not JSON: Type is not JSON serializable: set"
+                if kind == "python"
+                else "not JSON: <html>hello</html>"
+            )
             assert expected in dead["error"] and "internal error" not in dead["error"]
             assert (await bus.poll("deploy.done")).events == []
 
@@ -209,7 +268,9 @@ async def test_hanging_sync_python_tools_hold_only_threads_of_their_own(tmp_path
     the threads the rest of the process needs: a `test_rule` of a whole-event JSONPath
     on another bus is matched in a worker thread, and answers. (In the default executor
     they also held getaddrinfo, which every http and jsonrpc tool call and connect use.)"""
-    stuck = rules_bus("memory", tmp_path, tools=[python_route("stuck")], retry={"attempts": 1, "backoff_ms": 0})
+    stuck = rules_bus(
+        "memory", tmp_path, tools=[python_route("stuck")], retry={"attempts": 1, "backoff_ms": 0}
+    )
     other = {"id": "other", "enable_rules": True}
     async with (
         start_buses(tmp_path, stuck, other) as app,
@@ -218,14 +279,23 @@ async def test_hanging_sync_python_tools_hold_only_threads_of_their_own(tmp_path
     ):
         try:
             await bus.register_rule(invoke_rule(timeout_ms=100))
-            await bus.emit_many([{"topic": "deploy.requested", "payload": {"service": f"s{i}"}} for i in range(40)])
+            await bus.emit_many(
+                [{"topic": "deploy.requested", "payload": {"service": f"s{i}"}} for i in range(40)]
+            )
             await settle(app)
             firings = await bus.list_firings(limit=100)
             assert len(firings) == 40 and {f["status"] for f in firings} == {"failed"}
             assert all("timed out after 100 ms" in f["error"] for f in firings)
-            rule = {"id": "deep", "topic": ">", "match_fields": {"$..x": 1}, "action": {"type": "EmitEvent", "topic": "seen"}}
+            rule = {
+                "id": "deep",
+                "topic": ">",
+                "match_fields": {"$..x": 1},
+                "action": {"type": "EmitEvent", "topic": "seen"},
+            }
             async with asyncio.timeout(10):
-                tested = await neighbour.test_rule({"topic": "a", "payload": {"deep": {"x": 1}}}, rule=rule)
+                tested = await neighbour.test_rule(
+                    {"topic": "a", "payload": {"deep": {"x": 1}}}, rule=rule
+                )
             assert tested["matched"] is True
         finally:
             python_tools.RELEASE.set()  # the hung threads end with the test
@@ -234,7 +304,9 @@ async def test_hanging_sync_python_tools_hold_only_threads_of_their_own(tmp_path
 #: The bus's max_tool_reply_bytes in the size tests.
 REPLY_LIMIT = 65_536
 #: Prints a JSON string of `input.chars` x's.
-SIZED_SCRIPT = "import json, sys; json.dump('x' * json.load(sys.stdin)['input']['chars'], sys.stdout)"
+SIZED_SCRIPT = (
+    "import json, sys; json.dump('x' * json.load(sys.stdin)['input']['chars'], sys.stdout)"
+)
 
 
 async def sized_reply(body: dict[str, Any]) -> Any:
@@ -242,12 +314,18 @@ async def sized_reply(body: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
-async def test_a_reply_over_max_tool_reply_bytes_fails_the_firing_and_is_never_stored(kind: str, tmp_path: Path) -> None:
-    async with tool_route(kind, handler=sized_reply, script=SIZED_SCRIPT, function="sized") as route:
+async def test_a_reply_over_max_tool_reply_bytes_fails_the_firing_and_is_never_stored(
+    kind: str, tmp_path: Path
+) -> None:
+    async with tool_route(
+        kind, handler=sized_reply, script=SIZED_SCRIPT, function="sized"
+    ) as route:
         config = rules_bus("sqlite", tmp_path, tools=[route], max_tool_reply_bytes=REPLY_LIMIT)
         async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
             rule = invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1})
-            await bus.register_rule({**rule, "action": {**rule["action"], "input": {"chars": "{{ $.payload.chars }}"}}})
+            await bus.register_rule(
+                {**rule, "action": {**rule["action"], "input": {"chars": "{{ $.payload.chars }}"}}}
+            )
             # A JSON-RPC reply line adds about 40 bytes to the result; 100 leaves room.
             under = await bus.emit("deploy.requested", {"chars": REPLY_LIMIT - 100})
             over = await bus.emit("deploy.requested", {"chars": REPLY_LIMIT + 1})
@@ -258,7 +336,9 @@ async def test_a_reply_over_max_tool_reply_bytes_fails_the_firing_and_is_never_s
             assert (ok["status"], ok["result"]) == ("ok", "x" * (REPLY_LIMIT - 100))
             assert (dead["status"], dead["attempts"], dead["result"]) == ("failed", 2, None)
             assert dead["error"].startswith(f"tool {TOOL} ({kind} ")
-            assert dead["error"].endswith(f"): reply larger than max_tool_reply_bytes ({REPLY_LIMIT} bytes)")
+            assert dead["error"].endswith(
+                f"): reply larger than max_tool_reply_bytes ({REPLY_LIMIT} bytes)"
+            )
             (result,) = (await bus.poll("deploy.done")).events  # the small reply's only
             assert result.payload == ok["result"]
             assert result.metadata["caused_by"]["event_id"] == under.event_id
@@ -268,7 +348,9 @@ async def test_a_command_tool_printing_100_mb_is_killed_and_nothing_is_kept(tmp_
     script = "import sys; sys.stdout.write('x' * 100_000_000)"
     config = rules_bus("memory", tmp_path, tools=[command_route(script)])
     async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
-        await bus.register_rule(invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1}))
+        await bus.register_rule(
+            invoke_rule(result_topic="deploy.done", retry={"attempts": 2, "backoff_ms": 1})
+        )
         with peak_rss() as rss:
             await bus.emit("deploy.requested", {"service": "api"})
             await settle(app)
@@ -277,7 +359,10 @@ async def test_a_command_tool_printing_100_mb_is_killed_and_nothing_is_kept(tmp_
         (dead,) = await bus.list_firings()
         assert (dead["status"], dead["attempts"], dead["result"]) == ("failed", 2, None)
         executable = python_argv("")[0]
-        assert dead["error"] == f"tool {TOOL} (command {executable}): reply larger than max_tool_reply_bytes (1048576 bytes)"
+        assert (
+            dead["error"]
+            == f"tool {TOOL} (command {executable}): reply larger than max_tool_reply_bytes (1048576 bytes)"
+        )
         assert (await bus.poll("deploy.done")).events == []
 
 
@@ -291,7 +376,11 @@ HOSTILE = {
 def copying_rule() -> dict[str, Any]:
     return invoke_rule(
         result_topic="deploy.done",
-        input={"service": "{{ $.payload.service }}", "url": "{{ $.payload.url }}", "line": "run {{ $.payload.service }}"},
+        input={
+            "service": "{{ $.payload.service }}",
+            "url": "{{ $.payload.url }}",
+            "line": "run {{ $.payload.service }}",
+        },
     )
 
 
@@ -300,7 +389,10 @@ async def test_templates_never_reach_a_commands_argv(tmp_path: Path) -> None:
     # Even template syntax in argv itself is passed as it is written.
     argv = [*python_argv(script), "--service", "{{ $.payload.service }}", "{{ $.payload.url }}"]
     tools = [{"match": "trn:user:alice:tool:*", "kind": "command", "argv": argv}]
-    async with start_buses(tmp_path, rules_bus("memory", tmp_path, tools=tools)) as app, await connect(app.url("rules")) as bus:
+    async with (
+        start_buses(tmp_path, rules_bus("memory", tmp_path, tools=tools)) as app,
+        await connect(app.url("rules")) as bus,
+    ):
         await bus.register_rule(copying_rule())
         await bus.emit("deploy.requested", HOSTILE)
         await settle(app)

@@ -31,7 +31,12 @@ class ExplodingObject(dict[str, Any]):
 
 
 def emit_rule(rule_id: str, topic: str, **fields: Any) -> dict[str, Any]:
-    return {"id": rule_id, "topic": topic, **fields, "action": {"type": "EmitEvent", "topic": f"{rule_id}.out", "payload": 1}}
+    return {
+        "id": rule_id,
+        "topic": topic,
+        **fields,
+        "action": {"type": "EmitEvent", "topic": f"{rule_id}.out", "payload": 1},
+    }
 
 
 @pytest.mark.timeout(30)
@@ -43,7 +48,9 @@ async def test_a_rule_that_raises_counts_as_no_match_and_is_logged_once(
         async with await connect(app.url("rules")) as client:
             # One reads the object through a pattern, one through a condition (which
             # the topic's plan also looks up first, to pick the rules to check).
-            await client.register_rule(emit_rule("pattern", "in", pattern={"payload": {"o": {"k": ["v"]}}}))
+            await client.register_rule(
+                emit_rule("pattern", "in", pattern={"payload": {"o": {"k": ["v"]}}})
+            )
             await client.register_rule(emit_rule("path", "in", match_fields={"o.k": "v"}))
             await client.register_rule(emit_rule("other", "in", match_fields={"n": 1}))
             with caplog.at_level(logging.ERROR, logger="eventbus.rules"):
@@ -58,5 +65,8 @@ async def test_a_rule_that_raises_counts_as_no_match_and_is_logged_once(
     assert fired == {"pattern": 1, "path": 1, "other": 4}
     assert stats["match_errors"] == 6
     logged = [r for r in caplog.records if "raised while matching" in r.getMessage()]
-    assert sorted(r.getMessage().split("rule=")[1].split()[0] for r in logged) == ["path", "pattern"]
+    assert sorted(r.getMessage().split("rule=")[1].split()[0] for r in logged) == [
+        "path",
+        "pattern",
+    ]
     assert all(r.exc_info is not None for r in logged)

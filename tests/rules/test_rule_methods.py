@@ -29,22 +29,36 @@ def rule(rule_id: str = "r1", **fields: Any) -> dict[str, Any]:
         "id": rule_id,
         "topic": "repo.*",
         "match_fields": {"branch": "main"},
-        "action": {"type": "InvokeTool", "tool_id": TOOL, "input": {"repo": "{{ $.payload.repo }}"}},
+        "action": {
+            "type": "InvokeTool",
+            "tool_id": TOOL,
+            "input": {"repo": "{{ $.payload.repo }}"},
+        },
         **fields,
     }
 
 
 async def test_register_list_get_replace_disable_delete(bus: EventBusClient) -> None:
-    assert await bus.register_rule(rule(description="fetch on push")) == {"id": "r1", "created": True}
+    assert await bus.register_rule(rule(description="fetch on push")) == {
+        "id": "r1",
+        "created": True,
+    }
     (listed,) = await bus.list_rules()
-    assert listed["id"] == "r1" and listed["enabled"] is True and listed["description"] == "fetch on push"
+    assert (
+        listed["id"] == "r1"
+        and listed["enabled"] is True
+        and listed["description"] == "fetch on push"
+    )
     assert (listed["fired"], listed["failed"], listed["last_fired_at"]) == (0, 0, None)
     assert listed["action"]["input"] == {"repo": "{{ $.payload.repo }}"}
     assert await bus.get_rule("r1") == listed
 
     with pytest.raises(AlreadyExists, match="replace"):
         await bus.register_rule(rule())
-    assert await bus.register_rule(rule(topic="repo.>"), replace=True) == {"id": "r1", "created": False}
+    assert await bus.register_rule(rule(topic="repo.>"), replace=True) == {
+        "id": "r1",
+        "created": False,
+    }
     assert (await bus.get_rule("r1"))["topic"] == "repo.>"
 
     disabled = await bus.set_rule_enabled("r1", False)
@@ -57,20 +71,38 @@ async def test_register_list_get_replace_disable_delete(bus: EventBusClient) -> 
 
 
 async def test_the_externally_tagged_action_is_accepted(bus: EventBusClient) -> None:
-    await bus.register_rule({"id": "tagged", "action": {"EmitEvent": {"topic": "out.x", "payload": 1}}})
+    await bus.register_rule(
+        {"id": "tagged", "action": {"EmitEvent": {"topic": "out.x", "payload": 1}}}
+    )
     assert (await bus.get_rule("tagged"))["action"] == {
-        "type": "EmitEvent", "topic": "out.x", "payload": 1, "bus": None, "target_trn": None,
+        "type": "EmitEvent",
+        "topic": "out.x",
+        "payload": 1,
+        "bus": None,
+        "target_trn": None,
     }
 
 
 BAD_RULES: list[tuple[dict[str, Any], str, str]] = [
-    (rule(match_fields={"size": {"numerc": [">", 1]}}), "match_fields.size", "unknown operator 'numerc'"),
+    (
+        rule(match_fields={"size": {"numerc": [">", 1]}}),
+        "match_fields.size",
+        "unknown operator 'numerc'",
+    ),
     (rule(match_fields={"$.payload[": 1}), "match_fields.$.payload[", "invalid JSONPath"),
     (rule(pattern={"payload": {"size": [{"numeric": [">", "x"]}]}}), "pattern.payload.size", ""),
     (rule(pattern={"payload": {"size": 5}}), "pattern.payload.size", ""),
-    (rule(action={"type": "InvokeTool", "tool_id": "not-a-trn"}), "action.InvokeTool.tool_id", "TRN"),
+    (
+        rule(action={"type": "InvokeTool", "tool_id": "not-a-trn"}),
+        "action.InvokeTool.tool_id",
+        "TRN",
+    ),
     (rule(action={"type": "Explode"}), "action", ""),
-    (rule(action={"type": "EmitEvent", "topic": "x", "payload": "{{ $.a[ }}"}), "action.payload", "invalid JSONPath"),
+    (
+        rule(action={"type": "EmitEvent", "topic": "x", "payload": "{{ $.a[ }}"}),
+        "action.payload",
+        "invalid JSONPath",
+    ),
     (rule(action={"type": "EmitEvent", "topic": "x", "bus": "nowhere"}), "action.bus", "nowhere"),
     (rule("bad id!"), "id", "rule id"),
     (rule(topic="repo.>.x"), "topic", ""),
@@ -96,7 +128,13 @@ async def test_invalid_rules_are_rejected_naming_the_bad_part(
 
 
 async def test_test_rule_explains_a_non_match_and_renders_the_action(bus: EventBusClient) -> None:
-    body = rule(match_fields={"branch": "main", "size": {"numeric": ["<", 100]}, "source_trn": {"trn": "trn:user:*"}})
+    body = rule(
+        match_fields={
+            "branch": "main",
+            "size": {"numeric": ["<", 100]},
+            "source_trn": {"trn": "trn:user:*"},
+        }
+    )
     event = {"topic": "repo.pushed", "payload": {"repo": "acme/api", "branch": "dev", "size": 500}}
     result = await bus.test_rule(event, rule=body)
     assert result["matched"] is False
@@ -107,7 +145,11 @@ async def test_test_rule_explains_a_non_match_and_renders_the_action(bus: EventB
     ]
     assert result["action"]["input"] == {"repo": "acme/api"}
 
-    matching = {**event, "payload": {"repo": "acme/api", "branch": "main", "size": 5}, "source_trn": "trn:user:bob:cli:v1"}
+    matching = {
+        **event,
+        "payload": {"repo": "acme/api", "branch": "main", "size": 5},
+        "source_trn": "trn:user:bob:cli:v1",
+    }
     assert (await bus.test_rule(matching, rule=body))["matched"] is True
     # Nothing was stored or invoked.
     assert await bus.list_rules() == []
@@ -115,10 +157,22 @@ async def test_test_rule_explains_a_non_match_and_renders_the_action(bus: EventB
 
 
 async def test_test_rule_by_id_and_with_an_eventbridge_pattern(bus: EventBusClient) -> None:
-    await bus.register_rule(rule("eb", match_fields={}, pattern={"source_trn": [{"prefix": "trn:user:"}], "payload": {"branch": ["main"]}}))
-    hit = await bus.test_rule({"topic": "repo.pushed", "source_trn": "trn:user:a:b", "payload": {"branch": "main"}}, rule_id="eb")
+    await bus.register_rule(
+        rule(
+            "eb",
+            match_fields={},
+            pattern={"source_trn": [{"prefix": "trn:user:"}], "payload": {"branch": ["main"]}},
+        )
+    )
+    hit = await bus.test_rule(
+        {"topic": "repo.pushed", "source_trn": "trn:user:a:b", "payload": {"branch": "main"}},
+        rule_id="eb",
+    )
     assert hit["matched"] is True and hit["failures"] == []
-    miss = await bus.test_rule({"topic": "repo.pushed", "source_trn": "trn:org:a:b", "payload": {"branch": "main"}}, rule_id="eb")
+    miss = await bus.test_rule(
+        {"topic": "repo.pushed", "source_trn": "trn:org:a:b", "payload": {"branch": "main"}},
+        rule_id="eb",
+    )
     assert miss["matched"] is False
     assert [f["path"] for f in miss["failures"]] == ["pattern.source_trn"]
     with pytest.raises(NotFound):
@@ -127,8 +181,13 @@ async def test_test_rule_by_id_and_with_an_eventbridge_pattern(bus: EventBusClie
         await bus.call("test_rule", {"event": {"topic": "x"}})
 
 
-async def test_every_rule_method_answers_rules_disabled_on_a_bus_without_rules(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "plain"}) as app, await connect(app.url("plain")) as bus:
+async def test_every_rule_method_answers_rules_disabled_on_a_bus_without_rules(
+    tmp_path: Path,
+) -> None:
+    async with (
+        start_buses(tmp_path, {"id": "plain"}) as app,
+        await connect(app.url("plain")) as bus,
+    ):
         calls: list[tuple[str, dict[str, Any]]] = [
             ("register_rule", rule()),
             ("list_rules", {}),
@@ -160,7 +219,9 @@ async def test_rules_survive_a_restart(tmp_path: Path) -> None:
         assert [(f["rule_id"], f["status"]) for f in firings] == [("keep", "ok")]
 
 
-async def test_bus_info_counts_rules_and_firings(bus: EventBusClient, rules_app: EventBusApp) -> None:
+async def test_bus_info_counts_rules_and_firings(
+    bus: EventBusClient, rules_app: EventBusApp
+) -> None:
     await bus.register_rule(rule())
     await bus.emit("repo.pushed", {"repo": "a/b", "branch": "main"})
     await rules_app.buses["rules"].wait_idle()
@@ -170,22 +231,33 @@ async def test_bus_info_counts_rules_and_firings(bus: EventBusClient, rules_app:
 
 
 async def test_a_bus_holds_at_most_max_rules(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, rules_bus("memory", tmp_path, max_rules=3)) as app, await connect(app.url("rules")) as bus:
+    async with (
+        start_buses(tmp_path, rules_bus("memory", tmp_path, max_rules=3)) as app,
+        await connect(app.url("rules")) as bus,
+    ):
         for i in range(3):
             await bus.register_rule({**rule(), "id": f"r{i}"})
         with pytest.raises(Overloaded) as refused:
             await bus.register_rule({**rule(), "id": "r3"})
         assert "holds 3 rules, the limit (max_rules)" in str(refused.value)
-        await bus.register_rule({**rule(), "id": "r0", "description": "replaced"}, replace=True)  # a replace is not a new rule
+        await bus.register_rule(
+            {**rule(), "id": "r0", "description": "replaced"}, replace=True
+        )  # a replace is not a new rule
         await bus.delete_rule("r1")
         await bus.register_rule({**rule(), "id": "r3"})
         assert sorted(r["id"] for r in await bus.list_rules()) == ["r0", "r2", "r3"]
 
 
 async def test_test_rule_on_an_event_with_a_field_too_large_to_test(bus: EventBusClient) -> None:
-    rule_body = {**rule(), "match_fields": {}, "pattern": {"payload": {"a": [{"numeric": [">", 0]}]}}}
+    rule_body = {
+        **rule(),
+        "match_fields": {},
+        "pattern": {"payload": {"a": [{"numeric": [">", 0]}]}},
+    }
     with pytest.raises(InvalidParams) as refused:
-        await bus.test_rule({"topic": "repo.pushed", "payload": {"a": list(range(1, 1002))}}, rule=rule_body)
+        await bus.test_rule(
+            {"topic": "repo.pushed", "payload": {"a": list(range(1, 1002))}}, rule=rule_body
+        )
     assert "more than 1000 values to test" in str(refused.value)
     ok = await bus.test_rule({"topic": "repo.pushed", "payload": {"a": [1]}}, rule=rule_body)
     assert ok["matched"] is True
@@ -193,7 +265,9 @@ async def test_test_rule_on_an_event_with_a_field_too_large_to_test(bus: EventBu
 
 async def test_test_rule_with_a_whole_event_jsonpath(bus: EventBusClient) -> None:
     rule_body = {**rule(), "match_fields": {"$..needle": 1}}
-    found = await bus.test_rule({"topic": "repo.pushed", "payload": {"x": [{"needle": 1}]}}, rule=rule_body)
+    found = await bus.test_rule(
+        {"topic": "repo.pushed", "payload": {"x": [{"needle": 1}]}}, rule=rule_body
+    )
     assert found["matched"] is True
 
 
@@ -206,9 +280,14 @@ def nested(depth: int, leaf: Any) -> Any:
 async def test_test_rule_refuses_an_action_its_templates_nest_too_deep(bus: EventBusClient) -> None:
     """Found by tests/hostile/test_fuzz.py: a template nested around a deeply nested event
     value made a reply orjson cannot encode: no reply at all, a traceback."""
-    body = rule(match_fields={}, action={"type": "EmitEvent", "topic": "out", "payload": nested(30, "{{ $.payload }}")})
+    body = rule(
+        match_fields={},
+        action={"type": "EmitEvent", "topic": "out", "payload": nested(30, "{{ $.payload }}")},
+    )
     with pytest.raises(InvalidParams) as caught:
         await bus.test_rule({"topic": "repo.pushed", "payload": nested(180, 1)}, rule=body)
-    assert caught.value.data == [{"loc": "event", "msg": "the action rendered for this event nests deeper than 200 levels"}]
+    assert caught.value.data == [
+        {"loc": "event", "msg": "the action rendered for this event nests deeper than 200 levels"}
+    ]
     shallow = await bus.test_rule({"topic": "repo.pushed", "payload": nested(20, 1)}, rule=body)
     assert shallow["action"]["payload"] == nested(50, 1)

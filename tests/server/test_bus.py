@@ -33,7 +33,9 @@ from tests.subscriber import RecordingSubscriber
 
 @contextlib.asynccontextmanager
 async def running_bus(tmp_path: Path, **fields: Any) -> AsyncIterator[Bus]:
-    config = parse_config([{"id": "b", "listen": "127.0.0.1:0", **fields}], base_dir=tmp_path).buses[0]
+    config = parse_config(
+        [{"id": "b", "listen": "127.0.0.1:0", **fields}], base_dir=tmp_path
+    ).buses[0]
     bus = Bus(config)
     await bus.start()
     try:
@@ -51,7 +53,9 @@ def emit(topic: str, payload: Any = None, **fields: Any) -> EmitParams:
     return EmitParams(topic=topic, payload=payload, **fields)
 
 
-async def test_admit_release_and_disconnected_keep_max_connections_and_the_connections_stat(tmp_path: Path) -> None:
+async def test_admit_release_and_disconnected_keep_max_connections_and_the_connections_stat(
+    tmp_path: Path,
+) -> None:
     async with running_bus(tmp_path, max_connections=2) as bus:
         a, b, c = RecordingSubscriber(), RecordingSubscriber(), RecordingSubscriber()
         assert bus.admit(a) and bus.admit(b)
@@ -72,7 +76,9 @@ async def test_admit_release_and_disconnected_keep_max_connections_and_the_conne
 
 
 RULE_VERBS: dict[str, Callable[[Bus], Any]] = {
-    "register_rule": lambda bus: bus.register_rule({"id": "r", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}}, replace=False),
+    "register_rule": lambda bus: bus.register_rule(
+        {"id": "r", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}}, replace=False
+    ),
     "list_rules": lambda bus: bus.list_rules(),
     "get_rule": lambda bus: bus.get_rule("r"),
     "delete_rule": lambda bus: bus.delete_rule("r"),
@@ -87,7 +93,10 @@ RULE_VERBS: dict[str, Callable[[Bus], Any]] = {
 @pytest.mark.parametrize("verb", list(RULE_VERBS))
 async def test_rule_verbs_answer_32003_on_a_bus_without_rules(tmp_path: Path, verb: str) -> None:
     async with running_bus(tmp_path) as bus:
-        with pytest.raises(RulesDisabled, match="rules are disabled on bus 'b' \\(its config has enable_rules: false\\)") as refused:
+        with pytest.raises(
+            RulesDisabled,
+            match="rules are disabled on bus 'b' \\(its config has enable_rules: false\\)",
+        ) as refused:
             call = RULE_VERBS[verb](bus)
             if hasattr(call, "__await__"):
                 await call
@@ -95,11 +104,15 @@ async def test_rule_verbs_answer_32003_on_a_bus_without_rules(tmp_path: Path, ve
         assert bus.info()["stats"]["subscriptions"] == 0  # subscribe_firings registered nothing
 
 
-async def test_unsubscribe_of_a_subscription_the_connection_does_not_hold_is_32002(tmp_path: Path) -> None:
+async def test_unsubscribe_of_a_subscription_the_connection_does_not_hold_is_32002(
+    tmp_path: Path,
+) -> None:
     async with running_bus(tmp_path) as bus:
         owner, stranger = RecordingSubscriber(), RecordingSubscriber()
         sub = bus.subscribe(EventQuery(), owner, replay=False)
-        with pytest.raises(NotFound, match=f"no subscription '{sub.id}' on this connection") as refused:
+        with pytest.raises(
+            NotFound, match=f"no subscription '{sub.id}' on this connection"
+        ) as refused:
             bus.unsubscribe(sub.id, stranger)
         assert refused.value.code == -32002
         with pytest.raises(NotFound):
@@ -112,7 +125,9 @@ async def test_unsubscribe_of_a_subscription_the_connection_does_not_hold_is_320
             bus.unsubscribe(sub.id, owner)  # once
 
 
-async def test_submit_refuses_reserved_topics_and_sources_outside_the_allow_list_at_once(tmp_path: Path) -> None:
+async def test_submit_refuses_reserved_topics_and_sources_outside_the_allow_list_at_once(
+    tmp_path: Path,
+) -> None:
     async with running_bus(tmp_path, allowed_sources=["trn:user:", "trn:org:acme:*"]) as bus:
         alice = "trn:user:alice:cli:v1"
         # Raised by submit() itself, before anything is queued; a batch names the event at fault.
@@ -120,12 +135,31 @@ async def test_submit_refuses_reserved_topics_and_sources_outside_the_allow_list
             bus.submit([emit("_sys.x", source_trn=alice)])
         assert reserved.value.code == -32009
         with pytest.raises(ReservedTopic, match=r"^events\[2\]: topic '_sys\.y' is reserved"):
-            bus.submit([emit("a", source_trn=alice), emit("b", source_trn=alice), emit("_sys.y", source_trn=alice)], batch=True)
-        with pytest.raises(SourceNotAllowed, match=r"^source_trn is required on bus 'b' \(allowed: trn:user:, trn:org:acme:\*\)") as refused:
+            bus.submit(
+                [
+                    emit("a", source_trn=alice),
+                    emit("b", source_trn=alice),
+                    emit("_sys.y", source_trn=alice),
+                ],
+                batch=True,
+            )
+        with pytest.raises(
+            SourceNotAllowed,
+            match=r"^source_trn is required on bus 'b' \(allowed: trn:user:, trn:org:acme:\*\)",
+        ) as refused:
             bus.submit([emit("a")])
         assert refused.value.code == -32001
-        with pytest.raises(SourceNotAllowed, match=r"^events\[1\]: source_trn 'trn:org:other:x' is not allowed on bus 'b'"):
-            bus.submit([emit("a", source_trn="trn:org:acme:tool:x"), emit("a", source_trn="trn:org:other:x")], batch=True)
+        with pytest.raises(
+            SourceNotAllowed,
+            match=r"^events\[1\]: source_trn 'trn:org:other:x' is not allowed on bus 'b'",
+        ):
+            bus.submit(
+                [
+                    emit("a", source_trn="trn:org:acme:tool:x"),
+                    emit("a", source_trn="trn:org:other:x"),
+                ],
+                batch=True,
+            )
         assert bus.info()["stats"]["queue_depth"] == 0
 
         # A rule's emit (trusted) skips the allow-list, never the reservation.
@@ -135,14 +169,19 @@ async def test_submit_refuses_reserved_topics_and_sources_outside_the_allow_list
         allowed = await bus.emit(emit("a", source_trn="trn:org:acme:tool:x"))
         await bus.wait_idle()
         stored = await bus.poll(EventQuery(topic=">"))
-        assert [e.event_id for e in stored] == [made_by_a_rule.event_id, allowed.event_id]  # none of the refused
+        assert [e.event_id for e in stored] == [
+            made_by_a_rule.event_id,
+            allowed.event_id,
+        ]  # none of the refused
         assert bus.info()["stats"]["emitted"] == 2
 
 
 async def test_a_full_queue_refuses_at_once_with_32005(tmp_path: Path) -> None:
     async with running_bus(tmp_path, queue_size=1) as bus:
         queued = bus.submit([emit("a", 1)])  # the writer has not had a turn: it waits in the queue
-        with pytest.raises(Overloaded, match="emit queue is full \\(1 requests\\); back off and retry") as refused:
+        with pytest.raises(
+            Overloaded, match="emit queue is full \\(1 requests\\); back off and retry"
+        ) as refused:
             bus.submit([emit("a", 2)])
         assert refused.value.code == -32005
         assert bus.info()["stats"]["rejected_overloaded"] == 1
@@ -172,7 +211,9 @@ async def test_wait_idle_returns_once_everything_submitted_is_committed_and_deli
         assert bus.last_event_id == 250
 
 
-async def test_a_connection_that_drains_again_gets_what_its_subscriptions_held(tmp_path: Path) -> None:
+async def test_a_connection_that_drains_again_gets_what_its_subscriptions_held(
+    tmp_path: Path,
+) -> None:
     async with running_bus(tmp_path) as bus:
         peer = RecordingSubscriber()
         sub = bus.subscribe(EventQuery(topic="t"), peer, replay=False)
@@ -186,9 +227,19 @@ async def test_a_connection_that_drains_again_gets_what_its_subscriptions_held(t
         assert peer.event_ids() == [1, 2, 3]
 
 
-async def test_info_stats_move_with_what_the_bus_does(tmp_path: Path, storage_fields: dict[str, Any]) -> None:
+async def test_info_stats_move_with_what_the_bus_does(
+    tmp_path: Path, storage_fields: dict[str, Any]
+) -> None:
     async with running_bus(tmp_path, subscriber_buffer=1, **storage_fields) as bus:
-        counters = ("emitted", "batches", "topics", "subscriptions", "lagged", "connections", "last_event_id")
+        counters = (
+            "emitted",
+            "batches",
+            "topics",
+            "subscriptions",
+            "lagged",
+            "connections",
+            "last_event_id",
+        )
         stats = bus.info()["stats"]
         assert [stats[name] for name in counters] == [0] * len(counters)
         peer = RecordingSubscriber()
@@ -200,7 +251,12 @@ async def test_info_stats_move_with_what_the_bus_does(tmp_path: Path, storage_fi
         await bus.wait_idle()
         stats = bus.info()["stats"]
         assert (stats["emitted"], stats["duplicates"], stats["batches"]) == (3, 1, 3)
-        assert (stats["topics"], stats["last_event_id"], stats["subscriptions"], stats["connections"]) == (3, 3, 1, 1)
+        assert (
+            stats["topics"],
+            stats["last_event_id"],
+            stats["subscriptions"],
+            stats["connections"],
+        ) == (3, 3, 1, 1)
         assert [t["topic"] for t in await bus.list_topics()] == ["a", "b", "c"]
 
         peer.pause()

@@ -43,15 +43,36 @@ def _deep_payload() -> Any:
 #: Per backend: (params of a poisoned emit, the start of the error it must get).
 POISONS: dict[str, list[tuple[dict[str, Any], str]]] = {
     "sqlite": [
-        ({"timestamp": 2**64}, "SQLite cannot store this event: timestamp 18446744073709551616 does not fit in a 64-bit integer"),
-        ({"payload": _deep_payload()}, "cannot store this event: its payload or metadata cannot be encoded as JSON"),
+        (
+            {"timestamp": 2**64},
+            "SQLite cannot store this event: timestamp 18446744073709551616 does not fit in a 64-bit integer",
+        ),
+        (
+            {"payload": _deep_payload()},
+            "cannot store this event: its payload or metadata cannot be encoded as JSON",
+        ),
     ],
     "postgres": [
-        ({"timestamp": 2**64}, "PostgreSQL cannot store this event: timestamp 18446744073709551616 does not fit"),
-        ({"correlation_id": "c-\x00"}, r"PostgreSQL cannot store this event: correlation_id contains \u0000"),
-        ({"payload": {"note": "a\x00b"}}, r"PostgreSQL cannot store this event: payload.note contains \u0000"),
-        ({"metadata": {"trace": "\x00"}}, r"PostgreSQL cannot store this event: metadata.trace contains \u0000"),
-        ({"payload": _deep_payload()}, "cannot store this event: its payload or metadata cannot be encoded as JSON"),
+        (
+            {"timestamp": 2**64},
+            "PostgreSQL cannot store this event: timestamp 18446744073709551616 does not fit",
+        ),
+        (
+            {"correlation_id": "c-\x00"},
+            r"PostgreSQL cannot store this event: correlation_id contains \u0000",
+        ),
+        (
+            {"payload": {"note": "a\x00b"}},
+            r"PostgreSQL cannot store this event: payload.note contains \u0000",
+        ),
+        (
+            {"metadata": {"trace": "\x00"}},
+            r"PostgreSQL cannot store this event: metadata.trace contains \u0000",
+        ),
+        (
+            {"payload": _deep_payload()},
+            "cannot store this event: its payload or metadata cannot be encoded as JSON",
+        ),
     ],
 }
 
@@ -64,7 +85,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def app(backend: str, tmp_path: Path) -> AsyncIterator[EventBusApp]:
     storage: dict[str, Any] = (
-        {"storage_path": str(tmp_path / "iso.db")} if backend == "sqlite" else {"storage_url": postgres.storage_url(tmp_path)}
+        {"storage_path": str(tmp_path / "iso.db")}
+        if backend == "sqlite"
+        else {"storage_url": postgres.storage_url(tmp_path)}
     )
     async with start_buses(tmp_path, {"id": "iso", "persist": True, **storage}) as running:
         yield running
@@ -88,7 +111,10 @@ def unchecked(topic: str, **fields: Any) -> EmitParams:
 
 
 async def stored(bus: Bus, topic: str = ">") -> list[Any]:
-    return [(e.event_id, e.topic, e.payload) for e in await bus.poll(EventQuery(topic=topic, limit=10_000))]
+    return [
+        (e.event_id, e.topic, e.payload)
+        for e in await bus.poll(EventQuery(topic=topic, limit=10_000))
+    ]
 
 
 def submit_all(bus: Bus, requests: list[EmitParams]) -> asyncio.Future[list[Any]]:
@@ -125,13 +151,17 @@ async def test_poisoned_requests_fail_alone_and_every_good_one_commits(
             assert isinstance(outcome, InvalidParams), outcome
             assert outcome.code == -32602
             assert outcome.message.startswith(message), outcome.message
-    assert [event_id for event_id, _, _ in good_ids] == sorted({event_id for event_id, _, _ in good_ids})
+    assert [event_id for event_id, _, _ in good_ids] == sorted(
+        {event_id for event_id, _, _ in good_ids}
+    )
     assert await stored(bus) == good_ids  # exactly the good events, in the order sent
     assert bus.info()["stats"]["batches_split"] >= 1  # they did share a commit that failed
     assert errors_logged() == []
 
 
-async def test_one_poisoned_request_costs_a_few_commits_not_one_per_request(backend: str, bus: Bus) -> None:
+async def test_one_poisoned_request_costs_a_few_commits_not_one_per_request(
+    backend: str, bus: Bus
+) -> None:
     """Halving finds it in log2(n) steps: a poisoned emit cannot make the writer
     commit thousands of requests one by one while everyone else waits."""
     poison, _ = POISONS[backend][0]
@@ -152,7 +182,9 @@ async def test_idempotency_keys_stay_right_when_a_commit_is_split(
     requests = [
         unchecked("good", payload="a", idempotency_key="k1"),  # stored
         unchecked("bad", payload="p", **poison),  # fails alone
-        unchecked("good", payload="b", idempotency_key="k1"),  # a duplicate of "a", as without the poison
+        unchecked(
+            "good", payload="b", idempotency_key="k1"
+        ),  # a duplicate of "a", as without the poison
         unchecked("bad", payload="q", idempotency_key="k2", **poison),  # fails: k2 is not stored
         unchecked("good", payload="c", idempotency_key="k2"),  # so this one is the first with k2
         unchecked("good", payload="d", idempotency_key="k2"),  # and this one its duplicate
@@ -171,13 +203,18 @@ async def test_an_emit_events_call_with_a_poisoned_event_fails_whole_and_alone(
 ) -> None:
     poison, _ = POISONS[backend][0]
     before = bus.submit([unchecked("good", payload="before")])
-    batch = bus.submit([unchecked("batch", payload=0), unchecked("batch", payload=1, **poison)], batch=True)
+    batch = bus.submit(
+        [unchecked("batch", payload=0), unchecked("batch", payload=1, **poison)], batch=True
+    )
     after = bus.submit([unchecked("good", payload="after")])
     outcomes = await asyncio.gather(before, batch, after, return_exceptions=True)
 
     assert isinstance(outcomes[1], InvalidParams)  # all or nothing: neither event is stored
     assert "cannot store an event on topic 'batch'" in outcomes[1].message
-    assert await stored(bus) == [(outcomes[0][0].event_id, "good", "before"), (outcomes[2][0].event_id, "good", "after")]
+    assert await stored(bus) == [
+        (outcomes[0][0].event_id, "good", "before"),
+        (outcomes[2][0].event_id, "good", "after"),
+    ]
     assert errors_logged() == []
 
 
@@ -188,7 +225,9 @@ async def test_pipelined_poison_from_one_client_leaves_its_other_emits_alone(
     timestamp beyond int64 and U+0000 in a string are refused at the door (-32602) on
     every bus, before the queue. No value known to pass that door fails a commit, so the
     tests above put the poison into a shared group commit with `Bus.submit`."""
-    poison: dict[str, Any] = {"timestamp": 2**63} if backend == "sqlite" else {"correlation_id": "c-\x00"}
+    poison: dict[str, Any] = (
+        {"timestamp": 2**63} if backend == "sqlite" else {"correlation_id": "c-\x00"}
+    )
     async with await connect(app.url("iso")) as client:
         sends = [
             client.emit("bad", i, **poison) if i % 10 == 3 else client.emit("good", i)
@@ -221,9 +260,13 @@ async def test_a_storage_outage_still_fails_every_good_request_with_32008(
     backend: str, bus: Bus, errors_logged: Callable[[], list[str]]
 ) -> None:
     poison, _ = POISONS[backend][0]
-    assert not isinstance((await submit_all(bus, [unchecked("good", payload="first")]))[0], BaseException)
+    assert not isinstance(
+        (await submit_all(bus, [unchecked("good", payload="first")]))[0], BaseException
+    )
     await _lose_storage(bus)
-    requests = [unchecked("good", payload=i) if i % 5 else unchecked("bad", **poison) for i in range(50)]
+    requests = [
+        unchecked("good", payload=i) if i % 5 else unchecked("bad", **poison) for i in range(50)
+    ]
     outcomes = await submit_all(bus, requests)
     for params, outcome in zip(requests, outcomes, strict=True):
         if params.topic == "good":

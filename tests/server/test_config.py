@@ -123,11 +123,12 @@ SINGLE_PROBLEMS = [
         [bus(listen="localhost:70000")], "[0].listen", "outside 0-65535", id="listen-port-too-big"
     ),
     pytest.param([bus(listen=4010)], "[0].listen", "must be a string", id="listen-number"),
+    pytest.param([bus(colour="blue")], "[0].colour", "unknown key 'colour'", id="unknown-key"),
     pytest.param(
-        [bus(colour="blue")], "[0].colour", "unknown key 'colour'", id="unknown-key"
-    ),
-    pytest.param(
-        [bus(Persist=True)], "[0].Persist", "unknown key 'Persist' (did you mean 'persist'?)", id="unknown-key-case"
+        [bus(Persist=True)],
+        "[0].Persist",
+        "unknown key 'Persist' (did you mean 'persist'?)",
+        id="unknown-key-case",
     ),
     pytest.param(
         [bus(persist=True)],
@@ -165,7 +166,9 @@ SINGLE_PROBLEMS = [
         "must not be empty",
         id="empty-storage-path",
     ),
-    pytest.param([bus(persist="maybe")], "[0].persist", "must be true or false", id="persist-not-bool"),
+    pytest.param(
+        [bus(persist="maybe")], "[0].persist", "must be true or false", id="persist-not-bool"
+    ),
     pytest.param(
         [bus(max_concurrency=0)],
         "[0].max_concurrency",
@@ -257,7 +260,10 @@ SINGLE_PROBLEMS = [
         [bus(auth_token="s3cret")], "[0].auth_token", "auth_token_env", id="token-in-the-file"
     ),
     pytest.param(
-        [bus(config_dir="/elsewhere")], "[0].config_dir", "folder of the config file", id="config-dir-in-the-file"
+        [bus(config_dir="/elsewhere")],
+        "[0].config_dir",
+        "folder of the config file",
+        id="config-dir-in-the-file",
     ),
     pytest.param(
         [bus(auth_token_env="EVENTBUS_TOKEN")],
@@ -648,12 +654,18 @@ def test_loaded_config_matches_parsed_config(tmp_path: Path) -> None:
 
 
 def test_tool_route_headers_expand_env_variables() -> None:
-    route = {"match": "trn:user:*", "kind": "http", "url": "http://127.0.0.1:9/x",
-             "headers": {"Authorization": "Bearer ${TOOL_TOKEN}", "X-Plain": "as is"}}
+    route = {
+        "match": "trn:user:*",
+        "kind": "http",
+        "url": "http://127.0.0.1:9/x",
+        "headers": {"Authorization": "Bearer ${TOOL_TOKEN}", "X-Plain": "as is"},
+    }
     [b] = parse_config([bus(tools=[route])], env={"TOOL_TOKEN": "t0k"}).buses
     assert b.tools[0].headers == {"Authorization": "Bearer t0k", "X-Plain": "as is"}
     problems = problems_of([bus(tools=[route])], env={})
-    assert problems == [("[0].tools[0].headers.Authorization", "environment variable TOOL_TOKEN is not set")]
+    assert problems == [
+        ("[0].tools[0].headers.Authorization", "environment variable TOOL_TOKEN is not set")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -664,15 +676,38 @@ def test_tool_route_headers_expand_env_variables() -> None:
         ({"max_concurrency": "8"}, "[0].max_concurrency", 'must be an integer, not "8"'),
         ({"queue_size": 8.0}, "[0].queue_size", "must be an integer, not 8.0"),
         ({"retry": {"attempts": "3"}}, "[0].retry.attempts", 'must be an integer, not "3"'),
-        ({"tools": [{"match": "trn:a:b", "kind": "command", "argv": ["x", 1]}]}, "[0].tools[0].argv[1]", "must be a string, not 1"),
-        ({"max_conections": 3}, "[0].max_conections", "unknown key 'max_conections' (did you mean 'max_connections'?)"),
-        ({"retry": {"atempts": 3}}, "[0].retry.atempts", "unknown key 'atempts' (did you mean 'attempts'?)"),
+        (
+            {"tools": [{"match": "trn:a:b", "kind": "command", "argv": ["x", 1]}]},
+            "[0].tools[0].argv[1]",
+            "must be a string, not 1",
+        ),
+        (
+            {"max_conections": 3},
+            "[0].max_conections",
+            "unknown key 'max_conections' (did you mean 'max_connections'?)",
+        ),
+        (
+            {"retry": {"atempts": 3}},
+            "[0].retry.atempts",
+            "unknown key 'atempts' (did you mean 'attempts'?)",
+        ),
         ({"read_timeout_s": 0}, "[0].read_timeout_s", "greater than 0"),
         ({"max_output_bytes": 100}, "[0].max_output_bytes", "greater than or equal to 65536"),
         ({"max_inflight": 2**63}, "[0].max_inflight", "less than or equal to 1000000"),
     ],
-    ids=["bool-string", "bool-int", "int-string", "int-float", "nested-int", "array-item",
-         "did-you-mean", "nested-did-you-mean", "zero-timeout", "tiny-output", "huge-inflight"],
+    ids=[
+        "bool-string",
+        "bool-int",
+        "int-string",
+        "int-float",
+        "nested-int",
+        "array-item",
+        "did-you-mean",
+        "nested-did-you-mean",
+        "zero-timeout",
+        "tiny-output",
+        "huge-inflight",
+    ],
 )
 def test_config_types_are_strict(fields: dict[str, Any], loc: str, message: str) -> None:
     found_loc, found_message = one_problem([bus(**fields)])
@@ -688,16 +723,46 @@ def test_config_types_are_strict(fields: dict[str, Any], loc: str, message: str)
         ({"subscriber_buffer": 2**63}, "[0].subscriber_buffer", "must be at most 2^63-1 (int64)"),
         ({"max_connections": 2**63}, "[0].max_connections", "must be at most 2^63-1 (int64)"),
         ({"max_message_bytes": 2**63}, "[0].max_message_bytes", "must be at most 2^63-1 (int64)"),
-        ({"retention": {"max_events": 2**63}}, "[0].retention.max_events", "must be at most 2^63-1 (int64)"),
+        (
+            {"retention": {"max_events": 2**63}},
+            "[0].retention.max_events",
+            "must be at most 2^63-1 (int64)",
+        ),
         ({"dedup_window": 1e300}, "[0].dedup_window", "a duration must be at most 100 years"),
-        ({"retention": {"max_age": "99999999999d"}}, "[0].retention.max_age", "a duration must be at most 100 years"),
+        (
+            {"retention": {"max_age": "99999999999d"}},
+            "[0].retention.max_age",
+            "a duration must be at most 100 years",
+        ),
         ({"write_timeout_s": 4e9}, "[0].write_timeout_s", "a duration must be at most 100 years"),
-        ({"retry": {"backoff_ms": 3_600_001}}, "[0].retry.backoff_ms", "less than or equal to 3600000"),
-        ({"tools": [{"match": "trn:a:b", "kind": "command", "argv": ["x"], "timeout_ms": 10**10}]},
-         "[0].tools[0].timeout_ms", "less than or equal to 3600000"),
+        (
+            {"retry": {"backoff_ms": 3_600_001}},
+            "[0].retry.backoff_ms",
+            "less than or equal to 3600000",
+        ),
+        (
+            {
+                "tools": [
+                    {"match": "trn:a:b", "kind": "command", "argv": ["x"], "timeout_ms": 10**10}
+                ]
+            },
+            "[0].tools[0].timeout_ms",
+            "less than or equal to 3600000",
+        ),
     ],
-    ids=["memory-buffer", "queue", "subscriber-buffer", "connections", "message-bytes", "max-events",
-         "dedup-window", "max-age", "write-timeout", "config-backoff", "tool-timeout"],
+    ids=[
+        "memory-buffer",
+        "queue",
+        "subscriber-buffer",
+        "connections",
+        "message-bytes",
+        "max-events",
+        "dedup-window",
+        "max-age",
+        "write-timeout",
+        "config-backoff",
+        "tool-timeout",
+    ],
 )
 def test_config_numbers_are_bounded(fields: dict[str, Any], loc: str, message: str) -> None:
     """Every number is refused at validation if the bus could not run with it: a
@@ -711,10 +776,16 @@ def test_config_numbers_are_bounded(fields: dict[str, Any], loc: str, message: s
 
 async def test_a_bus_at_the_largest_values_its_config_takes_runs(tmp_path: Path) -> None:
     largest = {
-        "dedup_window": "36500d", "retention": {"max_age": "36500d", "max_events": 2**63 - 1},
-        "queue_size": 2**63 - 1, "subscriber_buffer": 2**63 - 1, "max_connections": 2**63 - 1,
-        "write_timeout_s": "36500d", "read_timeout_s": "36500d", "auth_timeout_s": "36500d",
-        "enable_rules": True, "retry": {"attempts": 100, "backoff_ms": 3_600_000},
+        "dedup_window": "36500d",
+        "retention": {"max_age": "36500d", "max_events": 2**63 - 1},
+        "queue_size": 2**63 - 1,
+        "subscriber_buffer": 2**63 - 1,
+        "max_connections": 2**63 - 1,
+        "write_timeout_s": "36500d",
+        "read_timeout_s": "36500d",
+        "auth_timeout_s": "36500d",
+        "enable_rules": True,
+        "retry": {"attempts": 100, "backoff_ms": 3_600_000},
     }
     buses = [
         {"id": "lite", "persist": True, "storage_path": str(tmp_path / "lite.db"), **largest},
@@ -731,7 +802,12 @@ async def test_a_bus_at_the_largest_values_its_config_takes_runs(tmp_path: Path)
 
 def test_limits_have_design_defaults() -> None:
     [b] = parse_config([bus()], env=NO_ENV).buses
-    assert (b.max_inflight, b.max_output_bytes, b.write_timeout_s, b.max_batch) == (256, 16 * 1024 * 1024, 30.0, 1000)
+    assert (b.max_inflight, b.max_output_bytes, b.write_timeout_s, b.max_batch) == (
+        256,
+        16 * 1024 * 1024,
+        30.0,
+        1000,
+    )
     assert (b.max_subscriptions, b.read_timeout_s, b.auth_timeout_s) == (1000, 30.0, 10.0)
     assert (b.accept_from_buses, b.max_tool_reply_bytes) == ((), 1024 * 1024)
     assert (b.queue_size, b.max_queue_bytes) == (10_000, 64 * 1024 * 1024)
@@ -740,26 +816,42 @@ def test_limits_have_design_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("first", "second"),
-    [("0.0.0.0:4010", "127.0.0.1:4010"), ("127.0.0.1:4010", "0.0.0.0:4010"),
-     ("[::]:4010", "[::1]:4010"), ("localhost:4010", "[::1]:4010"), ("localhost:4010", "0.0.0.0:4010")],
+    [
+        ("0.0.0.0:4010", "127.0.0.1:4010"),
+        ("127.0.0.1:4010", "0.0.0.0:4010"),
+        ("[::]:4010", "[::1]:4010"),
+        ("localhost:4010", "[::1]:4010"),
+        ("localhost:4010", "0.0.0.0:4010"),
+    ],
 )
 def test_wildcard_listen_collides_with_a_specific_address(first: str, second: str) -> None:
     problems = problems_of([bus(id="a", listen=first), bus(id="b", listen=second)])
-    assert problems == [("[1].listen", f"{second!r} collides with {first!r} of [0]: both take port 4010")]
+    assert problems == [
+        ("[1].listen", f"{second!r} collides with {first!r} of [0]: both take port 4010")
+    ]
 
 
-@pytest.mark.parametrize(("first", "second"), [("0.0.0.0:4010", "[::1]:4010"), ("0.0.0.0:4010", "127.0.0.1:4011")])
+@pytest.mark.parametrize(
+    ("first", "second"), [("0.0.0.0:4010", "[::1]:4010"), ("0.0.0.0:4010", "127.0.0.1:4011")]
+)
 def test_listen_addresses_that_do_not_collide(first: str, second: str) -> None:
     config = parse_config([bus(id="a", listen=first), bus(id="b", listen=second)], env=NO_ENV)
     assert [b.listen for b in config.buses] == [first, second]
 
 
 def test_accept_from_buses_names_buses_of_the_file() -> None:
-    problems = problems_of([
-        bus(id="global", listen="127.0.0.1:4100"),
-        bus(id="audit", listen="127.0.0.1:4101", accept_from_buses=["globl", "audit", "global"]),
-    ])
+    problems = problems_of(
+        [
+            bus(id="global", listen="127.0.0.1:4100"),
+            bus(
+                id="audit", listen="127.0.0.1:4101", accept_from_buses=["globl", "audit", "global"]
+            ),
+        ]
+    )
     assert problems == [
         ("[1].accept_from_buses[0]", "no bus 'globl' in this config (did you mean 'global'?)"),
-        ("[1].accept_from_buses[1]", "a bus's own rules may always emit on it; list other buses only"),
+        (
+            "[1].accept_from_buses[1]",
+            "a bus's own rules may always emit on it; list other buses only",
+        ),
     ]

@@ -46,7 +46,9 @@ class RecordingTransport(asyncio.Transport):
         pass
 
 
-async def test_nothing_is_written_once_the_connection_has_closed_its_transport(tmp_path: Path) -> None:
+async def test_nothing_is_written_once_the_connection_has_closed_its_transport(
+    tmp_path: Path,
+) -> None:
     """Found by tests/hostile/test_fuzz.py (once, in the long mode): a replay kept pushing
     after the bus closed a half-closed connection; one such line reached the client cut short."""
     bus = Bus(parse_config([{"id": "c", "listen": "127.0.0.1:0"}], base_dir=tmp_path).buses[0])
@@ -56,7 +58,9 @@ async def test_nothing_is_written_once_the_connection_has_closed_its_transport(t
     connection.data_received(b'{"jsonrpc":"2.0","method":"ping","id":1}\n')
     connection.eof_received()  # every reply is out: the connection closes its transport
     await asyncio.sleep(0)
-    assert transport.closing and transport.written == [b'{"jsonrpc":"2.0","id":1,"result":"pong"}\n']
+    assert transport.closing and transport.written == [
+        b'{"jsonrpc":"2.0","id":1,"result":"pong"}\n'
+    ]
     assert not connection.can_write  # subscriptions hold (and lag) instead of writing
     connection.write(b'{"jsonrpc":"2.0","method":"event","params":{}}\n')  # a replay's next push
     await asyncio.sleep(0)

@@ -15,9 +15,22 @@ from tests.processes import ServerProcess
 
 pytestmark = pytest.mark.slow
 
+
 def _write_config(tmp_path: Path, **extra) -> Path:
     path = tmp_path / "event_buses.json"
-    path.write_text(json.dumps([{"id": "crash", "listen": "127.0.0.1:0", "persist": True, "storage_path": "crash.db", **extra}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "crash",
+                    "listen": "127.0.0.1:0",
+                    "persist": True,
+                    "storage_path": "crash.db",
+                    **extra,
+                }
+            ]
+        )
+    )
     return path
 
 
@@ -45,7 +58,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(tmp_path: Path) -> 
     server = await ServerProcess.start(config)
     acked: list[int] = []
     stop = asyncio.Event()
-    producers = [asyncio.create_task(_emit_until_killed(server.url("crash"), acked, stop)) for _ in range(3)]
+    producers = [
+        asyncio.create_task(_emit_until_killed(server.url("crash"), acked, stop)) for _ in range(3)
+    ]
     while len(acked) < 3000:
         await asyncio.sleep(0.01)
     server.proc.send_signal(signal.SIGKILL)
@@ -65,7 +80,9 @@ async def test_kill_9_under_load_loses_no_acknowledged_event(tmp_path: Path) -> 
                 stored.update(e.event_id for e in page.events)
                 since = page.next_since
             missing = set(acked) - stored
-            assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
+            assert not missing, (
+                f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:5]}"
+            )
             assert len(acked) >= 3000
             # The log goes on after the crash: new ids are above everything stored.
             assert (await client.emit("load", "after")).event_id > max(stored)
@@ -104,8 +121,14 @@ async def test_startup_log_line_per_bus(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(
             [
-                {"id": "a", "listen": "127.0.0.1:0", "persist": True, "storage_path": "a.db", "enable_rules": True,
-                 "allowed_sources": ["trn:user:"]},
+                {
+                    "id": "a",
+                    "listen": "127.0.0.1:0",
+                    "persist": True,
+                    "storage_path": "a.db",
+                    "enable_rules": True,
+                    "allowed_sources": ["trn:user:"],
+                },
                 {"id": "b", "listen": "127.0.0.1:0"},
             ]
         )

@@ -19,7 +19,9 @@ from tests import postgres
 from tests.conftest import start_buses
 
 
-async def test_emit_then_poll_round_trips_every_field(client: EventBusClient, unique_topic: str) -> None:
+async def test_emit_then_poll_round_trips_every_field(
+    client: EventBusClient, unique_topic: str
+) -> None:
     result = await client.emit(
         unique_topic,
         {"repo": "acme/api", "n": [1, 2.5, None, "ü"]},
@@ -45,7 +47,9 @@ async def test_emit_then_poll_round_trips_every_field(client: EventBusClient, un
     assert polled.next_since == result.event_id
 
 
-async def test_event_ids_strictly_increase_and_timestamp_is_filled(client: EventBusClient, unique_topic: str) -> None:
+async def test_event_ids_strictly_increase_and_timestamp_is_filled(
+    client: EventBusClient, unique_topic: str
+) -> None:
     results = [await client.emit(unique_topic, i) for i in range(5)]
     ids = [r.event_id for r in results]
     assert ids == sorted(ids) and len(set(ids)) == 5
@@ -65,9 +69,19 @@ async def test_poll_pages_with_next_since(client: EventBusClient, unique_topic: 
 
 
 async def test_poll_desc_and_filters(client: EventBusClient, unique_topic: str) -> None:
-    await client.emit(f"{unique_topic}.a", 1, source_trn="trn:user:alice:x", correlation_id="c1", timestamp=1000)
-    await client.emit(f"{unique_topic}.b", 2, source_trn="trn:org:acme:x", target_trn="trn:user:bob:y", timestamp=2000)
-    await client.emit(f"{unique_topic}.b.c", 3, source_trn="trn:user:carol:x", correlation_id="c1", timestamp=3000)
+    await client.emit(
+        f"{unique_topic}.a", 1, source_trn="trn:user:alice:x", correlation_id="c1", timestamp=1000
+    )
+    await client.emit(
+        f"{unique_topic}.b",
+        2,
+        source_trn="trn:org:acme:x",
+        target_trn="trn:user:bob:y",
+        timestamp=2000,
+    )
+    await client.emit(
+        f"{unique_topic}.b.c", 3, source_trn="trn:user:carol:x", correlation_id="c1", timestamp=3000
+    )
 
     async def payloads(**filters) -> list:
         return [e.payload for e in (await client.poll(**filters)).events]
@@ -95,10 +109,14 @@ async def test_reserved_topics_are_refused(client: EventBusClient) -> None:
         await client.emit("_sys.anything", 1)
 
 
-async def test_idempotency_key_dedups_and_stores_nothing(client: EventBusClient, unique_topic: str) -> None:
+async def test_idempotency_key_dedups_and_stores_nothing(
+    client: EventBusClient, unique_topic: str
+) -> None:
     first = await client.emit(unique_topic, 1, idempotency_key="k-1")
     again = await client.emit(unique_topic, 2, idempotency_key="k-1")
-    assert again.duplicate and again.event_id == first.event_id and again.timestamp == first.timestamp
+    assert (
+        again.duplicate and again.event_id == first.event_id and again.timestamp == first.timestamp
+    )
     other = await client.emit(unique_topic, 3, idempotency_key="k-2")
     assert not other.duplicate
     assert [e.payload for e in (await client.poll(unique_topic)).events] == [1, 3]
@@ -115,8 +133,12 @@ async def test_idempotency_within_one_batch(client: EventBusClient, unique_topic
     assert [e.payload for e in (await client.poll(unique_topic)).events] == [1]
 
 
-async def test_concurrent_duplicate_emits_store_one_event(client: EventBusClient, unique_topic: str) -> None:
-    results = await asyncio.gather(*(client.emit(unique_topic, i, idempotency_key="race") for i in range(20)))
+async def test_concurrent_duplicate_emits_store_one_event(
+    client: EventBusClient, unique_topic: str
+) -> None:
+    results = await asyncio.gather(
+        *(client.emit(unique_topic, i, idempotency_key="race") for i in range(20))
+    )
     assert len({r.event_id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
     assert len((await client.poll(unique_topic)).events) == 1
@@ -145,7 +167,9 @@ async def test_bus_info(client: EventBusClient, bus_config: dict) -> None:
 
 
 async def test_allowed_sources(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "guarded", "allowed_sources": ["trn:user:", "trn:org:acme:*"]}) as app:
+    async with start_buses(
+        tmp_path, {"id": "guarded", "allowed_sources": ["trn:user:", "trn:org:acme:*"]}
+    ) as app:
         async with await connect(app.url("guarded")) as bus:
             assert (await bus.emit("a", 1, source_trn="trn:user:alice:cli:v1")).event_id
             assert (await bus.emit("a", 1, source_trn="trn:org:acme:tool:x")).event_id
@@ -167,7 +191,9 @@ async def test_invalid_trn_is_a_validation_error(client: EventBusClient) -> None
 async def test_queue_full_is_overloaded(tmp_path: Path) -> None:
     async with start_buses(tmp_path, {"id": "q", "queue_size": 1}) as app:
         async with await connect(app.url("q")) as bus:
-            results = await asyncio.gather(*(bus.emit("a", i) for i in range(300)), return_exceptions=True)
+            results = await asyncio.gather(
+                *(bus.emit("a", i) for i in range(300)), return_exceptions=True
+            )
     overloaded = [r for r in results if isinstance(r, Overloaded)]
     stored = [r for r in results if not isinstance(r, BaseException)]
     assert overloaded, "a queue of 1 must overflow under 300 concurrent emits"
@@ -228,7 +254,9 @@ async def test_memory_bus_counts_only_what_its_ring_holds(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("storage", ["memory", "sqlite", "postgres"])
-async def test_a_nul_in_an_event_is_refused_on_every_backend_and_fails_no_one_else(tmp_path: Path, storage: str) -> None:
+async def test_a_nul_in_an_event_is_refused_on_every_backend_and_fails_no_one_else(
+    tmp_path: Path, storage: str
+) -> None:
     """PostgreSQL cannot store U+0000: one such event failed the whole group commit (-32603).
     Found by tests/hostile/test_fuzz.py."""
     where: dict[str, object] = {}
@@ -236,7 +264,10 @@ async def test_a_nul_in_an_event_is_refused_on_every_backend_and_fails_no_one_el
         where = {"persist": True, "storage_path": str(tmp_path / "nul.db")}
     elif storage == "postgres":
         where = {"persist": True, "storage_url": postgres.storage_url(tmp_path)}
-    async with start_buses(tmp_path, {"id": "nul", **where}) as app, await connect(app.url("nul")) as bus:
+    async with (
+        start_buses(tmp_path, {"id": "nul", **where}) as app,
+        await connect(app.url("nul")) as bus,
+    ):
         outcomes = await asyncio.gather(
             bus.emit("t.nul", {"s": "a\x00b"}),
             bus.emit("t.ok", 1),

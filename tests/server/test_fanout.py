@@ -62,8 +62,12 @@ async def fanouts() -> AsyncIterator[list[FanOut]]:
 
 @pytest.fixture
 def make_fanout(fanouts: list[FanOut]) -> Callable[..., FanOut]:
-    def make(storage: Storage, *, buffer: int = 1000, max_subscriptions: int = 100, **limits: Any) -> FanOut:
-        fanout = FanOut(storage, subscriber_buffer=buffer, max_subscriptions=max_subscriptions, **limits)
+    def make(
+        storage: Storage, *, buffer: int = 1000, max_subscriptions: int = 100, **limits: Any
+    ) -> FanOut:
+        fanout = FanOut(
+            storage, subscriber_buffer=buffer, max_subscriptions=max_subscriptions, **limits
+        )
         fanouts.append(fanout)
         return fanout
 
@@ -79,7 +83,12 @@ async def commit(storage: Storage, topic: str = "t", count: int = 1, **fields: A
 
 
 async def go_live(
-    fanout: FanOut, storage: Storage, peer: RecordingSubscriber, received: Callable[[], int], committed: list[Event], topic: str
+    fanout: FanOut,
+    storage: Storage,
+    peer: RecordingSubscriber,
+    received: Callable[[], int],
+    committed: list[Event],
+    topic: str,
 ) -> None:
     """Publish one live event at a time until one is written by `publish()` itself: then the
     replaying subscription is live. Before each, wait until `received()` events arrived."""
@@ -104,15 +113,21 @@ async def test_a_subscription_gets_the_events_it_matches_and_no_others(
     fanout = make_fanout(memory)
     peer = RecordingSubscriber()
     orders = fanout.subscribe(EventQuery(topic="orders.*"), peer, replay=False)
-    from_eu = fanout.subscribe(EventQuery(topic=">", source_trn="trn:shop:eu:*"), peer, replay=False)
-    to_bob = fanout.subscribe(EventQuery(topic="orders.>", target_trn="trn:user:bob"), peer, replay=False)
+    from_eu = fanout.subscribe(
+        EventQuery(topic=">", source_trn="trn:shop:eu:*"), peer, replay=False
+    )
+    to_bob = fanout.subscribe(
+        EventQuery(topic="orders.>", target_trn="trn:user:bob"), peer, replay=False
+    )
     for sub in (orders, from_eu, to_bob):
         sub.start()
 
     new_eu = await commit(memory, "orders.new", source_trn="trn:shop:eu:paris")
     deep_bob = await commit(memory, "orders.new.gift", target_trn="trn:user:bob")
     user_us = await commit(memory, "users.new", source_trn="trn:shop:us:nyc")
-    user_eu = await commit(memory, "users.new", source_trn="trn:shop:eu:rome", target_trn="trn:user:bob")
+    user_eu = await commit(
+        memory, "users.new", source_trn="trn:shop:eu:rome", target_trn="trn:user:bob"
+    )
     fanout.publish(new_eu + deep_bob + user_us + user_eu)
 
     assert peer.event_ids(orders.id) == ids(new_eu)
@@ -262,7 +277,9 @@ async def test_held_bytes_count_for_the_whole_connection_and_the_one_that_overfl
     for sub in subs:
         sub.start()
     peer.pause()
-    big = [await commit(memory, payload="x" * 1000) for _ in range(2)]  # each line ~1.1 KB, held twice
+    big = [
+        await commit(memory, payload="x" * 1000) for _ in range(2)
+    ]  # each line ~1.1 KB, held twice
     fanout.publish(big[0])
     assert peer.lagged() == []  # 2 lines of ~1.1 KB held
     fanout.publish(big[1])  # the next line of either passes 3,000 bytes
@@ -303,7 +320,9 @@ async def test_event_and_firing_subscriptions_share_max_subscriptions(
     first = fanout.subscribe(EventQuery(), peer, replay=False)
     fanout.subscribe_firings(None, peer)
 
-    with pytest.raises(Overloaded, match="holds 2 subscriptions, the limit \\(max_subscriptions\\)") as refused:
+    with pytest.raises(
+        Overloaded, match="holds 2 subscriptions, the limit \\(max_subscriptions\\)"
+    ) as refused:
         fanout.subscribe(EventQuery(), peer, replay=False)
     assert refused.value.code == -32005
     with pytest.raises(Overloaded):
@@ -341,7 +360,10 @@ async def test_drop_all_frees_every_subscription_slot_and_held_byte_of_a_subscri
 ) -> None:
     fanout = make_fanout(memory, max_subscriptions=2, max_held_bytes=3000)
     gone, staying = RecordingSubscriber(), RecordingSubscriber()
-    for sub in (fanout.subscribe(EventQuery(topic="t"), gone, replay=False), fanout.subscribe_firings(None, gone)):
+    for sub in (
+        fanout.subscribe(EventQuery(topic="t"), gone, replay=False),
+        fanout.subscribe_firings(None, gone),
+    ):
         sub.start()
     kept = fanout.subscribe(EventQuery(topic="t"), staying, replay=False)
     kept.start()
@@ -378,7 +400,9 @@ async def test_a_firing_subscription_gets_its_rules_firings_and_lags_below_every
     for rule_id in ("r", "s"):
         await memory.put_rule(rule_id, {"id": rule_id}, True, T0)
     events = await commit(memory, count=5)
-    claimed = await memory.claim_firings([("r", e.event_id) for e in events] + [("s", events[0].event_id)], ids(events)[-1])
+    claimed = await memory.claim_firings(
+        [("r", e.event_id) for e in events] + [("s", events[0].event_id)], ids(events)[-1]
+    )
     by_id = {firing.firing_id: firing for firing in claimed}
     of_r = fanout.subscribe_firings("r", peer)
     of_r.start()

@@ -142,7 +142,9 @@ async def test_batches_committed_here_are_delivered_once_in_id_order(storage: St
     assert feed.cursor == second[-1].event_id
 
 
-async def test_a_notice_from_elsewhere_is_read_back_by_run(nodes: tuple[PostgresStorage, PostgresStorage]) -> None:
+async def test_a_notice_from_elsewhere_is_read_back_by_run(
+    nodes: tuple[PostgresStorage, PostgresStorage],
+) -> None:
     here, elsewhere = nodes
     delivered = Delivered()
     feed = CommitFeed(here, delivered, bus_id="b")
@@ -200,7 +202,9 @@ async def rolled_back_batch(storage: PostgresStorage) -> None:
         await storage.append(events)
 
 
-async def test_ids_a_rolled_back_batch_drew_do_not_stall_it(nodes: tuple[PostgresStorage, PostgresStorage]) -> None:
+async def test_ids_a_rolled_back_batch_drew_do_not_stall_it(
+    nodes: tuple[PostgresStorage, PostgresStorage],
+) -> None:
     here, elsewhere = nodes
     delivered = Delivered()
     feed = CommitFeed(here, delivered, bus_id="b")
@@ -212,7 +216,9 @@ async def test_ids_a_rolled_back_batch_drew_do_not_stall_it(nodes: tuple[Postgre
 
         await rolled_back_batch(elsewhere)
         ours = await commit(here)  # the next id after the hole
-        assert ours[0].event_id > before[-1].event_id + 1, "no ids were drawn: the test proves nothing"
+        assert ours[0].event_id > before[-1].event_id + 1, (
+            "no ids were drawn: the test proves nothing"
+        )
         await feed.committed_here(ours)  # reads the hole (nothing), delivers at once
         assert delivered.ids == ids(before + ours)
 

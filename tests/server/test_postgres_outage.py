@@ -47,12 +47,17 @@ async def test_emits_answer_32008_while_the_database_is_down_and_recover_by_them
 ) -> None:
     bus_config = {"id": "pg", "persist": True, "storage_url": cluster.url, "enable_rules": True}
     async with start_buses(tmp_path, bus_config) as app, await connect(app.url("pg")) as bus:
-        await bus.register_rule({"id": "copy", "topic": "before", "action": {"type": "EmitEvent", "topic": "copied"}})
+        await bus.register_rule(
+            {"id": "copy", "topic": "before", "action": {"type": "EmitEvent", "topic": "copied"}}
+        )
         sub = await bus.subscribe("after")
         before = await bus.emit_many([{"topic": "before", "payload": i} for i in range(50)])
 
         await cluster.stop()
-        with pytest.raises(StorageUnavailable, match=r"PostgreSQL 127\.0\.0\.1:\d+/postgres schema 'eventbus_pg' is unavailable"):
+        with pytest.raises(
+            StorageUnavailable,
+            match=r"PostgreSQL 127\.0\.0\.1:\d+/postgres schema 'eventbus_pg' is unavailable",
+        ):
             await bus.emit_many([{"topic": "lost", "payload": i} for i in range(20)])
         with pytest.raises(StorageUnavailable):
             await bus.poll("before")
@@ -64,7 +69,9 @@ async def test_emits_answer_32008_while_the_database_is_down_and_recover_by_them
         await bus.emit_many([{"topic": "after", "payload": i} for i in range(1, 10)])
 
         stored = (await bus.poll(">", limit=1000)).events
-        assert [e.event_id for e in stored if e.topic == "before"] == before  # nothing acknowledged is lost
+        assert [
+            e.event_id for e in stored if e.topic == "before"
+        ] == before  # nothing acknowledged is lost
         assert not [e for e in stored if e.topic == "lost"]  # nothing half-written
         assert all(e.event_id >= first_after for e in stored if e.topic == "after")
 
@@ -87,7 +94,9 @@ async def test_emits_answer_32008_while_the_database_is_down_and_recover_by_them
         assert await copied() == len(before)
 
 
-async def test_a_bus_whose_database_is_down_at_start_says_so(tmp_path: Path, cluster: TempCluster) -> None:
+async def test_a_bus_whose_database_is_down_at_start_says_so(
+    tmp_path: Path, cluster: TempCluster
+) -> None:
     await cluster.stop("fast")
     with pytest.raises(Exception, match="is unavailable"):
         async with start_buses(tmp_path, {"id": "pg", "persist": True, "storage_url": cluster.url}):

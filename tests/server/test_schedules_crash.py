@@ -22,7 +22,11 @@ pytestmark = pytest.mark.slow
 
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "event_buses.json"
-    path.write_text(json.dumps([{"id": "sched", "listen": "127.0.0.1:0", "persist": True, "storage_path": "s.db"}]))
+    path.write_text(
+        json.dumps(
+            [{"id": "sched", "listen": "127.0.0.1:0", "persist": True, "storage_path": "s.db"}]
+        )
+    )
     return path
 
 
@@ -36,7 +40,9 @@ async def _stop(server: ServerProcess) -> None:
     assert await server.proc.wait() == 0
 
 
-async def test_a_delayed_event_pending_at_kill_9_is_appended_once_after_the_restart(tmp_path: Path) -> None:
+async def test_a_delayed_event_pending_at_kill_9_is_appended_once_after_the_restart(
+    tmp_path: Path,
+) -> None:
     config = _config(tmp_path)
     server = await ServerProcess.start(config)
     async with await connect(server.url("sched")) as bus:
@@ -60,7 +66,9 @@ async def test_a_delayed_event_pending_at_kill_9_is_appended_once_after_the_rest
         await _stop(restarted)
 
 
-async def test_a_schedule_killed_mid_run_emits_its_latest_missed_tick_at_start_and_no_tick_twice(tmp_path: Path) -> None:
+async def test_a_schedule_killed_mid_run_emits_its_latest_missed_tick_at_start_and_no_tick_twice(
+    tmp_path: Path,
+) -> None:
     config = _config(tmp_path)
     server = await ServerProcess.start(config)
     async with await connect(server.url("sched")) as bus:

@@ -31,7 +31,18 @@ async def test_emits_after_the_file_is_lost_answer_32008_and_the_log_says_it_onc
 ) -> None:
     db = tmp_path / "data" / "global.db"
     config = tmp_path / "event_buses.json"
-    config.write_text(json.dumps([{"id": "global", "listen": "127.0.0.1:0", "persist": True, "storage_path": "data/global.db"}]))
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "global",
+                    "listen": "127.0.0.1:0",
+                    "persist": True,
+                    "storage_path": "data/global.db",
+                }
+            ]
+        )
+    )
     server = await ServerProcess.start(config)
     try:
         async with await connect(server.url("global")) as bus:
@@ -51,7 +62,9 @@ async def test_emits_after_the_file_is_lost_answer_32008_and_the_log_says_it_onc
                 bus.emit_many([{"topic": "after", "payload": i} for i in range(100)]),
                 return_exceptions=True,
             )
-            assert all(isinstance(o, StorageUnavailable) and str(o).startswith(message) for o in outcomes)
+            assert all(
+                isinstance(o, StorageUnavailable) and str(o).startswith(message) for o in outcomes
+            )
             with pytest.raises(StorageUnavailable, match="nothing more is written to it"):
                 await bus.poll(">")
             # The bus itself still answers.

@@ -56,7 +56,9 @@ async def test_source_and_target_filters(client: EventBusClient, unique_topic: s
     assert [e.payload for e in await _take(sub, 2)] == ["user", "user2"]
 
 
-async def test_subscribe_reply_comes_before_the_first_event(app: EventBusApp, client: EventBusClient, unique_topic: str) -> None:
+async def test_subscribe_reply_comes_before_the_first_event(
+    app: EventBusApp, client: EventBusClient, unique_topic: str
+) -> None:
     await client.emit(unique_topic, "stored")
     peer = await RawPeer.open(app.address("test"))
     reply = await peer.call("subscribe_topic", {"topic": unique_topic, "since": 0})
@@ -67,10 +69,14 @@ async def test_subscribe_reply_comes_before_the_first_event(app: EventBusApp, cl
     await peer.close()
 
 
-async def test_unsubscribe_stops_delivery(app: EventBusApp, client: EventBusClient, unique_topic: str) -> None:
+async def test_unsubscribe_stops_delivery(
+    app: EventBusApp, client: EventBusClient, unique_topic: str
+) -> None:
     peer = await RawPeer.open(app.address("test"))
     sub_id = (await peer.call("subscribe_topic", {"topic": unique_topic}))["result"]["subscription"]
-    assert (await peer.call("unsubscribe", {"subscription": sub_id}, call_id=2))["result"] == {"ok": True}
+    assert (await peer.call("unsubscribe", {"subscription": sub_id}, call_id=2))["result"] == {
+        "ok": True
+    }
     await client.emit(unique_topic, 1)
     await app.buses["test"].wait_idle()
     await peer.expect_only("after")
@@ -82,7 +88,9 @@ async def test_unsubscribe_stops_delivery(app: EventBusApp, client: EventBusClie
 async def test_slow_subscriber_lags_and_does_not_slow_others(tmp_path: Path) -> None:
     # 20 MB flow past the stuck peer: with the default 16 MiB of output allowed per
     # connection, plus up to 4 MiB the kernel buffers, it lagged only some of the time.
-    async with start_buses(tmp_path, {"id": "lag", "subscriber_buffer": 100, "max_output_bytes": 1_048_576}) as app:
+    async with start_buses(
+        tmp_path, {"id": "lag", "subscriber_buffer": 100, "max_output_bytes": 1_048_576}
+    ) as app:
         bus = app.buses["lag"]
         stuck = await RawPeer.open(app.address("lag"), limit=16 * 1024)
         sub_id = (await stuck.call("subscribe_topic", {"topic": "flood"}))["result"]["subscription"]
@@ -95,7 +103,9 @@ async def test_slow_subscriber_lags_and_does_not_slow_others(tmp_path: Path) -> 
             received = await _take(healthy, 10_000)
             assert len(received) == 10_000
             assert bus.info()["stats"]["lagged"] == 1
-            assert bus.info()["stats"]["subscriptions"] == 1  # the healthy one; the stuck one is gone
+            assert (
+                bus.info()["stats"]["subscriptions"] == 1
+            )  # the healthy one; the stuck one is gone
         # Drain what the stuck peer buffered: it ends in a lagged notice with a resume point.
         last = None
         while True:
@@ -127,8 +137,13 @@ async def test_client_subscription_resumes_after_server_restart(tmp_path: Path) 
 
 
 async def test_client_resumes_after_lagging(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "lag2", "subscriber_buffer": 50, "persist": True, "storage_path": "l.db"}) as app:
-        async with await connect(app.url("lag2")) as client, await connect(app.url("lag2")) as producer:
+    async with start_buses(
+        tmp_path, {"id": "lag2", "subscriber_buffer": 50, "persist": True, "storage_path": "l.db"}
+    ) as app:
+        async with (
+            await connect(app.url("lag2")) as client,
+            await connect(app.url("lag2")) as producer,
+        ):
             sub = await client.subscribe("burst", since=0)
             payload = "y" * 4000
             ids = []
@@ -144,8 +159,12 @@ async def test_unsubscribe_during_catch_up_stops_delivery(tmp_path: Path) -> Non
             for _ in range(5):
                 await client.emit_many([{"topic": "many", "payload": i} for i in range(10_000)])
         peer = await RawPeer.open(app.address("u"))
-        sub_id = (await peer.call("subscribe_topic", {"topic": "many", "since": 0}))["result"]["subscription"]
-        await peer.send({"jsonrpc": "2.0", "method": "unsubscribe", "params": {"subscription": sub_id}, "id": 2})
+        sub_id = (await peer.call("subscribe_topic", {"topic": "many", "since": 0}))["result"][
+            "subscription"
+        ]
+        await peer.send(
+            {"jsonrpc": "2.0", "method": "unsubscribe", "params": {"subscription": sub_id}, "id": 2}
+        )
         received = 0
         while (message := await peer.recv()).get("id") != 2:
             received += 1
@@ -155,15 +174,23 @@ async def test_unsubscribe_during_catch_up_stops_delivery(tmp_path: Path) -> Non
         await peer.close()
 
 
-async def test_a_connection_ending_during_a_replay_never_ends_inside_a_line(app: EventBusApp, client: EventBusClient, unique_topic: str) -> None:
+async def test_a_connection_ending_during_a_replay_never_ends_inside_a_line(
+    app: EventBusApp, client: EventBusClient, unique_topic: str
+) -> None:
     """After a half-close the bus closes once every reply is out, while a replay may
     still push. The fuzzer once saw a line cut short there (tests/server/test_connection.py
     pins the cause); end to end, what arrives is whole lines."""
     for _ in range(4):
-        await client.emit_many([{"topic": unique_topic, "payload": "x" * 60_000} for _ in range(10)])
+        await client.emit_many(
+            [{"topic": unique_topic, "payload": "x" * 60_000} for _ in range(10)]
+        )
     for _ in range(10):
         reader, writer = await asyncio.open_connection(*app.address("test"), limit=64 * 1024 * 1024)
-        writer.write(b'{"jsonrpc":"2.0","method":"subscribe_topic","params":{"topic":"' + unique_topic.encode() + b'","since":0},"id":1}\n')
+        writer.write(
+            b'{"jsonrpc":"2.0","method":"subscribe_topic","params":{"topic":"'
+            + unique_topic.encode()
+            + b'","since":0},"id":1}\n'
+        )
         writer.write_eof()
         received = await asyncio.wait_for(reader.read(), 10)
         writer.close()

@@ -11,10 +11,10 @@ from pathlib import Path
 from eventbus_client import connect
 from tests.processes import ServerProcess
 
-TOOL_MODULE = '''
+TOOL_MODULE = """
 def shout(request):
     return {"said": str(request["input"]).upper()}
-'''
+"""
 
 
 async def test_a_tool_module_beside_the_config_fires_without_pythonpath(tmp_path: Path) -> None:
@@ -23,20 +23,48 @@ async def test_a_tool_module_beside_the_config_fires_without_pythonpath(tmp_path
     elsewhere.mkdir()
     (folder / "beside_tools.py").write_text(TOOL_MODULE)
     config = folder / "event_buses.json"
-    config.write_text(json.dumps([{
-        "id": "tools", "listen": "127.0.0.1:0", "enable_rules": True, "retry": {"attempts": 1, "backoff_ms": 1},
-        "tools": [{"match": "trn:user:ops:python:*", "kind": "python", "function": "beside_tools:shout"}],
-    }]))
+    config.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "tools",
+                    "listen": "127.0.0.1:0",
+                    "enable_rules": True,
+                    "retry": {"attempts": 1, "backoff_ms": 1},
+                    "tools": [
+                        {
+                            "match": "trn:user:ops:python:*",
+                            "kind": "python",
+                            "function": "beside_tools:shout",
+                        }
+                    ],
+                }
+            ]
+        )
+    )
     # An empty PYTHONPATH adds nothing; `python -m` adds the cwd, which is elsewhere.
     server = await ServerProcess.start(config, env={"PYTHONPATH": ""}, cwd=elsewhere)
     try:
         async with await connect(server.url("tools")) as bus:
-            await bus.register_rule({"id": "shout", "topic": "say", "action": {
-                "type": "InvokeTool", "tool_id": "trn:user:ops:python:shout:v1", "input": "{{ $.payload }}"}})
+            await bus.register_rule(
+                {
+                    "id": "shout",
+                    "topic": "say",
+                    "action": {
+                        "type": "InvokeTool",
+                        "tool_id": "trn:user:ops:python:shout:v1",
+                        "input": "{{ $.payload }}",
+                    },
+                }
+            )
             firings = await bus.subscribe_firings(rule_id="shout")
             await bus.emit("say", "hello")
             firing = await firings.next(timeout_s=15)
-        assert (firing["status"], firing["result"], firing["error"]) == ("ok", {"said": "HELLO"}, None)
+        assert (firing["status"], firing["result"], firing["error"]) == (
+            "ok",
+            {"said": "HELLO"},
+            None,
+        )
     finally:
         server.proc.send_signal(signal.SIGTERM)
         await server.proc.wait()

@@ -83,12 +83,18 @@ async def test_spec_mixed_batch(peer: RawPeer) -> None:
 async def test_notifications_get_no_reply_also_in_batches(peer: RawPeer) -> None:
     await peer.send({"jsonrpc": "2.0", "method": "ping"})
     await peer.send({"jsonrpc": "2.0", "method": "no_such_method"})
-    await peer.send([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "ping", "params": {}}])
+    await peer.send(
+        [{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "ping", "params": {}}]
+    )
     await peer.expect_only("after")
 
 
-async def test_notification_emit_is_still_stored(peer: RawPeer, app: EventBusApp, unique_topic: str) -> None:
-    await peer.send({"jsonrpc": "2.0", "method": "emit_event", "params": {"topic": unique_topic, "payload": 1}})
+async def test_notification_emit_is_still_stored(
+    peer: RawPeer, app: EventBusApp, unique_topic: str
+) -> None:
+    await peer.send(
+        {"jsonrpc": "2.0", "method": "emit_event", "params": {"topic": unique_topic, "payload": 1}}
+    )
     await peer.expect_only("after")
     await app.buses["test"].wait_idle()
     reply = await peer.call("poll_events", {"topic": unique_topic})
@@ -101,7 +107,9 @@ async def test_params_by_position_are_invalid_params(peer: RawPeer) -> None:
     assert "by name" in reply["error"]["message"]
 
 
-async def test_missing_params_and_empty_object_both_work_for_no_param_methods(peer: RawPeer) -> None:
+async def test_missing_params_and_empty_object_both_work_for_no_param_methods(
+    peer: RawPeer,
+) -> None:
     assert (await peer.call("bus_info"))["result"]["id"] == "test"
     assert (await peer.call("bus_info", {}))["result"]["id"] == "test"
 
@@ -121,7 +129,14 @@ async def test_validation_errors_name_the_event_in_a_batch(peer: RawPeer) -> Non
 
 async def test_pipelined_requests_are_all_answered(peer: RawPeer, unique_topic: str) -> None:
     lines = b"".join(
-        json.dumps({"jsonrpc": "2.0", "method": "emit_event", "params": {"topic": unique_topic, "payload": i}, "id": i}).encode()
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "emit_event",
+                "params": {"topic": unique_topic, "payload": i},
+                "id": i,
+            }
+        ).encode()
         + b"\n"
         for i in range(200)
     )
@@ -155,11 +170,15 @@ async def test_crlf_line_endings_are_accepted(peer: RawPeer) -> None:
     assert (await peer.recv())["result"] == "pong"
 
 
-async def test_over_long_line_gets_32007_and_close_other_connections_unaffected(tmp_path: Path) -> None:
+async def test_over_long_line_gets_32007_and_close_other_connections_unaffected(
+    tmp_path: Path,
+) -> None:
     async with start_buses(tmp_path, {"id": "small", "max_message_bytes": 4096}) as app:
         bystander = await RawPeer.open(app.address("small"))
         offender = await RawPeer.open(app.address("small"))
-        await offender.send(b'{"jsonrpc":"2.0","method":"ping","id":1,"x":"' + b"a" * 10_000 + b'"}\n')
+        await offender.send(
+            b'{"jsonrpc":"2.0","method":"ping","id":1,"x":"' + b"a" * 10_000 + b'"}\n'
+        )
         reply = await offender.recv()
         assert reply["error"]["code"] == -32007 and reply["id"] is None
         assert await offender.closed_by_peer()
@@ -184,10 +203,14 @@ async def test_max_connections(tmp_path: Path) -> None:
         assert (await second.call("ping"))["result"] == "pong"
         third = await RawPeer.open(app.address("tiny"))
         reply = await third.recv()
-        assert reply["error"]["code"] == -32005 and "too many connections" in reply["error"]["message"]
+        assert (
+            reply["error"]["code"] == -32005 and "too many connections" in reply["error"]["message"]
+        )
         assert await third.closed_by_peer()
         await first.close()
-        await asyncio.wait_for(_until(lambda: app.buses["tiny"].info()["stats"]["connections"] == 1), 5)
+        await asyncio.wait_for(
+            _until(lambda: app.buses["tiny"].info()["stats"]["connections"] == 1), 5
+        )
         fourth = await RawPeer.open(app.address("tiny"))
         assert (await fourth.call("ping"))["result"] == "pong"
         for p in (second, third, fourth):

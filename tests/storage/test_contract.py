@@ -59,7 +59,13 @@ async def test_append_assigns_increasing_ids_in_order(storage: Storage) -> None:
 
 @pytest.mark.parametrize("size", [1, 10, 500])  # small and large batches may take different paths
 async def test_a_batch_keeps_its_order_its_ids_and_every_field(storage: Storage, size: int) -> None:
-    payloads: list[Any] = [None, "ünïcode ✓", 3.5, [1, {"a": None}], {"deep": {"list": [True, False]}}]
+    payloads: list[Any] = [
+        None,
+        "ünïcode ✓",
+        3.5,
+        [1, {"a": None}],
+        {"deep": {"list": [True, False]}},
+    ]
     batch = [
         new(
             f"t.{i % 3}",
@@ -571,14 +577,27 @@ def test_open_storage_picks_the_backend_from_the_config(tmp_path: Path) -> None:
     assert isinstance(sqlite, SqliteStorage)
     assert (sqlite.path, sqlite.durability) == (tmp_path / "s.db", "full")
     postgres = open_storage(
-        BusConfig(id="p.1", listen="127.0.0.1:0", persist=True, storage_url="postgresql://u:pw@db/bus?ssl=disable")
+        BusConfig(
+            id="p.1",
+            listen="127.0.0.1:0",
+            persist=True,
+            storage_url="postgresql://u:pw@db/bus?ssl=disable",
+        )
     )
     assert isinstance(postgres, PostgresStorage)
     # The bus's own schema by default; the password stays out of messages.
-    assert (postgres.schema, postgres.url) == ("eventbus_p.1", "postgresql://u:pw@db/bus?ssl=disable")
+    assert (postgres.schema, postgres.url) == (
+        "eventbus_p.1",
+        "postgresql://u:pw@db/bus?ssl=disable",
+    )
     assert postgres.where == "PostgreSQL db:5432/bus schema 'eventbus_p.1'"
     chosen = open_storage(
-        BusConfig(id="p", listen="127.0.0.1:0", persist=True, storage_url="postgresql://db/bus?schema=team_a")
+        BusConfig(
+            id="p",
+            listen="127.0.0.1:0",
+            persist=True,
+            storage_url="postgresql://db/bus?schema=team_a",
+        )
     )
     assert isinstance(chosen, PostgresStorage)
     assert (chosen.schema, chosen.url) == ("team_a", "postgresql://db/bus")
@@ -586,5 +605,8 @@ def test_open_storage_picks_the_backend_from_the_config(tmp_path: Path) -> None:
 
 async def test_postgres_that_cannot_be_reached_is_storage_unavailable() -> None:
     storage = PostgresStorage(f"postgresql://postgres@127.0.0.1:{closed_port()}/test", bus_id="x")
-    with pytest.raises(StorageUnavailable, match=r"PostgreSQL 127\.0\.0\.1:\d+/test schema 'eventbus_x' is unavailable"):
+    with pytest.raises(
+        StorageUnavailable,
+        match=r"PostgreSQL 127\.0\.0\.1:\d+/test schema 'eventbus_x' is unavailable",
+    ):
         await storage.open()

@@ -12,7 +12,9 @@ from tests import postgres
 T0 = 1_795_900_000_000
 
 
-async def test_a_live_nodes_firings_are_its_own_and_a_gone_nodes_are_adopted_once(tmp_path: Path) -> None:
+async def test_a_live_nodes_firings_are_its_own_and_a_gone_nodes_are_adopted_once(
+    tmp_path: Path,
+) -> None:
     url = postgres.storage_url(tmp_path)
     a, b, c = (PostgresStorage(url, bus_id="nodes") for _ in range(3))
     for node in (a, b, c):
@@ -31,23 +33,32 @@ async def test_a_live_nodes_firings_are_its_own_and_a_gone_nodes_are_adopted_onc
             await node.close()
 
 
-async def test_an_idempotency_key_another_node_stored_meanwhile_is_refused_in_the_append(tmp_path: Path) -> None:
+async def test_an_idempotency_key_another_node_stored_meanwhile_is_refused_in_the_append(
+    tmp_path: Path,
+) -> None:
     url = postgres.storage_url(tmp_path)
     a, b = (PostgresStorage(url, bus_id="keys") for _ in range(2))
     for node in (a, b):
         await node.open()
     try:
         assert await a.find_keys(["k-1"], since_ts=0) == {}  # a looks: the key is free
-        [first] = await b.append([NewEvent("t", 1, T0, idempotency_key="k-1")], keys_since_ts=0)  # b stores it
+        [first] = await b.append(
+            [NewEvent("t", 1, T0, idempotency_key="k-1")], keys_since_ts=0
+        )  # b stores it
         with pytest.raises(KeysTaken) as taken:  # a's append sees b's event under the lock
             await a.append(
-                [NewEvent("t", 2, T0, idempotency_key="k-2"), NewEvent("t", 3, T0, idempotency_key="k-1")],
+                [
+                    NewEvent("t", 2, T0, idempotency_key="k-2"),
+                    NewEvent("t", 3, T0, idempotency_key="k-1"),
+                ],
                 keys_since_ts=0,
             )
         assert taken.value.found == {"k-1": StoredKey(first.event_id, T0)}
         assert [e.payload for e in await a.query(EventQuery())] == [1]  # and stored nothing
         # Outside the dedup window the old event does not count.
-        [again] = await a.append([NewEvent("t", 4, T0, idempotency_key="k-1")], keys_since_ts=T0 + 1)
+        [again] = await a.append(
+            [NewEvent("t", 4, T0, idempotency_key="k-1")], keys_since_ts=T0 + 1
+        )
         assert again.event_id > first.event_id
     finally:
         for node in (a, b):

@@ -11,7 +11,10 @@ T0 = 1_764_000_000_000
 
 async def _fill(storage: Storage, count: int, *, topic: str = "t", size: int = 10) -> None:
     for start in range(0, count, 1000):
-        batch = [NewEvent(topic=topic, payload="x" * size, timestamp=T0 + i) for i in range(start, min(count, start + 1000))]
+        batch = [
+            NewEvent(topic=topic, payload="x" * size, timestamp=T0 + i)
+            for i in range(start, min(count, start + 1000))
+        ]
         await storage.append(batch)
 
 

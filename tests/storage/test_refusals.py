@@ -60,11 +60,16 @@ async def test_a_timestamp_beyond_int64_is_invalid_params_and_stores_nothing(
 ) -> None:
     batch = [new(i) for i in range(size - 1)] + [new(timestamp=timestamp)]
     subject = "this event" if size == 1 else "an event on topic 'orders.created'"
-    with pytest.raises(InvalidParams, match=rf"cannot store {subject}: timestamp {timestamp} does not fit in a 64-bit integer"):
+    with pytest.raises(
+        InvalidParams,
+        match=rf"cannot store {subject}: timestamp {timestamp} does not fit in a 64-bit integer",
+    ):
         await sql_storage.append(batch)
     assert await sql_storage.count() == 0
     # The storage is fine: the next batch goes in.
-    assert [e.event_id for e in await sql_storage.append([new(1)])] == [await sql_storage.last_event_id()]
+    assert [e.event_id for e in await sql_storage.append([new(1)])] == [
+        await sql_storage.last_event_id()
+    ]
 
 
 async def test_a_payload_with_no_json_text_is_invalid_params(sql_storage: Storage) -> None:
@@ -88,20 +93,33 @@ async def test_a_payload_with_no_json_text_is_invalid_params(sql_storage: Storag
         ({"correlation_id": "c-\x00"}, "correlation_id"),
         ({"idempotency_key": "k-\x00"}, "idempotency_key"),
     ],
-    ids=["payload", "nested", "key", "string-payload", "metadata", "correlation_id", "idempotency_key"],
+    ids=[
+        "payload",
+        "nested",
+        "key",
+        "string-payload",
+        "metadata",
+        "correlation_id",
+        "idempotency_key",
+    ],
 )
 async def test_postgres_refuses_nul_in_strings_as_invalid_params_naming_the_field(
     pg: PostgresStorage, size: int, fields: dict[str, Any], named: str
 ) -> None:
     batch = [new(i) for i in range(size - 1)] + [new(**fields)]
     subject = "this event" if size == 1 else "an event on topic 'orders.created'"
-    with pytest.raises(InvalidParams, match=rf"^PostgreSQL cannot store {subject}: {named} contains \\u0000, which PostgreSQL cannot store$"):
+    with pytest.raises(
+        InvalidParams,
+        match=rf"^PostgreSQL cannot store {subject}: {named} contains \\u0000, which PostgreSQL cannot store$",
+    ):
         await pg.append(batch, keys_since_ts=0)
     assert await pg.count() == 0
 
 
 async def test_postgres_nul_elsewhere_is_invalid_params_too(pg: PostgresStorage) -> None:
-    with pytest.raises(InvalidParams, match=r"PostgreSQL refused a value: .*cannot store \\u0000 in a string"):
+    with pytest.raises(
+        InvalidParams, match=r"PostgreSQL refused a value: .*cannot store \\u0000 in a string"
+    ):
         await pg.put_rule("r", {"topic": "t", "description": "\x00"}, True, T0)
     with pytest.raises(InvalidParams, match="PostgreSQL refused a value"):
         await pg.query(EventQuery(correlation_id="\x00"))
@@ -122,7 +140,9 @@ async def test_sqlite_stores_nul_in_strings(tmp_path: Path) -> None:
 
 
 @SIZES
-async def test_a_postgres_schema_dropped_under_the_bus_is_storage_unavailable(pg: PostgresStorage, size: int) -> None:
+async def test_a_postgres_schema_dropped_under_the_bus_is_storage_unavailable(
+    pg: PostgresStorage, size: int
+) -> None:
     await pg.append([new()])
     conn = await asyncpg.connect(postgres.ADMIN_URL)
     try:

@@ -21,7 +21,12 @@ async def test_rules_are_stored_replaced_listed_and_deleted(storage: Storage) ->
     replaced = {**BODY, "topic": "orders.>"}
     assert await storage.put_rule("r1", replaced, True, 20) is False
     (r1,) = [r for r in await storage.load_rules() if r.id == "r1"]
-    assert (r1.body["topic"], r1.enabled, r1.created_at, r1.updated_at) == ("orders.>", True, 11, 20)
+    assert (r1.body["topic"], r1.enabled, r1.created_at, r1.updated_at) == (
+        "orders.>",
+        True,
+        11,
+        20,
+    )
 
     assert await storage.set_rule_enabled("r1", False, 30) is True
     assert await storage.set_rule_enabled("nope", False, 30) is False
@@ -33,7 +38,10 @@ async def test_rules_are_stored_replaced_listed_and_deleted(storage: Storage) ->
 async def test_a_pair_is_claimed_once_and_the_cursor_moves_with_it(storage: Storage) -> None:
     assert await storage.load_cursor() is None
     first = await storage.claim_firings([("r1", 5), ("r2", 5)], cursor=5)
-    assert [(f.rule_id, f.event_id, f.status) for f in first] == [("r1", 5, "pending"), ("r2", 5, "pending")]
+    assert [(f.rule_id, f.event_id, f.status) for f in first] == [
+        ("r1", 5, "pending"),
+        ("r2", 5, "pending"),
+    ]
     assert first[0].firing_id < first[1].firing_id
     # Replaying the same events after a crash claims nothing new.
     again = await storage.claim_firings([("r1", 5), ("r1", 6)], cursor=6)
@@ -50,7 +58,11 @@ async def test_a_pair_is_claimed_once_and_the_cursor_moves_with_it(storage: Stor
 async def test_finishing_a_firing_records_it_and_counts_it_on_its_rule(storage: Storage) -> None:
     await storage.put_rule("r1", BODY, True, 1)
     ok, bad, skipped = await storage.claim_firings([("r1", 1), ("r1", 2), ("r1", 3)], cursor=3)
-    assert [f.event_id for f in await storage.list_firings(FiringQuery(status="pending"))] == [1, 2, 3]
+    assert [f.event_id for f in await storage.list_firings(FiringQuery(status="pending"))] == [
+        1,
+        2,
+        3,
+    ]
 
     await storage.finish_firing(_done(ok, "ok", result={"n": [1, "two"]}, started_at=100))
     await storage.finish_firing(_done(bad, "failed", error="tool said no", started_at=200))
@@ -76,11 +88,20 @@ async def test_firings_are_listed_by_rule_status_and_cursor(storage: Storage) ->
         return [f.firing_id for f in firings]
 
     all_ids = ids(claimed)
-    assert ids(await storage.list_firings(FiringQuery(rule_id="a"))) == [all_ids[0], all_ids[2], all_ids[3]]
+    assert ids(await storage.list_firings(FiringQuery(rule_id="a"))) == [
+        all_ids[0],
+        all_ids[2],
+        all_ids[3],
+    ]
     assert ids(await storage.list_firings(FiringQuery(status="failed"))) == [all_ids[2]]
     assert ids(await storage.list_firings(FiringQuery(since=all_ids[1], limit=1))) == [all_ids[2]]
-    assert ids(await storage.list_firings(FiringQuery(order="desc", limit=2))) == [all_ids[3], all_ids[2]]
-    assert ids(await storage.list_firings(FiringQuery(order="desc", since=all_ids[1]))) == [all_ids[0]]
+    assert ids(await storage.list_firings(FiringQuery(order="desc", limit=2))) == [
+        all_ids[3],
+        all_ids[2],
+    ]
+    assert ids(await storage.list_firings(FiringQuery(order="desc", since=all_ids[1]))) == [
+        all_ids[0]
+    ]
 
 
 async def test_rules_firings_and_cursor_survive_reopen(reopen: Callable[[], Storage]) -> None:
@@ -103,12 +124,30 @@ async def test_rules_firings_and_cursor_survive_reopen(reopen: Callable[[], Stor
 
 
 def _done(
-    firing: Firing, status: str, *, result: object = None, error: str | None = None, started_at: int = 50, attempts: int = 2
+    firing: Firing,
+    status: str,
+    *,
+    result: object = None,
+    error: str | None = None,
+    started_at: int = 50,
+    attempts: int = 2,
 ) -> Firing:
-    return Firing(firing.firing_id, firing.rule_id, firing.event_id, status, attempts, started_at, 7, result, error)
+    return Firing(
+        firing.firing_id,
+        firing.rule_id,
+        firing.event_id,
+        status,
+        attempts,
+        started_at,
+        7,
+        result,
+        error,
+    )
 
 
-async def test_rearming_sets_chosen_final_firings_pending_and_takes_them_off_failed(storage: Storage) -> None:
+async def test_rearming_sets_chosen_final_firings_pending_and_takes_them_off_failed(
+    storage: Storage,
+) -> None:
     await storage.put_rule("r1", BODY, True, 1)
     await storage.put_rule("r2", {**BODY, "id": "r2"}, True, 1)
     a, b, c, d = await storage.claim_firings([("r1", 1), ("r1", 2), ("r2", 3), ("r1", 4)], cursor=4)
@@ -129,4 +168,6 @@ async def test_rearming_sets_chosen_final_firings_pending_and_takes_them_off_fai
     assert [f.firing_id for f in ok] == [b.firing_id]
     pending = await storage.list_firings(FiringQuery(status="pending"))
     assert [f.firing_id for f in pending] == [a.firing_id, b.firing_id, c.firing_id, d.firing_id]
-    assert await storage.rearm_firings(FiringSelection(firing_ids=(a.firing_id,))) == []  # pending now
+    assert (
+        await storage.rearm_firings(FiringSelection(firing_ids=(a.firing_id,))) == []
+    )  # pending now

@@ -32,7 +32,11 @@ def delayed(schedule_id: str, deliver_at: int, **fields: Any) -> ScheduledEvent:
 def every(schedule_id: str, every_ms: int, now_ms: int = T0, **event: Any) -> StoredSchedule:
     schedule = StoredSchedule(
         schedule_id,
-        {"every_ms": every_ms, "timezone": "UTC", "event": {"topic": "tick", "payload": {"s": schedule_id}, **event}},
+        {
+            "every_ms": every_ms,
+            "timezone": "UTC",
+            "event": {"topic": "tick", "payload": {"s": schedule_id}, **event},
+        },
         True,
         None,
         created_at=now_ms,
@@ -42,9 +46,12 @@ def every(schedule_id: str, every_ms: int, now_ms: int = T0, **event: Any) -> St
     return schedule
 
 
-async def test_delayed_events_are_appended_when_due_in_due_order_and_only_once(storage: Storage) -> None:
+async def test_delayed_events_are_appended_when_due_in_due_order_and_only_once(
+    storage: Storage,
+) -> None:
     await storage.add_scheduled(
-        [delayed("c", T0 + 300), delayed("a", T0 + 100, timestamp=5), delayed("b", T0 + 200)], max_pending=10
+        [delayed("c", T0 + 300), delayed("a", T0 + 100, timestamp=5), delayed("b", T0 + 200)],
+        max_pending=10,
     )
     assert await storage.next_due() == T0 + 100
     assert await storage.append_due(T0 + 99, bus_id=BUS, limit=100) == []
@@ -53,7 +60,9 @@ async def test_delayed_events_are_appended_when_due_in_due_order_and_only_once(s
     # The emitter's timestamp is kept; none given: the time it was appended.
     assert [e.timestamp for e in stored] == [5, T0 + 250]
     assert await storage.query(EventQuery()) == stored
-    assert await storage.append_due(T0 + 250, bus_id=BUS, limit=100) == []  # taken off the pending set
+    assert (
+        await storage.append_due(T0 + 250, bus_id=BUS, limit=100) == []
+    )  # taken off the pending set
     assert [s.schedule_id for s in await storage.list_scheduled(after=None, limit=10)] == ["c"]
     assert await storage.next_due() == T0 + 300
 
@@ -84,22 +93,34 @@ async def test_cancel_list_and_the_cap(storage: Storage) -> None:
 
 
 async def test_a_pending_idempotency_key_answers_with_the_first_event(storage: Storage) -> None:
-    [first] = await storage.add_scheduled([delayed("first", T0 + 5, idempotency_key="k")], max_pending=10)
+    [first] = await storage.add_scheduled(
+        [delayed("first", T0 + 5, idempotency_key="k")], max_pending=10
+    )
     again, other, twin = await storage.add_scheduled(
-        [delayed("again", T0 + 9, idempotency_key="k"), delayed("other", T0 + 9, idempotency_key="j"),
-         delayed("twin", T0 + 9, idempotency_key="j")],
+        [
+            delayed("again", T0 + 9, idempotency_key="k"),
+            delayed("other", T0 + 9, idempotency_key="j"),
+            delayed("twin", T0 + 9, idempotency_key="j"),
+        ],
         max_pending=10,
     )
     assert again == first and other.schedule_id == "other" and twin == other
-    assert {s.schedule_id for s in await storage.list_scheduled(after=None, limit=10)} == {"first", "other"}
+    assert {s.schedule_id for s in await storage.list_scheduled(after=None, limit=10)} == {
+        "first",
+        "other",
+    }
     [event] = await storage.append_due(T0 + 5, bus_id=BUS, limit=10)
     assert event.payload == {"id": "first"}
     # Appended, the key no longer names a pending event.
-    [later] = await storage.add_scheduled([delayed("later", T0 + 50, idempotency_key="k")], max_pending=10)
+    [later] = await storage.add_scheduled(
+        [delayed("later", T0 + 50, idempotency_key="k")], max_pending=10
+    )
     assert later.schedule_id == "later"
 
 
-async def test_a_schedule_ticks_once_per_tick_and_only_its_latest_missed_tick(storage: Storage) -> None:
+async def test_a_schedule_ticks_once_per_tick_and_only_its_latest_missed_tick(
+    storage: Storage,
+) -> None:
     schedule = every("heartbeat", 1000, T0 + 10, source_trn=None, metadata={"m": 1})
     assert await storage.put_schedule(schedule, replace=False, max_schedules=10) is True
     assert (await storage.get_schedule("heartbeat")).next_tick == T0 + 1000  # type: ignore[union-attr]
@@ -109,7 +130,9 @@ async def test_a_schedule_ticks_once_per_tick_and_only_its_latest_missed_tick(st
     assert tick.topic == "tick" and tick.payload == {"s": "heartbeat"}
     assert tick.metadata == {"m": 1, "schedule": {"id": "heartbeat", "tick": T0 + 1000}}
     assert tick.source_trn == f"trn:eventbus:{BUS}:schedule:heartbeat"
-    assert await storage.append_due(T0 + 1500, bus_id=BUS, limit=10) == []  # this tick fired already
+    assert (
+        await storage.append_due(T0 + 1500, bus_id=BUS, limit=10) == []
+    )  # this tick fired already
     # Down from 2 s to 9.5 s: ticks 2..9 were missed; only 9 s is emitted.
     [late] = await storage.append_due(T0 + 9500, bus_id=BUS, limit=10)
     assert late.metadata["schedule"]["tick"] == T0 + 9000  # type: ignore[index]
@@ -127,9 +150,17 @@ async def test_schedules_put_replace_list_switch_delete(storage: Storage) -> Non
         await storage.put_schedule(every("s0", 60_000), replace=False, max_schedules=3)
     await storage.append_due(T0 + 60_000, bus_id=BUS, limit=10)
     # Replacing keeps the counters; it is not one more schedule.
-    assert await storage.put_schedule(every("s0", 5000, T0 + 60_000), replace=True, max_schedules=3) is False
+    assert (
+        await storage.put_schedule(every("s0", 5000, T0 + 60_000), replace=True, max_schedules=3)
+        is False
+    )
     s0 = await storage.get_schedule("s0")
-    assert s0 is not None and s0.body["every_ms"] == 5000 and s0.ticks == 1 and s0.last_tick == T0 + 60_000
+    assert (
+        s0 is not None
+        and s0.body["every_ms"] == 5000
+        and s0.ticks == 1
+        and s0.last_tick == T0 + 60_000
+    )
     assert s0.created_at == T0
     assert [s.id for s in await storage.list_schedules(after_id=None, limit=2)] == ["s0", "s1"]
     assert [s.id for s in await storage.list_schedules(after_id="s1", limit=2)] == ["s2"]
@@ -148,7 +179,9 @@ async def test_schedules_put_replace_list_switch_delete(storage: Storage) -> Non
 
 async def test_delayed_events_and_ticks_share_one_append_in_due_order(storage: Storage) -> None:
     await storage.put_schedule(every("tock", 1000), replace=False, max_schedules=10)
-    await storage.add_scheduled([delayed("before", T0 + 999), delayed("after", T0 + 1001)], max_pending=10)
+    await storage.add_scheduled(
+        [delayed("before", T0 + 999), delayed("after", T0 + 1001)], max_pending=10
+    )
     stored = await storage.append_due(T0 + 1001, bus_id=BUS, limit=10)
     assert [e.topic for e in stored] == ["later", "tick", "later"]
     assert [e.event_id for e in stored] == sorted(e.event_id for e in stored)
@@ -158,7 +191,9 @@ async def test_pending_events_and_schedules_survive_a_reopen(reopen: Callable[[]
     store = reopen()
     await store.open()
     try:
-        await store.add_scheduled([delayed("kept", T0 + 5, payload={"big": "x" * 1000})], max_pending=10)
+        await store.add_scheduled(
+            [delayed("kept", T0 + 5, payload={"big": "x" * 1000})], max_pending=10
+        )
         await store.put_schedule(every("kept", 1000), replace=False, max_schedules=10)
     finally:
         await store.close()
@@ -181,7 +216,9 @@ async def test_two_postgres_nodes_append_each_due_item_once(tmp_path: Path) -> N
     for node in nodes:
         await node.open()
     try:
-        await nodes[0].add_scheduled([delayed(f"d{i:04}", T0 + i) for i in range(600)], max_pending=1000)
+        await nodes[0].add_scheduled(
+            [delayed(f"d{i:04}", T0 + i) for i in range(600)], max_pending=1000
+        )
         for i in range(20):
             await nodes[1].put_schedule(every(f"s{i:02}", 1000), replace=False, max_schedules=100)
 
@@ -214,7 +251,9 @@ def _with_gap(migrations: tuple[object, ...], reserved: object) -> tuple[object,
     return (*migrations, reserved, ("CREATE TABLE landed_after (x INTEGER)",))
 
 
-async def test_sqlite_applies_a_reserved_version_when_it_lands_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sqlite_applies_a_reserved_version_when_it_lands_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sqlite3
 
     from eventbus_server.storage import SqliteStorage
@@ -226,14 +265,19 @@ async def test_sqlite_applies_a_reserved_version_when_it_lands_later(tmp_path: P
     def reopen(migrations: tuple[object, ...]) -> None:
         monkeypatch.setattr(schema, "MIGRATIONS", migrations)
         monkeypatch.setattr(schema, "SCHEMA_VERSION", len(migrations))
-        monkeypatch.setattr(schema, "_DEFINED", frozenset(v for v, m in enumerate(migrations, 1) if m is not None))
+        monkeypatch.setattr(
+            schema, "_DEFINED", frozenset(v for v, m in enumerate(migrations, 1) if m is not None)
+        )
 
     async def open_and_close() -> list[int]:
         store = SqliteStorage(path)
         await store.open()
         await store.close()
         with sqlite3.connect(path) as conn:
-            return [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+            return [
+                row[0]
+                for row in conn.execute("SELECT version FROM schema_version ORDER BY version")
+            ]
 
     reopen(_with_gap(today, None))
     reserved = len(today) + 1
@@ -244,7 +288,9 @@ async def test_sqlite_applies_a_reserved_version_when_it_lands_later(tmp_path: P
         assert conn.execute("SELECT COUNT(*) FROM landed_later").fetchone()[0] == 0
 
 
-async def test_postgres_applies_a_reserved_version_when_it_lands_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_postgres_applies_a_reserved_version_when_it_lands_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from eventbus_server.storage.postgres import schema
 
     today = schema.MIGRATIONS
@@ -257,10 +303,17 @@ async def test_postgres_applies_a_reserved_version_when_it_lands_later(tmp_path:
         await store.open()
         try:
             async with store._connection() as conn:
-                return [row[0] for row in await conn.fetch("SELECT version FROM schema_version ORDER BY version")]
+                return [
+                    row[0]
+                    for row in await conn.fetch(
+                        "SELECT version FROM schema_version ORDER BY version"
+                    )
+                ]
         finally:
             await store.close()
 
     reserved = len(today) + 1
     assert reserved not in await open_with(_with_gap(today, None))
-    assert await open_with(_with_gap(today, ("CREATE TABLE landed_later (x INTEGER)",))) == list(range(1, len(today) + 3))
+    assert await open_with(_with_gap(today, ("CREATE TABLE landed_later (x INTEGER)",))) == list(
+        range(1, len(today) + 3)
+    )

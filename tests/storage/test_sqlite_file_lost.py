@@ -65,7 +65,9 @@ async def test_a_lost_file_refuses_every_write_and_says_so_once(
             await store.query(EventQuery())
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, errors
-    assert errors[0].startswith(f"bus=lost SQLite file {store.path} {what}; nothing more is written to it")
+    assert errors[0].startswith(
+        f"bus=lost SQLite file {store.path} {what}; nothing more is written to it"
+    )
 
 
 async def test_a_read_is_the_first_to_notice_a_deleted_file(store: SqliteStorage) -> None:
@@ -82,7 +84,9 @@ async def test_a_file_that_is_still_there_is_not_lost(store: SqliteStorage, tmp_
     assert [e.event_id for e in await store.append(events(2))] == [4, 5]
 
 
-async def test_a_file_moved_away_keeps_every_event_and_the_new_one_stays_intact(tmp_path: Path) -> None:
+async def test_a_file_moved_away_keeps_every_event_and_the_new_one_stays_intact(
+    tmp_path: Path,
+) -> None:
     """SQLite leaves the WAL of a moved file under the old name; the next open would
     lay its pages over whatever file is there by then. The storage empties it into
     the moved file when it closes."""

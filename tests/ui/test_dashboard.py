@@ -47,13 +47,23 @@ async def test_topics_events_and_firings_appear_as_they_happen(tmp_path: Path) -
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
             await until(pilot, lambda: app.bus.state == "connected")
-            await bus.register_rule({"id": "relay", "topic": "orders.created",
-                                     "action": {"type": "EmitEvent", "topic": "orders.seen"}})
+            await bus.register_rule(
+                {
+                    "id": "relay",
+                    "topic": "orders.created",
+                    "action": {"type": "EmitEvent", "topic": "orders.seen"},
+                }
+            )
             await bus.emit("orders.created", {"n": 1}, source_trn="trn:user:alice:cli:v1")
             await bus.emit("repo.pushed", {"repo": "acme/api"})
             await until(pilot, lambda: len(rows(app, "#stream")) == 3)
             # The topics table follows within a second (it redraws with the per-second rates).
-            await until(pilot, lambda: set(rows(app, "#topics")) == {"orders.created", "orders.seen", "repo.pushed"})
+            await until(
+                pilot,
+                lambda: (
+                    set(rows(app, "#topics")) == {"orders.created", "orders.seen", "repo.pushed"}
+                ),
+            )
             assert rows(app, "#stream", 2) == ["orders.created", "orders.seen", "repo.pushed"]
             await until(pilot, lambda: rows(app, "#firing-table", 2) == ["relay"])
             assert rows(app, "#firing-table", 4) == ["ok"]
@@ -95,8 +105,17 @@ async def test_enter_shows_the_envelope_and_its_causal_chain(tmp_path: Path) -> 
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
             await until(pilot, lambda: app.bus.state == "connected")
-            await bus.register_rule({"id": "relay", "topic": "orders.created",
-                                     "action": {"type": "EmitEvent", "topic": "orders.seen", "payload": "{{ $.payload }}"}})
+            await bus.register_rule(
+                {
+                    "id": "relay",
+                    "topic": "orders.created",
+                    "action": {
+                        "type": "EmitEvent",
+                        "topic": "orders.seen",
+                        "payload": "{{ $.payload }}",
+                    },
+                }
+            )
             cause = await bus.emit("orders.created", {"order": "o-1"}, correlation_id="c-7")
             await until(pilot, lambda: len(rows(app, "#stream")) == 2)
 
@@ -110,7 +129,12 @@ async def test_enter_shows_the_envelope_and_its_causal_chain(tmp_path: Path) -> 
             body = json.dumps(screen.event, indent=2)
             assert '"correlation_id": "c-7"' in body
             chain = screen.query_one("#chain", Static)
-            await until(pilot, lambda: "orders.created" in str(chain.render()) and "rule relay" in str(chain.render()))
+            await until(
+                pilot,
+                lambda: (
+                    "orders.created" in str(chain.render()) and "rule relay" in str(chain.render())
+                ),
+            )
             await pilot.press("escape")
             await until(pilot, lambda: not isinstance(app.screen, EventScreen))
             await pilot.press("question_mark")
@@ -122,8 +146,12 @@ async def test_space_toggles_a_rule_on_and_off(tmp_path: Path) -> None:
     async with start_buses(tmp_path, {"id": "main", "enable_rules": True}) as server:
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
-            await bus.register_rule({"id": "r1", "topic": "x", "action": {"type": "EmitEvent", "topic": "y"}})
-            await until(pilot, lambda: app.bus.state == "connected" and rows(app, "#rule-table") == ["r1"])
+            await bus.register_rule(
+                {"id": "r1", "topic": "x", "action": {"type": "EmitEvent", "topic": "y"}}
+            )
+            await until(
+                pilot, lambda: app.bus.state == "connected" and rows(app, "#rule-table") == ["r1"]
+            )
             await pilot.press("3")
             app.query_one("#rule-table", DataTable).focus()
             await pilot.press("space")
@@ -133,16 +161,29 @@ async def test_space_toggles_a_rule_on_and_off(tmp_path: Path) -> None:
 
 async def test_an_unreachable_bus_says_why_and_the_others_stay_live(tmp_path: Path) -> None:
     async with start_buses(tmp_path, {"id": "main"}) as server:
-        app = DashboardApp([BusView("gone", f"tcp://127.0.0.1:{closed_port()}"), BusView("main", server.url("main"))])
+        app = DashboardApp(
+            [
+                BusView("gone", f"tcp://127.0.0.1:{closed_port()}"),
+                BusView("main", server.url("main")),
+            ]
+        )
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
-            await until(pilot, lambda: app.buses[0].state.startswith("unreachable") and app.buses[1].state == "connected")
+            await until(
+                pilot,
+                lambda: (
+                    app.buses[0].state.startswith("unreachable")
+                    and app.buses[1].state == "connected"
+                ),
+            )
             assert "refused" in app.buses[0].state or "failed" in app.buses[0].state
             app.query_one("#buses", BusTable).move_to(1)
             await bus.emit("still.live", 1)
             await until(pilot, lambda: rows(app, "#stream", 2) == ["still.live"])
 
 
-async def test_the_stream_follows_until_the_cursor_moves_and_keeps_only_the_newest_rows(tmp_path: Path) -> None:
+async def test_the_stream_follows_until_the_cursor_moves_and_keeps_only_the_newest_rows(
+    tmp_path: Path,
+) -> None:
     async with start_buses(tmp_path, {"id": "main"}) as server:
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
@@ -158,7 +199,9 @@ async def test_the_stream_follows_until_the_cursor_moves_and_keeps_only_the_newe
             await until(pilot, lambda: stream.row_count == 8)
             assert stream.events[stream.cursor]["event_id"] == held  # it stayed on its event
             await bus.emit_many([{"topic": "s.y", "payload": i} for i in range(400)])
-            await until(pilot, lambda: stream.row_count == STREAM_ROWS and stream.column(2)[-1] == "s.y")
+            await until(
+                pilot, lambda: stream.row_count == STREAM_ROWS and stream.column(2)[-1] == "s.y"
+            )
             # The held event scrolled out of the kept rows: the cursor stays at the oldest kept.
             assert stream.cursor == 0
             await pilot.press("end")  # back on the newest row: following again
@@ -185,17 +228,34 @@ async def test_a_click_on_an_event_opens_it(tmp_path: Path) -> None:
 
 
 async def test_a_bus_with_a_token_is_unauthorized_without_it(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "locked", "auth_token_env": "LOCK"}, env={"LOCK": "s3cret"}) as server:
-        app = DashboardApp([BusView("locked", server.url("locked")), BusView("opened", server.url("locked"), "s3cret")])
+    async with start_buses(
+        tmp_path, {"id": "locked", "auth_token_env": "LOCK"}, env={"LOCK": "s3cret"}
+    ) as server:
+        app = DashboardApp(
+            [
+                BusView("locked", server.url("locked")),
+                BusView("opened", server.url("locked"), "s3cret"),
+            ]
+        )
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.buses[0].state.startswith("unauthorized") and app.buses[1].state == "connected")
+            await until(
+                pilot,
+                lambda: (
+                    app.buses[0].state.startswith("unauthorized")
+                    and app.buses[1].state == "connected"
+                ),
+            )
 
 
 @pytest.mark.slow
 async def test_reconnects_after_a_server_restart_and_resumes_without_gaps(tmp_path: Path) -> None:
     port = closed_port()
     config = tmp_path / "event_buses.json"
-    config.write_text(json.dumps([{"id": "r", "listen": f"127.0.0.1:{port}", "persist": True, "storage_path": "r.db"}]))
+    config.write_text(
+        json.dumps(
+            [{"id": "r", "listen": f"127.0.0.1:{port}", "persist": True, "storage_path": "r.db"}]
+        )
+    )
     server = await ServerProcess.start(config)
     app = DashboardApp([BusView("r", f"tcp://127.0.0.1:{port}")])
     try:
@@ -221,8 +281,14 @@ async def test_reconnects_after_a_server_restart_and_resumes_without_gaps(tmp_pa
 
 def test_the_filter_box_language() -> None:
     event = {"topic": "repo.pushed", "source_trn": "trn:user:alice:cli:v1", "target_trn": None}
-    assert EventFilter("")(event) and EventFilter("repo.*")(event) and not EventFilter("orders.>")(event)
-    assert EventFilter("source:trn:user:*:cli:*")(event) and not EventFilter("target:trn:user:")(event)
+    assert (
+        EventFilter("")(event)
+        and EventFilter("repo.*")(event)
+        and not EventFilter("orders.>")(event)
+    )
+    assert EventFilter("source:trn:user:*:cli:*")(event) and not EventFilter("target:trn:user:")(
+        event
+    )
     with pytest.raises(ValueError, match="'source:user:x'"):
         EventFilter("source:user:x")
 
@@ -235,6 +301,14 @@ def test_sparkline_scales_to_the_busiest_second() -> None:
 def test_ages_read_like_kubectl() -> None:
     now = 1_000_000_000
     assert ago(None, now) == "-"
-    assert [ago(now - ms, now) for ms in (0, 42_000, 300_000, 3 * 3_600_000, 47 * 3_600_000, 3 * 86_400_000)] == [
-        "0s ago", "42s ago", "5m ago", "3h ago", "47h ago", "3d ago",
+    assert [
+        ago(now - ms, now)
+        for ms in (0, 42_000, 300_000, 3 * 3_600_000, 47 * 3_600_000, 3 * 86_400_000)
+    ] == [
+        "0s ago",
+        "42s ago",
+        "5m ago",
+        "3h ago",
+        "47h ago",
+        "3d ago",
     ]

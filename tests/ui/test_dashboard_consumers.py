@@ -46,8 +46,13 @@ def stats_cells(consumer: ConsumerInfo) -> list[str]:
     return [str(consumer["stats"][key]) for key in STATS]  # type: ignore[literal-required]
 
 
-async def test_the_consumers_tab_shows_each_consumer_with_the_bus_stats_and_r_redrives(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "main"}) as server, await connect(server.url("main")) as bus:
+async def test_the_consumers_tab_shows_each_consumer_with_the_bus_stats_and_r_redrives(
+    tmp_path: Path,
+) -> None:
+    async with (
+        start_buses(tmp_path, {"id": "main"}) as server,
+        await connect(server.url("main")) as bus,
+    ):
         await consumers_in_several_states(bus)
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot:
@@ -66,7 +71,9 @@ async def test_the_consumers_tab_shows_each_consumer_with_the_bus_stats_and_r_re
             assert by_name["idle"][1:8] == ("0", "0", "0", "0", "0", "0", "-")
             assert by_name["poison"][1:7] == ("3", "0", "0", "0", "2", "0")
             assert by_name["busy"][8] == "jobs.>" and by_name["idle"][8] == "never.>"
-            assert table.cell_style(3, 5) == "bold red" and table.cell_style(0, 5) == ""  # dead letters stand out
+            assert (
+                table.cell_style(3, 5) == "bold red" and table.cell_style(0, 5) == ""
+            )  # dead letters stand out
 
             # Kept current while shown: an ack elsewhere shows within a poll.
             [leased] = await bus.fetch("flaky", max=1)
@@ -75,18 +82,35 @@ async def test_the_consumers_tab_shows_each_consumer_with_the_bus_stats_and_r_re
 
             assert app.focused is table  # 4 gave it the keys
             await pilot.press("home", "r")  # busy: no dead letters, nothing to do
-            await until(pilot, lambda: any("busy has no dead letters" in str(n.message) for n in app._notifications))
+            await until(
+                pilot,
+                lambda: any(
+                    "busy has no dead letters" in str(n.message) for n in app._notifications
+                ),
+            )
             await pilot.press("end", "r")  # poison: two dead letters, back to it
-            await until(pilot, lambda: any("redrove 2 dead letters of poison" in str(n.message) for n in app._notifications))
+            await until(
+                pilot,
+                lambda: any(
+                    "redrove 2 dead letters of poison" in str(n.message) for n in app._notifications
+                ),
+            )
             await until(pilot, lambda: table.cells(3)[5] == "0")
-            assert table.selected is not None and table.selected["name"] == "poison"  # the cursor stayed on it
+            assert (
+                table.selected is not None and table.selected["name"] == "poison"
+            )  # the cursor stayed on it
             assert await bus.list_dead_letters("poison") == []
             redelivered = await bus.fetch("poison", max=10)
             assert sorted(m.deliveries for m in redelivered)[:2] == [1, 1]  # deliveries reset
 
 
-async def test_a_bus_without_consumers_says_how_to_add_one_and_a_new_one_appears(tmp_path: Path) -> None:
-    async with start_buses(tmp_path, {"id": "main"}) as server, await connect(server.url("main")) as bus:
+async def test_a_bus_without_consumers_says_how_to_add_one_and_a_new_one_appears(
+    tmp_path: Path,
+) -> None:
+    async with (
+        start_buses(tmp_path, {"id": "main"}) as server,
+        await connect(server.url("main")) as bus,
+    ):
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.bus.state == "connected")
@@ -94,7 +118,9 @@ async def test_a_bus_without_consumers_says_how_to_add_one_and_a_new_one_appears
             table = app.query_one("#consumer-table", ConsumerTable)
             await until(pilot, lambda: table.empty_text == ADD_HINT)
             assert table.row_count == 0
-            assert "eventbus consumers add NAME --topic" in table.render_line(1).text  # drawn under the header
+            assert (
+                "eventbus consumers add NAME --topic" in table.render_line(1).text
+            )  # drawn under the header
             await bus.create_consumer("workers", topic="jobs.>")
             await until(pilot, lambda: table.column(0) == ["workers"])
             assert table.render_line(1).text.split()[0] == "workers"

@@ -27,15 +27,32 @@ from tests.rules import python_tools
 
 from .test_dashboard import SIZE, until
 
-PICKY = {"match": "trn:user:test:python:picky:*", "kind": "python", "function": "tests.rules.python_tools:picky"}
-RULE = {"id": "pick", "topic": "jobs.*", "action": {"type": "InvokeTool", "tool_id": "trn:user:test:python:picky:v1",
-                                                     "input": {"n": "{{ $.payload.n }}"}}}
+PICKY = {
+    "match": "trn:user:test:python:picky:*",
+    "kind": "python",
+    "function": "tests.rules.python_tools:picky",
+}
+RULE = {
+    "id": "pick",
+    "topic": "jobs.*",
+    "action": {
+        "type": "InvokeTool",
+        "tool_id": "trn:user:test:python:picky:v1",
+        "input": {"n": "{{ $.payload.n }}"},
+    },
+}
 
 
 def picky_bus(tmp_path: Path) -> dict[str, Any]:
     """A SQLite bus whose rule fails for the refused `n`s, twice a firing (one retry)."""
-    return {"id": "main", "persist": True, "storage_path": str(tmp_path / "main.db"), "enable_rules": True,
-            "tools": [PICKY], "retry": {"attempts": 2, "backoff_ms": 1}}
+    return {
+        "id": "main",
+        "persist": True,
+        "storage_path": str(tmp_path / "main.db"),
+        "enable_rules": True,
+        "tools": [PICKY],
+        "retry": {"attempts": 2, "backoff_ms": 1},
+    }
 
 
 @pytest.fixture
@@ -47,7 +64,9 @@ async def picky_app(tmp_path: Path) -> AsyncIterator[EventBusApp]:
 
 async def all_firings(bus: EventBusClient) -> list[dict[str, Any]]:
     firings: list[dict[str, Any]] = []
-    while page := await bus.list_firings(since=firings[-1]["firing_id"] if firings else 0, limit=1000):
+    while page := await bus.list_firings(
+        since=firings[-1]["firing_id"] if firings else 0, limit=1000
+    ):
         firings += page
     return firings
 
@@ -58,7 +77,9 @@ def visible(table: LineTable) -> range:
     return range(top, min(table.row_count, top + table.scrollable_content_region.height - 1))
 
 
-async def test_firings_keyed_by_id_under_a_rule_that_fails_and_retries(picky_app: EventBusApp) -> None:
+async def test_firings_keyed_by_id_under_a_rule_that_fails_and_retries(
+    picky_app: EventBusApp,
+) -> None:
     server = picky_app.buses["main"]
     python_tools.STATE["refuse"] = {n for n in range(60) if n % 4 == 0}
     async with await connect(picky_app.url("main")) as bus:
@@ -80,26 +101,41 @@ async def test_firings_keyed_by_id_under_a_rule_that_fails_and_retries(picky_app
 
             expected = await all_firings(bus)
             failed = [f for f in expected if f["status"] == "failed"]
-            assert len(expected) == 60 and len(failed) == 3 and (await bus.get_rule("pick"))["failed"] == 3
+            assert (
+                len(expected) == 60
+                and len(failed) == 3
+                and (await bus.get_rule("pick"))["failed"] == 3
+            )
             table = app.query_one("#firing-table", FiringTable)
-            await until(pilot, lambda: [f["status"] for f in table.firings] == [f["status"] for f in expected])
+            await until(
+                pilot,
+                lambda: [f["status"] for f in table.firings] == [f["status"] for f in expected],
+            )
             ids = [int(i) for i in table.column(0)]
-            assert ids == [f["firing_id"] for f in expected]  # in id order, none twice, none missing
+            assert ids == [
+                f["firing_id"] for f in expected
+            ]  # in id order, none twice, none missing
             assert [f["attempts"] for f in table.firings] == [f["attempts"] for f in expected]
             # The header counts the bus's dead letters, not the rows the screen holds.
             await until(pilot, lambda: "· 3 failed firings" in app.sub_title)
             recent = app.query_one("#recent", RecentFirings)
             shown = [int(i) for i in recent.column(3)]
-            assert shown == sorted(set(shown), reverse=True) and shown[0] == expected[-1]["firing_id"]
+            assert (
+                shown == sorted(set(shown), reverse=True) and shown[0] == expected[-1]["firing_id"]
+            )
 
 
-async def test_the_stream_and_the_firings_follow_a_burst_until_the_user_scrolls_away(tmp_path: Path) -> None:
+async def test_the_stream_and_the_firings_follow_a_burst_until_the_user_scrolls_away(
+    tmp_path: Path,
+) -> None:
     """Issue 12, item 4: on an empty bus, 90 events at once left the stream on events 1-28."""
     async with start_buses(tmp_path, {"id": "main", "enable_rules": True}) as server:
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
             await until(pilot, lambda: app.bus.state == "connected")
-            await bus.register_rule({"id": "relay", "topic": "in.*", "action": {"type": "EmitEvent", "topic": "out.x"}})
+            await bus.register_rule(
+                {"id": "relay", "topic": "in.*", "action": {"type": "EmitEvent", "topic": "out.x"}}
+            )
             await bus.emit_many([{"topic": "in.a", "payload": n} for n in range(90)])
             stream = app.query_one("#stream", EventStream)
             await until(pilot, lambda: stream.row_count == 180)
@@ -125,7 +161,9 @@ async def test_the_stream_and_the_firings_follow_a_burst_until_the_user_scrolls_
             assert table.cursor == 120 and 120 in visible(table)
 
 
-async def test_the_filter_takes_keys_only_when_asked_and_escape_gives_them_back(tmp_path: Path) -> None:
+async def test_the_filter_takes_keys_only_when_asked_and_escape_gives_them_back(
+    tmp_path: Path,
+) -> None:
     """Issue 12, item 5: after Tab, digits and space went into the filter and blanked the stream."""
     async with start_buses(tmp_path, {"id": "main"}) as server:
         app = DashboardApp([BusView("main", server.url("main"))])
@@ -145,7 +183,9 @@ async def test_the_filter_takes_keys_only_when_asked_and_escape_gives_them_back(
             assert app.focused is box and box.value == "a.>"
             await until(pilot, lambda: stream.column(2) == ["a.one", "a.three"])
             await pilot.press("escape")
-            assert app.focused is stream and box.value == "a.>"  # the filter stays, the keys go back
+            assert (
+                app.focused is stream and box.value == "a.>"
+            )  # the filter stays, the keys go back
             await pilot.press("2", "1", "space")
             assert box.value == "a.>"
             assert app.query_one("#tabs").active == "events"  # type: ignore[attr-defined]
@@ -160,8 +200,26 @@ async def test_the_filter_takes_keys_only_when_asked_and_escape_gives_them_back(
 def test_the_help_lists_every_key() -> None:
     """Every binding of the dashboard, its tables and screens, and Textual's own, is in the help."""
     said = {word for keys, _ in HELP_KEYS for word in keys.split()}
-    names = {"question_mark": "?", "slash": "/", "up": "↑", "down": "↓", "pageup": "pgup", "pagedown": "pgdn"}
-    holders: list[Any] = [DashboardApp, EventStream, FiringTable, ConsumerTable, LineTable, FilterBox, HelpScreen, EventScreen, App, Screen]
+    names = {
+        "question_mark": "?",
+        "slash": "/",
+        "up": "↑",
+        "down": "↓",
+        "pageup": "pgup",
+        "pagedown": "pgdn",
+    }
+    holders: list[Any] = [
+        DashboardApp,
+        EventStream,
+        FiringTable,
+        ConsumerTable,
+        LineTable,
+        FilterBox,
+        HelpScreen,
+        EventScreen,
+        App,
+        Screen,
+    ]
     missing = [
         key
         for holder in holders
@@ -183,18 +241,33 @@ async def test_r_on_a_failed_firing_retries_it_under_the_same_id(picky_app: Even
             await bus.emit_many([{"topic": "jobs.a", "payload": {"n": n}} for n in range(4)])
             await pilot.press("2")
             table = app.query_one("#firing-table", FiringTable)
-            await until(pilot, lambda: [f["status"] for f in table.firings] == ["ok", "ok", "failed", "ok"])
+            await until(
+                pilot, lambda: [f["status"] for f in table.firings] == ["ok", "ok", "failed", "ok"]
+            )
             await until(pilot, lambda: "· 1 failed firing" in app.sub_title)
             table.focus()
             await pilot.press("r")  # on the newest, an ok one: nothing to retry
-            await until(pilot, lambda: any("is ok: only a failed firing is retried" in str(n.message) for n in app._notifications))
+            await until(
+                pilot,
+                lambda: any(
+                    "is ok: only a failed firing is retried" in str(n.message)
+                    for n in app._notifications
+                ),
+            )
             python_tools.STATE["refuse"] = set()
             await pilot.press("up", "r")
             failed_id = table.firings[2]["firing_id"]
             await until(pilot, lambda: table.firings[2]["status"] == "ok")
-            assert [int(i) for i in table.column(0)] == [f["firing_id"] for f in await all_firings(bus)]
+            assert [int(i) for i in table.column(0)] == [
+                f["firing_id"] for f in await all_firings(bus)
+            ]
             assert table.firings[2]["firing_id"] == failed_id and table.firings[2]["attempts"] == 3
-            await until(pilot, lambda: "failed firing" not in app.sub_title or "· 0 failed firings" in app.sub_title)
+            await until(
+                pilot,
+                lambda: (
+                    "failed firing" not in app.sub_title or "· 0 failed firings" in app.sub_title
+                ),
+            )
 
 
 async def test_the_detail_lists_what_an_event_caused_down_the_chain(tmp_path: Path) -> None:
@@ -202,8 +275,14 @@ async def test_the_detail_lists_what_an_event_caused_down_the_chain(tmp_path: Pa
         app = DashboardApp([BusView("main", server.url("main"))])
         async with app.run_test(size=SIZE) as pilot, await connect(server.url("main")) as bus:
             await until(pilot, lambda: app.bus.state == "connected")
-            for rule_id, topic, then in (("first", "chain.a", "chain.b"), ("second", "chain.b", "chain.c"), ("fan", "chain.a", "chain.d")):
-                await bus.register_rule({"id": rule_id, "topic": topic, "action": {"type": "EmitEvent", "topic": then}})
+            for rule_id, topic, then in (
+                ("first", "chain.a", "chain.b"),
+                ("second", "chain.b", "chain.c"),
+                ("fan", "chain.a", "chain.d"),
+            ):
+                await bus.register_rule(
+                    {"id": rule_id, "topic": topic, "action": {"type": "EmitEvent", "topic": then}}
+                )
             root = await bus.emit("chain.a", {"n": 1})
             stream = app.query_one("#stream", EventStream)
             await until(pilot, lambda: stream.row_count == 4)

@@ -40,8 +40,15 @@ class Screen:
     async def start(self, *args: str) -> None:
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLUMNS), "LINES": str(LINES)}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventbus_cli", *args, stdin=self.slave, stdout=self.slave, stderr=self.slave,
-            env=env, start_new_session=True,
+            sys.executable,
+            "-m",
+            "eventbus_cli",
+            *args,
+            stdin=self.slave,
+            stdout=self.slave,
+            stderr=self.slave,
+            env=env,
+            start_new_session=True,
         )
         os.close(self.slave)
         os.set_blocking(self.master, False)
@@ -64,7 +71,9 @@ class Screen:
                 while not re.search(pattern, "\n".join(self.lines)):
                     await asyncio.sleep(0.05)
         except TimeoutError:
-            raise AssertionError(f"the screen never showed {pattern!r}:\n" + "\n".join(self.lines)) from None
+            raise AssertionError(
+                f"the screen never showed {pattern!r}:\n" + "\n".join(self.lines)
+            ) from None
         return "\n".join(self.lines)
 
     def press(self, keys: str) -> None:
@@ -80,7 +89,11 @@ class Screen:
 
 def firing_rows(lines: list[str]) -> list[tuple[int, str]]:
     """(firing id, status) of each row of the Firings tab on screen."""
-    start = next(i for i, line in enumerate(lines) if re.match(r"\s*firing\s+time \(UTC\)\s+rule\s+event\s+status", line))
+    start = next(
+        i
+        for i, line in enumerate(lines)
+        if re.match(r"\s*firing\s+time \(UTC\)\s+rule\s+event\s+status", line)
+    )
     rows = []
     for line in lines[start + 1 :]:
         match = re.match(r"\s*(\d+)\s+\S+\s+\S+\s+\d+\s+(ok|failed|skipped|pending)\b", line)
@@ -91,10 +104,15 @@ def firing_rows(lines: list[str]) -> list[tuple[int, str]]:
 
 
 @pytest.mark.slow
-async def test_the_real_dashboard_on_a_terminal_shows_each_firing_once_and_the_bus_failed_count(tmp_path: Path) -> None:
+async def test_the_real_dashboard_on_a_terminal_shows_each_firing_once_and_the_bus_failed_count(
+    tmp_path: Path,
+) -> None:
     python_tools.reset()
     python_tools.STATE["refuse"] = {n for n in range(20) if n % 4 == 0}
-    async with start_buses(tmp_path, picky_bus(tmp_path)) as app, await connect(app.url("main")) as bus:
+    async with (
+        start_buses(tmp_path, picky_bus(tmp_path)) as app,
+        await connect(app.url("main")) as bus,
+    ):
         server = app.buses["main"]
         await bus.register_rule(RULE)
         await bus.emit_many([{"topic": "jobs.a", "payload": {"n": n}} for n in range(10)])

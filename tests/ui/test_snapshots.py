@@ -18,43 +18,100 @@ T0 = 1_795_900_000_000
 def fixed_buses() -> list[BusView]:
     main = BusView("global", "tcp://127.0.0.1:4010")
     main.state = "connected"
-    main.info = {"storage": "sqlite:/srv/eventbus/data/global.db", "enable_rules": True, "stats": {"last_event_id": 1042}}
+    main.info = {
+        "storage": "sqlite:/srv/eventbus/data/global.db",
+        "enable_rules": True,
+        "stats": {"last_event_id": 1042},
+    }
     sources = ["trn:user:alice:cli:v1", "trn:org:acme:ci:v1", "trn:eventbus:global:rule:relay"]
     for i in range(30):
         topic = ("repo.pushed", "orders.created", "orders.seen")[i % 3]
-        main.add_event({
-            "event_id": 1013 + i, "topic": topic, "payload": {"n": i, "repo": "acme/api"}, "timestamp": T0 + i * 250,
-            "metadata": {"caused_by": {"event_id": 1012 + i, "rule_id": "relay", "hops": 1}} if topic == "orders.seen" else None,
-            "source_trn": sources[i % 3], "target_trn": "trn:org:acme:svc:v1" if i % 5 == 0 else None,
-            "correlation_id": f"c-{i // 3}",
-        })
+        main.add_event(
+            {
+                "event_id": 1013 + i,
+                "topic": topic,
+                "payload": {"n": i, "repo": "acme/api"},
+                "timestamp": T0 + i * 250,
+                "metadata": {"caused_by": {"event_id": 1012 + i, "rule_id": "relay", "hops": 1}}
+                if topic == "orders.seen"
+                else None,
+                "source_trn": sources[i % 3],
+                "target_trn": "trn:org:acme:svc:v1" if i % 5 == 0 else None,
+                "correlation_id": f"c-{i // 3}",
+            }
+        )
     for n, topic in enumerate(main.topics.values()):
         for second in range(30):
             topic._since_tick = (second * (n + 2)) % 17
             topic.tick(1.0)
     main.rate = 42.0
     for i, status in enumerate(["ok", "ok", "failed", "skipped", "ok"]):
-        main.add_firing({
-            "firing_id": 200 + i, "rule_id": "relay" if i != 2 else "fetch-repo", "event_id": 1029 + 3 * i,
-            "status": status, "attempts": 3 if status == "failed" else 1, "started_at": T0 + 4000 + 1000 * i,
-            "duration_ms": 4 + i, "result": {"event_id": 1030 + 3 * i} if status == "ok" else None,
-            "error": {"failed": "tool trn:user:alice:openapi:github-api:get-repo:v1 timed out after 30000 ms",
-                      "skipped": "loop guard: max_hops 8"}.get(status),
-        })
+        main.add_firing(
+            {
+                "firing_id": 200 + i,
+                "rule_id": "relay" if i != 2 else "fetch-repo",
+                "event_id": 1029 + 3 * i,
+                "status": status,
+                "attempts": 3 if status == "failed" else 1,
+                "started_at": T0 + 4000 + 1000 * i,
+                "duration_ms": 4 + i,
+                "result": {"event_id": 1030 + 3 * i} if status == "ok" else None,
+                "error": {
+                    "failed": "tool trn:user:alice:openapi:github-api:get-repo:v1 timed out after 30000 ms",
+                    "skipped": "loop guard: max_hops 8",
+                }.get(status),
+            }
+        )
     main.rules = [
-        {"id": "relay", "enabled": True, "topic": "orders.created", "action": {"type": "EmitEvent", "topic": "orders.seen"},
-         "fired": 10, "failed": 0, "last_fired_at": T0 + 9000},
-        {"id": "fetch-repo", "enabled": False, "topic": "repo.pushed",
-         "action": {"type": "InvokeTool", "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1"},
-         "fired": 3, "failed": 1, "last_fired_at": T0 + 2},
+        {
+            "id": "relay",
+            "enabled": True,
+            "topic": "orders.created",
+            "action": {"type": "EmitEvent", "topic": "orders.seen"},
+            "fired": 10,
+            "failed": 0,
+            "last_fired_at": T0 + 9000,
+        },
+        {
+            "id": "fetch-repo",
+            "enabled": False,
+            "topic": "repo.pushed",
+            "action": {
+                "type": "InvokeTool",
+                "tool_id": "trn:user:alice:openapi:github-api:get-repo:v1",
+            },
+            "fired": 3,
+            "failed": 1,
+            "last_fired_at": T0 + 2,
+        },
     ]
-    main.load_consumers([
-        consumer("resizers", "jobs.resize.>", pending=1_204, ack_pending=16, acked=48_210, redelivered=37, last=1040),
-        consumer("auditors", ">", source_trn="trn:user:*", pending=0, acked=1_042, last=1042),
-        consumer("deployers", "deploy.*", pattern={"payload": {"env": ["prod"]}}, pending=3, ack_pending=1, waiting=2,
-                 acked=310, redelivered=12, dead=4, last=1037),
-        consumer("backfill", "orders.>", pending=100_000),
-    ])
+    main.load_consumers(
+        [
+            consumer(
+                "resizers",
+                "jobs.resize.>",
+                pending=1_204,
+                ack_pending=16,
+                acked=48_210,
+                redelivered=37,
+                last=1040,
+            ),
+            consumer("auditors", ">", source_trn="trn:user:*", pending=0, acked=1_042, last=1042),
+            consumer(
+                "deployers",
+                "deploy.*",
+                pattern={"payload": {"env": ["prod"]}},
+                pending=3,
+                ack_pending=1,
+                waiting=2,
+                acked=310,
+                redelivered=12,
+                dead=4,
+                last=1037,
+            ),
+            consumer("backfill", "orders.>", pending=100_000),
+        ]
+    )
     workflow = BusView("workflow", "tcp://127.0.0.1:4011")
     workflow.state = "connected"
     workflow.info = {"storage": "memory", "enable_rules": False, "stats": {"last_event_id": 7}}
@@ -63,15 +120,42 @@ def fixed_buses() -> list[BusView]:
     return [main, workflow, gone]
 
 
-def consumer(name: str, topic: str, *, source_trn: str | None = None, pattern: dict[str, Any] | None = None,
-             pending: int = 0, ack_pending: int = 0, waiting: int = 0, acked: int = 0, redelivered: int = 0,
-             dead: int = 0, last: int = 0) -> ConsumerInfo:
+def consumer(
+    name: str,
+    topic: str,
+    *,
+    source_trn: str | None = None,
+    pattern: dict[str, Any] | None = None,
+    pending: int = 0,
+    ack_pending: int = 0,
+    waiting: int = 0,
+    acked: int = 0,
+    redelivered: int = 0,
+    dead: int = 0,
+    last: int = 0,
+) -> ConsumerInfo:
     return {
-        "name": name, "topic": topic, "source_trn": source_trn, "target_trn": None, "pattern": pattern,
-        "ack_wait_ms": 30_000, "max_deliver": 5, "backoff_ms": [], "max_ack_pending": 1000,
-        "created_at": T0, "updated_at": T0,
-        "stats": {"pending": pending, "ack_pending": ack_pending, "waiting": waiting, "acked": acked,
-                  "redelivered": redelivered, "dead": dead, "last_delivered_id": last, "cursor": last},
+        "name": name,
+        "topic": topic,
+        "source_trn": source_trn,
+        "target_trn": None,
+        "pattern": pattern,
+        "ack_wait_ms": 30_000,
+        "max_deliver": 5,
+        "backoff_ms": [],
+        "max_ack_pending": 1000,
+        "created_at": T0,
+        "updated_at": T0,
+        "stats": {
+            "pending": pending,
+            "ack_pending": ack_pending,
+            "waiting": waiting,
+            "acked": acked,
+            "redelivered": redelivered,
+            "dead": dead,
+            "last_delivered_id": last,
+            "cursor": last,
+        },
     }
 
 

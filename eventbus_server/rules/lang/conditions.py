@@ -83,7 +83,9 @@ class Condition:
         self.select = select
         #: When the condition is "equals one of these scalars": their keys (see router/plan.py).
         self.literals = (
-            frozenset(item.literal for item in items) if all(item.literal is not None for item in items) else None
+            frozenset(item.literal for item in items)
+            if all(item.literal is not None for item in items)
+            else None
         )
         self.items = _one_lookup_for_scalars(items)
         self.tests = tuple(item.test for item in self.items)
@@ -116,15 +118,19 @@ class Condition:
         return Failure(self.key, self.expected, saw)
 
 
-def compile_conditions(match_fields: dict[str, Any], where: str = "match_fields") -> list[Condition]:
+def compile_conditions(
+    match_fields: dict[str, Any], where: str = "match_fields"
+) -> list[Condition]:
     """Compile every condition; the first bad one raises PatternError naming its path."""
     conditions = []
     for key, expected in match_fields.items():
         at = f"{where}.{key}"
         select = compile_path(key, at)
-        items = [_item(value, f"{at}[{i}]") for i, value in enumerate(expected)] if isinstance(
-            expected, list
-        ) else [_item(expected, at)]
+        items = (
+            [_item(value, f"{at}[{i}]") for i, value in enumerate(expected)]
+            if isinstance(expected, list)
+            else [_item(expected, at)]
+        )
         if not items:
             raise PatternError(at, "an empty list matches nothing; give at least one value")
         conditions.append(Condition(key, expected, select, items))
@@ -136,7 +142,9 @@ def _item(value: Any, where: str) -> _Item:
         ((name, argument),) = value.items()
         return _operator(name, argument, f"{where}.{name}")
     if isinstance(value, list):
-        raise PatternError(where, "a list inside a list is not a condition; use {\"equals\": [...]} for a list value")
+        raise PatternError(
+            where, 'a list inside a list is not a condition; use {"equals": [...]} for a list value'
+        )
     return _scalar_or_object(value)
 
 
@@ -161,7 +169,7 @@ def _operator(name: str, argument: Any, where: str) -> _Item:
         return _scalar_or_object(argument)
     if name == "trn":
         if not isinstance(argument, str):
-            raise PatternError(where, "trn takes a TRN pattern string, such as \"trn:user:*\"")
+            raise PatternError(where, 'trn takes a TRN pattern string, such as "trn:user:*"')
         try:
             matches = compile_trn_pattern(validate_trn_pattern(argument))
         except ValueError as exc:
@@ -171,7 +179,7 @@ def _operator(name: str, argument: Any, where: str) -> _Item:
         raise PatternError(
             where.rpartition(".")[0],
             f"unknown operator {name!r} (known: {', '.join(OPERATORS)}); "
-            "to compare with an object, write {\"equals\": {...}}",
+            'to compare with an object, write {"equals": {...}}',
         )
     test = compile_operator(name, argument, where)
     return _Item(test, matches_missing=test.matches_missing)

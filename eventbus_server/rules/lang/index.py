@@ -56,7 +56,9 @@ class RuleIndex:
         if plan is None:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[topic] = TopicPlan([(p, self.rules[p]) for p in self._positions(topic)])
+            plan = self._plans[topic] = TopicPlan(
+                [(p, self.rules[p]) for p in self._positions(topic)]
+            )
         return plan
 
     def _positions(self, topic: str) -> list[int]:

@@ -70,7 +70,9 @@ MAX_PLACEHOLDERS: Final = 100
 MAX_DEPTH: Final = 32
 
 
-def check_rule_cost(pattern: Any, match_fields: dict[str, Any], action_template: Any, action_part: str) -> None:
+def check_rule_cost(
+    pattern: Any, match_fields: dict[str, Any], action_template: Any, action_part: str
+) -> None:
     """Raise PatternError naming the part of a rule that is over a cap."""
     parts = {"pattern": pattern, "match_fields": match_fields}
     for name, value in parts.items():
@@ -85,7 +87,9 @@ def check_rule_cost(pattern: Any, match_fields: dict[str, Any], action_template:
             raise PatternError(name, f"nests {depth} levels deep; at most {MAX_DEPTH}")
     named = _placeholder_count(action_template)
     if named > MAX_PLACEHOLDERS:
-        raise PatternError(action_part, f"names more than {MAX_PLACEHOLDERS} paths in {{{{ … }}}} placeholders")
+        raise PatternError(
+            action_part, f"names more than {MAX_PLACEHOLDERS} paths in {{{{ … }}}} placeholders"
+        )
     counts = {"pattern": _pattern_tests(pattern), "match_fields": _condition_tests(match_fields)}
     if sum(counts.values()) > MAX_VALUE_TESTS:
         worst = max(counts, key=lambda name: counts[name])
@@ -117,7 +121,9 @@ def _depth(value: Any) -> int:
     stack = [(value, 1)]
     while stack:
         node, level = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        )
         if children is None:
             continue
         deepest = max(deepest, level)
@@ -144,12 +150,16 @@ def _pattern_tests(node: Any) -> int:
 
 
 def _condition_tests(match_fields: dict[str, Any]) -> int:
-    return sum(_alternatives_tests(v if isinstance(v, list) else [v]) for v in match_fields.values())
+    return sum(
+        _alternatives_tests(v if isinstance(v, list) else [v]) for v in match_fields.values()
+    )
 
 
 def _alternatives_tests(items: list[Any]) -> int:
     scalars = any(not isinstance(item, (dict, list)) for item in items)
-    return int(scalars) + sum(_operator_tests(item) for item in items if isinstance(item, (dict, list)))
+    return int(scalars) + sum(
+        _operator_tests(item) for item in items if isinstance(item, (dict, list))
+    )
 
 
 def _operator_tests(item: Any) -> int:

@@ -81,16 +81,23 @@ class CompiledRule:
         failures = []
         topic = envelope.get("topic")
         if not (isinstance(topic, str) and self.matches_topic(topic)):
-            failures.append(Failure("topic", self.rule.topic, topic if topic is not None else MISSING))
+            failures.append(
+                Failure("topic", self.rule.topic, topic if topic is not None else MISSING)
+            )
         for condition in self.conditions:
             failure = condition.explain(envelope)
             if failure is not None:
                 failures.append(failure)
         if self.pattern is not None:
-            failures.extend(Failure(f"pattern.{f.path}", f.expected, f.saw) for f in self.pattern.explain(envelope))
+            failures.extend(
+                Failure(f"pattern.{f.path}", f.expected, f.saw)
+                for f in self.pattern.explain(envelope)
+            )
         return failures
 
-    def render_action(self, envelope: dict[str, Any], *, max_bytes: int | None = None) -> dict[str, Any]:
+    def render_action(
+        self, envelope: dict[str, Any], *, max_bytes: int | None = None
+    ) -> dict[str, Any]:
         """The action with its templates applied to this event; `TemplateTooLarge` once
         its templated part passes `max_bytes` (as JSON, about), before it is built."""
         budget = RenderBudget(max_bytes) if max_bytes is not None else None
@@ -115,7 +122,9 @@ def compile_rule(rule: Rule) -> CompiledRule:
     def render(envelope: dict[str, Any], budget: RenderBudget | None = None) -> dict[str, Any]:
         return {**action, templated: template(envelope, budget)}
 
-    return CompiledRule(rule, conditions, pattern, render, renders_whole_event=template.reads_whole_event)
+    return CompiledRule(
+        rule, conditions, pattern, render, renders_whole_event=template.reads_whole_event
+    )
 
 
 def envelope_of(event: Event) -> dict[str, Any]:
@@ -131,4 +140,9 @@ def envelope_from_wire(event: dict[str, Any]) -> dict[str, Any]:
 def failure_wire(failure: Failure) -> dict[str, Any]:
     """A failure as `test_rule` reports it; a missing field is `"saw": null, "missing": true`."""
     missing = failure.saw is MISSING
-    return {"path": failure.path, "expected": failure.expected, "saw": None if missing else failure.saw, "missing": missing}
+    return {
+        "path": failure.path,
+        "expected": failure.expected,
+        "saw": None if missing else failure.saw,
+        "missing": missing,
+    }

@@ -224,7 +224,9 @@ def _prefix(argument: Any, path: str) -> ValueTest:
     folded = _ignore_case_argument("prefix", argument, path)
     if folded is not None:
         lowered = folded.lower()
-        return _Test(lambda v: isinstance(v, str) and _lower_head(v, len(lowered)).startswith(lowered))
+        return _Test(
+            lambda v: isinstance(v, str) and _lower_head(v, len(lowered)).startswith(lowered)
+        )
     return _Test(lambda v: isinstance(v, str) and v.startswith(argument))
 
 
@@ -232,7 +234,9 @@ def _suffix(argument: Any, path: str) -> ValueTest:
     folded = _ignore_case_argument("suffix", argument, path)
     if folded is not None:
         lowered = folded.lower()
-        return _Test(lambda v: isinstance(v, str) and _lower_tail(v, len(lowered)).endswith(lowered))
+        return _Test(
+            lambda v: isinstance(v, str) and _lower_tail(v, len(lowered)).endswith(lowered)
+        )
     return _Test(lambda v: isinstance(v, str) and v.endswith(argument))
 
 

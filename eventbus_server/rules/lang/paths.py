@@ -44,10 +44,18 @@ from jsonpath_ng.jsonpath import _Union as Union  # `|`; jsonpath-ng exports no 
 
 from eventbus_server.rules.lang.operators import PatternError
 
-__all__ = ["BARE_ENVELOPE_FIELDS", "MAX_JSONPATH_CHARS", "Selector", "compile_path", "reads_whole_event"]
+__all__ = [
+    "BARE_ENVELOPE_FIELDS",
+    "MAX_JSONPATH_CHARS",
+    "Selector",
+    "compile_path",
+    "reads_whole_event",
+]
 
 #: The envelope fields a bare key names; a payload key with another name stays reachable bare.
-BARE_ENVELOPE_FIELDS = frozenset({"topic", "timestamp", "source_trn", "target_trn", "correlation_id"})
+BARE_ENVELOPE_FIELDS = frozenset(
+    {"topic", "timestamp", "source_trn", "target_trn", "correlation_id"}
+)
 
 Selector = Callable[[dict[str, Any]], list[Any]]
 
@@ -113,7 +121,9 @@ def _spread(current: list[Any], names: list[str]) -> list[Any]:
 
 def _jsonpath(key: str, where: str) -> Selector:
     if len(key) > MAX_JSONPATH_CHARS:
-        raise PatternError(where, f"a JSONPath is at most {MAX_JSONPATH_CHARS} characters, this one has {len(key)}")
+        raise PatternError(
+            where, f"a JSONPath is at most {MAX_JSONPATH_CHARS} characters, this one has {len(key)}"
+        )
     try:
         expression = parse_jsonpath(key)
     except Exception as exc:  # JSONPathError mostly, but jsonpath-ng also lets re.error and its own ValueErrors out
@@ -212,7 +222,9 @@ def _refusal_of_step(node: Child | Descendants, walk: _Walk) -> str | None:
             return "`..` inside a filter walks a whole subtree for every candidate"
         walk.descendants += 1
         if walk.descendants > 1:
-            return "only one `..` per path: a second one walks again below every node the first found"
+            return (
+                "only one `..` per path: a second one walks again below every node the first found"
+            )
     return _refusal_of_pair(node.left, node.right, walk)
 
 

@@ -48,7 +48,9 @@ class RenderBudget:
 
     def __init__(self, limit: int) -> None:
         self.limit = self.left = limit
-        self._sizes: dict[int, int] = {}  # id(value) → size; the values live as long as the rendering
+        self._sizes: dict[
+            int, int
+        ] = {}  # id(value) → size; the values live as long as the rendering
 
     def spend(self, size: int) -> None:
         self.left -= size
@@ -91,17 +93,23 @@ def compile_template(template: Any, where: str) -> Template:
     selectors: list[Selector] = []
     part = _compile(template, where, selectors)
     # The template as written stands for its literal parts (and a little more).
-    return Template(part, len(dumps(template)), any(reads_whole_event(select) for select in selectors))
+    return Template(
+        part, len(dumps(template)), any(reads_whole_event(select) for select in selectors)
+    )
 
 
 def _compile(template: Any, where: str, selectors: list[Selector]) -> _Part:
     if isinstance(template, str):
         return _compile_string(template, where, selectors)
     if isinstance(template, dict):
-        parts = {key: _compile(value, f"{where}.{key}", selectors) for key, value in template.items()}
+        parts = {
+            key: _compile(value, f"{where}.{key}", selectors) for key, value in template.items()
+        }
         return lambda envelope, budget: {key: part(envelope, budget) for key, part in parts.items()}
     if isinstance(template, list):
-        items = [_compile(value, f"{where}[{index}]", selectors) for index, value in enumerate(template)]
+        items = [
+            _compile(value, f"{where}[{index}]", selectors) for index, value in enumerate(template)
+        ]
         return lambda envelope, budget: [item(envelope, budget) for item in items]
     return lambda envelope, budget: template
 

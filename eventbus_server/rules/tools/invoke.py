@@ -158,7 +158,11 @@ def describe(route: ToolRoute) -> str:
     if route.kind == "command":
         return f"command {route.argv[0] if route.argv else '?'}"
     if route.kind == "mcp":
-        return f"mcp {route.url}" if route.url else f"mcp stdio {route.command[0] if route.command else '?'}"
+        return (
+            f"mcp {route.url}"
+            if route.url
+            else f"mcp stdio {route.command[0] if route.command else '?'}"
+        )
     target = route.url if route.kind == "http" else route.function
     return f"{route.kind} {target}"
 
@@ -222,7 +226,11 @@ class ToolRouter:
             self._count("none", "no_route")
             patterns = ", ".join(r.match for r in self.routes) or "none configured"
             raise NoToolRoute(f"no tool route matches {call.tool_id} (routes: {patterns})")
-        attributes = {"eventbus.tool_id": call.tool_id, "eventbus.tool_kind": route.kind, "eventbus.firing_id": call.firing_id}
+        attributes = {
+            "eventbus.tool_id": call.tool_id,
+            "eventbus.tool_kind": route.kind,
+            "eventbus.firing_id": call.firing_id,
+        }
         with tracing.span("tool.call", attributes) as span:
             try:
                 result = await self._invoke(route, call, timeout_ms)
@@ -270,7 +278,9 @@ class ToolRouter:
         know anything: the tool and its inputSchema). -32602 naming the tool or field."""
         route = self.route_for(action.tool_id)
         if route is not None and route.kind == "mcp":
-            await self._mcp_tools().check(route, rule_id=rule_id, tool_id=action.tool_id, template=action.input)
+            await self._mcp_tools().check(
+                route, rule_id=rule_id, tool_id=action.tool_id, template=action.input
+            )
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -302,7 +312,9 @@ class ToolRouter:
         assert route.url is not None
         if route.format == "cloudevents":
             extensions = {"firingid": call.firing_id, "ruleid": call.rule_id}
-            body: Any = to_cloudevent(call.event, default_source=f"trn:eventbus:{self.bus_id}", extensions=extensions)
+            body: Any = to_cloudevent(
+                call.event, default_source=f"trn:eventbus:{self.bus_id}", extensions=extensions
+            )
             content_type = STRUCTURED_CONTENT_TYPE
         else:
             body, content_type = call.body(), "application/json"
@@ -343,7 +355,9 @@ class ToolRouter:
 
     # -- jsonrpc ---------------------------------------------------------------
 
-    async def _jsonrpc_call(self, route: ToolRoute, tool_call: ToolCall, traceparent: str | None) -> Any:
+    async def _jsonrpc_call(
+        self, route: ToolRoute, tool_call: ToolCall, traceparent: str | None
+    ) -> Any:
         assert route.url is not None
         host, port = _tcp_address(route.url)
         request_id = next(self._rpc_ids)
@@ -422,11 +436,17 @@ class ToolRouter:
     async def _mcp_call(self, route: ToolRoute, call: ToolCall, traceparent: str | None) -> Any:
         from eventbus_server.rules.tools.mcp import McpReplyTooLarge, McpToolFailed
 
-        meta = {"firing_id": call.firing_id, "event_id": call.event.get("event_id"), "rule_id": call.rule_id}
+        meta = {
+            "firing_id": call.firing_id,
+            "event_id": call.event.get("event_id"),
+            "rule_id": call.rule_id,
+        }
         if traceparent is not None:
             meta["traceparent"] = traceparent
         try:
-            return await self._mcp_tools().call(route, tool_id=call.tool_id, arguments=call.input, meta=meta)
+            return await self._mcp_tools().call(
+                route, tool_id=call.tool_id, arguments=call.input, meta=meta
+            )
         except McpReplyTooLarge:
             raise _TooLarge(self.max_reply_bytes) from None
         except McpToolFailed as exc:
@@ -445,7 +465,9 @@ class ToolRouter:
                 # A sync tool runs in a thread so it cannot stall the bus; on timeout
                 # the thread cannot be stopped and finishes in the background, in the
                 # router's own pool (see max_threads).
-                result = await asyncio.get_running_loop().run_in_executor(self._python_threads(), function, body)
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._python_threads(), function, body
+                )
         except Exception as exc:
             raise _Failed(f"raised {type(exc).__name__}: {exc}") from exc
         try:
@@ -530,7 +552,9 @@ def _tcp_address(url: str) -> tuple[str, int]:
         raise _Failed(f"url must be 'tcp://host:port', not {url!r}") from None
 
 
-async def _read_reply(reader: asyncio.StreamReader, request_id: int, max_line_bytes: int) -> jsonrpc.Reply:
+async def _read_reply(
+    reader: asyncio.StreamReader, request_id: int, max_line_bytes: int
+) -> jsonrpc.Reply:
     """The reply to `request_id`; other lines (notifications) are skipped."""
     framer = LineFramer(max_line_bytes)
     while True:

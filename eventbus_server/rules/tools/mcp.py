@@ -73,7 +73,15 @@ LISTED_TOOLS = 20
 #: Schema errors whose place is the object itself, never a value inside it: they hold
 #: whatever its values are, so templates do not hide them.
 _KEY_VALIDATORS = frozenset(
-    {"required", "additionalProperties", "unevaluatedProperties", "propertyNames", "minProperties", "maxProperties", "dependentRequired"}
+    {
+        "required",
+        "additionalProperties",
+        "unevaluatedProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+    }
 )
 
 
@@ -133,7 +141,9 @@ class McpSession:
                 await self._retire()
                 self._end = asyncio.Event()
                 self._ready = asyncio.get_running_loop().create_future()
-                self._owner = asyncio.create_task(self._run(self._ready, self._end), name=f"mcp {self.name}")
+                self._owner = asyncio.create_task(
+                    self._run(self._ready, self._end), name=f"mcp {self.name}"
+                )
             ready, end = self._ready, self._end
         # shield: a firing that gives up waiting must not cancel the start others wait for.
         return await asyncio.shield(ready), end
@@ -142,7 +152,6 @@ class McpSession:
         if self._owner is not None and self._owner.done():
             return True
         return self.stdio is not None and self.stdio.closed.is_set()
-
 
     async def aclose(self) -> None:
         await self._retire()
@@ -161,7 +170,9 @@ class McpSession:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 async with asyncio.timeout(self.setup_timeout_s):
-                    client = Client(self._transport(), mode="auto", cache=None, client_info=CLIENT_INFO)
+                    client = Client(
+                        self._transport(), mode="auto", cache=None, client_info=CLIENT_INFO
+                    )
                     await stack.enter_async_context(client)
                 ready.set_result(client)
                 await self._wait_end(end)
@@ -170,8 +181,12 @@ class McpSession:
                 ready.set_exception(McpToolFailed("the session was closed while it started"))
             raise
         except TimeoutError:
-            self._failed(ready, f"no session within {self.route.timeout_ms} ms (timeout_ms of the route)")
-        except Exception as exc:  # the SDK raises more kinds than it documents; none may kill the bus
+            self._failed(
+                ready, f"no session within {self.route.timeout_ms} ms (timeout_ms of the route)"
+            )
+        except (
+            Exception
+        ) as exc:  # the SDK raises more kinds than it documents; none may kill the bus
             # anyio's task groups wrap what failed inside: the first leaf says why.
             cause = _first_leaf(exc)
             if not isinstance(cause, EXPECTED):
@@ -205,7 +220,9 @@ class McpSession:
     async def _transport(self) -> AsyncIterator[Any]:
         limit = wire_limit(self.max_reply_bytes)
         if self.route.command:
-            self.stdio = StdioServer(self.route.command, env=self.route.env, max_line_bytes=limit, name=self.name)
+            self.stdio = StdioServer(
+                self.route.command, env=self.route.env, max_line_bytes=limit, name=self.name
+            )
             async with self.stdio.connect() as pipes:
                 yield pipes
             return
@@ -222,7 +239,12 @@ class McpSession:
             trust_env=False,  # the config alone says where a tool lives
             event_hooks={"response": [refuse_large]},
         )
-        async with http, streamable_http_client(self.route.url, http_client=http, max_sse_event_size=limit) as streams:
+        async with (
+            http,
+            streamable_http_client(
+                self.route.url, http_client=http, max_sse_event_size=limit
+            ) as streams,
+        ):
             yield streams
 
 
@@ -236,15 +258,21 @@ class McpTools:
     def session(self, route: ToolRoute) -> McpSession:
         session = self._sessions.get(id(route))
         if session is None:
-            session = self._sessions[id(route)] = McpSession(route, max_reply_bytes=self.max_reply_bytes)
+            session = self._sessions[id(route)] = McpSession(
+                route, max_reply_bytes=self.max_reply_bytes
+            )
         return session
 
-    async def call(self, route: ToolRoute, *, tool_id: str, arguments: Any, meta: dict[str, Any]) -> Any:
+    async def call(
+        self, route: ToolRoute, *, tool_id: str, arguments: Any, meta: dict[str, Any]
+    ) -> Any:
         """Call the route's tool for a firing; its result (see the module docstring)."""
         if arguments is None:
             arguments = {}
         if not isinstance(arguments, dict):
-            raise McpToolFailed(f"the rendered input must be an object (MCP tool arguments), not {_json_type(arguments)}")
+            raise McpToolFailed(
+                f"the rendered input must be an object (MCP tool arguments), not {_json_type(arguments)}"
+            )
         session = self.session(route)
         client, end = await session.client()
         stdio = session.stdio
@@ -263,19 +291,30 @@ class McpTools:
         except McpReplyTooLarge:
             end.set()
             raise
-        except (OSError, ValidationError, httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        except (
+            OSError,
+            ValidationError,
+            httpx2.HTTPError,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+        ) as exc:
             end.set()
             raise McpToolFailed(_reason(exc)) from exc
         return self._result(result)
 
     def _result(self, result: mcp_types.CallToolResult) -> Any:
         if result.is_error:
-            text = " ".join(block.text for block in result.content if isinstance(block, mcp_types.TextContent))
+            text = " ".join(
+                block.text for block in result.content if isinstance(block, mcp_types.TextContent)
+            )
             raise McpToolFailed(f"the tool answered isError: {text.strip()[:500] or '(no text)'}")
         if result.structured_content is not None:
             value = result.structured_content
         else:
-            value = [block.model_dump(mode="json", by_alias=True, exclude_none=True) for block in result.content]
+            value = [
+                block.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for block in result.content
+            ]
         encoded = dumps(value)
         if len(encoded) > self.max_reply_bytes:
             raise McpReplyTooLarge(self.max_reply_bytes)
@@ -293,15 +332,31 @@ class McpTools:
             async with asyncio.timeout(session.setup_timeout_s):
                 client, _ = await session.client()
                 tools = await _list_tools(client)
-        except (TimeoutError, McpToolFailed, MCPError, ValidationError, OSError, httpx2.HTTPError) as exc:
+        except (
+            TimeoutError,
+            McpToolFailed,
+            MCPError,
+            ValidationError,
+            OSError,
+            httpx2.HTTPError,
+        ) as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else _reason(exc)
-            log.warning("rule=%s: MCP server %s not reachable (%s); registered without checking tool %s", rule_id, session.name, reason, name)
+            log.warning(
+                "rule=%s: MCP server %s not reachable (%s); registered without checking tool %s",
+                rule_id,
+                session.name,
+                reason,
+                name,
+            )
             return
         tool = next((t for t in tools if t.name == name), None)
         if tool is None:
             offered = ", ".join(sorted(t.name for t in tools)[:LISTED_TOOLS]) or "none"
             msg = f"MCP tool {name!r} is not offered by {session.name} (its tools: {offered})"
-            raise InvalidParams(f"invalid rule {rule_id!r}: action.tool_id: {msg}", [{"loc": "action.tool_id", "msg": msg}])
+            raise InvalidParams(
+                f"invalid rule {rule_id!r}: action.tool_id: {msg}",
+                [{"loc": "action.tool_id", "msg": msg}],
+            )
         if isinstance(template, dict):
             # In a thread: the schema is the server's, and its regexes are not ours to trust.
             problems = await asyncio.to_thread(schema_problems, tool.input_schema, template)
@@ -332,17 +387,24 @@ async def _list_tools(client: Client) -> list[mcp_types.Tool]:
 def schema_problems(schema: dict[str, Any], value: dict[str, Any]) -> list[tuple[str, str]]:
     """`(loc, msg)` for each way the literal parts of `value` break `schema` (templates skipped)."""
     try:
-        validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator_class = jsonschema.validators.validator_for(
+            schema, default=jsonschema.Draft202012Validator
+        )
         validator_class.check_schema(schema)
         errors = list(validator_class(schema).iter_errors(value))
     except (jsonschema.SchemaError, Unresolvable) as exc:
-        log.warning("an MCP tool's inputSchema cannot be used (%s); its input is not checked", str(exc).splitlines()[0])
+        log.warning(
+            "an MCP tool's inputSchema cannot be used (%s); its input is not checked",
+            str(exc).splitlines()[0],
+        )
         return []
     templated = _templated_paths(value, ())
     problems = []
     for error in errors:
         path = tuple(error.absolute_path)
-        if error.validator not in _KEY_VALIDATORS and any(_related(path, spot) for spot in templated):
+        if error.validator not in _KEY_VALIDATORS and any(
+            _related(path, spot) for spot in templated
+        ):
             continue  # the value is only known when the rule fires
         problems.append(("action.input" + "".join(_loc_part(part) for part in path), error.message))
     return problems
@@ -383,7 +445,14 @@ def _json_type(value: Any) -> str:
 
 
 #: What a session that ends badly usually raises; anything else is logged with its traceback.
-EXPECTED = (OSError, MCPError, ValidationError, httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+EXPECTED = (
+    OSError,
+    MCPError,
+    ValidationError,
+    httpx2.HTTPError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+)
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

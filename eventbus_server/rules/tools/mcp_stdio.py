@@ -62,7 +62,9 @@ class StdioServer:
         self, argv: Sequence[str], *, env: Mapping[str, str] | None, max_line_bytes: int, name: str
     ) -> None:
         self.argv = tuple(argv)
-        self.env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ} | dict(env or {})
+        self.env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ} | dict(
+            env or {}
+        )
         self.max_line_bytes = max_line_bytes
         self.name = name
         self.pid: int | None = None
@@ -76,7 +78,9 @@ class StdioServer:
     @contextlib.asynccontextmanager
     async def connect(
         self,
-    ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[Any], MemoryObjectSendStream[SessionMessage]]]:
+    ) -> AsyncIterator[
+        tuple[MemoryObjectReceiveStream[Any], MemoryObjectSendStream[SessionMessage]]
+    ]:
         """Start the process; the SDK's stream pair until the block ends, then stop it."""
         process = await asyncio.create_subprocess_exec(
             *self.argv,
@@ -87,7 +91,9 @@ class StdioServer:
             start_new_session=True,
         )
         self.pid = process.pid
-        log.info("mcp server %s started: pid=%d argv=%s", self.name, process.pid, " ".join(self.argv))
+        log.info(
+            "mcp server %s started: pid=%d argv=%s", self.name, process.pid, " ".join(self.argv)
+        )
         # Unbuffered, like the SDK's: a message is handed over only when the session takes it.
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
@@ -106,7 +112,9 @@ class StdioServer:
                 for stream in (read_send, read_recv, write_send, write_recv):
                     await stream.aclose()
 
-    async def _read_stdout(self, process: asyncio.subprocess.Process, send: MemoryObjectSendStream[Any]) -> None:
+    async def _read_stdout(
+        self, process: asyncio.subprocess.Process, send: MemoryObjectSendStream[Any]
+    ) -> None:
         assert process.stdout is not None
         framer = LineFramer(self.max_line_bytes)
         try:
@@ -116,7 +124,9 @@ class StdioServer:
                     if framer.overflowed:
                         self.too_large = True
                         log.warning(
-                            "mcp server %s sent a message line over %d bytes; closing it", self.name, self.max_line_bytes
+                            "mcp server %s sent a message line over %d bytes; closing it",
+                            self.name,
+                            self.max_line_bytes,
                         )
                         return
                     for line in lines:
@@ -129,7 +139,9 @@ class StdioServer:
             self.closed.set()
 
     async def _write_stdin(
-        self, process: asyncio.subprocess.Process, receive: MemoryObjectReceiveStream[SessionMessage]
+        self,
+        process: asyncio.subprocess.Process,
+        receive: MemoryObjectReceiveStream[SessionMessage],
     ) -> None:
         assert process.stdin is not None
         try:
@@ -165,7 +177,9 @@ class StdioServer:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # helpers it left in its group
         self.exit_code = process.returncode
-        log.info("mcp server %s stopped: pid=%d exit=%s", self.name, process.pid, process.returncode)
+        log.info(
+            "mcp server %s stopped: pid=%d exit=%s", self.name, process.pid, process.returncode
+        )
 
 
 async def _exited(process: asyncio.subprocess.Process, within_s: float) -> bool:

@@ -35,7 +35,9 @@ class MemoryConsumerStore:
         self._consumers: dict[str, StoredConsumer] = {}
         self._deliveries: dict[str, dict[int, Delivery]] = {}
 
-    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+    async def put_consumer(
+        self, name: str, config: ConsumerConfig, cursor: int, now_ms: int
+    ) -> bool:
         old = self._consumers.get(name)
         if old is not None:
             old.config, old.updated_at = config, now_ms
@@ -55,7 +57,9 @@ class MemoryConsumerStore:
         self._deliveries.pop(name, None)
         return self._consumers.pop(name, None) is not None
 
-    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+    async def fetch_leases(
+        self, name: str, now_ms: int, limit: int, scan: Scan
+    ) -> FetchResult | None:
         consumer = self._consumers.get(name)
         if consumer is None:
             return None
@@ -64,11 +68,18 @@ class MemoryConsumerStore:
             rows[row.event_id] = row
             if row.state == "dead":
                 result.died.append(row)
-        room = min(limit, config.max_ack_pending - sum(1 for r in rows.values() if r.state == "leased"))
+        room = min(
+            limit, config.max_ack_pending - sum(1 for r in rows.values() if r.state == "leased")
+        )
         budget = scan.max_bytes
         if room > 0:
-            due = sorted((r for r in rows.values() if r.state == "waiting" and r.due_at <= now_ms), key=_event_id)[:room]
-            events = {e.event_id: e for e in (self._event(r.event_id) for r in due) if e is not None}
+            due = sorted(
+                (r for r in rows.values() if r.state == "waiting" and r.due_at <= now_ms),
+                key=_event_id,
+            )[:room]
+            events = {
+                e.event_id: e for e in (self._event(r.event_id) for r in due) if e is not None
+            }
             result.leased, dead, budget = redeliver(due, events, config, now_ms, budget)
             consumer.redelivered += len(result.leased)
             for row in [*dead, *(lease for _, lease in result.leased)]:
@@ -80,13 +91,19 @@ class MemoryConsumerStore:
             page = (event for event in ahead if scan.query.matches(event))
             chosen, cursor, _, _ = pick(page, scan, room, budget, have_some=bool(result.leased))
             for event in chosen:
-                lease = rows[event.event_id] = Delivery(event.event_id, "leased", 1, now_ms + config.ack_wait_ms)
+                lease = rows[event.event_id] = Delivery(
+                    event.event_id, "leased", 1, now_ms + config.ack_wait_ms
+                )
                 result.leased.append((event, lease))
             if cursor is not None:
                 consumer.cursor = cursor
         if result.leased:
-            consumer.last_delivered_id = max(consumer.last_delivered_id, *(e.event_id for e, _ in result.leased))
-        result.next_due_ms = min((r.due_at for r in rows.values() if r.state != "dead"), default=None)
+            consumer.last_delivered_id = max(
+                consumer.last_delivered_id, *(e.event_id for e, _ in result.leased)
+            )
+        result.next_due_ms = min(
+            (r.due_at for r in rows.values() if r.state != "dead"), default=None
+        )
         return result
 
     def _event(self, event_id: int) -> Event | None:
@@ -126,15 +143,21 @@ class MemoryConsumerStore:
 
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
         rows = self._deliveries.get(name, {})
-        dead = sorted((r for r in rows.values() if r.state == "dead" and r.event_id > after_id), key=_event_id)
+        dead = sorted(
+            (r for r in rows.values() if r.state == "dead" and r.event_id > after_id), key=_event_id
+        )
         return [copy.copy(r) for r in dead[:limit]]
 
-    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+    async def redrive(
+        self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int
+    ) -> int:
         rows = self._deliveries.get(name, {})
         if event_ids is None:
             chosen = sorted((r for r in rows.values() if r.state == "dead"), key=_event_id)[:limit]
         else:
-            chosen = [rows[i] for i in dict.fromkeys(event_ids) if i in rows and rows[i].state == "dead"]
+            chosen = [
+                rows[i] for i in dict.fromkeys(event_ids) if i in rows and rows[i].state == "dead"
+            ]
         for row in chosen:
             rows[row.event_id] = Delivery(row.event_id, "waiting", 0, now_ms)
         return len(chosen)

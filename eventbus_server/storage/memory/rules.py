@@ -27,7 +27,9 @@ class MemoryRuleStore:
     async def load_rules(self) -> list[StoredRule]:
         return [copy.deepcopy(self._rules[rule_id]) for rule_id in sorted(self._rules)]
 
-    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+    async def put_rule(
+        self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+    ) -> bool:
         old = self._rules.get(rule_id)
         if old is None:
             self._rules[rule_id] = StoredRule(rule_id, copy.deepcopy(body), enabled, now_ms, now_ms)
@@ -83,7 +85,9 @@ class MemoryRuleStore:
         return [copy.copy(f) for f in self._firings.values() if f.status == "pending"]
 
     async def list_firings(self, query: FiringQuery) -> list[Firing]:
-        ordered = self._firings.values() if query.order == "asc" else reversed(self._firings.values())
+        ordered = (
+            self._firings.values() if query.order == "asc" else reversed(self._firings.values())
+        )
         hits = []
         for firing in ordered:
             if query.matches(firing):

@@ -26,7 +26,9 @@ class MemoryScheduleStore:
         self._scheduled_keys: dict[str, str] = {}  # idempotency key -> schedule_id
         self._schedules: dict[str, StoredSchedule] = {}
 
-    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+    async def add_scheduled(
+        self, items: Sequence[ScheduledEvent], *, max_pending: int
+    ) -> list[ScheduledEvent]:
         answers: list[ScheduledEvent] = []
         fresh: dict[str, ScheduledEvent] = {}
         keys: dict[str, ScheduledEvent] = {}
@@ -73,17 +75,30 @@ class MemoryScheduleStore:
         self, *, after: tuple[int, str] | None, limit: int, max_bytes: int | None = None
     ) -> list[ScheduledEvent]:
         start = 0 if after is None else bisect_right(self._due_order, after)
-        return [self._scheduled[schedule_id] for _, schedule_id in self._due_order[start : start + limit]]
+        return [
+            self._scheduled[schedule_id]
+            for _, schedule_id in self._due_order[start : start + limit]
+        ]
 
-    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+    async def put_schedule(
+        self, schedule: StoredSchedule, *, replace: bool, max_schedules: int
+    ) -> bool:
         old = self._schedules.get(schedule.id)
         if old is not None and not replace:
-            raise AlreadyExists(f"schedule {schedule.id!r} already exists; pass replace: true to replace it")
+            raise AlreadyExists(
+                f"schedule {schedule.id!r} already exists; pass replace: true to replace it"
+            )
         if old is None and len(self._schedules) >= max_schedules:
-            raise Overloaded(f"this bus has {len(self._schedules)} schedules, its max_schedules; delete one first")
+            raise Overloaded(
+                f"this bus has {len(self._schedules)} schedules, its max_schedules; delete one first"
+            )
         stored = copy.deepcopy(schedule)
         if old is not None:
-            stored.created_at, stored.last_tick, stored.ticks = old.created_at, old.last_tick, old.ticks
+            stored.created_at, stored.last_tick, stored.ticks = (
+                old.created_at,
+                old.last_tick,
+                old.ticks,
+            )
         self._schedules[schedule.id] = stored
         return old is None
 
@@ -98,7 +113,9 @@ class MemoryScheduleStore:
     async def delete_schedule(self, schedule_id: str) -> bool:
         return self._schedules.pop(schedule_id, None) is not None
 
-    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, now_ms: int
+    ) -> StoredSchedule | None:
         schedule = self._schedules.get(schedule_id)
         if schedule is not None and schedule.enabled != enabled:
             schedule.enabled = enabled
@@ -120,7 +137,9 @@ class MemoryScheduleStore:
             item = self._scheduled.pop(schedule_id)
             self._unlist(item)
             due.append((item.deliver_at, schedule_id, item.due(now_ms)))
-        ready = [s for s in self._schedules.values() if s.next_tick is not None and s.next_tick <= now_ms]
+        ready = [
+            s for s in self._schedules.values() if s.next_tick is not None and s.next_tick <= now_ms
+        ]
         for schedule in sorted(ready, key=lambda s: (s.next_tick, s.id))[:limit]:
             event = schedule.tick(bus_id, now_ms)
             due.append((schedule.last_tick or now_ms, schedule.id, event))

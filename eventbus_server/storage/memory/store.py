@@ -36,7 +36,9 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
 
     kind = "memory"
 
-    def __init__(self, capacity: int, *, max_bytes: int | None = None, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, capacity: int, *, max_bytes: int | None = None, max_keys: int = 100_000
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         MemoryRuleStore.__init__(self, max_firings=max(capacity, 1000))
@@ -60,7 +62,9 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
     async def close(self) -> None:
         pass
 
-    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None
+    ) -> list[Event]:
         stored = []
         for new in events:
             self._last_id += 1
@@ -117,7 +121,11 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
         before = len(self._ring)
         if min_timestamp is not None and any(e.timestamp < min_timestamp for e in self._ring):
             # Client-set timestamps need not follow ids, so old ones can sit anywhere.
-            kept = [(e, size) for e, size in zip(self._ring, self._sizes, strict=True) if e.timestamp >= min_timestamp]
+            kept = [
+                (e, size)
+                for e, size in zip(self._ring, self._sizes, strict=True)
+                if e.timestamp >= min_timestamp
+            ]
             self._ring = deque((e for e, _ in kept), maxlen=self.capacity)
             self._sizes = deque(size for _, size in kept)
             self._bytes = sum(self._sizes)

@@ -52,7 +52,9 @@ __all__ = [
     "settle_leased",
 ]
 
-_CONSUMER_COLUMNS = "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
+_CONSUMER_COLUMNS = (
+    "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
+)
 _DELIVERY_COLUMNS = "event_id, state, deliveries, due_at, reason"
 _STORE = (
     "INSERT INTO consumer_deliveries (consumer, event_id, state, deliveries, due_at, reason)"
@@ -62,7 +64,9 @@ _STORE = (
 )
 
 
-async def put_consumer(conn: asyncpg.Connection, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+async def put_consumer(
+    conn: asyncpg.Connection, name: str, config: ConsumerConfig, cursor: int, now_ms: int
+) -> bool:
     created: bool = await conn.fetchval(
         "INSERT INTO consumers (name, config, cursor, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"
         " ON CONFLICT (name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at"
@@ -75,28 +79,42 @@ async def put_consumer(conn: asyncpg.Connection, name: str, config: ConsumerConf
     return created
 
 
-async def load_consumer(conn: asyncpg.Connection, name: str, *, lock: bool = False) -> StoredConsumer | None:
+async def load_consumer(
+    conn: asyncpg.Connection, name: str, *, lock: bool = False
+) -> StoredConsumer | None:
     row = await conn.fetchrow(
-        f"SELECT {_CONSUMER_COLUMNS} FROM consumers WHERE name = $1" + (" FOR UPDATE" if lock else ""), name
+        f"SELECT {_CONSUMER_COLUMNS} FROM consumers WHERE name = $1"
+        + (" FOR UPDATE" if lock else ""),
+        name,
     )
     return _consumer(row) if row is not None else None
 
 
 async def list_consumers(conn: asyncpg.Connection) -> list[StoredConsumer]:
-    return [_consumer(row) for row in await conn.fetch(f"SELECT {_CONSUMER_COLUMNS} FROM consumers ORDER BY name")]
+    return [
+        _consumer(row)
+        for row in await conn.fetch(f"SELECT {_CONSUMER_COLUMNS} FROM consumers ORDER BY name")
+    ]
 
 
 async def delete_consumer(conn: asyncpg.Connection, name: str) -> bool:
     await conn.execute("DELETE FROM consumer_deliveries WHERE consumer = $1", name)
-    return await conn.fetchval("DELETE FROM consumers WHERE name = $1 RETURNING true", name) is not None
+    return (
+        await conn.fetchval("DELETE FROM consumers WHERE name = $1 RETURNING true", name)
+        is not None
+    )
 
 
-async def fetch_leases(conn: asyncpg.Connection, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+async def fetch_leases(
+    conn: asyncpg.Connection, name: str, now_ms: int, limit: int, scan: Scan
+) -> FetchResult | None:
     consumer = await load_consumer(conn, name, lock=True)
     if consumer is None:
         return None
     config, result = consumer.config, FetchResult()
-    expired = await _deliveries(conn, "consumer = $1 AND state = 'leased' AND due_at <= $2", name, now_ms)
+    expired = await _deliveries(
+        conn, "consumer = $1 AND state = 'leased' AND due_at <= $2", name, now_ms
+    )
     changed = expire(expired, config, now_ms)
     await _store(conn, name, changed)
     result.died = [row for row in changed if row.state == "dead"]
@@ -104,14 +122,22 @@ async def fetch_leases(conn: asyncpg.Connection, name: str, now_ms: int, limit: 
     budget = scan.max_bytes
     if room > 0:
         due = await _deliveries(
-            conn, "consumer = $1 AND state = 'waiting' AND due_at <= $2 ORDER BY event_id LIMIT $3", name, now_ms, room
+            conn,
+            "consumer = $1 AND state = 'waiting' AND due_at <= $2 ORDER BY event_id LIMIT $3",
+            name,
+            now_ms,
+            room,
         )
         events = await _events(conn, [row.event_id for row in due])
         result.leased, dead, budget = redeliver(due, events, config, now_ms, budget)
         await _store(conn, name, [*dead, *(lease for _, lease in result.leased)])
         result.died += dead
         if result.leased:
-            await conn.execute("UPDATE consumers SET redelivered = redelivered + $1 WHERE name = $2", len(result.leased), name)
+            await conn.execute(
+                "UPDATE consumers SET redelivered = redelivered + $1 WHERE name = $2",
+                len(result.leased),
+                name,
+            )
     room -= len(result.leased)
     cursor = consumer.cursor
     for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
@@ -143,8 +169,12 @@ async def _page(conn: asyncpg.Connection, query: EventQuery, since: int) -> list
     select = select_events(page_query, "numeric")
     page: list[Event] = []
     budget = READ_PAGE_BYTES
-    for row in await conn.fetch(select.sql if select.exact else f"{select.sql} LIMIT {10 * READ_PAGE}", *select.params):
-        if not select.exact and not query.matches(Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])):
+    for row in await conn.fetch(
+        select.sql if select.exact else f"{select.sql} LIMIT {10 * READ_PAGE}", *select.params
+    ):
+        if not select.exact and not query.matches(
+            Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])
+        ):
             continue
         budget -= row_bytes(row[2], row[4])
         if budget < 0 and page:
@@ -158,7 +188,9 @@ async def _page(conn: asyncpg.Connection, query: EventQuery, since: int) -> list
 async def _events(conn: asyncpg.Connection, event_ids: list[int]) -> dict[int, Event]:
     if not event_ids:
         return {}
-    rows = await conn.fetch(f"SELECT {EVENT_COLUMNS} FROM event_log WHERE event_id = ANY($1::bigint[])", event_ids)
+    rows = await conn.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM event_log WHERE event_id = ANY($1::bigint[])", event_ids
+    )
     return {event.event_id: event for event in map(event_from_row, rows)}
 
 
@@ -177,33 +209,56 @@ async def settle_leased(
     if not event_ids:
         return 0, []
     rows = await _deliveries(
-        conn, "consumer = $1 AND state = 'leased' AND event_id = ANY($2::bigint[])", name, list(dict.fromkeys(event_ids))
+        conn,
+        "consumer = $1 AND state = 'leased' AND event_id = ANY($2::bigint[])",
+        name,
+        list(dict.fromkeys(event_ids)),
     )
-    after = [settle(row, action, consumer.config, now_ms, delay_ms=delay_ms, reason=reason) for row in rows]
+    after = [
+        settle(row, action, consumer.config, now_ms, delay_ms=delay_ms, reason=reason)
+        for row in rows
+    ]
     acked = [row.event_id for row, new in zip(rows, after, strict=True) if new is None]
     if acked:
         await conn.execute(
-            "DELETE FROM consumer_deliveries WHERE consumer = $1 AND event_id = ANY($2::bigint[])", name, acked
+            "DELETE FROM consumer_deliveries WHERE consumer = $1 AND event_id = ANY($2::bigint[])",
+            name,
+            acked,
         )
-        await conn.execute("UPDATE consumers SET acked = acked + $1 WHERE name = $2", len(acked), name)
+        await conn.execute(
+            "UPDATE consumers SET acked = acked + $1 WHERE name = $2", len(acked), name
+        )
     kept = [new for new in after if new is not None]
     await _store(conn, name, kept)
     return len(rows), [row for row in kept if row.state == "dead"]
 
 
-async def dead_letters(conn: asyncpg.Connection, name: str, after_id: int, limit: int) -> list[Delivery]:
+async def dead_letters(
+    conn: asyncpg.Connection, name: str, after_id: int, limit: int
+) -> list[Delivery]:
     return await _deliveries(
-        conn, "consumer = $1 AND state = 'dead' AND event_id > $2 ORDER BY event_id LIMIT $3", name, after_id, limit
+        conn,
+        "consumer = $1 AND state = 'dead' AND event_id > $2 ORDER BY event_id LIMIT $3",
+        name,
+        after_id,
+        limit,
     )
 
 
-async def redrive(conn: asyncpg.Connection, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+async def redrive(
+    conn: asyncpg.Connection, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int
+) -> int:
     await load_consumer(conn, name, lock=True)
     if event_ids is None:
-        rows = await _deliveries(conn, "consumer = $1 AND state = 'dead' ORDER BY event_id LIMIT $2", name, limit)
+        rows = await _deliveries(
+            conn, "consumer = $1 AND state = 'dead' ORDER BY event_id LIMIT $2", name, limit
+        )
     else:
         rows = await _deliveries(
-            conn, "consumer = $1 AND state = 'dead' AND event_id = ANY($2::bigint[])", name, list(dict.fromkeys(event_ids))
+            conn,
+            "consumer = $1 AND state = 'dead' AND event_id = ANY($2::bigint[])",
+            name,
+            list(dict.fromkeys(event_ids)),
         )
     await _store(conn, name, [Delivery(row.event_id, "waiting", 0, now_ms) for row in rows])
     return len(rows)
@@ -228,16 +283,34 @@ async def count_after(conn: asyncpg.Connection, query: EventQuery, since: int, c
 def _consumer(row: asyncpg.Record) -> StoredConsumer:
     name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id = row
     return StoredConsumer(
-        name, ConsumerConfig.from_wire(loads(config)), cursor, created_at, updated_at, acked, redelivered, last_delivered_id
+        name,
+        ConsumerConfig.from_wire(loads(config)),
+        cursor,
+        created_at,
+        updated_at,
+        acked,
+        redelivered,
+        last_delivered_id,
     )
 
 
 async def _deliveries(conn: asyncpg.Connection, where: str, *params: object) -> list[Delivery]:
-    return [Delivery(*row) for row in await conn.fetch(f"SELECT {_DELIVERY_COLUMNS} FROM consumer_deliveries WHERE {where}", *params)]
+    return [
+        Delivery(*row)
+        for row in await conn.fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM consumer_deliveries WHERE {where}", *params
+        )
+    ]
 
 
 async def _count(conn: asyncpg.Connection, name: str, state: str) -> int:
-    return int(await conn.fetchval("SELECT COUNT(*) FROM consumer_deliveries WHERE consumer = $1 AND state = $2", name, state))
+    return int(
+        await conn.fetchval(
+            "SELECT COUNT(*) FROM consumer_deliveries WHERE consumer = $1 AND state = $2",
+            name,
+            state,
+        )
+    )
 
 
 async def _store(conn: asyncpg.Connection, name: str, rows: Sequence[Delivery]) -> None:

@@ -71,11 +71,19 @@ _ADOPT = (
 
 
 async def load_rules(conn: asyncpg.Connection) -> list[StoredRule]:
-    return [rule_from_row(row) for row in await conn.fetch(f"SELECT {RULE_COLUMNS} FROM rules ORDER BY id")]
+    return [
+        rule_from_row(row)
+        for row in await conn.fetch(f"SELECT {RULE_COLUMNS} FROM rules ORDER BY id")
+    ]
 
 
 async def put_rule(
-    conn: asyncpg.Connection, channel: str, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+    conn: asyncpg.Connection,
+    channel: str,
+    rule_id: str,
+    body: dict[str, Any],
+    enabled: bool,
+    now_ms: int,
 ) -> bool:
     created: bool = await conn.fetchval(
         "INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"
@@ -96,8 +104,12 @@ async def delete_rule(conn: asyncpg.Connection, channel: str, rule_id: str) -> b
     return deleted
 
 
-async def set_rule_enabled(conn: asyncpg.Connection, channel: str, rule_id: str, enabled: bool, now_ms: int) -> bool:
-    status = await conn.execute("UPDATE rules SET enabled = $1, updated_at = $2 WHERE id = $3", enabled, now_ms, rule_id)
+async def set_rule_enabled(
+    conn: asyncpg.Connection, channel: str, rule_id: str, enabled: bool, now_ms: int
+) -> bool:
+    status = await conn.execute(
+        "UPDATE rules SET enabled = $1, updated_at = $2 WHERE id = $3", enabled, now_ms, rule_id
+    )
     await _rules_changed(conn, channel)
     return rowcount(status) > 0
 
@@ -112,7 +124,9 @@ async def _rules_changed(conn: asyncpg.Connection, channel: str) -> None:
 async def claim_firings(
     conn: asyncpg.Connection, node_id: str, pairs: Sequence[tuple[str, int]], cursor: int
 ) -> list[Firing]:
-    rows = await conn.fetch(_CLAIM, [rule_id for rule_id, _ in pairs], [event_id for _, event_id in pairs], node_id)
+    rows = await conn.fetch(
+        _CLAIM, [rule_id for rule_id, _ in pairs], [event_id for _, event_id in pairs], node_id
+    )
     await conn.execute(_SAVE_CURSOR, CURSOR_NAME, cursor)
     # Another node may have claimed some pairs first; those are not ours to run.
     created = {(rule_id, event_id): firing_id for firing_id, rule_id, event_id in rows}
@@ -140,9 +154,13 @@ async def finish_firing(conn: asyncpg.Connection, firing: Firing) -> None:
         )
 
 
-async def rearm_firings(conn: asyncpg.Connection, node_id: str, selection: FiringSelection) -> list[Firing]:
+async def rearm_firings(
+    conn: asyncpg.Connection, node_id: str, selection: FiringSelection
+) -> list[Firing]:
     select = select_rearmable(selection, "numeric")
-    chosen = [firing_from_row(row) for row in await conn.fetch(select.sql + " FOR UPDATE", *select.params)]
+    chosen = [
+        firing_from_row(row) for row in await conn.fetch(select.sql + " FOR UPDATE", *select.params)
+    ]
     # This node runs them: the claim is its own, as for a firing it matched.
     await conn.execute(
         "UPDATE rule_firings SET status = 'pending', claimed_by = $1 WHERE firing_id = ANY($2)",
@@ -150,7 +168,9 @@ async def rearm_firings(conn: asyncpg.Connection, node_id: str, selection: Firin
         [f.firing_id for f in chosen],
     )
     for rule_id, count in rule_counts(chosen, "failed").items():
-        await conn.execute("UPDATE rules SET failed = GREATEST(failed - $1, 0) WHERE id = $2", count, rule_id)
+        await conn.execute(
+            "UPDATE rules SET failed = GREATEST(failed - $1, 0) WHERE id = $2", count, rule_id
+        )
     for firing in chosen:
         firing.status = "pending"
     return chosen

@@ -67,7 +67,8 @@ async def add_scheduled(
     by_key: dict[str, ScheduledEvent] = {}
     if keys:
         rows = await conn.fetch(
-            f"SELECT {SCHEDULED_COLUMNS} FROM scheduled_events WHERE idempotency_key = ANY($1::text[])", keys
+            f"SELECT {SCHEDULED_COLUMNS} FROM scheduled_events WHERE idempotency_key = ANY($1::text[])",
+            keys,
         )
         by_key = {row["idempotency_key"]: scheduled_from_row(row) for row in rows}
     answers: list[ScheduledEvent] = []
@@ -93,13 +94,20 @@ async def add_scheduled(
 
 
 async def cancel_scheduled(conn: asyncpg.Connection, schedule_id: str) -> bool:
-    return rowcount(await conn.execute("DELETE FROM scheduled_events WHERE schedule_id = $1", schedule_id)) > 0
+    return (
+        rowcount(
+            await conn.execute("DELETE FROM scheduled_events WHERE schedule_id = $1", schedule_id)
+        )
+        > 0
+    )
 
 
 async def list_scheduled(
     conn: asyncpg.Connection, after: tuple[int, str] | None, limit: int, max_bytes: int | None
 ) -> list[ScheduledEvent]:
-    where, params = ("(deliver_at, schedule_id) > ($1, $2)", list(after)) if after is not None else ("TRUE", [])
+    where, params = (
+        ("(deliver_at, schedule_id) > ($1, $2)", list(after)) if after is not None else ("TRUE", [])
+    )
     sql = (
         f"SELECT {SCHEDULED_COLUMNS} FROM scheduled_events WHERE {where}"
         f" ORDER BY deliver_at, schedule_id LIMIT ${len(params) + 1}"
@@ -128,19 +136,29 @@ async def put_schedule(
         created: bool = await conn.fetchval(_REPLACE_SCHEDULE, *schedule_row(schedule))
         return created
     if rowcount(await conn.execute(_CREATE_SCHEDULE, *schedule_row(schedule))) == 0:
-        raise AlreadyExists(f"schedule {schedule.id!r} already exists; pass replace: true to replace it")
+        raise AlreadyExists(
+            f"schedule {schedule.id!r} already exists; pass replace: true to replace it"
+        )
     return True
 
 
-async def get_schedule(conn: asyncpg.Connection, schedule_id: str, *, lock: bool = False) -> StoredSchedule | None:
-    sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1" + (" FOR UPDATE" if lock else "")
+async def get_schedule(
+    conn: asyncpg.Connection, schedule_id: str, *, lock: bool = False
+) -> StoredSchedule | None:
+    sql = f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1" + (
+        " FOR UPDATE" if lock else ""
+    )
     row = await conn.fetchrow(sql, schedule_id)
     return None if row is None else schedule_from_row(row)
 
 
-async def list_schedules(conn: asyncpg.Connection, after_id: str | None, limit: int) -> list[StoredSchedule]:
+async def list_schedules(
+    conn: asyncpg.Connection, after_id: str | None, limit: int
+) -> list[StoredSchedule]:
     rows = await conn.fetch(
-        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > $1 ORDER BY id LIMIT $2", after_id or "", limit
+        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > $1 ORDER BY id LIMIT $2",
+        after_id or "",
+        limit,
     )
     return [schedule_from_row(row) for row in rows]
 
@@ -160,7 +178,10 @@ async def set_schedule_enabled(
     schedule.updated_at = now_ms
     await conn.execute(
         "UPDATE schedules SET enabled = $1, next_tick = $2, updated_at = $3 WHERE id = $4",
-        enabled, schedule.next_tick, now_ms, schedule_id,
+        enabled,
+        schedule.next_tick,
+        now_ms,
+        schedule_id,
     )
     return schedule
 
@@ -187,7 +208,8 @@ async def take_due(
         delayed.append(scheduled_from_row(row))
     if delayed:
         await conn.execute(
-            "DELETE FROM scheduled_events WHERE schedule_id = ANY($1::text[])", [d.schedule_id for d in delayed]
+            "DELETE FROM scheduled_events WHERE schedule_id = ANY($1::text[])",
+            [d.schedule_id for d in delayed],
         )
     due = [(item.deliver_at, item.schedule_id, item.due(now_ms)) for item in delayed]
     rows = await conn.fetch(

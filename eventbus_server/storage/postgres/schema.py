@@ -168,13 +168,18 @@ async def migrate(conn: asyncpg.Connection, schema: str, where: str) -> int:
     """Create the schema if needed and bring it to `SCHEMA_VERSION`; returns how many ran."""
     applied = 0
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"eventbus-migrate:{schema}")
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))", f"eventbus-migrate:{schema}"
+        )
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {quote_ident(schema)}.schema_version"
             " (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
         )
-        recorded = {row[0] for row in await conn.fetch(f"SELECT version FROM {quote_ident(schema)}.schema_version")}
+        recorded = {
+            row[0]
+            for row in await conn.fetch(f"SELECT version FROM {quote_ident(schema)}.schema_version")
+        }
         current = max(recorded, default=0)
         if current > SCHEMA_VERSION:
             raise SchemaTooNew(

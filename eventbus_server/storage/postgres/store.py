@@ -174,7 +174,9 @@ class PostgresStorage(Storage):
     def where(self) -> str:
         """The database and schema, for messages (no password)."""
         parts = urlsplit(self.url)
-        return f"PostgreSQL {parts.hostname}:{parts.port or 5432}{parts.path} schema {self.schema!r}"
+        return (
+            f"PostgreSQL {parts.hostname}:{parts.port or 5432}{parts.path} schema {self.schema!r}"
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -196,7 +198,10 @@ class PostgresStorage(Storage):
                 max_size=self.pool_size,
                 timeout=self.connect_timeout_s,
                 command_timeout=self.command_timeout_s,
-                server_settings={"search_path": quote_ident(self.schema), "application_name": "eventbus"},
+                server_settings={
+                    "search_path": quote_ident(self.schema),
+                    "application_name": "eventbus",
+                },
             )
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
@@ -229,7 +234,9 @@ class PostgresStorage(Storage):
 
     # -- events ------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None
+    ) -> list[Event]:
         if not events:
             return []
         rows = [event_row(e) for e in events]
@@ -315,7 +322,9 @@ class PostgresStorage(Storage):
         deleted = 0
         async with self._connection() as conn, conn.transaction():
             if min_timestamp is not None:
-                deleted += rowcount(await conn.execute("DELETE FROM event_log WHERE timestamp < $1", min_timestamp))
+                deleted += rowcount(
+                    await conn.execute("DELETE FROM event_log WHERE timestamp < $1", min_timestamp)
+                )
             if max_events is not None:
                 deleted += rowcount(
                     await conn.execute(
@@ -328,7 +337,9 @@ class PostgresStorage(Storage):
 
     # -- durable consumers (consumers.py) --------------------------------------------
 
-    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+    async def put_consumer(
+        self, name: str, config: ConsumerConfig, cursor: int, now_ms: int
+    ) -> bool:
         async with self._connection() as conn:
             return await consumers.put_consumer(conn, name, config, cursor, now_ms)
 
@@ -344,7 +355,9 @@ class PostgresStorage(Storage):
         async with self._connection() as conn, conn.transaction():
             return await consumers.delete_consumer(conn, name)
 
-    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+    async def fetch_leases(
+        self, name: str, now_ms: int, limit: int, scan: Scan
+    ) -> FetchResult | None:
         async with self._connection() as conn, conn.transaction():
             return await consumers.fetch_leases(conn, name, now_ms, limit, scan)
 
@@ -359,13 +372,17 @@ class PostgresStorage(Storage):
         reason: str | None = None,
     ) -> tuple[int, list[Delivery]] | None:
         async with self._connection() as conn, conn.transaction():
-            return await consumers.settle_leased(conn, name, event_ids, action, now_ms, delay_ms, reason)
+            return await consumers.settle_leased(
+                conn, name, event_ids, action, now_ms, delay_ms, reason
+            )
 
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
         async with self._connection() as conn:
             return await consumers.dead_letters(conn, name, after_id, limit)
 
-    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+    async def redrive(
+        self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int
+    ) -> int:
         async with self._connection() as conn, conn.transaction():
             return await consumers.redrive(conn, name, event_ids, now_ms, limit)
 
@@ -383,7 +400,9 @@ class PostgresStorage(Storage):
         async with self._connection() as conn:
             return await rules.load_rules(conn)
 
-    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+    async def put_rule(
+        self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+    ) -> bool:
         async with self._connection() as conn, conn.transaction():
             return await rules.put_rule(conn, self.channel, rule_id, body, enabled, now_ms)
 
@@ -428,7 +447,9 @@ class PostgresStorage(Storage):
 
     # -- scheduled events and schedules (schedules.py) ---------------------------------
 
-    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+    async def add_scheduled(
+        self, items: Sequence[ScheduledEvent], *, max_pending: int
+    ) -> list[ScheduledEvent]:
         for attempt in range(2):
             try:
                 async with self._connection() as conn, conn.transaction():
@@ -453,7 +474,9 @@ class PostgresStorage(Storage):
 
         return await _to_the_end(read())
 
-    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+    async def put_schedule(
+        self, schedule: StoredSchedule, *, replace: bool, max_schedules: int
+    ) -> bool:
         async with self._connection() as conn, conn.transaction():
             return await pg_schedules.put_schedule(conn, schedule, replace, max_schedules)
 
@@ -469,7 +492,9 @@ class PostgresStorage(Storage):
         async with self._connection() as conn:
             return await pg_schedules.delete_schedule(conn, schedule_id)
 
-    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, now_ms: int
+    ) -> StoredSchedule | None:
         async with self._connection() as conn, conn.transaction():
             return await pg_schedules.set_schedule_enabled(conn, schedule_id, enabled, now_ms)
 
@@ -491,7 +516,9 @@ class PostgresStorage(Storage):
 
     # -- other nodes ------------------------------------------------------------------
 
-    async def watch(self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]) -> None:
+    async def watch(
+        self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]
+    ) -> None:
         """Report every commit on this bus, from any node, until cancelled.
 
         `on_commit(last_event_id)` for each append; `on_rules_changed()` for
@@ -506,7 +533,9 @@ class PostgresStorage(Storage):
             with attempt:
                 await self._listen(on_commit, on_rules_changed)
 
-    async def _listen(self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]) -> None:
+    async def _listen(
+        self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]
+    ) -> None:
         lost = asyncio.Event()
 
         def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -528,7 +557,9 @@ class PostgresStorage(Storage):
             while not lost.is_set():
                 # Notifications arrive on their own; this probe notices a silent network loss.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5.0):  # not wait_for: on 3.11 it can swallow a cancel
+                    async with asyncio.timeout(
+                        5.0
+                    ):  # not wait_for: on 3.11 it can swallow a cancel
                         await lost.wait()
                 if not lost.is_set():
                     await conn.execute("SELECT 1", timeout=self.command_timeout_s)
@@ -545,7 +576,9 @@ class PostgresStorage(Storage):
     # -- connections --------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _connection(self, *, storing: Sequence[NewEvent] = ()) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(
+        self, *, storing: Sequence[NewEvent] = ()
+    ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; asyncpg's errors in the block become the bus's.
 
         `storing`: the events the block writes, so a refusal can name the one at fault.
@@ -576,8 +609,6 @@ class PostgresStorage(Storage):
             f"{self.where} is unavailable: {exc}; the schema or its tables were dropped while the bus ran;"
             " restore them, or restart the bus to create them again (empty)"
         )
-
-
 
 
 def _prefetch(query: EventQuery) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from eventbus_core.codec import dumps, loads
 from eventbus_core.event import Event
@@ -51,14 +52,19 @@ __all__ = [
     "settle_leased",
 ]
 
-_CONSUMER_COLUMNS = "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
+_CONSUMER_COLUMNS = (
+    "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
+)
 _DELIVERY_COLUMNS = "event_id, state, deliveries, due_at, reason"
 
 
-def put_consumer(conn: sqlite3.Connection, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+def put_consumer(
+    conn: sqlite3.Connection, name: str, config: ConsumerConfig, cursor: int, now_ms: int
+) -> bool:
     with write_transaction(conn):
         updated = conn.execute(
-            "UPDATE consumers SET config = ?, updated_at = ? WHERE name = ?", (_config_text(config), now_ms, name)
+            "UPDATE consumers SET config = ?, updated_at = ? WHERE name = ?",
+            (_config_text(config), now_ms, name),
         ).rowcount
         if updated:
             return False
@@ -70,12 +76,17 @@ def put_consumer(conn: sqlite3.Connection, name: str, config: ConsumerConfig, cu
 
 
 def load_consumer(conn: sqlite3.Connection, name: str) -> StoredConsumer | None:
-    row = conn.execute(f"SELECT {_CONSUMER_COLUMNS} FROM consumers WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(
+        f"SELECT {_CONSUMER_COLUMNS} FROM consumers WHERE name = ?", (name,)
+    ).fetchone()
     return _consumer(row) if row is not None else None
 
 
 def list_consumers(conn: sqlite3.Connection) -> list[StoredConsumer]:
-    return [_consumer(row) for row in conn.execute(f"SELECT {_CONSUMER_COLUMNS} FROM consumers ORDER BY name")]
+    return [
+        _consumer(row)
+        for row in conn.execute(f"SELECT {_CONSUMER_COLUMNS} FROM consumers ORDER BY name")
+    ]
 
 
 def delete_consumer(conn: sqlite3.Connection, name: str) -> bool:
@@ -84,13 +95,17 @@ def delete_consumer(conn: sqlite3.Connection, name: str) -> bool:
         return conn.execute("DELETE FROM consumers WHERE name = ?", (name,)).rowcount > 0
 
 
-def fetch_leases(conn: sqlite3.Connection, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+def fetch_leases(
+    conn: sqlite3.Connection, name: str, now_ms: int, limit: int, scan: Scan
+) -> FetchResult | None:
     with write_transaction(conn):
         consumer = load_consumer(conn, name)
         if consumer is None:
             return None
         config, result = consumer.config, FetchResult()
-        expired = _deliveries(conn, "consumer = ? AND state = 'leased' AND due_at <= ?", (name, now_ms))
+        expired = _deliveries(
+            conn, "consumer = ? AND state = 'leased' AND due_at <= ?", (name, now_ms)
+        )
         changed = expire(expired, config, now_ms)
         _store(conn, name, changed)
         result.died = [row for row in changed if row.state == "dead"]
@@ -98,20 +113,33 @@ def fetch_leases(conn: sqlite3.Connection, name: str, now_ms: int, limit: int, s
         budget = scan.max_bytes
         if room > 0:
             due = _deliveries(
-                conn, "consumer = ? AND state = 'waiting' AND due_at <= ? ORDER BY event_id LIMIT ?", (name, now_ms, room)
+                conn,
+                "consumer = ? AND state = 'waiting' AND due_at <= ? ORDER BY event_id LIMIT ?",
+                (name, now_ms, room),
             )
-            result.leased, dead, budget = redeliver(due, _events(conn, [r.event_id for r in due]), config, now_ms, budget)
+            result.leased, dead, budget = redeliver(
+                due, _events(conn, [r.event_id for r in due]), config, now_ms, budget
+            )
             _store(conn, name, [*dead, *(lease for _, lease in result.leased)])
             result.died += dead
             if result.leased:
-                conn.execute("UPDATE consumers SET redelivered = redelivered + ? WHERE name = ?", (len(result.leased), name))
+                conn.execute(
+                    "UPDATE consumers SET redelivered = redelivered + ? WHERE name = ?",
+                    (len(result.leased), name),
+                )
         room -= len(result.leased)
         cursor = consumer.cursor
         for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
-            page_query = dataclasses.replace(scan.query, since=cursor, limit=READ_PAGE, order="asc", max_bytes=READ_PAGE_BYTES)
+            page_query = dataclasses.replace(
+                scan.query, since=cursor, limit=READ_PAGE, order="asc", max_bytes=READ_PAGE_BYTES
+            )
             page = collect(conn, page_query, select_events(page_query, "qmark"))
-            chosen, moved, budget, full = pick(page, scan, room, budget, have_some=bool(result.leased))
-            leases = [Delivery(e.event_id, "leased", 1, now_ms + config.ack_wait_ms) for e in chosen]
+            chosen, moved, budget, full = pick(
+                page, scan, room, budget, have_some=bool(result.leased)
+            )
+            leases = [
+                Delivery(e.event_id, "leased", 1, now_ms + config.ack_wait_ms) for e in chosen
+            ]
             _store(conn, name, leases)
             result.leased += zip(chosen, leases, strict=True)
             room -= len(chosen)
@@ -124,7 +152,8 @@ def fetch_leases(conn: sqlite3.Connection, name: str, now_ms: int, limit: int, s
             (cursor, last, name),
         )
         (result.next_due_ms,) = conn.execute(
-            "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = ? AND state != 'dead'", (name,)
+            "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = ? AND state != 'dead'",
+            (name,),
         ).fetchone()
     return result
 
@@ -146,12 +175,22 @@ def settle_leased(
             return 0, []
         ids = list(dict.fromkeys(event_ids))
         marks = ", ".join("?" * len(ids))
-        rows = _deliveries(conn, f"consumer = ? AND state = 'leased' AND event_id IN ({marks})", (name, *ids))
-        after = [settle(row, action, consumer.config, now_ms, delay_ms=delay_ms, reason=reason) for row in rows]
+        rows = _deliveries(
+            conn, f"consumer = ? AND state = 'leased' AND event_id IN ({marks})", (name, *ids)
+        )
+        after = [
+            settle(row, action, consumer.config, now_ms, delay_ms=delay_ms, reason=reason)
+            for row in rows
+        ]
         acked = [row.event_id for row, new in zip(rows, after, strict=True) if new is None]
-        conn.executemany("DELETE FROM consumer_deliveries WHERE consumer = ? AND event_id = ?", [(name, i) for i in acked])
+        conn.executemany(
+            "DELETE FROM consumer_deliveries WHERE consumer = ? AND event_id = ?",
+            [(name, i) for i in acked],
+        )
         if acked:
-            conn.execute("UPDATE consumers SET acked = acked + ? WHERE name = ?", (len(acked), name))
+            conn.execute(
+                "UPDATE consumers SET acked = acked + ? WHERE name = ?", (len(acked), name)
+            )
         kept = [new for new in after if new is not None]
         _store(conn, name, kept)
         return len(rows), [row for row in kept if row.state == "dead"]
@@ -159,18 +198,26 @@ def settle_leased(
 
 def dead_letters(conn: sqlite3.Connection, name: str, after_id: int, limit: int) -> list[Delivery]:
     return _deliveries(
-        conn, "consumer = ? AND state = 'dead' AND event_id > ? ORDER BY event_id LIMIT ?", (name, after_id, limit)
+        conn,
+        "consumer = ? AND state = 'dead' AND event_id > ? ORDER BY event_id LIMIT ?",
+        (name, after_id, limit),
     )
 
 
-def redrive(conn: sqlite3.Connection, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+def redrive(
+    conn: sqlite3.Connection, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int
+) -> int:
     with write_transaction(conn):
         if event_ids is None:
-            rows = _deliveries(conn, "consumer = ? AND state = 'dead' ORDER BY event_id LIMIT ?", (name, limit))
+            rows = _deliveries(
+                conn, "consumer = ? AND state = 'dead' ORDER BY event_id LIMIT ?", (name, limit)
+            )
         else:
             ids = list(dict.fromkeys(event_ids))
             marks = ", ".join("?" * len(ids))
-            rows = _deliveries(conn, f"consumer = ? AND state = 'dead' AND event_id IN ({marks})", (name, *ids))
+            rows = _deliveries(
+                conn, f"consumer = ? AND state = 'dead' AND event_id IN ({marks})", (name, *ids)
+            )
         _store(conn, name, [Delivery(row.event_id, "waiting", 0, now_ms) for row in rows])
         return len(rows)
 
@@ -194,23 +241,36 @@ def _config_text(config: ConsumerConfig) -> str:
     return dumps(config.wire()).decode()
 
 
-def _consumer(row: Sequence[object]) -> StoredConsumer:
+def _consumer(row: Sequence[Any]) -> StoredConsumer:
     name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id = row
     return StoredConsumer(
-        str(name), ConsumerConfig.from_wire(loads(str(config))), int(cursor), int(created_at),  # type: ignore[call-overload]
-        int(updated_at), int(acked), int(redelivered), int(last_delivered_id),  # type: ignore[call-overload]
+        str(name),
+        ConsumerConfig.from_wire(loads(str(config))),
+        int(cursor),
+        int(created_at),
+        int(updated_at),
+        int(acked),
+        int(redelivered),
+        int(last_delivered_id),
     )
 
 
 def _deliveries(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[Delivery]:
-    return [Delivery(*row) for row in conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM consumer_deliveries WHERE {where}", params)]
+    return [
+        Delivery(*row)
+        for row in conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM consumer_deliveries WHERE {where}", params
+        )
+    ]
 
 
 def _events(conn: sqlite3.Connection, event_ids: list[int]) -> dict[int, Event]:
     if not event_ids:
         return {}
     marks = ", ".join("?" * len(event_ids))
-    rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM event_log WHERE event_id IN ({marks})", event_ids)
+    rows = conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM event_log WHERE event_id IN ({marks})", event_ids
+    )
     return {event.event_id: event for event in map(event_from_row, rows)}
 
 

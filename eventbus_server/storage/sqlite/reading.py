@@ -32,7 +32,11 @@ def collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> list
                 budget -= row_bytes(payload, metadata)
                 if budget < 0 and hits:
                     break
-            hits.append(event_from_row((event_id, topic, payload, timestamp, metadata, source, target, correlation)))
+            hits.append(
+                event_from_row(
+                    (event_id, topic, payload, timestamp, metadata, source, target, correlation)
+                )
+            )
             if len(hits) == query.limit:
                 break
     finally:

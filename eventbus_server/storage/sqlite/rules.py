@@ -49,12 +49,18 @@ _SAVE_CURSOR = (
 
 
 def load_rules(conn: sqlite3.Connection) -> list[StoredRule]:
-    return [rule_from_row(row) for row in conn.execute(f"SELECT {RULE_COLUMNS} FROM rules ORDER BY id")]
+    return [
+        rule_from_row(row) for row in conn.execute(f"SELECT {RULE_COLUMNS} FROM rules ORDER BY id")
+    ]
 
 
-def put_rule(conn: sqlite3.Connection, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+def put_rule(
+    conn: sqlite3.Connection, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+) -> bool:
     with write_transaction(conn):
-        existed = conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule_id,)).fetchone() is not None
+        existed = (
+            conn.execute("SELECT 1 FROM rules WHERE id = ?", (rule_id,)).fetchone() is not None
+        )
         conn.execute(
             "INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET body = excluded.body, enabled = excluded.enabled,"
@@ -72,12 +78,15 @@ def delete_rule(conn: sqlite3.Connection, rule_id: str) -> bool:
 def set_rule_enabled(conn: sqlite3.Connection, rule_id: str, enabled: bool, now_ms: int) -> bool:
     with write_transaction(conn):
         cursor = conn.execute(
-            "UPDATE rules SET enabled = ?, updated_at = ? WHERE id = ?", (int(enabled), now_ms, rule_id)
+            "UPDATE rules SET enabled = ?, updated_at = ? WHERE id = ?",
+            (int(enabled), now_ms, rule_id),
         )
         return cursor.rowcount > 0
 
 
-def claim_firings(conn: sqlite3.Connection, pairs: Sequence[tuple[str, int]], cursor: int) -> list[Firing]:
+def claim_firings(
+    conn: sqlite3.Connection, pairs: Sequence[tuple[str, int]], cursor: int
+) -> list[Firing]:
     created = []
     with write_transaction(conn):
         for rule_id, event_id in pairs:
@@ -99,9 +108,13 @@ def finish_firing(conn: sqlite3.Connection, firing: Firing) -> None:
             "UPDATE rule_firings SET status = ?, attempts = ?, started_at = ?, duration_ms = ?,"
             " result = ?, error = ? WHERE firing_id = ?",
             (
-                firing.status, firing.attempts, firing.started_at, firing.duration_ms,
+                firing.status,
+                firing.attempts,
+                firing.started_at,
+                firing.duration_ms,
                 None if firing.result is None else dumps(firing.result).decode(),
-                firing.error, firing.firing_id,
+                firing.error,
+                firing.firing_id,
             ),
         )
         if counter is not None:
@@ -116,10 +129,13 @@ def rearm_firings(conn: sqlite3.Connection, selection: FiringSelection) -> list[
     with write_transaction(conn):
         chosen = [firing_from_row(row) for row in conn.execute(select.sql, select.params)]
         conn.executemany(
-            "UPDATE rule_firings SET status = 'pending' WHERE firing_id = ?", [(f.firing_id,) for f in chosen]
+            "UPDATE rule_firings SET status = 'pending' WHERE firing_id = ?",
+            [(f.firing_id,) for f in chosen],
         )
         for rule_id, count in rule_counts(chosen, "failed").items():
-            conn.execute("UPDATE rules SET failed = MAX(failed - ?, 0) WHERE id = ?", (count, rule_id))
+            conn.execute(
+                "UPDATE rules SET failed = MAX(failed - ?, 0) WHERE id = ?", (count, rule_id)
+            )
     for firing in chosen:
         firing.status = "pending"
     return chosen

@@ -42,16 +42,24 @@ __all__ = [
     "set_schedule_enabled",
 ]
 
-_INSERT_EVENT = f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
-_INSERT_SCHEDULED = f"INSERT INTO scheduled_events ({SCHEDULED_COLUMNS}) VALUES ({', '.join('?' * 11)})"
-_PUT_SCHEDULE = f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENT = (
+    f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
+)
+_INSERT_SCHEDULED = (
+    f"INSERT INTO scheduled_events ({SCHEDULED_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+)
+_PUT_SCHEDULE = (
+    f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _NEXT_DUE = (
     "SELECT MIN(due) FROM (SELECT MIN(deliver_at) AS due FROM scheduled_events"
     " UNION ALL SELECT MIN(next_tick) FROM schedules)"
 )
 
 
-def add_scheduled(conn: sqlite3.Connection, items: Sequence[ScheduledEvent], max_pending: int) -> list[ScheduledEvent]:
+def add_scheduled(
+    conn: sqlite3.Connection, items: Sequence[ScheduledEvent], max_pending: int
+) -> list[ScheduledEvent]:
     answers: list[ScheduledEvent] = []
     fresh: list[ScheduledEvent] = []
     by_key: dict[str, ScheduledEvent] = {}
@@ -60,7 +68,8 @@ def add_scheduled(conn: sqlite3.Connection, items: Sequence[ScheduledEvent], max
             key = item.idempotency_key
             if key is not None and key not in by_key:
                 row = conn.execute(
-                    f"SELECT {SCHEDULED_COLUMNS} FROM scheduled_events WHERE idempotency_key = ?", (key,)
+                    f"SELECT {SCHEDULED_COLUMNS} FROM scheduled_events WHERE idempotency_key = ?",
+                    (key,),
                 ).fetchone()
                 if row is not None:
                     by_key[key] = scheduled_from_row(row)
@@ -88,13 +97,20 @@ def _check_room(pending: int, adding: int, max_pending: int) -> None:
 
 def cancel_scheduled(conn: sqlite3.Connection, schedule_id: str) -> bool:
     with write_transaction(conn):
-        return conn.execute("DELETE FROM scheduled_events WHERE schedule_id = ?", (schedule_id,)).rowcount > 0
+        return (
+            conn.execute(
+                "DELETE FROM scheduled_events WHERE schedule_id = ?", (schedule_id,)
+            ).rowcount
+            > 0
+        )
 
 
 def list_scheduled(
     conn: sqlite3.Connection, after: tuple[int, str] | None, limit: int, max_bytes: int | None
 ) -> list[ScheduledEvent]:
-    where, params = ("(deliver_at, schedule_id) > (?, ?)", list(after)) if after is not None else ("1", [])
+    where, params = (
+        ("(deliver_at, schedule_id) > (?, ?)", list(after)) if after is not None else ("1", [])
+    )
     cursor = conn.execute(
         f"SELECT {SCHEDULED_COLUMNS} FROM scheduled_events WHERE {where} ORDER BY deliver_at, schedule_id LIMIT ?",
         [*params, limit],
@@ -118,30 +134,47 @@ def _within(rows: Any, max_bytes: int | None) -> list[ScheduledEvent]:
     return items
 
 
-def put_schedule(conn: sqlite3.Connection, schedule: StoredSchedule, replace: bool, max_schedules: int) -> bool:
+def put_schedule(
+    conn: sqlite3.Connection, schedule: StoredSchedule, replace: bool, max_schedules: int
+) -> bool:
     with write_transaction(conn):
-        old = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule.id,)).fetchone()
+        old = conn.execute(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule.id,)
+        ).fetchone()
         if old is not None:
             if not replace:
-                raise AlreadyExists(f"schedule {schedule.id!r} already exists; pass replace: true to replace it")
+                raise AlreadyExists(
+                    f"schedule {schedule.id!r} already exists; pass replace: true to replace it"
+                )
             kept = schedule_from_row(old)
-            schedule.created_at, schedule.last_tick, schedule.ticks = kept.created_at, kept.last_tick, kept.ticks
+            schedule.created_at, schedule.last_tick, schedule.ticks = (
+                kept.created_at,
+                kept.last_tick,
+                kept.ticks,
+            )
         else:
             count = conn.execute("SELECT COUNT(*) FROM schedules").fetchone()[0]
             if count >= max_schedules:
-                raise Overloaded(f"this bus has {count} schedules, its max_schedules; delete one first")
+                raise Overloaded(
+                    f"this bus has {count} schedules, its max_schedules; delete one first"
+                )
         conn.execute(_PUT_SCHEDULE, schedule_row(schedule))
     return old is None
 
 
 def get_schedule(conn: sqlite3.Connection, schedule_id: str) -> StoredSchedule | None:
-    row = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)
+    ).fetchone()
     return None if row is None else schedule_from_row(row)
 
 
-def list_schedules(conn: sqlite3.Connection, after_id: str | None, limit: int) -> list[StoredSchedule]:
+def list_schedules(
+    conn: sqlite3.Connection, after_id: str | None, limit: int
+) -> list[StoredSchedule]:
     rows = conn.execute(
-        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > ? ORDER BY id LIMIT ?", (after_id or "", limit)
+        f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id or "", limit),
     )
     return [schedule_from_row(row) for row in rows]
 
@@ -187,7 +220,10 @@ def append_due(
             delayed = _within(cursor, max_bytes)
         finally:
             cursor.close()
-        conn.executemany("DELETE FROM scheduled_events WHERE schedule_id = ?", [(d.schedule_id,) for d in delayed])
+        conn.executemany(
+            "DELETE FROM scheduled_events WHERE schedule_id = ?",
+            [(d.schedule_id,) for d in delayed],
+        )
         due = [(item.deliver_at, item.schedule_id, item.due(now_ms)) for item in delayed]
         rows = conn.execute(
             f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_tick <= ? ORDER BY next_tick, id LIMIT ?",

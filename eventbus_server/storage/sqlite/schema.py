@@ -212,7 +212,9 @@ def migrate(conn: sqlite3.Connection, where: str) -> int:
 
 
 #: The versions this eventbus has migrations for (reserved ones left out).
-_DEFINED = frozenset(version for version, statements in enumerate(MIGRATIONS, start=1) if statements is not None)
+_DEFINED = frozenset(
+    version for version, statements in enumerate(MIGRATIONS, start=1) if statements is not None
+)
 
 
 def _recorded(conn: sqlite3.Connection) -> set[int]:

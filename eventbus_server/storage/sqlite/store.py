@@ -73,7 +73,9 @@ T = TypeVar("T")
 #: Batches up to this size commit on the event loop thread (durability normal).
 INLINE_MAX_EVENTS = 32
 
-_INSERT = f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
+_INSERT = (
+    f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
+)
 _FIND_KEYS = (
     "SELECT idempotency_key, MIN(event_id), timestamp FROM event_log"
     " WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND timestamp >= ?"
@@ -215,9 +217,16 @@ class SqliteStorage(Storage):
         try:
             await _to_the_end(_on_connection_thread(writer, _checkpoint))
         except sqlite3.Error as exc:
-            log.warning("%scould not checkpoint the lost SQLite file %s: %s", self._bus_prefix, self.path, exc)
+            log.warning(
+                "%scould not checkpoint the lost SQLite file %s: %s",
+                self._bus_prefix,
+                self.path,
+                exc,
+            )
 
-    async def append(self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None) -> list[Event]:
+    async def append(
+        self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None
+    ) -> list[Event]:
         if not events:
             return []
         if self._inline_ok(len(events)):
@@ -240,7 +249,9 @@ class SqliteStorage(Storage):
             and not self._write_lock.locked()
         )
 
-    def _inline(self, fn: Callable[[sqlite3.Connection, Sequence[NewEvent]], T], events: Sequence[NewEvent]) -> T:
+    def _inline(
+        self, fn: Callable[[sqlite3.Connection, Sequence[NewEvent]], T], events: Sequence[NewEvent]
+    ) -> T:
         assert self._writer is not None
         self._check_file()
         try:
@@ -279,7 +290,9 @@ class SqliteStorage(Storage):
 
     # -- durable consumers (the SQL lives in sqlite/consumers.py) -------------
 
-    async def put_consumer(self, name: str, config: ConsumerConfig, cursor: int, now_ms: int) -> bool:
+    async def put_consumer(
+        self, name: str, config: ConsumerConfig, cursor: int, now_ms: int
+    ) -> bool:
         return await self._write(consumers.put_consumer, name, config, cursor, now_ms)
 
     async def load_consumer(self, name: str) -> StoredConsumer | None:
@@ -291,7 +304,9 @@ class SqliteStorage(Storage):
     async def delete_consumer(self, name: str) -> bool:
         return await self._write(consumers.delete_consumer, name)
 
-    async def fetch_leases(self, name: str, now_ms: int, limit: int, scan: Scan) -> FetchResult | None:
+    async def fetch_leases(
+        self, name: str, now_ms: int, limit: int, scan: Scan
+    ) -> FetchResult | None:
         return await self._write(consumers.fetch_leases, name, now_ms, limit, scan)
 
     async def settle(
@@ -304,12 +319,16 @@ class SqliteStorage(Storage):
         delay_ms: int | None = None,
         reason: str | None = None,
     ) -> tuple[int, list[Delivery]] | None:
-        return await self._write(consumers.settle_leased, name, event_ids, action, now_ms, delay_ms, reason)
+        return await self._write(
+            consumers.settle_leased, name, event_ids, action, now_ms, delay_ms, reason
+        )
 
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
         return await self._read(consumers.dead_letters, name, after_id, limit)
 
-    async def redrive(self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int) -> int:
+    async def redrive(
+        self, name: str, event_ids: Sequence[int] | None, now_ms: int, limit: int
+    ) -> int:
         return await self._write(consumers.redrive, name, event_ids, now_ms, limit)
 
     async def delivery_counts(self, name: str) -> dict[str, int]:
@@ -323,7 +342,9 @@ class SqliteStorage(Storage):
     async def load_rules(self) -> list[StoredRule]:
         return await self._read(sqlite_rules.load_rules)
 
-    async def put_rule(self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int) -> bool:
+    async def put_rule(
+        self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+    ) -> bool:
         return await self._write(sqlite_rules.put_rule, rule_id, body, enabled, now_ms)
 
     async def delete_rule(self, rule_id: str) -> bool:
@@ -355,7 +376,9 @@ class SqliteStorage(Storage):
 
     # -- scheduled events and schedules (the SQL lives in sqlite_schedules) ----
 
-    async def add_scheduled(self, items: Sequence[ScheduledEvent], *, max_pending: int) -> list[ScheduledEvent]:
+    async def add_scheduled(
+        self, items: Sequence[ScheduledEvent], *, max_pending: int
+    ) -> list[ScheduledEvent]:
         return await self._write(sqlite_schedules.add_scheduled, items, max_pending)
 
     async def cancel_scheduled(self, schedule_id: str) -> bool:
@@ -366,7 +389,9 @@ class SqliteStorage(Storage):
     ) -> list[ScheduledEvent]:
         return await self._read(sqlite_schedules.list_scheduled, after, limit, max_bytes)
 
-    async def put_schedule(self, schedule: StoredSchedule, *, replace: bool, max_schedules: int) -> bool:
+    async def put_schedule(
+        self, schedule: StoredSchedule, *, replace: bool, max_schedules: int
+    ) -> bool:
         return await self._write(sqlite_schedules.put_schedule, schedule, replace, max_schedules)
 
     async def get_schedule(self, schedule_id: str) -> StoredSchedule | None:
@@ -378,8 +403,12 @@ class SqliteStorage(Storage):
     async def delete_schedule(self, schedule_id: str) -> bool:
         return await self._write(sqlite_schedules.delete_schedule, schedule_id)
 
-    async def set_schedule_enabled(self, schedule_id: str, enabled: bool, now_ms: int) -> StoredSchedule | None:
-        return await self._write(sqlite_schedules.set_schedule_enabled, schedule_id, enabled, now_ms)
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, now_ms: int
+    ) -> StoredSchedule | None:
+        return await self._write(
+            sqlite_schedules.set_schedule_enabled, schedule_id, enabled, now_ms
+        )
 
     async def next_due(self) -> int | None:
         return await self._read(sqlite_schedules.next_due)
@@ -438,7 +467,9 @@ class SqliteStorage(Storage):
             advice = "restart the bus to use the file now there"
         with self._lost_lock:
             if self._lost is None:
-                self._lost = f"SQLite file {self.path} {what}; nothing more is written to it; {advice}"
+                self._lost = (
+                    f"SQLite file {self.path} {what}; nothing more is written to it; {advice}"
+                )
                 log.error("%s%s", self._bus_prefix, self._lost)
         return self._lost
 
@@ -484,7 +515,11 @@ class SqliteStorage(Storage):
             idle.put_nowait(db)
 
     async def _call(
-        self, db: aiosqlite.Connection | None, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()
+        self,
+        db: aiosqlite.Connection | None,
+        fn: Callable[..., T],
+        *args: Any,
+        storing: Sequence[NewEvent] = (),
     ) -> T:
         if db is None:
             raise StorageUnavailable(f"SQLite storage {self.path} is not open")
@@ -493,7 +528,9 @@ class SqliteStorage(Storage):
         except (sqlite3.Error, OverflowError) as exc:
             raise self._translate(exc, storing) from exc
 
-    def _translate(self, exc: sqlite3.Error | OverflowError, storing: Sequence[NewEvent] = ()) -> Exception:
+    def _translate(
+        self, exc: sqlite3.Error | OverflowError, storing: Sequence[NewEvent] = ()
+    ) -> Exception:
         """The one place a sqlite3 error becomes the bus's.
 
         Locked, full, unreadable or corrupt files are the storage's trouble

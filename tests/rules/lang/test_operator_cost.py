@@ -151,13 +151,19 @@ cased = st.text(alphabet="aAbB'i \u03a3\u03c3\u03c2\u0130\u0307", max_size=10)
 
 @settings(max_examples=2000, deadline=None)
 @given(cased, cased)
-def test_ignore_case_operators_agree_with_lowering_the_whole_value(argument: str, value: str) -> None:
+def test_ignore_case_operators_agree_with_lowering_the_whole_value(
+    argument: str, value: str
+) -> None:
     lowered = argument.lower()
     cases: list[tuple[str, Any, bool]] = [
         ("prefix", {"equals-ignore-case": argument}, value.lower().startswith(lowered)),
         ("suffix", {"equals-ignore-case": argument}, value.lower().endswith(lowered)),
         ("equals-ignore-case", argument, value.lower() == lowered),
-        ("anything-but", {"equals-ignore-case": [argument, "b"]}, value.lower() not in (lowered, "b")),
+        (
+            "anything-but",
+            {"equals-ignore-case": [argument, "b"]},
+            value.lower() not in (lowered, "b"),
+        ),
     ]
     for name, spec, expected in cases:
         assert compile_operator(name, spec, "p")(value) is expected, (name, spec, value)
@@ -198,11 +204,17 @@ def test_cidr_still_reads_the_longest_addresses() -> None:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("pattern", ["trn:*", "trn:*:*:x", "trn:user:*", "trn:*:*:*:*:*:*", "trn:user:"])
+@pytest.mark.parametrize(
+    "pattern", ["trn:*", "trn:*:*:x", "trn:user:*", "trn:*:*:*:*:*:*", "trn:user:"]
+)
 def test_trn_conditions_on_long_hostile_values(pattern: str) -> None:
     # TRN patterns compile to regexes whose pieces are split by ':', which no
     # piece can match, so they cannot backtrack; these values would show it.
     (condition,) = compile_conditions({"s": {"trn": pattern}})
-    for value in ("trn:" + "a:" * 500_000 + "!", "trn:" + "a" * 1_000_000 + "@", "trn:a:" + "a:" * 500_000 + "@b:" + "f" * 100):
+    for value in (
+        "trn:" + "a:" * 500_000 + "!",
+        "trn:" + "a" * 1_000_000 + "@",
+        "trn:a:" + "a:" * 500_000 + "@b:" + "f" * 100,
+    ):
         condition.holds({"payload": {"s": value}})
     assert condition.holds({"payload": {"s": "trn:user:alice:x"}}) is (pattern != "trn:*:*:*:*:*:*")

@@ -59,7 +59,13 @@ def test_a_costly_jsonpath_is_refused_naming_the_path(key: str, reason: str) -> 
 
 def test_register_rule_refuses_it_with_invalid_params() -> None:
     key = "$.payload.items[?(@.name =~ 'x')]"
-    rule = Rule.model_validate({"id": "r", "match_fields": {key: "x"}, "action": {"type": "EmitEvent", "topic": "t", "payload": 1}})
+    rule = Rule.model_validate(
+        {
+            "id": "r",
+            "match_fields": {key: "x"},
+            "action": {"type": "EmitEvent", "topic": "t", "payload": 1},
+        }
+    )
     with pytest.raises(InvalidParams) as raised:
         compile_rule(rule)
     assert raised.value.code == -32602
@@ -134,7 +140,9 @@ def test_a_pattern_leaf_opens_deeply_nested_arrays_without_recursion() -> None:
 def test_each_array_is_opened_once_however_many_selections_hold_it() -> None:
     # `$..[*]` selects every nested array and each of its elements; opening every
     # selected array in full would count the scalars once per level above them.
-    width = 2  # 2 x 2 x 200 = 800 values, under MAX_FIELD_VALUES; opened per level it would be 40,000
+    width = (
+        2  # 2 x 2 x 200 = 800 values, under MAX_FIELD_VALUES; opened per level it would be 40,000
+    )
     value: list[Any] = []
     for _ in range(200):
         value = [*range(width), value]

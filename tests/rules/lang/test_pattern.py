@@ -132,7 +132,12 @@ MATCHING: list[tuple[str, dict[str, Any], Any, bool]] = [
     ("wildcard escaped star literal", {"f": [{"wildcard": "a\\*b"}]}, {"f": "axb"}, False),
     ("wildcard escaped backslash", {"f": [{"wildcard": "a\\\\*"}]}, {"f": "a\\xyz"}, True),
     ("wildcard middle parts in order", {"f": [{"wildcard": "*ab*ba*"}]}, {"f": "xbaxab"}, False),
-    ("wildcard prefix and suffix do not overlap", {"f": [{"wildcard": "ab*ba"}]}, {"f": "aba"}, False),
+    (
+        "wildcard prefix and suffix do not overlap",
+        {"f": [{"wildcard": "ab*ba"}]},
+        {"f": "aba"},
+        False,
+    ),
     ("wildcard middle part between them", {"f": [{"wildcard": "a*b*a"}]}, {"f": "aba"}, True),
     ("wildcard empty", {"f": [{"wildcard": ""}]}, {"f": ""}, True),
     ("wildcard not a number", {"f": [{"wildcard": "*"}]}, {"f": 1}, False),
@@ -673,7 +678,8 @@ def test_cidr_parses_addresses_like_ipaddress(address: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("wildcard", "long", "short"), [("*a*a*a*a*a", False, True), ("a*a*a*a*a*", True, True), ("*aa*aa*aa*ab", True, False)]
+    ("wildcard", "long", "short"),
+    [("*a*a*a*a*a", False, True), ("a*a*a*a*a*", True, True), ("*aa*aa*aa*ab", True, False)],
 )
 def test_wildcards_match_in_linear_time(wildcard: str, long: bool, short: bool) -> None:
     """Found by tests/hostile/test_fuzz.py: the regex form backtracked exponentially

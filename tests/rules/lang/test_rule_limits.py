@@ -15,7 +15,12 @@ from eventbus_server.rules.lang.matcher import compile_rule
 
 
 def rule(**fields: Any) -> Rule:
-    body = {"id": "r", "topic": "t", "action": {"type": "EmitEvent", "topic": "t.out", "payload": 1}, **fields}
+    body = {
+        "id": "r",
+        "topic": "t",
+        "action": {"type": "EmitEvent", "topic": "t.out", "payload": 1},
+        **fields,
+    }
     return Rule.model_validate(body)
 
 
@@ -41,7 +46,9 @@ def nested(depth: int) -> Any:
 
 def test_value_tests_at_the_cap_are_accepted() -> None:
     half = MAX_VALUE_TESTS // 2
-    compile_rule(rule(pattern={"payload": {"s": prefixes(half)}}, match_fields={"s": prefixes(half)}))
+    compile_rule(
+        rule(pattern={"payload": {"s": prefixes(half)}}, match_fields={"s": prefixes(half)})
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,15 +56,44 @@ def test_value_tests_at_the_cap_are_accepted() -> None:
     [
         ({"pattern": {"payload": {"s": prefixes(MAX_VALUE_TESTS + 1)}}}, "pattern"),
         ({"match_fields": {"s": prefixes(MAX_VALUE_TESTS + 1)}}, "match_fields"),
-        ({"match_fields": {f"k{i}": {"prefix": "x"} for i in range(MAX_VALUE_TESTS + 1)}}, "match_fields"),
-        ({"pattern": {"$or": [{"s": prefixes(MAX_VALUE_TESTS)}, {"t": ["x", {"prefix": "y"}]}]}}, "pattern"),
         (
-            {"pattern": {"payload": {"s": prefixes(MAX_VALUE_TESTS // 2 + 1)}}, "match_fields": {"s": prefixes(MAX_VALUE_TESTS // 2)}},
+            {"match_fields": {f"k{i}": {"prefix": "x"} for i in range(MAX_VALUE_TESTS + 1)}},
+            "match_fields",
+        ),
+        (
+            {"pattern": {"$or": [{"s": prefixes(MAX_VALUE_TESTS)}, {"t": ["x", {"prefix": "y"}]}]}},
             "pattern",
         ),
-        ({"pattern": {"s": [{"anything-but": {"wildcard": [f"*{i}*" for i in range(MAX_VALUE_TESTS + 1)]}}]}}, "pattern"),
+        (
+            {
+                "pattern": {"payload": {"s": prefixes(MAX_VALUE_TESTS // 2 + 1)}},
+                "match_fields": {"s": prefixes(MAX_VALUE_TESTS // 2)},
+            },
+            "pattern",
+        ),
+        (
+            {
+                "pattern": {
+                    "s": [
+                        {
+                            "anything-but": {
+                                "wildcard": [f"*{i}*" for i in range(MAX_VALUE_TESTS + 1)]
+                            }
+                        }
+                    ]
+                }
+            },
+            "pattern",
+        ),
     ],
-    ids=["pattern leaf", "condition list", "conditions", "$or", "both together", "anything-but wildcards"],
+    ids=[
+        "pattern leaf",
+        "condition list",
+        "conditions",
+        "$or",
+        "both together",
+        "anything-but wildcards",
+    ],
 )
 def test_more_value_tests_are_refused_naming_the_part(fields: dict[str, Any], loc: str) -> None:
     item = refusal(**fields)
@@ -67,14 +103,20 @@ def test_more_value_tests_are_refused_naming_the_part(fields: dict[str, Any], lo
 
 def test_literals_count_once_per_leaf_however_many() -> None:
     many = [f"v{i}" for i in range(1000)]
-    compiled = compile_rule(rule(pattern={"payload": {"s": many}}, match_fields={"s": [*many, 1, None, True]}))
+    compiled = compile_rule(
+        rule(pattern={"payload": {"s": many}}, match_fields={"s": [*many, 1, None, True]})
+    )
     assert compiled.matches_topic("t")
 
 
 @pytest.mark.parametrize("part", ["pattern", "match_fields"])
 def test_a_part_larger_than_the_byte_cap_is_refused(part: str) -> None:
     values = [f"value-{i:06}" for i in range(MAX_MATCH_BYTES // 10)]
-    fields = {"pattern": {"payload": {"s": values}}} if part == "pattern" else {"match_fields": {"s": values}}
+    fields = (
+        {"pattern": {"payload": {"s": values}}}
+        if part == "pattern"
+        else {"match_fields": {"s": values}}
+    )
     item = refusal(**fields)
     assert item["loc"] == part
     assert f"at most {MAX_MATCH_BYTES}" in item["msg"]
@@ -85,7 +127,10 @@ def test_a_part_larger_than_the_byte_cap_is_refused(part: str) -> None:
     [
         ({"pattern": {"payload": nested(MAX_DEPTH)}}, "pattern"),
         ({"match_fields": {"k": {"equals": nested(MAX_DEPTH - 1)}}}, "match_fields"),
-        ({"action": {"type": "EmitEvent", "topic": "t.out", "payload": nested(MAX_DEPTH + 1)}}, "action.payload"),
+        (
+            {"action": {"type": "EmitEvent", "topic": "t.out", "payload": nested(MAX_DEPTH + 1)}},
+            "action.payload",
+        ),
     ],
     ids=["pattern", "match_fields", "action"],
 )

@@ -53,7 +53,12 @@ def test_placeholders(text: str, found: list[tuple[int, int, str]]) -> None:
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize(
     "text",
-    ["{{" * 500_000, "{{ " + " " * 1_000_000, "{{" + " \n" * 500_000 + "$.a }}", "{{ a\n b " * 100_000 + "}}"],
+    [
+        "{{" * 500_000,
+        "{{ " + " " * 1_000_000,
+        "{{" + " \n" * 500_000 + "$.a }}",
+        "{{ a\n b " * 100_000 + "}}",
+    ],
     ids=["braces", "spaces", "line breaks", "broken paths"],
 )
 def test_a_hostile_template_string_compiles_in_one_pass(text: str) -> None:
@@ -69,7 +74,8 @@ BIG = {"payload": {"blob": "x" * 1_000_000, "numbers": list(range(100_000))}}
 @pytest.mark.parametrize(
     "template",
     [
-        ["{{ $.payload }}"] * 100,  # one value named 100 times (the most an action may): 100 MB as JSON
+        ["{{ $.payload }}"]
+        * 100,  # one value named 100 times (the most an action may): 100 MB as JSON
         {"k": ["{{ $.payload.blob }}"] * 100},
         "{{ $.payload.blob }}" * 100,  # the same, interpolated into one string
         "{{ $.payload.numbers }}," * 100,
@@ -84,8 +90,13 @@ def test_a_template_that_multiplies_the_event_stops_at_its_budget(template: Any)
 
 
 def test_a_value_named_often_is_measured_once_and_a_rendering_within_budget_is_whole() -> None:
-    render = compile_template({"copies": ["{{ $.payload.id }}"] * 99, "note": "id {{ $.payload.id }}"}, "action.payload")
+    render = compile_template(
+        {"copies": ["{{ $.payload.id }}"] * 99, "note": "id {{ $.payload.id }}"}, "action.payload"
+    )
     envelope = {"payload": {"id": "x" * 10_000, "unused": "y" * 1_000_000}}
-    assert render(envelope, RenderBudget(1_048_576)) == {"copies": ["x" * 10_000] * 99, "note": "id " + "x" * 10_000}
+    assert render(envelope, RenderBudget(1_048_576)) == {
+        "copies": ["x" * 10_000] * 99,
+        "note": "id " + "x" * 10_000,
+    }
     with pytest.raises(TemplateTooLarge):
         render(envelope, RenderBudget(900_000))  # 100 copies of 10,000 x's: about 1 MB as JSON
