@@ -114,6 +114,15 @@ def notification_frame(method: str, fixed: dict[str, Any], last_key: str) -> tup
     return head + (b"," if params else b"") + dumps(last_key) + b":", b"}}\n"
 
 
+def merged_notification_frame(method: str, fixed: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The bytes before and after the members of an encoded JSON object that become the
+    params together with `fixed`: `head + encoded_object[1:] + tail` is the line (the
+    object's own `{` is dropped, and its `}` closes the params)."""
+    params = b",".join(dumps(key) + b":" + dumps(value) for key, value in fixed.items())
+    head = b'{"jsonrpc":"2.0","method":' + dumps(method) + b',"params":{' + params
+    return head + (b"," if params else b""), b"}\n"
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """The answer to one call: `error` is the error object, or None for a result."""

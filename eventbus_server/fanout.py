@@ -43,7 +43,7 @@ from typing import Protocol
 from eventbus_core.codec import compact, dumps, dumps_line
 from eventbus_core.errors import Overloaded
 from eventbus_core.event import Event
-from eventbus_core.jsonrpc import notification, notification_frame
+from eventbus_core.jsonrpc import merged_notification_frame, notification, notification_frame
 from eventbus_core.sse import event_frame, lagged_frame
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
@@ -184,10 +184,8 @@ class FiringSubscription(Subscription):
 
     @staticmethod
     def _frame(sub_id: str) -> tuple[bytes, bytes]:
-        # The firing's own object is the params: its `{` is dropped, and the line closes both.
-        return b'{"jsonrpc":"2.0","method":"rule_fired","params":{"subscription":' + dumps(
-            sub_id
-        ) + b",", b"}\n"
+        # The firing's own object, with the subscription's id, is the params.
+        return merged_notification_frame("rule_fired", {"subscription": sub_id})
 
     def line(self, item_id: int, data: bytes) -> bytes:
         return b"".join((self._head, memoryview(data)[1:], self._tail))

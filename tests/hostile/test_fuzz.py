@@ -159,9 +159,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzServer]:
     config = tmp / "buses.json"
     config.write_text(json.dumps(_config(tmp)))
     started = time.monotonic()
-    # The tool module sits next to the config. DESIGN §7 puts that folder on the import
-    # path; the server does not do it yet, so the environment does.
-    running = FuzzServer.start(config, env={TOKEN_ENV: TOKEN, "PYTHONPATH": str(tmp)})
+    # The tool module sits next to the config, whose folder the server puts on the import
+    # path (DESIGN §7).
+    running = FuzzServer.start(config, env={TOKEN_ENV: TOKEN})
     try:
         yield running
         # A subprocess has no wait_idle(): give the last firings a moment, then look once more.

@@ -16,8 +16,8 @@ the stdio process. Setting it up (start, handshake) is bounded by the route's
 The tool name is the route's `tool`, else the TRN's last segment, or the one
 before it when the last is a version (`trn:org:acme:mcp:github:get_repo:v1` →
 `get_repo`). Arguments are the rendered `input` (an object; none is `{}`), and
-`_meta` carries `{firing_id, event_id, rule_id}` (traceparent joins it once
-trace context exists, DESIGN §13). The result is `structuredContent`, else the
+`_meta` carries `{firing_id, event_id, rule_id}` and the firing's `traceparent`
+(DESIGN §13). The result is `structuredContent`, else the
 `content` list; `isError` is a failure whose text is the error, retried and
 dead-lettered like any tool's.
 
