@@ -31,15 +31,19 @@ __all__ = [
     "COUNT_COLUMNS",
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
+    "PROBE_CAP",
     "RULE_COLUMNS",
     "SCHEDULED_COLUMNS",
     "SCHEDULE_COLUMNS",
+    "Driver",
     "Select",
     "count_events",
     "count_rows",
     "event_from_row",
     "event_row",
     "firing_from_row",
+    "pick_driver",
+    "range_probe",
     "rule_counts",
     "rule_from_row",
     "schedule_from_row",
@@ -178,19 +182,40 @@ class _Where:
         elif since > 0:
             self.add(f"{column} < {{}}", since)
 
+    def glob(self, column: str, pattern: str) -> None:
+        """`column` matches `pattern`, where each `*` stands for any text (no other
+        glob or LIKE character can occur in a topic or a TRN, except LIKE's `_`)."""
+        if self.style == "qmark":
+            self.add(f"{column} GLOB {{}}", pattern)
+        else:
+            self.add(f"{column} LIKE {{}}", pattern.replace("_", "\\_").replace("*", "%"))
+
     @property
     def clause(self) -> str:
         return " AND ".join(self.conditions) or "TRUE"
 
 
-def select_events(query: EventQuery, style: Style) -> Select:
+#: How a page is read: None lets the database choose (best with an equality narrowing),
+#: "event_id" walks the log by id from the cursor, a column reads the range on its index
+#: (`idx_event_log_<column>`) and sorts what it finds by id.
+Driver = Literal["event_id", "timestamp", "topic", "source_trn", "target_trn"] | None
+
+
+def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> Select:
     """SQL that returns a superset of the matches, in order; `matches()` does the rest.
 
     Without a `*` anywhere the superset is the exact set: a literal is an
     equality, and a prefix range (`orders.>`, `trn:user:`) is the whole test,
     since no topic ends in '.' and `>` gets its `_sys.` exclusion in SQL too.
-    Ranges compare bytes: SQLite does so by default, and the PostgreSQL
-    columns are `COLLATE "C"`.
+    A pattern with `*` is also checked in SQL as a glob where each wildcard
+    matches any text (a superset: the database drops most misses without a
+    Python call). Ranges compare bytes: SQLite does so by default, and the
+    PostgreSQL columns are `COLLATE "C"`.
+
+    `driver` pins the plan (`plan_events` picks it): SQLite takes `INDEXED BY`
+    or `NOT INDEXED`; PostgreSQL, which has no hints, sorts by `event_id + 0`
+    so that only the range's own index can serve it, and chooses itself for
+    "event_id".
     """
     where = _Where(style)
     where.after("event_id", query.since, query.order)
@@ -202,10 +227,13 @@ def select_events(query: EventQuery, style: Style) -> Select:
             RESERVED_PREFIX,
             Narrowing(RESERVED_PREFIX, exact=False).upper_bound,
         )
-    if query.source_trn is not None:
-        where.narrow("source_trn", trn_narrowing(query.source_trn))
-    if query.target_trn is not None:
-        where.narrow("target_trn", trn_narrowing(query.target_trn))
+    if "*" in query.topic:
+        where.glob("topic", query.topic.replace(">", "*"))
+    for column, pattern in (("source_trn", query.source_trn), ("target_trn", query.target_trn)):
+        if pattern is not None:
+            where.narrow(column, trn_narrowing(pattern))
+            if "*" in pattern:
+                where.glob(column, pattern)
     if query.correlation_id is not None:
         where.add("correlation_id = {}", query.correlation_id)
     if query.from_ts is not None:
@@ -215,12 +243,95 @@ def select_events(query: EventQuery, style: Style) -> Select:
     patterns = (query.topic, query.source_trn or "", query.target_trn or "")
     exact = not any("*" in pattern for pattern in patterns)
     direction = "ASC" if query.order == "asc" else "DESC"
+    order_by = "event_id"
+    table = "event_log"
+    if driver == "event_id" and style == "qmark":
+        table += " NOT INDEXED"
+    elif driver is not None and driver != "event_id":
+        if style == "qmark":
+            table += f" INDEXED BY idx_event_log_{driver}"
+        else:
+            order_by = "event_id + 0"
     sql = (
-        f"SELECT {EVENT_COLUMNS} FROM event_log WHERE {where.clause} ORDER BY event_id {direction}"
+        f"SELECT {EVENT_COLUMNS} FROM {table} WHERE {where.clause} ORDER BY {order_by} {direction}"
     )
     if exact:
         sql += f" LIMIT {where.param(query.limit)}"
     return Select(sql, where.params, exact)
+
+
+#: A range with fewer index entries than this after the cursor is read whole and sorted;
+#: one with more is left for a walk by id (see `pick_driver`).
+PROBE_CAP = 2000
+
+
+def range_probe(query: EventQuery, style: Style, cap: int) -> tuple[list[Driver], Select]:
+    """The ranges `query` could be read by, and one row of SQL counting each one's index
+    entries after the cursor (at most `cap` of them, from the index alone).
+
+    No ranges when an equality narrows the query (exact topic, TRN or
+    correlation id): that index yields its rows in id order already, and the
+    database picks it.
+    """
+    ranges: list[tuple[Driver, str, tuple[Any, ...]]] = []
+    if (
+        query.correlation_id is None
+        and ("*" in query.topic or ">" in query.topic)
+        and not any(
+            p is not None and trn_narrowing(p).exact for p in (query.source_trn, query.target_trn)
+        )
+    ):
+        ranges = _ranges(query)
+    where = _Where(style)
+    counts = []
+    for driver, condition, values in ranges:
+        hint = f" INDEXED BY idx_event_log_{driver}" if style == "qmark" else ""
+        since = query.since if query.order == "asc" or query.since > 0 else 2**63 - 1
+        # Placeholders are numbered (or, for `?`, bound) in the order they are written.
+        cursor = f"event_id {'>' if query.order == 'asc' else '<'} {where.param(since)}"
+        matching = condition.format(*(where.param(value) for value in values))
+        counts.append(
+            f"(SELECT COUNT(*) FROM (SELECT 1 FROM event_log{hint}"
+            f" WHERE {cursor} AND {matching} LIMIT {where.param(cap)}) AS probed)"
+        )
+    sql = f"SELECT {', '.join(counts)}" if counts else ""
+    return [driver for driver, _, _ in ranges], Select(sql, where.params, exact=True)
+
+
+def _ranges(query: EventQuery) -> list[tuple[Driver, str, tuple[Any, ...]]]:
+    """(index, condition with `{}` for each value, values) of each range in `query`."""
+    ranges: list[tuple[Driver, str, tuple[Any, ...]]] = []
+    if query.from_ts is not None or query.to_ts is not None:
+        low = query.from_ts if query.from_ts is not None else -(2**63)
+        high = query.to_ts if query.to_ts is not None else 2**63 - 1
+        ranges.append(("timestamp", "timestamp >= {} AND timestamp <= {}", (low, high)))
+    topic = topic_narrowing(query.topic)
+    if topic is not None:
+        ranges.append(("topic", "topic >= {} AND topic < {}", (topic.value, topic.upper_bound)))
+    if query.source_trn is not None:
+        trn = trn_narrowing(query.source_trn)
+        ranges.append(
+            ("source_trn", "source_trn >= {} AND source_trn < {}", (trn.value, trn.upper_bound))
+        )
+    if query.target_trn is not None:
+        trn = trn_narrowing(query.target_trn)
+        ranges.append(
+            ("target_trn", "target_trn >= {} AND target_trn < {}", (trn.value, trn.upper_bound))
+        )
+    return ranges
+
+
+def pick_driver(counts: Sequence[tuple[Driver, int]], cap: int) -> Driver:
+    """The range with the fewest rows, if one has fewer than `cap`; else a walk by id.
+
+    A range is read whole and sorted by id, so its cost is its size; a walk by
+    id stops at `limit` matches, so it wins when the matches are dense, which
+    a range of `cap` rows or more after the cursor suggests. No ranges: None.
+    """
+    if not counts:
+        return None
+    driver, rows = min(counts, key=lambda count: count[1])
+    return driver if rows < cap else "event_id"
 
 
 #: The columns `count_events` reads when SQL alone cannot decide (no JSON).
