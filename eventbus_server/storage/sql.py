@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
 from eventbus_core.errors import InvalidParams
 from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, Event
 from eventbus_core.topics import RESERVED_PREFIX
+from eventbus_server.storage import patterns
 from eventbus_server.storage.base import (
     EventQuery,
     Firing,
@@ -182,13 +183,13 @@ class _Where:
         elif since > 0:
             self.add(f"{column} < {{}}", since)
 
-    def glob(self, column: str, pattern: str) -> None:
-        """`column` matches `pattern`, where each `*` stands for any text (no other
-        glob or LIKE character can occur in a topic or a TRN, except LIKE's `_`)."""
+    def pattern(self, column: str, pattern: str, regex: Callable[[str], str]) -> None:
+        """`column` matches the topic or TRN `pattern`: exactly on PostgreSQL (`regex`
+        translates it), as a superset on SQLite (patterns.py)."""
         if self.style == "qmark":
-            self.add(f"{column} GLOB {{}}", pattern)
+            self.add(f"{column} GLOB {{}}", patterns.glob(pattern))
         else:
-            self.add(f"{column} LIKE {{}}", pattern.replace("_", "\\_").replace("*", "%"))
+            self.add(f"{column} ~ {{}}", regex(pattern))
 
     @property
     def clause(self) -> str:
@@ -202,15 +203,16 @@ Driver = Literal["event_id", "timestamp", "topic", "source_trn", "target_trn"] |
 
 
 def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> Select:
-    """SQL that returns a superset of the matches, in order; `matches()` does the rest.
+    """SQL that returns a superset of the matches, in order; `matches()` does the rest
+    (unless `exact`).
 
     Without a `*` anywhere the superset is the exact set: a literal is an
     equality, and a prefix range (`orders.>`, `trn:user:`) is the whole test,
     since no topic ends in '.' and `>` gets its `_sys.` exclusion in SQL too.
-    A pattern with `*` is also checked in SQL as a glob where each wildcard
-    matches any text (a superset: the database drops most misses without a
-    Python call). Ranges compare bytes: SQLite does so by default, and the
-    PostgreSQL columns are `COLLATE "C"`.
+    A pattern with `*` is also checked in SQL (patterns.py): exactly on
+    PostgreSQL, so there the SQL always decides alone; as a glob on SQLite,
+    which drops most misses without a Python call. Ranges compare bytes:
+    SQLite does so by default, and the PostgreSQL columns are `COLLATE "C"`.
 
     `driver` pins the plan (`plan_events` picks it): SQLite takes `INDEXED BY`
     or `NOT INDEXED`; PostgreSQL, which has no hints, sorts by `event_id + 0`
@@ -228,20 +230,20 @@ def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> 
             Narrowing(RESERVED_PREFIX, exact=False).upper_bound,
         )
     if "*" in query.topic:
-        where.glob("topic", query.topic.replace(">", "*"))
+        where.pattern("topic", query.topic, patterns.topic_regex)
     for column, pattern in (("source_trn", query.source_trn), ("target_trn", query.target_trn)):
         if pattern is not None:
             where.narrow(column, trn_narrowing(pattern))
             if "*" in pattern:
-                where.glob(column, pattern)
+                where.pattern(column, pattern, patterns.trn_regex)
     if query.correlation_id is not None:
         where.add("correlation_id = {}", query.correlation_id)
     if query.from_ts is not None:
         where.add("timestamp >= {}", query.from_ts)
     if query.to_ts is not None:
         where.add("timestamp <= {}", query.to_ts)
-    patterns = (query.topic, query.source_trn or "", query.target_trn or "")
-    exact = not any("*" in pattern for pattern in patterns)
+    wildcards = (query.topic, query.source_trn or "", query.target_trn or "")
+    exact = style == "numeric" or not any("*" in pattern for pattern in wildcards)
     direction = "ASC" if query.order == "asc" else "DESC"
     order_by = "event_id"
     table = "event_log"
