@@ -2,7 +2,8 @@
 
 SQLite's GLOB `*` matches any text, dots and colons included, so a glob is a
 superset of the pattern's matches; the exact match then runs in Python on
-the rows it lets through. PostgreSQL's regular expressions say exactly what
+the rows it lets through. PostgreSQL's LIKE is the same superset, and its
+regular expressions say exactly what
 `eventbus_core.topics` and `eventbus_core.trn` say, so there the SQL alone
 decides and a page can carry its `LIMIT` (which also lets the planner walk by
 id and stop early instead of sorting every match). Stored topics and TRNs
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["glob", "topic_regex", "trn_regex"]
+__all__ = ["glob", "like", "topic_regex", "trn_regex"]
 
 _TRN_SEGMENT = "[A-Za-z0-9._-]+"
 
@@ -22,6 +23,12 @@ _TRN_SEGMENT = "[A-Za-z0-9._-]+"
 def glob(pattern: str) -> str:
     """A GLOB every match of the topic or TRN `pattern` passes (each wildcard: any text)."""
     return pattern.replace(">", "*")
+
+
+def like(pattern: str) -> str:
+    """A LIKE every match of the topic or TRN `pattern` passes (`_` is LIKE's one-character
+    wildcard, and may be in a topic or TRN: escaped)."""
+    return pattern.replace("_", "\\_").replace("*", "%").replace(">", "%")
 
 
 def topic_regex(pattern: str) -> str:

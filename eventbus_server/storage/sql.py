@@ -189,7 +189,14 @@ class _Where:
         if self.style == "qmark":
             self.add(f"{column} GLOB {{}}", patterns.glob(pattern))
         else:
-            self.add(f"{column} ~ {{}}", regex(pattern))
+            # LIKE costs a tenth of a regex a row, so it goes first; in one CASE, since as
+            # two conditions the planner multiplies their estimates and sorts every match
+            # of a bitmap scan instead of walking by id (708 ms against 270 on 1M events).
+            self.add(
+                f"CASE WHEN {column} LIKE {{}} THEN {column} ~ {{}} ELSE FALSE END",
+                patterns.like(pattern),
+                regex(pattern),
+            )
 
     @property
     def clause(self) -> str:
@@ -288,13 +295,18 @@ def range_probe(query: EventQuery, style: Style, cap: int) -> tuple[list[Driver]
     counts = []
     for driver, condition, values in ranges:
         hint = f" INDEXED BY idx_event_log_{driver}" if style == "qmark" else ""
-        since = query.since if query.order == "asc" or query.since > 0 else 2**63 - 1
         # Placeholders are numbered (or, for `?`, bound) in the order they are written.
-        cursor = f"event_id {'>' if query.order == 'asc' else '<'} {where.param(since)}"
+        # Without a cursor, PostgreSQL can count from the index alone (its entries,
+        # unlike SQLite's, hold no event_id).
+        cursor = ""
+        if query.since > 0:
+            cursor = (
+                f"event_id {'>' if query.order == 'asc' else '<'} {where.param(query.since)} AND "
+            )
         matching = condition.format(*(where.param(value) for value in values))
         counts.append(
             f"(SELECT COUNT(*) FROM (SELECT 1 FROM event_log{hint}"
-            f" WHERE {cursor} AND {matching} LIMIT {where.param(cap)}) AS probed)"
+            f" WHERE {cursor}{matching} LIMIT {where.param(cap)}) AS probed)"
         )
     sql = f"SELECT {', '.join(counts)}" if counts else ""
     return [driver for driver, _, _ in ranges], Select(sql, where.params, exact=True)
