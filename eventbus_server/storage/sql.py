@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
@@ -32,7 +32,7 @@ __all__ = [
     "COUNT_COLUMNS",
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
-    "PROBE_CAP",
+    "PROBE_CAPS",
     "RULE_COLUMNS",
     "SCHEDULED_COLUMNS",
     "SCHEDULE_COLUMNS",
@@ -269,14 +269,27 @@ def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> 
     return Select(sql, where.params, exact)
 
 
-#: A range with fewer index entries than this after the cursor is read whole and sorted;
-#: one with more is left for a walk by id (see `pick_driver`).
-PROBE_CAP = 2000
+#: A range with fewer index entries than its cap after the cursor is read whole and
+#: sorted by id; a wider one is left to a walk by id (see `pick_driver`). On 1M events
+#: (bench/queries.py) a topic range of 2,000 rows costs ~1.2 ms, one of 10,000 5.8 ms
+#: (a row lookup each, scattered over the file), when walking by id costs 0.5 ms: its
+#: matches are spread over the log. A time range's rows sit together (ids follow
+#: time), so 10,000 of them cost 1.3 ms, and its matches sit together in id order
+#: too, so the walk must first cross every row before them (150-200 ms from the
+#: start of a 1M log): its cap is higher.
+PROBE_CAPS: dict[str, int] = {
+    "timestamp": 10_000,
+    "topic": 2_000,
+    "source_trn": 2_000,
+    "target_trn": 2_000,
+}
 
 
-def range_probe(query: EventQuery, style: Style, cap: int) -> tuple[list[Driver], Select]:
+def range_probe(
+    query: EventQuery, style: Style, caps: Mapping[str, int]
+) -> tuple[list[Driver], Select]:
     """The ranges `query` could be read by, and one row of SQL counting each one's index
-    entries after the cursor (at most `cap` of them, from the index alone).
+    entries after the cursor (at most its cap in `caps`, from the index alone).
 
     No ranges when an equality narrows the query (exact topic, TRN or
     correlation id): that index yields its rows in id order already, and the
@@ -306,7 +319,7 @@ def range_probe(query: EventQuery, style: Style, cap: int) -> tuple[list[Driver]
         matching = condition.format(*(where.param(value) for value in values))
         counts.append(
             f"(SELECT COUNT(*) FROM (SELECT 1 FROM event_log{hint}"
-            f" WHERE {cursor}{matching} LIMIT {where.param(cap)}) AS probed)"
+            f" WHERE {cursor}{matching} LIMIT {where.param(caps[str(driver)])}) AS probed)"
         )
     sql = f"SELECT {', '.join(counts)}" if counts else ""
     return [driver for driver, _, _ in ranges], Select(sql, where.params, exact=True)
@@ -335,17 +348,17 @@ def _ranges(query: EventQuery) -> list[tuple[Driver, str, tuple[Any, ...]]]:
     return ranges
 
 
-def pick_driver(counts: Sequence[tuple[Driver, int]], cap: int) -> Driver:
-    """The range with the fewest rows, if one has fewer than `cap`; else a walk by id.
+def pick_driver(counts: Sequence[tuple[Driver, int]], caps: Mapping[str, int]) -> Driver:
+    """The range with the fewest rows, if one is under its cap; else a walk by id.
 
     A range is read whole and sorted by id, so its cost is its size; a walk by
     id stops at `limit` matches, so it wins when the matches are dense, which
-    a range of `cap` rows or more after the cursor suggests. No ranges: None.
+    a range at its cap after the cursor suggests. No ranges: None.
     """
     if not counts:
         return None
-    driver, rows = min(counts, key=lambda count: count[1])
-    return driver if rows < cap else "event_id"
+    narrow = [(rows, driver) for driver, rows in counts if rows < caps[str(driver)]]
+    return min(narrow, key=lambda count: count[0])[1] if narrow else "event_id"
 
 
 #: The columns `count_events` reads when SQL alone cannot decide (no JSON).

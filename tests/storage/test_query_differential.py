@@ -126,9 +126,13 @@ def _sqlite(events: Sequence[NewEvent]) -> sqlite3.Connection:
     return conn
 
 
+def _caps(cap: int) -> dict[str, int]:
+    return {"timestamp": cap, "topic": cap, "source_trn": cap, "target_trn": cap}
+
+
 def _applicable(query: EventQuery) -> list[Driver]:
     """The plans SQLite can run `query` by: its own choice, by id, each of its ranges."""
-    drivers, _ = range_probe(query, "qmark", 1)
+    drivers, _ = range_probe(query, "qmark", _caps(1))
     return [None, "event_id", *drivers]
 
 
@@ -160,7 +164,7 @@ def test_the_picked_plan_answers_the_same_whatever_the_cap(
     conn = _sqlite(events)
     try:
         with pytest.MonkeyPatch.context() as patched:
-            patched.setattr(reading, "PROBE_CAP", cap)
+            patched.setattr(reading, "PROBE_CAPS", _caps(cap))
             for query in queries:
                 assert reading.read_events(conn, query) == asyncio.run(memory.query(query))
     finally:
@@ -211,7 +215,7 @@ async def test_postgres_answers_as_the_memory_store_does_whatever_the_plan(
     try:
         await store.append(events)
         for cap in (1, 30, 2000):
-            monkeypatch.setattr(pg_store, "PROBE_CAP", cap)
+            monkeypatch.setattr(pg_store, "PROBE_CAPS", _caps(cap))
             for _ in range(150):
                 query = _random_query(rng)
                 expected = await memory.query(query)

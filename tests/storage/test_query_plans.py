@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eventbus_server.storage import EventQuery, NewEvent, PostgresStorage
-from eventbus_server.storage.sql import NEW_EVENT_COLUMNS, event_row, range_probe
+from eventbus_server.storage.sql import NEW_EVENT_COLUMNS, PROBE_CAPS, event_row, range_probe
 from eventbus_server.storage.sqlite.reading import plan_events
 from eventbus_server.storage.sqlite.schema import migrate
 from tests import postgres
@@ -42,6 +42,7 @@ def _events() -> list[NewEvent]:
 SHAPES = [
     ("time range, 100 ms", EventQuery(from_ts=1_015_000, to_ts=1_015_099), "timestamp"),
     ("time range, the last 50 ms", EventQuery(from_ts=1_029_950), "timestamp"),
+    ("time range, 5,000 rows", EventQuery(from_ts=1_010_000, to_ts=1_014_999), "timestamp"),
     (
         "time range, newest first",
         EventQuery(from_ts=1_029_950, order="desc", since=COUNT - 10),
@@ -113,7 +114,7 @@ def test_sqlite_reads_each_shape_by_the_right_index(
 def test_sqlite_counts_each_range_from_its_index_alone(
     sqlite_log: sqlite3.Connection, shape: str, query: EventQuery, index: str
 ) -> None:
-    drivers, probe = range_probe(query, "qmark", 2000)
+    drivers, probe = range_probe(query, "qmark", PROBE_CAPS)
     if not drivers:
         return
     plan = _sqlite_plan(sqlite_log, probe.sql, probe.params)

@@ -66,7 +66,7 @@ from eventbus_server.storage.postgres.schema import migrate, quote_ident, rowcou
 from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
     NEW_EVENT_COLUMNS,
-    PROBE_CAP,
+    PROBE_CAPS,
     Select,
     event_from_row,
     event_row,
@@ -287,12 +287,12 @@ class PostgresStorage(Storage):
     async def _plan(self, query: EventQuery) -> Select:
         """`query`'s SQL, pinned to the range that reads the fewest rows (sql.pick_driver):
         the ranges are counted first, in one round trip, each from its index alone."""
-        drivers, probe = range_probe(query, "numeric", PROBE_CAP)
+        drivers, probe = range_probe(query, "numeric", PROBE_CAPS)
         if not drivers:
             return select_events(query, "numeric")
         (row,) = await self._fetch(probe.sql, *probe.params)
         counts = list(zip(drivers, row, strict=True))
-        return select_events(query, "numeric", driver=pick_driver(counts, PROBE_CAP))
+        return select_events(query, "numeric", driver=pick_driver(counts, PROBE_CAPS))
 
     async def _cursor_query(self, query: EventQuery, select: Select) -> list[Event]:
         hits: list[Event] = []

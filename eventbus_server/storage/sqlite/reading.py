@@ -8,7 +8,7 @@ import sqlite3
 from eventbus_core.event import Event
 from eventbus_server.storage.base import EventQuery, row_bytes
 from eventbus_server.storage.sql import (
-    PROBE_CAP,
+    PROBE_CAPS,
     Select,
     event_from_row,
     pick_driver,
@@ -29,14 +29,14 @@ def plan_events(conn: sqlite3.Connection, query: EventQuery) -> Select:
 
     SQLite's planner sees `ORDER BY event_id LIMIT n` and walks the log by id
     whatever the range (a second of timestamps, a rare topic prefix), so the
-    ranges are counted first, each from its index alone and at most
-    `PROBE_CAP` entries far: a fraction of a millisecond.
+    ranges are counted first, each from its index alone and at most its
+    `PROBE_CAPS` entries far: a fraction of a millisecond.
     """
-    drivers, probe = range_probe(query, "qmark", PROBE_CAP)
+    drivers, probe = range_probe(query, "qmark", PROBE_CAPS)
     if not drivers:
         return select_events(query, "qmark")
     counts = list(zip(drivers, conn.execute(probe.sql, probe.params).fetchone(), strict=True))
-    return select_events(query, "qmark", driver=pick_driver(counts, PROBE_CAP))
+    return select_events(query, "qmark", driver=pick_driver(counts, PROBE_CAPS))
 
 
 def collect(conn: sqlite3.Connection, query: EventQuery, select: Select) -> list[Event]:
