@@ -195,6 +195,8 @@ def queries(count: int) -> list[tuple[str, dict[str, Any]]]:
         ("time range, 1 s in the middle", {"from_ts": middle, "to_ts": middle + 999}),
         ("time range, last 1 s", {"from_ts": end - 1000, "to_ts": end - 1}),
         ("time range, last 1 s, newest first", {"from_ts": end - 1000, "order": "desc"}),
+        ("time range, 25 s in the middle", {"from_ts": middle, "to_ts": middle + 24_999}),
+        ("time range, the second half of the log", {"from_ts": middle}),
         ("source_trn prefix, no match", {"source_trn": "trn:user:nobody:"}),
         ("source_trn prefix, ~75 events", {"source_trn": "trn:user:u42:"}),
         ("source_trn wildcard, narrow literal part", {"source_trn": "trn:user:u42:*:*:v2"}),
