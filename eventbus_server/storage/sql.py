@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
 from eventbus_core.errors import InvalidParams
 from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, Event
 from eventbus_core.topics import RESERVED_PREFIX
+from eventbus_server.storage import patterns
 from eventbus_server.storage.base import (
     EventQuery,
     Firing,
@@ -31,15 +32,19 @@ __all__ = [
     "COUNT_COLUMNS",
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
+    "PROBE_CAPS",
     "RULE_COLUMNS",
     "SCHEDULED_COLUMNS",
     "SCHEDULE_COLUMNS",
+    "Driver",
     "Select",
     "count_events",
     "count_rows",
     "event_from_row",
     "event_row",
     "firing_from_row",
+    "pick_driver",
+    "range_probe",
     "rule_counts",
     "rule_from_row",
     "schedule_from_row",
@@ -178,19 +183,48 @@ class _Where:
         elif since > 0:
             self.add(f"{column} < {{}}", since)
 
+    def pattern(self, column: str, pattern: str, regex: Callable[[str], str]) -> None:
+        """`column` matches the topic or TRN `pattern`: exactly on PostgreSQL (`regex`
+        translates it), as a superset on SQLite (patterns.py)."""
+        if self.style == "qmark":
+            self.add(f"{column} GLOB {{}}", patterns.glob(pattern))
+        else:
+            # LIKE costs a tenth of a regex a row, so it goes first; in one CASE, since as
+            # two conditions the planner multiplies their estimates and sorts every match
+            # of a bitmap scan instead of walking by id (708 ms against 270 on 1M events).
+            self.add(
+                f"CASE WHEN {column} LIKE {{}} THEN {column} ~ {{}} ELSE FALSE END",
+                patterns.like(pattern),
+                regex(pattern),
+            )
+
     @property
     def clause(self) -> str:
         return " AND ".join(self.conditions) or "TRUE"
 
 
-def select_events(query: EventQuery, style: Style) -> Select:
-    """SQL that returns a superset of the matches, in order; `matches()` does the rest.
+#: How a page is read: None lets the database choose (best with an equality narrowing),
+#: "event_id" walks the log by id from the cursor, a column reads the range on its index
+#: (`idx_event_log_<column>`) and sorts what it finds by id.
+Driver = Literal["event_id", "timestamp", "topic", "source_trn", "target_trn"] | None
+
+
+def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> Select:
+    """SQL that returns a superset of the matches, in order; `matches()` does the rest
+    (unless `exact`).
 
     Without a `*` anywhere the superset is the exact set: a literal is an
     equality, and a prefix range (`orders.>`, `trn:user:`) is the whole test,
     since no topic ends in '.' and `>` gets its `_sys.` exclusion in SQL too.
-    Ranges compare bytes: SQLite does so by default, and the PostgreSQL
-    columns are `COLLATE "C"`.
+    A pattern with `*` is also checked in SQL (patterns.py): exactly on
+    PostgreSQL, so there the SQL always decides alone; as a glob on SQLite,
+    which drops most misses without a Python call. Ranges compare bytes:
+    SQLite does so by default, and the PostgreSQL columns are `COLLATE "C"`.
+
+    `driver` pins the plan (`plan_events` picks it): SQLite takes `INDEXED BY`
+    or `NOT INDEXED`; PostgreSQL, which has no hints, sorts by `event_id + 0`
+    so that only the range's own index can serve it, and chooses itself for
+    "event_id".
     """
     where = _Where(style)
     where.after("event_id", query.since, query.order)
@@ -202,25 +236,129 @@ def select_events(query: EventQuery, style: Style) -> Select:
             RESERVED_PREFIX,
             Narrowing(RESERVED_PREFIX, exact=False).upper_bound,
         )
-    if query.source_trn is not None:
-        where.narrow("source_trn", trn_narrowing(query.source_trn))
-    if query.target_trn is not None:
-        where.narrow("target_trn", trn_narrowing(query.target_trn))
+    if "*" in query.topic:
+        where.pattern("topic", query.topic, patterns.topic_regex)
+    for column, pattern in (("source_trn", query.source_trn), ("target_trn", query.target_trn)):
+        if pattern is not None:
+            where.narrow(column, trn_narrowing(pattern))
+            if "*" in pattern:
+                where.pattern(column, pattern, patterns.trn_regex)
     if query.correlation_id is not None:
         where.add("correlation_id = {}", query.correlation_id)
     if query.from_ts is not None:
         where.add("timestamp >= {}", query.from_ts)
     if query.to_ts is not None:
         where.add("timestamp <= {}", query.to_ts)
-    patterns = (query.topic, query.source_trn or "", query.target_trn or "")
-    exact = not any("*" in pattern for pattern in patterns)
+    wildcards = (query.topic, query.source_trn or "", query.target_trn or "")
+    exact = style == "numeric" or not any("*" in pattern for pattern in wildcards)
     direction = "ASC" if query.order == "asc" else "DESC"
+    order_by = "event_id"
+    table = "event_log"
+    if driver == "event_id" and style == "qmark":
+        table += " NOT INDEXED"
+    elif driver is not None and driver != "event_id":
+        if style == "qmark":
+            table += f" INDEXED BY idx_event_log_{driver}"
+        else:
+            order_by = "event_id + 0"
     sql = (
-        f"SELECT {EVENT_COLUMNS} FROM event_log WHERE {where.clause} ORDER BY event_id {direction}"
+        f"SELECT {EVENT_COLUMNS} FROM {table} WHERE {where.clause} ORDER BY {order_by} {direction}"
     )
     if exact:
         sql += f" LIMIT {where.param(query.limit)}"
     return Select(sql, where.params, exact)
+
+
+#: A range with fewer index entries than its cap after the cursor is read whole and
+#: sorted by id; a wider one is left to a walk by id (see `pick_driver`). On 1M events
+#: (bench/queries.py) a topic range of 2,000 rows costs ~1.2 ms, one of 10,000 5.8 ms
+#: (a row lookup each, scattered over the file), when walking by id costs 0.5 ms: its
+#: matches are spread over the log. A time range's rows sit together (ids follow
+#: time), so 10,000 of them cost 1.3 ms, and its matches sit together in id order
+#: too, so the walk must first cross every row before them (150-200 ms from the
+#: start of a 1M log): its cap is higher.
+PROBE_CAPS: dict[str, int] = {
+    "timestamp": 10_000,
+    "topic": 2_000,
+    "source_trn": 2_000,
+    "target_trn": 2_000,
+}
+
+
+def range_probe(
+    query: EventQuery, style: Style, caps: Mapping[str, int]
+) -> tuple[list[Driver], Select]:
+    """The ranges `query` could be read by, and one row of SQL counting each one's index
+    entries after the cursor (at most its cap in `caps`, from the index alone).
+
+    No ranges when an equality narrows the query (exact topic, TRN or
+    correlation id): that index yields its rows in id order already, and the
+    database picks it.
+    """
+    ranges: list[tuple[Driver, str, tuple[Any, ...]]] = []
+    if (
+        query.correlation_id is None
+        and ("*" in query.topic or ">" in query.topic)
+        and not any(
+            p is not None and trn_narrowing(p).exact for p in (query.source_trn, query.target_trn)
+        )
+    ):
+        ranges = _ranges(query)
+    where = _Where(style)
+    counts = []
+    for driver, condition, values in ranges:
+        hint = f" INDEXED BY idx_event_log_{driver}" if style == "qmark" else ""
+        # Placeholders are numbered (or, for `?`, bound) in the order they are written.
+        # Without a cursor, PostgreSQL can count from the index alone (its entries,
+        # unlike SQLite's, hold no event_id).
+        cursor = ""
+        if query.since > 0:
+            cursor = (
+                f"event_id {'>' if query.order == 'asc' else '<'} {where.param(query.since)} AND "
+            )
+        matching = condition.format(*(where.param(value) for value in values))
+        counts.append(
+            f"(SELECT COUNT(*) FROM (SELECT 1 FROM event_log{hint}"
+            f" WHERE {cursor}{matching} LIMIT {where.param(caps[str(driver)])}) AS probed)"
+        )
+    sql = f"SELECT {', '.join(counts)}" if counts else ""
+    return [driver for driver, _, _ in ranges], Select(sql, where.params, exact=True)
+
+
+def _ranges(query: EventQuery) -> list[tuple[Driver, str, tuple[Any, ...]]]:
+    """(index, condition with `{}` for each value, values) of each range in `query`."""
+    ranges: list[tuple[Driver, str, tuple[Any, ...]]] = []
+    if query.from_ts is not None or query.to_ts is not None:
+        low = query.from_ts if query.from_ts is not None else -(2**63)
+        high = query.to_ts if query.to_ts is not None else 2**63 - 1
+        ranges.append(("timestamp", "timestamp >= {} AND timestamp <= {}", (low, high)))
+    topic = topic_narrowing(query.topic)
+    if topic is not None:
+        ranges.append(("topic", "topic >= {} AND topic < {}", (topic.value, topic.upper_bound)))
+    if query.source_trn is not None:
+        trn = trn_narrowing(query.source_trn)
+        ranges.append(
+            ("source_trn", "source_trn >= {} AND source_trn < {}", (trn.value, trn.upper_bound))
+        )
+    if query.target_trn is not None:
+        trn = trn_narrowing(query.target_trn)
+        ranges.append(
+            ("target_trn", "target_trn >= {} AND target_trn < {}", (trn.value, trn.upper_bound))
+        )
+    return ranges
+
+
+def pick_driver(counts: Sequence[tuple[Driver, int]], caps: Mapping[str, int]) -> Driver:
+    """The range with the fewest rows, if one is under its cap; else a walk by id.
+
+    A range is read whole and sorted by id, so its cost is its size; a walk by
+    id stops at `limit` matches, so it wins when the matches are dense, which
+    a range at its cap after the cursor suggests. No ranges: None.
+    """
+    if not counts:
+        return None
+    narrow = [(rows, driver) for driver, rows in counts if rows < caps[str(driver)]]
+    return min(narrow, key=lambda count: count[0])[1] if narrow else "event_id"
 
 
 #: The columns `count_events` reads when SQL alone cannot decide (no JSON).

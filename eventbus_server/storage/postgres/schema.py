@@ -25,6 +25,16 @@ from eventbus_server.storage.base import SchemaTooNew
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "quote_ident", "rowcount", "schema_for_bus"]
 
+#: Drop the full index, then build the partial one under the same name.
+PARTIAL_INDEXES = tuple(
+    statement
+    for column in ("source_trn", "target_trn", "correlation_id")
+    for statement in (
+        f"DROP INDEX idx_event_log_{column}",
+        f"CREATE INDEX idx_event_log_{column} ON event_log ({column}) WHERE {column} IS NOT NULL",
+    )
+)
+
 MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     (
         """
@@ -143,6 +153,11 @@ MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
         """,
         "CREATE INDEX idx_schedules_next_tick ON schedules (next_tick) WHERE next_tick IS NOT NULL",
     ),
+    # 5: the mostly-NULL columns get partial indexes (same names), so an event without
+    # them writes no entry there: +14 % single commits, +46 % batches of 1,000 on raw
+    # SQLite (issue 14). Any comparison on the column implies NOT NULL, so every
+    # filter on it can still use its index.
+    PARTIAL_INDEXES,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

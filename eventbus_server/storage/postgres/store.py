@@ -66,9 +66,12 @@ from eventbus_server.storage.postgres.schema import migrate, quote_ident, rowcou
 from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
     NEW_EVENT_COLUMNS,
+    PROBE_CAPS,
     Select,
     event_from_row,
     event_row,
+    pick_driver,
+    range_probe,
     select_events,
 )
 
@@ -273,13 +276,23 @@ class PostgresStorage(Storage):
     async def query(self, query: EventQuery) -> list[Event]:
         if query.limit <= 0:
             return []
-        select = select_events(query, "numeric")
+        select = await self._plan(query)
         if select.exact and query.max_bytes is None:
             return [event_from_row(row) for row in await self._fetch(select.sql, *select.params)]
         # A cursor needs a transaction; cancelled inside it (its client went away),
         # asyncpg resets the connection and logs an ERROR. A page is bounded, so
         # let it finish instead.
         return await _to_the_end(self._cursor_query(query, select))
+
+    async def _plan(self, query: EventQuery) -> Select:
+        """`query`'s SQL, pinned to the range that reads the fewest rows (sql.pick_driver):
+        the ranges are counted first, in one round trip, each from its index alone."""
+        drivers, probe = range_probe(query, "numeric", PROBE_CAPS)
+        if not drivers:
+            return select_events(query, "numeric")
+        (row,) = await self._fetch(probe.sql, *probe.params)
+        counts = list(zip(drivers, row, strict=True))
+        return select_events(query, "numeric", driver=pick_driver(counts, PROBE_CAPS))
 
     async def _cursor_query(self, query: EventQuery, select: Select) -> list[Event]:
         hits: list[Event] = []

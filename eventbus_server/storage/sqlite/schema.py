@@ -9,7 +9,7 @@ A version may be reserved (None) for a branch that lands later: it is not
 applied and not recorded, and every version a database has not recorded is
 applied at the next start, in order, so a database that has 1 and 3 gets 2
 once its migration lands. The versions are independent of each other (each
-adds its own tables).
+adds its own tables, or, like 4, only reshapes version 1's indexes).
 
 These functions are plain sqlite3: the storage runs them on its connection's
 own thread.
@@ -31,6 +31,16 @@ __all__ = [
     "schema_version",
     "write_transaction",
 ]
+
+#: Drop the full index, then build the partial one under the same name.
+PARTIAL_INDEXES = tuple(
+    statement
+    for column in ("source_trn", "target_trn", "correlation_id")
+    for statement in (
+        f"DROP INDEX idx_event_log_{column}",
+        f"CREATE INDEX idx_event_log_{column} ON event_log ({column}) WHERE {column} IS NOT NULL",
+    )
+)
 
 MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     # 1: the seed's event_log (plus idempotency_key), and the rule engine's tables.
@@ -148,6 +158,11 @@ MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
         """,
         "CREATE INDEX idx_schedules_next_tick ON schedules (next_tick) WHERE next_tick IS NOT NULL",
     ),
+    # 4: the mostly-NULL columns get partial indexes (same names), so an event without
+    # them writes no entry there: +14 % single commits, +46 % batches of 1,000 on raw
+    # SQLite (issue 14). Any comparison on the column implies NOT NULL, so every
+    # filter on it can still use its index.
+    PARTIAL_INDEXES,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

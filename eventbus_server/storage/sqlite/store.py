@@ -56,12 +56,11 @@ from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
     NEW_EVENT_COLUMNS,
     event_row,
-    select_events,
 )
 from eventbus_server.storage.sqlite import consumers
 from eventbus_server.storage.sqlite import rules as sqlite_rules
 from eventbus_server.storage.sqlite import schedules as sqlite_schedules
-from eventbus_server.storage.sqlite.reading import collect
+from eventbus_server.storage.sqlite.reading import read_events
 from eventbus_server.storage.sqlite.schema import migrate, write_transaction
 
 __all__ = ["SqliteStorage"]
@@ -268,7 +267,7 @@ class SqliteStorage(Storage):
     async def query(self, query: EventQuery) -> list[Event]:
         if query.limit <= 0:
             return []
-        return await self._read(collect, query, select_events(query, "qmark"))
+        return await self._read(read_events, query)
 
     async def list_topics(self) -> list[TopicStats]:
         rows = await self._read(_fetch_all, _LIST_TOPICS, ())
