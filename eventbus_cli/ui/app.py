@@ -24,10 +24,11 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from eventbus_cli.output import format_ts
-from eventbus_cli.ui.consumers import ADD_HINT, ConsumerTable
+from eventbus_cli.ui.consumers import ADD_HINT, MISSING, ConsumerTable, read_consumers
 from eventbus_cli.ui.filter_box import FilterBox
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
+from eventbus_cli.ui.polled import PolledTab
 from eventbus_cli.ui.screens import EventScreen, HelpScreen
 from eventbus_cli.ui.tables import (
     MAX_ROWS,
@@ -108,6 +109,18 @@ class DashboardApp(App[None]):
         )
         self.consumer_table = ConsumerTable(id="consumer-table")
         self.tabs = TabbedContent(initial="events", id="tabs")
+        #: The tabs read from the bus only while shown (ui/polled.py), by pane id.
+        self.polled: dict[str, PolledTab[Any]] = {
+            "consumers": PolledTab(
+                "consumers",
+                "consumers",
+                ADD_HINT,
+                MISSING,
+                self.consumer_table,
+                lambda bus: bus.consumers,
+                read_consumers,
+            ),
+        }
 
     @property
     def bus(self) -> BusView:
@@ -192,7 +205,8 @@ class DashboardApp(App[None]):
                 if firing["firing_id"] not in bus.firings or firing["status"] != "pending":
                     bus.add_firing(firing)
             pumps.append(self._pump_firings(bus, firings))
-        await self._load_consumers(bus, client)
+        for tab in self.polled.values():
+            await tab.load(bus, client)
         bus.state = "connected"
         await asyncio.gather(*pumps)
 
@@ -205,7 +219,7 @@ class DashboardApp(App[None]):
             bus.add_firing(firing)
 
     async def _poll(self, bus: BusView, client: EventBusClient) -> None:
-        """Counters, topics and rules every few seconds; also how we notice an outage."""
+        """Counters, topics, rules and the tab shown every few seconds; also how we notice an outage."""
         from eventbus_core.errors import ConnectionLost
 
         while True:
@@ -215,26 +229,17 @@ class DashboardApp(App[None]):
                 bus.load_topics(await client.list_topics())
                 if bus.rules_on:
                     bus.rules = await client.list_rules()
-                if self._consumers_shown(bus):
-                    await self._load_consumers(bus, client)
+                shown = self._polled_shown(bus)
+                if shown is not None:
+                    await shown.load(bus, client)
                 bus.state = "connected"
             except ConnectionLost:
                 bus.state = "reconnecting"  # the subscriptions resume by themselves
 
-    async def _load_consumers(self, bus: BusView, client: EventBusClient) -> None:
-        from eventbus_core.errors import MethodNotFound
-
-        try:
-            bus.load_consumers(await client.list_consumers())
-        except MethodNotFound:
-            bus.consumers, bus.consumers_note = (
-                [],
-                "this bus has no durable consumers (its server predates them)",
-            )
-
-    def _consumers_shown(self, bus: BusView) -> bool:
-        """Whether the Consumers tab shows this bus now: only then are its stats read again."""
-        return bus is self.bus and self.tabs.active == "consumers" and not bus.consumers_note
+    def _polled_shown(self, bus: BusView) -> PolledTab[Any] | None:
+        """The polled tab showing this bus now, if any: only it is read again."""
+        tab = self.polled.get(self.tabs.active)
+        return tab if tab is not None and bus is self.bus and tab.polled_on(bus) else None
 
     def tick(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -258,7 +263,8 @@ class DashboardApp(App[None]):
         self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
-        self._draw_consumers()
+        for tab in self.polled.values():
+            tab.draw(self.bus)
         self.sub_title = self._header()
 
     def _header(self) -> str:
@@ -358,18 +364,6 @@ class DashboardApp(App[None]):
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
 
-    def _draw_consumers(self) -> None:
-        bus = self.bus
-        if bus.consumers is not None:
-            empty = bus.consumers_note or ADD_HINT
-        else:
-            empty = (
-                "reading the consumers…"
-                if bus.state == "connected"
-                else f"{bus.name} is {bus.state}"
-            )
-        self.consumer_table.show(bus.consumers, empty)
-
     # -- interaction ---------------------------------------------------------------------------
 
     @on(LineTable.Highlighted, "#buses")
@@ -379,8 +373,7 @@ class DashboardApp(App[None]):
             self.selected = index
             self._shown_firings, self._shown_rules, self._topics_due = -1, (), True
             self.firing_table.clear()
-            if self.tabs.active == "consumers":
-                self.show_consumers()
+            self.read_shown_tab()
             self._draw_stream(rebuild=True)
             self.redraw()
 
@@ -471,20 +464,21 @@ class DashboardApp(App[None]):
         }
         tables[tab].focus()
 
-    @on(TabbedContent.TabActivated, pane="#consumers")
-    def show_consumers(self) -> None:
-        """Polled only while shown: read them now rather than at the next poll."""
+    @on(TabbedContent.TabActivated)
+    def read_shown_tab(self) -> None:
+        """A polled tab is read only while shown: read it now rather than at the next poll."""
+        tab = self._polled_shown(self.bus)
         client = self.clients.get(self.bus.name)
-        if client is not None and not self.bus.consumers_note:
-            self.refresh_consumers(client, self.bus)
+        if tab is not None and client is not None:
+            self.read_tab(tab, client, self.bus)
 
     @work(group="actions")
-    async def refresh_consumers(self, client: EventBusClient, bus: BusView) -> None:
-        from eventbus_core.errors import EventBusError
+    async def read_tab(self, tab: PolledTab[Any], client: EventBusClient, bus: BusView) -> None:
+        from eventbus_core.errors import ConnectionLost
 
         try:
-            await self._load_consumers(bus, client)
-        except EventBusError:
+            await tab.load(bus, client)
+        except ConnectionLost:
             pass  # the poll says what is wrong with the bus
 
     @on(ConsumerTable.RedriveAsked, "#consumer-table")
@@ -504,7 +498,7 @@ class DashboardApp(App[None]):
     async def redrive(self, client: EventBusClient, bus: BusView, name: str) -> None:
         try:
             redriven = await client.redrive(name)
-            await self._load_consumers(bus, client)
+            await self.polled["consumers"].load(bus, client)
         except Exception as exc:
             self.notify(f"could not redrive the dead letters of {name}: {exc}", severity="error")
             return

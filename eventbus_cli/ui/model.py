@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from eventbus_core.results import BusInfo, ConsumerInfo, RuleInfo, TopicInfo
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
-__all__ = ["BusView", "EventFilter", "TopicView", "ago", "sparkline"]
+__all__ = ["BusView", "EventFilter", "Listing", "TopicView", "ago", "sparkline"]
+
+T = TypeVar("T")
 
 #: Newest events kept per bus (the stream and the detail view read from here).
 MAX_EVENTS = 2_000
@@ -81,6 +83,17 @@ class TopicView:
 
 
 @dataclass
+class Listing(Generic[T]):
+    """What a tab read from the bus (ui/polled.py): None until read, or while it cannot be."""
+
+    value: T | None = None
+    #: Why it can never be read on this bus (its server lacks the method): not asked again.
+    note: str = ""
+    #: Why the last read failed (what the bus answered): asked again at the next poll.
+    problem: str = ""
+
+
+@dataclass
 class BusView:
     """One bus as the dashboard shows it; `state` says whether it is reachable."""
 
@@ -98,10 +111,8 @@ class BusView:
     firings_version: int = 0
     topics: dict[str, TopicView] = field(default_factory=dict)
     rules: list[RuleInfo] = field(default_factory=list)
-    #: The bus's durable consumers by name; None until read (or on a bus that predates them).
-    consumers: list[ConsumerInfo] | None = None
-    #: Why there are no consumers to read ("" while they can be read).
-    consumers_note: str = ""
+    #: The bus's durable consumers, by name.
+    consumers: Listing[list[ConsumerInfo]] = field(default_factory=Listing)
     _since_tick: int = 0
     _firings_floor: int = 0  # ids below it were trimmed: older than every firing kept
     _firings_sorted: list[dict[str, Any]] | None = None
@@ -150,10 +161,6 @@ class BusView:
         if not self.rules_on:
             return None
         return sum(int(rule.get("failed", 0)) for rule in self.rules)
-
-    def load_consumers(self, consumers: list[ConsumerInfo]) -> None:
-        """What `list_consumers` answered, by name."""
-        self.consumers = sorted(consumers, key=lambda consumer: consumer["name"])
 
     def load_topics(self, stats: list[TopicInfo]) -> None:
         """Stored counts from `list_topics`; live events keep them current in between."""

@@ -85,7 +85,7 @@ def fixed_buses() -> list[BusView]:
             "last_fired_at": T0 + 2,
         },
     ]
-    main.load_consumers(
+    main.consumers.value = sorted(
         [
             consumer(
                 "resizers",
@@ -110,7 +110,8 @@ def fixed_buses() -> list[BusView]:
                 last=1037,
             ),
             consumer("backfill", "orders.>", pending=100_000),
-        ]
+        ],
+        key=lambda c: c["name"],
     )
     workflow = BusView("workflow", "tcp://127.0.0.1:4011")
     workflow.state = "connected"
