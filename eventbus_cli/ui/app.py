@@ -1,4 +1,5 @@
-"""`eventbus ui`: a live Textual dashboard of buses, topics, events and rule firings.
+"""`eventbus ui`: a live Textual dashboard of buses, topics, events, rule firings,
+durable consumers and schedules.
 
 It talks to the buses only through `eventbus_client`, one worker per bus.
 Workers write into the model (ui/model.py) as events arrive; the screen
@@ -24,11 +25,12 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from eventbus_cli.output import format_ts
-from eventbus_cli.ui.consumers import ADD_HINT, MISSING, ConsumerTable, read_consumers
+from eventbus_cli.ui.consumers import ConsumerTable, consumers_tab
 from eventbus_cli.ui.filter_box import FilterBox
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
 from eventbus_cli.ui.polled import PolledTab
+from eventbus_cli.ui.schedules import SchedulesPane, ScheduleTable, schedules_tab
 from eventbus_cli.ui.screens import EventScreen, HelpScreen
 from eventbus_cli.ui.tables import (
     MAX_ROWS,
@@ -60,7 +62,7 @@ class DashboardApp(App[None]):
     #filter { height: 1; border: none; padding: 0 1; background: $boost; }
     #tabs { height: 1fr; }
     TabPane { height: 1fr; padding: 0; }
-    #stream, #firing-table, #rule-table, #consumer-table { height: 1fr; }
+    #stream, #firing-table, #rule-table, #consumer-table, #schedules-pane { height: 1fr; }
     #help, #detail { width: 90%; height: 85%; border: thick $accent; background: $surface; padding: 1 2; }
     HelpScreen, EventScreen { align: center middle; }
     .heading { margin-top: 1; }
@@ -74,6 +76,7 @@ class DashboardApp(App[None]):
         Binding("2", "tab('firings')", "Firings", show=False),
         Binding("3", "tab('rules')", "Rules", show=False),
         Binding("4", "tab('consumers')", "Consumers", show=False),
+        Binding("5", "tab('schedules')", "Schedules", show=False),
         Binding("space", "toggle_rule", "On/off", show=False),
     ]
 
@@ -108,18 +111,12 @@ class DashboardApp(App[None]):
             id="rule-table", cursor_type="row", zebra_stripes=True
         )
         self.consumer_table = ConsumerTable(id="consumer-table")
+        self.schedules_pane = SchedulesPane(lambda: self.clock() * 1000, id="schedules-pane")
         self.tabs = TabbedContent(initial="events", id="tabs")
         #: The tabs read from the bus only while shown (ui/polled.py), by pane id.
         self.polled: dict[str, PolledTab[Any]] = {
-            "consumers": PolledTab(
-                "consumers",
-                "consumers",
-                ADD_HINT,
-                MISSING,
-                self.consumer_table,
-                lambda bus: bus.consumers,
-                read_consumers,
-            ),
+            "consumers": consumers_tab(self.consumer_table),
+            "schedules": schedules_tab(self.schedules_pane),
         }
 
     @property
@@ -145,6 +142,8 @@ class DashboardApp(App[None]):
                 yield self.rule_table
             with TabPane("Consumers", id="consumers"):
                 yield self.consumer_table
+            with TabPane("Schedules", id="schedules"):
+                yield self.schedules_pane
         yield Footer()
 
     def on_mount(self) -> None:
@@ -454,13 +453,14 @@ class DashboardApp(App[None]):
             self.notify(f"firing {firing_id} is no longer failed", severity="warning")
 
     def action_tab(self, tab: str) -> None:
-        """Show a tab and give its table the keys (`4` then `r` redrives, `2` then `r` retries)."""
+        """Show a tab and give its table the keys (`4` then `r` redrives, `5` then `space` switches)."""
         self.tabs.active = tab
         tables: dict[str, Widget] = {
             "events": self.stream,
             "firings": self.firing_table,
             "rules": self.rule_table,
             "consumers": self.consumer_table,
+            "schedules": self.schedules_pane.schedule_table,
         }
         tables[tab].focus()
 
@@ -508,6 +508,31 @@ class DashboardApp(App[None]):
             )
         else:
             self.notify(f"consumer {name} has no dead letters any more", severity="warning")
+
+    @on(ScheduleTable.ToggleAsked, "#schedule-table")
+    def ask_toggle_schedule(self, message: ScheduleTable.ToggleAsked) -> None:
+        client = self.clients.get(self.bus.name)
+        if client is None:
+            self.notify(f"{self.bus.name} is not connected", severity="error")
+        else:
+            schedule = message.schedule
+            self.switch_schedule(client, self.bus, schedule["id"], not schedule["enabled"])
+
+    @work(group="actions")
+    async def switch_schedule(
+        self, client: EventBusClient, bus: BusView, schedule_id: str, enabled: bool
+    ) -> None:
+        try:
+            schedule = await client.set_schedule_enabled(schedule_id, enabled)
+            await self.polled["schedules"].load(bus, client)
+        except Exception as exc:
+            self.notify(f"could not switch schedule {schedule_id}: {exc}", severity="error")
+            return
+        if schedule["enabled"]:
+            when = format_ts(schedule["next_tick"]) if schedule["next_tick"] else "never"
+            self.notify(f"schedule {schedule_id} is on: next tick {when}")
+        else:
+            self.notify(f"schedule {schedule_id} is off: it will not tick until switched on")
 
     def action_toggle_rule(self) -> None:
         table = self.rule_table

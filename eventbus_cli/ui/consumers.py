@@ -15,12 +15,20 @@ from textual.message import Message
 
 from eventbus_cli.output import compact
 from eventbus_cli.ui.lines import Column, ItemTable
+from eventbus_cli.ui.polled import PolledTab
 from eventbus_core.results import MAX_PENDING_COUNTED, ConsumerInfo
 
 if TYPE_CHECKING:
     from eventbus_client import EventBusClient
 
-__all__ = ["ADD_HINT", "MISSING", "ConsumerTable", "consumer_filter", "read_consumers"]
+__all__ = [
+    "ADD_HINT",
+    "MISSING",
+    "ConsumerTable",
+    "consumer_filter",
+    "consumers_tab",
+    "read_consumers",
+]
 
 #: What an empty Consumers tab says.
 ADD_HINT = "no consumers on this bus; add one with: eventbus consumers add NAME --topic 'jobs.>'"
@@ -31,6 +39,19 @@ MISSING = "this bus has no durable consumers (its server predates them)"
 async def read_consumers(client: EventBusClient) -> list[ConsumerInfo]:
     """The bus's consumers with their stats, by name."""
     return sorted(await client.list_consumers(), key=lambda consumer: consumer["name"])
+
+
+def consumers_tab(table: ConsumerTable) -> PolledTab[list[ConsumerInfo]]:
+    """The tab as the dashboard polls it (ui/polled.py)."""
+    return PolledTab(
+        "consumers",
+        "consumers",
+        ADD_HINT,
+        MISSING,
+        table,
+        lambda bus: bus.consumers,
+        read_consumers,
+    )
 
 
 def consumer_filter(consumer: ConsumerInfo) -> str:

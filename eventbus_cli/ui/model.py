@@ -7,16 +7,20 @@ memory stays flat however long the dashboard runs and however busy the bus.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eventbus_core.results import BusInfo, ConsumerInfo, RuleInfo, TopicInfo
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
-__all__ = ["BusView", "EventFilter", "Listing", "TopicView", "ago", "sparkline"]
+if TYPE_CHECKING:
+    from eventbus_cli.ui.schedules import ScheduleBoard
+
+__all__ = ["BusView", "EventFilter", "Listing", "TopicView", "ago", "due_in", "sparkline"]
 
 T = TypeVar("T")
 
@@ -55,6 +59,22 @@ def ago(timestamp_ms: int | None, now_ms: float) -> str:
     if seconds < 2 * 86_400:
         return f"{int(seconds // 3_600)}h ago"
     return f"{int(seconds // 86_400)}d ago"
+
+
+def due_in(timestamp_ms: int | None, now_ms: float) -> str:
+    """How long until then, in the units of `ago`: `5s`, `3m`, `2h`, `4d`; `now` once due."""
+    if timestamp_ms is None:
+        return "-"
+    seconds = math.ceil((timestamp_ms - now_ms) / 1000)  # 0.2 s to go still reads 1s
+    if seconds <= 0:
+        return "now"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3_600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86_400:
+        return f"{seconds // 3_600}h"
+    return f"{seconds // 86_400}d"
 
 
 @dataclass
@@ -113,6 +133,8 @@ class BusView:
     rules: list[RuleInfo] = field(default_factory=list)
     #: The bus's durable consumers, by name.
     consumers: Listing[list[ConsumerInfo]] = field(default_factory=Listing)
+    #: A page of its schedules and of its delayed events (ui/schedules.py).
+    schedules: Listing[ScheduleBoard] = field(default_factory=Listing)
     _since_tick: int = 0
     _firings_floor: int = 0  # ids below it were trimmed: older than every firing kept
     _firings_sorted: list[dict[str, Any]] | None = None
