@@ -262,8 +262,9 @@ class DashboardApp(App[None]):
         self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
-        for tab in self.polled.values():
-            tab.draw(self.bus)
+        shown = self.polled.get(self.tabs.active)
+        if shown is not None:
+            shown.draw(self.bus)  # a hidden one is drawn when shown: its "in" column ticks
         self.sub_title = self._header()
 
     def _header(self) -> str:
@@ -467,6 +468,9 @@ class DashboardApp(App[None]):
     @on(TabbedContent.TabActivated)
     def read_shown_tab(self) -> None:
         """A polled tab is read only while shown: read it now rather than at the next poll."""
+        shown = self.polled.get(self.tabs.active)
+        if shown is not None:
+            shown.draw(self.bus)  # what is known now, until the read comes back
         tab = self._polled_shown(self.bus)
         client = self.clients.get(self.bus.name)
         if tab is not None and client is not None:

@@ -2,7 +2,8 @@
 
 Each read costs the bus work (a pending count per consumer, a page of
 schedules), so a listing is read when the dashboard connects, when its tab is
-shown, and every few seconds while it stays shown; never while hidden. What
+shown, and every few seconds while it stays shown; never while hidden (nor
+drawn: a schedule's "in" column changes every second). What
 was read lives in the bus's `Listing` (model.py); the tab draws it, or says
 why there is nothing to draw:
 
