@@ -115,8 +115,8 @@ class DashboardApp(App[None]):
         self.tabs = TabbedContent(initial="events", id="tabs")
         #: The tabs read from the bus only while shown (ui/polled.py), by pane id.
         self.polled: dict[str, PolledTab[Any]] = {
-            "consumers": consumers_tab(self.consumer_table),
-            "schedules": schedules_tab(self.schedules_pane),
+            tab.pane: tab
+            for tab in (consumers_tab(self.consumer_table), schedules_tab(self.schedules_pane))
         }
 
     @property

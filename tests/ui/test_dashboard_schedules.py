@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from eventbus_cli.output import format_ts
+from eventbus_cli.ui import schedules
 from eventbus_cli.ui.app import DashboardApp
 from eventbus_cli.ui.model import BusView
 from eventbus_cli.ui.schedules import ADD_HINT, MISSING, NO_DELAYED, DelayedTable, ScheduleTable
@@ -147,3 +148,37 @@ async def test_a_bus_that_does_not_know_schedules_says_so_in_the_tab(
             await pilot.press("1")
             await until(pilot, lambda: app.stream.row_count == 1)
             assert app.bus.state == "connected"
+
+
+async def test_the_tab_reads_a_page_of_each_and_says_when_there_are_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never the whole list: a page of schedules and of delayed events (pages of 5 here,
+    of 200 and 100 in the dashboard), the titles saying there are more."""
+    monkeypatch.setattr(schedules, "SCHEDULE_PAGE", 5)
+    monkeypatch.setattr(schedules, "DELAYED_PAGE", 5)
+    async with (
+        start_buses(tmp_path, {"id": "main"}) as server,
+        await connect(server.url("main")) as bus,
+    ):
+        for n in range(7):
+            await bus.create_schedule(f"s{n}", {"topic": "jobs.tick"}, cron="@daily")
+        await bus.schedule_many(
+            [{"topic": f"later.{n}", "delay_ms": 600_000 + n * 1000} for n in range(7)]
+        )
+        app = DashboardApp([BusView("main", server.url("main"))])
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.bus.state == "connected")
+            await pilot.press("5")
+            table = app.query_one("#schedule-table", ScheduleTable)
+            delayed = app.query_one("#delayed-table", DelayedTable)
+            await until(pilot, lambda: table.row_count == 5 and delayed.row_count == 5)
+            assert table.column(0) == ["s0", "s1", "s2", "s3", "s4"]  # the first, by id
+            assert table.border_title == (
+                "schedules: the first 5 by id (eventbus schedules ls lists them all)"
+            )
+            assert delayed.column(2) == [f"later.{n}" for n in range(5)]  # the next due
+            assert delayed.border_title == "delayed events: 5+ pending, the next 5 due first"
+            await bus.delete_schedule("s6")
+            await bus.delete_schedule("s5")
+            await until(pilot, lambda: table.border_title == "schedules: 5")
