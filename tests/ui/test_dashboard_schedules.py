@@ -6,6 +6,7 @@ and a bus whose server does not know the methods. Textual's pilot, a real server
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from eventbus_cli.ui.app import DashboardApp
 from eventbus_cli.ui.model import BusView
 from eventbus_cli.ui.schedules import ADD_HINT, MISSING, NO_DELAYED, DelayedTable, ScheduleTable
 from eventbus_client import connect
+from eventbus_core.errors import StorageUnavailable
 from eventbus_server import rpc
 from tests.conftest import start_buses
 
@@ -148,6 +150,35 @@ async def test_a_bus_that_does_not_know_schedules_says_so_in_the_tab(
             await pilot.press("1")
             await until(pilot, lambda: app.stream.row_count == 1)
             assert app.bus.state == "connected"
+
+
+async def test_a_refused_read_stays_in_the_tab_and_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus answers the read with an error (its storage away): the tab says so, the bus
+    stays connected, and the next poll, answered, brings the schedules back."""
+    answered = rpc.METHODS["list_scheduled"]
+
+    async def storage_away(ctx: rpc.CallContext, params: dict[str, Any]) -> Any:
+        raise StorageUnavailable("storage unavailable: the disk went away")
+
+    monkeypatch.setitem(rpc.METHODS, "list_scheduled", storage_away)
+    async with (
+        start_buses(tmp_path, {"id": "main"}) as server,
+        await connect(server.url("main")) as bus,
+    ):
+        await bus.create_schedule("hourly", {"topic": "jobs.hourly"}, cron="@hourly")
+        app = DashboardApp([BusView("main", server.url("main"))])
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.bus.state == "connected")
+            await pilot.press("5")
+            table = app.query_one("#schedule-table", ScheduleTable)
+            said = "could not read the schedules: storage unavailable: the disk went away"
+            await until(pilot, lambda: table.empty_text == said)
+            assert said in table.render_line(1).text and app.bus.state == "connected"
+            monkeypatch.setitem(rpc.METHODS, "list_scheduled", answered)
+            await until(pilot, lambda: table.column(0) == ["hourly"])
+            assert table.empty_text == ADD_HINT
 
 
 async def test_the_tab_reads_a_page_of_each_and_says_when_there_are_more(
