@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Output", "compact", "err_console", "format_ts"]
+__all__ = ["Output", "cadence", "compact", "err_console", "format_ts"]
 
 #: Never wrapped by us: one message stays one line for grep, logs and copy-paste
 #: (a terminal folds a long line by itself).
@@ -29,6 +29,20 @@ def format_ts(timestamp_ms: int | None) -> str:
         return "-"
     moment = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def cadence(schedule: Mapping[str, Any], *, zone: bool = True) -> str:
+    """How often a schedule ticks: `cron 30 2 * * * (Europe/Berlin)`, `every 5m`
+    (`zone=False` leaves a cron's time zone to a column of its own)."""
+    if schedule.get("cron"):
+        timezone = schedule.get("timezone") or "UTC"
+        shown = zone and timezone != "UTC"
+        return f"cron {schedule['cron']}" + (f" ({timezone})" if shown else "")
+    every_ms = int(schedule.get("every_ms") or 0)
+    for unit, ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if every_ms and every_ms % ms == 0:
+            return f"every {every_ms // ms}{unit}"  # as --every takes it: 90s, 5m, 1h
+    return f"every {every_ms}ms"
 
 
 def _cell(value: Any) -> str | Text:

@@ -673,8 +673,11 @@ class EventBusClient:
         )
         return result
 
-    async def list_schedules(self) -> list[ScheduleInfo]:
-        """Every schedule, in id order (as many calls as the bus's pages take)."""
+    async def list_schedules(self, *, limit: int | None = None) -> list[ScheduleInfo]:
+        """Schedules in id order: every one (as many calls as the bus's pages take), or
+        the first `limit` (1-1000, one call; a screen asks for a page, never them all)."""
+        if limit is not None:
+            return list((await self.call("list_schedules", {"limit": limit}))["schedules"])
         schedules: list[ScheduleInfo] = []
         after: str | None = None
         while True:

@@ -19,7 +19,7 @@ from eventbus_cli.completion import complete_schedule_id
 from eventbus_cli.errors import EXIT_CODES_HELP, UsageError
 from eventbus_cli.help_format import PlainCommand, PlainGroup
 from eventbus_cli.options import BusOption, ConfigOption, JsonOption, TokenOption, UrlOption
-from eventbus_cli.output import Output, format_ts
+from eventbus_cli.output import Output, cadence, format_ts
 from eventbus_cli.runner import run_client, usage
 from eventbus_cli.targets import resolve_target
 from eventbus_cli.times import parse_delay_ms
@@ -53,18 +53,10 @@ SCHEDULE_COLUMNS = [
 ]
 
 
-def _cadence(schedule: Mapping[str, Any]) -> str:
-    if schedule.get("cron"):
-        zone = schedule.get("timezone") or "UTC"
-        return f"cron {schedule['cron']}" + ("" if zone == "UTC" else f" ({zone})")
-    every_ms = int(schedule.get("every_ms") or 0)
-    return f"every {every_ms / 1000:g}s" if every_ms % 1000 == 0 else f"every {every_ms}ms"
-
-
 def _row(schedule: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **schedule,
-        "cadence": _cadence(schedule),
+        "cadence": cadence(schedule),
         "topic": schedule["event"].get("topic"),
         "next": format_ts(schedule.get("next_tick")),
         "last": format_ts(schedule.get("last_tick")),

@@ -23,11 +23,13 @@ def ui(
     config: ConfigOption = None,
     token: TokenOption = None,
 ) -> None:
-    """A live dashboard: buses, topics with rates, the event stream, rule firings and rules.
+    """A live dashboard: buses, topics with rates, the event stream, rule firings,
+    rules, durable consumers and schedules.
 
     Without --bus or --url it shows every bus of the config. Keys: ? help (all
-    of them), / filter (escape leaves it), p pause, enter details, 1/2/3 tabs,
-    r retries a failed firing, space toggles a rule, q quit.
+    of them), / filter (escape leaves it), p pause, enter details, 1-5 tabs,
+    r retries a failed firing or redrives dead letters, space switches a rule
+    or a schedule on/off, q quit.
 
     Examples:
 

@@ -1,4 +1,5 @@
-"""`eventbus ui`: a live Textual dashboard of buses, topics, events and rule firings.
+"""`eventbus ui`: a live Textual dashboard of buses, topics, events, rule firings,
+durable consumers and schedules.
 
 It talks to the buses only through `eventbus_client`, one worker per bus.
 Workers write into the model (ui/model.py) as events arrive; the screen
@@ -24,10 +25,12 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from eventbus_cli.output import format_ts
-from eventbus_cli.ui.consumers import ADD_HINT, ConsumerTable
+from eventbus_cli.ui.consumers import ConsumerTable, consumers_tab
 from eventbus_cli.ui.filter_box import FilterBox
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView, EventFilter, ago, sparkline
+from eventbus_cli.ui.polled import PolledTab
+from eventbus_cli.ui.schedules import SchedulesPane, ScheduleTable, schedules_tab
 from eventbus_cli.ui.screens import EventScreen, HelpScreen
 from eventbus_cli.ui.tables import (
     MAX_ROWS,
@@ -59,7 +62,7 @@ class DashboardApp(App[None]):
     #filter { height: 1; border: none; padding: 0 1; background: $boost; }
     #tabs { height: 1fr; }
     TabPane { height: 1fr; padding: 0; }
-    #stream, #firing-table, #rule-table, #consumer-table { height: 1fr; }
+    #stream, #firing-table, #rule-table, #consumer-table, #schedules-pane { height: 1fr; }
     #help, #detail { width: 90%; height: 85%; border: thick $accent; background: $surface; padding: 1 2; }
     HelpScreen, EventScreen { align: center middle; }
     .heading { margin-top: 1; }
@@ -73,6 +76,7 @@ class DashboardApp(App[None]):
         Binding("2", "tab('firings')", "Firings", show=False),
         Binding("3", "tab('rules')", "Rules", show=False),
         Binding("4", "tab('consumers')", "Consumers", show=False),
+        Binding("5", "tab('schedules')", "Schedules", show=False),
         Binding("space", "toggle_rule", "On/off", show=False),
     ]
 
@@ -107,7 +111,13 @@ class DashboardApp(App[None]):
             id="rule-table", cursor_type="row", zebra_stripes=True
         )
         self.consumer_table = ConsumerTable(id="consumer-table")
+        self.schedules_pane = SchedulesPane(lambda: self.clock() * 1000, id="schedules-pane")
         self.tabs = TabbedContent(initial="events", id="tabs")
+        #: The tabs read from the bus only while shown (ui/polled.py), by pane id.
+        self.polled: dict[str, PolledTab[Any]] = {
+            tab.pane: tab
+            for tab in (consumers_tab(self.consumer_table), schedules_tab(self.schedules_pane))
+        }
 
     @property
     def bus(self) -> BusView:
@@ -132,6 +142,8 @@ class DashboardApp(App[None]):
                 yield self.rule_table
             with TabPane("Consumers", id="consumers"):
                 yield self.consumer_table
+            with TabPane("Schedules", id="schedules"):
+                yield self.schedules_pane
         yield Footer()
 
     def on_mount(self) -> None:
@@ -192,7 +204,8 @@ class DashboardApp(App[None]):
                 if firing["firing_id"] not in bus.firings or firing["status"] != "pending":
                     bus.add_firing(firing)
             pumps.append(self._pump_firings(bus, firings))
-        await self._load_consumers(bus, client)
+        for tab in self.polled.values():
+            await tab.load(bus, client)
         bus.state = "connected"
         await asyncio.gather(*pumps)
 
@@ -205,7 +218,7 @@ class DashboardApp(App[None]):
             bus.add_firing(firing)
 
     async def _poll(self, bus: BusView, client: EventBusClient) -> None:
-        """Counters, topics and rules every few seconds; also how we notice an outage."""
+        """Counters, topics, rules and the tab shown every few seconds; also how we notice an outage."""
         from eventbus_core.errors import ConnectionLost
 
         while True:
@@ -215,26 +228,17 @@ class DashboardApp(App[None]):
                 bus.load_topics(await client.list_topics())
                 if bus.rules_on:
                     bus.rules = await client.list_rules()
-                if self._consumers_shown(bus):
-                    await self._load_consumers(bus, client)
+                shown = self._polled_shown(bus)
+                if shown is not None:
+                    await shown.load(bus, client)
                 bus.state = "connected"
             except ConnectionLost:
                 bus.state = "reconnecting"  # the subscriptions resume by themselves
 
-    async def _load_consumers(self, bus: BusView, client: EventBusClient) -> None:
-        from eventbus_core.errors import MethodNotFound
-
-        try:
-            bus.load_consumers(await client.list_consumers())
-        except MethodNotFound:
-            bus.consumers, bus.consumers_note = (
-                [],
-                "this bus has no durable consumers (its server predates them)",
-            )
-
-    def _consumers_shown(self, bus: BusView) -> bool:
-        """Whether the Consumers tab shows this bus now: only then are its stats read again."""
-        return bus is self.bus and self.tabs.active == "consumers" and not bus.consumers_note
+    def _polled_shown(self, bus: BusView) -> PolledTab[Any] | None:
+        """The polled tab showing this bus now, if any: only it is read again."""
+        tab = self.polled.get(self.tabs.active)
+        return tab if tab is not None and bus is self.bus and tab.polled_on(bus) else None
 
     def tick(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -258,7 +262,9 @@ class DashboardApp(App[None]):
         self.stream.border_title = "PAUSED (p resumes)" if self.paused else None
         self._draw_firings()
         self._draw_rules()
-        self._draw_consumers()
+        shown = self.polled.get(self.tabs.active)
+        if shown is not None:
+            shown.draw(self.bus)  # a hidden one is drawn when shown: its "in" column ticks
         self.sub_title = self._header()
 
     def _header(self) -> str:
@@ -358,18 +364,6 @@ class DashboardApp(App[None]):
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
 
-    def _draw_consumers(self) -> None:
-        bus = self.bus
-        if bus.consumers is not None:
-            empty = bus.consumers_note or ADD_HINT
-        else:
-            empty = (
-                "reading the consumers…"
-                if bus.state == "connected"
-                else f"{bus.name} is {bus.state}"
-            )
-        self.consumer_table.show(bus.consumers, empty)
-
     # -- interaction ---------------------------------------------------------------------------
 
     @on(LineTable.Highlighted, "#buses")
@@ -379,8 +373,7 @@ class DashboardApp(App[None]):
             self.selected = index
             self._shown_firings, self._shown_rules, self._topics_due = -1, (), True
             self.firing_table.clear()
-            if self.tabs.active == "consumers":
-                self.show_consumers()
+            self.read_shown_tab()
             self._draw_stream(rebuild=True)
             self.redraw()
 
@@ -461,30 +454,35 @@ class DashboardApp(App[None]):
             self.notify(f"firing {firing_id} is no longer failed", severity="warning")
 
     def action_tab(self, tab: str) -> None:
-        """Show a tab and give its table the keys (`4` then `r` redrives, `2` then `r` retries)."""
+        """Show a tab and give its table the keys (`4` then `r` redrives, `5` then `space` switches)."""
         self.tabs.active = tab
         tables: dict[str, Widget] = {
             "events": self.stream,
             "firings": self.firing_table,
             "rules": self.rule_table,
             "consumers": self.consumer_table,
+            "schedules": self.schedules_pane.schedule_table,
         }
         tables[tab].focus()
 
-    @on(TabbedContent.TabActivated, pane="#consumers")
-    def show_consumers(self) -> None:
-        """Polled only while shown: read them now rather than at the next poll."""
+    @on(TabbedContent.TabActivated)
+    def read_shown_tab(self) -> None:
+        """A polled tab is read only while shown: read it now rather than at the next poll."""
+        shown = self.polled.get(self.tabs.active)
+        if shown is not None:
+            shown.draw(self.bus)  # what is known now, until the read comes back
+        tab = self._polled_shown(self.bus)
         client = self.clients.get(self.bus.name)
-        if client is not None and not self.bus.consumers_note:
-            self.refresh_consumers(client, self.bus)
+        if tab is not None and client is not None:
+            self.read_tab(tab, client, self.bus)
 
     @work(group="actions")
-    async def refresh_consumers(self, client: EventBusClient, bus: BusView) -> None:
-        from eventbus_core.errors import EventBusError
+    async def read_tab(self, tab: PolledTab[Any], client: EventBusClient, bus: BusView) -> None:
+        from eventbus_core.errors import ConnectionLost
 
         try:
-            await self._load_consumers(bus, client)
-        except EventBusError:
+            await tab.load(bus, client)
+        except ConnectionLost:
             pass  # the poll says what is wrong with the bus
 
     @on(ConsumerTable.RedriveAsked, "#consumer-table")
@@ -504,7 +502,7 @@ class DashboardApp(App[None]):
     async def redrive(self, client: EventBusClient, bus: BusView, name: str) -> None:
         try:
             redriven = await client.redrive(name)
-            await self._load_consumers(bus, client)
+            await self.polled["consumers"].load(bus, client)
         except Exception as exc:
             self.notify(f"could not redrive the dead letters of {name}: {exc}", severity="error")
             return
@@ -514,6 +512,31 @@ class DashboardApp(App[None]):
             )
         else:
             self.notify(f"consumer {name} has no dead letters any more", severity="warning")
+
+    @on(ScheduleTable.ToggleAsked, "#schedule-table")
+    def ask_toggle_schedule(self, message: ScheduleTable.ToggleAsked) -> None:
+        client = self.clients.get(self.bus.name)
+        if client is None:
+            self.notify(f"{self.bus.name} is not connected", severity="error")
+        else:
+            schedule = message.schedule
+            self.switch_schedule(client, self.bus, schedule["id"], not schedule["enabled"])
+
+    @work(group="actions")
+    async def switch_schedule(
+        self, client: EventBusClient, bus: BusView, schedule_id: str, enabled: bool
+    ) -> None:
+        try:
+            schedule = await client.set_schedule_enabled(schedule_id, enabled)
+            await self.polled["schedules"].load(bus, client)
+        except Exception as exc:
+            self.notify(f"could not switch schedule {schedule_id}: {exc}", severity="error")
+            return
+        if schedule["enabled"]:
+            when = format_ts(schedule["next_tick"]) if schedule["next_tick"] else "never"
+            self.notify(f"schedule {schedule_id} is on: next tick {when}")
+        else:
+            self.notify(f"schedule {schedule_id} is off: it will not tick until switched on")
 
     def action_toggle_rule(self) -> None:
         table = self.rule_table

@@ -8,20 +8,50 @@ letters; on a bus without consumers the table says how to add one.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 
 from eventbus_cli.output import compact
-from eventbus_cli.ui.lines import Column, LineTable
+from eventbus_cli.ui.lines import Column, ItemTable
+from eventbus_cli.ui.polled import PolledTab
 from eventbus_core.results import MAX_PENDING_COUNTED, ConsumerInfo
 
-__all__ = ["ADD_HINT", "ConsumerTable", "consumer_filter"]
+if TYPE_CHECKING:
+    from eventbus_client import EventBusClient
+
+__all__ = [
+    "ADD_HINT",
+    "MISSING",
+    "ConsumerTable",
+    "consumer_filter",
+    "consumers_tab",
+    "read_consumers",
+]
 
 #: What an empty Consumers tab says.
 ADD_HINT = "no consumers on this bus; add one with: eventbus consumers add NAME --topic 'jobs.>'"
+#: What it says on a bus whose server predates consumers.
+MISSING = "this bus has no durable consumers (its server predates them)"
+
+
+async def read_consumers(client: EventBusClient) -> list[ConsumerInfo]:
+    """The bus's consumers with their stats, by name."""
+    return sorted(await client.list_consumers(), key=lambda consumer: consumer["name"])
+
+
+def consumers_tab(table: ConsumerTable) -> PolledTab[list[ConsumerInfo]]:
+    """The tab as the dashboard polls it (ui/polled.py)."""
+    return PolledTab(
+        "consumers",
+        "consumers",
+        ADD_HINT,
+        MISSING,
+        table,
+        lambda bus: bus.consumers,
+        read_consumers,
+    )
 
 
 def consumer_filter(consumer: ConsumerInfo) -> str:
@@ -42,7 +72,7 @@ def _pending(count: int) -> str:
     )  # the bus stops counting there
 
 
-class ConsumerTable(LineTable):
+class ConsumerTable(ItemTable[ConsumerInfo]):
     """One row per consumer, by name; the cursor stays on its consumer as the stats change."""
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
@@ -72,41 +102,19 @@ class ConsumerTable(LineTable):
         def control(self) -> ConsumerTable:
             return self.table
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.consumers: list[ConsumerInfo] = []
+    def key(self, item: ConsumerInfo) -> str:
+        return item["name"]
 
-    @property
-    def selected(self) -> ConsumerInfo | None:
-        return self.consumers[self.cursor] if 0 <= self.cursor < len(self.consumers) else None
+    def item_cells(self, item: ConsumerInfo) -> tuple[str, ...]:
+        return _cells(item)
 
     def cell_style(self, row: int, column: int) -> str:
         alert = self.ALERTS.get(column)
         return alert if alert and self.rows[row][column] != "0" else ""
 
-    def show(self, consumers: list[ConsumerInfo] | None, empty_text: str) -> None:
-        """These consumers (sorted by name), or `empty_text` when there are none."""
-        consumers = consumers or []
-        rows = [_cells(consumer) for consumer in consumers]
-        if rows == self.rows and empty_text == self.empty_text:
-            return
-        held = self.selected["name"] if self.selected is not None else None
-        self.consumers, self.rows, self.empty_text = consumers, rows, empty_text
-        names = [consumer["name"] for consumer in consumers]
-        if held in names:
-            self.cursor = names.index(held)
-        else:
-            self.cursor = min(max(self.cursor, 0), len(names) - 1)
-        self.rows_changed(reveal=True)
-
     def action_redrive(self) -> None:
         if self.selected is not None:
             self.post_message(self.RedriveAsked(self, self.selected))
-
-    def on_click(self, event: events.Click) -> None:
-        row = self.row_at(event)
-        if row is not None:
-            self.move_to(row)
 
 
 def _cells(consumer: ConsumerInfo) -> tuple[str, ...]:

@@ -9,13 +9,15 @@ Textual's line API instead: it renders only the lines on screen, each as a
 few plain segments, and caches nothing but the column widths.
 
 Subclasses fill `rows` (or make cells lazily: `row_count`, `cells`) and call
-`rows_changed`; see tables.py.
+`rows_changed`; see tables.py. `ItemTable` is one for a listing read from the
+bus (consumers, schedules): a row per item, the cursor held on its item.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -27,7 +29,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-__all__ = ["Column", "LineTable"]
+__all__ = ["Column", "ItemTable", "LineTable"]
+
+ItemT = TypeVar("ItemT")
 
 #: Two spaces between columns.
 GAP = 2
@@ -278,3 +282,44 @@ class LineTable(ScrollView, can_focus=True):
         # One Strip per line (each carries seven small caches): cropped only when too narrow.
         line = Strip(segments, max(used, width))
         return line if used <= width else line.crop(0, width)
+
+
+class ItemTable(LineTable, Generic[ItemT]):
+    """One row per item of a listing (a consumer, a schedule), keyed, in the order given;
+    the cursor stays on its item as the listing is read again."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.items: Sequence[ItemT] = []
+
+    def key(self, item: ItemT) -> str:
+        """What identifies an item from one read to the next (its name, its id)."""
+        raise NotImplementedError
+
+    def item_cells(self, item: ItemT) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def selected(self) -> ItemT | None:
+        return self.items[self.cursor] if 0 <= self.cursor < len(self.items) else None
+
+    def show(self, items: Sequence[ItemT] | None, empty_text: str) -> None:
+        """These items, or `empty_text` when there are none; redrawn only when they changed."""
+        items = items or []
+        rows = [self.item_cells(item) for item in items]
+        if rows == self.rows and empty_text == self.empty_text:
+            self.items = items  # the same cells; keep the newest read for the actions
+            return
+        held = self.key(self.selected) if self.selected is not None else None
+        self.items, self.rows, self.empty_text = items, rows, empty_text
+        keys = [self.key(item) for item in items]
+        if held in keys:
+            self.cursor = keys.index(held)
+        else:
+            self.cursor = min(max(self.cursor, 0), len(keys) - 1)
+        self.rows_changed(reveal=True)
+
+    def on_click(self, event: events.Click) -> None:
+        row = self.row_at(event)
+        if row is not None:
+            self.move_to(row)

@@ -7,16 +7,22 @@ memory stays flat however long the dashboard runs and however busy the bus.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eventbus_core.results import BusInfo, ConsumerInfo, RuleInfo, TopicInfo
 from eventbus_core.topics import compile_topic_pattern
 from eventbus_core.trn import compile_trn_pattern
 
-__all__ = ["BusView", "EventFilter", "TopicView", "ago", "sparkline"]
+if TYPE_CHECKING:
+    from eventbus_cli.ui.schedules import ScheduleBoard
+
+__all__ = ["BusView", "EventFilter", "Listing", "TopicView", "ago", "due_in", "sparkline"]
+
+T = TypeVar("T")
 
 #: Newest events kept per bus (the stream and the detail view read from here).
 MAX_EVENTS = 2_000
@@ -55,6 +61,22 @@ def ago(timestamp_ms: int | None, now_ms: float) -> str:
     return f"{int(seconds // 86_400)}d ago"
 
 
+def due_in(timestamp_ms: int | None, now_ms: float) -> str:
+    """How long until then, in the units of `ago`: `5s`, `3m`, `2h`, `4d`; `now` once due."""
+    if timestamp_ms is None:
+        return "-"
+    seconds = math.ceil((timestamp_ms - now_ms) / 1000)  # 0.2 s to go still reads 1s
+    if seconds <= 0:
+        return "now"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3_600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86_400:
+        return f"{seconds // 3_600}h"
+    return f"{seconds // 86_400}d"
+
+
 @dataclass
 class TopicView:
     topic: str
@@ -81,6 +103,17 @@ class TopicView:
 
 
 @dataclass
+class Listing(Generic[T]):
+    """What a tab read from the bus (ui/polled.py): None until read, or while it cannot be."""
+
+    value: T | None = None
+    #: Why it can never be read on this bus (its server lacks the method): not asked again.
+    note: str = ""
+    #: Why the last read failed (what the bus answered): asked again at the next poll.
+    problem: str = ""
+
+
+@dataclass
 class BusView:
     """One bus as the dashboard shows it; `state` says whether it is reachable."""
 
@@ -98,10 +131,10 @@ class BusView:
     firings_version: int = 0
     topics: dict[str, TopicView] = field(default_factory=dict)
     rules: list[RuleInfo] = field(default_factory=list)
-    #: The bus's durable consumers by name; None until read (or on a bus that predates them).
-    consumers: list[ConsumerInfo] | None = None
-    #: Why there are no consumers to read ("" while they can be read).
-    consumers_note: str = ""
+    #: The bus's durable consumers, by name.
+    consumers: Listing[list[ConsumerInfo]] = field(default_factory=Listing)
+    #: A page of its schedules and of its delayed events (ui/schedules.py).
+    schedules: Listing[ScheduleBoard] = field(default_factory=Listing)
     _since_tick: int = 0
     _firings_floor: int = 0  # ids below it were trimmed: older than every firing kept
     _firings_sorted: list[dict[str, Any]] | None = None
@@ -150,10 +183,6 @@ class BusView:
         if not self.rules_on:
             return None
         return sum(int(rule.get("failed", 0)) for rule in self.rules)
-
-    def load_consumers(self, consumers: list[ConsumerInfo]) -> None:
-        """What `list_consumers` answered, by name."""
-        self.consumers = sorted(consumers, key=lambda consumer: consumer["name"])
 
     def load_topics(self, stats: list[TopicInfo]) -> None:
         """Stored counts from `list_topics`; live events keep them current in between."""

@@ -193,6 +193,9 @@ async def test_schedule_definitions_and_their_errors(client: EventBusClient) -> 
         "next_tick"
     ]
     assert [s["id"] for s in await client.list_schedules()] == ["nightly"]
+    await client.create_schedule("hourly", {"topic": "jobs.hourly"}, cron="@hourly")
+    assert [s["id"] for s in await client.list_schedules(limit=1)] == ["hourly"]  # a page, by id
+    await client.delete_schedule("hourly")
     await client.delete_schedule("nightly")
     for call in (client.get_schedule("nightly"), client.delete_schedule("nightly")):
         with pytest.raises(NotFound):

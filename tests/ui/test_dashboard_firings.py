@@ -18,6 +18,7 @@ from eventbus_cli.ui.consumers import ConsumerTable
 from eventbus_cli.ui.filter_box import FilterBox
 from eventbus_cli.ui.lines import LineTable
 from eventbus_cli.ui.model import BusView
+from eventbus_cli.ui.schedules import ScheduleTable
 from eventbus_cli.ui.screens import HELP_KEYS, EventScreen, HelpScreen
 from eventbus_cli.ui.tables import EventStream, FiringTable, RecentFirings
 from eventbus_client import EventBusClient, connect
@@ -213,6 +214,7 @@ def test_the_help_lists_every_key() -> None:
         EventStream,
         FiringTable,
         ConsumerTable,
+        ScheduleTable,
         LineTable,
         FilterBox,
         HelpScreen,

@@ -10,7 +10,8 @@ from textual.pilot import Pilot
 
 from eventbus_cli.ui.app import DashboardApp
 from eventbus_cli.ui.model import BusView
-from eventbus_core.results import ConsumerInfo
+from eventbus_cli.ui.schedules import ScheduleBoard
+from eventbus_core.results import ConsumerInfo, ScheduledEventInfo, ScheduleInfo
 
 T0 = 1_795_900_000_000
 
@@ -85,7 +86,7 @@ def fixed_buses() -> list[BusView]:
             "last_fired_at": T0 + 2,
         },
     ]
-    main.load_consumers(
+    main.consumers.value = sorted(
         [
             consumer(
                 "resizers",
@@ -110,7 +111,34 @@ def fixed_buses() -> list[BusView]:
                 last=1037,
             ),
             consumer("backfill", "orders.>", pending=100_000),
-        ]
+        ],
+        key=lambda c: c["name"],
+    )
+    hour = 3_600_000
+    main.schedules.value = ScheduleBoard(
+        [
+            # T0 is 2026-11-28 21:06:40 UTC: each next and last tick is where the bus puts it.
+            schedule("heartbeat", "health.ping", every_ms=5_000, ticks=2_417, last=T0 + 10_000),
+            schedule(
+                "nightly-report",
+                "reports.nightly",
+                cron="30 2 * * *",
+                timezone="Europe/Berlin",  # 01:30 UTC in November
+                ticks=41,
+                last=T0 + 15_800_000 - 24 * hour,
+                next_tick=T0 + 15_800_000,
+            ),
+            schedule(
+                "sweep", "jobs.sweep", every_ms=hour, enabled=False, ticks=3, last=T0 - 400_000
+            ),
+        ],
+        False,
+        [
+            delayed("7f3a9c01d2e4b5a6c7d8e9f0", T0 + 42_000, "reminders.due", {"to": "alice"}),
+            delayed("0e4b0a2b97d408ed26128609", T0 + 600_000, "invoice.remind", {"invoice": 42}),
+            delayed("90bfa2191867e533b48cf010", T0 + 3 * 86_400_000, "campaign.start", None),
+        ],
+        False,
     )
     workflow = BusView("workflow", "tcp://127.0.0.1:4011")
     workflow.state = "connected"
@@ -159,6 +187,42 @@ def consumer(
     }
 
 
+def schedule(
+    schedule_id: str,
+    topic: str,
+    *,
+    cron: str | None = None,
+    every_ms: int | None = None,
+    timezone: str = "UTC",
+    enabled: bool = True,
+    ticks: int,
+    last: int,
+    next_tick: int | None = None,
+) -> ScheduleInfo:
+    return {
+        "id": schedule_id,
+        "cron": cron,
+        "every_ms": every_ms,
+        "timezone": timezone,
+        "event": {"topic": topic},
+        "enabled": enabled,
+        "next_tick": (next_tick or last + (every_ms or 0)) if enabled else None,
+        "last_tick": last,
+        "ticks": ticks,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+
+
+def delayed(schedule_id: str, deliver_at: int, topic: str, payload: Any) -> ScheduledEventInfo:
+    return {
+        "schedule_id": schedule_id,
+        "deliver_at": deliver_at,
+        "created_at": T0,
+        "event": {"topic": topic, "payload": payload},
+    }
+
+
 def dashboard() -> DashboardApp:
     return DashboardApp(fixed_buses(), live=False, clock=lambda: T0 / 1000 + 12.5)
 
@@ -182,6 +246,12 @@ def test_firings_tab(snap_compare: Any) -> None:
 def test_consumers_tab(snap_compare: Any) -> None:
     """The bus's consumers by name; the one with dead letters in red, a lag past the bus's count as 100000+."""
     assert snap_compare(dashboard(), terminal_size=(160, 48), press=["4"], run_before=settle)
+
+
+def test_schedules_tab(snap_compare: Any) -> None:
+    """Schedules by id (one switched off, dim), their ticks and when the next is due; under
+    them the pending delayed events, the next due first."""
+    assert snap_compare(dashboard(), terminal_size=(160, 48), press=["5"], run_before=settle)
 
 
 def test_event_detail(snap_compare: Any) -> None:
