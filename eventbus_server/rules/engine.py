@@ -458,7 +458,7 @@ class RuleEngine:
     async def _fire_traced(self, job: _Job) -> None:
         firing, event = job.firing, job.event
         firing.started_at = now_ms()
-        started = time.monotonic()
+        tool_s = 0.0
         if hops_of(event) + 1 > self.max_hops:
             firing.status = "skipped"
             firing.error = f"loop guard: event {event.event_id} is {hops_of(event)} hops from a client event (max_hops {self.max_hops})"
@@ -474,8 +474,8 @@ class RuleEngine:
                 )
                 firing.status, firing.error = "failed", f"could not render the action: {exc}"
             else:
-                await self._attempt(job, action, job.rule.rule.retry or self.retry)
-        firing.duration_ms = round((time.monotonic() - started) * 1000)
+                tool_s = await self._attempt(job, action, job.rule.rule.retry or self.retry)
+        firing.duration_ms = round(tool_s * 1000)
         await self._finish(firing)
 
     async def _render(self, rule: CompiledRule, event: Event) -> dict[str, Any]:
@@ -489,8 +489,12 @@ class RuleEngine:
             )
         return rule.render_action(envelope, max_bytes=self.max_action_bytes)
 
-    async def _attempt(self, job: _Job, action: dict[str, Any], retry: RetryPolicy) -> None:
+    async def _attempt(self, job: _Job, action: dict[str, Any], retry: RetryPolicy) -> float:
+        """Runs the action with retries; returns the seconds spent in its tool calls, which
+        is the firing's duration (DESIGN §6): not the waits for a concurrency slot, nor the
+        backoff between attempts."""
         firing = job.firing
+        tool_s = 0.0
         earlier = firing.attempts  # a redriven dead letter's attempts continue (retry_firings)
         backoff_s = retry.backoff_ms / 1000
         retrying = AsyncRetrying(
@@ -506,6 +510,7 @@ class RuleEngine:
                     firing.attempts = earlier + attempt.retry_state.attempt_number
                     async with self.semaphore:
                         self.stats["running"] += 1
+                        called = time.monotonic()
                         try:
                             firing.result = await self.actions.run(
                                 action,
@@ -515,6 +520,7 @@ class RuleEngine:
                             )
                         finally:
                             self.stats["running"] -= 1
+                            tool_s += time.monotonic() - called
             firing.status, firing.error = "ok", None
         except (*RETRYABLE, NoToolRoute, EventBusError) as exc:
             firing.status, firing.error = "failed", str(exc)
@@ -526,6 +532,7 @@ class RuleEngine:
                 job.rule.id,
             )
             firing.status, firing.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        return tool_s
 
     async def _finish(self, firing: Firing) -> None:
         for delay_s in (0.1, 0.5, 1.0, 2.0, 5.0, None):

@@ -342,6 +342,33 @@ async def test_firings_never_exceed_max_concurrency(tmp_path: Path) -> None:
         assert [f["status"] for f in await bus.list_firings()] == ["ok"] * 10
 
 
+async def test_duration_counts_the_tool_call_not_the_wait_for_a_slot(tmp_path: Path) -> None:
+    # DESIGN §6: with one slot, the fourth firing waits for three 0.2 s calls before its
+    # own; its duration_ms is still its own call's, not the 0.8 s since it was claimed.
+    config = rules_bus("memory", tmp_path, max_concurrency=1)
+    async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
+        await bus.register_rule(
+            {
+                "id": "slow",
+                "topic": "t",
+                "action": {
+                    "type": "InvokeTool",
+                    "tool_id": "trn:user:test:python:slow:v1",
+                    "input": {"sleep_s": 0.2},
+                },
+            }
+        )
+        await bus.emit_many([{"topic": "t", "payload": i} for i in range(4)])
+        await settle(app)
+        firings = await bus.list_firings()
+        assert [f["status"] for f in firings] == ["ok"] * 4
+        last = max(firings, key=lambda f: f["started_at"])
+        first = min(firings, key=lambda f: f["started_at"])
+        assert all(200 <= f["duration_ms"] < 600 for f in firings), firings
+        # …while the slot really was taken in turn: the calls did not overlap.
+        assert python_tools.STATE["peak"] == 1 and last["started_at"] >= first["started_at"]
+
+
 async def test_subscribe_firings_streams_finished_firings(
     bus: EventBusClient, rules_app: EventBusApp
 ) -> None:
