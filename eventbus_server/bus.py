@@ -38,7 +38,7 @@ from eventbus_core.event import Event, now_ms
 from eventbus_core.params import CreateScheduleParams
 from eventbus_core.results import BusInfo, EmitResult, ScheduleCreated, ScheduledResult, TopicInfo
 from eventbus_core.rules import RetryPolicy
-from eventbus_core.topics import is_reserved_topic
+from eventbus_core.topics import RESERVED_PREFIX, is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
 from eventbus_server import tracing
 from eventbus_server.consumers import Consumers, Message, Start
@@ -96,6 +96,8 @@ REJECTION_REASONS = (
     "unauthorized",
     "too_large",
 )
+#: Allowed sources remembered, so that a repeated one skips the allow-list's patterns.
+MAX_SOURCES_SEEN = 4096
 #: How long /readyz waits for storage to answer.
 READY_TIMEOUT_S = 2.0
 
@@ -203,6 +205,8 @@ class Bus:
             if config.allowed_sources is not None
             else None
         )
+        #: Sources the allow-list let through lately (bounded by MAX_SOURCES_SEEN).
+        self._sources_seen: set[str | None] = set()
         self._started_at = time.monotonic()
 
     @property
@@ -393,13 +397,36 @@ class Bus:
         reserved topics, sources outside the allow-list, a full queue (in
         requests, or in bytes: `size` is what the request weighs).
         """
-        if batch:
-            accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
-        else:
-            accepted = [self._accept(params, trusted) for params in events]
-        committed = self._writer.enqueue(accepted, size)
+        now = now_ms()
+        rows = [
+            NewEvent(
+                params.topic,
+                params.payload,
+                params.timestamp if params.timestamp is not None else now,
+                params.metadata,
+                params.source_trn,
+                params.target_trn,
+                params.correlation_id,
+                params.idempotency_key,
+            )
+            for params in events
+        ]
+        return self.submit_rows(rows, trusted=trusted, batch=batch, size=size)
+
+    def submit_rows(
+        self, rows: list[NewEvent], *, trusted: bool = False, batch: bool = False, size: int = 0
+    ) -> asyncio.Future[list[EmitResult]]:
+        """`submit` for events already validated into their rows (`emit_rows`, the RPC hot
+        path): the same checks, the same queue."""
+        allowed = self._allowed is not None and not trusted
+        for index, row in enumerate(rows):
+            if row.topic.startswith(RESERVED_PREFIX) or (
+                allowed and row.source_trn not in self._sources_seen
+            ):
+                self._admit(row.topic, row.source_trn, trusted, index if batch else None)
+        committed = self._writer.enqueue(rows, size)
         if tracing.enabled():
-            self._trace_emit(accepted, committed)
+            self._trace_emit(rows, committed)
         return committed
 
     def _trace_emit(
@@ -425,25 +452,19 @@ class Bus:
 
         committed.add_done_callback(end)
 
-    def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
+    def _admit(
+        self, topic: str, source_trn: str | None, trusted: bool, index: int | None = None
+    ) -> None:
+        """Raise for an event a client may not emit: a reserved topic, or (unless `trusted`) a
+        source outside the allow-list. `index`: the event's place in a batch."""
         where = "" if index is None else f"events[{index}]: "
-        if is_reserved_topic(params.topic):
+        if is_reserved_topic(topic):
             self._rejected["reserved_topic"] += 1
             raise ReservedTopic(
-                f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus"
+                f"{where}topic {topic!r} is reserved: the _sys. prefix belongs to the bus"
             )
         if not trusted:
-            self._check_source(params.source_trn, where)
-        return NewEvent(
-            topic=params.topic,
-            payload=params.payload,
-            timestamp=params.timestamp if params.timestamp is not None else now_ms(),
-            metadata=params.metadata,
-            source_trn=params.source_trn,
-            target_trn=params.target_trn,
-            correlation_id=params.correlation_id,
-            idempotency_key=params.idempotency_key,
-        )
+            self._check_source(source_trn, where)
 
     async def schedule(
         self, events: Sequence[EmitParams], *, batch: bool = False
@@ -459,7 +480,7 @@ class Bus:
         )
         for index, params in enumerate(events):
             where = f"events.{index}." if batch else ""
-            self._accept(params, False, index if batch else None)
+            self._admit(params.topic, params.source_trn, False, index if batch else None)
             if params.deliver_at is not None:
                 deliver_at, field, ahead = params.deliver_at, "deliver_at", params.deliver_at - now
             else:
@@ -513,6 +534,10 @@ class Bus:
             raise SourceNotAllowed(
                 f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})"
             )
+        # An emitter repeats its source: the next event with it skips the patterns.
+        if len(self._sources_seen) >= MAX_SOURCES_SEEN:
+            self._sources_seen.clear()
+        self._sources_seen.add(source_trn)
 
     def _deliver(self, events: list[Event]) -> None:
         """Committed events, in id order, from this node or another (see feed.py)."""

@@ -5,6 +5,11 @@ unknown keys, so a typo is an error that says where, not a silently ignored
 option. `dispatch` runs one call and returns its reply (None for a
 notification): `EventBusError` → its code, `ValidationError` → -32602 with
 `data: [{loc, msg}]`, anything else → -32603, logged with its traceback.
+
+The emits are the exception to "each has a pydantic model" on the way in: a
+valid immediate emit goes straight to its storage rows (`emit_rows`), and
+only what that path does not take (errors, delayed emits) meets the model,
+which words every refusal as before.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from eventbus_core.codec import compact, dumps
+from eventbus_core.emit_rows import new_event, new_events
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -33,6 +39,7 @@ from eventbus_core.errors import (
     ReservedTopic,
     Unauthorized,
 )
+from eventbus_core.event import now_ms
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import invalid_params
 from eventbus_core.params import (
@@ -168,11 +175,15 @@ def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
 
 
 def emit_event(ctx: CallContext, params: dict[str, Any]) -> Any:
-    event = EmitParams.model_validate(params)
-    if event.delayed:
-        return _scheduled(ctx.bus.schedule([event]), lambda results: _scheduled_result(results[0]))
-    committed = ctx.bus.submit([event], size=ctx.size)
-    return Deferred(committed, _emit_event_result)
+    row = new_event(params, now_ms())
+    if row is None:  # refused, delayed, or unusual: the model decides, and words any error
+        event = EmitParams.model_validate(params)
+        if event.delayed:
+            return _scheduled(
+                ctx.bus.schedule([event]), lambda results: _scheduled_result(results[0])
+            )
+        return Deferred(ctx.bus.submit([event], size=ctx.size), _emit_event_result)
+    return Deferred(ctx.bus.submit_rows([row], size=ctx.size), _emit_event_result)
 
 
 async def _scheduled(
@@ -196,7 +207,19 @@ def _emit_event_result(results: list[EmitResult]) -> dict[str, Any]:
 
 
 def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
-    request = _params(EmitEventsParams, params)
+    rows = new_events(params, now_ms())
+    if rows is None:  # as in emit_event: the model decides
+        return _emit_checked_events(ctx, _params(EmitEventsParams, params))
+    if not rows:
+        return {"event_ids": []}
+    return Deferred(ctx.bus.submit_rows(rows, batch=True, size=ctx.size), _event_ids)
+
+
+def _event_ids(results: list[EmitResult]) -> dict[str, Any]:
+    return {"event_ids": [r.event_id for r in results]}
+
+
+def _emit_checked_events(ctx: CallContext, request: EmitEventsParams) -> Any:
     if not request.events:
         return {"event_ids": []}
     delayed = [event.delayed for event in request.events]
@@ -213,8 +236,7 @@ def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
             ctx.bus.schedule(request.events, batch=True),
             lambda results: {"scheduled": [_scheduled_result(r) for r in results]},
         )
-    committed = ctx.bus.submit(request.events, batch=True, size=ctx.size)
-    return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
+    return Deferred(ctx.bus.submit(request.events, batch=True, size=ctx.size), _event_ids)
 
 
 async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
