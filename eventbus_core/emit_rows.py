@@ -28,12 +28,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventbus_core.envelope import EmitParams
 from eventbus_core.event import NewEvent
 from eventbus_core.numbers import INT64_MAX
 from eventbus_core.topics import MAX_TOPIC_LENGTH, TOPIC_RE
 from eventbus_core.trn import MAX_TRN_LENGTH, TRN_RE
 
-__all__ = ["MAX_EMIT_EVENTS", "new_event", "new_events"]
+__all__ = ["MAX_EMIT_EVENTS", "new_event", "new_events", "row_of"]
 
 #: `emit_events`' own bound (`EmitEventsParams`).
 MAX_EMIT_EVENTS = 10_000
@@ -120,6 +121,20 @@ def new_events(params: Any, now: int) -> list[NewEvent] | None:
             return None
         rows.append(row)
     return rows
+
+
+def row_of(params: EmitParams, now: int) -> NewEvent:
+    """The row of an immediate emit the model checked; its timestamp `now` when it has none."""
+    return NewEvent(
+        params.topic,
+        params.payload,
+        params.timestamp if params.timestamp is not None else now,
+        params.metadata,
+        params.source_trn,
+        params.target_trn,
+        params.correlation_id,
+        params.idempotency_key,
+    )
 
 
 def _is_topic(value: str) -> bool:

@@ -17,6 +17,7 @@ shutdown and `bus_info` read one place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 from eventbus_core import __version__
 from eventbus_core.config import BusConfig
+from eventbus_core.emit_rows import row_of
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -72,7 +74,7 @@ from eventbus_server.storage.base import (
 )
 from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
-from eventbus_server.writer import GroupCommitWriter
+from eventbus_server.writer import Committed, GroupCommitWriter, Outcome
 
 __all__ = ["REJECTION_REASONS", "Bus", "Client", "EmitResult", "MetricsSnapshot"]
 
@@ -392,47 +394,47 @@ class Bus:
     ) -> asyncio.Future[list[EmitResult]]:
         """Check and queue events; the future resolves once they are committed.
 
-        Not a coroutine, so the RPC layer can answer an emit without a task per
-        request. Raises at once for what can be refused before the queue:
-        reserved topics, sources outside the allow-list, a full queue (in
-        requests, or in bytes: `size` is what the request weighs).
+        Not a coroutine: it raises at once for what can be refused before the
+        queue: reserved topics, sources outside the allow-list, a full queue
+        (in requests, or in bytes: `size` is what the request weighs).
         """
         now = now_ms()
-        rows = [
-            NewEvent(
-                params.topic,
-                params.payload,
-                params.timestamp if params.timestamp is not None else now,
-                params.metadata,
-                params.source_trn,
-                params.target_trn,
-                params.correlation_id,
-                params.idempotency_key,
-            )
-            for params in events
-        ]
-        return self.submit_rows(rows, trusted=trusted, batch=batch, size=size)
+        future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
+        self.submit_rows(
+            [row_of(params, now) for params in events],
+            trusted=trusted,
+            batch=batch,
+            size=size,
+            done=functools.partial(_resolve, future),
+        )
+        return future
 
     def submit_rows(
-        self, rows: list[NewEvent], *, trusted: bool = False, batch: bool = False, size: int = 0
-    ) -> asyncio.Future[list[EmitResult]]:
-        """`submit` for events already validated into their rows (`emit_rows`, the RPC hot
-        path): the same checks, the same queue."""
+        self,
+        rows: list[NewEvent],
+        *,
+        done: Callable[[Outcome], None],
+        trusted: bool = False,
+        batch: bool = False,
+        size: int = 0,
+    ) -> None:
+        """`submit` for events already validated into their rows (`emit_rows`: the RPC hot
+        path), with the same checks and queue; `done` is called once, from the writer, with
+        their `Committed` or the error. One call per request instead of a chain of futures."""
         allowed = self._allowed is not None and not trusted
         for index, row in enumerate(rows):
             if row.topic.startswith(RESERVED_PREFIX) or (
                 allowed and row.source_trn not in self._sources_seen
             ):
                 self._admit(row.topic, row.source_trn, trusted, index if batch else None)
-        committed = self._writer.enqueue(rows, size)
         if tracing.enabled():
-            self._trace_emit(rows, committed)
-        return committed
+            done = self._traced(rows, done)
+        self._writer.enqueue(rows, size, done)
 
-    def _trace_emit(
-        self, accepted: list[NewEvent], committed: asyncio.Future[list[EmitResult]]
-    ) -> None:
-        """An `emit` span per event, from now to its commit (DESIGN §13)."""
+    def _traced(
+        self, accepted: list[NewEvent], done: Callable[[Outcome], None]
+    ) -> Callable[[Outcome], None]:
+        """`done`, after ending an `emit` span per event, started now (DESIGN §13)."""
         spans = [
             tracing.start_span(
                 "emit", new.metadata, {"eventbus.bus": self.id, "eventbus.topic": new.topic}
@@ -440,8 +442,8 @@ class Bus:
             for new in accepted
         ]
 
-        def end(done: asyncio.Future[list[EmitResult]]) -> None:
-            results = done.result() if not done.cancelled() and done.exception() is None else None
+        def end(outcome: Outcome) -> None:
+            results = outcome.results() if isinstance(outcome, Committed) else None
             for index, span in enumerate(spans):
                 if results is not None:
                     span.set_attribute("eventbus.event_id", results[index].event_id)
@@ -449,8 +451,9 @@ class Bus:
                 else:
                     span.set_attribute("error", True)
                 span.end()
+            done(outcome)
 
-        committed.add_done_callback(end)
+        return end
 
     def _admit(
         self, topic: str, source_trn: str | None, trusted: bool, index: int | None = None
@@ -841,3 +844,12 @@ class Bus:
                     log.info("bus=%s retention pruned=%d", self.id, pruned)
             except EventBusError as exc:
                 log.warning("bus=%s retention skipped: %s", self.id, exc)
+
+
+def _resolve(future: asyncio.Future[list[EmitResult]], outcome: Outcome) -> None:
+    if future.done():  # its awaiter was cancelled
+        return
+    if isinstance(outcome, Committed):
+        future.set_result(outcome.results())
+    else:
+        future.set_exception(outcome)

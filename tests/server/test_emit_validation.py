@@ -29,19 +29,10 @@ NOW = 1_764_300_000_000
 
 
 class RecordingBus:
-    """Takes what a handler submits and remembers it, as rows."""
+    """Takes the delayed emits a handler schedules and remembers them."""
 
     def __init__(self) -> None:
-        self.rows: list[NewEvent] | None = None
         self.scheduled: list[EmitParams] | None = None
-
-    def submit_rows(self, rows: list[NewEvent], **_: Any) -> object:
-        self.rows = rows
-        return object()
-
-    def submit(self, events: list[EmitParams], **_: Any) -> object:
-        self.rows = [_row(e) for e in events]
-        return object()
 
     def schedule(self, events: list[EmitParams], **_: Any) -> object:
         self.scheduled = list(events)
@@ -83,10 +74,11 @@ def run_handler(method: str, params: Any) -> tuple[str, Any]:
         outcome.close()
     if ctx.bus.scheduled is not None:
         return "scheduled", ctx.bus.scheduled
-    if ctx.bus.rows is None:  # answered at once: an empty batch
-        assert outcome == {"event_ids": []}
-        return "rows", []
-    return "rows", ctx.bus.rows
+    if isinstance(outcome, rpc.Commit):
+        assert outcome.batch == (method == "emit_events")
+        return "rows", outcome.rows
+    assert outcome == {"event_ids": []}  # answered at once: an empty batch
+    return "rows", []
 
 
 def model_outcome(method: str, params: Any) -> tuple[str, Any]:
