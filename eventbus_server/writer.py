@@ -248,7 +248,7 @@ class GroupCommitWriter:
         except StorageUnavailable as exc:
             # An outage fails everyone not answered yet; retrying the parts would only fail them again, slower.
             self.stats["storage_errors"] += 1
-            _fail(batch, exc)
+            self._fail(batch, exc)
 
     async def _commit_isolated(
         self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]
@@ -269,7 +269,7 @@ class GroupCommitWriter:
             raise
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch, self._error_for(exc))
+                self._fail(batch, self._error_for(exc))
                 return
             log.debug(
                 "bus=%s group commit of %d requests failed (%r); splitting it",
@@ -298,6 +298,20 @@ class GroupCommitWriter:
                 # storage): answer those as duplicates of its events, store the rest.
                 earlier = {**earlier, **taken.found}
 
+    def _answer(self, request: _Request, outcome: Outcome) -> None:
+        """Tell the request's emitter, once; its callback's failure is not the writer's."""
+        if request.answered:
+            return
+        request.answered = True
+        try:
+            request.done(outcome)
+        except Exception:
+            log.exception("bus=%s an emitter's callback failed", self.bus_id)
+
+    def _fail(self, batch: list[_Request], exc: EventBusError) -> None:
+        for request in batch:
+            self._answer(request, exc)
+
     def _error_for(self, exc: Exception) -> EventBusError:
         """What a request whose own commit failed is told; anything but the bus's errors is a bug."""
         if isinstance(exc, EventBusError):
@@ -313,7 +327,7 @@ class GroupCommitWriter:
         observe = self.emit_duration.observe
         for request, slots in zip(batch, plan.slots, strict=True):
             if not request.answered:
-                _answer(request, Committed(plan, stored, slots))
+                self._answer(request, Committed(plan, stored, slots))
                 observe(acked_at - request.received)
         if stored:
             self.batch_size.observe(len(stored))
@@ -414,19 +428,3 @@ class Committed:
 
 #: What an emitter's callback is given: its events, committed, or why they were not.
 Outcome = Committed | EventBusError
-
-
-def _answer(request: _Request, outcome: Outcome) -> None:
-    """Tell the request's emitter, once; its callback's failure is not the writer's."""
-    if request.answered:
-        return
-    request.answered = True
-    try:
-        request.done(outcome)
-    except Exception:
-        log.exception("an emitter's callback failed")
-
-
-def _fail(batch: list[_Request], exc: EventBusError) -> None:
-    for request in batch:
-        _answer(request, exc)
