@@ -443,15 +443,17 @@ class Bus:
         ]
 
         def end(outcome: Outcome) -> None:
-            results = outcome.results() if isinstance(outcome, Committed) else None
-            for index, span in enumerate(spans):
-                if results is not None:
-                    span.set_attribute("eventbus.event_id", results[index].event_id)
-                    span.set_attribute("eventbus.duplicate", results[index].duplicate)
-                else:
-                    span.set_attribute("error", True)
-                span.end()
-            done(outcome)
+            try:
+                done(outcome)  # the emitter's answer first: a span never holds it up
+            finally:
+                results = outcome.results() if isinstance(outcome, Committed) else None
+                for index, span in enumerate(spans):
+                    if results is not None:
+                        span.set_attribute("eventbus.event_id", results[index].event_id)
+                        span.set_attribute("eventbus.duplicate", results[index].duplicate)
+                    else:
+                        span.set_attribute("error", True)
+                    span.end()
 
         return end
 
