@@ -434,7 +434,7 @@ class Bus:
     def _traced(
         self, accepted: list[NewEvent], done: Callable[[Outcome], None]
     ) -> Callable[[Outcome], None]:
-        """`done`, after ending an `emit` span per event, started now (DESIGN §13)."""
+        """`done`, then the end of an `emit` span per event, started now (DESIGN §13)."""
         spans = [
             tracing.start_span(
                 "emit", new.metadata, {"eventbus.bus": self.id, "eventbus.topic": new.topic}
