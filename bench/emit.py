@@ -95,9 +95,6 @@ async def bus_process(
             "eventbus_server",
             "--config",
             str(config),
-            # Not a source tree: `-m` puts the cwd first on sys.path, before PYTHONPATH,
-            # so run from the repo every server was that repo's, whatever ab_emit's --tree.
-            cwd=folder,
             stderr=asyncio.subprocess.PIPE,
         )
         assert proc.stderr is not None
