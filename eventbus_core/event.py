@@ -72,7 +72,7 @@ EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Event))
 OPTIONAL_FIELDS: tuple[str, ...] = EVENT_FIELDS[4:]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewEvent:
     """A validated event waiting for its `event_id`; `timestamp` is already filled.
 

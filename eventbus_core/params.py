@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from eventbus_core.cron import MAX_EVERY_MS, MIN_EVERY_MS, validate_cron, validate_timezone
+from eventbus_core.emit_rows import MAX_EMIT_EVENTS
 from eventbus_core.envelope import EmitParams, Topic, TrnStr
 from eventbus_core.numbers import UInt63
 from eventbus_core.topics import validate_topic_pattern
@@ -108,7 +109,7 @@ class NoParams(MethodParams):
 
 
 class EmitEventsParams(MethodParams):
-    events: list[EmitParams] = Field(max_length=10_000)
+    events: list[EmitParams] = Field(max_length=MAX_EMIT_EVENTS)
 
 
 class UnsubscribeParams(MethodParams):

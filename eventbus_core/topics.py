@@ -15,6 +15,7 @@ from functools import lru_cache
 __all__ = [
     "MAX_TOPIC_LENGTH",
     "RESERVED_PREFIX",
+    "TOPIC_RE",
     "compile_topic_pattern",
     "is_reserved_topic",
     "literal_prefix",
@@ -28,6 +29,9 @@ RESERVED_PREFIX = "_sys."
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_:/-]+")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9_:/-]+(?:\.[A-Za-z0-9_:/-]+)*")
+#: What a valid topic of at most MAX_TOPIC_LENGTH characters fullmatches (for hot paths
+#: that check without building an error).
+TOPIC_RE = _TOPIC_RE
 
 TopicMatcher = Callable[[str], bool]
 

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 __all__ = [
     "MAX_TRN_LENGTH",
+    "TRN_RE",
     "Trn",
     "compile_trn_pattern",
     "is_valid_trn",
@@ -40,6 +41,8 @@ MAX_TRN_LENGTH = 1024
 _SEGMENT = r"[A-Za-z0-9._-]+"
 _HASH = r"@(?P<algo>[A-Za-z0-9]+):(?P<digest>[0-9A-Fa-f]+)"
 _TRN_RE = re.compile(rf"trn(?P<segments>(?::{_SEGMENT}){{2,}})(?:{_HASH})?")
+#: What a valid TRN of at most MAX_TRN_LENGTH characters fullmatches (for hot paths).
+TRN_RE = _TRN_RE
 _PATTERN_SEGMENT_RE = re.compile(rf"\*|{_SEGMENT}")
 
 TrnMatcher = Callable[[str], bool]

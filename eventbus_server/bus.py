@@ -17,6 +17,7 @@ shutdown and `bus_info` read one place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 from eventbus_core import __version__
 from eventbus_core.config import BusConfig
+from eventbus_core.emit_rows import row_of
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -38,7 +40,7 @@ from eventbus_core.event import Event, now_ms
 from eventbus_core.params import CreateScheduleParams
 from eventbus_core.results import BusInfo, EmitResult, ScheduleCreated, ScheduledResult, TopicInfo
 from eventbus_core.rules import RetryPolicy
-from eventbus_core.topics import is_reserved_topic
+from eventbus_core.topics import RESERVED_PREFIX, is_reserved_topic
 from eventbus_core.trn import compile_trn_pattern
 from eventbus_server import tracing
 from eventbus_server.consumers import Consumers, Message, Start
@@ -72,7 +74,7 @@ from eventbus_server.storage.base import (
 )
 from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
-from eventbus_server.writer import GroupCommitWriter
+from eventbus_server.writer import Committed, GroupCommitWriter, Outcome
 
 __all__ = ["REJECTION_REASONS", "Bus", "Client", "EmitResult", "MetricsSnapshot"]
 
@@ -96,6 +98,8 @@ REJECTION_REASONS = (
     "unauthorized",
     "too_large",
 )
+#: Allowed sources remembered, so that a repeated one skips the allow-list's patterns.
+MAX_SOURCES_SEEN = 4096
 #: How long /readyz waits for storage to answer.
 READY_TIMEOUT_S = 2.0
 
@@ -203,6 +207,8 @@ class Bus:
             if config.allowed_sources is not None
             else None
         )
+        #: Sources the allow-list let through lately (bounded by MAX_SOURCES_SEEN).
+        self._sources_seen: set[str | None] = set()
         self._started_at = time.monotonic()
 
     @property
@@ -388,24 +394,47 @@ class Bus:
     ) -> asyncio.Future[list[EmitResult]]:
         """Check and queue events; the future resolves once they are committed.
 
-        Not a coroutine, so the RPC layer can answer an emit without a task per
-        request. Raises at once for what can be refused before the queue:
-        reserved topics, sources outside the allow-list, a full queue (in
-        requests, or in bytes: `size` is what the request weighs).
+        Not a coroutine: it raises at once for what can be refused before the
+        queue: reserved topics, sources outside the allow-list, a full queue
+        (in requests, or in bytes: `size` is what the request weighs).
         """
-        if batch:
-            accepted = [self._accept(params, trusted, index) for index, params in enumerate(events)]
-        else:
-            accepted = [self._accept(params, trusted) for params in events]
-        committed = self._writer.enqueue(accepted, size)
-        if tracing.enabled():
-            self._trace_emit(accepted, committed)
-        return committed
+        now = now_ms()
+        future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
+        self.submit_rows(
+            [row_of(params, now) for params in events],
+            trusted=trusted,
+            batch=batch,
+            size=size,
+            done=functools.partial(_resolve, future),
+        )
+        return future
 
-    def _trace_emit(
-        self, accepted: list[NewEvent], committed: asyncio.Future[list[EmitResult]]
+    def submit_rows(
+        self,
+        rows: list[NewEvent],
+        *,
+        done: Callable[[Outcome], None],
+        trusted: bool = False,
+        batch: bool = False,
+        size: int = 0,
     ) -> None:
-        """An `emit` span per event, from now to its commit (DESIGN §13)."""
+        """`submit` for events already validated into their rows (`emit_rows`: the RPC hot
+        path), with the same checks and queue; `done` is called once, from the writer, with
+        their `Committed` or the error. One call per request instead of a chain of futures."""
+        allowed = self._allowed is not None and not trusted
+        for index, row in enumerate(rows):
+            if row.topic.startswith(RESERVED_PREFIX) or (
+                allowed and row.source_trn not in self._sources_seen
+            ):
+                self._admit(row.topic, row.source_trn, trusted, index if batch else None)
+        if tracing.enabled():
+            done = self._traced(rows, done)
+        self._writer.enqueue(rows, size, done)
+
+    def _traced(
+        self, accepted: list[NewEvent], done: Callable[[Outcome], None]
+    ) -> Callable[[Outcome], None]:
+        """`done`, then the end of an `emit` span per event, started now (DESIGN §13)."""
         spans = [
             tracing.start_span(
                 "emit", new.metadata, {"eventbus.bus": self.id, "eventbus.topic": new.topic}
@@ -413,37 +442,34 @@ class Bus:
             for new in accepted
         ]
 
-        def end(done: asyncio.Future[list[EmitResult]]) -> None:
-            results = done.result() if not done.cancelled() and done.exception() is None else None
-            for index, span in enumerate(spans):
-                if results is not None:
-                    span.set_attribute("eventbus.event_id", results[index].event_id)
-                    span.set_attribute("eventbus.duplicate", results[index].duplicate)
-                else:
-                    span.set_attribute("error", True)
-                span.end()
+        def end(outcome: Outcome) -> None:
+            try:
+                done(outcome)  # the emitter's answer first: a span never holds it up
+            finally:
+                results = outcome.results() if isinstance(outcome, Committed) else None
+                for index, span in enumerate(spans):
+                    if results is not None:
+                        span.set_attribute("eventbus.event_id", results[index].event_id)
+                        span.set_attribute("eventbus.duplicate", results[index].duplicate)
+                    else:
+                        span.set_attribute("error", True)
+                    span.end()
 
-        committed.add_done_callback(end)
+        return end
 
-    def _accept(self, params: EmitParams, trusted: bool, index: int | None = None) -> NewEvent:
+    def _admit(
+        self, topic: str, source_trn: str | None, trusted: bool, index: int | None = None
+    ) -> None:
+        """Raise for an event a client may not emit: a reserved topic, or (unless `trusted`) a
+        source outside the allow-list. `index`: the event's place in a batch."""
         where = "" if index is None else f"events[{index}]: "
-        if is_reserved_topic(params.topic):
+        if is_reserved_topic(topic):
             self._rejected["reserved_topic"] += 1
             raise ReservedTopic(
-                f"{where}topic {params.topic!r} is reserved: the _sys. prefix belongs to the bus"
+                f"{where}topic {topic!r} is reserved: the _sys. prefix belongs to the bus"
             )
         if not trusted:
-            self._check_source(params.source_trn, where)
-        return NewEvent(
-            topic=params.topic,
-            payload=params.payload,
-            timestamp=params.timestamp if params.timestamp is not None else now_ms(),
-            metadata=params.metadata,
-            source_trn=params.source_trn,
-            target_trn=params.target_trn,
-            correlation_id=params.correlation_id,
-            idempotency_key=params.idempotency_key,
-        )
+            self._check_source(source_trn, where)
 
     async def schedule(
         self, events: Sequence[EmitParams], *, batch: bool = False
@@ -459,7 +485,7 @@ class Bus:
         )
         for index, params in enumerate(events):
             where = f"events.{index}." if batch else ""
-            self._accept(params, False, index if batch else None)
+            self._admit(params.topic, params.source_trn, False, index if batch else None)
             if params.deliver_at is not None:
                 deliver_at, field, ahead = params.deliver_at, "deliver_at", params.deliver_at - now
             else:
@@ -513,6 +539,10 @@ class Bus:
             raise SourceNotAllowed(
                 f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})"
             )
+        # An emitter repeats its source: the next event with it skips the patterns.
+        if len(self._sources_seen) >= MAX_SOURCES_SEEN:
+            self._sources_seen.clear()
+        self._sources_seen.add(source_trn)
 
     def _deliver(self, events: list[Event]) -> None:
         """Committed events, in id order, from this node or another (see feed.py)."""
@@ -816,3 +846,12 @@ class Bus:
                     log.info("bus=%s retention pruned=%d", self.id, pruned)
             except EventBusError as exc:
                 log.warning("bus=%s retention skipped: %s", self.id, exc)
+
+
+def _resolve(future: asyncio.Future[list[EmitResult]], outcome: Outcome) -> None:
+    if future.done():  # its awaiter was cancelled
+        return
+    if isinstance(outcome, Committed):
+        future.set_result(outcome.results())
+    else:
+        future.set_exception(outcome)

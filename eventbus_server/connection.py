@@ -41,7 +41,7 @@ from eventbus_core.errors import (
 )
 from eventbus_core.jsonrpc import Message, error_reply, parse_message
 from eventbus_server.bus import Bus
-from eventbus_server.rpc import CallContext, ReplyBudget, dispatch, start
+from eventbus_server.rpc import LATER, CallContext, ReplyBudget, dispatch, start
 
 __all__ = ["Connection"]
 
@@ -75,6 +75,9 @@ class Connection(asyncio.Protocol):
         self._inflight = 0
         self._pump_scheduled = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: Emits queued in the bus's writer, whose replies come through `_answer_later`.
+        self._later = 0
+        self._settled: asyncio.Event | None = None  # set when _later drops to 0 (finish waits)
         self._reading_paused = False
         self._stop_reading = False  # shutdown: never read again
         self._peer_done = False  # the peer half-closed: answer what is pending, then close
@@ -252,9 +255,12 @@ class Connection(asyncio.Protocol):
                 len(message.calls),
             )
             return
-        ctx = CallContext(self.bus, self, self._budget(), size=len(line))
+        ctx = CallContext(self.bus, self, self._budget(), size=len(line), answer=self._answer_later)
         outcome = start(ctx, message.calls[0])
-        if isinstance(outcome, asyncio.Future):
+        if outcome is LATER:
+            self._inflight += 1
+            self._later += 1
+        elif isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(
                 lambda done: self._answer(ctx, done.result()) if not done.cancelled() else None
             )
@@ -268,6 +274,19 @@ class Connection(asyncio.Protocol):
         self._pages_written(ctx.budget)
         for callback in ctx.after_reply:
             callback()
+
+    def _answer_later(self, ctx: CallContext, reply: dict[str, Any] | None) -> None:
+        """An emit's reply, from the bus's writer once its events are committed (also
+        after the connection is gone: then nothing is written)."""
+        self._later -= 1
+        self._inflight -= 1
+        self._answer(ctx, reply)
+        if self._later == 0 and self._settled is not None:
+            self._settled.set()
+        # The next lines start in a turn of their own, not inside the writer's acks.
+        if not self._closed and not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
 
     def _track(self, pending: asyncio.Future[Any], calls: int) -> None:
         """Count calls in flight until they finish; shutdown and half-close wait for them."""
@@ -423,7 +442,7 @@ class Connection(asyncio.Protocol):
         self._arm("drain", REFUSAL_DRAIN_S, transport.close)
 
     def _close_when_done(self) -> None:
-        if self._peer_done and not self._tasks and not self._lines:
+        if self._peer_done and not self._tasks and not self._later and not self._lines:
             self._close()
 
     def _close(self) -> None:
@@ -441,6 +460,9 @@ class Connection(asyncio.Protocol):
         """Shutdown step: wait for pending calls, then close."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._later:
+            self._settled = asyncio.Event()
+            await self._settled.wait()
         self._close()
 
 

@@ -5,11 +5,17 @@ unknown keys, so a typo is an error that says where, not a silently ignored
 option. `dispatch` runs one call and returns its reply (None for a
 notification): `EventBusError` → its code, `ValidationError` → -32602 with
 `data: [{loc, msg}]`, anything else → -32603, logged with its traceback.
+
+The emits are the exception to "each has a pydantic model" on the way in: a
+valid immediate emit goes straight to its storage rows (`emit_rows`), and
+only what that path does not take (errors, delayed emits) meets the model,
+which words every refusal as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import hmac
 import inspect
@@ -23,6 +29,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from eventbus_core.codec import compact, dumps
+from eventbus_core.emit_rows import new_event, new_events, row_of
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     EventBusError,
@@ -33,6 +40,7 @@ from eventbus_core.errors import (
     ReservedTopic,
     Unauthorized,
 )
+from eventbus_core.event import now_ms
 from eventbus_core.jsonrpc import Call, error_reply, result_reply
 from eventbus_core.locations import invalid_params
 from eventbus_core.params import (
@@ -58,13 +66,24 @@ from eventbus_core.params import (
 )
 from eventbus_core.results import ScheduledResult
 from eventbus_core.topics import is_reserved_topic
-from eventbus_server.bus import Bus, EmitResult
+from eventbus_server.bus import Bus
 from eventbus_server.consumer_methods import CONSUMER_METHODS
 from eventbus_server.fanout import Subscriber
 from eventbus_server.replay import ReplayRequest
-from eventbus_server.storage.base import EventQuery, FiringQuery, FiringSelection
+from eventbus_server.storage.base import EventQuery, FiringQuery, FiringSelection, NewEvent
+from eventbus_server.writer import Committed, Outcome
 
-__all__ = ["METHODS", "CallContext", "Caller", "Deferred", "ReplyBudget", "dispatch", "start"]
+__all__ = [
+    "LATER",
+    "METHODS",
+    "CallContext",
+    "Caller",
+    "Commit",
+    "Later",
+    "ReplyBudget",
+    "dispatch",
+    "start",
+]
 
 log = logging.getLogger("eventbus.rpc")
 
@@ -142,11 +161,22 @@ class ReplyBudget:
 
 
 @dataclass(frozen=True, slots=True)
-class Deferred:
-    """A result that arrives later: the bus's future, and how to shape its value."""
+class Commit:
+    """An emit's result, which arrives once its rows are committed: what to queue, and
+    how to shape the `Committed` into the result."""
 
-    future: asyncio.Future[Any]
-    shape: Callable[[Any], Any]
+    rows: list[NewEvent]
+    batch: bool
+    shape: Callable[[Committed], Any]
+
+
+class Later(enum.Enum):
+    """`start`'s answer for a call that replies later through `CallContext.answer`."""
+
+    LATER = "later"
+
+
+LATER = Later.LATER
 
 
 @dataclass(slots=True)
@@ -161,6 +191,9 @@ class CallContext:
     size: int = 0
     #: Run after the reply is written (a subscription starts delivering only then).
     after_reply: list[Callable[[], None]] = field(default_factory=list)
+    #: Given, an emit answers by calling it with the reply once committed (`start`
+    #: returns LATER) rather than through a future: one call, no future, per emit.
+    answer: Callable[[CallContext, Reply], None] | None = None
 
 
 def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
@@ -168,11 +201,16 @@ def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
 
 
 def emit_event(ctx: CallContext, params: dict[str, Any]) -> Any:
-    event = EmitParams.model_validate(params)
-    if event.delayed:
-        return _scheduled(ctx.bus.schedule([event]), lambda results: _scheduled_result(results[0]))
-    committed = ctx.bus.submit([event], size=ctx.size)
-    return Deferred(committed, _emit_event_result)
+    now = now_ms()
+    row = new_event(params, now)
+    if row is None:  # refused, delayed, or unusual: the model decides, and words any error
+        event = EmitParams.model_validate(params)
+        if event.delayed:
+            return _scheduled(
+                ctx.bus.schedule([event]), lambda results: _scheduled_result(results[0])
+            )
+        row = row_of(event, now)
+    return Commit([row], False, _emit_event_result)
 
 
 async def _scheduled(
@@ -190,31 +228,42 @@ def _scheduled_result(result: ScheduledResult) -> dict[str, Any]:
     }
 
 
-def _emit_event_result(results: list[EmitResult]) -> dict[str, Any]:
-    first = results[0]
+def _emit_event_result(committed: Committed) -> dict[str, Any]:
+    first = committed.first()
     return {"event_id": first.event_id, "timestamp": first.timestamp, "duplicate": first.duplicate}
 
 
 def emit_events(ctx: CallContext, params: dict[str, Any]) -> Any:
-    request = _params(EmitEventsParams, params)
-    if not request.events:
+    now = now_ms()
+    rows = new_events(params, now)
+    if rows is None:  # as in emit_event: the model decides
+        request = _params(EmitEventsParams, params)
+        if any(event.delayed for event in request.events):
+            return _schedule_events(ctx, request)
+        rows = [row_of(event, now) for event in request.events]
+    if not rows:
         return {"event_ids": []}
+    return Commit(rows, True, _event_ids)
+
+
+def _event_ids(committed: Committed) -> dict[str, Any]:
+    return {"event_ids": committed.event_ids()}
+
+
+def _schedule_events(ctx: CallContext, request: EmitEventsParams) -> Any:
     delayed = [event.delayed for event in request.events]
-    if any(delayed):
-        if not all(delayed):
-            # All or nothing means one transaction: in the log now, or in the schedule.
-            at = delayed.index(not delayed[0])
-            msg = "a batch is delayed as a whole or not at all: every event needs deliver_at or delay_ms, or none does"
-            raise InvalidParams(
-                f"invalid params for emit_events: events[{at}]: {msg}",
-                [{"loc": f"events.{at}", "msg": msg}],
-            )
-        return _scheduled(
-            ctx.bus.schedule(request.events, batch=True),
-            lambda results: {"scheduled": [_scheduled_result(r) for r in results]},
+    if not all(delayed):
+        # All or nothing means one transaction: in the log now, or in the schedule.
+        at = delayed.index(not delayed[0])
+        msg = "a batch is delayed as a whole or not at all: every event needs deliver_at or delay_ms, or none does"
+        raise InvalidParams(
+            f"invalid params for emit_events: events[{at}]: {msg}",
+            [{"loc": f"events.{at}", "msg": msg}],
         )
-    committed = ctx.bus.submit(request.events, batch=True, size=ctx.size)
-    return Deferred(committed, lambda results: {"event_ids": [r.event_id for r in results]})
+    return _scheduled(
+        ctx.bus.schedule(request.events, batch=True),
+        lambda results: {"scheduled": [_scheduled_result(r) for r in results]},
+    )
 
 
 async def poll_events(ctx: CallContext, params: dict[str, Any]) -> Any:
@@ -451,7 +500,7 @@ async def authenticate(ctx: CallContext, params: dict[str, Any]) -> Any:
         )
 
 
-#: A handler returns its result, a coroutine (run as a task), or a Deferred.
+#: A handler returns its result, a coroutine (run as a task), or a Commit (an emit).
 Handler = Callable[[CallContext, dict[str, Any]], Any]
 
 METHODS: dict[str, Handler] = {
@@ -491,11 +540,12 @@ OPEN_METHODS = frozenset({"authenticate", "ping"})
 Reply = dict[str, Any] | None
 
 
-def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply]:
-    """Begin one call: its reply now, or a future of it (None for a notification).
+def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply] | Later:
+    """Begin one call: its reply now, or a future of it (None for a notification), or
+    LATER when `ctx.answer` will be called with it.
 
     Most methods answer at once, and an emit answers from the writer's commit
-    through a Deferred; only methods that await storage cost a task.
+    (a `Commit`); only methods that await storage cost a task.
     """
     try:
         handler = METHODS.get(call.method)
@@ -509,10 +559,10 @@ def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply]:
                 f"invalid params for {call.method}: params must be an object (by name), not an array"
             )
         result = handler(ctx, params)
+        if isinstance(result, Commit):
+            return _commit(ctx, call, result)
     except Exception as exc:
         return _reply(ctx, call, error=exc)
-    if isinstance(result, Deferred):
-        return _when_done(ctx, call, result)
     if inspect.iscoroutine(result):
         task = asyncio.get_running_loop().create_task(_awaited(ctx, call, result))
         task.add_done_callback(functools.partial(_close_if_cancelled, result))
@@ -522,7 +572,9 @@ def start(ctx: CallContext, call: Call) -> Reply | asyncio.Future[Reply]:
 
 async def dispatch(ctx: CallContext, call: Call) -> Reply:
     """Run one call to completion; its reply, or None for a notification."""
+    ctx.answer = None  # so an emit's reply comes in a future, awaited here (never LATER)
     outcome = start(ctx, call)
+    assert outcome is not LATER
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
 
 
@@ -541,26 +593,36 @@ async def _awaited(ctx: CallContext, call: Call, coro: Awaitable[Any]) -> Reply:
     return _reply(ctx, call, result=result)
 
 
-def _when_done(ctx: CallContext, call: Call, deferred: Deferred) -> asyncio.Future[Reply]:
-    reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+def _commit(ctx: CallContext, call: Call, commit: Commit) -> asyncio.Future[Reply] | Later:
+    """Queue an emit's rows; its reply goes to `ctx.answer` (LATER) or into a future."""
+    answer = ctx.answer
+    if answer is None:
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
 
-    def finish(done: asyncio.Future[Any]) -> None:
-        if reply.done():
-            return
-        if done.cancelled():
-            reply.set_result(_reply(ctx, call, error=InternalError("the call was cancelled")))
-        elif done.exception() is not None:
-            reply.set_result(_reply(ctx, call, error=done.exception()))
-        else:
-            try:
-                result = deferred.shape(done.result())
-            except Exception as exc:
-                reply.set_result(_reply(ctx, call, error=exc))
-            else:
-                reply.set_result(_reply(ctx, call, result=result))
+        def settle(outcome: Outcome) -> None:
+            if not future.done():  # the caller may have gone (cancelled)
+                future.set_result(_committed_reply(ctx, call, commit.shape, outcome))
 
-    deferred.future.add_done_callback(finish)
-    return reply
+        ctx.bus.submit_rows(commit.rows, batch=commit.batch, size=ctx.size, done=settle)
+        return future
+
+    def reply(outcome: Outcome) -> None:
+        answer(ctx, _committed_reply(ctx, call, commit.shape, outcome))
+
+    ctx.bus.submit_rows(commit.rows, batch=commit.batch, size=ctx.size, done=reply)
+    return LATER
+
+
+def _committed_reply(
+    ctx: CallContext, call: Call, shape: Callable[[Committed], Any], outcome: Outcome
+) -> Reply:
+    if not isinstance(outcome, Committed):
+        return _reply(ctx, call, error=outcome)
+    try:
+        result = shape(outcome)
+    except Exception as exc:
+        return _reply(ctx, call, error=exc)
+    return _reply(ctx, call, result=result)
 
 
 def _reply(

@@ -4,6 +4,11 @@ emits → bounded queue (full: -32005) → one task drains it in batches and
 commits each batch in one transaction → answers every emitter of the batch →
 `on_commit` (the bus's fan-out and hooks).
 
+An emitter is answered by one call of the callback it queued with, made by
+the write loop as soon as the commit returns: a `Committed` (its events'
+ids, read in the shape the caller needs) or the error. No future per emit
+on the hot path: the RPC layer writes the reply from that call.
+
 Acknowledging only after the commit is what makes "nothing acknowledged is
 lost" true; batching is what makes it fast, because a commit costs the same
 for one event as for a thousand.
@@ -28,8 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventbus_core.errors import EventBusError, InternalError, Overloaded, StorageUnavailable
@@ -38,7 +43,14 @@ from eventbus_core.results import EmitResult
 from eventbus_server.histogram import BATCH_SIZE_BUCKETS, DURATION_BUCKETS_S, Histogram
 from eventbus_server.storage.base import KeysTaken, NewEvent, Storage, StoredKey
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "EmitResult", "GroupCommitWriter"]
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_EVENTS",
+    "Committed",
+    "EmitResult",
+    "GroupCommitWriter",
+    "Outcome",
+]
 
 log = logging.getLogger("eventbus.bus")
 
@@ -52,10 +64,13 @@ MAX_BATCH_BYTES = 16 * 1_048_576
 @dataclass(slots=True)
 class _Request:
     events: list[NewEvent]
-    future: asyncio.Future[list[EmitResult]]
+    done: Callable[[Outcome], None]
     #: What the request weighs in the queue (its line's bytes; 0 for the bus's own emits).
     size: int = 0
     received: float = 0.0  # time.monotonic() when queued, for the emit duration
+    #: The idempotency keys its events carry (usually none: the commit then skips them).
+    keys: list[str] = field(default_factory=list)
+    answered: bool = False
 
 
 @dataclass(slots=True)
@@ -136,8 +151,9 @@ class GroupCommitWriter:
         """Return once everything queued so far has been committed."""
         await self._queue.join()
 
-    def enqueue(self, events: list[NewEvent], size: int = 0) -> asyncio.Future[list[EmitResult]]:
-        """Queue checked events weighing `size` bytes; the future resolves once they are committed."""
+    def enqueue(self, events: list[NewEvent], size: int, done: Callable[[Outcome], None]) -> None:
+        """Queue checked events weighing `size` bytes; `done` is called once, from the write
+        loop, with their `Committed` or the error. Raises `Overloaded` when full."""
         if self._task is None or self._task.done():
             raise Overloaded(f"bus {self.bus_id!r} is not accepting events (shutting down)")
         limit = self.max_queue_bytes
@@ -149,16 +165,15 @@ class GroupCommitWriter:
                 f"bus {self.bus_id!r} emit queue is full ({self._queued_bytes} bytes of requests waiting,"
                 f" max_queue_bytes {limit}); back off and retry"
             )
-        future: asyncio.Future[list[EmitResult]] = asyncio.get_running_loop().create_future()
+        keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
         try:
-            self._queue.put_nowait(_Request(events, future, size, time.monotonic()))
+            self._queue.put_nowait(_Request(events, done, size, time.monotonic(), keys))
         except asyncio.QueueFull:
             self.stats["rejected_overloaded"] += 1
             raise Overloaded(
                 f"bus {self.bus_id!r} emit queue is full ({self.queue_size} requests); back off and retry"
             ) from None
         self._queued_bytes += size
-        return future
 
     async def run_operation(self, run: Callable[[], Awaitable[list[Event]]]) -> list[Event]:
         """Run `run` (a storage call that appends events) in the write loop's order;
@@ -233,7 +248,7 @@ class GroupCommitWriter:
         except StorageUnavailable as exc:
             # An outage fails everyone not answered yet; retrying the parts would only fail them again, slower.
             self.stats["storage_errors"] += 1
-            _fail(batch, exc)
+            self._fail(batch, exc)
 
     async def _commit_isolated(
         self, batch: list[_Request], since_ts: int, stored_here: dict[str, StoredKey]
@@ -254,7 +269,7 @@ class GroupCommitWriter:
             raise
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch, self._error_for(exc))
+                self._fail(batch, self._error_for(exc))
                 return
             log.debug(
                 "bus=%s group commit of %d requests failed (%r); splitting it",
@@ -283,6 +298,20 @@ class GroupCommitWriter:
                 # storage): answer those as duplicates of its events, store the rest.
                 earlier = {**earlier, **taken.found}
 
+    def _answer(self, request: _Request, outcome: Outcome) -> None:
+        """Tell the request's emitter, once; its callback's failure is not the writer's."""
+        if request.answered:
+            return
+        request.answered = True
+        try:
+            request.done(outcome)
+        except Exception:
+            log.exception("bus=%s an emitter's callback failed", self.bus_id)
+
+    def _fail(self, batch: list[_Request], exc: EventBusError) -> None:
+        for request in batch:
+            self._answer(request, exc)
+
     def _error_for(self, exc: Exception) -> EventBusError:
         """What a request whose own commit failed is told; anything but the bus's errors is a bug."""
         if isinstance(exc, EventBusError):
@@ -297,8 +326,8 @@ class GroupCommitWriter:
         acked_at = time.monotonic()
         observe = self.emit_duration.observe
         for request, slots in zip(batch, plan.slots, strict=True):
-            if not request.future.done():
-                request.future.set_result([plan.result(slot, stored) for slot in slots])
+            if not request.answered:
+                self._answer(request, Committed(plan, stored, slots))
                 observe(acked_at - request.received)
         if stored:
             self.batch_size.observe(len(stored))
@@ -309,7 +338,7 @@ class GroupCommitWriter:
             await self.on_commit(stored)
 
     async def _find_duplicates(self, batch: list[_Request], since_ts: int) -> dict[str, StoredKey]:
-        keys = [e.idempotency_key for r in batch for e in r.events if e.idempotency_key is not None]
+        keys = [key for request in batch for key in request.keys]
         if not keys:
             return {}
         return await self.storage.find_keys(sorted(set(keys)), since_ts)
@@ -320,16 +349,22 @@ class _DedupPlan:
 
     A slot is an index into `fresh` (stored now) or the key of a duplicate,
     whose answer is the first event with that key: stored earlier, or earlier
-    in this same batch.
+    in this same batch. A request without keys (the usual one) has a range of
+    fresh indexes, found without looking at its events one by one.
     """
 
     def __init__(self, earlier: dict[str, StoredKey], batch: list[_Request]) -> None:
         self.earlier = earlier
         self.fresh: list[NewEvent] = []
         self.first_index: dict[str, int] = {}
-        self.slots: list[list[int | str]] = []
+        self.slots: list[Sequence[int | str]] = []
         self.duplicates = 0
         for request in batch:
+            if not request.keys:
+                start = len(self.fresh)
+                self.fresh += request.events
+                self.slots.append(range(start, len(self.fresh)))
+                continue
             slots: list[int | str] = []
             for new in request.events:
                 key = new.idempotency_key
@@ -360,7 +395,36 @@ class _DedupPlan:
         return EmitResult(event.event_id, event.timestamp, duplicate=True)
 
 
-def _fail(batch: list[_Request], exc: EventBusError) -> None:
-    for request in batch:
-        if not request.future.done():
-            request.future.set_exception(exc)
+class Committed:
+    """One request's events, committed: built once per request by the write loop, read
+    in the shape its caller needs (nothing per event until a caller asks)."""
+
+    __slots__ = ("_plan", "_slots", "_stored")
+
+    def __init__(self, plan: _DedupPlan, stored: list[Event], slots: Sequence[int | str]) -> None:
+        self._plan = plan
+        self._stored = stored
+        self._slots = slots
+
+    def results(self) -> list[EmitResult]:
+        """Each event's id and timestamp (or those of the event it repeats), in order."""
+        return [self._plan.result(slot, self._stored) for slot in self._slots]
+
+    def first(self) -> EmitResult:
+        """The first event's result (an `emit_event`'s only one)."""
+        return self._plan.result(self._slots[0], self._stored)
+
+    def event_ids(self) -> list[int]:
+        """The events' ids, in order: a range when they were stored together in one run."""
+        slots = self._slots
+        if type(slots) is range and slots:
+            first = self._stored[slots[0]].event_id
+            last = self._stored[slots[-1]].event_id
+            # Ids only increase, so these n ids are consecutive iff they span n.
+            if last - first == len(slots) - 1:
+                return list(range(first, last + 1))
+        return [result.event_id for result in self.results()]
+
+
+#: What an emitter's callback is given: its events, committed, or why they were not.
+Outcome = Committed | EventBusError
