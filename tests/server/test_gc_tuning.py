@@ -15,8 +15,10 @@ from eventbus_server import gc_tuning
 
 
 @pytest.fixture
-def gc_restored() -> Iterator[None]:
+def gc_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """These settings are process-wide: put the test process's back afterwards."""
+    monkeypatch.setattr(gc_tuning, "_serving", False)
+    monkeypatch.setattr(gc_tuning, "_refreeze_due", None)
     thresholds = gc.get_threshold()
     try:
         yield
@@ -49,6 +51,29 @@ def test_refreeze_frees_dropped_cycles_that_an_earlier_freeze_kept(gc_restored: 
     assert gc.get_freeze_count() > frozen - 1000
     gc_tuning.refreeze()
     assert gc.get_freeze_count() <= frozen - 1000
+
+
+async def test_refreeze_soon_batches_a_burst_into_one_pass_and_only_when_serving(
+    gc_restored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[int] = []
+    monkeypatch.setattr(gc_tuning, "refreeze", lambda: passes.append(1))
+    monkeypatch.setattr(gc_tuning, "REFREEZE_DELAY_S", 0.0)
+    gc_tuning.refreeze_soon()  # a test process, not tuned: nothing
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert passes == []
+    gc_tuning.tune_for_serving()
+    passes.clear()
+    for _ in range(1000):  # 1,000 rules registered in a row
+        gc_tuning.refreeze_soon()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert passes == [1]
+    gc_tuning.refreeze_soon()  # a later change gets its own pass
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert passes == [1, 1]
 
 
 @pytest.mark.slow
