@@ -23,7 +23,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -654,17 +653,14 @@ def _insert(conn: sqlite3.Connection, events: Sequence[NewEvent]) -> int:
 
 
 def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
-    """`_insert` of one event, the lone emitter's commit, in fewer steps: its id is the cursor's
-    `lastrowid`, and no context manager (8 % less CPU per commit on the loop, measured)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        event_id = conn.execute(_INSERT, row).lastrowid
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # as write_transaction does
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
+    """`_insert` of one event, the lone emitter's commit, in the fewest steps.
+
+    In autocommit mode one statement is its own transaction, committed when it
+    ends and rolled back by SQLite if it fails, so BEGIN and COMMIT need no
+    statements of their own; its id is the cursor's `lastrowid`. ~10 % less CPU
+    per commit than the batch path, measured (see the commits that made it).
+    """
+    event_id = conn.execute(_INSERT, row).lastrowid
     assert event_id is not None  # an INSERT's
     return event_id
 
