@@ -72,10 +72,15 @@ async def _drop_bench_schema() -> None:
 
 @contextlib.asynccontextmanager
 async def bus_process(
-    storage: str, durability: str, extra: dict[str, Any] | None = None
+    storage: str, durability: str, extra: dict[str, Any] | None = None, *, tree: str | None = None
 ) -> AsyncIterator[tuple[str, int]]:
     """A fresh server process with one bus (its config plus `extra`); yields (url, pid)
-    and stops it with SIGTERM."""
+    and stops it with SIGTERM.
+
+    `tree`: run the server from that source tree rather than this one. It is
+    the process's working directory as well as its PYTHONPATH, because
+    `python -m` puts the working directory first on sys.path.
+    """
     with tempfile.TemporaryDirectory(prefix="eventbus-bench-") as folder:
         bus: dict[str, Any] = {
             "id": "bench",
@@ -96,6 +101,8 @@ async def bus_process(
             "--config",
             str(config),
             stderr=asyncio.subprocess.PIPE,
+            cwd=tree,
+            env=None if tree is None else {**os.environ, "PYTHONPATH": tree},
         )
         assert proc.stderr is not None
         drainer: asyncio.Task[bytes] | None = None

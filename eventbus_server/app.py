@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from eventbus_core.config import BusConfig, Config
 from eventbus_core.errors import EventBusError
-from eventbus_server import tracing
+from eventbus_server import gc_tuning, tracing
 from eventbus_server.bus import Bus
 from eventbus_server.connection import Connection
 from eventbus_server.logs import configure_logging
@@ -202,6 +202,13 @@ def run(
 
     Spans are recorded when the OTEL_* variables configure OpenTelemetry (tracing.py)."""
     configure_logging(log_level, log_format)
+
+    def started(app: EventBusApp) -> None:
+        # This process is a server from now on: what startup made lives as long as it does.
+        gc_tuning.tune_for_serving()
+        if ready is not None:
+            ready(app)
+
     tracing.configure_from_env()
     try:
         import uvloop
@@ -210,7 +217,7 @@ def run(
     else:
         runner = uvloop.run
     try:
-        runner(serve(config, bus_ids=bus_ids, ready=ready))
+        runner(serve(config, bus_ids=bus_ids, ready=started))
     except (OSError, EventBusError) as exc:
         # Cannot bind a port, cannot open storage: one line, no traceback.
         log.error("cannot start: %s", exc)

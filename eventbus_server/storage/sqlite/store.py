@@ -5,7 +5,8 @@ Every `await` on aiosqlite is a hop to its connection thread and back (about
 single hop: `append` does BEGIN, executemany, COMMIT for a whole batch, and
 `query` walks its cursor until it has `limit` matches. Reads use their own
 connections, so a poll never queues behind a commit; WAL lets them read the
-last committed state while the writer works.
+last committed state while the writer works. WAL checkpoints run on a
+connection of their own too, beside the commits (checkpoints.py).
 
 The file is the log: one deleted or replaced (`rm`, `mv`) under a running
 bus would take every event with it, while SQLite goes on writing into the
@@ -60,6 +61,7 @@ from eventbus_server.storage.sql import (
 from eventbus_server.storage.sqlite import consumers
 from eventbus_server.storage.sqlite import rules as sqlite_rules
 from eventbus_server.storage.sqlite import schedules as sqlite_schedules
+from eventbus_server.storage.sqlite.checkpoints import CHECKPOINT_PAGES, Checkpoints, checkpoint
 from eventbus_server.storage.sqlite.reading import read_events
 from eventbus_server.storage.sqlite.schema import migrate, write_transaction
 
@@ -149,15 +151,19 @@ class SqliteStorage(Storage):
         readers: int = 2,
         busy_timeout_ms: int = 5000,
         bus_id: str | None = None,
+        checkpoint_pages: int = CHECKPOINT_PAGES,
     ) -> None:
-        """`bus_id` only names the bus in log lines."""
+        """`bus_id` only names the bus in log lines; `checkpoint_pages`: see checkpoints.py."""
         self.path = Path(path)
         self._path_str = str(self.path)  # os.stat takes a str ~0.4 µs faster than a Path
         self.durability = durability
         self.busy_timeout_ms = busy_timeout_ms
         self.bus_id = bus_id
         self._reader_count = readers
+        self._checkpoint_pages = checkpoint_pages
         self._writer: aiosqlite.Connection | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoints: Checkpoints | None = None
         # Held while a write runs on the writer thread, so no inline write overlaps it.
         self._write_lock = asyncio.Lock()
         self._readers: list[aiosqlite.Connection] = []
@@ -180,9 +186,23 @@ class SqliteStorage(Storage):
         synchronous = "FULL" if self.durability == "full" else "NORMAL"
         try:
             self._writer = await self._connect(
-                _setup_writer, synchronous, self.busy_timeout_ms, str(self.path)
+                _setup_writer,
+                synchronous,
+                self.busy_timeout_ms,
+                str(self.path),
+                Checkpoints.wal_bytes_kept(self._checkpoint_pages),
             )
             self._identity = _identity(self._path_str)
+            self._checkpointer = await self._connect(
+                _setup_checkpointer, synchronous, self.busy_timeout_ms
+            )
+            self._checkpoints = Checkpoints(
+                self._checkpoint_in_background,
+                self._checkpoint_on_writer,
+                every_pages=self._checkpoint_pages,
+                log_prefix=self._bus_prefix,
+            )
+            self._checkpoints.start()
             for _ in range(self._reader_count):
                 reader = await self._connect(_setup_reader, self.busy_timeout_ms)
                 self._readers.append(reader)
@@ -193,11 +213,16 @@ class SqliteStorage(Storage):
             raise
 
     async def close(self) -> None:
-        readers, writer = self._readers, self._writer
-        self._writer, self._readers = None, []
+        checkpoints, self._checkpoints = self._checkpoints, None
+        if checkpoints is not None:
+            await checkpoints.stop()
+        readers, writer, checkpointer = self._readers, self._writer, self._checkpointer
+        self._writer, self._readers, self._checkpointer = None, [], None
         self._idle_readers = asyncio.Queue()
         for db in readers:
             await _to_the_end(db.close())
+        if checkpointer is not None:
+            await _to_the_end(checkpointer.close())
         if writer is not None:
             if self._file_lost() is not None:
                 await self._checkpoint_lost_file(writer)
@@ -230,6 +255,8 @@ class SqliteStorage(Storage):
             return []
         if self._inline_ok(len(events)):
             first_id = self._inline(_insert, events)
+            if self._checkpoints is not None:
+                self._checkpoints.committed(len(events))
         else:
             first_id = await self._write(_insert, events, storing=events)
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
@@ -426,7 +453,19 @@ class SqliteStorage(Storage):
         `storing`: the events it writes, if any, for a refusal to name.
         """
         async with self._write_lock:
-            return await self._call(self._writer, self._checked, fn, *args, storing=storing)
+            result: T = await self._call(self._writer, self._checked, fn, *args, storing=storing)
+        if self._checkpoints is not None:
+            self._checkpoints.committed(len(storing))
+        return result
+
+    async def _checkpoint_in_background(self, mode: str) -> tuple[int, int, int]:
+        # No write lock: a checkpoint on its own connection lets commits go on meanwhile.
+        return await self._call(self._checkpointer, self._checked, checkpoint, mode)
+
+    async def _checkpoint_on_writer(self, mode: str) -> tuple[int, int, int]:
+        # Between two commits: the next one then finds the WAL copied and rewinds it.
+        async with self._write_lock:
+            return await self._call(self._writer, self._checked, checkpoint, mode)
 
     def _checked(self, conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
         self._check_file()
@@ -555,16 +594,30 @@ class SqliteStorage(Storage):
 
 
 def _setup_writer(
-    conn: sqlite3.Connection, synchronous: str, busy_timeout_ms: int, where: str
+    conn: sqlite3.Connection,
+    synchronous: str,
+    busy_timeout_ms: int,
+    where: str,
+    wal_bytes_kept: int,
 ) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if mode != "wal":
         raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal_mode stays {mode!r})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # Commits never checkpoint (one could run on the event loop): checkpoints.py does.
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    # When the WAL rewinds, a file grown past this (readers held it) is cut back.
+    conn.execute(f"PRAGMA journal_size_limit = {int(wal_bytes_kept)}")
     # A 32 MiB page cache keeps the upper levels of the six indexes in memory as the log grows.
     conn.execute("PRAGMA cache_size = -32768")
     migrate(conn, where)
+
+
+def _setup_checkpointer(conn: sqlite3.Connection, synchronous: str, busy_timeout_ms: int) -> None:
+    # A checkpoint syncs as its own connection's `synchronous` says: as the writer's.
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
 
 
 def _setup_reader(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
@@ -588,12 +641,27 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 
 def _insert(conn: sqlite3.Connection, events: Sequence[NewEvent]) -> int:
     """Store a batch in one transaction; returns the first event's id."""
+    if len(events) == 1:
+        return _insert_one(conn, event_row(events[0]))
     rows = [event_row(e) for e in events]
     with write_transaction(conn):
         conn.executemany(_INSERT, rows)
         last_id: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     # AUTOINCREMENT under the write lock hands out consecutive ids.
     return last_id - len(rows) + 1
+
+
+def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
+    """`_insert` of one event, the lone emitter's commit, in the fewest steps.
+
+    In autocommit mode one statement is its own transaction, committed when it
+    ends and rolled back by SQLite if it fails, so BEGIN and COMMIT need no
+    statements of their own; its id is the cursor's `lastrowid`. ~10 % less CPU
+    per commit than the batch path, measured (see the commits that made it).
+    """
+    event_id = conn.execute(_INSERT, row).lastrowid
+    assert event_id is not None  # an INSERT's
+    return event_id
 
 
 def _prune(conn: sqlite3.Connection, max_events: int | None, min_timestamp: int | None) -> int:
