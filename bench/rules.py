@@ -1,6 +1,7 @@
 """What rules cost the emit path, and how fast rules fire.
 
-    .venv/bin/python -m bench.rules [--storage sqlite|memory] [--no-record]
+    .venv/bin/python -m bench.rules [--storage sqlite|memory|postgres] [--only emit|register]
+                                    [--no-record]
 
 Each scenario runs a fresh server process (SQLite, durability normal by
 default) and measures pipelined emits (100 in flight) and `emit_events`
@@ -21,6 +22,11 @@ batches of 1,000 on the topic `bench.rules.x`:
 Then the firing rate: one `EmitEvent` rule on a topic, 5,000 events emitted
 in batches, timed until the last firing is recorded.
 
+Then registration: 1,000 and 10,000 rules (the mix of the 1,000 above, plus
+one in ten on a shared topic told apart by a literal), each its own
+`register_rule` call awaited by the real client, on a fresh server. A run
+past `--register-deadline-s` stops there and says how far it got.
+
 Prints a table and appends it to bench/RESULTS.md unless `--no-record`.
 """
 
@@ -40,6 +46,7 @@ PIPELINED_COUNT = 30_000
 BATCH_COUNT = 60_000
 FIRING_EVENTS = 5_000
 TOPIC = "bench.rules.x"
+REGISTER_COUNTS = (1_000, 10_000)
 
 
 def other_rules(count: int = 1000) -> list[dict[str, Any]]:
@@ -56,6 +63,15 @@ def other_rules(count: int = 1000) -> list[dict[str, Any]]:
         if i % 2:
             rule["pattern"] = {"payload": {"repo": [{"prefix": "acme/"}]}}
         rules.append(rule)
+    return rules
+
+
+def registered_rules(count: int) -> list[dict[str, Any]]:
+    """`other_rules`, with every tenth on one shared topic, told apart by its repo."""
+    rules = other_rules(count)
+    for i in range(0, count, 10):
+        rules[i]["topic"] = "bench.register.shared"
+        rules[i]["match_fields"] = {"repo": f"acme/r{i}"}
     return rules
 
 
@@ -150,7 +166,42 @@ async def firing_rate(storage: str) -> dict[str, Any]:
     return {"scenario": "EmitEvent rule, 5,000 events", "firings_s": FIRING_EVENTS / elapsed}
 
 
-async def main(args: argparse.Namespace) -> None:
+async def registration_time(storage: str, count: int, deadline_s: float) -> dict[str, Any]:
+    """Seconds to register `count` rules one call at a time, or how many fit in `deadline_s`."""
+    rules = registered_rules(count)
+    async with bus_process(storage, "normal", {"enable_rules": True}) as (url, _pid):
+        async with await connect(url) as bus:
+            start = time.perf_counter()
+            done = 0
+            for rule in rules:
+                await bus.register_rule(rule)
+                done += 1
+                if time.perf_counter() - start > deadline_s:
+                    break
+            elapsed = time.perf_counter() - start
+            listed = len(await bus.list_rules())
+    return {
+        "rules": f"{count:,}",
+        "registered": done,
+        "seconds": elapsed if done == count else f"> {deadline_s:.0f} (stopped)",
+        "rules_s": done / elapsed,
+        "listed": listed,
+    }
+
+
+async def registration_figures(args: argparse.Namespace) -> str:
+    rows = []
+    for count in REGISTER_COUNTS:
+        row = await registration_time(args.storage, count, args.register_deadline_s)
+        rows.append(row)
+        print(f"register {count:,} rules: {row}", flush=True)
+    return (
+        f"Registration, storage {args.storage}: one `register_rule` call each, awaited in turn\n\n"
+        f"{format_table(rows)}\n\nTarget: 10,000 rules registered in under 10 s."
+    )
+
+
+async def emit_cost_figures(args: argparse.Namespace) -> str:
     scenarios: list[tuple[str, bool, list[dict[str, Any]]]] = [
         ("rules off (baseline)", False, []),
         ("rules on, no rules", True, []),
@@ -173,21 +224,39 @@ async def main(args: argparse.Namespace) -> None:
         for key in ("pipelined_ev_s", "batch1000_ev_s"):
             row[key.replace("_ev_s", "_vs_off")] = f"{(row[key] / base[key] - 1) * 100:+.1f} %"
     firing = await firing_rate(args.storage)
-    text = (
+    return (
         f"storage: {args.storage} (durability normal); emits on one topic, figures in events/s\n\n"
         f"{format_table(rows)}\n\n{format_table([firing])}\n\n"
         "Target: 1,000 rules on other topics cost at most 20 % of emit throughput."
     )
+
+
+async def main(args: argparse.Namespace) -> None:
+    parts = []
+    if args.only in (None, "emit"):
+        parts.append(await emit_cost_figures(args))
+    if args.only in (None, "register"):
+        parts.append(await registration_figures(args))
+    text = "\n\n".join(parts)
     print(text)
     if not args.no_record:
-        record_results("bench.rules: rule-index cost on emits, firing rate", text)
+        record_results("bench.rules: rule-index cost on emits, firing rate, registration", text)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--storage", choices=["sqlite", "memory", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--only", choices=["emit", "register"], help="run one part: emit cost or registration"
+    )
+    parser.add_argument(
+        "--register-deadline-s",
+        type=float,
+        default=120.0,
+        help="stop a registration run after this long (default 120)",
+    )
     parser.add_argument(
         "--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md"
     )
