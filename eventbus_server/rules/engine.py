@@ -302,10 +302,13 @@ class RuleEngine:
         matched: list[tuple[CompiledRule, Event]] = []
         if not len(index):
             return matched
+        # The snapshot: every plan of the batch, taken before the first await. The
+        # index changes in place when a rule does; a plan never changes once built.
+        plans = {topic: index.plan(topic) for topic in {event.topic for event in events}}
         heavy: list[tuple[TopicPlan, Event, dict[str, Any]]] = []
         turn_ends = time.monotonic() + MATCH_SLICE_S
         for event in events:
-            plan = index.plan(event.topic)
+            plan = plans[event.topic]
             if not plan:
                 continue
             envelope = envelope_of(event)

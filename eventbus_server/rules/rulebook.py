@@ -2,8 +2,10 @@
 
 Storage is the truth (it holds the counters and survives restarts); the
 book keeps the compiled form of every rule and an index of the enabled ones
-for the engine's hot path. Every change writes storage first, then swaps
-the in-memory state, under one lock, so the two never disagree.
+for the engine's hot path. Every change writes storage first, then updates
+the in-memory state, under one lock, so the two never disagree. The index
+is updated in place, one rule's entries at a time (index.py): registering
+the 10,000th rule costs what the first did.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class RuleBook:
         self.index = RuleIndex()
         self._compiled: dict[str, CompiledRule] = {}
         self._enabled: dict[str, bool] = {}
+        # Each rule's place in the index's order: kept on replace, disable and
+        # enable, so candidates come in the order a build from scratch gives.
+        self._positions: dict[str, int] = {}
+        self._next_position = 0
         self._lock = asyncio.Lock()
         self._reload: asyncio.Task[None] | None = None
 
@@ -80,8 +86,14 @@ class RuleBook:
                         )
                         continue
                 enabled[stored.id] = stored.enabled
-            self._compiled, self._enabled = compiled, enabled
-            self._reindex()
+            for rule_id in self._compiled.keys() - compiled.keys():
+                self._forget(rule_id)
+            for rule_id, rule in compiled.items():
+                if (
+                    self._compiled.get(rule_id) is not rule
+                    or self._enabled[rule_id] != enabled[rule_id]
+                ):
+                    self._keep(rule, enabled=enabled[rule_id])
 
     def reload_soon(self) -> None:
         """Another node changed the rules: load them again (at most one reload waits)."""
@@ -144,25 +156,22 @@ class RuleBook:
                     f"bus {self.bus_id!r} holds {len(self._compiled)} rules, the limit (max_rules); delete one first"
                 )
             created = await self.storage.put_rule(rule.id, _body(compiled), rule.enabled, now_ms())
-            self._compiled[rule.id] = compiled
-            self._enabled[rule.id] = rule.enabled
-            self._reindex()
+            self._keep(compiled, enabled=rule.enabled)
         return created
 
     async def delete(self, rule_id: str) -> None:
         async with self._lock:
             if not await self.storage.delete_rule(rule_id):
                 raise self._not_found(rule_id)
-            self._compiled.pop(rule_id, None)
-            self._enabled.pop(rule_id, None)
-            self._reindex()
+            self._forget(rule_id)
 
     async def set_enabled(self, rule_id: str, enabled: bool) -> None:
         async with self._lock:
             if not await self.storage.set_rule_enabled(rule_id, enabled, now_ms()):
                 raise self._not_found(rule_id)
-            self._enabled[rule_id] = enabled
-            self._reindex()
+            compiled = self._compiled.get(rule_id)
+            if compiled is not None:  # else stored but not loadable: stays inactive
+                self._keep(compiled, enabled=enabled)
 
     async def get(self, rule_id: str) -> StoredRule:
         for stored in await self.storage.load_rules():
@@ -173,10 +182,25 @@ class RuleBook:
     async def list(self) -> list[StoredRule]:
         return await self.storage.load_rules()
 
-    def _reindex(self) -> None:
-        self.index = RuleIndex(
-            c for rule_id, c in self._compiled.items() if self._enabled.get(rule_id)
-        )
+    def _keep(self, compiled: CompiledRule, *, enabled: bool) -> None:
+        """Hold a new or changed rule, and index it if it is enabled."""
+        rule_id = compiled.id
+        position = self._positions.get(rule_id)
+        if position is None:
+            position = self._positions[rule_id] = self._next_position
+            self._next_position += 1
+        self._compiled[rule_id] = compiled
+        self._enabled[rule_id] = enabled
+        if enabled:
+            self.index.put(position, compiled)
+        else:
+            self.index.remove(rule_id)
+
+    def _forget(self, rule_id: str) -> None:
+        self._compiled.pop(rule_id, None)
+        self._enabled.pop(rule_id, None)
+        self._positions.pop(rule_id, None)
+        self.index.remove(rule_id)
 
     def _not_found(self, rule_id: str) -> NotFound:
         return NotFound(f"no rule {rule_id!r} on bus {self.bus_id!r}")
