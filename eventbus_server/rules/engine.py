@@ -185,6 +185,7 @@ class RuleEngine:
         if self._stopped:
             return
         self._stopped = True
+        await self.rules.close()
         if self._adopt_task is not None:
             self._adopt_task.cancel()
             await asyncio.gather(self._adopt_task, return_exceptions=True)
