@@ -590,13 +590,11 @@ class RuleEngine:
                 histogram = self.firing_durations[firing.rule_id] = Histogram(DURATION_BUCKETS_S)
             histogram.observe(firing.duration_ms / 1000)
         if len(self.firing_durations) > 2 * self.rules.max_rules:
-            known = self.rules.compiled
+            known = self.rules.holds
             self.firing_durations = {
-                rule: h for rule, h in self.firing_durations.items() if known(rule) is not None
+                rule: h for rule, h in self.firing_durations.items() if known(rule)
             }
-            self.firings_by_rule = {
-                k: n for k, n in self.firings_by_rule.items() if known(k[0]) is not None
-            }
+            self.firings_by_rule = {k: n for k, n in self.firings_by_rule.items() if known(k[0])}
 
     def _update_idle(self) -> None:
         busy = (

@@ -22,16 +22,31 @@ snapshot), while the next batch sees the change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from eventbus_server.rules.lang.matcher import CompiledRule
 from eventbus_server.rules.lang.plan import TopicPlan
 
-__all__ = ["RuleIndex"]
+__all__ = ["IndexedRule", "RuleIndex"]
+
+
+class IndexedRule(Protocol):
+    """What the index keeps of a rule: a `CompiledRule`, or a stand-in that
+    compiles it when a topic's plan first needs it (the rule book's)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    def compiled(self) -> CompiledRule: ...
+
 
 #: Topics whose plan is kept; beyond that the cache starts over (topics are usually few).
 MAX_PLANS = 10_000
 
-_Entries = dict[int, CompiledRule]  # position → rule
+_Entries = dict[int, IndexedRule]  # position → rule
 
 
 class _Node:
@@ -50,10 +65,10 @@ class _Node:
 
 
 class RuleIndex:
-    def __init__(self, rules: Iterable[CompiledRule] = ()) -> None:
+    def __init__(self, rules: Iterable[IndexedRule] = ()) -> None:
         """An index of `rules`, positioned in the order given."""
         self._root = _Node()
-        self._entries: dict[str, tuple[int, CompiledRule]] = {}
+        self._entries: dict[str, tuple[int, IndexedRule]] = {}
         self._plans = _PlanCache()
         for position, rule in enumerate(rules):
             self.put(position, rule)
@@ -66,15 +81,20 @@ class RuleIndex:
 
     @property
     def rules(self) -> list[CompiledRule]:
-        """Every indexed rule, in position order."""
-        return [rule for _, rule in sorted(self._entries.values(), key=_position)]
+        """Every indexed rule, in position order, compiled."""
+        return [rule.compiled() for _, rule in sorted(self._entries.values(), key=_position)]
 
-    def put(self, position: int, rule: CompiledRule) -> None:
-        """Index `rule` at `position`, in place of the rule with its id if there is one."""
+    def get(self, rule_id: str) -> IndexedRule | None:
+        entry = self._entries.get(rule_id)
+        return None if entry is None else entry[1]
+
+    def put(self, position: int, rule: IndexedRule) -> bool:
+        """Index `rule` at `position`, in place of the rule with its id if there is one;
+        True if a topic that has seen events (one with a plan) needs it now."""
         self.remove(rule.id)
         self._entries[rule.id] = (position, rule)
         node = self._root
-        tokens = rule.rule.topic.split(".")
+        tokens = rule.topic.split(".")
         for token in tokens:
             if token == ">":
                 if node.rest is None:
@@ -86,7 +106,7 @@ class RuleIndex:
             if node.ending_here is None:
                 node.ending_here = {}
             node.ending_here[position] = rule
-        self._plans.drop(tokens)
+        return self._plans.drop(tokens) > 0
 
     def remove(self, rule_id: str) -> bool:
         """Take a rule out of the index; False if it was not in it."""
@@ -94,32 +114,32 @@ class RuleIndex:
         if entry is None:
             return False
         position, rule = entry
-        tokens = rule.rule.topic.split(".")
+        tokens = rule.topic.split(".")
         _unlink(self._root, tokens, 0, position)
         self._plans.drop(tokens)
         return True
 
     def candidates(self, topic: str) -> list[CompiledRule]:
         """Rules whose topic pattern may match `topic`, in position order."""
-        return [rule for _, rule in self._positioned(topic)]
+        return [rule.compiled() for _, rule in self._positioned(topic)]
 
     def plan(self, topic: str) -> TopicPlan:
         """The rules of `topic`, ready to be narrowed by each event's values."""
         plan = self._plans.get(topic)
         if plan is None:
-            plan = TopicPlan(self._positioned(topic))
+            plan = TopicPlan([(p, rule.compiled()) for p, rule in self._positioned(topic)])
             self._plans.put(topic, plan)
         return plan
 
-    def _positioned(self, topic: str) -> list[tuple[int, CompiledRule]]:
-        found: list[tuple[int, CompiledRule]] = []
+    def _positioned(self, topic: str) -> list[tuple[int, IndexedRule]]:
+        found: list[tuple[int, IndexedRule]] = []
         _collect(self._root, topic.split("."), 0, found)
         if len(found) > 1:
             found.sort(key=_position)
         return found
 
 
-def _position(entry: tuple[int, CompiledRule]) -> int:
+def _position(entry: tuple[int, IndexedRule]) -> int:
     return entry[0]
 
 
@@ -156,7 +176,7 @@ def _unlink(node: _Node, tokens: list[str], index: int, position: int) -> None:
 
 
 def _collect(
-    node: _Node, tokens: list[str], index: int, found: list[tuple[int, CompiledRule]]
+    node: _Node, tokens: list[str], index: int, found: list[tuple[int, IndexedRule]]
 ) -> None:
     if index == len(tokens):
         if node.ending_here:
@@ -196,11 +216,13 @@ class _PlanCache:
             node = node.children.setdefault(token, _TopicNode())
         node.topic = topic
 
-    def drop(self, pattern: list[str]) -> None:
-        """Forget the plans of every topic `pattern` (split in tokens) can match."""
+    def drop(self, pattern: list[str]) -> int:
+        """Forget the plans of every topic `pattern` (split in tokens) can match; how many."""
+        dropped = 0
         if self._plans:
             for topic in _topics_matching(self._root, pattern, 0):
-                self._plans.pop(topic, None)
+                dropped += self._plans.pop(topic, None) is not None
+        return dropped
 
 
 class _TopicNode:

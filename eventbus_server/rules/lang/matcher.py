@@ -62,6 +62,14 @@ class CompiledRule:
         return self.rule.id
 
     @property
+    def topic(self) -> str:
+        return self.rule.topic
+
+    def compiled(self) -> CompiledRule:
+        """Itself (what the index asks of every rule it holds: see `IndexedRule`)."""
+        return self
+
+    @property
     def needs_envelope(self) -> bool:
         """Whether matching looks past the topic (most rules do)."""
         return bool(self.conditions) or self.pattern is not None
