@@ -185,6 +185,7 @@ class RuleEngine:
         if self._stopped:
             return
         self._stopped = True
+        await self.rules.close()
         if self._adopt_task is not None:
             self._adopt_task.cancel()
             await asyncio.gather(self._adopt_task, return_exceptions=True)
@@ -302,10 +303,13 @@ class RuleEngine:
         matched: list[tuple[CompiledRule, Event]] = []
         if not len(index):
             return matched
+        # The snapshot: every plan of the batch, taken before the first await. The
+        # index changes in place when a rule does; a plan never changes once built.
+        plans = {topic: index.plan(topic) for topic in {event.topic for event in events}}
         heavy: list[tuple[TopicPlan, Event, dict[str, Any]]] = []
         turn_ends = time.monotonic() + MATCH_SLICE_S
         for event in events:
-            plan = index.plan(event.topic)
+            plan = plans[event.topic]
             if not plan:
                 continue
             envelope = envelope_of(event)
@@ -593,13 +597,11 @@ class RuleEngine:
                 histogram = self.firing_durations[firing.rule_id] = Histogram(DURATION_BUCKETS_S)
             histogram.observe(firing.duration_ms / 1000)
         if len(self.firing_durations) > 2 * self.rules.max_rules:
-            known = self.rules.compiled
+            known = self.rules.holds
             self.firing_durations = {
-                rule: h for rule, h in self.firing_durations.items() if known(rule) is not None
+                rule: h for rule, h in self.firing_durations.items() if known(rule)
             }
-            self.firings_by_rule = {
-                k: n for k, n in self.firings_by_rule.items() if known(k[0]) is not None
-            }
+            self.firings_by_rule = {k: n for k, n in self.firings_by_rule.items() if known(k[0])}
 
     def _update_idle(self) -> None:
         busy = (

@@ -85,16 +85,20 @@ async def put_rule(
     enabled: bool,
     now_ms: int,
 ) -> bool:
+    # One round trip: the upsert and its notice (sent at commit) in one statement.
     created: bool = await conn.fetchval(
-        "INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"
+        "WITH put AS ("
+        " INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"
         " ON CONFLICT (id) DO UPDATE SET body = excluded.body, enabled = excluded.enabled,"
-        " updated_at = excluded.updated_at RETURNING (xmax = 0)",
+        " updated_at = excluded.updated_at RETURNING (xmax = 0) AS created"
+        ") SELECT created, pg_notify($5, $6) FROM put",
         rule_id,
         dumps(body).decode(),
         enabled,
         now_ms,
+        channel,
+        RULES_CHANGED,
     )
-    await _rules_changed(conn, channel)
     return created
 
 
