@@ -31,6 +31,7 @@ from eventbus_core.errors import (
 from eventbus_core.event import now_ms
 from eventbus_core.rules import EmitEvent, InvokeTool, Rule
 from eventbus_core.topics import is_reserved_topic
+from eventbus_server import gc_tuning
 from eventbus_server.rules.lang.index import RuleIndex
 from eventbus_server.rules.lang.matcher import CompiledRule, compile_rule
 from eventbus_server.storage.base import Storage, StoredRule
@@ -162,6 +163,10 @@ class RuleBook:
             except EventBusError as exc:
                 # The watcher reports a change again after it reconnects, which retries this.
                 log.warning("bus=%s could not reload rules: %s", self.bus_id, exc)
+            else:
+                # A reload replaces long-lived objects (the rules, the index's plans): freeze
+                # the new ones too, once per burst, so full collections stop walking them.
+                gc_tuning.refreeze_soon()
             self._reload_pause_s = min(time.monotonic() - started, MAX_RELOAD_PAUSE_S)
 
     async def close(self) -> None:
