@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,27 +71,119 @@ async def test_out_of_range_timestamps_never_fail_another_clients_emits(
     assert_clean_log(server)
 
 
-@pytest.mark.parametrize(
-    ("method", "params", "field"),
-    [
-        ("poll_events", {"since": 2**63}, "since"),
-        ("poll_events", {"from_ts": 2**64 - 1}, "from_ts"),
-        ("poll_events", {"to_ts": 2**63}, "to_ts"),
-        ("poll_events", {"since": -1}, "since"),
-        ("subscribe_topic", {"topic": ">", "since": 2**63}, "since"),
-        ("list_firings", {"since": 2**64 - 1}, "since"),
-    ],
-)
-async def test_out_of_range_cursors_are_refused_naming_the_field(
-    tmp_path: Path, method: str, params: dict[str, int], field: str
+MAX = 2**63 - 1
+
+#: Every integer a query may carry, at int64's edge (reaches storage, answered like any other
+#: value) and one past it (refused before storage, naming the field): each row is
+#: (method, params at the edge, the field, params one past it).
+QUERY_INTEGERS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
+    ("poll_events", {"since": MAX}, "since", {"since": 2**63}),
+    ("poll_events", {"since": MAX, "order": "desc"}, "since", {"since": -1}),
+    ("poll_events", {"from_ts": MAX}, "from_ts", {"from_ts": 2**64 - 1}),
+    ("poll_events", {"from_ts": 0, "to_ts": MAX}, "to_ts", {"to_ts": 2**63}),
+    ("poll_events", {"limit": 10_000}, "limit", {"limit": 2**63}),
+    ("subscribe_topic", {"topic": "t", "since": MAX}, "since", {"topic": "t", "since": 2**63}),
+    ("list_firings", {"since": MAX}, "since", {"since": 2**64 - 1}),
+    ("list_firings", {"since": MAX, "order": "desc"}, "since", {"since": -1}),
+    ("retry_firings", {"firing_ids": [MAX]}, "firing_ids", {"firing_ids": [2**63]}),
+    (
+        "replay_events",
+        {"since_ts": MAX, "until_ts": MAX, "after_id": MAX, "until_id": MAX, "dry_run": True},
+        "until_ts",
+        {"since_ts": 0, "until_ts": 2**63, "dry_run": True},
+    ),
+    (
+        "replay_events",
+        {"since_ts": 0, "until_ts": MAX, "after_id": MAX, "dry_run": True},
+        "after_id",
+        {"since_ts": 0, "until_ts": 1, "after_id": 2**63, "dry_run": True},
+    ),
+    (
+        "create_consumer",
+        {"name": "after", "start": {"after_id": MAX}},
+        "start",
+        {"name": "x", "start": {"after_id": 2**63}},
+    ),
+    (
+        "create_consumer",
+        {"name": "from", "start": {"from_ts": MAX}},
+        "start",
+        {"name": "x", "start": {"from_ts": 2**64 - 1}},
+    ),
+    (
+        "ack",
+        {"consumer": "after", "event_ids": [MAX]},
+        "event_ids",
+        {"consumer": "after", "event_ids": [2**63]},
+    ),
+    (
+        "nack",
+        {"consumer": "after", "event_ids": [MAX]},
+        "event_ids",
+        {"consumer": "after", "event_ids": [-1]},
+    ),
+    (
+        "extend",
+        {"consumer": "after", "event_ids": [MAX]},
+        "event_ids",
+        {"consumer": "after", "event_ids": [2**63]},
+    ),
+    (
+        "term",
+        {"consumer": "after", "event_ids": [MAX]},
+        "event_ids",
+        {"consumer": "after", "event_ids": [2**63]},
+    ),
+    (
+        "list_dead_letters",
+        {"consumer": "after", "after_id": MAX},
+        "after_id",
+        {"consumer": "after", "after_id": 2**63},
+    ),
+    (
+        "redrive",
+        {"consumer": "after", "event_ids": [MAX]},
+        "event_ids",
+        {"consumer": "after", "event_ids": [2**63]},
+    ),
+    (
+        "list_scheduled",
+        {"after": {"deliver_at": MAX, "schedule_id": "x"}},
+        "after",
+        {"after": {"deliver_at": 2**63, "schedule_id": "x"}},
+    ),
+]
+
+
+async def test_integers_in_every_query_are_answered_at_int64s_edge_and_refused_past_it(
+    storage_kind: str, tmp_path: Path
 ) -> None:
-    bus = victim_bus("sqlite", tmp_path, enable_rules=True)
+    """The issue's -32603s came from values past int64 reaching SQLite or PostgreSQL; the
+    edge itself (2^63-1) reaches them too, and must be answered, not overflow in a query."""
+    bus = victim_bus(storage_kind, tmp_path, enable_rules=True)
     async with hostile_server(tmp_path, bus) as server:
-        reader, writer = await raw_connection(server.address("victim"))
-        writer.write(line(method, params, call_id=9))
-        [reply] = await read_replies(reader, 1)
-        assert reply["id"] == 9 and reply["error"]["code"] == -32602
-        assert reply["error"]["data"][0]["loc"] == field
+        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        writer.write(line("emit_event", {"topic": "t", "payload": 1, "timestamp": MAX}, "late"))
+        [emitted] = await read_replies(reader, 1)
+        assert emitted["result"]["event_id"] == 1
+        for index, (method, edge, field, past) in enumerate(QUERY_INTEGERS):
+            writer.write(line(method, edge, f"edge-{index}") + line(method, past, f"past-{index}"))
+            replies = {r["id"]: r for r in await read_replies(reader, 2)}
+            assert "result" in replies[f"edge-{index}"], (method, edge, replies)
+            error = replies[f"past-{index}"]["error"]
+            assert error["code"] == -32602, (method, past, error)
+            assert error["data"][0]["loc"].startswith(field), (method, past, error)
+        # The event stamped at the edge is found by its time, at the edge, by a poll and
+        # by the consumer that starts there; nothing is after the last id.
+        writer.write(
+            line("poll_events", {"from_ts": MAX, "to_ts": MAX}, "poll")
+            + line("fetch", {"consumer": "from"}, "from")
+            + line("fetch", {"consumer": "after"}, "after")
+        )
+        found = {r["id"]: r["result"] for r in await read_replies(reader, 3)}
+        assert [e["event_id"] for e in found["poll"]["events"]] == [1]
+        assert [m["event"]["event_id"] for m in found["from"]["messages"]] == [1]
+        assert found["after"]["messages"] == []
         writer.close()
     assert_clean_log(server)
 
