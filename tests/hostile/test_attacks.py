@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from eventbus_client import connect
+from eventbus_core.errors import ReservedTopic
 
 from .conftest import (
     RSS_GROWTH_BOUND_MB,
@@ -345,6 +346,86 @@ async def test_firing_subscriptions_that_are_never_read_lag(
             rest = await victim.list_firings(since=lagged["resume_since"], limit=10_000)
             assert len(rest) > 0 and all(f["firing_id"] > lagged["resume_since"] for f in rest)
             writer.close()
+    assert_clean_log(server)
+
+
+# -- rules aimed at another bus ----------------------------------------------------------
+
+
+def inject(rule_id: str, topic: str) -> dict[str, Any]:
+    """The attack's rule: copy each event's payload to the vault bus, under `topic`."""
+    action = {"type": "EmitEvent", "topic": topic, "payload": "{{ $.payload }}", "bus": "vault"}
+    return {"id": rule_id, "topic": "in", "action": action}
+
+
+async def vault_topics(server: HostileServer) -> list[str]:
+    async with await connect(server.url("vault"), token="right") as vault:
+        return [event.topic for event in (await vault.poll(">", limit=1000)).events]
+
+
+async def test_a_rule_reaches_a_token_protected_bus_only_if_it_opts_in(
+    storage_kind: str, tmp_path: Path
+) -> None:
+    """A client of an open bus aimed a rule at a token-protected bus: its events landed
+    there, past the token, `allowed_sources` and the `_sys.` reservation. Rules live in
+    the storage (SQLite, PostgreSQL) and outlive a config that withdraws the consent."""
+    victim = victim_bus(storage_kind, tmp_path, enable_rules=True)
+    vault = victim_bus(
+        storage_kind,
+        tmp_path,
+        bus_id="vault",
+        auth_token_env="VICTIM_TOKEN",
+        allowed_sources=["trn:org:"],
+    )
+    closed, consenting = [vault], [{**vault, "accept_from_buses": ["victim"]}]
+    env = {"VICTIM_TOKEN": "right"}
+    async with hostile_server(tmp_path, victim, env=env, others=closed) as server:
+        reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
+        writer.write(
+            line("register_rule", inject("plain", "injected"), "plain")
+            + line("register_rule", inject("sys", "_sys.injected"), "sys")
+        )
+        refused = {r["id"]: r["error"] for r in await read_replies(reader, 2)}
+        assert refused["plain"]["code"] == -32001
+        assert (
+            "bus 'vault' does not accept events from rules of bus 'victim'"
+            in (refused["plain"]["message"])
+        )
+        assert refused["sys"]["code"] == -32009  # reserved on any bus, checked first
+        writer.write(line("emit_event", {"topic": "in", "payload": {"x": 1}}, "emit"))
+        writer.write(line("list_rules", {}, "rules"))
+        replies = {r["id"]: r for r in await read_replies(reader, 2)}
+        assert "result" in replies["emit"] and replies["rules"]["result"]["rules"] == []
+        writer.close()
+        assert await vault_topics(server) == []
+    if storage_kind == "memory":
+        assert_clean_log(server)
+        return  # the rest is about rules a store keeps across a restart
+    async with hostile_server(tmp_path, victim, env=env, others=consenting) as server:
+        async with await connect(server.url("victim")) as client:
+            # Consent opens the bus to rule-made events, not to the `_sys.` prefix.
+            with pytest.raises(ReservedTopic):
+                await client.register_rule(inject("sys", "_sys.injected"))
+            await client.register_rule(inject("copy", "copied"))
+            await client.emit("in", {"x": 1})
+            async with asyncio.timeout(10):
+                while not await vault_topics(server):
+                    await asyncio.sleep(0.05)
+        assert await vault_topics(server) == ["copied"]
+    assert_clean_log(server)
+    async with hostile_server(tmp_path, victim, env=env, others=closed) as server:
+        async with await connect(server.url("victim")) as client:
+            # The stored rule outlives the consent; it fires, and its firing fails.
+            event = await client.emit("in", {"x": 2})
+            async with asyncio.timeout(10):
+                while not (firings := await client.list_firings(status="failed")):
+                    await asyncio.sleep(0.05)
+            assert firings[0]["event_id"] == event.event_id
+            assert (
+                "bus 'vault' does not accept events from rules of bus 'victim'"
+                in (firings[0]["error"])
+            )
+        assert await vault_topics(server) == ["copied"]
     assert_clean_log(server)
 
 
