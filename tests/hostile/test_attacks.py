@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -346,6 +347,51 @@ async def test_firing_subscriptions_that_are_never_read_lag(
             rest = await victim.list_firings(since=lagged["resume_since"], limit=10_000)
             assert len(rest) > 0 and all(f["firing_id"] > lagged["resume_since"] for f in rest)
             writer.close()
+    assert_clean_log(server)
+
+
+# -- tools that answer too much -------------------------------------------------------------
+
+
+async def test_a_command_tool_printing_100_mb_fails_its_firing_and_nothing_is_kept(
+    storage_kind: str, tmp_path: Path
+) -> None:
+    """The tool's 100 MB reply took the server to 576 MB and was stored as an event. It
+    is cut at max_tool_reply_bytes; the firing (kept by the storage) fails, nothing else
+    is stored, and the other buses answer meanwhile."""
+    route = {
+        "match": "trn:user:test:command:*",
+        "kind": "command",
+        "argv": [
+            sys.executable,
+            "-c",
+            "import sys\nfor _ in range(100): sys.stdout.write('x' * 1_000_000)",
+        ],
+    }
+    bus = victim_bus(storage_kind, tmp_path, enable_rules=True, tools=[route])
+    action = {
+        "type": "InvokeTool",
+        "tool_id": "trn:user:test:command:big:v1",
+        "result_topic": "big.done",
+    }
+    rule = {"id": "big", "topic": "in", "action": action, "retry": {"attempts": 1}}
+    async with hostile_server(tmp_path, bus) as server:
+        async with await connect(server.url("victim")) as victim:
+            await victim.register_rule(rule)
+            before = server.rss_mb()
+            async with pinging(server) as monitors:
+                event = await victim.emit("in", 1)
+                worst = before
+                async with asyncio.timeout(30):
+                    while not (firings := await victim.list_firings(status="failed")):
+                        worst = max(worst, server.rss_mb())
+                        await asyncio.sleep(0.05)
+            assert_pings_answered(monitors)
+            assert worst - before < RSS_GROWTH_BOUND_MB, f"RSS {before:.0f} → {worst:.0f} MB"
+            [dead] = firings
+            assert (dead["event_id"], dead["attempts"], dead["result"]) == (event.event_id, 1, None)
+            assert dead["error"].endswith("reply larger than max_tool_reply_bytes (1048576 bytes)")
+            assert (await victim.poll("big.done")).events == []
     assert_clean_log(server)
 
 
