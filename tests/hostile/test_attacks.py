@@ -3,6 +3,29 @@
 Every test does what one hostile or broken client did in the review, on a
 `victim` bus, while other clients use the victim bus and the `other` bus of
 the same process, and asserts what those users see (DESIGN.md §3 "Limits").
+
+Each row whose outcome can depend on the storage runs on memory, SQLite and
+PostgreSQL (`storage_kind`): integers at and past int64 (in emits and in every
+query), unread polls, unread event and firing subscriptions, the cross-bus
+rule (rules are stored and outlive a config), the 100 MB tool reply (the
+firing is stored), and in test_pattern_cost.py the backtracking wildcard
+(a restarted engine reads the events after its cursor from the store).
+
+The rest run on memory only, because the connection refuses them before any
+request reaches the bus, so no storage is involved (eventbus_server/connection.py
+and rpc.py):
+- the 1 MiB array line: `parse_message` answers a batch longer than
+  `max_batch` with one -32600 before it looks at any item; no call is made;
+- slow partial lines: `LineFramer` holds the partial line and a timer of the
+  connection closes it; no line is complete, so nothing is parsed;
+- past `max_connections`: `Bus.admit` counts connections in memory, and
+  `connection_made` writes the refusal before any byte is read;
+- wrong tokens and the authentication deadline: `authenticate` compares with
+  the token in the config, and `rpc.start` refuses every other method before
+  its handler runs on a connection that has not authenticated.
+The storage file deleted under a running bus is a SQLite row by its nature
+(tests/server/test_sqlite_file_lost.py); PostgreSQL's counterpart, its schema
+dropped under the bus, is in tests/storage/test_refusals.py.
 """
 
 from __future__ import annotations
