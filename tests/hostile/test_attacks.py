@@ -330,7 +330,7 @@ async def test_firing_subscriptions_that_are_never_read_lag(
     )
     async with hostile_server(tmp_path, bus) as server:
         async with await connect(server.url("victim")) as victim:
-            # Each firing's result is the event's 5 KB payload, and so is each rule_fired notification.
+            # Each firing's result is the event's 10 KB payload, and so is each rule_fired notification.
             action = {
                 "type": "InvokeTool",
                 "tool_id": "trn:user:test:python:echo:v1",
@@ -346,18 +346,18 @@ async def test_firing_subscriptions_that_are_never_read_lag(
             sub_id = subscribed["result"]["subscription"]
             before = server.rss_mb()
             async with pinging(server) as monitors:
-                for start in range(0, 1600, 200):
+                for start in range(0, 800, 50):
                     await victim.emit_many(
                         [
-                            {"topic": "in", "payload": {"i": i, "pad": "x" * 5000}}
-                            for i in range(start, start + 200)
+                            {"topic": "in", "payload": {"i": i, "pad": "x" * 10_000}}
+                            for i in range(start, start + 50)
                         ]
                     )
                 worst = server.rss_mb()
             assert_pings_answered(monitors)
             assert worst - before < RSS_GROWTH_BOUND_MB
             async with asyncio.timeout(30):  # every firing is done (and the subscriber fell behind)
-                while (await victim.bus_info())["stats"]["firings"]["ok"] < 1600:
+                while (await victim.bus_info())["stats"]["firings"]["ok"] < 800:
                     await asyncio.sleep(0.05)
             lagged = None
             async with asyncio.timeout(30):
@@ -446,9 +446,23 @@ async def test_a_rule_reaches_a_token_protected_bus_only_if_it_opts_in(
         auth_token_env="VICTIM_TOKEN",
         allowed_sources=["trn:org:"],
     )
-    closed, consenting = [vault], [{**vault, "accept_from_buses": ["victim"]}]
     env = {"VICTIM_TOKEN": "right"}
-    async with hostile_server(tmp_path, victim, env=env, others=closed) as server:
+    stored: list[str] = []  # what the vault holds from the consenting run
+    if storage_kind != "memory":  # a rule registered while the vault consented, then kept
+        consenting = [{**vault, "accept_from_buses": ["victim"]}]
+        async with hostile_server(tmp_path, victim, env=env, others=consenting) as server:
+            async with await connect(server.url("victim")) as client:
+                # Consent opens the bus to rule-made events, not to the `_sys.` prefix.
+                with pytest.raises(ReservedTopic):
+                    await client.register_rule(inject("sys", "_sys.injected"))
+                await client.register_rule(inject("copy", "copied"))
+                await client.emit("in", {"x": 1})
+                async with asyncio.timeout(10):
+                    while not (stored := await vault_topics(server)):
+                        await asyncio.sleep(0.05)
+            assert stored == ["copied"]
+        assert_clean_log(server)
+    async with hostile_server(tmp_path, victim, env=env, others=[vault]) as server:
         reader, writer = await raw_connection(server.address("victim"), receive_buffer=65_536)
         writer.write(
             line("register_rule", inject("plain", "injected"), "plain")
@@ -461,40 +475,24 @@ async def test_a_rule_reaches_a_token_protected_bus_only_if_it_opts_in(
             in (refused["plain"]["message"])
         )
         assert refused["sys"]["code"] == -32009  # reserved on any bus, checked first
-        writer.write(line("emit_event", {"topic": "in", "payload": {"x": 1}}, "emit"))
-        writer.write(line("list_rules", {}, "rules"))
-        replies = {r["id"]: r for r in await read_replies(reader, 2)}
-        assert "result" in replies["emit"] and replies["rules"]["result"]["rules"] == []
+        writer.write(line("emit_event", {"topic": "in", "payload": {"x": 2}}, "emit"))
+        [emitted] = await read_replies(reader, 1)
         writer.close()
-        assert await vault_topics(server) == []
-    if storage_kind == "memory":
-        assert_clean_log(server)
-        return  # the rest is about rules a store keeps across a restart
-    async with hostile_server(tmp_path, victim, env=env, others=consenting) as server:
         async with await connect(server.url("victim")) as client:
-            # Consent opens the bus to rule-made events, not to the `_sys.` prefix.
-            with pytest.raises(ReservedTopic):
-                await client.register_rule(inject("sys", "_sys.injected"))
-            await client.register_rule(inject("copy", "copied"))
-            await client.emit("in", {"x": 1})
-            async with asyncio.timeout(10):
-                while not await vault_topics(server):
-                    await asyncio.sleep(0.05)
-        assert await vault_topics(server) == ["copied"]
-    assert_clean_log(server)
-    async with hostile_server(tmp_path, victim, env=env, others=closed) as server:
-        async with await connect(server.url("victim")) as client:
-            # The stored rule outlives the consent; it fires, and its firing fails.
-            event = await client.emit("in", {"x": 2})
-            async with asyncio.timeout(10):
-                while not (firings := await client.list_firings(status="failed")):
-                    await asyncio.sleep(0.05)
-            assert firings[0]["event_id"] == event.event_id
-            assert (
-                "bus 'vault' does not accept events from rules of bus 'victim'"
-                in (firings[0]["error"])
+            assert [rule["id"] for rule in await client.list_rules()] == (
+                [] if storage_kind == "memory" else ["copy"]
             )
-        assert await vault_topics(server) == ["copied"]
+            if storage_kind != "memory":
+                # The stored rule outlives the consent; it fires, and its firing fails.
+                async with asyncio.timeout(10):
+                    while not (failed := await client.list_firings(status="failed")):
+                        await asyncio.sleep(0.05)
+                assert failed[0]["event_id"] == emitted["result"]["event_id"]
+                assert (
+                    "bus 'vault' does not accept events from rules of bus 'victim'"
+                    in (failed[0]["error"])
+                )
+        assert await vault_topics(server) == stored
     assert_clean_log(server)
 
 
