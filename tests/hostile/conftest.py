@@ -100,21 +100,31 @@ def assert_clean_log(server: HostileServer) -> None:
     assert server.internal_errors() == []
 
 
-def victim_bus(kind: str, tmp_path: Path, **limits: Any) -> dict[str, Any]:
-    bus: dict[str, Any] = {"id": "victim", "listen": "127.0.0.1:0", **limits}
+def victim_bus(
+    kind: str, tmp_path: Path, *, bus_id: str = "victim", **limits: Any
+) -> dict[str, Any]:
+    """A bus on storage `kind`; a second persistent bus of the test takes another `bus_id`."""
+    bus: dict[str, Any] = {"id": bus_id, "listen": "127.0.0.1:0", **limits}
     if kind == "sqlite":
-        bus.update(persist=True, storage_path=str(tmp_path / "victim.db"))
+        bus.update(persist=True, storage_path=str(tmp_path / f"{bus_id}.db"))
     elif kind == "postgres":
-        bus.update(persist=True, storage_url=postgres.storage_url(tmp_path))
+        key = tmp_path if bus_id == "victim" else tmp_path / bus_id
+        bus.update(persist=True, storage_url=postgres.storage_url(key))
     return bus
 
 
 @contextlib.asynccontextmanager
 async def hostile_server(
-    tmp_path: Path, victim: dict[str, Any], *, env: dict[str, str] | None = None
+    tmp_path: Path,
+    victim: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    others: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[HostileServer]:
+    """A server with `victim` and `others` (by default one memory bus, `other`)."""
+    buses = [victim, *(others or [{"id": "other", "listen": "127.0.0.1:0"}])]
     config = tmp_path / "event_buses.json"
-    config.write_text(json.dumps([victim, {"id": "other", "listen": "127.0.0.1:0"}]))
+    config.write_text(json.dumps(buses))
     server = HostileServer(await ServerProcess.start(config, env=env))
     try:
         yield server

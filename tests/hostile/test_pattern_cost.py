@@ -6,6 +6,11 @@ whose matching raised was re-read from the engine's cursor forever. Here a
 second bus answers `ping` throughout, and its worst latency is asserted
 against a generous bound (the old code took minutes), under a timeout so a
 regression fails instead of hanging.
+
+Matching runs on the engine, whatever the storage; what the storage changes is
+where a restarted engine finds the events after its cursor. The last test
+does the issue's attack in a server process on memory, SQLite and PostgreSQL,
+and on the two stores restarts with the poison events after the cursor.
 """
 
 from __future__ import annotations
@@ -27,6 +32,15 @@ from eventbus_core.errors import InvalidParams
 from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
 from tests.wire import RawPeer
+
+from .conftest import (
+    HostileServer,
+    assert_clean_log,
+    assert_pings_answered,
+    hostile_server,
+    victim_bus,
+)
+from .conftest import pinging as hostile_pinging
 
 #: Worst `ping` latency on the other bus while one bus matches: generous, a liveness bound.
 PING_BOUND_S = 1.0
@@ -260,3 +274,54 @@ async def test_a_field_with_more_values_than_a_rule_may_test_does_not_match(
         assert await fired(bus) == {"positive": 1, "listed": 1}
         stats = (await bus.bus_info())["stats"]["firings"]
         assert stats["match_too_large"] == 2 and stats["match_errors"] == 0
+
+
+async def fired_of(server: HostileServer, rule_id: str) -> int:
+    async with await connect(server.url("victim")) as client:
+        return int((await client.get_rule(rule_id))["fired"])
+
+
+@pytest.mark.timeout(120)
+async def test_the_backtracking_wildcard_after_a_restart_with_the_engines_cursor_before_it(
+    storage_kind: str, tmp_path: Path
+) -> None:
+    """The issue's attack on a real server process: the wildcard against 2,000 `a`s
+    froze every bus of the process for minutes, and again after kill -9 and restart,
+    since the engine's cursor was still before the event. On SQLite and PostgreSQL the
+    events are stored after the cursor (by a run without rules, then killed), and the
+    restarted engine reads them from storage and matches them while both buses answer."""
+    rule = emit_rule("r", pattern={"payload": {"s": [{"wildcard": "*a*a*a*a*b"}]}})
+    poison = [{"topic": "t", "payload": {"s": "a" * 2000}} for _ in range(20)]
+    victim = victim_bus(storage_kind, tmp_path, enable_rules=True)
+    if storage_kind == "memory":
+        async with hostile_server(tmp_path, victim) as server:
+            async with await connect(server.url("victim")) as client:
+                await client.register_rule(rule)
+                async with hostile_pinging(server) as monitors:
+                    await client.emit_many([*poison, {"topic": "t", "payload": {"s": "aaaab"}}])
+                    async with asyncio.timeout(30):
+                        while await fired_of(server, "r") < 1:
+                            await asyncio.sleep(0.05)
+            assert_pings_answered(monitors)
+        assert_clean_log(server)
+        return
+    async with hostile_server(tmp_path, victim) as server:
+        async with await connect(server.url("victim")) as client:
+            # A first firing claims, and so saves the engine's cursor, here.
+            await client.register_rule(rule)
+            await client.emit("t", {"s": "aaaab"})
+            async with asyncio.timeout(30):
+                while await fired_of(server, "r") < 1:
+                    await asyncio.sleep(0.05)
+    async with hostile_server(tmp_path, {**victim, "enable_rules": False}) as server:
+        async with await connect(server.url("victim")) as client:
+            await client.emit_many([*poison, {"topic": "t", "payload": {"s": "aaaab"}}])
+        server.process.proc.kill()  # kill -9: nothing is saved at stop
+    async with hostile_server(tmp_path, victim) as server:
+        async with hostile_pinging(server) as monitors:
+            async with asyncio.timeout(30):
+                while await fired_of(server, "r") < 2:  # past the poison, to the last event
+                    await asyncio.sleep(0.05)
+        assert_pings_answered(monitors)
+        assert await fired_of(server, "r") == 2
+    assert_clean_log(server)
