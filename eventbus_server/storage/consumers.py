@@ -39,6 +39,7 @@ __all__ = [
     "Settle",
     "StoredConsumer",
     "expire",
+    "page_rows",
     "pick",
     "settle",
 ]
@@ -177,6 +178,14 @@ def settle(
         return Delivery(row.event_id, "dead", row.deliveries, now_ms, DEAD_MAX_DELIVER)
     wait = delay_ms if delay_ms is not None else config.backoff_after(row.deliveries)
     return Delivery(row.event_id, "waiting", row.deliveries, now_ms + wait)
+
+
+def page_rows(scan: Scan, room: int, *, exact: bool, full_page: int) -> int:
+    """How many events a fetch reads per page of the log. When SQL alone decides every
+    match (`exact`, and no pattern to run on each event), every row read is leased, so it
+    reads what it may lease: a fetch of one reads one event, not a page of them. Else a
+    full page, so that a rare match is still found within `scan.max_pages`."""
+    return max(1, min(full_page, room)) if exact and scan.accept is None else full_page
 
 
 def pick(

@@ -26,6 +26,7 @@ from eventbus_server.storage.consumers import (
     Settle,
     StoredConsumer,
     expire,
+    page_rows,
     pick,
     redeliver,
     settle,
@@ -140,8 +141,9 @@ async def fetch_leases(
             )
     room -= len(result.leased)
     cursor = consumer.cursor
+    rows = page_rows(scan, room, exact=True, full_page=READ_PAGE)  # PostgreSQL's SQL is exact
     for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
-        page = await _page(conn, scan.query, cursor)
+        page = await _page(conn, scan.query, cursor, rows)
         chosen, moved, budget, full = pick(page, scan, room, budget, have_some=bool(result.leased))
         leases = [Delivery(e.event_id, "leased", 1, now_ms + config.ack_wait_ms) for e in chosen]
         await _store(conn, name, leases)
@@ -162,15 +164,15 @@ async def fetch_leases(
     return result
 
 
-async def _page(conn: asyncpg.Connection, query: EventQuery, since: int) -> list[Event]:
-    """The next page of the log after `since` that `query` lets through (bounded in count
-    and bytes, like every internal read; see storage/reader.py)."""
-    page_query = dataclasses.replace(query, since=since, limit=READ_PAGE, order="asc")
+async def _page(conn: asyncpg.Connection, query: EventQuery, since: int, rows: int) -> list[Event]:
+    """The next page of the log after `since` that `query` lets through (at most `rows`
+    events, bounded in bytes, like every internal read; see storage/reader.py)."""
+    page_query = dataclasses.replace(query, since=since, limit=rows, order="asc")
     select = select_events(page_query, "numeric")
     page: list[Event] = []
     budget = READ_PAGE_BYTES
     for row in await conn.fetch(
-        select.sql if select.exact else f"{select.sql} LIMIT {10 * READ_PAGE}", *select.params
+        select.sql if select.exact else f"{select.sql} LIMIT {10 * rows}", *select.params
     ):
         if not select.exact and not query.matches(
             Event(row[0], row[1], None, row[3], None, row[5], row[6], row[7])
@@ -180,7 +182,7 @@ async def _page(conn: asyncpg.Connection, query: EventQuery, since: int) -> list
         if budget < 0 and page:
             break
         page.append(event_from_row(row))
-        if len(page) == READ_PAGE:
+        if len(page) == rows:
             break
     return page
 

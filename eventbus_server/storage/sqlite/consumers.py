@@ -24,6 +24,7 @@ from eventbus_server.storage.consumers import (
     Settle,
     StoredConsumer,
     expire,
+    page_rows,
     pick,
     redeliver,
     settle,
@@ -129,9 +130,11 @@ def fetch_leases(
                 )
         room -= len(result.leased)
         cursor = consumer.cursor
+        exact = select_events(scan.query, "qmark").exact
+        rows = page_rows(scan, room, exact=exact, full_page=READ_PAGE)
         for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
             page_query = dataclasses.replace(
-                scan.query, since=cursor, limit=READ_PAGE, order="asc", max_bytes=READ_PAGE_BYTES
+                scan.query, since=cursor, limit=rows, order="asc", max_bytes=READ_PAGE_BYTES
             )
             page = collect(conn, page_query, select_events(page_query, "qmark"))
             chosen, moved, budget, full = pick(
