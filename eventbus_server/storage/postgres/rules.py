@@ -95,7 +95,8 @@ async def put_rule(
     enabled: bool,
     now_ms: int,
 ) -> bool:
-    # One round trip: the upsert and its notice (sent at commit) in one statement.
+    # One round trip: the upsert and its notice (sent at commit) in one statement, which
+    # needs no explicit transaction (store.py sends it alone).
     created: bool = await conn.fetchval(
         "WITH put AS ("
         " INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"

@@ -419,7 +419,8 @@ class PostgresStorage(Storage):
     async def put_rule(
         self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
     ) -> bool:
-        async with self._connection() as conn, conn.transaction():
+        # One statement is its own transaction: BEGIN and COMMIT would be two more round trips.
+        async with self._connection() as conn:
             return await rules.put_rule(
                 conn, self.channel, self.node_id, rule_id, body, enabled, now_ms
             )
