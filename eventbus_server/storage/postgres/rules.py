@@ -199,12 +199,12 @@ async def adopt_firings(conn: asyncpg.Connection, node_id: str) -> list[Firing]:
             adopted += map(firing_from_row, await conn.fetch(_ADOPT, node_id, None))
             continue
         # Taking a node's lease proves it gone, and keeps a second adopter out meanwhile.
-        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", node_key(node)):
-            continue
-        try:
-            adopted += map(firing_from_row, await conn.fetch(_ADOPT, node_id, node))
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", node_key(node))
+        # Held to COMMIT, so no lock outlives this on the pooled connection.
+        async with conn.transaction():
+            if await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))", node_key(node)
+            ):
+                adopted += map(firing_from_row, await conn.fetch(_ADOPT, node_id, node))
     return sorted(adopted, key=lambda firing: firing.firing_id)
 
 
