@@ -1,7 +1,7 @@
 """What rules cost the emit path, and how fast rules fire.
 
     .venv/bin/python -m bench.rules [--storage sqlite|memory|postgres] [--only emit|register] [--rounds 3]
-                                    [--no-record]
+                                    [--tree PATH ...] [--no-record]
 
 Each scenario runs a fresh server process (SQLite, durability normal by
 default) and measures pipelined emits (100 in flight) and `emit_events`
@@ -29,7 +29,10 @@ in batches, timed until the last firing is recorded.
 Then registration: 1,000 and 10,000 rules (the mix of the 1,000 above, plus
 one in ten on a shared topic told apart by a literal), each its own
 `register_rule` call awaited by the real client, on a fresh server. A run
-past `--register-deadline-s` stops there and says how far it got.
+past `--register-deadline-s` stops there and says how far it got. With
+`--tree PATH` (repeatable), registration runs the server from each of those
+source trees too (a checkout of the code before a change), interleaved
+with this one, one row per tree: a before/after in one run.
 
 Prints a table and appends it to bench/RESULTS.md unless `--no-record`.
 """
@@ -190,10 +193,12 @@ async def firing_rate(storage: str) -> dict[str, Any]:
     return {"scenario": "EmitEvent rule, 5,000 events", "firings_s": FIRING_EVENTS / elapsed}
 
 
-async def registration_time(storage: str, count: int, deadline_s: float) -> dict[str, Any]:
+async def registration_time(
+    storage: str, count: int, deadline_s: float, tree: str | None = None
+) -> dict[str, Any]:
     """Seconds to register `count` rules one call at a time, or how many fit in `deadline_s`."""
     rules = registered_rules(count)
-    async with bus_process(storage, "normal", {"enable_rules": True}) as (url, pid):
+    async with bus_process(storage, "normal", {"enable_rules": True}, tree=tree) as (url, pid):
         async with await connect(url) as bus:
             cpu_s = server_cpu_s(pid)
             start = time.perf_counter()
@@ -207,6 +212,7 @@ async def registration_time(storage: str, count: int, deadline_s: float) -> dict
             cpu_s = server_cpu_s(pid) - cpu_s
             listed = len(await bus.list_rules())
     return {
+        **({} if tree is None else {"tree": tree}),
         "rules": f"{count:,}",
         "registered": done,
         "seconds": elapsed if done == count else f"> {deadline_s:.0f} (stopped)",
@@ -218,10 +224,12 @@ async def registration_time(storage: str, count: int, deadline_s: float) -> dict
 
 async def registration_figures(args: argparse.Namespace) -> str:
     rows = []
+    trees: list[str | None] = [None] if not args.tree else [*args.tree, os.getcwd()]
     for count in REGISTER_COUNTS:
-        row = await registration_time(args.storage, count, args.register_deadline_s)
-        rows.append(row)
-        print(f"register {count:,} rules: {row}", flush=True)
+        for tree in trees:
+            row = await registration_time(args.storage, count, args.register_deadline_s, tree)
+            rows.append(row)
+            print(f"register {count:,} rules: {row}", flush=True)
     return (
         f"Registration, storage {args.storage}: one `register_rule` call each, awaited in turn;"
         f" load average at the end {os.getloadavg()[0]:.1f}\n\n"
@@ -304,6 +312,12 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=120.0,
         help="stop a registration run after this long (default 120)",
+    )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        metavar="PATH",
+        help="registration: also run the server from this source tree, before this one (repeatable)",
     )
     parser.add_argument(
         "--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md"

@@ -145,6 +145,7 @@ class BusStats(TypedDict, total=False):
     queue_bytes: int
     scheduled_appended: int  # delayed events and schedule ticks this node appended when due
     rules_enabled: int  # only with enable_rules
+    rule_reloads: int  # only with enable_rules: reloads for other nodes' rule changes
     firings: FiringStats  # only with enable_rules
 
 

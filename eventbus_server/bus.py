@@ -795,7 +795,11 @@ class Bus:
                 "queue_bytes": self._writer.queued_bytes,
                 "scheduled_appended": self._scheduler.appended,
                 **(
-                    {"rules_enabled": len(rules.rules.index), "firings": dict(rules.stats)}
+                    {
+                        "rules_enabled": len(rules.rules.index),
+                        "rule_reloads": rules.rules.reloads,
+                        "firings": dict(rules.stats),
+                    }
                     if rules
                     else {}
                 ),

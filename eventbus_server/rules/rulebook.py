@@ -2,18 +2,22 @@
 
 Storage is the truth (it holds the counters and survives restarts); the
 book holds every rule (as stored, compiled when a busy topic needs it: see
-`HeldRule`) and an index of the enabled ones for the engine's hot path. Every change writes storage first, then updates
-the in-memory state, under one lock, so the two never disagree. The index
-is updated in place, one rule's entries at a time (index.py): registering
-the 10,000th rule costs what the first did.
+`HeldRule`) and an index of the enabled ones for the engine's hot path.
+Every change writes storage first, then updates the in-memory state, under
+one lock, so the two never disagree; a write whose outcome is unknown
+(cancelled, or cut off after its COMMIT went out) makes the book reload.
+The index is updated in place, one rule's entries at a time (index.py):
+registering the 10,000th rule costs what the first did. Other nodes' changes
+(PostgreSQL) arrive as notices, and the book reloads (`reload_soon`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -109,12 +113,14 @@ class RuleBook:
         self._reload: asyncio.Task[None] | None = None
         self._reload_wanted = False
         self._reload_pause_s = 0.0
+        #: Reloads for changes made elsewhere (`reload_soon`), since start.
+        self.reloads = 0
 
     async def load(self) -> None:
         """Compile every stored rule; one that no longer compiles is logged and left out.
 
         Only what changed is compiled and indexed again: on PostgreSQL every
-        change, this node's own too, makes every node load the rules."""
+        other node's change makes this node load the rules."""
         async with self._lock:
             seen: set[str] = set()
             for stored in await self.storage.load_rules():
@@ -144,10 +150,11 @@ class RuleBook:
 
         A notice that comes while a reload waits or runs makes one more after
         it (the running one may have read storage before that change). Notices
-        come in bursts, 10,000 for 10,000 register_rule calls, and on
-        PostgreSQL this node hears its own: a reload first waits as long as
-        the last one took, so one reload answers many notices and reloading
-        takes at most about half of the loop's time.
+        come in bursts, 10,000 for 10,000 register_rule calls on another
+        node (this node's own it does not hear: it applied them already): a
+        reload first waits as long as the last one took, so one reload
+        answers many notices and reloading takes at most about half of the
+        loop's time.
         """
         self._reload_wanted = True
         if self._reload is None or self._reload.done():
@@ -158,12 +165,20 @@ class RuleBook:
             await asyncio.sleep(self._reload_pause_s)
             self._reload_wanted = False
             started = time.monotonic()
+            self.reloads += 1
             try:
                 await self.load()
             except EventBusError as exc:
                 # The watcher reports a change again after it reconnects, which retries this.
                 log.warning("bus=%s could not reload rules: %s", self.bus_id, exc)
             else:
+                log.debug(
+                    "bus=%s rules_reloaded=%d rules=%d took_ms=%.1f",
+                    self.bus_id,
+                    self.reloads,
+                    len(self._held),
+                    (time.monotonic() - started) * 1000,
+                )
                 # A reload replaces long-lived objects (the rules, the index's plans): freeze
                 # the new ones too, once per burst, so full collections stop walking them.
                 gc_tuning.refreeze_soon()
@@ -229,19 +244,24 @@ class RuleBook:
                     f"bus {self.bus_id!r} holds {len(self._held)} rules, the limit (max_rules); delete one first"
                 )
             stored = _body(compiled)
-            created = await self.storage.put_rule(rule.id, stored, rule.enabled, now_ms())
+            async with self._reload_if_unsure():
+                created = await self.storage.put_rule(rule.id, stored, rule.enabled, now_ms())
             self._index(self._keep(compiled, dumps(stored), enabled=rule.enabled))
         return created
 
     async def delete(self, rule_id: str) -> None:
         async with self._lock:
-            if not await self.storage.delete_rule(rule_id):
+            async with self._reload_if_unsure():
+                deleted = await self.storage.delete_rule(rule_id)
+            if not deleted:
                 raise self._not_found(rule_id)
             self._forget(rule_id)
 
     async def set_enabled(self, rule_id: str, enabled: bool) -> None:
         async with self._lock:
-            if not await self.storage.set_rule_enabled(rule_id, enabled, now_ms()):
+            async with self._reload_if_unsure():
+                changed = await self.storage.set_rule_enabled(rule_id, enabled, now_ms())
+            if not changed:
                 raise self._not_found(rule_id)
             held = self._held.get(rule_id)
             if held is not None:  # else stored but not loadable: stays inactive
@@ -256,6 +276,20 @@ class RuleBook:
 
     async def list(self) -> list[StoredRule]:
         return await self.storage.load_rules()
+
+    @contextlib.asynccontextmanager
+    async def _reload_if_unsure(self) -> AsyncIterator[None]:
+        """Around a write to storage: if it fails or is cancelled, reload.
+
+        The commit may have happened all the same (a cancel, or a connection
+        lost, after COMMIT went out), and then nothing else tells this node:
+        on PostgreSQL it skips notices of its own changes.
+        """
+        try:
+            yield
+        except BaseException:
+            self.reload_soon()
+            raise
 
     def _keep(self, compiled: CompiledRule, stored: bytes, *, enabled: bool) -> HeldRule:
         """Hold a new or changed rule (`stored`: its body as JSON), in its old place if it had one."""

@@ -639,6 +639,8 @@ class Storage(ABC):
     async def watch(
         self, on_commit: Callable[[int], None], on_rules_changed: Callable[[], None]
     ) -> None:
-        """For `shared` storage: report commits (their last event_id) and rule changes
-        made by any process, until cancelled. Unshared storage has nothing to report."""
+        """For `shared` storage: report commits (their last event_id) made by any
+        process, and rule changes made by any other, until cancelled: this
+        storage's own rule changes its caller has applied already. Unshared
+        storage has nothing to report."""
         return

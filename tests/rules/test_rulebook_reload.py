@@ -1,12 +1,16 @@
 """A rule book told that storage changed (another node's NOTIFY) reloads, and a
 notice that comes while a reload is reading storage makes one more reload:
-the change behind it is never missed, however the notices bunch up."""
+the change behind it is never missed, however the notices bunch up. A write
+of its own whose outcome it cannot know makes it reload too."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+
+from eventbus_core.errors import StorageUnavailable
 from eventbus_server.rules.rulebook import RuleBook
 from eventbus_server.storage.base import StoredRule
 from eventbus_server.storage.memory.store import MemoryStorage
@@ -64,4 +68,33 @@ async def test_a_burst_of_notices_makes_few_reloads() -> None:
         await asyncio.sleep(0.01)
     assert len(book.index) == 50
     assert storage.reads < 50
+    await book.close()
+
+
+class LostAfterCommit(MemoryStorage):
+    """Memory storage whose `put_rule` stores the rule, then reports the connection lost:
+    as PostgreSQL may when the connection drops after COMMIT went out."""
+
+    def __init__(self) -> None:
+        super().__init__(100)
+
+    async def put_rule(
+        self, rule_id: str, body: dict[str, Any], enabled: bool, now_ms: int
+    ) -> bool:
+        await super().put_rule(rule_id, body, enabled, now_ms)
+        raise StorageUnavailable("connection lost")
+
+
+async def test_a_write_that_fails_after_it_committed_makes_the_book_reload() -> None:
+    """This node skips notices of its own changes, so nothing else would tell it."""
+    storage = LostAfterCommit()
+    book = RuleBook(storage, bus_id="b", accepted_by=dict)
+    with pytest.raises(StorageUnavailable):
+        await book.register(_body("kept", "a.b"), replace=False)
+    for _ in range(200):
+        if book.holds("kept"):
+            break
+        await asyncio.sleep(0.01)
+    assert book.holds("kept")
+    assert book.reloads == 1
     await book.close()

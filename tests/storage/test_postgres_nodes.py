@@ -1,7 +1,9 @@
-"""PostgreSQL storage shared by two nodes: who runs an unfinished firing, who stores a key."""
+"""PostgreSQL storage shared by two nodes: who runs an unfinished firing, who stores a key,
+who hears of a rule change."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -61,5 +63,42 @@ async def test_an_idempotency_key_another_node_stored_meanwhile_is_refused_in_th
         )
         assert again.event_id > first.event_id
     finally:
+        for node in (a, b):
+            await node.close()
+
+
+async def test_a_rule_change_is_reported_to_the_other_node_and_not_to_its_own(
+    tmp_path: Path,
+) -> None:
+    url = postgres.storage_url(tmp_path)
+    a, b = (PostgresStorage(url, bus_id="rulenotes") for _ in range(2))
+    heard: dict[str, list[str]] = {"a": [], "b": []}
+    committed: dict[str, asyncio.Queue[int]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
+
+    def watching(name: str, node: PostgresStorage) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            node.watch(committed[name].put_nowait, lambda: heard[name].append("rules"))
+        )
+
+    for node in (a, b):
+        await node.open()
+    watchers = [watching("a", a), watching("b", b)]
+    try:
+        for name in ("a", "b"):  # each listener has connected and caught up once
+            assert await asyncio.wait_for(committed[name].get(), 10) == 0
+        assert heard == {"a": ["rules"], "b": ["rules"]}
+        body = {"id": "r", "topic": "t", "action": {"type": "EmitEvent", "topic": "u"}}
+        await a.put_rule("r", body, True, T0)
+        await a.set_rule_enabled("r", False, T0)
+        await a.delete_rule("r")
+        # An append after them: once each listener has its notice, it has had theirs.
+        [event] = await a.append([NewEvent("t", 1, T0)])
+        for name in ("a", "b"):
+            assert await asyncio.wait_for(committed[name].get(), 10) == event.event_id
+        assert heard == {"a": ["rules"], "b": ["rules"] * 4}
+    finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         for node in (a, b):
             await node.close()

@@ -2,8 +2,9 @@
 
 Each function runs on a connection the store hands it (inside a
 transaction where it writes), like sqlite/rules.py on SQLite's thread. A
-rule change also sends `NOTIFY <channel>, 'rules'`, so other nodes reload
-their rule books; firings are claimed in the name of a node (`claimed_by`),
+rule change also sends `NOTIFY <channel>, 'rules:<node id>'`, so other nodes
+reload their rule books (the writing node skips its own notice: it has
+applied the change already); firings are claimed in the name of a node (`claimed_by`),
 so a node that died leaves firings another node can adopt.
 """
 
@@ -39,12 +40,14 @@ __all__ = [
     "load_rules",
     "put_rule",
     "rearm_firings",
+    "rules_changed",
     "save_cursor",
     "set_rule_enabled",
 ]
 
 CURSOR_NAME = "rule_engine"
-#: The NOTIFY payload that says "rules changed"; event commits send their last id.
+#: The NOTIFY payload that says "rules changed" starts so (`rules_changed`); event
+#: commits send their last id.
 RULES_CHANGED = "rules"
 
 _SAVE_CURSOR = (
@@ -77,15 +80,23 @@ async def load_rules(conn: asyncpg.Connection) -> list[StoredRule]:
     ]
 
 
+def rules_changed(node_id: str) -> str:
+    """The NOTIFY payload of a rule change made by `node_id`: the node that made it
+    knows its own notice, and skips it."""
+    return f"{RULES_CHANGED}:{node_id}"
+
+
 async def put_rule(
     conn: asyncpg.Connection,
     channel: str,
+    node_id: str,
     rule_id: str,
     body: dict[str, Any],
     enabled: bool,
     now_ms: int,
 ) -> bool:
-    # One round trip: the upsert and its notice (sent at commit) in one statement.
+    # One round trip: the upsert and its notice (sent at commit) in one statement, which
+    # needs no explicit transaction (store.py sends it alone).
     created: bool = await conn.fetchval(
         "WITH put AS ("
         " INSERT INTO rules (id, body, enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)"
@@ -97,29 +108,29 @@ async def put_rule(
         enabled,
         now_ms,
         channel,
-        RULES_CHANGED,
+        rules_changed(node_id),
     )
     return created
 
 
-async def delete_rule(conn: asyncpg.Connection, channel: str, rule_id: str) -> bool:
+async def delete_rule(conn: asyncpg.Connection, channel: str, node_id: str, rule_id: str) -> bool:
     deleted = rowcount(await conn.execute("DELETE FROM rules WHERE id = $1", rule_id)) > 0
-    await _rules_changed(conn, channel)
+    await _notify_rules_changed(conn, channel, node_id)
     return deleted
 
 
 async def set_rule_enabled(
-    conn: asyncpg.Connection, channel: str, rule_id: str, enabled: bool, now_ms: int
+    conn: asyncpg.Connection, channel: str, node_id: str, rule_id: str, enabled: bool, now_ms: int
 ) -> bool:
     status = await conn.execute(
         "UPDATE rules SET enabled = $1, updated_at = $2 WHERE id = $3", enabled, now_ms, rule_id
     )
-    await _rules_changed(conn, channel)
+    await _notify_rules_changed(conn, channel, node_id)
     return rowcount(status) > 0
 
 
-async def _rules_changed(conn: asyncpg.Connection, channel: str) -> None:
-    await conn.execute("SELECT pg_notify($1, $2)", channel, RULES_CHANGED)
+async def _notify_rules_changed(conn: asyncpg.Connection, channel: str, node_id: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", channel, rules_changed(node_id))
 
 
 # -- firings and the engine's cursor ---------------------------------------------------
@@ -188,12 +199,12 @@ async def adopt_firings(conn: asyncpg.Connection, node_id: str) -> list[Firing]:
             adopted += map(firing_from_row, await conn.fetch(_ADOPT, node_id, None))
             continue
         # Taking a node's lease proves it gone, and keeps a second adopter out meanwhile.
-        if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", node_key(node)):
-            continue
-        try:
-            adopted += map(firing_from_row, await conn.fetch(_ADOPT, node_id, node))
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", node_key(node))
+        # Held to COMMIT, so no lock outlives this on the pooled connection.
+        async with conn.transaction():
+            if await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))", node_key(node)
+            ):
+                adopted += map(firing_from_row, await conn.fetch(_ADOPT, node_id, node))
     return sorted(adopted, key=lambda firing: firing.firing_id)
 
 
