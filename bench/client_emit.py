@@ -7,7 +7,8 @@ round runs, for each tree in turn (alternating which goes first), a child
 process with that tree's `eventbus_client` on its path: it starts that tree's
 server (memory storage, so the server stays cheap) and times, in CPU seconds
 of the client process alone, 5,000 emits awaiting each ack (`seq`) and
-40,000 with 100 in flight (`pipe`, as bench.emit). Printed: each tree's
+40,000 with 100 in flight (`pipe`, as bench.emit), 20 `emit_many` of 1,000
+(`batch`; the events are built before the clock starts). Printed: each tree's
 median µs of client CPU per emit and the paired ratio (new / old) per round.
 """
 
@@ -63,6 +64,12 @@ async def main() -> None:
             cpu = time.process_time()
             await asyncio.gather(*(worker() for _ in range(100)))
             out["pipe"] = (time.process_time() - cpu) / 40000 * 1e6
+
+            events = [{"topic": "bench.batch", "payload": payload} for _ in range(1000)]
+            cpu = time.process_time()
+            for _ in range(20):
+                await bus.emit_many(events)
+            out["batch"] = (time.process_time() - cpu) / 20000 * 1e6
         finally:
             await bus.close()
             proc.terminate()
@@ -100,7 +107,7 @@ def main() -> None:
             figures[tree].append(child(tree))
         print(f"round {round_ + 1}: load {os.getloadavg()[0]:.1f}", flush=True)
     base = trees[0]
-    for scenario in ("seq", "pipe"):
+    for scenario in ("seq", "pipe", "batch"):
         for tree in trees:
             median = statistics.median(r[scenario] for r in figures[tree])
             line = f"{scenario:4} {tree}: {median:6.1f} µs client CPU/emit"
