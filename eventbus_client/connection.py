@@ -79,20 +79,24 @@ class RpcConnection(asyncio.Protocol):
         if self._transport is None or self.is_closed:
             raise ConnectionLost(self._close_reason)
         call_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[call_id] = future
         if on_result is not None:
             self._on_result[call_id] = on_result
         if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._outgoing.append(dumps_line(request(method, params or None, call_id)))
-        if not self._writable.is_set():
-            await self._writable.wait()
         try:
+            if not self._writable.is_set():
+                await self._writable.wait()
             return await future
-        finally:
+        except BaseException:
+            # Cancelled (or the wait failed): nobody reads this call's reply. An answered
+            # call was taken out of both maps by the line that answered it.
             self._pending.pop(call_id, None)
             self._on_result.pop(call_id, None)
+            raise
 
     def _flush(self) -> None:
         if self._outgoing and self._transport is not None and not self._transport.is_closing():
@@ -146,23 +150,43 @@ class RpcConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
+    def _answered(self, message: dict[str, Any]) -> bool:
+        """Answer the call whose result `message` is, if it is one: the usual line,
+        answered without `_on_line`'s general walk."""
+        call_id: Any = message.get("id")
+        if "method" in message or "error" in message or not isinstance(call_id, int):
+            return False
+        future = self._pending.pop(call_id, None)
+        if future is None:
+            return False
+        if not future.done():
+            result = message.get("result")
+            on_result = self._on_result.pop(call_id, None)
+            if on_result is not None:
+                on_result(result)
+            future.set_result(result)
+        return True
+
     def _on_line(self, line: bytes) -> None:
         try:
             message = loads(line)
         except DecodeError:
+            return
+        if type(message) is dict and self._answered(message):
             return
         for item in parse_incoming(message):
             if isinstance(item, Notification):
                 if self.on_notification is not None:
                     self.on_notification(item.method, item.params)
                 continue
-            future = self._pending.get(item.id) if isinstance(item.id, int) else None
+            future = self._pending.pop(item.id, None) if isinstance(item.id, int) else None
             if future is None or future.done():
                 if item.id is None and item.error is not None:
                     # Connection-level error (too large, too many connections): it is about to close.
                     self._close_reason = str(item.error.get("message", "closed by the bus"))
                 continue
             if item.error is not None:
+                self._on_result.pop(item.id, None)
                 future.set_exception(from_error_object(item.error))
                 continue
             on_result = self._on_result.pop(item.id, None)
