@@ -79,8 +79,13 @@ class CommitFeed:
                     await self._read_up_to(self._known)
                 except EventBusError as exc:
                     log.warning("bus=%s cannot read new events yet: %s", self.bus_id, exc)
-                    self._wake.set()
-            if self._wake.is_set():
+                    failed = True
+                else:
+                    failed = False
+            if failed:
+                # Only a failed read waits before the next; a notice that came in while
+                # the read ran is read at once (it set the wake-up again).
+                self._wake.set()
                 await asyncio.sleep(RETRY_S)
 
     async def _read_up_to(self, last_event_id: int) -> None:

@@ -194,6 +194,32 @@ async def test_a_notice_on_one_process_storage_is_read_back_too() -> None:
     await storage.close()
 
 
+async def test_a_notice_that_arrives_during_a_read_is_read_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A steady stream from another node: the next notice lands while the previous read
+    delivers. Only a failed read may wait RETRY_S before the next (here a minute, far
+    beyond the test's bound); the new notice is read at once."""
+    monkeypatch.setattr(feed_module, "RETRY_S", 60.0)
+    storage = MemoryStorage(100)
+    await storage.open()
+    delivered = Delivered()
+    feed = CommitFeed(storage, delivered, bus_id="b")
+    feed.start(0)
+    first, second = await commit(storage, 2), await commit(storage, 3)
+
+    def deliver_while_another_notice_arrives(events: list[Event]) -> None:
+        delivered(events)
+        feed.committed_elsewhere(second[-1].event_id)
+
+    feed.deliver = deliver_while_another_notice_arrives
+    async with running(feed.run()):
+        feed.committed_elsewhere(first[-1].event_id)
+        await delivered.until(second[-1].event_id, timeout_s=5.0)
+    assert delivered.ids == ids(first) + ids(second)
+    await storage.close()
+
+
 async def rolled_back_batch(storage: PostgresStorage) -> None:
     """A batch that draws ids and rolls back: 64 events go in by COPY, row by row, and
     PostgreSQL refuses the last (\\u0000 in jsonb) after the others took their ids."""
