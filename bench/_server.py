@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -19,8 +20,17 @@ LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
 
 
 @contextlib.asynccontextmanager
-async def server_process(config: Path) -> AsyncIterator[tuple[str, int]]:
-    """One server process on `config` (one bus); yields (url, pid)."""
+async def server_process(
+    config: Path, *, tree: str | None = None, start_timeout_s: float = 20.0
+) -> AsyncIterator[tuple[str, int]]:
+    """One server process on `config` (one bus); yields (url, pid).
+
+    `tree`: run the server from that source tree rather than this one. It is
+    the process's working directory as well as its PYTHONPATH, because
+    `python -m` puts the working directory first on sys.path.
+    `start_timeout_s`: how long it may take to listen (migrating a big store
+    takes a while).
+    """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -28,11 +38,13 @@ async def server_process(config: Path) -> AsyncIterator[tuple[str, int]]:
         "--config",
         str(config),
         stderr=asyncio.subprocess.PIPE,
+        cwd=tree,
+        env=None if tree is None else {**os.environ, "PYTHONPATH": tree},
     )
     assert proc.stderr is not None
     drainer: asyncio.Task[bytes] | None = None
     try:
-        port = await asyncio.wait_for(_listen_port(proc.stderr), 20)
+        port = await asyncio.wait_for(_listen_port(proc.stderr), start_timeout_s)
         drainer = asyncio.create_task(proc.stderr.read())
         yield f"tcp://127.0.0.1:{port}", proc.pid
     finally:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -48,11 +47,11 @@ from ._common import (
     run,
     steady_latency,
 )
+from ._server import server_process
 from .peers import measure_peers
 
 BATCH_COUNT = 100_000
 RSS_EVENTS = 1_000_000
-LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
 POSTGRES_URL = os.environ.get(
     "EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -75,12 +74,8 @@ async def bus_process(
     storage: str, durability: str, extra: dict[str, Any] | None = None, *, tree: str | None = None
 ) -> AsyncIterator[tuple[str, int]]:
     """A fresh server process with one bus (its config plus `extra`); yields (url, pid)
-    and stops it with SIGTERM.
-
-    `tree`: run the server from that source tree rather than this one. It is
-    the process's working directory as well as its PYTHONPATH, because
-    `python -m` puts the working directory first on sys.path.
-    """
+    and stops it with SIGTERM. `tree`: run the server from that source tree
+    (see `server_process`)."""
     with tempfile.TemporaryDirectory(prefix="eventbus-bench-") as folder:
         bus: dict[str, Any] = {
             "id": "bench",
@@ -94,42 +89,12 @@ async def bus_process(
             bus |= {"persist": True, "storage_url": f"{POSTGRES_URL}?schema={_bench_schema()}"}
         config = Path(folder) / "event_buses.json"
         config.write_text(json.dumps([bus]))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "eventbus_server",
-            "--config",
-            str(config),
-            stderr=asyncio.subprocess.PIPE,
-            cwd=tree,
-            env=None if tree is None else {**os.environ, "PYTHONPATH": tree},
-        )
-        assert proc.stderr is not None
-        drainer: asyncio.Task[bytes] | None = None
         try:
-            port = await asyncio.wait_for(_listen_port(proc.stderr), 20)
-            # Keep draining stderr so the server never blocks on a full pipe.
-            drainer = asyncio.create_task(proc.stderr.read())
-            yield f"tcp://127.0.0.1:{port}", proc.pid
+            async with server_process(config, tree=tree) as running:
+                yield running
         finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                code = await asyncio.wait_for(proc.wait(), 60)
-                if code != 0:
-                    print(f"warning: server exited with {code}", file=sys.stderr)
-            if drainer is not None:
-                drainer.cancel()
             if storage == "postgres":
                 await _drop_bench_schema()  # each scenario starts from an empty log
-
-
-async def _listen_port(stderr: asyncio.StreamReader) -> int:
-    """The port from the server's startup line (`bus=bench listen=127.0.0.1:PORT ...`)."""
-    while line := (await stderr.readline()).decode():
-        match = LISTEN_RE.search(line)
-        if match:
-            return int(match.group(1))
-    raise RuntimeError("the server exited before it was listening")
 
 
 async def pipelined_rate(bus: EventBusClient, topic: str, *, count: int, depth: int) -> float:

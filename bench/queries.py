@@ -27,14 +27,11 @@ serves that.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import random
-import re
 import shlex
-import signal
 import sqlite3
 import statistics
 import sys
@@ -50,6 +47,7 @@ if not __package__:
 import asyncpg
 
 from bench._common import format_table, record_results, run
+from bench._server import server_process
 from eventbus_client import connect
 from eventbus_core.event import NEW_EVENT_FIELDS
 from eventbus_server.storage import EventQuery, PostgresStorage, SqliteStorage
@@ -69,7 +67,6 @@ SOURCES = 20_000
 TARGETS = 5_000
 VERBS = ("created", "updated", "deleted", "pushed", "failed", "retried", "done", "seen")
 KINDS = ("tool", "workflow", "agent", "service")
-LISTEN_RE = re.compile(r"listen=\S+:(\d+)")
 POSTGRES_URL = os.environ.get(
     "EVENTBUS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -218,32 +215,8 @@ async def server(storage: dict[str, Any]) -> AsyncIterator[str]:
         config = Path(folder) / "event_buses.json"
         bus = {"id": "bench", "listen": "127.0.0.1:0", "persist": True, **storage}
         config.write_text(json.dumps([bus]))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "eventbus_server",
-            "--config",
-            str(config),
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert proc.stderr is not None
-        drainer: asyncio.Task[bytes] | None = None
-        try:
-            port = None
-            while line := (await asyncio.wait_for(proc.stderr.readline(), 300)).decode():
-                if match := LISTEN_RE.search(line):
-                    port = int(match.group(1))
-                    break
-            if port is None:
-                raise RuntimeError("the server exited before it was listening")
-            drainer = asyncio.create_task(proc.stderr.read())
-            yield f"tcp://127.0.0.1:{port}"
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), 60)
-            if drainer is not None:
-                drainer.cancel()
+        async with server_process(config, start_timeout_s=300) as (url, _pid):
+            yield url
 
 
 def _first_correlation_id(path: Path, count: int) -> str:
