@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventbus_core.envelope import EmitParams
-from eventbus_core.event import NewEvent
+from eventbus_core.event import NEW_EVENT_FIELDS, NewEvent
 from eventbus_core.numbers import INT64_MAX
 from eventbus_core.topics import MAX_TOPIC_LENGTH, TOPIC_RE
 from eventbus_core.trn import MAX_TRN_LENGTH, TRN_RE
@@ -41,19 +41,7 @@ MAX_EMIT_EVENTS = 10_000
 
 #: The fields an immediate emit may carry (`EmitParams`' fields without the delivery times,
 #: which send an emit down the model's path).
-_FIELDS = frozenset(
-    {
-        "topic",
-        "payload",
-        "timestamp",
-        "metadata",
-        "source_trn",
-        "target_trn",
-        "correlation_id",
-        "idempotency_key",
-        "event_id",
-    }
-)
+_FIELDS = frozenset((*NEW_EVENT_FIELDS, "event_id"))
 _topic_ok = TOPIC_RE.fullmatch
 _trn_ok = TRN_RE.fullmatch
 

@@ -32,6 +32,7 @@ __all__ = [
     "COUNT_COLUMNS",
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
+    "PARTIAL_INDEXES",
     "PROBE_CAPS",
     "RULE_COLUMNS",
     "SCHEDULED_COLUMNS",
@@ -105,6 +106,18 @@ def event_from_row(row: Sequence[Any]) -> Event:
         *optional,
     )
 
+
+#: A migration both schemas run (SQLite 4, PostgreSQL 5): the mostly-NULL columns' indexes
+#: become partial (fewer pages written per insert): drop the full index, then build the
+#: partial one under the same name.
+PARTIAL_INDEXES = tuple(
+    statement
+    for column in ("source_trn", "target_trn", "correlation_id")
+    for statement in (
+        f"DROP INDEX idx_event_log_{column}",
+        f"CREATE INDEX idx_event_log_{column} ON event_log ({column}) WHERE {column} IS NOT NULL",
+    )
+)
 
 if NEW_EVENT_FIELDS != (
     "topic",

@@ -321,20 +321,25 @@ async def test_a_tool_without_a_route_fails_at_once(
     assert "trn:org:nobody:tool:x:v1" in firing["error"]
 
 
+async def register_slow_rule(bus: EventBusClient, *, sleep_s: float) -> None:
+    """Rule `slow` on topic `t`: every event calls the `slow` tool, which sleeps `sleep_s`."""
+    await bus.register_rule(
+        {
+            "id": "slow",
+            "topic": "t",
+            "action": {
+                "type": "InvokeTool",
+                "tool_id": "trn:user:test:python:slow:v1",
+                "input": {"sleep_s": sleep_s},
+            },
+        }
+    )
+
+
 async def test_firings_never_exceed_max_concurrency(tmp_path: Path) -> None:
     config = rules_bus("memory", tmp_path, max_concurrency=2)
     async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
-        await bus.register_rule(
-            {
-                "id": "slow",
-                "topic": "t",
-                "action": {
-                    "type": "InvokeTool",
-                    "tool_id": "trn:user:test:python:slow:v1",
-                    "input": {"sleep_s": 0.05},
-                },
-            }
-        )
+        await register_slow_rule(bus, sleep_s=0.05)
         await bus.emit_many([{"topic": "t", "payload": i} for i in range(10)])
         await settle(app)
         assert python_tools.STATE["peak"] == 2
@@ -347,17 +352,7 @@ async def test_duration_counts_the_tool_call_not_the_wait_for_a_slot(tmp_path: P
     # own; its duration_ms is still its own call's, not the 0.8 s since it was claimed.
     config = rules_bus("memory", tmp_path, max_concurrency=1)
     async with start_buses(tmp_path, config) as app, await connect(app.url("rules")) as bus:
-        await bus.register_rule(
-            {
-                "id": "slow",
-                "topic": "t",
-                "action": {
-                    "type": "InvokeTool",
-                    "tool_id": "trn:user:test:python:slow:v1",
-                    "input": {"sleep_s": 0.2},
-                },
-            }
-        )
+        await register_slow_rule(bus, sleep_s=0.2)
         await bus.emit_many([{"topic": "t", "payload": i} for i in range(4)])
         await settle(app)
         firings = await bus.list_firings()

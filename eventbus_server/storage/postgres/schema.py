@@ -22,18 +22,9 @@ import hashlib
 import asyncpg
 
 from eventbus_server.storage.base import SchemaTooNew
+from eventbus_server.storage.sql import PARTIAL_INDEXES
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "quote_ident", "rowcount", "schema_for_bus"]
-
-#: Drop the full index, then build the partial one under the same name.
-PARTIAL_INDEXES = tuple(
-    statement
-    for column in ("source_trn", "target_trn", "correlation_id")
-    for statement in (
-        f"DROP INDEX idx_event_log_{column}",
-        f"CREATE INDEX idx_event_log_{column} ON event_log ({column}) WHERE {column} IS NOT NULL",
-    )
-)
 
 MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     (

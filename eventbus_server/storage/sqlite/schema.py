@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from eventbus_server.storage.base import SchemaTooNew
+from eventbus_server.storage.sql import PARTIAL_INDEXES
 
 __all__ = [
     "MIGRATIONS",
@@ -31,16 +32,6 @@ __all__ = [
     "schema_version",
     "write_transaction",
 ]
-
-#: Drop the full index, then build the partial one under the same name.
-PARTIAL_INDEXES = tuple(
-    statement
-    for column in ("source_trn", "target_trn", "correlation_id")
-    for statement in (
-        f"DROP INDEX idx_event_log_{column}",
-        f"CREATE INDEX idx_event_log_{column} ON event_log ({column}) WHERE {column} IS NOT NULL",
-    )
-)
 
 MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     # 1: the seed's event_log (plus idempotency_key), and the rule engine's tables.
