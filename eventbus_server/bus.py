@@ -183,6 +183,7 @@ class Bus:
         self._writer = GroupCommitWriter(
             self.storage,
             self._feed.committed_here,
+            deliver_now=self._feed.committed_now,
             bus_id=config.id,
             queue_size=config.queue_size,
             max_queue_bytes=config.max_queue_bytes,
@@ -417,10 +418,13 @@ class Bus:
         trusted: bool = False,
         batch: bool = False,
         size: int = 0,
+        at_once: bool = False,
     ) -> None:
         """`submit` for events already validated into their rows (`emit_rows`: the RPC hot
         path), with the same checks and queue; `done` is called once, from the writer, with
-        their `Committed` or the error. One call per request instead of a chain of futures."""
+        their `Committed` or the error. One call per request instead of a chain of futures.
+        `at_once`: a lone request, which an idle writer may commit (and answer) before this
+        returns (writer.py)."""
         allowed = self._allowed is not None and not trusted
         for index, row in enumerate(rows):
             if row.topic.startswith(RESERVED_PREFIX) or (
@@ -429,7 +433,7 @@ class Bus:
                 self._admit(row.topic, row.source_trn, trusted, index if batch else None)
         if tracing.enabled():
             done = self._traced(rows, done)
-        self._writer.enqueue(rows, size, done)
+        self._writer.enqueue(rows, size, done, at_once=at_once)
 
     def _traced(
         self, accepted: list[NewEvent], done: Callable[[Outcome], None]

@@ -74,6 +74,7 @@ class Connection(asyncio.Protocol):
         self._lines: deque[bytes] = deque()  # complete lines waiting for room to run
         self._inflight = 0
         self._pump_scheduled = False
+        self._pumping = False  # in `_pump`: what is written leaves when it returns
         self._tasks: set[asyncio.Future[Any]] = set()
         #: Emits queued in the bus's writer, whose replies come through `_answer_later`.
         self._later = 0
@@ -96,7 +97,7 @@ class Connection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._done_writing():
             return
-        if not self._outgoing:
+        if not self._outgoing and not self._pumping:
             asyncio.get_running_loop().call_soon(self._flush)
         self._outgoing.append(data)
 
@@ -211,18 +212,31 @@ class Connection(asyncio.Protocol):
         thousands of cheap requests, and running them all at once would hold
         every other connection of the process for as long (10,000 pipelined
         subscribes: 0.3 s). The rest waits for the next turn, unread.
+
+        What the lines' calls write meanwhile (replies given at once, an emit the
+        writer committed at once) leaves when this returns, in one write, unless a
+        flush is due anyway (output was waiting): then it goes with that one.
         """
-        started = 0
-        while self._lines and self._room_for_calls():
-            if started == LINES_PER_TURN:
-                if not self._pump_scheduled:
-                    self._pump_scheduled = True
-                    asyncio.get_running_loop().call_soon(self._next_turn)
-                break
-            self._handle_line(self._lines.popleft())
-            started += 1
-        self._update_reading()
-        self._close_when_done()
+        outer = self._pumping
+        owed = not outer and not self._outgoing  # no flush is scheduled: ours to do
+        self._pumping = True
+        try:
+            started = 0
+            while self._lines and self._room_for_calls():
+                if started == LINES_PER_TURN:
+                    if not self._pump_scheduled:
+                        self._pump_scheduled = True
+                        asyncio.get_running_loop().call_soon(self._next_turn)
+                    break
+                line = self._lines.popleft()
+                self._handle_line(line, alone=not self._lines)
+                started += 1
+            self._update_reading()
+            self._close_when_done()
+        finally:
+            self._pumping = outer
+            if owed and self._outgoing:
+                self._flush()
 
     def _next_turn(self) -> None:
         self._pump_scheduled = False
@@ -242,7 +256,7 @@ class Connection(asyncio.Protocol):
             transport.pause_reading()
         self._watch_partial_line()
 
-    def _handle_line(self, line: bytes) -> None:
+    def _handle_line(self, line: bytes, *, alone: bool) -> None:
         message = parse_message(line, max_batch=self.config.max_batch)
         if not message.calls:
             if message.replies:
@@ -255,12 +269,18 @@ class Connection(asyncio.Protocol):
                 len(message.calls),
             )
             return
-        ctx = CallContext(self.bus, self, self._budget(), size=len(line), answer=self._answer_later)
+        ctx = CallContext(
+            self.bus, self, self._budget(), size=len(line), answer=self._answer_later, alone=alone
+        )
+        # Counted before it starts: an emit committed at once is answered inside `start`.
+        self._inflight += 1
+        self._later += 1
         outcome = start(ctx, message.calls[0])
         if outcome is LATER:
-            self._inflight += 1
-            self._later += 1
-        elif isinstance(outcome, asyncio.Future):
+            return
+        self._inflight -= 1
+        self._later -= 1
+        if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(
                 lambda done: self._answer(ctx, done.result()) if not done.cancelled() else None
             )
@@ -283,8 +303,9 @@ class Connection(asyncio.Protocol):
         self._answer(ctx, reply)
         if self._later == 0 and self._settled is not None:
             self._settled.set()
-        # The next lines start in a turn of their own, not inside the writer's acks.
-        if not self._closed and not self._pump_scheduled:
+        # The next lines start in a turn of their own, not inside the writer's acks (an
+        # emit committed at once is answered inside `_pump`, which goes on by itself).
+        if not self._closed and not self._pump_scheduled and not self._pumping:
             self._pump_scheduled = True
             asyncio.get_running_loop().call_soon(self._next_turn)
 

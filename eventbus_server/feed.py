@@ -57,10 +57,22 @@ class CommitFeed:
                 )
                 self.committed_elsewhere(events[-1].event_id)
                 return
-            fresh = [event for event in events if event.event_id > self.cursor]
-            if fresh:
-                self.cursor = fresh[-1].event_id
-                self.deliver(fresh)
+            self._deliver_fresh(events)
+
+    def committed_now(self, events: list[Event]) -> bool:
+        """`committed_here` without waiting, for a commit made in a read (writer.py); False,
+        with nothing delivered, when it would wait: another delivery holds the feed, or
+        events committed elsewhere must be read before these."""
+        if self._lock.locked() or events[0].event_id > self.cursor + 1:
+            return False
+        self._deliver_fresh(events)
+        return True
+
+    def _deliver_fresh(self, events: list[Event]) -> None:
+        fresh = [event for event in events if event.event_id > self.cursor]
+        if fresh:
+            self.cursor = fresh[-1].event_id
+            self.deliver(fresh)
 
     def committed_elsewhere(self, last_event_id: int) -> None:
         """A notice that events up to `last_event_id` are committed; `run` reads them."""

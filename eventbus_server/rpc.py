@@ -194,6 +194,9 @@ class CallContext:
     #: Given, an emit answers by calling it with the reply once committed (`start`
     #: returns LATER) rather than through a future: one call, no future, per emit.
     answer: Callable[[CallContext, Reply], None] | None = None
+    #: The only request its connection has to start now: an emit may be committed (and
+    #: answered) at once, inside `start`, if the bus's writer is idle (writer.py).
+    alone: bool = False
 
 
 def _params(model: type[BaseModel], params: dict[str, Any]) -> Any:
@@ -603,13 +606,17 @@ def _commit(ctx: CallContext, call: Call, commit: Commit) -> asyncio.Future[Repl
             if not future.done():  # the caller may have gone (cancelled)
                 future.set_result(_committed_reply(ctx, call, commit.shape, outcome))
 
-        ctx.bus.submit_rows(commit.rows, batch=commit.batch, size=ctx.size, done=settle)
+        ctx.bus.submit_rows(
+            commit.rows, batch=commit.batch, size=ctx.size, done=settle, at_once=ctx.alone
+        )
         return future
 
     def reply(outcome: Outcome) -> None:
         answer(ctx, _committed_reply(ctx, call, commit.shape, outcome))
 
-    ctx.bus.submit_rows(commit.rows, batch=commit.batch, size=ctx.size, done=reply)
+    ctx.bus.submit_rows(
+        commit.rows, batch=commit.batch, size=ctx.size, done=reply, at_once=ctx.alone
+    )
     return LATER
 
 

@@ -21,6 +21,17 @@ the error. Halving instead of committing each request alone keeps the cost
 of one poisoned request at about 2·log2(n) commits instead of n: 5,000
 one-event commits on PostgreSQL hold the writer for ~7 s.
 
+A lone request (the only one its connection's read brought) skips the queue
+when the writer is idle and the storage commits it without waiting (SQLite
+at `durability: normal`, memory): it is committed, answered and handed to
+the feed before `enqueue` returns, so its reply leaves in the turn of the
+loop that read it, not two turns later (the writer task's, then the
+flush's). Once per turn: the other requests read in that turn queue up and
+commit as one group, after it. And only while lone requests come one at a
+time: once one finds others waiting, they all queue (group commits cost less
+per event when many clients emit at once) until the writer takes a batch of
+one request again.
+
 Besides emits, the queue carries operations: a storage call that appends
 events of its own in one transaction (the scheduler's "append what is due",
 scheduler.py). Each runs alone, in its place in the queue, and its events
@@ -92,15 +103,18 @@ class GroupCommitWriter:
         storage: Storage,
         on_commit: Callable[[list[Event]], Awaitable[None]],
         *,
+        deliver_now: Callable[[list[Event]], bool],
         bus_id: str,
         queue_size: int,
         dedup_window_s: float,
         stats: dict[str, int],
         max_queue_bytes: int = 64 * 1_048_576,
     ) -> None:
-        """`queue_size` requests, and `max_queue_bytes` of their lines, may wait."""
+        """`queue_size` requests, and `max_queue_bytes` of their lines, may wait.
+        `deliver_now` is `on_commit` if it need not wait (else False, nothing done)."""
         self.storage = storage
         self.on_commit = on_commit
+        self.deliver_now = deliver_now
         self.bus_id = bus_id
         self.dedup_window_s = dedup_window_s
         self.stats = stats
@@ -112,6 +126,12 @@ class GroupCommitWriter:
         self._committing = False  # holds a batch between the queue and its fan-out
         #: An operation taken from the queue while gathering a batch: it runs after that batch.
         self._held: _Operation | None = None
+        #: A request was committed at once in this turn of the loop (the rest queue up).
+        self._turn_taken = False
+        #: Lone requests were seen to come several at a time: they queue, until a batch of one.
+        self._crowded = False
+        #: Events committed at once whose `on_commit` had to wait: the next batch waits for it.
+        self._handing_on: asyncio.Task[None] | None = None
         #: Queued → acknowledged, per request; events per group commit (read by /metrics).
         self.emit_duration = Histogram(DURATION_BUCKETS_S)
         self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
@@ -134,7 +154,12 @@ class GroupCommitWriter:
     @property
     def busy(self) -> bool:
         """Whether anything queued is not yet committed and handed to `on_commit`."""
-        return not self._queue.empty() or self._committing or self._held is not None
+        return (
+            not self._queue.empty()
+            or self._committing
+            or self._held is not None
+            or self._handing_on is not None
+        )
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -151,9 +176,21 @@ class GroupCommitWriter:
         """Return once everything queued so far has been committed."""
         await self._queue.join()
 
-    def enqueue(self, events: list[NewEvent], size: int, done: Callable[[Outcome], None]) -> None:
+    def enqueue(
+        self,
+        events: list[NewEvent],
+        size: int,
+        done: Callable[[Outcome], None],
+        *,
+        at_once: bool = False,
+    ) -> None:
         """Queue checked events weighing `size` bytes; `done` is called once, from the write
-        loop, with their `Committed` or the error. Raises `Overloaded` when full."""
+        loop, with their `Committed` or the error. Raises `Overloaded` when full.
+
+        `at_once`: nothing else of the caller's is coming this turn. Then, if the writer
+        is idle and the storage commits without waiting, `done` is called before this
+        returns (see the module docstring).
+        """
         if self._task is None or self._task.done():
             raise Overloaded(f"bus {self.bus_id!r} is not accepting events (shutting down)")
         limit = self.max_queue_bytes
@@ -166,14 +203,78 @@ class GroupCommitWriter:
                 f" max_queue_bytes {limit}); back off and retry"
             )
         keys = [e.idempotency_key for e in events if e.idempotency_key is not None]
+        request = _Request(events, done, size, time.monotonic(), keys)
+        if at_once and not keys:
+            if not self._idle():
+                self._crowded = True
+            elif self._commit_at_once(request):
+                return
         try:
-            self._queue.put_nowait(_Request(events, done, size, time.monotonic(), keys))
+            self._queue.put_nowait(request)
         except asyncio.QueueFull:
             self.stats["rejected_overloaded"] += 1
             raise Overloaded(
                 f"bus {self.bus_id!r} emit queue is full ({self.queue_size} requests); back off and retry"
             ) from None
         self._queued_bytes += size
+
+    def _idle(self) -> bool:
+        """Nothing queued, committing or being handed on, and no request committed at once
+        this turn: a request committed now is next in id order and delivery order."""
+        return (
+            not self._turn_taken
+            and not self._crowded
+            and not self._committing
+            and self._held is None
+            and self._handing_on is None
+            and self._queue.empty()
+        )
+
+    def _commit_at_once(self, request: _Request) -> bool:
+        """Commit a lone request (no idempotency keys) as a batch of one, here, if the
+        storage can without waiting; False, with nothing done, if it cannot."""
+        self._committing = True
+        try:
+            try:
+                stored = self.storage.append_now(request.events)
+            except StorageUnavailable as exc:
+                self.stats["storage_errors"] += 1
+                self._fail([request], exc)
+                stored = []
+            except Exception as exc:
+                self._fail([request], self._error_for(exc))
+                stored = []
+            else:
+                if stored is None:
+                    return False
+                self._acknowledge([request], _DedupPlan({}, [request]), stored)
+            # Concurrent requests read in the rest of this turn commit as one group.
+            self._turn_taken = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+            if stored:
+                self._deliver_at_once(stored)
+            return True
+        finally:
+            self._committing = False
+
+    def _end_turn(self) -> None:
+        self._turn_taken = False
+
+    def _deliver_at_once(self, stored: list[Event]) -> None:
+        try:
+            if self.deliver_now(stored):
+                return
+        except Exception:
+            # Stored and acknowledged: the emitter is not told otherwise.
+            log.exception("bus=%s handing on committed events failed", self.bus_id)
+            return
+        self._handing_on = asyncio.get_running_loop().create_task(self._hand_on(stored))
+
+    async def _hand_on(self, stored: list[Event]) -> None:
+        try:
+            await self.on_commit(stored)
+        finally:
+            self._handing_on = None
 
     async def run_operation(self, run: Callable[[], Awaitable[list[Event]]]) -> list[Event]:
         """Run `run` (a storage call that appends events) in the write loop's order;
@@ -191,6 +292,8 @@ class GroupCommitWriter:
                 self._held = None
             else:
                 first = await self._queue.get()
+            if self._handing_on is not None:
+                await self._handing_on  # events committed at once reach the feed first
             if first is _STOP:
                 self._queue.task_done()
                 return
@@ -212,6 +315,8 @@ class GroupCommitWriter:
                 batch.append(item)
                 size += len(item.events)
                 weight += item.size
+            if len(batch) == 1:
+                self._crowded = False
             self._committing = True
             try:
                 await self._commit(batch)
@@ -323,6 +428,11 @@ class GroupCommitWriter:
         self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]
     ) -> None:
         """Acknowledge the batch's emitters, then hand its events on."""
+        self._acknowledge(batch, plan, stored)
+        if stored:
+            await self.on_commit(stored)
+
+    def _acknowledge(self, batch: list[_Request], plan: _DedupPlan, stored: list[Event]) -> None:
         acked_at = time.monotonic()
         observe = self.emit_duration.observe
         for request, slots in zip(batch, plan.slots, strict=True):
@@ -334,8 +444,6 @@ class GroupCommitWriter:
         self.stats["emitted"] += len(stored)
         self.stats["duplicates"] += plan.duplicates
         self.stats["batches"] += 1
-        if stored:
-            await self.on_commit(stored)
 
     async def _find_duplicates(self, batch: list[_Request], since_ts: int) -> dict[str, StoredKey]:
         keys = [key for request in batch for key in request.keys]

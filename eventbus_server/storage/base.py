@@ -415,6 +415,13 @@ class Storage(ABC):
         A single node's one writer cannot race itself: other backends ignore it.
         """
 
+    def append_now(self, events: Sequence[NewEvent]) -> list[Event] | None:
+        """`append`, done before this returns if this storage commits `events` without
+        waiting (on the event loop, as SQLite does small batches at `durability: normal`);
+        None, with nothing done, if it would have to wait: then `append`. For events
+        without idempotency keys (nothing to check again on shared storage)."""
+        return None
+
     @abstractmethod
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         """The events stored with these idempotency keys at or after `since_ts`."""

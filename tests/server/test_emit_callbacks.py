@@ -1,6 +1,7 @@
 """The hot emit path's callback contract (bus.submit_rows → writer → `done`), in process.
 
-Each request's callback is called exactly once, from the write loop, with its
+Each request's callback is called exactly once, from the write loop (or, for a
+lone request on an idle writer, before `submit_rows` returns), with its
 `Committed` or the error; a callback that raises is logged and does not stop
 the writer or the other emitters of its group commit; `event_ids()` is a
 range only where the ids really are consecutive.
@@ -113,3 +114,14 @@ async def test_a_refused_request_raises_and_queues_nothing(tmp_path: Path) -> No
         await bus.wait_idle()
         assert outcomes.got == [[]]
         assert bus.info()["stats"]["emitted"] == 0
+
+
+async def test_a_request_with_idempotency_keys_always_goes_through_the_queue(
+    tmp_path: Path,
+) -> None:
+    async with running_bus(tmp_path) as bus:
+        outcomes = Outcomes()
+        bus.submit_rows(rows(1, key="k"), done=outcomes.callback(), at_once=True)
+        assert outcomes.got == [[]]  # its key is looked up first, by the write loop
+        await bus.wait_idle()
+        assert isinstance(outcomes.got[0][0], Committed)

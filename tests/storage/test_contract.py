@@ -91,6 +91,22 @@ async def test_a_batch_keeps_its_order_its_ids_and_every_field(storage: Storage,
     ]
 
 
+async def test_append_now_commits_before_it_returns_or_leaves_it_to_append(
+    storage: Storage,
+) -> None:
+    stored = storage.append_now([new(offset=0), new(offset=1)])
+    if isinstance(storage, PostgresStorage):
+        assert stored is None  # every commit waits for the server
+        assert await storage.count() == 0
+        return
+    assert stored is not None
+    assert [e.payload for e in stored] == [{"n": 0}, {"n": 1}]
+    assert await storage.query(EventQuery()) == stored
+    if isinstance(storage, SqliteStorage):  # a large batch goes to the writer thread
+        assert storage.append_now([new(offset=i) for i in range(2, 100)]) is None
+        assert await storage.count() == 2
+
+
 async def test_append_of_an_empty_batch_stores_nothing(storage: Storage) -> None:
     assert await storage.append([]) == []
     assert await storage.last_event_id() == 0

@@ -65,6 +65,9 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
     async def append(
         self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None
     ) -> list[Event]:
+        return self.append_now(events)
+
+    def append_now(self, events: Sequence[NewEvent]) -> list[Event]:
         stored = []
         for new in events:
             self._last_id += 1

@@ -251,14 +251,20 @@ class SqliteStorage(Storage):
     async def append(
         self, events: Sequence[NewEvent], *, keys_since_ts: int | None = None
     ) -> list[Event]:
+        stored = self.append_now(events)
+        if stored is not None:
+            return stored
+        first_id = await self._write(_insert, events, storing=events)
+        return [new.stored(first_id + offset) for offset, new in enumerate(events)]
+
+    def append_now(self, events: Sequence[NewEvent]) -> list[Event] | None:
         if not events:
             return []
-        if self._inline_ok(len(events)):
-            first_id = self._inline(_insert, events)
-            if self._checkpoints is not None:
-                self._checkpoints.committed(len(events))
-        else:
-            first_id = await self._write(_insert, events, storing=events)
+        if not self._inline_ok(len(events)):
+            return None
+        first_id = self._inline(_insert, events)
+        if self._checkpoints is not None:
+            self._checkpoints.committed(len(events))
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
 
     def _inline_ok(self, size: int) -> bool:
