@@ -21,6 +21,7 @@ from eventbus_core.event import Event
 from eventbus_server.fanout import FanOut
 from eventbus_server.storage import MemoryStorage, SqliteStorage, Storage
 from eventbus_server.storage.base import EventQuery, Firing, FiringQuery, NewEvent
+from tests.storage.backends import opened
 from tests.subscriber import RecordingSubscriber
 
 T0 = 1_795_900_000_000
@@ -43,12 +44,8 @@ async def memory() -> AsyncIterator[Storage]:
 
 @pytest.fixture(params=list(STORAGES))
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store = STORAGES[request.param](tmp_path)
-    await store.open()
-    try:
+    async with opened(STORAGES[request.param], tmp_path) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from eventbus_server.feed import CommitFeed
 from eventbus_server.storage import MemoryStorage, PostgresStorage, Storage
 from eventbus_server.storage.base import NewEvent
 from tests import postgres
-from tests.storage.backends import BACKENDS
+from tests.storage.backends import BACKENDS, opened
 
 T0 = 1_795_900_000_000
 
@@ -105,12 +105,8 @@ def ids(events: list[Event]) -> list[int]:
 
 @pytest.fixture(params=list(BACKENDS))
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store = BACKENDS[request.param](tmp_path)
-    await store.open()
-    try:
+    async with opened(BACKENDS[request.param], tmp_path) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

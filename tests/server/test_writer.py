@@ -17,8 +17,9 @@ import pytest
 
 from eventbus_core.event import Event, NewEvent
 from eventbus_server.feed import CommitFeed
-from eventbus_server.storage import MemoryStorage, SqliteStorage, Storage
+from eventbus_server.storage import SqliteStorage, Storage
 from eventbus_server.writer import Committed, GroupCommitWriter, Outcome
+from tests.storage.backends import BACKENDS, opened
 
 T0 = 1_764_300_000_000
 
@@ -62,14 +63,8 @@ class Harness:
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store: Storage = (
-        MemoryStorage(1000) if request.param == "memory" else SqliteStorage(tmp_path / "w.db")
-    )
-    await store.open()
-    try:
+    async with opened(BACKENDS[request.param], tmp_path) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture

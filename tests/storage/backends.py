@@ -7,7 +7,8 @@ same log (for durable backends).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from eventbus_server.storage import MemoryStorage, PostgresStorage, SqliteStorage, Storage
@@ -20,3 +21,14 @@ BACKENDS: dict[str, Callable[[Path], Storage]] = {
     "postgres": lambda tmp_path: PostgresStorage(postgres.storage_url(tmp_path), bus_id="contract"),
 }
 DURABLE = ["sqlite", "postgres"]
+
+
+@contextlib.asynccontextmanager
+async def opened(make: Callable[[Path], Storage], tmp_path: Path) -> AsyncIterator[Storage]:
+    """`make(tmp_path)` opened for the block and closed after it (a fixture's body)."""
+    store = make(tmp_path)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -18,6 +18,7 @@ from eventbus_core.errors import InvalidParams, StorageUnavailable
 from eventbus_server.storage import EventQuery, NewEvent, PostgresStorage, Storage
 from eventbus_server.storage.postgres.store import COPY_MIN_EVENTS
 from tests import postgres
+from tests.storage.backends import opened
 
 from .backends import BACKENDS
 
@@ -34,12 +35,8 @@ def new(offset: int = 0, **fields: Any) -> NewEvent:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def sql_storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    store = BACKENDS[request.param](tmp_path)
-    await store.open()
-    try:
+    async with opened(BACKENDS[request.param], tmp_path) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
