@@ -109,9 +109,8 @@ def notification(method: str, params: Any) -> dict[str, Any]:
 def notification_frame(method: str, fixed: dict[str, Any], last_key: str) -> tuple[bytes, bytes]:
     """The bytes before and after the value of `last_key` in the line of a notification
     whose params are `fixed` plus `last_key`: `head + encoded_value + tail` is the line."""
-    params = b",".join(dumps(key) + b":" + dumps(value) for key, value in fixed.items())
-    head = b'{"jsonrpc":"2.0","method":' + dumps(method) + b',"params":{' + params
-    return head + (b"," if params else b"") + dumps(last_key) + b":", b"}}\n"
+    head, _ = merged_notification_frame(method, fixed)
+    return head + dumps(last_key) + b":", b"}}\n"
 
 
 def merged_notification_frame(method: str, fixed: dict[str, Any]) -> tuple[bytes, bytes]:

@@ -41,6 +41,7 @@ __all__ = [
     "Select",
     "count_events",
     "count_rows",
+    "decided_in_sql",
     "event_from_row",
     "event_row",
     "firing_from_row",
@@ -222,6 +223,13 @@ class _Where:
 Driver = Literal["event_id", "timestamp", "topic", "source_trn", "target_trn"] | None
 
 
+def decided_in_sql(query: EventQuery, style: Style) -> bool:
+    """Whether `select_events`' SQL alone decides every match, with no `matches()` after:
+    always on PostgreSQL; on SQLite unless a pattern has a `*` (checked there as a glob)."""
+    wildcards = (query.topic, query.source_trn or "", query.target_trn or "")
+    return style == "numeric" or not any("*" in pattern for pattern in wildcards)
+
+
 def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> Select:
     """SQL that returns a superset of the matches, in order; `matches()` does the rest
     (unless `exact`).
@@ -262,8 +270,7 @@ def select_events(query: EventQuery, style: Style, *, driver: Driver = None) -> 
         where.add("timestamp >= {}", query.from_ts)
     if query.to_ts is not None:
         where.add("timestamp <= {}", query.to_ts)
-    wildcards = (query.topic, query.source_trn or "", query.target_trn or "")
-    exact = style == "numeric" or not any("*" in pattern for pattern in wildcards)
+    exact = decided_in_sql(query, style)
     direction = "ASC" if query.order == "asc" else "DESC"
     order_by = "event_id"
     table = "event_log"

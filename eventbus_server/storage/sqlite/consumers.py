@@ -34,6 +34,7 @@ from eventbus_server.storage.sql import (
     EVENT_COLUMNS,
     count_events,
     count_rows,
+    decided_in_sql,
     event_from_row,
     select_events,
 )
@@ -130,8 +131,7 @@ def fetch_leases(
                 )
         room -= len(result.leased)
         cursor = consumer.cursor
-        exact = select_events(scan.query, "qmark").exact
-        rows = page_rows(scan, room, exact=exact, full_page=READ_PAGE)
+        rows = page_rows(scan, room, exact=decided_in_sql(scan.query, "qmark"), full_page=READ_PAGE)
         for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
             page_query = dataclasses.replace(
                 scan.query, since=cursor, limit=rows, order="asc", max_bytes=READ_PAGE_BYTES
