@@ -6,7 +6,8 @@ cause's correlation id (or `"evt-<id>"`), and a child of its `traceparent`
 (DESIGN §13: same trace, a new span id; with spans on, the span of the
 firing or the tool call). Their idempotency key is the
 firing's, so a firing re-run after a crash does not emit twice within the
-dedup window.
+dedup window. An emit that meets a storage outage waits it out (outages.py)
+instead of failing the firing or calling its tool again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import InvalidParams
 from eventbus_core.event import Event
 from eventbus_server import tracing
+from eventbus_server.rules.outages import through_outages
 from eventbus_server.rules.tools.invoke import ToolCall, ToolRouter
 
 __all__ = ["ActionRunner", "Emit", "hops_of"]
@@ -63,7 +65,7 @@ class ActionRunner:
             target_trn=action.get("target_trn"),
         )
         bus = action.get("bus")
-        event_id = await self.emit(bus, params)
+        event_id = await self._emit(bus, params, firing_id)
         return {"event_id": event_id, "bus": bus or self.bus_id, "topic": params.topic}
 
     async def _invoke(
@@ -81,8 +83,16 @@ class ActionRunner:
                 source_trn=action["tool_id"],
                 target_trn=None,
             )
-            await self.emit(None, params)
+            await self._emit(None, params, firing_id)
         return result
+
+    async def _emit(self, bus: str | None, params: EmitParams, firing_id: int) -> int:
+        """Emit, waiting out a storage outage: the tool is not called again for it, and the
+        idempotency key makes a retry of an emit that did commit return the same event."""
+        return await through_outages(
+            lambda: self.emit(bus, params),
+            doing=f"bus={self.bus_id} firing={firing_id} emits to {params.topic!r}",
+        )
 
     def _derived(
         self,

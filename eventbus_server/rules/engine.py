@@ -41,7 +41,7 @@ from tenacity import (
     wait_random,
 )
 
-from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
+from eventbus_core.errors import EventBusError, InvalidParams, Overloaded
 from eventbus_core.event import Event, now_ms
 from eventbus_core.rules import RetryPolicy
 from eventbus_server import tracing
@@ -51,6 +51,7 @@ from eventbus_server.rules.lang.limits import TooManyValues
 from eventbus_server.rules.lang.matcher import CompiledRule, envelope_of
 from eventbus_server.rules.lang.plan import TopicPlan
 from eventbus_server.rules.lang.templates import TemplateTooLarge
+from eventbus_server.rules.outages import through_outages
 from eventbus_server.rules.rulebook import RuleBook
 from eventbus_server.rules.tools.invoke import NoToolRoute, ToolError
 from eventbus_server.storage.base import Firing, FiringQuery, FiringSelection, Storage
@@ -69,8 +70,8 @@ CURSOR_SAVE_INTERVAL_S = 1.0
 MATCH_SLICE_S = 0.005
 #: How often an engine on shared storage looks for firings a dead node left unfinished.
 ADOPT_INTERVAL_S = 2.0
-#: Errors worth another attempt: the tool's, and a bus that is briefly full or down.
-RETRYABLE = (ToolError, Overloaded, StorageUnavailable)
+#: Errors worth another attempt: the tool's, and a bus that is briefly full.
+RETRYABLE = (ToolError, Overloaded)
 
 
 @dataclass(slots=True)
@@ -539,10 +540,11 @@ class RuleEngine:
         return tool_s
 
     async def _finish(self, firing: Firing) -> None:
-        for delay_s in (0.1, 0.5, 1.0, 2.0, 5.0, None):
+        """Record the firing final, waiting out a storage outage (rules/outages.py)."""
+
+        async def record() -> None:
             try:
                 await self.storage.finish_firing(firing)
-                break
             except InvalidParams as exc:
                 if firing.result is None and firing.status == "failed":
                     raise  # not even the error can be stored: a bug, not the tool's doing
@@ -553,17 +555,11 @@ class RuleEngine:
                     None,
                     f"the result cannot be stored: {exc}",
                 )
-            except StorageUnavailable as exc:
-                if delay_s is None:
-                    # It stays pending and runs again at the next start.
-                    log.error(
-                        "bus=%s firing=%d could not be recorded: %s",
-                        self.bus_id,
-                        firing.firing_id,
-                        exc,
-                    )
-                    return
-                await asyncio.sleep(delay_s)
+                await self.storage.finish_firing(firing)
+
+        await through_outages(
+            record, doing=f"bus={self.bus_id} firing={firing.firing_id} will be recorded"
+        )
         self.stats[firing.status] = self.stats.get(firing.status, 0) + 1
         self._count(firing)
         if (

@@ -101,3 +101,70 @@ async def test_a_bus_whose_database_is_down_at_start_says_so(
     with pytest.raises(Exception, match="is unavailable"):
         async with start_buses(tmp_path, {"id": "pg", "persist": True, "storage_url": cluster.url}):
             pass
+
+
+#: Holds the `held` tool's calls until the test lets them go (the bus runs in this process).
+GATE: asyncio.Event | None = None
+CALLS: list[object] = []
+
+
+async def held(request: dict[str, object]) -> object:
+    CALLS.append(request["input"])
+    assert GATE is not None
+    await GATE.wait()
+    return request["input"]
+
+
+async def test_a_firing_caught_by_an_outage_waits_for_it_and_ends_ok_on_its_first_attempt(
+    tmp_path: Path, cluster: TempCluster
+) -> None:
+    """A tool answered while the database was down: its result cannot be emitted. That is
+    not the tool's failure: the firing waits for storage, spends no attempt, and ends `ok`
+    (not a dead letter because a database restarted)."""
+    global GATE
+    GATE = asyncio.Event()
+    CALLS.clear()
+    bus_config = {
+        "id": "pg",
+        "persist": True,
+        "storage_url": cluster.url,
+        "enable_rules": True,
+        "retry": {"attempts": 2, "backoff_ms": 10},
+        "tools": [
+            {
+                "match": "trn:user:ops:python:held:*",
+                "kind": "python",
+                "function": f"{__name__}:held",
+            }
+        ],
+    }
+    async with start_buses(tmp_path, bus_config) as app, await connect(app.url("pg")) as bus:
+        await bus.register_rule(
+            {
+                "id": "hold",
+                "topic": "job",
+                "action": {
+                    "type": "InvokeTool",
+                    "tool_id": "trn:user:ops:python:held:v1",
+                    "input": "{{ $.payload }}",
+                    "result_topic": "done",
+                },
+            }
+        )
+        await bus.emit("job", "one")
+        async with asyncio.timeout(10):
+            while not CALLS:
+                await asyncio.sleep(0.02)
+
+        await cluster.stop()
+        GATE.set()  # the tool answers now; its result has nowhere to go
+        await asyncio.sleep(1.5)  # longer than both attempts' backoff
+        await cluster.start()
+
+        async with asyncio.timeout(20):
+            while [f["status"] for f in await bus.list_firings(rule_id="hold")] != ["ok"]:
+                await asyncio.sleep(0.2)
+        firings = await bus.list_firings(rule_id="hold")
+        assert [(f["status"], f["attempts"]) for f in firings] == [("ok", 1)]
+        assert [e.payload for e in (await bus.poll("done")).events] == ["one"]
+        assert CALLS == ["one"]  # the tool answered once; only its result waited
