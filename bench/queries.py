@@ -49,10 +49,9 @@ import asyncpg
 from bench._common import format_table, record_results, run
 from bench._server import server_process
 from eventbus_client import connect
-from eventbus_core.event import NEW_EVENT_FIELDS
 from eventbus_server.storage import EventQuery, PostgresStorage, SqliteStorage
 from eventbus_server.storage.postgres import schema as pg_schema
-from eventbus_server.storage.sql import NEW_EVENT_COLUMNS
+from eventbus_server.storage.sql import INSERT_EVENT_QMARK, INSERT_FIELDS
 from eventbus_server.storage.sqlite.schema import migrate
 
 #: Bump when the generated rows change, so a cached store is rebuilt.
@@ -91,7 +90,7 @@ def _target(k: int) -> str:
 
 
 def rows(count: int) -> Any:
-    """The generated events, as INSERT rows in `NEW_EVENT_COLUMNS` order."""
+    """The generated events, as INSERT rows in `INSERT_FIELDS` order."""
     rng = random.Random(SEED)
     topics = _topics(rng)
     weights = [1 / (rank + 1) for rank in range(TOPICS)]  # Zipf, s = 1
@@ -111,7 +110,7 @@ def rows(count: int) -> Any:
             correlation = f"c-{rng.getrandbits(48):012x}" if rng.random() < 0.4 else None
         left_in_group -= 1
         payload = json.dumps({"n": n, "repo": f"acme/api{n % 50}", "branch": "main"})
-        yield (topic, payload, ts, None, source, target, correlation, None)
+        yield (topic, payload, ts, None, source, target, correlation, None, None)
 
 
 def build(path: Path, count: int) -> None:
@@ -126,7 +125,7 @@ def build(path: Path, count: int) -> None:
         migrate(conn, str(partial))
         conn.execute("BEGIN")
         conn.executemany(
-            f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_EVENT_QMARK,
             rows(count),
         )
         conn.execute("COMMIT")
@@ -180,7 +179,7 @@ async def postgres_store(count: int) -> str:
 
 async def _copy(conn: asyncpg.Connection, batch: list[tuple[Any, ...]]) -> None:
     await conn.copy_records_to_table(
-        "event_log", records=batch, columns=list(NEW_EVENT_FIELDS), schema_name=POSTGRES_SCHEMA
+        "event_log", records=batch, columns=list(INSERT_FIELDS), schema_name=POSTGRES_SCHEMA
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal, NamedTuple
 
 from eventbus_core.codec import dumps, loads
 from eventbus_core.errors import InvalidParams
-from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, Event
+from eventbus_core.event import EVENT_FIELDS, NEW_EVENT_FIELDS, Event, now_ms
 from eventbus_core.topics import RESERVED_PREFIX
 from eventbus_server.storage import patterns
 from eventbus_server.storage.base import (
@@ -32,6 +32,10 @@ __all__ = [
     "COUNT_COLUMNS",
     "EVENT_COLUMNS",
     "FIRING_COLUMNS",
+    "INSERT_COLUMNS",
+    "INSERT_EVENT_QMARK",
+    "INSERT_FIELDS",
+    "KEY_RECEIVED_AT",
     "PARTIAL_INDEXES",
     "PROBE_CAPS",
     "RULE_COLUMNS",
@@ -61,8 +65,16 @@ __all__ = [
 Style = Literal["qmark", "numeric"]
 
 EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
-#: The columns of an INSERT of new events, in `event_row`'s order.
-NEW_EVENT_COLUMNS = ", ".join(NEW_EVENT_FIELDS)
+#: The columns of an INSERT of new events, in `event_row`'s order: the new event's fields,
+#: then `received_at`, when the bus took an event with an idempotency key (NULL without
+#: one). The dedup window counts from it, not from `timestamp`, which the client may set:
+#: a webhook redelivering a CloudEvent with last week's `time` is still a repeat.
+INSERT_FIELDS = (*NEW_EVENT_FIELDS, "received_at")
+INSERT_COLUMNS = ", ".join(INSERT_FIELDS)
+#: `event_row`s into SQLite (PostgreSQL's INSERT unnests arrays: postgres/store.py).
+INSERT_EVENT_QMARK = (
+    f"INSERT INTO event_log ({INSERT_COLUMNS}) VALUES ({', '.join('?' * len(INSERT_FIELDS))})"
+)
 FIRING_COLUMNS = (
     "firing_id, rule_id, event_id, status, attempts, started_at, duration_ms, result, error"
 )
@@ -92,6 +104,7 @@ def event_row(event: NewEvent) -> tuple[Any, ...]:
         event.target_trn,
         event.correlation_id,
         event.idempotency_key,
+        None if event.idempotency_key is None else now_ms(),
     )
 
 
@@ -119,6 +132,10 @@ PARTIAL_INDEXES = tuple(
         f"CREATE INDEX idx_event_log_{column} ON event_log ({column}) WHERE {column} IS NOT NULL",
     )
 )
+
+#: When a key counts as stored: received (`received_at`), or, for a row written before
+#: that column (SQLite 5, PostgreSQL 6), its timestamp as before.
+KEY_RECEIVED_AT = "COALESCE(received_at, timestamp)"
 
 if NEW_EVENT_FIELDS != (
     "topic",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +118,9 @@ async def test_a_non_trn_subject_and_binary_data_are_kept(tmp_path: Path) -> Non
 
 
 async def test_a_repeated_id_from_the_same_source_is_stored_once(tmp_path: Path) -> None:
-    # Sent now: the dedup window counts from the event's timestamp (see docs/http.md).
-    message = to_binary_event(_event(time=datetime.now(UTC)))
+    # A redelivery of last week's CloudEvent: the dedup window (10 min) counts from when
+    # the bus received the first one, not from its `time`.
+    message = to_binary_event(_event(time=datetime.now(UTC) - timedelta(days=7)))
     async with (
         http_app(tmp_path, http_bus(persist=True, storage_path=str(tmp_path / "web.db"))) as app,
         http_client(app) as http,

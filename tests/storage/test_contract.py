@@ -17,6 +17,7 @@ import pytest
 
 from eventbus_core.config import BusConfig
 from eventbus_core.errors import StorageUnavailable
+from eventbus_core.event import now_ms
 from eventbus_server.storage import (
     EventQuery,
     MemoryStorage,
@@ -311,21 +312,24 @@ async def test_filters_that_skip_many_events_still_fill_the_limit(
 # -- idempotency keys, topics, counts ------------------------------------------------
 
 
-async def test_find_keys_returns_the_first_event_within_the_window(storage: Storage) -> None:
+async def test_find_keys_counts_the_window_from_when_each_key_was_received(
+    storage: Storage,
+) -> None:
+    received = now_ms()
+    # Timestamps from long ago (T0), as a client or a CloudEvent's `time` may set them.
     stored = await storage.append(
         [
-            new(offset=0, idempotency_key="old"),
             new(offset=10, idempotency_key="a"),
             new(offset=11),
             new(offset=12, idempotency_key="b"),
         ]
     )
-    # The bus's window only moves forward; memory forgets what falls out of it.
-    assert set(await storage.find_keys(["old", "a"], since_ts=T0)) == {"old", "a"}
-    found = await storage.find_keys(["a", "b", "old", "unknown"], since_ts=T0 + 5)
+    found = await storage.find_keys(["a", "b", "unknown"], since_ts=received - 60_000)
     assert set(found) == {"a", "b"}
-    assert (found["a"].event_id, found["a"].timestamp) == (stored[1].event_id, T0 + 10)
-    assert found["b"].event_id == stored[3].event_id
+    assert (found["a"].event_id, found["a"].timestamp) == (stored[0].event_id, T0 + 10)
+    assert found["b"].event_id == stored[2].event_id
+    # A window that opens after they were received holds none of them.
+    assert await storage.find_keys(["a", "b"], since_ts=now_ms() + 1) == {}
     assert await storage.find_keys([], since_ts=0) == {}
 
 

@@ -13,6 +13,7 @@ from eventbus_server.storage import EventQuery, NewEvent, PostgresStorage, Sqlit
 from eventbus_server.storage.postgres import schema as pg_schema
 from eventbus_server.storage.sqlite import schema as sqlite_schema
 from tests import postgres
+from tests.storage.old_schema import postgres_store_before, sqlite_store_before
 
 PARTIAL = ("source_trn", "target_trn", "correlation_id")
 EVENTS = [
@@ -21,14 +22,6 @@ EVENTS = [
     NewEvent("orders.paid", {"n": 3}, 1002, target_trn="trn:org:acme:repo:api:v1"),
     NewEvent("orders.paid", {"n": 4}, 1003, correlation_id="c-1"),
 ]
-
-
-async def _store_events(store: Storage) -> None:
-    await store.open()
-    try:
-        await store.append(EVENTS)
-    finally:
-        await store.close()
 
 
 async def _filtered(store: Storage) -> list[list[int]]:
@@ -54,24 +47,12 @@ def _sqlite_indexes(path: Path) -> dict[str, str]:
         return {name: sql or "" for name, sql in rows}
 
 
-def _previous(migrations: tuple[object, ...]) -> tuple[object, ...]:
-    assert migrations[-1] is pg_schema.PARTIAL_INDEXES or (
-        migrations[-1] is sqlite_schema.PARTIAL_INDEXES
-    )
-    return migrations[:-1]
-
-
 async def test_sqlite_store_of_version_3_upgrades_and_keeps_its_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "bus.db"
-    with monkeypatch.context() as patched:
-        previous = _previous(sqlite_schema.MIGRATIONS)
-        patched.setattr(sqlite_schema, "MIGRATIONS", previous)
-        patched.setattr(sqlite_schema, "SCHEMA_VERSION", len(previous))
-        patched.setattr(sqlite_schema, "_DEFINED", frozenset(range(1, len(previous) + 1)))
-        await _store_events(SqliteStorage(path))
-    assert len(previous) == 3
+    version = await sqlite_store_before(path, sqlite_schema.PARTIAL_INDEXES, EVENTS, monkeypatch)
+    assert version == 3
     assert "WHERE" not in _sqlite_indexes(path)["idx_event_log_source_trn"]
 
     store = SqliteStorage(path)
@@ -84,11 +65,16 @@ async def test_sqlite_store_of_version_3_upgrades_and_keeps_its_events(
     for column in PARTIAL:
         assert indexes[f"idx_event_log_{column}"].endswith(f"WHERE {column} IS NOT NULL")
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (4,)
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (
+            sqlite_schema.SCHEMA_VERSION,
+        )
 
 
 async def test_sqlite_fresh_store_has_the_partial_indexes(tmp_path: Path) -> None:
-    await _store_events(SqliteStorage(tmp_path / "bus.db"))
+    store = SqliteStorage(tmp_path / "bus.db")
+    await store.open()
+    await store.append(EVENTS)
+    await store.close()
     indexes = _sqlite_indexes(tmp_path / "bus.db")
     for column in PARTIAL:
         assert indexes[f"idx_event_log_{column}"].endswith(f"WHERE {column} IS NOT NULL")
@@ -108,12 +94,10 @@ async def test_postgres_schema_of_version_4_upgrades_and_keeps_its_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = postgres.storage_url(tmp_path)
-    with monkeypatch.context() as patched:
-        previous = _previous(pg_schema.MIGRATIONS)
-        patched.setattr(pg_schema, "MIGRATIONS", previous)
-        patched.setattr(pg_schema, "SCHEMA_VERSION", len(previous))
-        await _store_events(PostgresStorage(url, bus_id="partial"))
-    assert len(previous) == 4
+    version = await postgres_store_before(
+        url, "partial", pg_schema.PARTIAL_INDEXES, EVENTS, monkeypatch
+    )
+    assert version == 4
 
     store = PostgresStorage(url, bus_id="partial")
     await store.open()
@@ -121,7 +105,10 @@ async def test_postgres_schema_of_version_4_upgrades_and_keeps_its_events(
         assert await _filtered(store) == EXPECTED
         indexes = await _pg_indexes(store)
         async with store._connection() as conn:
-            assert await conn.fetchval("SELECT MAX(version) FROM schema_version") == 5
+            assert (
+                await conn.fetchval("SELECT MAX(version) FROM schema_version")
+                == pg_schema.SCHEMA_VERSION
+            )
     finally:
         await store.close()
     for column in PARTIAL:

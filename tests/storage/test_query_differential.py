@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from eventbus_server.storage import EventQuery, MemoryStorage, NewEvent, PostgresStorage
 from eventbus_server.storage.postgres import store as pg_store
 from eventbus_server.storage.sql import (
-    NEW_EVENT_COLUMNS,
+    INSERT_EVENT_QMARK,
     Driver,
     event_row,
     range_probe,
@@ -120,7 +120,7 @@ def _sqlite(events: Sequence[NewEvent]) -> sqlite3.Connection:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     migrate(conn, ":memory:")
     conn.executemany(
-        f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        INSERT_EVENT_QMARK,
         [event_row(e) for e in events],
     )
     return conn

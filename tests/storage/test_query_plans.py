@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eventbus_server.storage import EventQuery, NewEvent, PostgresStorage
-from eventbus_server.storage.sql import NEW_EVENT_COLUMNS, PROBE_CAPS, event_row, range_probe
+from eventbus_server.storage.sql import INSERT_EVENT_QMARK, PROBE_CAPS, event_row, range_probe
 from eventbus_server.storage.sqlite.reading import plan_events
 from eventbus_server.storage.sqlite.schema import migrate
 from tests import postgres
@@ -81,7 +81,7 @@ def sqlite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Con
     migrate(conn, str(path))
     conn.execute("BEGIN")
     conn.executemany(
-        f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        INSERT_EVENT_QMARK,
         [event_row(e) for e in _events()],
     )
     conn.execute("COMMIT")

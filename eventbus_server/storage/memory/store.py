@@ -4,8 +4,10 @@ most `max_bytes` of them as JSON (10,000 events of 1 MB would be 10 GB of memory
 Event ids keep counting when old events fall out of the ring, so a cursor
 taken before a restart-free overflow still means the same thing. Idempotency
 keys live apart from the ring: a key stays known for the dedup window even
-after its event was overwritten. `find_keys` forgets keys older than its
-`since_ts`, because the bus's dedup window only ever moves forward.
+after its event was overwritten. The window counts from when a key was
+received (not the event's timestamp, which a client may set), so the keys sit
+in receipt order and `find_keys` forgets those received before its `since_ts`:
+the bus's dedup window only ever moves forward.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from itertools import islice
 from operator import attrgetter
 
 from eventbus_core.codec import dumps
-from eventbus_core.event import Event
+from eventbus_core.event import Event, now_ms
 from eventbus_server.storage.base import EventQuery, NewEvent, Storage, StoredKey, TopicStats
 from eventbus_server.storage.memory.consumers import MemoryConsumerStore
 from eventbus_server.storage.memory.rules import MemoryRuleStore
@@ -54,7 +56,7 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
         # topic -> [count, last_event_id, last_timestamp] of the events in the ring
         self._topics: dict[str, list[int]] = {}
         # Insertion order is roughly timestamp order, so expiry pops from the front.
-        self._keys: dict[str, StoredKey] = {}
+        self._keys: dict[str, tuple[StoredKey, int]] = {}  # key: (its event, received at)
 
     async def open(self) -> None:
         pass
@@ -93,8 +95,8 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
         found = {}
         for key in keys:
             hit = self._keys.get(key)
-            if hit is not None and hit.timestamp >= since_ts:
-                found[key] = hit
+            if hit is not None and hit[1] >= since_ts:
+                found[key] = hit[0]
         return found
 
     async def query(self, query: EventQuery) -> list[Event]:
@@ -187,7 +189,7 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
         # The bus only stores a key it did not find in the window, so any old entry
         # has expired: move the key to the newest end.
         self._keys.pop(key, None)
-        self._keys[key] = hit
+        self._keys[key] = (hit, now_ms())
         while len(self._keys) > self.max_keys:
             del self._keys[next(iter(self._keys))]
 
@@ -195,7 +197,7 @@ class MemoryStorage(MemoryRuleStore, MemoryConsumerStore, MemoryScheduleStore, S
         keys = self._keys
         while keys:
             oldest = next(iter(keys))
-            if keys[oldest].timestamp >= since_ts:
+            if keys[oldest][1] >= since_ts:
                 return
             del keys[oldest]
 

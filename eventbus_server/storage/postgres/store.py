@@ -37,7 +37,7 @@ import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from eventbus_core.errors import StorageUnavailable
-from eventbus_core.event import NEW_EVENT_FIELDS, Event
+from eventbus_core.event import Event
 from eventbus_server.storage.base import (
     SCHEDULE_PAGE_BYTES,
     EventQuery,
@@ -68,7 +68,9 @@ from eventbus_server.storage.postgres.rules import RULES_CHANGED, node_key, rule
 from eventbus_server.storage.postgres.schema import migrate, quote_ident, rowcount, schema_for_bus
 from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
-    NEW_EVENT_COLUMNS,
+    INSERT_COLUMNS,
+    INSERT_FIELDS,
+    KEY_RECEIVED_AT,
     PROBE_CAPS,
     Select,
     event_from_row,
@@ -90,16 +92,15 @@ log = logging.getLogger("eventbus.storage")
 #: behind at 10 (an extra round trip). See bench/RESULTS.md.
 COPY_MIN_EVENTS = 64
 
-_INSERT_COLUMNS = NEW_EVENT_FIELDS
 # One round trip: insert, notify with the last id, answer the first id.
-# The unnest types follow NEW_EVENT_FIELDS (sql.py checks that order).
+# The unnest types follow INSERT_FIELDS (sql.py checks that order).
 _INSERT = f"""
     WITH ins AS (
-        INSERT INTO event_log ({NEW_EVENT_COLUMNS})
+        INSERT INTO event_log ({INSERT_COLUMNS})
         SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[], $4::jsonb[], $5::text[],
-                             $6::text[], $7::text[], $8::text[])
+                             $6::text[], $7::text[], $8::text[], $9::bigint[])
         RETURNING event_id
-    ), notice AS (SELECT pg_notify($9, MAX(event_id)::text) FROM ins)
+    ), notice AS (SELECT pg_notify($10, MAX(event_id)::text) FROM ins)
     SELECT MIN(event_id) FROM ins, notice
 """
 _NOTIFY_LAST = (
@@ -108,7 +109,7 @@ _NOTIFY_LAST = (
 )
 _FIND_KEYS = (
     "SELECT DISTINCT ON (idempotency_key) idempotency_key, event_id, timestamp FROM event_log"
-    " WHERE idempotency_key = ANY($1::text[]) AND timestamp >= $2"
+    f" WHERE idempotency_key = ANY($1::text[]) AND {KEY_RECEIVED_AT} >= $2"
     " ORDER BY idempotency_key, event_id"
 )
 _LIST_TOPICS = (
@@ -260,7 +261,7 @@ class PostgresStorage(Storage):
                     raise KeysTaken({key: StoredKey(event_id, ts) for key, event_id, ts in taken})
             if len(rows) >= COPY_MIN_EVENTS:
                 await conn.copy_records_to_table(
-                    "event_log", records=rows, columns=_INSERT_COLUMNS, schema_name=self.schema
+                    "event_log", records=rows, columns=INSERT_FIELDS, schema_name=self.schema
                 )
                 last_id = await conn.fetchval(_NOTIFY_LAST, self.channel)
                 first_id = last_id - len(rows) + 1

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventbus_core.errors import AlreadyExists, Overloaded
-from eventbus_core.event import NEW_EVENT_FIELDS, NewEvent
+from eventbus_core.event import NewEvent
 from eventbus_server.storage.base import ScheduledEvent, StoredSchedule, row_bytes
 from eventbus_server.storage.sql import (
-    NEW_EVENT_COLUMNS,
+    INSERT_EVENT_QMARK,
     SCHEDULE_COLUMNS,
     SCHEDULED_COLUMNS,
     event_row,
@@ -42,9 +42,6 @@ __all__ = [
     "set_schedule_enabled",
 ]
 
-_INSERT_EVENT = (
-    f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
-)
 _INSERT_SCHEDULED = (
     f"INSERT INTO scheduled_events ({SCHEDULED_COLUMNS}) VALUES ({', '.join('?' * 11)})"
 )
@@ -240,6 +237,6 @@ def append_due(
             return 0, []
         # The log gets them in the order they fell due.
         events = [event for _, _, event in sorted(due, key=lambda item: (item[0], item[1]))]
-        conn.executemany(_INSERT_EVENT, [event_row(e) for e in events])
+        conn.executemany(INSERT_EVENT_QMARK, [event_row(e) for e in events])
         last_id: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     return last_id - len(events) + 1, events

@@ -154,6 +154,8 @@ MIGRATIONS: tuple[tuple[str, ...] | None, ...] = (
     # SQLite (issue 14). Any comparison on the column implies NOT NULL, so every
     # filter on it can still use its index.
     PARTIAL_INDEXES,
+    # 5: when a keyed event was received: the dedup window counts from it (sql.INSERT_FIELDS).
+    ("ALTER TABLE event_log ADD COLUMN received_at INTEGER",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,7 +30,7 @@ import aiosqlite
 
 from eventbus_core.codec import dumps
 from eventbus_core.errors import StorageUnavailable
-from eventbus_core.event import NEW_EVENT_FIELDS, Event
+from eventbus_core.event import Event
 from eventbus_server.storage.base import (
     SCHEDULE_PAGE_BYTES,
     EventQuery,
@@ -55,7 +55,8 @@ from eventbus_server.storage.consumers import (
 )
 from eventbus_server.storage.refusals import refusal
 from eventbus_server.storage.sql import (
-    NEW_EVENT_COLUMNS,
+    INSERT_EVENT_QMARK,
+    KEY_RECEIVED_AT,
     event_row,
 )
 from eventbus_server.storage.sqlite import consumers
@@ -74,12 +75,9 @@ T = TypeVar("T")
 #: Batches up to this size commit on the event loop thread (durability normal).
 INLINE_MAX_EVENTS = 32
 
-_INSERT = (
-    f"INSERT INTO event_log ({NEW_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(NEW_EVENT_FIELDS))})"
-)
 _FIND_KEYS = (
     "SELECT idempotency_key, MIN(event_id), timestamp FROM event_log"
-    " WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND timestamp >= ?"
+    f" WHERE idempotency_key IN (SELECT value FROM json_each(?)) AND {KEY_RECEIVED_AT} >= ?"
     " GROUP BY idempotency_key"
 )
 # Count through the topic index alone; read only each topic's last row.
@@ -651,7 +649,7 @@ def _insert(conn: sqlite3.Connection, events: Sequence[NewEvent]) -> int:
         return _insert_one(conn, event_row(events[0]))
     rows = [event_row(e) for e in events]
     with write_transaction(conn):
-        conn.executemany(_INSERT, rows)
+        conn.executemany(INSERT_EVENT_QMARK, rows)
         last_id: int = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     # AUTOINCREMENT under the write lock hands out consecutive ids.
     return last_id - len(rows) + 1
@@ -665,7 +663,7 @@ def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
     statements of their own; its id is the cursor's `lastrowid`. ~10 % less CPU
     per commit than the batch path, measured (see the commits that made it).
     """
-    event_id = conn.execute(_INSERT, row).lastrowid
+    event_id = conn.execute(INSERT_EVENT_QMARK, row).lastrowid
     assert event_id is not None  # an INSERT's
     return event_id
 
