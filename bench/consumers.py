@@ -35,6 +35,7 @@ if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import format_table, record_results, run
+from bench.ab_emit import cpu_ns
 from bench.emit import bus_process
 from eventbus_client import connect
 
@@ -60,8 +61,17 @@ async def timed(workers: int, work: Callable[[], Awaitable[int]], total: int) ->
 
 
 async def eventbus_rate(workers: int, batch: int, *, ack_each: bool) -> float:
+    rate, _cpu_us = await eventbus_figures(workers, batch, ack_each=ack_each)
+    return rate
+
+
+async def eventbus_figures(
+    workers: int, batch: int, *, ack_each: bool, tree: str | None = None
+) -> tuple[float, float]:
+    """Events acked per second, and the server's CPU µs per event meanwhile (every
+    thread's). `tree`: the source tree the server runs from (bench.ab_consumers)."""
     total = events_for(batch)
-    async with bus_process("sqlite", "normal") as (url, _pid):
+    async with bus_process("sqlite", "normal", tree=tree) as (url, pid):
         async with await connect(url) as bus:
             await bus.create_consumer(
                 "bench", topic="jobs", start="all", max_ack_pending=10_000, ack_wait_ms=60_000
@@ -91,7 +101,9 @@ async def eventbus_rate(workers: int, batch: int, *, ack_each: bool) -> float:
                     acked += len(messages)
             return acked
 
-        return await timed(workers, work, total)
+        before = cpu_ns(pid)
+        rate = await timed(workers, work, total)
+        return rate, (cpu_ns(pid) - before) / 1000 / total
 
 
 async def jetstream_rate(workers: int, batch: int) -> float:

@@ -49,6 +49,7 @@ __all__ = [
     "fetch_leases",
     "list_consumers",
     "load_consumer",
+    "page_size",
     "put_consumer",
     "redrive",
     "settle_leased",
@@ -131,7 +132,7 @@ def fetch_leases(
                 )
         room -= len(result.leased)
         cursor = consumer.cursor
-        rows = page_rows(scan, room, exact=decided_in_sql(scan.query, "qmark"), full_page=READ_PAGE)
+        rows = page_size(scan, room)
         for _ in range(scan.max_pages if room > 0 and budget > 0 else 0):
             page_query = dataclasses.replace(
                 scan.query, since=cursor, limit=rows, order="asc", max_bytes=READ_PAGE_BYTES
@@ -159,6 +160,11 @@ def fetch_leases(
             (name,),
         ).fetchone()
     return result
+
+
+def page_size(scan: Scan, room: int) -> int:
+    """How many events a fetch with `room` left reads per page of the log (page_rows)."""
+    return page_rows(scan, room, exact=decided_in_sql(scan.query, "qmark"), full_page=READ_PAGE)
 
 
 def settle_leased(

@@ -260,7 +260,7 @@ class SqliteStorage(Storage):
             return []
         if not self._inline_ok(len(events)):
             return None
-        first_id = self._inline(_insert, events)
+        first_id = self._inline(_insert, events, storing=events)
         if self._checkpoints is not None:
             self._checkpoints.committed(len(events))
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
@@ -280,14 +280,21 @@ class SqliteStorage(Storage):
         )
 
     def _inline(
-        self, fn: Callable[[sqlite3.Connection, Sequence[NewEvent]], T], events: Sequence[NewEvent]
+        self, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()
     ) -> T:
         assert self._writer is not None
         self._check_file()
         try:
-            return fn(self._writer._conn, events)
+            return fn(self._writer._conn, *args)
         except (sqlite3.Error, OverflowError) as exc:
-            raise self._translate(exc, events) from exc
+            raise self._translate(exc, storing) from exc
+
+    async def _small_write(self, rows: int, fn: Callable[..., T], *args: Any) -> T:
+        """A write of about `rows` rows: on the loop when that is cheaper than the hop to
+        the writer's thread and back (`_inline_ok`), else there."""
+        if self._inline_ok(rows):
+            return self._inline(fn, *args)
+        return await self._write(fn, *args)
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
         if not keys:
@@ -337,7 +344,11 @@ class SqliteStorage(Storage):
     async def fetch_leases(
         self, name: str, now_ms: int, limit: int, scan: Scan
     ) -> FetchResult | None:
-        return await self._write(consumers.fetch_leases, name, now_ms, limit, scan)
+        # A fetch that reads only what it leases (consumers.page_rows) is a small write;
+        # one that must read whole pages of the log to find matches goes to the thread.
+        return await self._small_write(
+            consumers.page_size(scan, limit), consumers.fetch_leases, name, now_ms, limit, scan
+        )
 
     async def settle(
         self,
@@ -349,8 +360,15 @@ class SqliteStorage(Storage):
         delay_ms: int | None = None,
         reason: str | None = None,
     ) -> tuple[int, list[Delivery]] | None:
-        return await self._write(
-            consumers.settle_leased, name, event_ids, action, now_ms, delay_ms, reason
+        return await self._small_write(
+            len(event_ids),
+            consumers.settle_leased,
+            name,
+            event_ids,
+            action,
+            now_ms,
+            delay_ms,
+            reason,
         )
 
     async def dead_letters(self, name: str, after_id: int, limit: int) -> list[Delivery]:
