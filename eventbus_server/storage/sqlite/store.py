@@ -279,9 +279,7 @@ class SqliteStorage(Storage):
             and not self._write_lock.locked()
         )
 
-    def _inline(
-        self, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()
-    ) -> T:
+    def _inline(self, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()) -> T:
         assert self._writer is not None
         self._check_file()
         try:
