@@ -6,29 +6,25 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
+from eventbus_client.calls import wire_event, without_none
 from eventbus_client.connection import RpcConnection, open_connection
-from eventbus_client.consumer import ConsumerMessage, consume, messages_from_wire
+from eventbus_client.consumer_calls import ConsumerCalls
+from eventbus_client.schedule_calls import ScheduleCalls, scheduled_result
 from eventbus_client.subscription import FiringSubscription, Subscription
 from eventbus_core.envelope import EmitParams, EventEnvelope
 from eventbus_core.errors import ConnectionLost, EventBusError
 from eventbus_core.results import (
     BusInfo,
-    ConsumerInfo,
-    DeadLetter,
     EmitResult,
     FiringInfo,
     RegisterResult,
     RuleInfo,
     RuleTestResult,
-    ScheduleCreated,
-    ScheduledCursorInfo,
-    ScheduledPage,
     ScheduledResult,
-    ScheduleInfo,
     TopicInfo,
 )
 
@@ -60,23 +56,7 @@ class ReplayResult:
     done: bool
 
 
-def _scheduled_result(result: Mapping[str, Any]) -> ScheduledResult:
-    return ScheduledResult(
-        result["schedule_id"], result["deliver_at"], result.get("duplicate", False)
-    )
-
-
-def _without_none(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _wire_event(event: Mapping[str, Any] | EmitParams) -> dict[str, Any]:
-    if isinstance(event, EmitParams):
-        return event.model_dump(exclude_none=True, exclude={"event_id"})
-    return dict(event)
-
-
-class EventBusClient:
+class EventBusClient(ConsumerCalls, ScheduleCalls):
     """A connection to one bus. Methods raise the same errors the bus raised."""
 
     def __init__(
@@ -277,7 +257,7 @@ class EventBusClient:
             return EmitResult(
                 result["event_id"], result["timestamp"], result.get("duplicate", False)
             )
-        params = _without_none(
+        params = without_none(
             topic=topic,
             source_trn=source_trn,
             target_trn=target_trn,
@@ -291,7 +271,7 @@ class EventBusClient:
         params["payload"] = payload
         result = await self.call("emit_event", params)
         if "schedule_id" in result:
-            return _scheduled_result(result)
+            return scheduled_result(result)
         return EmitResult(result["event_id"], result["timestamp"], result.get("duplicate", False))
 
     async def emit_many(self, events: Iterable[Mapping[str, Any] | EmitParams]) -> list[int]:
@@ -299,39 +279,11 @@ class EventBusClient:
         conn = self._conn
         if conn is not None and not conn.is_closed:
             # The line is encoded before the call first awaits: plain dicts need no copy.
-            wire = [e if type(e) is dict else _wire_event(e) for e in events]
+            wire = [e if type(e) is dict else wire_event(e) for e in events]
             result = await conn.call("emit_events", {"events": wire})
         else:
-            result = await self.call("emit_events", {"events": list(map(_wire_event, events))})
+            result = await self.call("emit_events", {"events": list(map(wire_event, events))})
         return list(result["event_ids"])
-
-    async def schedule_many(
-        self, events: Iterable[Mapping[str, Any] | EmitParams]
-    ) -> list[ScheduledResult]:
-        """Store several delayed events in one transaction (all or nothing); each needs
-        `deliver_at` or `delay_ms`. Each is appended to the log when it falls due."""
-        wire = [
-            e.model_dump(exclude_none=True, exclude={"event_id"})
-            if isinstance(e, EmitParams)
-            else dict(e)
-            for e in events
-        ]
-        result = await self.call("emit_events", {"events": wire})
-        return [_scheduled_result(item) for item in result.get("scheduled", [])]
-
-    async def cancel_scheduled(self, schedule_id: str) -> None:
-        """Drop a delayed event before it is due; NotFound once it is appended (or cancelled)."""
-        await self.call("cancel_scheduled", {"schedule_id": schedule_id})
-
-    async def list_scheduled(
-        self, *, limit: int = 100, after: ScheduledCursorInfo | None = None
-    ) -> ScheduledPage:
-        """Pending delayed events, due first; pass `after=page["next"]` for the next page."""
-        params: dict[str, Any] = {"limit": limit}
-        if after is not None:
-            params["after"] = dict(after)
-        page: ScheduledPage = await self.call("list_scheduled", params)
-        return page
 
     async def poll(
         self,
@@ -357,7 +309,7 @@ class EventBusClient:
             from_ts, to_ts: inclusive epoch-millisecond bounds.
             order: "asc" (oldest first) or "desc" (newest first).
         """
-        params = _without_none(
+        params = without_none(
             topic=topic,
             since=since,
             limit=limit,
@@ -491,7 +443,7 @@ class EventBusClient:
         rule_id: str | None = None,
     ) -> RuleTestResult:
         """Dry-run a rule (given, or stored under `rule_id`) against `event`: `{matched, failures, action}`."""
-        params = _without_none(rule=dict(rule) if rule is not None else None, rule_id=rule_id)
+        params = without_none(rule=dict(rule) if rule is not None else None, rule_id=rule_id)
         result: RuleTestResult = await self.call("test_rule", {**params, "event": dict(event)})
         return result
 
@@ -505,9 +457,7 @@ class EventBusClient:
         order: str = "asc",
     ) -> list[FiringInfo]:
         """Recorded firings; `status="failed"` lists the dead letters."""
-        params = _without_none(
-            rule_id=rule_id, status=status, since=since, limit=limit, order=order
-        )
+        params = without_none(rule_id=rule_id, status=status, since=since, limit=limit, order=order)
         firings: list[FiringInfo] = (await self.call("list_firings", params))["firings"]
         return firings
 
@@ -528,7 +478,7 @@ class EventBusClient:
 
         At most 10,000 a call: call again while it returns 10,000.
         """
-        params = _without_none(
+        params = without_none(
             firing_ids=list(firing_ids) if firing_ids is not None else None,
             rule_id=rule_id,
             status=status,
@@ -545,184 +495,6 @@ class EventBusClient:
         )
         await self._resubscribe(conn, sub)
         return sub
-
-    # -- durable consumers (DESIGN §10) ----------------------------------------
-
-    async def create_consumer(
-        self,
-        name: str,
-        *,
-        topic: str = ">",
-        source_trn: str | None = None,
-        target_trn: str | None = None,
-        pattern: Mapping[str, Any] | None = None,
-        start: str | Mapping[str, int] = "new",
-        ack_wait_ms: int | None = None,
-        max_deliver: int | None = None,
-        backoff_ms: Sequence[int] | None = None,
-        max_ack_pending: int | None = None,
-        replace: bool = False,
-    ) -> bool:
-        """Create a durable consumer (or change one, with `replace`); True when it is new.
-
-        Args:
-            name: 1-128 characters of letters, digits, '.', '_', '-'.
-            topic, source_trn, target_trn: which events, as for `subscribe`.
-            pattern: an EventBridge pattern the events must match too.
-            start: "new" (from now on), "all" (every stored event), {"after_id": n}
-                or {"from_ts": ms}.
-            ack_wait_ms: how long a lease lasts (default 30 s).
-            max_deliver: deliveries before an event becomes a dead letter (default 5).
-            backoff_ms: the wait before delivery n+1 after a lease ran out or a
-                plain nack: backoff_ms[n-1], the last one repeating.
-            max_ack_pending: events leased at once across all workers (default 1000).
-        """
-        params = _without_none(
-            name=name,
-            topic=topic,
-            source_trn=source_trn,
-            target_trn=target_trn,
-            pattern=dict(pattern) if pattern is not None else None,
-            start=start if isinstance(start, str) else dict(start),
-            ack_wait_ms=ack_wait_ms,
-            max_deliver=max_deliver,
-            backoff_ms=list(backoff_ms) if backoff_ms is not None else None,
-            max_ack_pending=max_ack_pending,
-        )
-        if replace:
-            params["replace"] = True
-        return bool((await self.call("create_consumer", params))["created"])
-
-    async def list_consumers(self) -> list[ConsumerInfo]:
-        consumers: list[ConsumerInfo] = (await self.call("list_consumers"))["consumers"]
-        return consumers
-
-    async def get_consumer(self, name: str) -> ConsumerInfo:
-        info: ConsumerInfo = await self.call("get_consumer", {"name": name})
-        return info
-
-    async def delete_consumer(self, name: str) -> None:
-        await self.call("delete_consumer", {"name": name})
-
-    async def fetch(
-        self, consumer: str, *, max: int = 10, wait_ms: int = 0
-    ) -> list[ConsumerMessage]:
-        """Lease up to `max` messages (≤ 1000), waiting up to `wait_ms` (≤ 60000) for one."""
-        result = await self.call("fetch", {"consumer": consumer, "max": max, "wait_ms": wait_ms})
-        return messages_from_wire(consumer, result, self._settle)
-
-    async def consume(
-        self, consumer: str, *, batch: int = 10, wait_ms: int = 30_000
-    ) -> AsyncIterator[ConsumerMessage]:
-        """Every message of `consumer` this worker leases, `batch` at a time, for as long
-        as the caller iterates; ack, nack, extend or term each (see ConsumerMessage)."""
-        async for message in consume(lambda: self.fetch(consumer, max=batch, wait_ms=wait_ms)):
-            yield message
-
-    async def ack(self, consumer: str, event_ids: Sequence[int]) -> int:
-        """Done with these leased events; how many were leased (and are now acked)."""
-        return await self._settle("ack", consumer, event_ids)
-
-    async def nack(
-        self, consumer: str, event_ids: Sequence[int], *, delay_ms: int | None = None
-    ) -> int:
-        return await self._settle("nack", consumer, event_ids, **_without_none(delay_ms=delay_ms))
-
-    async def extend(self, consumer: str, event_ids: Sequence[int]) -> int:
-        return await self._settle("extend", consumer, event_ids)
-
-    async def term(
-        self, consumer: str, event_ids: Sequence[int], *, reason: str | None = None
-    ) -> int:
-        return await self._settle("term", consumer, event_ids, **_without_none(reason=reason))
-
-    async def _settle(
-        self, method: str, consumer: str, event_ids: Sequence[int], **params: Any
-    ) -> int:
-        return int(
-            (
-                await self.call(
-                    method, {"consumer": consumer, "event_ids": list(event_ids), **params}
-                )
-            )["count"]
-        )
-
-    async def list_dead_letters(
-        self, consumer: str, *, after_id: int = 0, limit: int = 100
-    ) -> list[DeadLetter]:
-        dead: list[DeadLetter] = (
-            await self.call(
-                "list_dead_letters", {"consumer": consumer, "after_id": after_id, "limit": limit}
-            )
-        )["dead"]
-        return dead
-
-    async def redrive(self, consumer: str, event_ids: Sequence[int] | None = None) -> int:
-        """Dead letters (these, or up to 10,000 of them) back to the consumer; how many."""
-        params = _without_none(
-            consumer=consumer, event_ids=list(event_ids) if event_ids is not None else None
-        )
-        return int((await self.call("redrive", params))["redriven"])
-
-    # -- schedules -------------------------------------------------------------
-
-    async def create_schedule(
-        self,
-        schedule_id: str,
-        event: Mapping[str, Any],
-        *,
-        cron: str | None = None,
-        every_ms: int | None = None,
-        timezone: str | None = None,
-        enabled: bool = True,
-        replace: bool = False,
-    ) -> ScheduleCreated:
-        """Create a recurring schedule (DESIGN §11): `{id, created, next_tick}`.
-
-        Args:
-            schedule_id: 1-128 characters of letters, digits, '.', '_', '-'.
-            event: what each tick appends: topic, payload, metadata, source_trn,
-                target_trn, correlation_id (the tick adds `metadata.schedule`).
-            cron: a 5-field cron expression (or @hourly, @daily, …) in `timezone`.
-            every_ms: or a fixed interval (≥ 1000), ticking at its multiples since the epoch.
-            timezone: an IANA name for `cron` (default UTC).
-            enabled: create it switched off with False.
-            replace: replace a schedule with the same id instead of AlreadyExists.
-        """
-        params = _without_none(
-            id=schedule_id, event=dict(event), cron=cron, every_ms=every_ms, timezone=timezone
-        )
-        result: ScheduleCreated = await self.call(
-            "create_schedule", {**params, "enabled": enabled, "replace": replace}
-        )
-        return result
-
-    async def list_schedules(self, *, limit: int | None = None) -> list[ScheduleInfo]:
-        """Schedules in id order: every one (as many calls as the bus's pages take), or
-        the first `limit` (1-1000, one call; a screen asks for a page, never them all)."""
-        if limit is not None:
-            return list((await self.call("list_schedules", {"limit": limit}))["schedules"])
-        schedules: list[ScheduleInfo] = []
-        after: str | None = None
-        while True:
-            page = await self.call("list_schedules", _without_none(after_id=after))
-            schedules += page["schedules"]
-            after = page["next_after_id"]
-            if after is None:
-                return schedules
-
-    async def get_schedule(self, schedule_id: str) -> ScheduleInfo:
-        schedule: ScheduleInfo = await self.call("get_schedule", {"id": schedule_id})
-        return schedule
-
-    async def delete_schedule(self, schedule_id: str) -> None:
-        await self.call("delete_schedule", {"id": schedule_id})
-
-    async def set_schedule_enabled(self, schedule_id: str, enabled: bool) -> ScheduleInfo:
-        schedule: ScheduleInfo = await self.call(
-            "set_schedule_enabled", {"id": schedule_id, "enabled": enabled}
-        )
-        return schedule
 
     # -- replay --------------------------------------------------------------
 
@@ -760,7 +532,7 @@ class EventBusClient:
             limit: at most this many events this call (≤ 10 000); a call may stop
                 sooner (after about two seconds of work).
         """
-        params = _without_none(
+        params = without_none(
             since_ts=since_ts,
             until_ts=until_ts,
             topic=topic,
