@@ -21,7 +21,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from eventbus_core import __version__
@@ -41,9 +40,10 @@ from eventbus_core.params import CreateScheduleParams
 from eventbus_core.results import BusInfo, EmitResult, ScheduleCreated, ScheduledResult, TopicInfo
 from eventbus_core.rules import RetryPolicy
 from eventbus_core.topics import RESERVED_PREFIX, is_reserved_topic
-from eventbus_core.trn import compile_trn_pattern
 from eventbus_server import tracing
-from eventbus_server.consumers import Consumers, Message, Start
+from eventbus_server.allow_list import AllowList
+from eventbus_server.consumer_verbs import ConsumerVerbs
+from eventbus_server.consumers import Consumers
 from eventbus_server.fanout import (
     FanOut,
     FiringSubscription,
@@ -54,6 +54,7 @@ from eventbus_server.fanout import (
 from eventbus_server.feed import CommitFeed
 from eventbus_server.histogram import Histogram
 from eventbus_server.replay import ReplayRequest, ReplayResult, replay
+from eventbus_server.retention import prune_forever
 from eventbus_server.rules.actions import ActionRunner
 from eventbus_server.rules.engine import RuleEngine
 from eventbus_server.rules.explain import test_rule
@@ -72,7 +73,6 @@ from eventbus_server.storage.base import (
     StoredRule,
     StoredSchedule,
 )
-from eventbus_server.storage.consumers import ConsumerConfig, Settle
 from eventbus_server.topic_table import TopicTable
 from eventbus_server.writer import Committed, GroupCommitWriter, Outcome
 
@@ -98,8 +98,6 @@ REJECTION_REASONS = (
     "unauthorized",
     "too_large",
 )
-#: Allowed sources remembered, so that a repeated one skips the allow-list's patterns.
-MAX_SOURCES_SEEN = 4096
 #: How long /readyz waits for storage to answer.
 READY_TIMEOUT_S = 2.0
 
@@ -144,7 +142,7 @@ class Client(Subscriber, Protocol):
     async def finish(self) -> None: ...
 
 
-class Bus:
+class Bus(ConsumerVerbs):
     """A bus as its config describes it; `start()` before use, `stop()` after."""
 
     def __init__(
@@ -203,13 +201,7 @@ class Bus:
         self._followers: list[asyncio.Task[None]] = []  # feed and watch, for shared storage
         self._connections: set[Client] = set()
         self._retention: asyncio.Task[None] | None = None
-        self._allowed = (
-            [compile_trn_pattern(p) for p in config.allowed_sources]
-            if config.allowed_sources is not None
-            else None
-        )
-        #: Sources the allow-list let through lately (bounded by MAX_SOURCES_SEEN).
-        self._sources_seen: set[str | None] = set()
+        self._allowed = AllowList(config.allowed_sources, bus_id=config.id)
         self._started_at = time.monotonic()
 
     @property
@@ -301,7 +293,10 @@ class Bus:
             # the writer runs already, for firings a crash left pending that emit.
             await self._rules.start(self._topics.last_event_id)
         if self.config.retention is not None:
-            self._retention = asyncio.get_running_loop().create_task(self._retention_loop())
+            self._retention = asyncio.get_running_loop().create_task(
+                prune_forever(self.config.retention, self.storage, self._topics, bus_id=self.id),
+                name=f"retention:{self.id}",
+            )
         # Last: what fell due while the bus was down is appended now, and reaches the rules.
         self._scheduler.start()
 
@@ -425,10 +420,11 @@ class Bus:
         their `Committed` or the error. One call per request instead of a chain of futures.
         `at_once`: a lone request, which an idle writer may commit (and answer) before this
         returns (writer.py)."""
-        allowed = self._allowed is not None and not trusted
+        check_sources = not (trusted or self._allowed.everyone)
+        seen = self._allowed.seen
         for index, row in enumerate(rows):
             if row.topic.startswith(RESERVED_PREFIX) or (
-                allowed and row.source_trn not in self._sources_seen
+                check_sources and row.source_trn not in seen
             ):
                 self._admit(row.topic, row.source_trn, trusted, index if batch else None)
         if tracing.enabled():
@@ -530,23 +526,11 @@ class Bus:
         return await self._scheduler.pending(after=after, limit=limit, max_bytes=max_bytes)
 
     def _check_source(self, source_trn: str | None, where: str) -> None:
-        if self._allowed is None:
-            return
-        allowed = ", ".join(self.config.allowed_sources or ())
-        if source_trn is None:
+        try:
+            self._allowed.check(source_trn, where)
+        except SourceNotAllowed:
             self._rejected["source_not_allowed"] += 1
-            raise SourceNotAllowed(
-                f"{where}source_trn is required on bus {self.id!r} (allowed: {allowed})"
-            )
-        if not any(match(source_trn) for match in self._allowed):
-            self._rejected["source_not_allowed"] += 1
-            raise SourceNotAllowed(
-                f"{where}source_trn {source_trn!r} is not allowed on bus {self.id!r} (allowed: {allowed})"
-            )
-        # An emitter repeats its source: the next event with it skips the patterns.
-        if len(self._sources_seen) >= MAX_SOURCES_SEEN:
-            self._sources_seen.clear()
-        self._sources_seen.add(source_trn)
+            raise
 
     def _deliver(self, events: list[Event]) -> None:
         """Committed events, in id order, from this node or another (see feed.py)."""
@@ -683,66 +667,6 @@ class Bus:
         """Dead-letter redrive: run the selected final firings again; how many run."""
         return await self._engine().redrive(selection)
 
-    # -- durable consumers (consumers.py) -------------------------------------
-
-    async def create_consumer(
-        self, name: str, config: ConsumerConfig, start: Start, *, replace: bool
-    ) -> bool:
-        """A named durable consumer; True when it is new (DESIGN §10)."""
-        return await self._consumers.create(name, config, start, replace=replace)
-
-    async def list_consumers(self) -> list[dict[str, Any]]:
-        return await self._consumers.list_all()
-
-    async def get_consumer(self, name: str) -> dict[str, Any]:
-        return await self._consumers.get(name)
-
-    async def delete_consumer(self, name: str) -> None:
-        await self._consumers.delete(name)
-
-    async def fetch(
-        self,
-        consumer: str,
-        *,
-        max_messages: int,
-        wait_ms: int,
-        max_bytes: int,
-        hold: Callable[[], AbstractAsyncContextManager[None]],
-        abandoned: asyncio.Event | None = None,
-    ) -> list[Message]:
-        """Lease up to `max_messages` events of the consumer, waiting up to `wait_ms` for one
-        (not once `abandoned` is set: the caller went away)."""
-        return await self._consumers.fetch(
-            consumer,
-            max_messages=max_messages,
-            wait_ms=wait_ms,
-            max_bytes=max_bytes,
-            hold=hold,
-            abandoned=abandoned,
-        )
-
-    async def settle(
-        self,
-        consumer: str,
-        event_ids: Sequence[int],
-        action: Settle,
-        *,
-        delay_ms: int | None = None,
-        reason: str | None = None,
-    ) -> int:
-        """ack / nack / extend / term leased events; how many changed."""
-        return await self._consumers.settle(
-            consumer, event_ids, action, delay_ms=delay_ms, reason=reason
-        )
-
-    async def dead_letters(
-        self, consumer: str, *, after_id: int, limit: int
-    ) -> list[dict[str, Any]]:
-        return await self._consumers.dead_letters(consumer, after_id=after_id, limit=limit)
-
-    async def redrive(self, consumer: str, event_ids: Sequence[int] | None) -> int:
-        return await self._consumers.redrive(consumer, event_ids)
-
     # -- schedules -----------------------------------------------------------
 
     async def create_schedule(self, params: CreateScheduleParams) -> ScheduleCreated:
@@ -837,23 +761,6 @@ class Bus:
         except EventBusError as exc:
             return f"storage unavailable: {exc}"
         return None
-
-    async def _retention_loop(self) -> None:
-        retention = self.config.retention
-        assert retention is not None
-        interval_s = min(60.0, max(1.0, (retention.max_age or 600.0) / 10))
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                min_ts = now_ms() - int(retention.max_age * 1000) if retention.max_age else None
-                pruned = await self.storage.prune(
-                    max_events=retention.max_events, min_timestamp=min_ts
-                )
-                if pruned:
-                    self._topics.load(await self.storage.list_topics(), keep_last_id=True)
-                    log.info("bus=%s retention pruned=%d", self.id, pruned)
-            except EventBusError as exc:
-                log.warning("bus=%s retention skipped: %s", self.id, exc)
 
 
 def _resolve(future: asyncio.Future[list[EmitResult]], outcome: Outcome) -> None:
