@@ -42,6 +42,7 @@ from eventbus_server.storage.sqlite.reading import collect
 from eventbus_server.storage.sqlite.schema import write_transaction
 
 __all__ = [
+    "cheap_to_fetch",
     "count_after",
     "dead_letters",
     "delete_consumer",
@@ -59,6 +60,14 @@ _CONSUMER_COLUMNS = (
     "name, config, cursor, created_at, updated_at, acked, redelivered, last_delivered_id"
 )
 _DELIVERY_COLUMNS = "event_id, state, deliveries, due_at, reason"
+#: When the consumer's next lease runs out or waiting event falls due: one seek per live
+#: state on (consumer, state, due_at), where `state != 'dead'` walked all its rows.
+_NEXT_DUE = (
+    "SELECT MIN(due) FROM ("
+    "SELECT MIN(due_at) AS due FROM consumer_deliveries WHERE consumer = ? AND state = 'leased'"
+    " UNION ALL "
+    "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = ? AND state = 'waiting')"
+)
 
 
 def put_consumer(
@@ -155,16 +164,32 @@ def fetch_leases(
             "UPDATE consumers SET cursor = ?, last_delivered_id = MAX(last_delivered_id, ?) WHERE name = ?",
             (cursor, last, name),
         )
-        (result.next_due_ms,) = conn.execute(
-            "SELECT MIN(due_at) FROM consumer_deliveries WHERE consumer = ? AND state != 'dead'",
-            (name,),
-        ).fetchone()
+        (result.next_due_ms,) = conn.execute(_NEXT_DUE, (name, name)).fetchone()
     return result
 
 
 def page_size(scan: Scan, room: int) -> int:
     """How many events a fetch with `room` left reads per page of the log (page_rows)."""
     return page_rows(scan, room, exact=decided_in_sql(scan.query, "qmark"), full_page=READ_PAGE)
+
+
+#: A fetch is cheap (`cheap_to_fetch`) with at most this many leases run out, which it
+#: turns into their next state, and this many waiting events due, which it sorts by id.
+CHEAP_EXPIRED = 32
+CHEAP_DUE = 1000
+
+
+def cheap_to_fetch(conn: sqlite3.Connection, name: str, now_ms: int) -> bool:
+    """Whether a fetch now has little to do besides what it leases: few leases ran out,
+    few waiting events are due (each an index range, read no further than its bound)."""
+    (expired, due) = conn.execute(
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM consumer_deliveries"
+        " WHERE consumer = ? AND state = 'leased' AND due_at <= ? LIMIT ?)),"
+        " (SELECT COUNT(*) FROM (SELECT 1 FROM consumer_deliveries"
+        " WHERE consumer = ? AND state = 'waiting' AND due_at <= ? LIMIT ?))",
+        (name, now_ms, CHEAP_EXPIRED + 1, name, now_ms, CHEAP_DUE + 1),
+    ).fetchone()
+    return int(expired) <= CHEAP_EXPIRED and int(due) <= CHEAP_DUE
 
 
 def settle_leased(

@@ -342,11 +342,16 @@ class SqliteStorage(Storage):
     async def fetch_leases(
         self, name: str, now_ms: int, limit: int, scan: Scan
     ) -> FetchResult | None:
-        # A fetch that reads only what it leases (consumers.page_rows) is a small write;
-        # one that must read whole pages of the log to find matches goes to the thread.
-        return await self._small_write(
-            consumers.page_size(scan, limit), consumers.fetch_leases, name, now_ms, limit, scan
-        )
+        # A small write when it reads only what it leases (consumers.page_rows) and has
+        # little else to do (consumers.cheap_to_fetch): the same transaction turns every
+        # lease that ran out into its next state, up to max_ack_pending (10,000) of them,
+        # ~60 ms of SQLite that must not hold the loop. Nothing runs between the look and
+        # the fetch, so what it saw holds.
+        if self._inline_ok(consumers.page_size(scan, limit)) and self._inline(
+            consumers.cheap_to_fetch, name, now_ms
+        ):
+            return self._inline(consumers.fetch_leases, name, now_ms, limit, scan)
+        return await self._write(consumers.fetch_leases, name, now_ms, limit, scan)
 
     async def settle(
         self,
