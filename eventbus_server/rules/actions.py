@@ -6,8 +6,8 @@ cause's correlation id (or `"evt-<id>"`), and a child of its `traceparent`
 (DESIGN §13: same trace, a new span id; with spans on, the span of the
 firing or the tool call). Their idempotency key is the
 firing's, so a firing re-run after a crash does not emit twice within the
-dedup window. An emit that meets a storage outage waits it out (outages.py)
-instead of failing the firing or calling its tool again.
+dedup window. An emit on this bus that meets a storage outage waits it out
+(outages.py) instead of failing the firing or calling its tool again.
 """
 
 from __future__ import annotations
@@ -87,8 +87,13 @@ class ActionRunner:
         return result
 
     async def _emit(self, bus: str | None, params: EmitParams, firing_id: int) -> int:
-        """Emit, waiting out a storage outage: the tool is not called again for it, and the
-        idempotency key makes a retry of an emit that did commit return the same event."""
+        """Emit. On this bus, wait out a storage outage: the firing cannot be recorded
+        meanwhile either, the tool is not called again for it, and the idempotency key makes
+        a retry of an emit that did commit return the same event. On a sibling bus, its
+        outage is an error like a tool's, retried within the rule's attempts: one bus whose
+        database is down must not hold every firing of this one (at most 1,000 wait)."""
+        if bus is not None and bus != self.bus_id:
+            return await self.emit(bus, params)
         return await through_outages(
             lambda: self.emit(bus, params),
             doing=f"bus={self.bus_id} firing={firing_id} emits to {params.topic!r}",

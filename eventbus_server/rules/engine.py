@@ -41,7 +41,7 @@ from tenacity import (
     wait_random,
 )
 
-from eventbus_core.errors import EventBusError, InvalidParams, Overloaded
+from eventbus_core.errors import EventBusError, InvalidParams, Overloaded, StorageUnavailable
 from eventbus_core.event import Event, now_ms
 from eventbus_core.rules import RetryPolicy
 from eventbus_server import tracing
@@ -70,8 +70,9 @@ CURSOR_SAVE_INTERVAL_S = 1.0
 MATCH_SLICE_S = 0.005
 #: How often an engine on shared storage looks for firings a dead node left unfinished.
 ADOPT_INTERVAL_S = 2.0
-#: Errors worth another attempt: the tool's, and a bus that is briefly full.
-RETRYABLE = (ToolError, Overloaded)
+#: Errors worth another attempt: the tool's, a bus that is briefly full, and a sibling bus's
+#: storage outage (this bus's own is waited out, not retried: rules/outages.py).
+RETRYABLE = (ToolError, Overloaded, StorageUnavailable)
 
 
 @dataclass(slots=True)

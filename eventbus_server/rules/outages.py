@@ -1,8 +1,8 @@
 """Waiting out a storage outage, for the steps of a firing that must reach storage.
 
-A firing whose emit (an `EmitEvent`, or a tool's result to `result_topic`) or
-whose final record meets `-32008` has not failed: the database restarted, or a
-disk filled and was freed. Retrying such a step spends none of the rule's
+A firing whose emit on its own bus (an `EmitEvent`, or a tool's result to
+`result_topic`) or whose final record meets `-32008` has not failed: the
+database restarted, or a disk filled and was freed. Retrying such a step spends none of the rule's
 attempts, so a firing does not become a dead letter for the bus's own outage.
 It waits, doubling from 0.1 s to 5 s, for as long as the outage lasts; if the
 bus stops first, the firing stays `pending` and runs again at the next start

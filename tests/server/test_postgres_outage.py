@@ -168,3 +168,63 @@ async def test_a_firing_caught_by_an_outage_waits_for_it_and_ends_ok_on_its_firs
         assert [(f["status"], f["attempts"]) for f in firings] == [("ok", 1)]
         assert [e.payload for e in (await bus.poll("done")).events] == ["one"]
         assert CALLS == ["one"]  # the tool answered once; only its result waited
+
+
+async def test_a_sibling_bus_outage_fails_only_the_firings_that_emit_there(
+    tmp_path: Path, cluster: TempCluster
+) -> None:
+    """A rule on `local` (SQLite) emits on `remote`, whose PostgreSQL is down: those firings
+    are retried within their attempts and end failed (a dead letter, redriven once it is
+    back); they do not wait, so the other rules of `local` go on meanwhile."""
+    local = {
+        "id": "local",
+        "persist": True,
+        "storage_path": str(tmp_path / "local.db"),
+        "enable_rules": True,
+        "retry": {"attempts": 2, "backoff_ms": 10},
+    }
+    remote = {
+        "id": "remote",
+        "persist": True,
+        "storage_url": cluster.url,
+        "accept_from_buses": ["local"],
+    }
+    async with (
+        start_buses(tmp_path, local, remote) as app,
+        await connect(app.url("local")) as bus,
+    ):
+        await bus.register_rule(
+            {
+                "id": "to-remote",
+                "topic": "order",
+                "action": {"type": "EmitEvent", "bus": "remote", "topic": "order.copy"},
+            }
+        )
+        await bus.register_rule(
+            {"id": "here", "topic": "order", "action": {"type": "EmitEvent", "topic": "seen"}}
+        )
+        await cluster.stop()
+        await bus.emit("order", 1)
+
+        async def statuses() -> dict[str, str]:
+            return {f["rule_id"]: f["status"] for f in await bus.list_firings()}
+
+        async with asyncio.timeout(20):
+            while await statuses() != {"to-remote": "failed", "here": "ok"}:
+                await asyncio.sleep(0.1)
+        [failed] = await bus.list_firings(status="failed")
+        assert failed["attempts"] == 2 and "unavailable" in str(failed["error"])
+
+        await cluster.start()
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    if await bus.retry_firings(rule_id="to-remote") == 1:
+                        break
+                except StorageUnavailable:
+                    pass
+                await asyncio.sleep(0.2)
+            while (await statuses())["to-remote"] != "ok":
+                await asyncio.sleep(0.1)
+        async with await connect(app.url("remote")) as other:
+            assert [e.topic for e in (await other.poll("order.copy")).events] == ["order.copy"]
