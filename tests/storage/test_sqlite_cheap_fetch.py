@@ -1,7 +1,9 @@
-"""On SQLite (durability normal) a small fetch commits on the event loop only when it has
-little else to do: few leases ran out (each becomes waiting or dead in the same
-transaction) and few waiting events are due (sorted by id). Past either bound it goes to
-the writer's thread, so 10,000 leases running out at once never hold the loop."""
+"""On SQLite (durability normal) a small fetch commits on the event loop only when its read
+of the log stops at what it leases (an exact topic or every topic, nothing else to match)
+and it has little else to do: few leases ran out (each becomes waiting or dead in the same
+transaction) and few waiting events are due (sorted by id). Otherwise it goes to the
+writer's thread, so neither 10,000 leases running out at once nor a prefix filter over a
+million events that do not match holds the loop."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ from pathlib import Path
 from eventbus_core.event import NewEvent, now_ms
 from eventbus_server.storage import EventQuery, SqliteStorage
 from eventbus_server.storage.consumers import ConsumerConfig, Scan
-from eventbus_server.storage.sqlite.consumers import CHEAP_DUE, CHEAP_EXPIRED, cheap_to_fetch
+from eventbus_server.storage.sqlite.consumers import (
+    CHEAP_DUE,
+    CHEAP_EXPIRED,
+    cheap_to_fetch,
+    reads_only_what_it_leases,
+)
 
 SCAN = Scan(EventQuery(topic="jobs"), None, 10_000_000)
 
@@ -69,3 +76,18 @@ async def test_a_fetch_with_many_waiting_events_due_is_not_cheap(tmp_path: Path)
         assert not _cheap(tmp_path / "bus.db")
     finally:
         await store.close()
+
+
+def test_only_filters_read_in_id_order_without_skipping_run_on_the_loop() -> None:
+    def scan(**query: str) -> Scan:
+        return Scan(EventQuery(**query), None, 10_000_000)  # type: ignore[arg-type]
+
+    assert reads_only_what_it_leases(scan(topic="jobs.resize"))  # the topic index, in id order
+    assert reads_only_what_it_leases(scan(topic=">"))  # every event read is leased
+    # Each of these may walk past any number of events that do not match.
+    assert not reads_only_what_it_leases(scan(topic="orders.>"))
+    assert not reads_only_what_it_leases(scan(topic="orders.*.paid"))
+    assert not reads_only_what_it_leases(scan(topic="jobs", source_trn="trn:user:alice:tool:x"))
+    assert not reads_only_what_it_leases(scan(topic=">", target_trn="trn:org:acme:"))
+    with_pattern = Scan(EventQuery(topic="jobs"), lambda event: True, 10_000_000)
+    assert not reads_only_what_it_leases(with_pattern)

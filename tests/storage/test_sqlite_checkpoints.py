@@ -47,3 +47,40 @@ async def test_commits_do_not_checkpoint_and_the_wal_stays_bounded(tmp_path: Pat
     assert largest < 32 * 2**20, largest
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM event_log").fetchone() == (COMMITS,)
+
+
+async def test_consumer_fetches_and_acks_on_the_loop_count_toward_checkpoints(
+    tmp_path: Path,
+) -> None:
+    """A worker draining a backlog one event at a time, with no emits meanwhile: its fetches
+    and acks commit on the loop (durability normal), and each counts toward the next
+    checkpoint, so the WAL rewinds instead of growing until the bus restarts."""
+    from eventbus_core.event import now_ms
+    from eventbus_server.storage import EventQuery
+    from eventbus_server.storage.consumers import ConsumerConfig, Scan
+
+    path = tmp_path / "bus.db"
+    storage = SqliteStorage(path, checkpoint_pages=EVERY_PAGES)
+    await storage.open()
+    wal = Path(f"{path}-wal")
+    scan = Scan(EventQuery(topic="load.one"), None, 10_000_000)
+    largest = 0
+    try:
+        await storage.append([_event(n) for n in range(COMMITS // 2)])
+        await storage.put_consumer("workers", ConsumerConfig(), 0, now_ms())
+        checkpoints = storage._checkpoints
+        assert checkpoints is not None
+        before = dict(checkpoints.runs)
+        for _ in range(COMMITS // 2):
+            fetched = await storage.fetch_leases("workers", now_ms(), 1, scan)
+            assert fetched is not None and len(fetched.leased) == 1
+            [(event, _)] = fetched.leased
+            assert await storage.settle("workers", [event.event_id], "ack", now_ms()) == (1, [])
+            await asyncio.sleep(0)
+            largest = max(largest, wal.stat().st_size)
+        assert checkpoints.runs["background"] > before["background"]
+        assert checkpoints.runs["writer"] > before["writer"]
+    finally:
+        await storage.close()
+    # 3,000 commits of ~7 pages never copied back would be ~86 MB of WAL.
+    assert largest < 32 * 2**20, largest

@@ -52,6 +52,7 @@ __all__ = [
     "load_consumer",
     "page_size",
     "put_consumer",
+    "reads_only_what_it_leases",
     "redrive",
     "settle_leased",
 ]
@@ -171,6 +172,21 @@ def fetch_leases(
 def page_size(scan: Scan, room: int) -> int:
     """How many events a fetch with `room` left reads per page of the log (page_rows)."""
     return page_rows(scan, room, exact=decided_in_sql(scan.query, "qmark"), full_page=READ_PAGE)
+
+
+def reads_only_what_it_leases(scan: Scan) -> bool:
+    """Whether a fetch's read of the log stops at what it leases, whatever the log holds:
+    no pattern to run on each event, no TRN filter, and one exact topic (its index yields
+    that topic's events in id order) or every topic (each event read is leased). A prefix
+    or wildcard topic, or a TRN filter, may walk past any number of events that do not
+    match (a consumer on `orders.>` over a tail of a million others: 57-76 ms a fetch)."""
+    query = scan.query
+    return (
+        scan.accept is None
+        and query.source_trn is None
+        and query.target_trn is None
+        and (query.topic == ">" or not ("*" in query.topic or ">" in query.topic))
+    )
 
 
 #: A fetch is cheap (`cheap_to_fetch`) with at most this many leases run out, which it

@@ -260,9 +260,7 @@ class SqliteStorage(Storage):
             return []
         if not self._inline_ok(len(events)):
             return None
-        first_id = self._inline(_insert, events, storing=events)
-        if self._checkpoints is not None:
-            self._checkpoints.committed(len(events))
+        first_id = self._commit_inline(_insert, events, rows=len(events), storing=events)
         return [new.stored(first_id + offset) for offset, new in enumerate(events)]
 
     def _inline_ok(self, size: int) -> bool:
@@ -279,7 +277,18 @@ class SqliteStorage(Storage):
             and not self._write_lock.locked()
         )
 
+    def _commit_inline(
+        self, fn: Callable[..., T], *args: Any, rows: int = 0, storing: Sequence[NewEvent] = ()
+    ) -> T:
+        """A write on the writer's connection, here on the loop; counted toward the next
+        checkpoint as `_write` counts its own (the writer never checkpoints by itself)."""
+        result = self._inline(fn, *args, storing=storing)
+        if self._checkpoints is not None:
+            self._checkpoints.committed(rows)
+        return result
+
     def _inline(self, fn: Callable[..., T], *args: Any, storing: Sequence[NewEvent] = ()) -> T:
+        """`fn` on the writer's connection, here on the loop (a read, or see `_commit_inline`)."""
         assert self._writer is not None
         self._check_file()
         try:
@@ -291,7 +300,7 @@ class SqliteStorage(Storage):
         """A write of about `rows` rows: on the loop when that is cheaper than the hop to
         the writer's thread and back (`_inline_ok`), else there."""
         if self._inline_ok(rows):
-            return self._inline(fn, *args)
+            return self._commit_inline(fn, *args)
         return await self._write(fn, *args)
 
     async def find_keys(self, keys: Sequence[str], since_ts: int) -> dict[str, StoredKey]:
@@ -342,15 +351,17 @@ class SqliteStorage(Storage):
     async def fetch_leases(
         self, name: str, now_ms: int, limit: int, scan: Scan
     ) -> FetchResult | None:
-        # A small write when it reads only what it leases (consumers.page_rows) and has
-        # little else to do (consumers.cheap_to_fetch): the same transaction turns every
-        # lease that ran out into its next state, up to max_ack_pending (10,000) of them,
-        # ~60 ms of SQLite that must not hold the loop. Nothing runs between the look and
-        # the fetch, so what it saw holds.
-        if self._inline_ok(consumers.page_size(scan, limit)) and self._inline(
-            consumers.cheap_to_fetch, name, now_ms
+        # A small write when its read of the log stops at what it leases however long the
+        # log (consumers.reads_only_what_it_leases) and it has little else to do
+        # (consumers.cheap_to_fetch): the same transaction turns every lease that ran out
+        # into its next state, up to max_ack_pending (10,000) of them, ~60 ms of SQLite that
+        # must not hold the loop. Nothing runs between the look and the fetch.
+        if (
+            consumers.reads_only_what_it_leases(scan)
+            and self._inline_ok(limit)
+            and self._inline(consumers.cheap_to_fetch, name, now_ms)
         ):
-            return self._inline(consumers.fetch_leases, name, now_ms, limit, scan)
+            return self._commit_inline(consumers.fetch_leases, name, now_ms, limit, scan)
         return await self._write(consumers.fetch_leases, name, now_ms, limit, scan)
 
     async def settle(
