@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,7 +180,12 @@ class RuleEngine:
                     self.bus_id,
                     firing.firing_id,
                 )
-                await self._resume(firing)
+                try:
+                    await self._resume(firing)
+                except EventBusError as exc:  # reading its event failed: the next round retries
+                    log.warning(
+                        "bus=%s cannot adopt firing=%d yet: %s", self.bus_id, firing.firing_id, exc
+                    )
 
     async def stop(self, *, grace_s: float = 5.0) -> None:
         """Stop matching; let running firings finish for `grace_s`; the rest stay pending."""
@@ -416,7 +421,9 @@ class RuleEngine:
                 if rule is None
                 else f"event {firing.event_id} is no longer stored"
             )
-            await self._finish(firing)
+            # Recorded in the background, as a firing is: a storage outage meanwhile is
+            # waited out there, not by the caller (a start, the adopt loop, retry_firings).
+            self._spawn(self._finish(firing))
             return
         log.info(
             "bus=%s %s firing=%d rule=%s event=%d",
@@ -431,7 +438,12 @@ class RuleEngine:
     # -- firing --------------------------------------------------------------
 
     def _schedule(self, job: _Job) -> None:
-        task = asyncio.get_running_loop().create_task(self._fire(job))
+        self._spawn(self._fire(job))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` (a firing, or recording one) as one of the engine's jobs: counted
+        against MAX_WAITING_FIRINGS, awaited by wait_idle, given grace at stop."""
+        task = asyncio.get_running_loop().create_task(work)
         self._jobs.add(task)
         task.add_done_callback(self._job_done)
         if len(self._jobs) >= MAX_WAITING_FIRINGS:
