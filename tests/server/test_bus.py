@@ -10,14 +10,12 @@ naming which event), `wait_idle` and the `bus_info` stats.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from eventbus_core.config import parse_config
 from eventbus_core.envelope import EmitParams
 from eventbus_core.errors import (
     NotFound,
@@ -28,25 +26,8 @@ from eventbus_core.errors import (
 )
 from eventbus_server.bus import Bus
 from eventbus_server.storage.base import EventQuery, FiringQuery, FiringSelection
+from tests.in_process import running_bus
 from tests.subscriber import RecordingSubscriber
-
-
-@contextlib.asynccontextmanager
-async def running_bus(tmp_path: Path, **fields: Any) -> AsyncIterator[Bus]:
-    config = parse_config(
-        [{"id": "b", "listen": "127.0.0.1:0", **fields}], base_dir=tmp_path
-    ).buses[0]
-    bus = Bus(config)
-    await bus.start()
-    try:
-        yield bus
-    finally:
-        await bus.stop()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def storage_fields(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return {} if request.param == "memory" else {"persist": True, "storage_path": "b.db"}
 
 
 def emit(topic: str, payload: Any = None, **fields: Any) -> EmitParams:

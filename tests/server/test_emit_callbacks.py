@@ -10,39 +10,18 @@ range only where the ids really are consecutive.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from eventbus_core.config import parse_config
 from eventbus_core.errors import ReservedTopic
 from eventbus_core.event import NewEvent
-from eventbus_server.bus import Bus
 from eventbus_server.writer import Committed, Outcome
+from tests.in_process import running_bus
 
 T0 = 1_764_300_000_000
-
-
-@contextlib.asynccontextmanager
-async def running_bus(tmp_path: Path, **fields: Any) -> AsyncIterator[Bus]:
-    config = parse_config(
-        [{"id": "b", "listen": "127.0.0.1:0", **fields}], base_dir=tmp_path
-    ).buses[0]
-    bus = Bus(config)
-    await bus.start()
-    try:
-        yield bus
-    finally:
-        await bus.stop()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def storage_fields(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return {} if request.param == "memory" else {"persist": True, "storage_path": "b.db"}
 
 
 def rows(count: int, key: str | None = None) -> list[NewEvent]:
