@@ -4,9 +4,10 @@ talks to a real server on loopback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,19 @@ async def until(pilot: Pilot[Any], check: Callable[[], bool], timeout_s: float =
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "the dashboard never got there"
         await pilot.pause(0.05)
+
+
+@contextlib.asynccontextmanager
+async def dashboard(
+    url: str, *, tab: str | None = None
+) -> AsyncIterator[tuple[DashboardApp, Pilot[Any]]]:
+    """The dashboard on bus `main` at `url`, once connected (and on `tab`, a key, if given)."""
+    app = DashboardApp([BusView("main", url)])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.bus.state == "connected")
+        if tab is not None:
+            await pilot.press(tab)
+        yield app, pilot
 
 
 def rows(app: DashboardApp, table_id: str, column: int = 0) -> list[str]:

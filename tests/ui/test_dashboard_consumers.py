@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventbus_cli.ui.app import DashboardApp
 from eventbus_cli.ui.consumers import ADD_HINT, ConsumerTable
-from eventbus_cli.ui.model import BusView
 from eventbus_client import EventBusClient, connect
 from eventbus_core.results import ConsumerInfo
 from tests.conftest import start_buses
 
-from .test_dashboard import SIZE, until
+from .test_dashboard import dashboard, until
 
 #: The table's stat columns, as ConsumerInfo names them.
 STATS = ("pending", "ack_pending", "waiting", "redelivered", "dead", "acked")
@@ -54,10 +52,7 @@ async def test_the_consumers_tab_shows_each_consumer_with_the_bus_stats_and_r_re
         await connect(server.url("main")) as bus,
     ):
         await consumers_in_several_states(bus)
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("4")
+        async with dashboard(server.url("main"), tab="4") as (app, pilot):
             table = app.query_one("#consumer-table", ConsumerTable)
             await until(pilot, lambda: table.row_count == 4)
             assert table.column(0) == ["busy", "flaky", "idle", "poison"]  # by name
@@ -111,10 +106,7 @@ async def test_a_bus_without_consumers_says_how_to_add_one_and_a_new_one_appears
         start_buses(tmp_path, {"id": "main"}) as server,
         await connect(server.url("main")) as bus,
     ):
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("4")
+        async with dashboard(server.url("main"), tab="4") as (app, pilot):
             table = app.query_one("#consumer-table", ConsumerTable)
             await until(pilot, lambda: table.empty_text == ADD_HINT)
             assert table.row_count == 0

@@ -26,7 +26,7 @@ from eventbus_server.app import EventBusApp
 from tests.conftest import start_buses
 from tests.rules import python_tools
 
-from .test_dashboard import SIZE, until
+from .test_dashboard import SIZE, dashboard, until
 
 PICKY = {
     "match": "trn:user:test:python:picky:*",
@@ -88,9 +88,7 @@ async def test_firings_keyed_by_id_under_a_rule_that_fails_and_retries(
         # Some firings happened before the dashboard started: it lists them, and subscribes.
         await bus.emit_many([{"topic": "jobs.a", "payload": {"n": n}} for n in range(30)])
         await server.wait_idle()
-        app = DashboardApp([BusView("main", picky_app.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
+        async with dashboard(picky_app.url("main")) as (app, pilot):
             await bus.emit_many([{"topic": "jobs.b", "payload": {"n": n}} for n in range(30, 60)])
             await server.wait_idle()
             # Dead letters run again: they fail again under the same firing ids, then some pass.
@@ -237,9 +235,7 @@ async def test_r_on_a_failed_firing_retries_it_under_the_same_id(picky_app: Even
     python_tools.STATE["refuse"] = {2}
     async with await connect(picky_app.url("main")) as bus:
         await bus.register_rule(RULE)
-        app = DashboardApp([BusView("main", picky_app.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
+        async with dashboard(picky_app.url("main")) as (app, pilot):
             await bus.emit_many([{"topic": "jobs.a", "payload": {"n": n}} for n in range(4)])
             await pilot.press("2")
             table = app.query_one("#firing-table", FiringTable)

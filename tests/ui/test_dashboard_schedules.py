@@ -13,14 +13,13 @@ import pytest
 from eventbus_cli.output import format_ts
 from eventbus_cli.ui import schedules
 from eventbus_cli.ui.app import DashboardApp
-from eventbus_cli.ui.model import BusView
 from eventbus_cli.ui.schedules import ADD_HINT, MISSING, NO_DELAYED, DelayedTable, ScheduleTable
 from eventbus_client import connect
 from eventbus_core.errors import StorageUnavailable
 from eventbus_server import rpc
 from tests.conftest import start_buses
 
-from .test_dashboard import SIZE, until
+from .test_dashboard import dashboard, until
 
 
 def notified(app: DashboardApp, text: str) -> bool:
@@ -45,10 +44,7 @@ async def test_the_schedules_tab_shows_the_schedules_their_ticks_and_the_delayed
         await bus.emit("campaign.start", {"n": 2}, delay_ms=86_400_000)
         assert soon is not None
 
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("5")
+        async with dashboard(server.url("main"), tab="5") as (app, pilot):
             table = app.query_one("#schedule-table", ScheduleTable)
             delayed = app.query_one("#delayed-table", DelayedTable)
             assert app.focused is table  # 5 gave it the keys
@@ -110,10 +106,7 @@ async def test_a_bus_without_schedules_says_how_to_add_them_and_a_new_one_appear
         start_buses(tmp_path, {"id": "main"}) as server,
         await connect(server.url("main")) as bus,
     ):
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("5")
+        async with dashboard(server.url("main"), tab="5") as (app, pilot):
             table = app.query_one("#schedule-table", ScheduleTable)
             delayed = app.query_one("#delayed-table", DelayedTable)
             await until(pilot, lambda: table.empty_text == ADD_HINT)
@@ -139,10 +132,7 @@ async def test_a_bus_that_does_not_know_schedules_says_so_in_the_tab(
         start_buses(tmp_path, {"id": "main"}) as server,
         await connect(server.url("main")) as bus,
     ):
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("5")
+        async with dashboard(server.url("main"), tab="5") as (app, pilot):
             table = app.query_one("#schedule-table", ScheduleTable)
             await until(pilot, lambda: table.empty_text == MISSING)
             assert MISSING in table.render_line(1).text and table.row_count == 0
@@ -168,10 +158,7 @@ async def test_a_refused_read_stays_in_the_tab_and_is_asked_again(
         await connect(server.url("main")) as bus,
     ):
         await bus.create_schedule("hourly", {"topic": "jobs.hourly"}, cron="@hourly")
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("5")
+        async with dashboard(server.url("main"), tab="5") as (app, pilot):
             table = app.query_one("#schedule-table", ScheduleTable)
             said = "could not read the schedules: storage unavailable: the disk went away"
             await until(pilot, lambda: table.empty_text == said)
@@ -197,10 +184,7 @@ async def test_the_tab_reads_a_page_of_each_and_says_when_there_are_more(
         await bus.schedule_many(
             [{"topic": f"later.{n}", "delay_ms": 600_000 + n * 1000} for n in range(7)]
         )
-        app = DashboardApp([BusView("main", server.url("main"))])
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.bus.state == "connected")
-            await pilot.press("5")
+        async with dashboard(server.url("main"), tab="5") as (app, pilot):
             table = app.query_one("#schedule-table", ScheduleTable)
             delayed = app.query_one("#delayed-table", DelayedTable)
             await until(pilot, lambda: table.row_count == 5 and delayed.row_count == 5)
