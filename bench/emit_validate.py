@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from eventbus_core.emit_rows import new_events
+from eventbus_core.emit_rows import new_events, row_of
 from eventbus_core.event import NewEvent, now_ms
 from eventbus_core.params import EmitEventsParams
 from eventbus_core.topics import TOPIC_RE
@@ -55,20 +55,7 @@ def _params(count: int) -> dict[str, Any]:
 
 def _pydantic(params: dict[str, Any]) -> list[NewEvent]:
     now = now_ms()
-    return [_row(e, now) for e in EmitEventsParams.model_validate(params).events]
-
-
-def _row(e: Any, now: int) -> NewEvent:
-    return NewEvent(
-        e.topic,
-        e.payload,
-        e.timestamp if e.timestamp is not None else now,
-        e.metadata,
-        e.source_trn,
-        e.target_trn,
-        e.correlation_id,
-        e.idempotency_key,
-    )
+    return [row_of(e, now) for e in EmitEventsParams.model_validate(params).events]
 
 
 def _msgspec_candidate() -> Callable[[dict[str, Any]], list[NewEvent]] | None:
@@ -120,7 +107,7 @@ def _msgspec_candidate() -> Callable[[dict[str, Any]], list[NewEvent]] | None:
                     if trn_ok(trn) is None:
                         raise ValueError("trn")
                     trns.add(trn)
-            rows.append(_row(e, now))
+            rows.append(row_of(e, now))
         return rows
 
     return convert
@@ -169,7 +156,7 @@ def main() -> None:
     candidates: dict[str, Callable[[], object]] = {
         "pydantic": lambda: _pydantic(params),
         "pydantic-json": lambda: [
-            _row(e, 0) for e in EmitEventsParams.model_validate_json(raw).events
+            row_of(e, 0) for e in EmitEventsParams.model_validate_json(raw).events
         ],
         "hand-written": lambda: new_events(params, now_ms()),
     }
