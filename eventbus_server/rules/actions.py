@@ -96,7 +96,7 @@ class ActionRunner:
             return await self.emit(bus, params)
         return await through_outages(
             lambda: self.emit(bus, params),
-            doing=f"bus={self.bus_id} firing={firing_id} emits to {params.topic!r}",
+            doing=lambda: f"bus={self.bus_id} firing={firing_id} emits to {params.topic!r}",
         )
 
     def _derived(

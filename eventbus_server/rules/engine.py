@@ -571,7 +571,7 @@ class RuleEngine:
                 await self.storage.finish_firing(firing)
 
         await through_outages(
-            record, doing=f"bus={self.bus_id} firing={firing.firing_id} will be recorded"
+            record, doing=lambda: f"bus={self.bus_id} firing={firing.firing_id} will be recorded"
         )
         self.stats[firing.status] = self.stats.get(firing.status, 0) + 1
         self._count(firing)
